@@ -1,0 +1,76 @@
+"""The `vitfeat` command. Thin: each subcommand module parses and calls library functions."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from vitfeat import __version__
+
+# Each module exposes `register(subparsers)`; the order here is the order in `--help`.
+SUBCOMMAND_MODULES = [
+    "vitfeat.cli.synth",
+    "vitfeat.cli.manifest",
+    "vitfeat.cli.extract",
+    "vitfeat.cli.fit",
+    "vitfeat.cli.predict",
+    "vitfeat.cli.explain",
+    "vitfeat.cli.train",
+    "vitfeat.cli.seg",
+    "vitfeat.cli.demo",
+]
+
+DESCRIPTION = """\
+vitfeat turns paired clinical + Wood's-lamp photographs of vitiligo lesions into feature tables,
+compares classifiers under patient-grouped cross-validation, and explains the result.
+
+Typical workflow:
+  vitfeat synth data/synth --n 200            # paired data with known ground truth
+  vitfeat manifest check data/synth/manifest.csv
+  vitfeat extract data/synth/manifest.csv -o artifacts/features.parquet
+  vitfeat fit artifacts/features.parquet -o artifacts/run
+  vitfeat explain artifacts/run
+  vitfeat predict artifacts/run new_cases.csv -o predictions.csv
+
+Run `vitfeat COMMAND --help` for each command's options.
+"""
+
+
+class CLIError(Exception):
+    """An error whose message is shown to the user as is (exit status 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vitfeat", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"vitfeat {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as exc:
+        print(f"vitfeat {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is kept and a re-run resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
