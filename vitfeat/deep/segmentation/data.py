@@ -1,0 +1,213 @@
+"""From a manifest to training tensors: patient-grouped splits, mask classes, joint augmentation.
+
+Masks are binary (lesion where grey >= 128, as everywhere in vitfeat) or multi-class: the distinct
+grey values found in the training masks, sorted, become classes 0..K-1 (0 = the darkest value =
+background), and the mapping is saved with the model so that predictions speak the same language.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from vitfeat.dataset import ImageReadError, load_manifest, read_image, read_mask
+
+SPLITS = ("train", "val", "test")
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
+
+
+@dataclass(frozen=True)
+class SegItem:
+    case_id: str
+    patient_id: str
+    image: Path
+    mask: Path
+
+
+def items_from_manifest(manifest_path, modality: str = "clinical", *,
+                        allow_outside_root: bool = False) -> tuple[list[SegItem], list[dict]]:
+    """Cases that have both a ``modality`` image and its mask; the others are listed as skipped."""
+    if modality not in ("clinical", "wood"):
+        raise ValueError(f"modality must be 'clinical' or 'wood', not '{modality}'")
+    manifest = load_manifest(manifest_path, require_targets=False, allow_outside_root=allow_outside_root)
+    items, skipped = [], []
+    for case in manifest.cases():
+        image, mask = case.image(modality), case.mask(modality)
+        if image is None or mask is None:
+            skipped.append({"case_id": case.case_id, "reason": f"no {modality} image or {modality}_mask"})
+            continue
+        items.append(SegItem(case.case_id, case.patient_id, image, mask))
+    if not items:
+        raise ValueError(f"{manifest_path}: no case has both a '{modality}' image and a '{modality}_mask'")
+    return items, skipped
+
+
+def grouped_split(items: list[SegItem], fractions=(0.7, 0.15, 0.15), seed: int = 0) -> pd.DataFrame:
+    """Assign whole patients to train/val/test so that no patient's photos straddle two parts.
+
+    Patients are shuffled with ``seed`` and filled into the parts in order until each part holds
+    its fraction of the *cases*; every part gets at least one patient when there are three.
+    """
+    frame = pd.DataFrame({"case_id": [i.case_id for i in items], "patient_id": [i.patient_id for i in items]})
+    patients = frame["patient_id"].drop_duplicates().to_numpy()
+    rng = np.random.default_rng(seed)
+    rng.shuffle(patients)
+    sizes = frame.groupby("patient_id").size()
+    total = len(frame)
+    bounds = np.cumsum(np.asarray(fractions, dtype=float) / sum(fractions)) * total
+    assignment, in_part, filled, part = {}, [0, 0, 0], 0, 0
+    for k, pid in enumerate(patients):
+        unassigned = len(patients) - k
+        # move on once this part holds its share, or when the later parts would otherwise stay empty
+        while part < len(SPLITS) - 1 and in_part[part] > 0 and (
+                filled >= bounds[part] or unassigned <= len(SPLITS) - 1 - part):
+            part += 1
+        assignment[pid] = SPLITS[part]
+        in_part[part] += int(sizes[pid])
+        filled += int(sizes[pid])
+    frame["split"] = frame["patient_id"].map(assignment)
+    return frame
+
+
+def write_split(frame: pd.DataFrame, path) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame[["case_id", "patient_id", "split"]].to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def read_split(path, items: list[SegItem]) -> pd.DataFrame:
+    """Read a saved split and check it covers the items; a patient in two parts is an error."""
+    path = Path(path)
+    split = pd.read_csv(path, dtype=str)
+    missing = {"case_id", "split"} - set(split.columns)
+    if missing:
+        raise ValueError(f"{path}: split file lacks column(s) {sorted(missing)}")
+    bad = set(split["split"]) - set(SPLITS)
+    if bad:
+        raise ValueError(f"{path}: unknown split name(s) {sorted(bad)} (use train/val/test)")
+    known = dict(zip(split["case_id"], split["split"]))
+    absent = [i.case_id for i in items if i.case_id not in known]
+    if absent:
+        raise ValueError(f"{path}: {len(absent)} case(s) of the manifest are not in the split, e.g. {absent[:3]}")
+    frame = pd.DataFrame({"case_id": [i.case_id for i in items], "patient_id": [i.patient_id for i in items]})
+    frame["split"] = frame["case_id"].map(known)
+    leaking = frame.groupby("patient_id")["split"].nunique()
+    if (leaking > 1).any():
+        raise ValueError(f"{path}: patient(s) {list(leaking[leaking > 1].index[:3])} appear in several splits")
+    return frame
+
+
+def mask_values(paths) -> list[int]:
+    """The sorted distinct grey values over a set of masks (the classes of a multi-class task)."""
+    values: set[int] = set()
+    for p in paths:
+        values.update(np.unique(_read_grey(p)).tolist())
+    return sorted(values)
+
+
+def _read_grey(path) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("L"))
+    except OSError as exc:
+        raise ImageReadError(f"{path}: unreadable mask ({exc})") from None
+
+
+def read_class_mask(path, values: list[int] | None) -> np.ndarray:
+    """(H, W) uint8 class indices: 0/1 for binary (``values`` None), else the index of each grey value."""
+    if values is None:
+        return read_mask(path).astype(np.uint8)
+    grey = _read_grey(path)
+    lut = np.full(256, 255, dtype=np.uint8)
+    lut[np.asarray(values)] = np.arange(len(values), dtype=np.uint8)
+    classes = lut[grey]
+    if (classes == 255).any():
+        unknown = sorted(set(np.unique(grey[classes == 255]).tolist()))
+        raise ImageReadError(f"{path}: grey value(s) {unknown[:5]} not among the classes {values}")
+    return classes
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR)
+
+
+def normalize(images: torch.Tensor, mode: str) -> torch.Tensor:
+    """uint8-valued (B, 3, H, W) -> float input of the network."""
+    x = images.float()
+    if mode == "imagenet":
+        mean = torch.as_tensor(IMAGENET_MEAN, device=x.device)[:, None, None]
+        std = torch.as_tensor(IMAGENET_STD, device=x.device)[:, None, None]
+        return (x - mean) / std
+    if mode == "minmax255":
+        # UltraLight's split-wide z-score followed by a per-image min-max to [0, 255] reduces to the
+        # per-image min-max alone (an affine map does not change the per-image min-max result).
+        lo = x.amin(dim=(1, 2, 3), keepdim=True)
+        hi = x.amax(dim=(1, 2, 3), keepdim=True)
+        return (x - lo) / (hi - lo).clamp_min(1e-6) * 255.0
+    raise ValueError(f"unknown normalisation '{mode}'")
+
+
+def build_augmentation(rotate_degrees: float = 45.0):
+    """Geometric transforms move image and mask together; colour jitter touches the image only."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),
+        v2.RandomApply([v2.RandomRotation(rotate_degrees)], p=0.5),
+        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02),
+    ])
+
+
+class SegmentationDataset(Dataset):
+    """Images and class masks resized to ``imgsz`` squares and held in memory (uint8).
+
+    Unreadable cases are left out and listed in ``failures`` (case_id, path, error); the rest go on.
+    Items return ``(image uint8 (3, S, S), mask uint8 (S, S))``; normalisation happens on the batch.
+    """
+
+    def __init__(self, items: list[SegItem], imgsz: int, values: list[int] | None = None,
+                 augment: bool = False, progress: bool = False):
+        from tqdm.auto import tqdm
+
+        self.imgsz = imgsz
+        self.transform = build_augmentation() if augment else None
+        self.items, self.failures, images, masks = [], [], [], []
+        for item in tqdm(items, desc="loading images", disable=not progress, leave=False):
+            try:
+                image = read_image(item.image)
+                mask = read_class_mask(item.mask, values)
+                if image.shape[:2] != mask.shape:
+                    raise ImageReadError(f"{item.mask}: mask size {mask.shape[::-1]} differs from image "
+                                         f"size {image.shape[1::-1]}")
+            except ImageReadError as exc:
+                self.failures.append({"case_id": item.case_id, "path": str(item.image), "error": str(exc)})
+                continue
+            images.append(resize_image(image, imgsz).transpose(2, 0, 1))
+            masks.append(cv2.resize(mask, (imgsz, imgsz), interpolation=cv2.INTER_NEAREST))
+            self.items.append(item)
+        self.images = torch.from_numpy(np.stack(images)) if images else torch.empty(0, 3, imgsz, imgsz, dtype=torch.uint8)
+        self.masks = torch.from_numpy(np.stack(masks)) if masks else torch.empty(0, imgsz, imgsz, dtype=torch.uint8)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        image, mask = self.images[index], self.masks[index]
+        if self.transform is not None:
+            from torchvision import tv_tensors
+
+            image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
+            image, mask = image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+        return image, mask

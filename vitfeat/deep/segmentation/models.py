@@ -1,0 +1,124 @@
+"""Segmentation architectures by name: smp UNet / DeepLabV3 / DeepLabV3+ and UltraLight VM-UNet.
+
+Every model maps a (B, 3, H, W) float tensor to (B, num_classes, H, W) **logits** here; H and W
+must be multiples of 32. Each architecture also names the input normalisation it was designed for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+DEFAULT_ENCODER = "resnet34"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    build: Callable[..., nn.Module]
+    normalize: str  # "imagenet" (pretrained encoders) or "minmax255" (UltraLight's per-image rescale)
+    uses_encoder: bool
+    summary: str
+
+
+_ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register_architecture(name: str, normalize: str, uses_encoder: bool, summary: str):
+    def wrap(build):
+        _ARCHITECTURES[name] = Architecture(name, build, normalize, uses_encoder, summary)
+        return build
+    return wrap
+
+
+def available_architectures() -> list[str]:
+    return list(_ARCHITECTURES)
+
+
+def get_architecture(name: str) -> Architecture:
+    try:
+        return _ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(f"unknown architecture '{name}' (available: {', '.join(_ARCHITECTURES)})") from None
+
+
+def build_model(arch: str, num_classes: int = 1, encoder: str = DEFAULT_ENCODER,
+                encoder_weights: str | None = None) -> nn.Module:
+    """Build an architecture that returns logits.
+
+    ``encoder_weights`` (smp architectures only): ``None``/"none" (random), "hub" (smp's ImageNet
+    weights, downloaded once into the torch/HF cache), or the path of a local state_dict
+    (``.pt``/``.pth``/``.safetensors``) for the encoder.
+    """
+    spec = get_architecture(arch)
+    if spec.uses_encoder:
+        return spec.build(num_classes=num_classes, encoder=encoder, encoder_weights=encoder_weights)
+    if encoder_weights not in (None, "none"):
+        raise ValueError(f"{arch} has no pretrained encoder; encoder_weights must be none")
+    return spec.build(num_classes=num_classes)
+
+
+def _smp_model(cls_name: str, num_classes: int, encoder: str, encoder_weights: str | None) -> nn.Module:
+    import segmentation_models_pytorch as smp
+
+    hub = encoder_weights == "hub"
+    local = encoder_weights not in (None, "none", "hub")
+    try:
+        model = getattr(smp, cls_name)(encoder_name=encoder, encoder_weights="imagenet" if hub else None,
+                                       in_channels=3, classes=num_classes)
+    except KeyError as exc:
+        raise ValueError(f"unknown encoder '{encoder}' for {cls_name}: {exc}") from None
+    except OSError as exc:  # offline hub, missing cache
+        raise ValueError(f"cannot fetch ImageNet weights for encoder '{encoder}' ({exc}); "
+                         "pass a local weight file instead of 'hub'") from None
+    if local:
+        load_encoder_weights(model.encoder, encoder_weights)
+    return model
+
+
+def load_encoder_weights(encoder: nn.Module, path) -> None:
+    """Load a local state_dict into an smp encoder; a file that does not fit fails loudly."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: encoder weight file not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    # timm/torchvision classifier heads are not part of an smp encoder
+    state = {k: v for k, v in state.items() if not k.startswith(("fc.", "head.", "classifier."))}
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: does not fit the encoder (missing {len(missing)} keys, e.g. "
+                         f"{missing[:3]}; unexpected {len(unexpected)}, e.g. {unexpected[:3]})")
+
+
+@register_architecture("unet", "imagenet", True, "smp U-Net (encoder-decoder with skip connections)")
+def _unet(num_classes, encoder, encoder_weights):
+    return _smp_model("Unet", num_classes, encoder, encoder_weights)
+
+
+@register_architecture("deeplabv3", "imagenet", True, "smp DeepLabV3 (dilated encoder + ASPP)")
+def _deeplabv3(num_classes, encoder, encoder_weights):
+    return _smp_model("DeepLabV3", num_classes, encoder, encoder_weights)
+
+
+@register_architecture("deeplabv3plus", "imagenet", True, "smp DeepLabV3+ (ASPP + light decoder)")
+def _deeplabv3plus(num_classes, encoder, encoder_weights):
+    return _smp_model("DeepLabV3Plus", num_classes, encoder, encoder_weights)
+
+
+@register_architecture("ultralight", "minmax255", False, "UltraLight VM-UNet (49,457 parameters)")
+def _ultralight(num_classes):
+    from vitfeat.deep.segmentation.ultralight import UltraLightVMUNet
+
+    model = UltraLightVMUNet(num_classes=num_classes)
+    model.return_logits = True
+    return model

@@ -1,0 +1,79 @@
+"""A trained segmenter as a mask source: ``.predict(image, modality) -> bool mask``, ``.describe()``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from vitfeat.dataset import file_hash
+from vitfeat.deep.segmentation import data as segdata
+from vitfeat.deep.segmentation.models import DEFAULT_ENCODER, build_model
+
+log = logging.getLogger(__name__)
+
+
+class Segmenter:
+    """Wraps a training output directory (``segmenter.json`` + weights) for inference."""
+
+    def __init__(self, directory, device: str = "auto", threshold: float = 0.5):
+        from vitfeat.deep.segmentation.train import SEGMENTER_FORMAT, select_device
+
+        self.directory = Path(directory)
+        meta_path = self.directory / "segmenter.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{self.directory}: no segmenter.json (not a finished `vitfeat train seg` "
+                                    "output directory)")
+        self.meta = json.loads(meta_path.read_text())
+        if self.meta.get("format") != SEGMENTER_FORMAT:
+            raise ValueError(f"{meta_path}: unsupported format {self.meta.get('format')!r}")
+        self.weights = self.directory / self.meta["weights"]
+        self.device = select_device(device)
+        self.threshold = threshold
+        self.model = build_model(self.meta["arch"], self.meta["num_classes"],
+                                 self.meta.get("encoder") or DEFAULT_ENCODER, None)
+        state = torch.load(self.weights, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state)
+        self.model.to(self.device).eval()
+        self._warned_modality = False
+
+    def describe(self) -> dict:
+        """Provenance for feature tables: what model, which weights (content hash), how it scored."""
+        test = self.meta.get("test_metrics", {}).get("pooled", {})
+        return {
+            "kind": "segmenter", "path": str(self.directory.resolve()), "arch": self.meta["arch"],
+            "encoder": self.meta.get("encoder"), "imgsz": self.meta["imgsz"],
+            "trained_modality": self.meta["modality"], "weights_hash": file_hash(self.weights),
+            "threshold": self.threshold, "test_dice_pooled": test.get("dice"),
+        }
+
+    def predict_proba(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Lesion probability maps (H, W) float32 at each image's own size."""
+        size = self.meta["imgsz"]
+        batch = torch.from_numpy(np.stack([segdata.resize_image(im, size).transpose(2, 0, 1) for im in images]))
+        with torch.no_grad():
+            logits = self.model(segdata.normalize(batch.to(self.device), self.meta["normalize"]))
+            if logits.shape[1] == 1:
+                fg = torch.sigmoid(logits[:, 0])
+            else:  # any non-background class counts as lesion
+                fg = 1.0 - torch.softmax(logits, 1)[:, 0]
+        fg = fg.cpu().numpy().astype(np.float32)
+        return [cv2.resize(p, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR) for p, im in zip(fg, images)]
+
+    def predict(self, image: np.ndarray, modality: str | None = None) -> np.ndarray:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        if modality and modality != self.meta["modality"] and not self._warned_modality:
+            log.warning("segmenter %s was trained on %s images and is applied to %s images",
+                        self.directory, self.meta["modality"], modality)
+            self._warned_modality = True
+        return self.predict_proba([image])[0] >= self.threshold
+
+
+def load_segmenter(directory, device: str = "auto") -> Segmenter:
+    """Load a `vitfeat train seg` output directory as a mask source (see the mask-source contract)."""
+    return Segmenter(directory, device=device)

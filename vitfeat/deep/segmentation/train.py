@@ -1,0 +1,331 @@
+"""Training a segmenter: grouped split, AdamW + cosine/plateau, logs, resume, best-on-val, one test.
+
+Output directory::
+
+    config.json      the settings (a resumed run keeps them; only ``epochs`` may grow)
+    split.csv        case_id, patient_id, split (train/val/test, whole patients per part)
+    log.csv/.json    one row per epoch: lr, train/val loss, val Dice and IoU (pooled and per image)
+    last.pt          model + optimiser + scheduler state after the last finished epoch (resume)
+    best.pt          weights of the epoch with the lowest validation loss
+    failures.csv     cases that could not be read (the run goes on without them)
+    segmenter.json   what a mask source needs, plus the final test-split metrics
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from vitfeat.deep.segmentation import data as segdata
+from vitfeat.deep.segmentation.metrics import SegmentationMeter
+from vitfeat.deep.segmentation.models import DEFAULT_ENCODER, build_model, get_architecture
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("bce+dice", "bce+jaccard", "ce+dice")
+SCHEDULERS = ("cosine", "plateau")
+SEGMENTER_FORMAT = "vitfeat-segmenter/1"
+
+
+@dataclass
+class SegConfig:
+    arch: str = "unet"
+    modality: str = "clinical"
+    epochs: int = 50
+    imgsz: int = 256
+    batch: int = 8
+    lr: float = 1e-3
+    lrf: float = 0.01  # the learning rate ends at lr * lrf (cosine) or is floored there (plateau)
+    weight_decay: float = 1e-2
+    loss: str | None = None  # default: bce+dice for binary masks, ce+dice for multi-class
+    scheduler: str = "cosine"
+    patience: int = 5  # plateau: epochs without val-loss improvement before the lr is halved
+    encoder: str = DEFAULT_ENCODER
+    encoder_weights: str | None = None  # none | hub | path of a local encoder state_dict
+    mask_mode: str = "binary"  # binary | multiclass
+    split: tuple = (0.7, 0.15, 0.15)
+    seed: int = 0
+    augment: bool = True
+    device: str = "auto"
+    mask_values: list | None = field(default=None)  # filled in for multiclass
+
+    def check(self) -> None:
+        get_architecture(self.arch)
+        if self.mask_mode not in ("binary", "multiclass"):
+            raise ValueError(f"mask_mode must be binary or multiclass, not '{self.mask_mode}'")
+        if self.loss is None:
+            self.loss = "bce+dice" if self.mask_mode == "binary" else "ce+dice"
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss '{self.loss}' (choose from {', '.join(LOSSES)})")
+        if (self.loss == "ce+dice") != (self.mask_mode == "multiclass"):
+            raise ValueError(f"loss '{self.loss}' does not fit {self.mask_mode} masks "
+                             "(bce+dice / bce+jaccard are for binary masks, ce+dice for multi-class)")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler '{self.scheduler}' (choose from {', '.join(SCHEDULERS)})")
+        if self.imgsz % 32 or self.imgsz < 32:
+            raise ValueError(f"imgsz must be a positive multiple of 32, not {self.imgsz}")
+        if self.epochs < 1 or self.batch < 1 or not (self.lr > 0) or not (0 < self.lrf <= 1):
+            raise ValueError("epochs and batch must be >= 1, lr > 0 and 0 < lrf <= 1")
+
+    @property
+    def num_classes(self) -> int:
+        return 1 if self.mask_mode == "binary" else len(self.mask_values)
+
+
+def make_loss(name: str) -> nn.Module:
+    import segmentation_models_pytorch as smp
+
+    if name == "bce+dice":
+        parts = [smp.losses.SoftBCEWithLogitsLoss(), smp.losses.DiceLoss("binary", from_logits=True)]
+    elif name == "bce+jaccard":
+        parts = [smp.losses.SoftBCEWithLogitsLoss(), smp.losses.JaccardLoss("binary", from_logits=True)]
+    else:
+        parts = [nn.CrossEntropyLoss(), smp.losses.DiceLoss("multiclass", from_logits=True)]
+    return _SumLoss(parts, binary=name.startswith("bce"))
+
+
+class _SumLoss(nn.Module):
+    """Equal-weight sum of losses (UltraLight's BceDiceLoss uses weights 1:1)."""
+
+    def __init__(self, parts, binary: bool):
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+        self.binary = binary
+
+    def forward(self, logits, mask):
+        target = mask.unsqueeze(1).float() if self.binary else mask.long()
+        return sum(p(logits, target) for p in self.parts)
+
+
+def select_device(device: str = "auto") -> torch.device:
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, 1)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _loader(dataset, batch: int, shuffle: bool, seed: int | None = None) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    # a last batch of one image breaks BatchNorm (DeepLab's pooling branch) in training
+    drop_last = shuffle and len(dataset) > batch and len(dataset) % batch == 1
+    return DataLoader(dataset, batch_size=batch, shuffle=shuffle, generator=generator, drop_last=drop_last)
+
+
+def evaluate(model: nn.Module, dataset, config: SegConfig, device, loss_fn=None) -> dict:
+    """Mean loss (if ``loss_fn``) and pooled + per-image metrics of a model on a dataset."""
+    model.eval()
+    meter = SegmentationMeter(config.num_classes)
+    total, n = 0.0, 0
+    arch = get_architecture(config.arch)
+    with torch.no_grad():
+        for images, masks in _loader(dataset, config.batch, shuffle=False):
+            logits = model(segdata.normalize(images.to(device), arch.normalize))
+            masks = masks.to(device)
+            if loss_fn is not None:
+                total += float(loss_fn(logits, masks)) * len(images)
+                n += len(images)
+            meter.update(probabilities(logits), masks)
+    out = meter.compute()
+    if loss_fn is not None:
+        out["loss"] = total / max(n, 1)
+    return out
+
+
+def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split_from=None,
+                    resume: bool = False, progress: bool = True, allow_outside_root: bool = False) -> dict:
+    """Train (or resume) a segmenter into ``out_dir``; returns the ``segmenter.json`` content."""
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = _resolve_config(out, config or SegConfig(), resume)
+    items, skipped = segdata.items_from_manifest(manifest, config.modality,
+                                                 allow_outside_root=allow_outside_root)
+    split = _resolve_split(out, items, config, split_from, resume)
+    parts = {name: [i for i, s in zip(items, split["split"]) if s == name] for name in segdata.SPLITS}
+    if not parts["train"]:
+        raise ValueError("the split leaves no case for training")
+    if config.mask_mode == "multiclass" and config.mask_values is None:
+        config.mask_values = segdata.mask_values(i.mask for i in parts["train"])
+        if len(config.mask_values) < 2:
+            raise ValueError(f"the training masks hold a single grey value {config.mask_values}: nothing to segment")
+    _atomic_write_text(out / "config.json", json.dumps(_config_dict(config), indent=2))
+
+    datasets = {name: segdata.SegmentationDataset(parts[name], config.imgsz, config.mask_values,
+                                                  augment=config.augment and name == "train", progress=progress)
+                for name in segdata.SPLITS}
+    failures = skipped + [f for d in datasets.values() for f in d.failures]
+    if failures:
+        pd.DataFrame(failures).to_csv(out / "failures.csv", index=False)
+        log.warning("%d case(s) left out; see %s", len(failures), out / "failures.csv")
+    if len(datasets["train"]) == 0:
+        raise ValueError("no readable training case")
+    selection = "val" if len(datasets["val"]) else "train"
+
+    device = select_device(config.device)
+    model = build_model(config.arch, config.num_classes, config.encoder, config.encoder_weights).to(device)
+    loss_fn = make_loss(config.loss)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = _make_scheduler(optimizer, config)
+    history, start, best_loss = [], 1, math.inf
+    if resume and (out / "last.pt").is_file():
+        state = torch.load(out / "last.pt", map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if config.scheduler == "cosine":  # epochs may have grown: the cosine spans the new length
+            scheduler.T_max = config.epochs
+        history, start, best_loss = state["history"], state["epoch"] + 1, state["best_loss"]
+        log.info("resuming %s at epoch %d", out, start)
+
+    arch = get_architecture(config.arch)
+    for epoch in range(start, config.epochs + 1):
+        tick = time.perf_counter()
+        torch.manual_seed(config.seed * 100_003 + epoch)  # an interrupted + resumed run repeats the same draws
+        model.train()
+        running, seen = 0.0, 0
+        batches = _loader(datasets["train"], config.batch, shuffle=True, seed=config.seed * 100_003 + epoch)
+        for images, masks in tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False):
+            images, masks = images.to(device), masks.to(device)
+            loss = loss_fn(model(segdata.normalize(images, arch.normalize)), masks)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += float(loss.detach()) * len(images)
+            seen += len(images)
+        train_time = time.perf_counter() - tick
+        val = evaluate(model, datasets[selection], config, device, loss_fn)
+        row = {
+            "epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": running / max(seen, 1),
+            "val_loss": val["loss"],
+            **{f"val_{kind}_{m}": val[kind][m] for kind in ("pooled", "per_image") for m in ("dice", "iou")},
+            "train_seconds": train_time, "epoch_seconds": time.perf_counter() - tick,
+        }
+        history.append(row)
+        if val["loss"] < best_loss:
+            best_loss = val["loss"]
+            _atomic_torch_save(model.state_dict(), out / "best.pt")
+        if config.scheduler == "cosine":
+            scheduler.step()
+        else:
+            scheduler.step(val["loss"])
+        _write_log(out, history)
+        _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "history": history, "epoch": epoch,
+                            "best_loss": best_loss}, out / "last.pt")
+        if progress:
+            tqdm.write(f"epoch {epoch}: train loss {row['train_loss']:.4f}  {selection} loss {row['val_loss']:.4f}  "
+                       f"{selection} Dice {row['val_pooled_dice']:.4f}")
+
+    return _finish(out, model, datasets, config, history, device, loss_fn, selection, manifest)
+
+
+def _finish(out, model, datasets, config, history, device, loss_fn, selection, manifest) -> dict:
+    model.load_state_dict(torch.load(out / "best.pt", map_location=device, weights_only=True))
+    test_part = "test" if len(datasets["test"]) else selection
+    test = evaluate(model, datasets[test_part], config, device, loss_fn)
+    best = min(history, key=lambda r: r["val_loss"])
+    from vitfeat.deep.segmentation.info import count_parameters
+
+    meta = {
+        "format": SEGMENTER_FORMAT,
+        "arch": config.arch,
+        "encoder": config.encoder if get_architecture(config.arch).uses_encoder else None,
+        "num_classes": config.num_classes,
+        "mask_values": config.mask_values,
+        "normalize": get_architecture(config.arch).normalize,
+        "imgsz": config.imgsz,
+        "modality": config.modality,
+        "weights": "best.pt",
+        "params": count_parameters(model),
+        "best_epoch": best["epoch"],
+        "epochs_done": len(history),
+        "selected_on": selection,
+        "mean_epoch_seconds": sum(r["epoch_seconds"] for r in history) / len(history),
+        "split_counts": {k: len(v) for k, v in datasets.items()},
+        "evaluated_on": test_part,
+        "test_metrics": test,
+        "manifest": str(Path(manifest).resolve()),
+        "config": _config_dict(config),
+        "device": str(device),
+        "torch": torch.__version__,
+    }
+    _atomic_write_text(out / "test_metrics.json", json.dumps(test, indent=2))
+    _atomic_write_text(out / "segmenter.json", json.dumps(meta, indent=2))
+    return meta
+
+
+def _make_scheduler(optimizer, config: SegConfig):
+    floor = config.lr * config.lrf
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=floor)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5,
+                                                      patience=config.patience, min_lr=floor)
+
+
+def _config_dict(config: SegConfig) -> dict:
+    d = asdict(config)
+    d["split"] = list(d["split"])
+    return d
+
+
+def _resolve_config(out: Path, config: SegConfig, resume: bool) -> SegConfig:
+    saved = out / "config.json"
+    if (out / "last.pt").is_file() and not resume:
+        raise FileExistsError(f"{out} already holds a training run; pass resume=True (--resume) to continue it "
+                              "or choose another output directory")
+    if resume and saved.is_file():
+        stored = json.loads(saved.read_text())
+        names = {f.name for f in fields(SegConfig)}
+        kept = SegConfig(**{k: (tuple(v) if k == "split" else v) for k, v in stored.items() if k in names})
+        if config.epochs != kept.epochs:
+            log.info("resume: epochs %d -> %d", kept.epochs, config.epochs)
+            kept.epochs = max(config.epochs, kept.epochs)
+        config = kept
+    config.check()
+    return config
+
+
+def _resolve_split(out: Path, items, config: SegConfig, split_from, resume: bool) -> pd.DataFrame:
+    own = out / "split.csv"
+    if split_from is not None:
+        split = segdata.read_split(split_from, items)
+    elif resume and own.is_file():
+        split = segdata.read_split(own, items)
+    else:
+        split = segdata.grouped_split(items, config.split, config.seed)
+    segdata.write_split(split, own)
+    return split
+
+
+def _write_log(out: Path, history: list[dict]) -> None:
+    frame = pd.DataFrame(history)
+    tmp = out / ".log.csv.tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, out / "log.csv")
+    _atomic_write_text(out / "log.json", json.dumps(history, indent=2))
