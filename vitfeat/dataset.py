@@ -121,7 +121,7 @@ def _opt_path(value) -> Path | None:
 
 
 def _is_empty(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == ""
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def validate_manifest(
 
     rows = range(1, len(frame) + 1)
     for row, cid in zip(rows, frame["case_id"]):
-        if cid is None:
+        if _is_empty(cid):
             problems.append(Problem(row, "case_id", "empty case_id"))
     dup = frame["case_id"].duplicated(keep=False) & frame["case_id"].notna()
     for cid, idx in frame[dup].groupby("case_id").groups.items():
@@ -329,7 +329,7 @@ def validate_manifest(
     for col in PATH_COLUMNS:
         resolved = []
         for row, value in zip(rows, frame[col]):
-            if value is None:
+            if _is_empty(value):
                 if col == "clinical":
                     problems.append(Problem(row, col, "empty path; every case needs a clinical image"))
                 resolved.append(None)
@@ -353,7 +353,7 @@ def _check_files(frame: pd.DataFrame, max_pixels: int) -> list[Problem]:
     for row, rec in enumerate(frame.to_dict("records"), start=1):
         sizes = {}
         for col in PATH_COLUMNS:
-            if rec[col] is None:
+            if _is_empty(rec[col]):
                 continue
             try:
                 sizes[col] = oriented_size(Path(rec[col]), max_pixels)
@@ -365,7 +365,7 @@ def _check_files(frame: pd.DataFrame, max_pixels: int) -> list[Problem]:
                 problems.append(Problem(row, f"{modality}_mask",
                                         f"mask size {mask[0]}x{mask[1]} differs from image size "
                                         f"{img[0]}x{img[1]} ({rec[f'{modality}_mask']})"))
-            if mask and not img and rec[modality] is None:
+            if mask and not img and _is_empty(rec[modality]):
                 problems.append(Problem(row, f"{modality}_mask", f"mask given without a {modality} image",
                                         fatal=False))
     return problems
