@@ -1,0 +1,98 @@
+"""ROI crops and the `deep:` feature family (spec parsing, columns, missing Wood's, cache version)."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from vitfeat.deep.families import DeepFeatures, parse_spec  # noqa: E402
+from vitfeat.deep.roi import bbox_from_mask, crop_roi, expand_box, select_roi  # noqa: E402
+from vitfeat.featurize.registry import CaseArrays, get_family  # noqa: E402
+
+SPEC = "deep:test_vit@random"
+
+
+def test_bbox_and_square_margin():
+    mask = np.zeros((100, 200), bool)
+    mask[40:60, 50:90] = True  # 40 wide, 20 high
+    assert bbox_from_mask(mask) == (50, 40, 90, 60)
+    assert bbox_from_mask(np.zeros((5, 5), bool)) is None
+    x0, y0, x1, y1 = expand_box((50, 40, 90, 60), mask.shape, margin=0.25, square=True)
+    assert x1 - x0 == y1 - y0 == 60  # 40 + 2*10 wide, grown to a square
+    assert (x0 + x1) / 2 == 70 and (y0 + y1) / 2 == 50  # centred on the lesion
+    # Near the border the square shifts inwards and stays inside the image.
+    assert expand_box((0, 0, 30, 10), (100, 200), margin=0.0) == (0, 0, 30, 30)
+
+
+def test_roi_fallbacks_to_full_image():
+    img = np.zeros((80, 120, 3), np.uint8)
+    assert select_roi(img.shape, None).source == "full"
+    assert select_roi(img.shape, np.zeros((80, 120), bool)).source == "full"
+    tiny = np.zeros((80, 120), bool)
+    tiny[10:15, 10:15] = True  # under the 32 px minimum: a detector artefact, not a lesion region
+    assert select_roi(img.shape, tiny).box == (0, 0, 120, 80)
+    with pytest.raises(ValueError, match="mask shape"):
+        select_roi(img.shape, np.ones((10, 10), bool))
+
+
+def test_crop_roi_takes_the_lesion():
+    img = np.zeros((120, 160, 3), np.uint8)
+    mask = np.zeros((120, 160), bool)
+    mask[30:90, 50:110] = True
+    img[mask] = 255
+    crop, roi = crop_roi(img, mask, margin=0.0, size=32)
+    assert crop.shape == (32, 32, 3) and roi.source == "mask"
+    assert crop.min() == 255  # only lesion pixels: the crop is the lesion, not the whole image
+    full, _ = crop_roi(img, None, size=32)
+    assert full.mean() < crop.mean()
+
+
+def test_parse_spec():
+    s = parse_spec("deep:resnet50@/data/w,eights.safetensors,roi=full,margin=0.3")
+    assert (s.backbone, s.weights, s.options["roi"], s.options["margin"]) == \
+        ("resnet50", "/data/w,eights.safetensors", "full", 0.3)
+    assert parse_spec("deep:convnextv2_tiny").weights == "hub"
+    assert parse_spec("deep:resnet50,roi=yolo:runs/y").roi_model == "runs/y"
+    with pytest.raises(ValueError, match="unknown option"):
+        parse_spec("deep:resnet50@random,colour=1")
+    with pytest.raises(ValueError, match="roi must be"):
+        parse_spec("deep:resnet50@random,roi=boxes")
+
+
+def _case(case_id, with_wood=True, seed=0):
+    rng = np.random.default_rng(seed)
+    clinical = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    mask = np.zeros((96, 96), bool)
+    mask[20:70, 30:80] = True
+    wood = rng.integers(0, 256, (90, 100, 3), dtype=np.uint8) if with_wood else None
+    return CaseArrays(case_id=case_id, clinical=clinical, wood=wood, clinical_mask=mask,
+                      wood_mask=None)
+
+
+def test_deep_family_through_registry():
+    family = get_family(SPEC)
+    assert family.batch_func is not None and "random" in family.version
+    with pytest.warns(UserWarning, match="RANDOM"):
+        single = family(_case("a"))
+    clinical = sorted(k for k in single if k.startswith("clinical_deep_test_vit_"))
+    wood = sorted(k for k in single if k.startswith("wood_deep_test_vit_"))
+    assert len(clinical) == len(wood) == 64 and len(single) == 128
+    assert clinical[0] == "clinical_deep_test_vit_000" and clinical[-1] == "clinical_deep_test_vit_063"
+    assert np.isfinite(list(single.values())).all()
+    rows = family.batch_func([_case("a"), _case("b", with_wood=False, seed=1)])
+    np.testing.assert_allclose([rows[0][k] for k in clinical], [single[k] for k in clinical], rtol=1e-5, atol=1e-5)
+    assert all(np.isnan(rows[1][k]) for k in wood)  # no Wood's photo: missing values, not an error
+    assert np.isfinite([rows[1][k] for k in clinical]).all()
+
+
+def test_version_tracks_weights_roi_and_size(tmp_path):
+    import timm
+
+    path = tmp_path / "w.pth"
+    torch.save(timm.create_model("test_vit").state_dict(), path)
+    base = DeepFeatures(parse_spec(f"deep:test_vit@{path}")).version
+    assert DeepFeatures(parse_spec(f"deep:test_vit@{path},roi=full")).version != base
+    assert DeepFeatures(parse_spec(f"deep:test_vit@{path},size=96")).version != base
+    torch.manual_seed(5)
+    torch.save(timm.create_model("test_vit").state_dict(), path)
+    assert DeepFeatures(parse_spec(f"deep:test_vit@{path}")).version != base
