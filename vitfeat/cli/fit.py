@@ -1,7 +1,89 @@
 """`vitfeat fit`: compare pipelines under patient-grouped CV and write a report."""
 
-from vitfeat.cli._common import reserve
+from __future__ import annotations
+
+from vitfeat.cli._common import add_command
+
+DESCRIPTION = """\
+Compare classification pipelines on a feature table under patient-grouped cross-validation,
+write a run directory with the leaderboard and a report, and refit the best pipeline on all cases.
+
+Every preprocessing step (imputation, scaling, feature selection, over/undersampling) is fitted
+inside the training folds only, folds keep each patient's cases together, and hyperparameter
+search (--search random) runs on inner folds of the training part, never on the test fold.
+
+RUN_DIR gets: leaderboard.csv (balanced accuracy, macro-F1, AUROC, PR-AUC, sensitivity,
+specificity, per-class F1, fit time: fold mean, fold SD, patient-bootstrap 95 % CI),
+oof_predictions.csv, folds.csv, fold_scores.csv, config.yaml, report.html (self-contained),
+report.md, model.skops (best pipeline per target, with its feature schema) and run.json.
+An interrupted run resumes from RUN_DIR/.cv_cache.
+
+Pipelines: a classifier (logreg, svm, rf, et, hgb, xgb, lgbm), optionally '+' a sampler
+(ros, smote, borderline, rus) and/or '+kbest' feature selection, e.g. lgbm+smote, logreg+kbest+rus;
+'all' = the default set. Python users add their own with vitfeat.pipelines.register_pipeline.
+
+Examples:
+  vitfeat fit artifacts/features.parquet -o artifacts/run
+  vitfeat fit features.parquet -o run --pipelines lgbm+smote,logreg,svm --folds 5 --repeats 3 --jobs 2
+  vitfeat fit features.parquet -o run2 --target label --target activity --search random
+  vitfeat fit features.parquet -o run3 --folds-from run/folds.csv --include runs/vmtl
+  vitfeat fit features.parquet -o run4 --config fit.yaml
+
+fit.yaml (any option; command-line options override it):
+  targets: [label]
+  pipelines: [lgbm+smote, logreg]
+  folds: 5
+  repeats: 2
+  search: random
+  n_iter: 20
+  custom:                       # your own named pipelines
+    big_rf: {base: rf+smote, params: {classifier__n_estimators: 500}}
+"""
 
 
 def register(subparsers) -> None:
-    reserve(subparsers, "fit", "compare pipelines under patient-grouped CV and write a report")
+    p = add_command(subparsers, "fit", "compare pipelines under patient-grouped CV and write a report", DESCRIPTION)
+    p.add_argument("features", help="feature table from `vitfeat extract` (.parquet, or .csv)")
+    p.add_argument("-o", "--out", required=True, metavar="RUN_DIR", help="run directory (created)")
+    p.add_argument("--target", action="append", help="target column; repeat for several (default: label)")
+    p.add_argument("--pipelines", help="comma-separated pipeline names or 'all' (default: all)")
+    p.add_argument("--folds", type=int, help="number of folds (default 5)")
+    p.add_argument("--repeats", type=int, help="repeat the CV with reshuffled folds (default 1)")
+    p.add_argument("--folds-from", metavar="CSV", help="reuse the fold plan of another run (its folds.csv)")
+    p.add_argument("--include", action="append", metavar="DIR",
+                   help="add another run's out-of-fold predictions (e.g. VMTL) as a leaderboard row; "
+                        "it must have used the same folds")
+    p.add_argument("--search", choices=["none", "random"], help="nested hyperparameter search (default none)")
+    p.add_argument("--n-iter", type=int, help="random-search candidates per fit (default 10)")
+    p.add_argument("--jobs", type=int, help="parallel fits (default 1; models themselves use one thread each)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--n-boot", type=int, help="bootstrap resamples for the CIs (default 500)")
+    p.add_argument("--config", metavar="YAML", help="YAML file with any of these options")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from vitfeat.cli.main import CLIError
+    from vitfeat.pipelines.select import FitConfig, fit_run
+
+    overrides = {"targets": args.target, "pipelines": args.pipelines, "folds": args.folds, "repeats": args.repeats,
+                 "folds_from": args.folds_from, "include": args.include, "search": args.search,
+                 "n_iter": args.n_iter, "jobs": args.jobs, "seed": args.seed, "n_boot": args.n_boot}
+    try:
+        if args.config:
+            config = FitConfig.from_yaml(args.config, **overrides)
+        else:
+            config = FitConfig.from_yaml_dict({}, **overrides)
+        run_dir = fit_run(args.features, args.out, config)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CLIError(str(exc)) from None
+    import pandas as pd
+
+    board = pd.read_csv(run_dir / "leaderboard.csv")
+    for target, part in board.groupby("target", sort=False):
+        print(f"target {target}:")
+        for row in part.head(5).itertuples():
+            print(f"  {row.rank:>2}. {row.pipeline:<20} balanced accuracy {row.balanced_accuracy_mean:.3f} "
+                  f"± {row.balanced_accuracy_sd:.3f}  AUROC {row.auroc_mean:.3f}")
+    print(f"report: {run_dir / 'report.html'}")
+    return 0

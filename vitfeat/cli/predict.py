@@ -1,7 +1,48 @@
 """`vitfeat predict`: apply a fitted run to new cases."""
 
-from vitfeat.cli._common import reserve
+from __future__ import annotations
+
+from vitfeat.cli._common import add_command
+
+DESCRIPTION = """\
+Apply the model of a fitted run (the best pipeline per target, refitted on all cases) to new cases.
+
+INPUT is either
+  - a manifest (CSV/Parquet with a 'clinical' column): features are extracted first, with the
+    extraction settings recorded in the run's feature table, into OUT.features.parquet; or
+  - a feature table from `vitfeat extract`: its feature columns must be exactly those the model
+    was trained on (missing or extra columns are an error naming them; --allow-extra ignores extras).
+
+The output CSV has case_id, patient_id, error (cases that failed extraction get no prediction),
+then per target <target>_pred and one <target>_proba_<class> column per class; with --explain also
+<target>_why, the three features that pushed each case's prediction most (SHAP; tree and linear
+models). A VMTL run directory (run.json kind "vmtl") is handed to the VMTL predictor.
+
+Examples:
+  vitfeat predict artifacts/run new_cases/manifest.csv -o predictions.csv
+  vitfeat predict artifacts/run new_features.parquet -o predictions.csv --explain
+"""
 
 
 def register(subparsers) -> None:
-    reserve(subparsers, "predict", "apply a fitted run to new cases")
+    p = add_command(subparsers, "predict", "apply a fitted run to new cases", DESCRIPTION)
+    p.add_argument("run_dir", help="run directory written by `vitfeat fit`")
+    p.add_argument("input", help="manifest or feature table of the new cases")
+    p.add_argument("-o", "--out", default="predictions.csv", help="output CSV (default predictions.csv)")
+    p.add_argument("--allow-extra", action="store_true", help="ignore feature columns the model does not use")
+    p.add_argument("--explain", action="store_true", help="add a per-case explanation column")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from vitfeat.cli.main import CLIError
+    from vitfeat.dataset import ManifestError
+    from vitfeat.pipelines.predict import predict_run
+
+    try:
+        out = predict_run(args.run_dir, args.input, args.out, allow_extra=args.allow_extra, explain=args.explain)
+    except (ValueError, FileNotFoundError, ManifestError) as exc:
+        raise CLIError(str(exc)) from None
+    n_failed = int((out["error"].fillna("") != "").sum()) if "error" in out.columns else 0
+    print(f"{len(out)} case(s) predicted{f', {n_failed} failed (see the error column)' if n_failed else ''}: {args.out}")
+    return 0

@@ -1,0 +1,202 @@
+"""The cross-validation engine: every (pipeline, repeat, fold) is fitted on the training part only.
+
+Hyperparameter search, when asked for, is a RandomizedSearchCV over patient-grouped inner folds
+of the *training part*; the test fold never influences a choice. Results of finished tasks are
+cached on disk, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.model_selection import RandomizedSearchCV, StratifiedGroupKFold
+from tqdm.auto import tqdm
+
+from vitfeat.pipelines import zoo
+from vitfeat.pipelines.metrics import proba_columns
+
+log = logging.getLogger(__name__)
+
+MODALITY_PREFIXES = ("clinical_", "wood_", "pair_")
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """Numeric columns named ``<modality>_<family>_<feature>``; targets and ids never qualify."""
+    cols = [c for c in frame.columns
+            if str(c).startswith(MODALITY_PREFIXES) and pd.api.types.is_numeric_dtype(frame[c])
+            and not pd.api.types.is_bool_dtype(frame[c])]
+    if not cols:
+        raise ValueError("the table has no numeric feature columns named <modality>_<family>_<feature> "
+                         "(modality clinical, wood or pair)")
+    return cols
+
+
+@dataclass
+class Task:
+    pipeline: str
+    repeat: int
+    fold: int
+    train: np.ndarray
+    test: np.ndarray
+
+
+def build_estimator(name: str, search: str, n_iter: int, seed: int, n_classes_min: int):
+    pipe = zoo.make_pipeline(name, seed)
+    space = zoo.search_space(name)
+    if search == "none" or not space:
+        return pipe
+    if search != "random":
+        raise ValueError(f"unknown search '{search}' (none or random)")
+    inner = StratifiedGroupKFold(n_splits=max(2, min(3, n_classes_min)), shuffle=True, random_state=seed)
+    return RandomizedSearchCV(pipe, space, n_iter=n_iter, cv=inner, scoring="balanced_accuracy",
+                              random_state=seed, n_jobs=1, error_score=np.nan)
+
+
+def fit_estimator(name: str, X, y, groups, *, search="none", n_iter=10, seed=0):
+    """Fit pipeline ``name`` (with nested search if asked) on X, y; return (estimator, params)."""
+    min_patients = min(len(np.unique(groups[y == k])) for k in np.unique(y))
+    est = build_estimator(name, search, n_iter, seed, min_patients)
+    if isinstance(est, RandomizedSearchCV):
+        est.fit(X, y, groups=groups)
+        return est.best_estimator_, {k: _plain(v) for k, v in est.best_params_.items()}
+    est.fit(X, y)
+    return est, {}
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+def _run_task(task: Task, X, y, groups, n_classes, search, n_iter, seed):
+    start = time.perf_counter()
+    try:
+        est, params = fit_estimator(task.pipeline, X[task.train], y[task.train], groups[task.train],
+                                    search=search, n_iter=n_iter, seed=seed + task.repeat)
+        fitted = time.perf_counter() - start
+        raw = est.predict_proba(X[task.test])
+        # A training part may lack a class: put each column where its class belongs.
+        proba = np.zeros((len(task.test), n_classes))
+        proba[:, np.asarray(est.classes_, dtype=int)] = raw
+        return {"proba": proba, "fit_time": fitted, "params": params, "error": None}
+    except Exception as exc:  # a failing pipeline must not stop the others
+        return {"proba": None, "fit_time": time.perf_counter() - start, "params": {},
+                "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=3)}
+
+
+def _cache_path(cache_dir: Path | None, key: dict) -> Path | None:
+    if cache_dir is None:
+        return None
+    digest = hashlib.blake2b(json.dumps(key, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
+    return cache_dir / f"{key['pipeline'].replace('/', '_')}-r{key['repeat']}f{key['fold']}-{digest}.npz"
+
+
+def _load_cached(path: Path | None):
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            return {"proba": z["proba"], "fit_time": meta["fit_time"], "params": meta["params"], "error": None}
+    except Exception:  # a torn cache file is recomputed, not trusted
+        return None
+
+
+def _save_cached(path: Path | None, result: dict) -> None:
+    if path is None or result["error"]:
+        return
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    meta = json.dumps({"fit_time": result["fit_time"], "params": result["params"]}, default=str)
+    np.savez(tmp, proba=result["proba"], meta=np.array(meta))
+    os.replace(tmp, path)
+
+
+def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame, pipelines, *,
+                   classes=None, search: str = "none", n_iter: int = 10, n_jobs: int = 1, seed: int = 0,
+                   cache_dir=None, cache_key: dict | None = None, target: str = "label",
+                   progress: bool = True):
+    """Run every pipeline on every (repeat, fold) of ``plan``.
+
+    Returns ``(oof, fold_info, failures)``: ``oof`` in the ``oof_predictions.csv`` format,
+    ``fold_info`` with fit time and chosen hyperparameters per task, ``failures`` a list of dicts.
+    """
+    y_labels = np.asarray(y_labels).astype(str)
+    classes = sorted(np.unique(y_labels)) if classes is None else [str(c) for c in classes]
+    y = np.searchsorted(classes, y_labels)
+    groups = np.asarray(groups).astype(str)
+    case_ids = np.asarray(case_ids).astype(str)
+    position = {c: i for i, c in enumerate(case_ids)}
+    cache_dir = Path(cache_dir) if cache_dir else None
+    if cache_dir:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+
+    tasks = []
+    for (repeat, fold), part in plan.groupby(["repeat", "fold"]):
+        in_test = np.zeros(len(case_ids), dtype=bool)
+        in_test[[position[c] for c in part["case_id"] if c in position]] = True
+        if not in_test.any():
+            continue
+        for name in pipelines:
+            tasks.append(Task(name, int(repeat), int(fold), np.flatnonzero(~in_test), np.flatnonzero(in_test)))
+
+    results, todo = {}, []
+    for i, task in enumerate(tasks):
+        key = dict(cache_key or {}, target=target, pipeline=task.pipeline, repeat=task.repeat, fold=task.fold,
+                   search=search, n_iter=n_iter, seed=seed, test=hashlib.md5(task.test.tobytes()).hexdigest())
+        path = _cache_path(cache_dir, key)
+        cached = _load_cached(path)
+        if cached is not None:
+            results[i] = cached
+        else:
+            todo.append((i, path))
+    if len(results):
+        log.info("resuming: %d of %d fits taken from the cache", len(results), len(tasks))
+
+    runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+    jobs = (delayed(_indexed)(i, _run_task, tasks[i], X, y, groups, len(classes), search, n_iter, seed)
+            for i, _ in todo)
+    paths = dict(todo)
+    bar = tqdm(total=len(tasks), initial=len(results), desc=f"fit {target}", unit="fit", disable=not progress)
+    for i, result in runner(jobs) if todo else []:
+        _save_cached(paths[i], result)
+        results[i] = result
+        bar.update(1)
+    bar.close()
+
+    oof_parts, info, failures = [], [], []
+    for i, task in enumerate(tasks):
+        res = results[i]
+        info.append({"target": target, "pipeline": task.pipeline, "repeat": task.repeat, "fold": task.fold,
+                     "fit_time": res["fit_time"], "params": json.dumps(res["params"], default=str),
+                     "error": res["error"] or ""})
+        if res["error"]:
+            failures.append({"target": target, "pipeline": task.pipeline, "repeat": task.repeat,
+                             "fold": task.fold, "error": res["error"]})
+            log.warning("%s / %s repeat %d fold %d failed: %s", target, task.pipeline, task.repeat,
+                        task.fold, res["error"])
+            continue
+        part = pd.DataFrame({"pipeline": task.pipeline, "target": target, "repeat": task.repeat,
+                             "fold": task.fold, "case_id": case_ids[task.test], "patient_id": groups[task.test],
+                             "y_true": y_labels[task.test],
+                             "y_pred": np.asarray(classes)[res["proba"].argmax(1)]})
+        part[proba_columns(classes)] = res["proba"]
+        oof_parts.append(part)
+    oof = pd.concat(oof_parts, ignore_index=True) if oof_parts else pd.DataFrame()
+    failed = {f["pipeline"] for f in failures}
+    if len(oof) and failed:  # a pipeline scored on some folds only is not comparable
+        oof = oof[~oof["pipeline"].isin(failed)].reset_index(drop=True)
+    return oof, pd.DataFrame(info), failures
+
+
+def _indexed(i, func, *args):
+    return i, func(*args)

@@ -1,0 +1,108 @@
+"""Patient-grouped fold plans: made once, written to ``folds.csv``, reused by every model.
+
+``folds.csv`` has one row per (case, repeat): ``case_id, patient_id, repeat, fold``; the case is
+in the TEST part of ``fold`` in that ``repeat``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+FOLD_COLUMNS = ["case_id", "patient_id", "repeat", "fold"]
+
+
+def make_folds(frame: pd.DataFrame, stratify_by, n_splits: int = 5, repeats: int = 1,
+               seed: int = 0) -> pd.DataFrame:
+    """StratifiedGroupKFold by ``patient_id``, stratified on the ``stratify_by`` column(s).
+
+    With several targets the strata are their joint values, so every label keeps its balance.
+    """
+    cols = [stratify_by] if isinstance(stratify_by, str) else list(stratify_by)
+    strata = frame[cols].astype(str).agg("|".join, axis=1).to_numpy()
+    groups = frame["patient_id"].astype(str).to_numpy()
+    n_patients = len(np.unique(groups))
+    if n_splits < 2:
+        raise ValueError("at least 2 folds are needed")
+    if n_patients < n_splits:
+        raise ValueError(f"{n_splits} folds need at least {n_splits} patients; the table has {n_patients}")
+    parts = []
+    for repeat in range(repeats):
+        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed + repeat)
+        fold_of = np.empty(len(frame), dtype=int)
+        for fold, (_, test) in enumerate(cv.split(np.zeros(len(frame)), strata, groups)):
+            fold_of[test] = fold
+        parts.append(pd.DataFrame({"case_id": frame["case_id"].astype(str).to_numpy(),
+                                   "patient_id": groups, "repeat": repeat, "fold": fold_of}))
+    plan = pd.concat(parts, ignore_index=True)
+    check_folds(plan)
+    return plan
+
+
+def check_folds(plan: pd.DataFrame) -> None:
+    """Raise if a patient's cases sit in the test parts of two folds of one repeat, or a case is
+    missing/duplicated in a repeat."""
+    missing = [c for c in FOLD_COLUMNS if c not in plan.columns]
+    if missing:
+        raise ValueError(f"fold plan lacks column(s) {', '.join(missing)} (needs {', '.join(FOLD_COLUMNS)})")
+    per_patient = plan.groupby(["repeat", "patient_id"])["fold"].nunique()
+    split = per_patient[per_patient > 1]
+    if len(split):
+        (repeat, patient), n = next(iter(split.items()))
+        raise ValueError(f"fold plan puts patient '{patient}' in {n} different test folds "
+                         f"in repeat {repeat} ({len(split)} patient(s) affected): that leaks patients")
+    dup = plan.duplicated(["repeat", "case_id"])
+    if dup.any():
+        row = plan[dup].iloc[0]
+        raise ValueError(f"fold plan lists case '{row.case_id}' twice in repeat {row.repeat}")
+
+
+def write_folds(plan: pd.DataFrame, path) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    plan[FOLD_COLUMNS].to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def read_folds(path, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Read ``folds.csv``; with ``frame``, check it covers exactly the frame's cases and patients."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: fold plan not found")
+    plan = pd.read_csv(path, dtype={"case_id": str, "patient_id": str})
+    try:
+        check_folds(plan)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    plan = plan[FOLD_COLUMNS].astype({"repeat": int, "fold": int})
+    if frame is not None:
+        ids = set(frame["case_id"].astype(str))
+        for repeat, part in plan.groupby("repeat"):
+            planned = set(part["case_id"])
+            extra, lacking = planned - ids, ids - planned
+            if lacking:
+                raise ValueError(f"{path}: repeat {repeat} has no fold for {len(lacking)} case(s) of the "
+                                 f"table, e.g. '{sorted(lacking)[0]}'")
+            if extra:
+                raise ValueError(f"{path}: repeat {repeat} lists {len(extra)} case(s) absent from the "
+                                 f"table, e.g. '{sorted(extra)[0]}'")
+        pid = dict(zip(frame["case_id"].astype(str), frame["patient_id"].astype(str)))
+        wrong = plan[plan["case_id"].map(pid) != plan["patient_id"]]
+        if len(wrong):
+            row = wrong.iloc[0]
+            raise ValueError(f"{path}: case '{row.case_id}' has patient '{row.patient_id}' in the fold plan "
+                             f"but '{pid[row.case_id]}' in the table")
+    return plan
+
+
+def same_folds(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """True when two plans assign every (case, repeat) to the same fold."""
+    key = ["repeat", "case_id"]
+    left = a[key + ["fold"]].astype({"repeat": int, "fold": int}).sort_values(key).reset_index(drop=True)
+    right = b[key + ["fold"]].astype({"repeat": int, "fold": int}).sort_values(key).reset_index(drop=True)
+    return left.equals(right)

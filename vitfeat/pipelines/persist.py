@@ -1,0 +1,91 @@
+"""Reading feature tables and saving/loading fitted models with skops (never pickle).
+
+A model file is a skops dump of a plain dict::
+
+    {"format": "vitfeat-model/1", "features": [column, ...],
+     "targets": {target: {"pipeline": name, "classes": [...], "positive": str|None, "model": Pipeline}}}
+
+so the feature schema travels with the estimators. Loading trusts only types from the libraries
+vitfeat builds models with; anything else is refused with the list of offending types.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+MODEL_FORMAT = "vitfeat-model/1"
+PROVENANCE_KEY = b"vitfeat"
+TRUSTED_MODULE_ROOTS = ("sklearn", "imblearn", "lightgbm", "xgboost", "numpy", "scipy", "collections",
+                        "builtins", "vitfeat")
+
+
+def read_feature_table(path) -> tuple[pd.DataFrame, dict]:
+    """Return ``(frame, provenance)``; provenance is the JSON under the Parquet metadata key
+    ``vitfeat`` (empty for CSV tables or tables written by other tools)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: feature table not found")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        table = pq.read_table(path)
+        meta = table.schema.metadata or {}
+        provenance = json.loads(meta[PROVENANCE_KEY]) if PROVENANCE_KEY in meta else {}
+        frame = table.to_pandas()
+    elif path.suffix.lower() == ".csv":
+        frame, provenance = pd.read_csv(path, dtype={"case_id": str, "patient_id": str}), {}
+    else:
+        raise ValueError(f"{path}: feature tables are .parquet (or .csv), not '{path.suffix}'")
+    if "case_id" not in frame.columns:
+        raise ValueError(f"{path}: feature table has no 'case_id' column")
+    frame["case_id"] = frame["case_id"].astype(str)
+    if "patient_id" not in frame.columns:
+        frame["patient_id"] = frame["case_id"]
+    frame["patient_id"] = frame["patient_id"].fillna(frame["case_id"]).astype(str)
+    return frame, provenance
+
+
+def save_model(bundle: dict, path) -> Path:
+    import skops.io as sio
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    sio.dump(dict(bundle, format=MODEL_FORMAT), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_model(path) -> dict:
+    """Load a model file, refusing any type outside :data:`TRUSTED_MODULE_ROOTS`."""
+    import skops.io as sio
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    untrusted = sio.get_untrusted_types(file=path)
+    foreign = [t for t in untrusted if t.split(".")[0] not in TRUSTED_MODULE_ROOTS]
+    if foreign:
+        raise ValueError(f"{path}: refusing to load types outside the trusted libraries: {', '.join(foreign)}")
+    bundle = sio.load(path, trusted=untrusted)
+    if not isinstance(bundle, dict) or bundle.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path}: not a vitfeat model file (expected format {MODEL_FORMAT})")
+    return bundle
+
+
+def write_json(obj, path) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def write_csv(frame: pd.DataFrame, path) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,132 @@
+"""Apply a fitted run to new cases: a feature table, or a manifest whose features are extracted
+with the run's recorded extraction configuration."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vitfeat.pipelines.cv import MODALITY_PREFIXES
+from vitfeat.pipelines.persist import load_model, read_feature_table, write_csv
+
+log = logging.getLogger(__name__)
+
+
+class SchemaError(ValueError):
+    """The input's feature columns do not match the model's schema."""
+
+
+def _is_manifest(frame: pd.DataFrame) -> bool:
+    return "clinical" in frame.columns and not any(str(c).startswith(MODALITY_PREFIXES) for c in frame.columns)
+
+
+def _peek(path: Path) -> pd.DataFrame:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path).head(0)
+    if path.suffix.lower() in (".csv", ".tsv", ".txt"):
+        return pd.read_csv(path, nrows=0, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+    raise ValueError(f"{path}: input must be a manifest (.csv/.parquet) or a feature table (.parquet/.csv)")
+
+
+def extract_like_run(manifest_path, extraction: dict, out_path) -> Path:
+    """Extract features for ``manifest_path`` with the configuration recorded in a run's feature
+    table (Parquet metadata key ``vitfeat``)."""
+    from vitfeat.dataset import load_manifest
+
+    load_manifest(manifest_path, require_targets=False)  # every manifest problem at once, before work
+    try:
+        from vitfeat.featurize import extract
+    except ImportError as exc:
+        raise RuntimeError(f"feature extraction is unavailable in this installation ({exc})") from None
+    config = dict(extraction.get("config") or {})
+    for key in ("families", "masks"):
+        if key in extraction and key not in config:
+            config[key] = extraction[key]
+    accepted = inspect.signature(extract).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        dropped = sorted(set(config) - set(accepted))
+        if dropped:
+            log.warning("extraction settings not understood by this vitfeat version: %s", ", ".join(dropped))
+        config = {k: v for k, v in config.items() if k in accepted}
+    result = extract(manifest_path, out_path, **config)
+    return Path(result) if isinstance(result, (str, Path)) else Path(out_path)
+
+
+def check_schema(frame: pd.DataFrame, schema: list[str], source, *, allow_extra: bool = False) -> None:
+    present = [c for c in frame.columns if str(c).startswith(MODALITY_PREFIXES)]
+    missing = [c for c in schema if c not in frame.columns]
+    extra = [c for c in present if c not in set(schema)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} feature column(s) the model needs are missing: "
+                        f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+    if extra and not allow_extra:
+        problems.append(f"{len(extra)} feature column(s) the model was not trained on: "
+                        f"{', '.join(extra[:10])}{' ...' if len(extra) > 10 else ''} "
+                        "(extracted with other settings? pass allow_extra / --allow-extra to ignore them)")
+    if problems:
+        raise SchemaError(f"{source}: " + "; ".join(problems))
+
+
+def predict_run(run_dir, input_path, out_path=None, *, allow_extra: bool = False, explain: bool = False) -> pd.DataFrame:
+    """Predict every target of the run for the cases in ``input_path``; write ``out_path`` if given.
+
+    Columns: ``case_id, patient_id, error``, then per target ``<target>_pred`` and
+    ``<target>_proba_<class>`` (and ``<target>_why`` with ``explain``).
+    """
+    run, input_path = Path(run_dir), Path(input_path)
+    meta_path = run / "run.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{run}: not a run directory (no run.json)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("kind") == "vmtl":
+        from vitfeat.deep.vmtl import predict_run as vmtl_predict
+
+        return vmtl_predict(run, input_path, out_path)
+    if meta.get("kind") != "sklearn":
+        raise ValueError(f"{meta_path}: unknown run kind '{meta.get('kind')}'")
+    if not input_path.is_file():
+        raise FileNotFoundError(f"{input_path}: input not found")
+
+    if _is_manifest(_peek(input_path)):
+        features_path = Path(out_path or input_path).with_suffix(".features.parquet")
+        log.info("extracting features for %s into %s", input_path, features_path)
+        features_path = extract_like_run(input_path, meta.get("extraction") or {}, features_path)
+    else:
+        features_path = input_path
+    frame, _ = read_feature_table(features_path)
+    bundle = load_model(run / "model.skops")
+    schema = bundle["features"]
+    check_schema(frame, schema, features_path, allow_extra=allow_extra)
+
+    error = frame["error"].fillna("").astype(str) if "error" in frame.columns else pd.Series("", index=frame.index)
+    ok = (error.str.strip() == "").to_numpy()
+    X = frame.loc[ok, schema].to_numpy(dtype=float, copy=True)
+    X[~np.isfinite(X)] = np.nan
+    out = pd.DataFrame({"case_id": frame["case_id"], "patient_id": frame["patient_id"], "error": error})
+    for target, entry in bundle["targets"].items():
+        classes = entry["classes"]
+        proba = np.full((len(frame), len(classes)), np.nan)
+        if ok.any():
+            raw = entry["model"].predict_proba(X)
+            proba[np.ix_(ok, np.asarray(entry["model"].classes_, dtype=int))] = raw
+        pred = np.where(ok, np.asarray(classes, dtype=object)[np.nan_to_num(proba, nan=-1).argmax(1)], None)
+        out[f"{target}_pred"] = pred
+        for k, c in enumerate(classes):
+            out[f"{target}_proba_{c}"] = proba[:, k]
+        if explain:
+            from vitfeat.pipelines.explain import explain_cases
+
+            why = np.full(len(frame), "", dtype=object)
+            if ok.any():
+                why[ok] = explain_cases(bundle, target, X)
+            out[f"{target}_why"] = why
+    if out_path:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        write_csv(out, out_path)
+    return out

@@ -1,0 +1,267 @@
+"""Self-contained report (report.html with embedded PNG figures, and report.md) built from the
+files of a run directory, so it can be re-rendered at any time (``explain`` does, to link itself).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.calibration import CalibrationDisplay  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
+
+from vitfeat.pipelines.metrics import HEADLINE  # noqa: E402
+
+TOP_CURVES = 5
+METRIC_LABELS = {"balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1", "auroc": "AUROC",
+                 "pr_auc": "PR-AUC", "sensitivity": "Sensitivity", "specificity": "Specificity"}
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+h1{border-bottom:3px solid #2b6cb0;padding-bottom:.2em} h2{color:#2b6cb0;margin-top:1.6em} h3{margin-bottom:.3em}
+table{border-collapse:collapse;font-size:.86em;margin:.6em 0} th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#edf2f7} td:nth-child(2),td:nth-child(3){text-align:left} tr.best{background:#f0fff4;font-weight:600}
+.warn{background:#fffaf0;border-left:4px solid #dd6b20;padding:.4em .8em;margin:.3em 0}
+.note{color:#555;font-size:.9em} img{max-width:100%;border:1px solid #eee;margin:.3em 0}
+.kv td:first-child{text-align:left;font-weight:600} code{background:#f7fafc;padding:0 .2em}
+"""
+
+
+def _fig_to_data_uri(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _img(uri: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="{uri}">'
+
+
+def _fmt(row, metric: str) -> str:
+    m, sd = row.get(f"{metric}_mean"), row.get(f"{metric}_sd")
+    lo, hi = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    if m is None or pd.isna(m):
+        return "n/a"
+    text = f"{m:.3f}"
+    if sd is not None and not pd.isna(sd):
+        text += f" ± {sd:.3f}"
+    if lo is not None and not pd.isna(lo):
+        text += f" [{lo:.2f}–{hi:.2f}]"
+    return text
+
+
+def _leaderboard_table(board: pd.DataFrame, classes) -> tuple[str, str]:
+    cols = ["rank", "pipeline"] + HEADLINE + [f"f1_{c}" for c in classes] + ["fit_time"]
+    head = "".join(f"<th>{html.escape(METRIC_LABELS.get(c, c.replace('f1_', 'F1 ')))}</th>" for c in cols)
+    md_head = "| " + " | ".join(METRIC_LABELS.get(c, c) for c in cols) + " |\n|" + "---|" * len(cols) + "\n"
+    body, md = "", ""
+    for i, row in enumerate(board.to_dict("records")):
+        cells = [str(row["rank"]), html.escape(str(row["pipeline"]))]
+        cells += [_fmt(row, m) for m in HEADLINE + [f"f1_{c}" for c in classes]]
+        ft = row.get("fit_time_mean")
+        cells.append("" if ft is None or pd.isna(ft) else f"{ft:.2f} s")
+        body += f"<tr{' class=best' if i == 0 else ''}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+        md += "| " + " | ".join(cells) + " |\n"
+    return f"<table><tr>{head}</tr>{body}</table>", md_head + md
+
+
+def _class_balance_figure(summary: dict) -> str:
+    counts = summary["class_counts"]
+    fig, axes = plt.subplots(1, len(counts), figsize=(3.2 * len(counts) + 1, 2.6), squeeze=False)
+    for ax, (target, cc) in zip(axes[0], counts.items()):
+        ax.bar(list(cc), list(cc.values()), color="#4299e1")
+        ax.set_title(f"{target}: cases per class")
+        ax.tick_params(axis="x", rotation=20)
+    return _fig_to_data_uri(fig)
+
+
+def _curves(oof: pd.DataFrame, board: pd.DataFrame, classes, positive, kind: str) -> str:
+    top = list(board["pipeline"][:TOP_CURVES])
+    display = RocCurveDisplay if kind == "roc" else PrecisionRecallDisplay
+    first = oof[oof["repeat"] == oof["repeat"].min()]
+    if len(classes) == 2:
+        fig, ax = plt.subplots(figsize=(5.2, 4.4))
+        for name in top:
+            part = first[first["pipeline"] == name]
+            display.from_predictions((part["y_true"] == positive).astype(int), part[f"proba_{positive}"],
+                                     name=name, ax=ax)
+        ax.set_title(f"{'ROC' if kind == 'roc' else 'Precision–recall'} (positive: {positive})")
+    else:
+        fig, axes = plt.subplots(1, len(classes), figsize=(4.2 * len(classes), 3.9))
+        for ax, cls in zip(axes, classes):
+            for name in top[:3]:
+                part = first[first["pipeline"] == name]
+                display.from_predictions((part["y_true"] == cls).astype(int), part[f"proba_{cls}"], name=name, ax=ax)
+            ax.set_title(f"{cls} vs rest")
+    for ax in fig.axes:
+        ax.legend(fontsize=7, loc="lower right" if kind == "roc" else "lower left")
+    return _fig_to_data_uri(fig)
+
+
+def _confusions(oof: pd.DataFrame, board: pd.DataFrame, classes) -> str:
+    top = list(board["pipeline"][:3])
+    fig, axes = plt.subplots(1, len(top), figsize=(3.6 * len(top) + 0.5, 3.4), squeeze=False)
+    first = oof[oof["repeat"] == oof["repeat"].min()]
+    for ax, name in zip(axes[0], top):
+        part = first[first["pipeline"] == name]
+        ConfusionMatrixDisplay.from_predictions(part["y_true"], part["y_pred"], labels=classes, ax=ax,
+                                                colorbar=False, cmap="Blues")
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(axis="x", rotation=20)
+    return _fig_to_data_uri(fig)
+
+
+def _calibration(oof: pd.DataFrame, board: pd.DataFrame, classes, positive) -> str:
+    first = oof[oof["repeat"] == oof["repeat"].min()]
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    if len(classes) == 2:
+        for name in list(board["pipeline"][:3]):
+            part = first[first["pipeline"] == name]
+            CalibrationDisplay.from_predictions((part["y_true"] == positive).astype(int), part[f"proba_{positive}"],
+                                                n_bins=8, strategy="quantile", name=name, ax=ax)
+        ax.set_title(f"Calibration (predicted vs observed rate of '{positive}')")
+    else:
+        name = board["pipeline"].iloc[0]
+        part = first[first["pipeline"] == name]
+        for cls in classes:
+            CalibrationDisplay.from_predictions((part["y_true"] == cls).astype(int), part[f"proba_{cls}"],
+                                                n_bins=6, strategy="quantile", name=cls, ax=ax)
+        ax.set_title(f"Calibration of {name}, one class vs rest")
+    ax.legend(fontsize=7)
+    return _fig_to_data_uri(fig)
+
+
+def _fold_spread(fold_scores: pd.DataFrame, board: pd.DataFrame) -> str:
+    order = list(board["pipeline"])[::-1]
+    data = [fold_scores.loc[fold_scores["pipeline"] == n, "balanced_accuracy"].dropna().to_numpy() for n in order]
+    fig, ax = plt.subplots(figsize=(6.5, 0.32 * len(order) + 1.2))
+    ax.boxplot(data, vert=False, tick_labels=order, widths=0.6)
+    for i, d in enumerate(data, start=1):
+        ax.scatter(d, np.full(len(d), i) + np.random.default_rng(i).uniform(-0.12, 0.12, len(d)), s=9,
+                   color="#2b6cb0", alpha=0.7, zorder=3)
+    ax.set_xlabel("balanced accuracy per test fold")
+    ax.set_title("Fold-to-fold spread")
+    return _fig_to_data_uri(fig)
+
+
+def _read(run: Path):
+    board = pd.read_csv(run / "leaderboard.csv", dtype={"pipeline": str, "target": str})
+    oof = pd.read_csv(run / "oof_predictions.csv", dtype={"case_id": str, "patient_id": str, "y_true": str,
+                                                          "y_pred": str, "target": str})
+    folds = pd.read_csv(run / "fold_scores.csv", dtype={"pipeline": str, "target": str})
+    summary = json.loads((run / "data_summary.json").read_text())
+    meta = json.loads((run / "run.json").read_text())
+    return board, oof, folds, summary, meta
+
+
+def write_report(run_dir) -> tuple[Path, Path]:
+    """(Re)write ``report.html`` and ``report.md`` in ``run_dir``; return their paths."""
+    run = Path(run_dir)
+    board, oof, fold_scores, summary, meta = _read(run)
+    parts, md = [], []
+    title = f"vitfeat model comparison — {run.name}"
+    parts.append(f"<h1>{html.escape(title)}</h1><p class=note>Created {meta.get('created', '')} by vitfeat "
+                 f"{meta.get('vitfeat_version', '')}. Every score comes from out-of-fold predictions: each case "
+                 f"was predicted by a model that never saw that patient. {meta['n_splits']} folds grouped by "
+                 f"patient, {meta['repeats']} repeat(s).</p>")
+    md.append(f"# {title}\n\nOut-of-fold scores, {meta['n_splits']} patient-grouped folds, "
+              f"{meta['repeats']} repeat(s). Mean ± fold SD [bootstrap 95 % CI].\n")
+
+    parts.append("<h2>Data</h2><table class=kv>")
+    rows = [("Cases", summary["n_cases"]), ("Patients", summary["n_patients"]), ("Features", summary["n_features"]),
+            ("Modalities", ", ".join(summary["modalities"])),
+            ("Missing values", f"{100 * summary['missing_fraction_overall']:.1f} % of feature cells"),
+            ("Failed cases (left out)", len(summary["failed_cases"])),
+            ("Features without variance", len(summary["constant_features"]))]
+    parts += [f"<tr><td>{k}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows]
+    parts.append("</table>")
+    for target, cc in summary["class_counts"].items():
+        pp = summary["patients_per_class"][target]
+        parts.append(f"<p><b>{html.escape(target)}</b>: " + ", ".join(
+            f"{html.escape(k)} {v} cases / {pp.get(k, '?')} patients" for k, v in cc.items()) + "</p>")
+        md.append(f"- **{target}**: " + ", ".join(f"{k} {v} cases / {pp.get(k, '?')} patients" for k, v in cc.items()))
+    md.append(f"- {summary['n_cases']} cases, {summary['n_patients']} patients, {summary['n_features']} features, "
+              f"{len(summary['failed_cases'])} failed case(s)\n")
+    parts.append(_img(_class_balance_figure(summary), "class balance"))
+    if summary["failed_cases"]:
+        parts.append("<details><summary>Failed cases</summary><ul>" + "".join(
+            f"<li>{html.escape(f['case_id'])}: {html.escape(f['error'])}</li>" for f in summary["failed_cases"])
+            + "</ul></details>")
+
+    if summary.get("warnings"):
+        parts.append("<h2>Warnings</h2>" + "".join(f"<div class=warn>{html.escape(w)}</div>" for w in summary["warnings"]))
+        md.append("## Warnings\n\n" + "\n".join(f"- {w}" for w in summary["warnings"]) + "\n")
+
+    for target, tboard in board.groupby("target", sort=False):
+        info = meta["targets"][target]
+        classes, positive = info["classes"], info.get("positive")
+        toof = oof[oof["target"] == target]
+        tfolds = fold_scores[fold_scores["target"] == target]
+        table, md_table = _leaderboard_table(tboard, classes)
+        best = tboard.iloc[0]
+        parts.append(f"<h2>Target: {html.escape(target)}</h2>")
+        lead = (f"Best pipeline: <b>{html.escape(str(best['pipeline']))}</b> ({html.escape(str(best['description']))}): "
+                f"balanced accuracy {_fmt(best, 'balanced_accuracy')}, AUROC {_fmt(best, 'auroc')}. "
+                f"This pipeline, refitted on all cases, is saved in <code>model.skops</code>.")
+        if positive:
+            lead += f" Sensitivity and specificity refer to '{html.escape(positive)}' as the positive class."
+        parts.append(f"<p>{lead}</p><h3>Leaderboard</h3><p class=note>Mean ± SD over test folds "
+                     "[95 % bootstrap CI over patients]. Ranked by mean balanced accuracy.</p>" + table)
+        md.append(f"## Target: {target}\n\nBest: **{best['pipeline']}** — balanced accuracy "
+                  f"{_fmt(best, 'balanced_accuracy')}, AUROC {_fmt(best, 'auroc')}.\n\n" + md_table)
+        parts.append("<h3>ROC and precision–recall curves</h3><p class=note>Pooled out-of-fold predictions"
+                     " (first repeat). The diagonal of the ROC plot is a coin toss.</p>")
+        parts.append(_img(_curves(toof, tboard, classes, positive, "roc"), f"ROC curves {target}"))
+        parts.append(_img(_curves(toof, tboard, classes, positive, "pr"), f"PR curves {target}"))
+        parts.append("<h3>Confusion matrices</h3><p class=note>Rows: true class; columns: predicted class.</p>")
+        parts.append(_img(_confusions(toof, tboard, classes), f"confusion matrices {target}"))
+        parts.append("<h3>Calibration</h3><p class=note>Points on the diagonal mean a predicted 70 % "
+                     "happens 70 % of the time.</p>")
+        parts.append(_img(_calibration(toof, tboard, classes, positive), f"calibration {target}"))
+        parts.append("<h3>Fold spread</h3>")
+        parts.append(_img(_fold_spread(tfolds, tboard), f"fold spread {target}"))
+
+    explain_summary = run / "explain" / "summary.json"
+    parts.append("<h2>What drives the prediction</h2>")
+    if explain_summary.is_file():
+        ex = json.loads(explain_summary.read_text())
+        parts.append(f"<p>See <a href=\"explain/explain.html\">the explanation report</a>. Most important "
+                     f"feature groups ({html.escape(ex.get('target', ''))}):</p><ol>" + "".join(
+                         f"<li>{html.escape(g['description'])} <span class=note>({html.escape(g['group'])}, "
+                         f"{g['importance']:.3f})</span></li>" for g in ex.get("top_groups", [])[:8]) + "</ol>")
+        md.append("## What drives the prediction\n\nSee [explain/explain.html](explain/explain.html).\n")
+    else:
+        parts.append(f"<p>Run <code>vitfeat explain {html.escape(str(run))}</code> to add SHAP and "
+                     "permutation importances; they are then linked here.</p>")
+
+    prov = meta.get("extraction") or {}
+    parts.append("<h2>Provenance</h2><table class=kv>" + "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in [
+            ("Feature table", meta.get("features_path")), ("Table content hash", meta.get("features_hash")),
+            ("Extraction vitfeat version", prov.get("vitfeat_version", prov.get("version", "unknown"))),
+            ("Feature families", ", ".join(map(str, (prov.get("families") or {}))) or "unknown"),
+            ("Run time", f"{meta.get('elapsed_s', '?')} s")]) + "</table>")
+    config = (run / "config.yaml").read_text() if (run / "config.yaml").is_file() else ""
+    parts.append(f"<details><summary>config.yaml</summary><pre>{html.escape(config)}</pre></details>")
+    md.append(f"## Provenance\n\n- feature table: `{meta.get('features_path')}` (hash {meta.get('features_hash')})\n"
+              f"- config: `config.yaml`\n")
+
+    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+    html_path, md_path = run / "report.html", run / "report.md"
+    for path, text in ((html_path, page), (md_path, "\n".join(md) + "\n")):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    return html_path, md_path

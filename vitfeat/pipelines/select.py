@@ -1,0 +1,264 @@
+"""`fit_run`: compare pipelines on one fold plan, write the run directory, refit the winner.
+
+Run directory: ``folds.csv``, ``oof_predictions.csv``, ``fold_scores.csv``, ``leaderboard.csv``
+(one block of rows per target), ``config.yaml``, ``data_summary.json``, ``model.skops``,
+``run.json`` (``{"kind": "sklearn", ...}``), ``report.html``, ``report.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from vitfeat import __version__
+from vitfeat.pipelines import zoo
+from vitfeat.pipelines.cv import cross_validate, feature_columns, fit_estimator
+from vitfeat.pipelines.folds import make_folds, read_folds, same_folds, write_folds
+from vitfeat.pipelines.metrics import HEADLINE, flatten, positive_class, proba_columns, score_oof
+from vitfeat.pipelines.persist import read_feature_table, save_model, write_csv, write_json
+
+log = logging.getLogger(__name__)
+
+RANK_BY = "balanced_accuracy_mean"
+
+
+@dataclass
+class FitConfig:
+    """Everything that decides a run; written to ``config.yaml`` and accepted from ``--config``."""
+
+    targets: list = field(default_factory=lambda: ["label"])
+    pipelines: list = field(default_factory=lambda: ["all"])
+    folds: int = 5
+    repeats: int = 1
+    folds_from: str | None = None
+    include: list = field(default_factory=list)
+    search: str = "none"
+    n_iter: int = 10
+    jobs: int = 1
+    seed: int = 0
+    n_boot: int = 500
+    custom: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, path, **overrides) -> "FitConfig":
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of options")
+        try:
+            return cls.from_yaml_dict(data, **overrides)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+    @classmethod
+    def from_yaml_dict(cls, data: dict, **overrides) -> "FitConfig":
+        data = dict(data)
+        for written_by_fit in ("pipelines_expanded", "features"):  # a run's config.yaml can be reused
+            data.pop(written_by_fit, None)
+        if "target" in data:
+            data["targets"] = data.pop("target")
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}; "
+                             f"valid: {', '.join(cls.__dataclass_fields__)}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        for key in ("targets", "pipelines", "include"):
+            if isinstance(data.get(key), str):
+                data[key] = [s.strip() for s in data[key].split(",") if s.strip()]
+        return cls(**data)
+
+
+def summarize_data(frame: pd.DataFrame, features: list[str], targets: list[str], failed: pd.DataFrame) -> dict:
+    X = frame[features]
+    missing = X.isna().mean()
+    constant = [c for c in features if X[c].nunique(dropna=True) <= 1]
+    summary = {
+        "n_cases": int(len(frame)), "n_patients": int(frame["patient_id"].nunique()),
+        "n_features": len(features),
+        "failed_cases": [{"case_id": r.case_id, "error": str(r.error)} for r in failed.itertuples()],
+        "class_counts": {t: frame[t].dropna().astype(str).value_counts().sort_index().to_dict() for t in targets},
+        "patients_per_class": {t: frame.dropna(subset=[t]).assign(_t=lambda d: d[t].astype(str))
+                               .groupby("_t")["patient_id"].nunique().to_dict() for t in targets},
+        "missing_fraction_overall": float(missing.mean()) if len(features) else 0.0,
+        "features_with_missing": {c: float(v) for c, v in missing[missing > 0].sort_values(ascending=False)
+                                  .head(30).items()},
+        "constant_features": constant,
+        "modalities": sorted({c.split("_", 1)[0] for c in features}),
+    }
+    return summary
+
+
+def warnings_for(summary: dict, n_splits: int, n_pipelines: int, failures: list) -> list[str]:
+    out = []
+    for target, counts in summary["patients_per_class"].items():
+        for cls, n in counts.items():
+            if n < 2 * n_splits:
+                out.append(f"Target '{target}': class '{cls}' has only {n} patient(s) for {n_splits} folds; "
+                           "its per-fold scores are unstable and some test folds may lack it.")
+    if summary["constant_features"]:
+        names = ", ".join(summary["constant_features"][:8])
+        more = len(summary["constant_features"]) - 8
+        out.append(f"{len(summary['constant_features'])} feature(s) have no variance and carry no information: "
+                   f"{names}{f' and {more} more' if more > 0 else ''}.")
+    heavy = [c for c, v in summary["features_with_missing"].items() if v > 0.2]
+    if heavy:
+        out.append(f"{len(heavy)} feature(s) are missing in more than 20 % of cases (imputed with the "
+                   f"training-fold median), e.g. {', '.join(heavy[:5])}.")
+    if summary["failed_cases"]:
+        out.append(f"{len(summary['failed_cases'])} case(s) failed feature extraction and were left out.")
+    if summary["n_patients"] < summary["n_cases"]:
+        out.append(f"{summary['n_cases']} cases come from {summary['n_patients']} patients; folds keep each "
+                   "patient's cases together.")
+    for f in {(f["target"], f["pipeline"]): f for f in failures}.values():
+        out.append(f"Pipeline '{f['pipeline']}' failed for target '{f['target']}' and is not ranked: {f['error']}")
+    if n_pipelines > 1:
+        out.append(f"The top of the leaderboard was chosen among {n_pipelines} pipelines on these same folds, "
+                   "so its score is optimistic (winner's curse); overlapping confidence intervals mean the "
+                   "difference is not established. Confirm the chosen pipeline on independent patients.")
+    return out
+
+
+def leaderboard_rows(oof: pd.DataFrame, info: pd.DataFrame, target: str, classes, positive, n_boot, seed):
+    rows, fold_rows = [], []
+    for name, part in oof.groupby("pipeline", sort=False):
+        scores = score_oof(part, classes, positive=positive, n_boot=n_boot, seed=seed)
+        times = info.loc[info["pipeline"] == name, "fit_time"] if len(info) else pd.Series(dtype=float)
+        row = {"target": target, "pipeline": name,
+               "description": zoo.describe(name) if _known(name) else "included run",
+               "n_cases": int(part["case_id"].nunique()),
+               "fit_time_mean": float(times.mean()) if len(times) else np.nan,
+               "fit_time_sd": float(times.std(ddof=1)) if len(times) > 1 else np.nan}
+        row.update(flatten(scores))
+        rows.append(row)
+        per_fold = scores["_per_fold"].copy()
+        keys = part.groupby(["repeat", "fold"]).size().index.to_frame(index=False)
+        fold_rows.append(pd.concat([keys, per_fold], axis=1).assign(target=target, pipeline=name))
+    board = pd.DataFrame(rows)
+    if len(board):
+        board = board.sort_values([RANK_BY, "auroc_mean"], ascending=False, na_position="last")
+        board.insert(0, "rank", np.arange(1, len(board) + 1))
+    return board, pd.concat(fold_rows, ignore_index=True) if fold_rows else pd.DataFrame()
+
+
+def _known(name: str) -> bool:
+    try:
+        zoo.make_pipeline(name)
+        return True
+    except ValueError:
+        return False
+
+
+def read_included(run_dir, target: str, classes, plan: pd.DataFrame) -> pd.DataFrame:
+    """OOF rows of another run (e.g. VMTL) for ``target``, after checking it used the same folds."""
+    run_dir = Path(run_dir)
+    oof_path, folds_path = run_dir / "oof_predictions.csv", run_dir / "folds.csv"
+    for p in (oof_path, folds_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: --include needs a run directory with oof_predictions.csv and folds.csv")
+    other = read_folds(folds_path)
+    common = set(plan["case_id"]) & set(other["case_id"])
+    if not same_folds(plan[plan["case_id"].isin(common)], other[other["case_id"].isin(common)]) or not common:
+        raise ValueError(f"{folds_path}: the included run used a different fold plan; re-run it with "
+                         "--folds-from this run's folds.csv (scores on different folds are not comparable)")
+    oof = pd.read_csv(oof_path, dtype={"case_id": str, "patient_id": str, "y_true": str, "y_pred": str})
+    oof = oof[oof["target"].astype(str) == target]
+    missing = [c for c in proba_columns(classes) if c not in oof.columns]
+    if missing:
+        raise ValueError(f"{oof_path}: lacks probability column(s) {', '.join(missing)} for target '{target}'")
+    keep = ["pipeline", "target", "repeat", "fold", "case_id", "patient_id", "y_true", "y_pred"]
+    return oof[keep + proba_columns(classes)]
+
+
+def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: bool = True) -> Path:
+    """Cross-validate ``config.pipelines`` on the feature table and write the run directory."""
+    from vitfeat.pipelines.report import write_report
+
+    config = config or FitConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    zoo.add_custom_pipelines(config.custom)
+    pipelines = zoo.expand_names(config.pipelines)
+
+    table, provenance = read_feature_table(features)
+    for t in config.targets:
+        if t not in table.columns:
+            raise ValueError(f"{features}: target column '{t}' not found "
+                             f"(non-feature columns: {', '.join(c for c in table.columns if not c.startswith(('clinical_', 'wood_', 'pair_')))})")
+    error = table["error"].fillna("").astype(str).str.strip() if "error" in table.columns else pd.Series("", index=table.index)
+    failed = table.loc[error != "", ["case_id"]].assign(error=error[error != ""])
+    frame = table[error == ""].reset_index(drop=True)
+    frame = frame.dropna(subset=config.targets, how="all").reset_index(drop=True)
+    features_cols = feature_columns(frame)
+    X = frame[features_cols].to_numpy(dtype=float, copy=True)
+    X[~np.isfinite(X)] = np.nan  # inf from a division-by-zero feature is treated as missing
+
+    if config.folds_from:
+        plan = read_folds(config.folds_from, frame)
+    else:
+        plan = make_folds(frame, config.targets, n_splits=config.folds, repeats=config.repeats, seed=config.seed)
+    write_folds(plan, out / "folds.csv")
+    config_dict = asdict(config)
+    config_dict["pipelines_expanded"] = pipelines
+    config_dict["features"] = str(Path(features).resolve())
+    (out / "config.yaml").write_text(yaml.safe_dump(config_dict, sort_keys=False))
+
+    from vitfeat.dataset import file_hash
+
+    table_hash = file_hash(features)
+    n_splits = int(plan["fold"].max()) + 1
+    oofs, infos, boards, fold_scores, failures, models = [], [], [], [], [], {}
+    for target in config.targets:
+        has = frame[target].notna().to_numpy()
+        y = frame.loc[has, target].astype(str).to_numpy()
+        classes = sorted(np.unique(y))
+        if len(classes) < 2:
+            raise ValueError(f"target '{target}' has a single class ({classes[0]}); nothing to learn")
+        positive = positive_class(classes, y) if len(classes) == 2 else None
+        sub_plan = plan[plan["case_id"].isin(set(frame.loc[has, "case_id"]))]
+        oof, info, fails = cross_validate(
+            X[has], y, frame.loc[has, "patient_id"], frame.loc[has, "case_id"], sub_plan, pipelines,
+            classes=classes, search=config.search, n_iter=config.n_iter, n_jobs=config.jobs, seed=config.seed,
+            cache_dir=out / ".cv_cache", cache_key={"table": table_hash, "features": len(features_cols)},
+            target=target, progress=progress)
+        failures += fails
+        for run_dir in config.include:
+            oof = pd.concat([oof, read_included(run_dir, target, classes, sub_plan)], ignore_index=True)
+        if not len(oof):
+            raise RuntimeError(f"every pipeline failed for target '{target}': {fails[0]['error'] if fails else ''}")
+        board, per_fold = leaderboard_rows(oof, info, target, classes, positive, config.n_boot, config.seed)
+        oofs.append(oof), infos.append(info), boards.append(board), fold_scores.append(per_fold)
+
+        best = next(n for n in board["pipeline"] if n in pipelines)
+        est, params = fit_estimator(best, X[has], np.searchsorted(classes, y), frame.loc[has, "patient_id"]
+                                    .astype(str).to_numpy(), search=config.search, n_iter=config.n_iter,
+                                    seed=config.seed)
+        models[target] = {"pipeline": best, "classes": classes, "positive": positive, "model": est,
+                          "params": params}
+        log.info("target %s: best pipeline %s", target, best)
+
+    oof_all = pd.concat(oofs, ignore_index=True)
+    write_csv(oof_all, out / "oof_predictions.csv")
+    write_csv(pd.concat(boards, ignore_index=True), out / "leaderboard.csv")
+    write_csv(pd.concat(fold_scores, ignore_index=True), out / "fold_scores.csv")
+    write_csv(pd.concat(infos, ignore_index=True), out / "fold_fits.csv")
+    save_model({"features": features_cols, "targets": models}, out / "model.skops")
+
+    summary = summarize_data(frame, features_cols, config.targets, failed)
+    summary["warnings"] = warnings_for(summary, n_splits, len(pipelines) + len(config.include), failures)
+    write_json(summary, out / "data_summary.json")
+    write_json({
+        "kind": "sklearn", "vitfeat_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "elapsed_s": round(time.time() - started, 1), "features_path": str(Path(features).resolve()),
+        "features_hash": table_hash, "feature_columns": features_cols,
+        "targets": {t: {k: v for k, v in m.items() if k != "model"} for t, m in models.items()},
+        "n_splits": n_splits, "repeats": int(plan["repeat"].nunique()),
+        "extraction": provenance, "failures": failures, "headline_metrics": HEADLINE,
+    }, out / "run.json")
+    write_report(out)
+    return out

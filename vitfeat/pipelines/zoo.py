@@ -1,0 +1,246 @@
+"""Registry of named imblearn Pipelines: impute -> (scale) -> (select) -> (sampler) -> classifier.
+
+A pipeline name is either a registered name (``register_pipeline``) or composed from parts joined
+by ``+``: one classifier, at most one sampler, at most one selector, e.g. ``lgbm+smote``,
+``logreg+kbest+ros``. ``all`` means every name in :data:`DEFAULT_PIPELINES`.
+
+Every preprocessing step lives *inside* the pipeline, so cross-validation fits imputation,
+scaling, selection and resampling on the training folds only; imblearn drops samplers at
+predict time, so test folds are never resampled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from imblearn.over_sampling import SMOTE, BorderlineSMOTE, RandomOverSampler
+from imblearn.pipeline import Pipeline
+from imblearn.under_sampling import RandomUnderSampler
+from scipy.stats import loguniform, randint, uniform
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.feature_selection import SelectKBest, VarianceThreshold, f_classif
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+
+@dataclass(frozen=True)
+class Part:
+    """One building block: ``make(random_state)`` returns a fresh estimator."""
+
+    name: str
+    kind: str  # "classifier" | "sampler" | "selector"
+    make: Callable[[int], object]
+    description: str
+    needs_scaling: bool = False
+    search_space: dict = field(default_factory=dict)  # keys relative to the step
+
+
+def _lgbm(rs):
+    from lightgbm import LGBMClassifier
+
+    # n_jobs=1: parallelism comes from joblib over (pipeline, fold) tasks; nested threads thrash.
+    return LGBMClassifier(n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=5,
+                          subsample=0.8, subsample_freq=1, colsample_bytree=0.8, n_jobs=1,
+                          random_state=rs, verbose=-1)
+
+
+def _xgb(rs):
+    from xgboost import XGBClassifier
+
+    return XGBClassifier(n_estimators=200, learning_rate=0.05, max_depth=4, subsample=0.8,
+                         colsample_bytree=0.8, tree_method="hist", n_jobs=1, random_state=rs)
+
+
+def _svm(rs):
+    # Platt scaling on internal folds of the training part (scikit-learn's replacement for the
+    # deprecated SVC(probability=True)).
+    svc = SVC(C=1.0, kernel="rbf", class_weight="balanced", random_state=rs)
+    return CalibratedClassifierCV(svc, method="sigmoid", cv=3, ensemble=False)
+
+
+CLASSIFIERS = {
+    p.name: p
+    for p in [
+        Part("logreg", "classifier",
+             lambda rs: LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000),
+             "L2-regularised logistic regression (class-balanced)", needs_scaling=True,
+             search_space={"C": loguniform(1e-3, 1e2)}),
+        Part("svm", "classifier", _svm, "RBF support vector machine with Platt probabilities",
+             needs_scaling=True, search_space={"estimator__C": loguniform(1e-2, 1e2), "estimator__gamma": loguniform(1e-4, 1e-1)}),
+        Part("rf", "classifier",
+             lambda rs: RandomForestClassifier(n_estimators=200, min_samples_leaf=2, class_weight="balanced",
+                                               n_jobs=1, random_state=rs),
+             "random forest (class-balanced)",
+             search_space={"max_features": uniform(0.05, 0.5), "min_samples_leaf": randint(1, 10)}),
+        Part("et", "classifier",
+             lambda rs: ExtraTreesClassifier(n_estimators=200, min_samples_leaf=2, class_weight="balanced",
+                                             n_jobs=1, random_state=rs),
+             "extremely randomised trees (class-balanced)",
+             search_space={"max_features": uniform(0.05, 0.5), "min_samples_leaf": randint(1, 10)}),
+        Part("hgb", "classifier",
+             lambda rs: HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15,
+                                                       class_weight="balanced", random_state=rs),
+             "histogram gradient boosting (scikit-learn)",
+             search_space={"learning_rate": loguniform(0.01, 0.3), "max_leaf_nodes": randint(4, 32)}),
+        Part("xgb", "classifier", _xgb, "XGBoost gradient-boosted trees",
+             search_space={"learning_rate": loguniform(0.01, 0.3), "max_depth": randint(2, 7)}),
+        Part("lgbm", "classifier", _lgbm, "LightGBM gradient-boosted trees",
+             search_space={"learning_rate": loguniform(0.01, 0.3), "num_leaves": randint(4, 32)}),
+    ]
+}
+
+SAMPLERS = {
+    p.name: p
+    for p in [
+        Part("ros", "sampler", lambda rs: RandomOverSampler(random_state=rs),
+             "random oversampling of minority classes"),
+        Part("smote", "sampler", lambda rs: SMOTE(k_neighbors=3, random_state=rs),
+             "SMOTE synthetic minority oversampling (k=3)"),
+        Part("borderline", "sampler", lambda rs: BorderlineSMOTE(k_neighbors=3, m_neighbors=6, random_state=rs),
+             "borderline-SMOTE (oversamples minority cases near the class border)"),
+        Part("rus", "sampler", lambda rs: RandomUnderSampler(random_state=rs),
+             "random undersampling of majority classes"),
+    ]
+}
+
+SELECTORS = {
+    p.name: p
+    for p in [
+        Part("kbest", "selector", lambda rs: SelectKBest(f_classif, k=30),
+             "keep the 30 features with the highest ANOVA F score (fitted per training fold)"),
+    ]
+}
+
+#: What ``all`` expands to: every classifier plain, plus the common resampling variants.
+DEFAULT_PIPELINES = ["logreg", "logreg+smote", "svm", "rf", "rf+ros", "et", "hgb", "xgb", "lgbm",
+                     "lgbm+smote", "lgbm+borderline", "logreg+kbest+rus"]
+
+_REGISTRY: dict[str, Callable[[int], Pipeline]] = {}
+
+
+def register_pipeline(name: str, *, default: bool = False):
+    """Decorator registering ``factory(random_state) -> Pipeline`` under ``name``.
+
+    >>> @register_pipeline("my_rf")
+    ... def my_rf(random_state=0):
+    ...     return make_pipeline("rf+smote", random_state).set_params(classifier__n_estimators=500)
+    """
+    if "+" in name or name == "all":
+        raise ValueError(f"pipeline name '{name}' may not contain '+' or be 'all'")
+
+    def wrap(factory):
+        _REGISTRY[name] = factory
+        if default and name not in DEFAULT_PIPELINES:
+            DEFAULT_PIPELINES.append(name)
+        return factory
+
+    return wrap
+
+
+def available_pipelines() -> list[str]:
+    """Default names plus user-registered ones (composed names are accepted too)."""
+    return list(dict.fromkeys(DEFAULT_PIPELINES + sorted(_REGISTRY)))
+
+
+def expand_names(spec) -> list[str]:
+    """Turn ``"all"``, ``"lgbm+smote,logreg"`` or a list into a list of pipeline names (checked)."""
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for name in (n.strip() for n in names):
+        if not name:
+            continue
+        if name == "all":
+            out += DEFAULT_PIPELINES
+        else:
+            make_pipeline(name)  # raises with the list of valid parts
+            out.append(name)
+    return list(dict.fromkeys(out))
+
+
+def _parse(name: str) -> tuple[Part, Part | None, Part | None]:
+    clf = sampler = selector = None
+    for token in name.split("+"):
+        for table, kind in ((CLASSIFIERS, "classifier"), (SAMPLERS, "sampler"), (SELECTORS, "selector")):
+            if token in table:
+                current = {"classifier": clf, "sampler": sampler, "selector": selector}[kind]
+                if current is not None:
+                    raise ValueError(f"pipeline '{name}': more than one {kind} ('{current.name}', '{token}')")
+                if kind == "classifier":
+                    clf = table[token]
+                elif kind == "sampler":
+                    sampler = table[token]
+                else:
+                    selector = table[token]
+                break
+        else:
+            raise ValueError(
+                f"pipeline '{name}': unknown part '{token}'. Classifiers: {', '.join(CLASSIFIERS)}; "
+                f"samplers: {', '.join(SAMPLERS)}; selectors: {', '.join(SELECTORS)}; "
+                f"registered pipelines: {', '.join(sorted(_REGISTRY)) or 'none'}")
+    if clf is None:
+        raise ValueError(f"pipeline '{name}' names no classifier (one of {', '.join(CLASSIFIERS)})")
+    return clf, sampler, selector
+
+
+def make_pipeline(name: str, random_state: int = 0) -> Pipeline:
+    """A fresh, unfitted Pipeline for ``name``; step names are stable for ``set_params``:
+    ``impute``, ``drop_constant``, ``scale``, ``select``, ``sampler``, ``classifier``."""
+    if name in _REGISTRY:
+        return _REGISTRY[name](random_state)
+    clf, sampler, selector = _parse(name)
+    steps = [("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+             ("drop_constant", VarianceThreshold(0.0))]
+    if clf.needs_scaling or sampler is not None and sampler.name in ("smote", "borderline"):
+        # SMOTE interpolates in feature space: neighbours must not be dominated by large-unit features.
+        steps.append(("scale", StandardScaler()))
+    if selector is not None:
+        steps.append(("select", selector.make(random_state)))
+    if sampler is not None:
+        steps.append(("sampler", sampler.make(random_state)))
+    steps.append(("classifier", clf.make(random_state)))
+    return Pipeline(steps)
+
+
+def search_space(name: str) -> dict:
+    """Hyperparameter distributions for RandomizedSearchCV, keyed ``classifier__<param>``."""
+    if name in _REGISTRY:
+        return {}
+    clf, _, _ = _parse(name)
+    return {f"classifier__{k}": v for k, v in clf.search_space.items()}
+
+
+def describe(name: str) -> str:
+    if name in _REGISTRY:
+        return f"user-registered pipeline '{name}'"
+    clf, sampler, selector = _parse(name)
+    parts = [clf.description]
+    if selector:
+        parts.append(selector.description)
+    parts.append(sampler.description if sampler else "no resampling")
+    return "; ".join(parts)
+
+
+def add_custom_pipelines(spec: dict) -> list[str]:
+    """Register pipelines from a YAML ``custom:`` section::
+
+        custom:
+          big_rf: {base: rf+smote, params: {classifier__n_estimators: 500}}
+    """
+    names = []
+    for name, entry in (spec or {}).items():
+        base = entry.get("base")
+        params = dict(entry.get("params") or {})
+        if not base:
+            raise ValueError(f"custom pipeline '{name}': 'base' (e.g. rf+smote) is required")
+        make_pipeline(base).set_params(**params)  # fail now, not in a worker
+
+        def factory(random_state=0, _base=base, _params=params):
+            return make_pipeline(_base, random_state).set_params(**_params)
+
+        register_pipeline(name)(factory)
+        names.append(name)
+    return names
