@@ -1,0 +1,192 @@
+"""Manifest cases -> paired tensors for VMTL.
+
+Images are decoded and resized once per run (uint8, kept in memory: a few hundred cases at 224 px
+are tens of MB); augmentation runs on those arrays, in training only. One normalisation (the
+backbone's pretrained mean/std) is applied in training and inference alike. Boxes are derived from
+the (augmented) masks, so they always match them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from tqdm.auto import tqdm
+
+from vitfeat.dataset import ImageReadError, MODALITIES, read_image, read_mask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedCase:
+    case_id: str
+    patient_id: str
+    label: str | None
+    images: dict  # modality -> (S, S, 3) uint8, absent modality missing
+    masks: dict  # modality -> (S, S) bool
+    crop_boxes: dict  # modality -> (x0, y0, x1, y1) in original pixels when cropped (VMSL)
+    sizes: dict  # modality -> (H, W) of the original photo
+
+
+def _resize(img, size, nearest=False):
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+    return cv2.resize(img, (size, size), interpolation=interp)
+
+
+def _crop(arr, box):
+    x0, y0, x1, y1 = box
+    return arr[y0:y1, x0:x1]
+
+
+def prepare_case(case_id: str, patient_id: str, label, images: dict, masks: dict, imgsz: int, roi=None) -> LoadedCase:
+    """Crop (when ``roi(modality, image, mask) -> box|None`` says so) and resize one case's arrays."""
+    out_images, out_masks, boxes, sizes = {}, {}, {}, {}
+    for mod in MODALITIES:
+        img = images.get(mod)
+        if img is None:
+            continue
+        mask = masks.get(mod)
+        sizes[mod] = img.shape[:2]
+        box = roi(mod, img, mask) if roi is not None else None
+        if box is not None:
+            boxes[mod] = tuple(int(v) for v in box)
+            img = _crop(img, box)
+            mask = _crop(mask, box) if mask is not None else None
+        out_images[mod] = _resize(img, imgsz)
+        if mask is not None:
+            out_masks[mod] = _resize(mask.astype(np.uint8), imgsz, nearest=True).astype(bool)
+    return LoadedCase(case_id, patient_id, None if label is None else str(label), out_images, out_masks, boxes, sizes)
+
+
+def load_case(case, imgsz: int, target: str | None = None, roi=None) -> LoadedCase:
+    """Read one manifest ``Case`` (images and masks) and prepare it."""
+    images = {m: read_image(case.image(m)) for m in MODALITIES if case.image(m) is not None}
+    masks = {m: read_mask(case.mask(m)) for m in images if case.mask(m) is not None}
+    label = None if target is None else case.targets.get(target)
+    return prepare_case(case.case_id, case.patient_id, label, images, masks, imgsz, roi)
+
+
+def make_roi(cfg):
+    """VMSL lesion crops per ``cfg.roi``: "masks" (the given mask), "model:PATH" (a mask predictor,
+    YOLO .pt or segmenter dir, via vitfeat.deep.mask_source) or "whole"; None when no crop is set."""
+    if not cfg.roi:
+        return None
+    from vitfeat.deep.roi import select_roi
+
+    predictors = {}
+    for mod, source in cfg.roi.items():
+        if mod not in MODALITIES:
+            raise ValueError(f"roi: unknown modality {mod!r} (use {', '.join(MODALITIES)})")
+        if source.startswith("model:"):
+            from vitfeat.deep.mask_source import load_mask_predictor
+
+            predictors[mod] = load_mask_predictor(source.split(":", 1)[1])
+        elif source not in ("masks", "whole"):
+            raise ValueError(f"roi source {source!r} for {mod}: use masks, whole or model:PATH")
+
+    def roi(modality, image, mask):
+        source = cfg.roi.get(modality, "whole")
+        if modality in predictors:
+            mask = predictors[modality].predict(image, modality)
+        elif source != "masks":
+            return None
+        return select_roi(image.shape, mask, margin=cfg.roi_margin).box
+
+    return roi
+
+
+def load_cases(cases, imgsz: int, target: str | None = None, roi=None, progress: bool = True):
+    """Load every case; returns (loaded, failures) where failures is a list of (case_id, message)."""
+    loaded, failures = [], []
+    for case in tqdm(list(cases), desc="loading images", disable=not progress, leave=False):
+        try:
+            loaded.append(load_case(case, imgsz, target, roi))
+        except (ImageReadError, OSError, ValueError) as exc:
+            log.warning("case %s skipped: %s", case.case_id, exc)
+            failures.append((case.case_id, str(exc)))
+    return loaded, failures
+
+
+def mask_to_box(mask: np.ndarray | torch.Tensor):
+    """Normalised (cx, cy, w, h) of a mask's bounding box, or None when the mask is empty."""
+    m = torch.as_tensor(mask).bool().squeeze()
+    ys, xs = torch.nonzero(m, as_tuple=True)
+    if len(xs) == 0:
+        return None
+    h, w = m.shape
+    x0, x1 = xs.min().item(), xs.max().item() + 1
+    y0, y1 = ys.min().item(), ys.max().item() + 1
+    return torch.tensor([(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h], dtype=torch.float32)
+
+
+def build_transform(train: bool, mean, std):
+    """Geometric + photometric augmentation for training (masks follow the geometry), then the
+    one normalisation shared with inference."""
+    tail = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
+    if not train:
+        return v2.Compose(tail)
+    return v2.Compose([
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),
+        v2.RandomAffine(degrees=15, translate=(0.05, 0.05), scale=(0.9, 1.1)),
+        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.15, hue=0.02),
+        v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 1.0))], p=0.2),
+        *tail,
+    ])
+
+
+class PairedDataset(Dataset):
+    """Items are dicts of tensors; absent images/masks are zeros with a ``has_*`` flag False."""
+
+    def __init__(self, cases: list[LoadedCase], classes: list[str], imgsz: int, mean, std, train: bool):
+        self.cases = cases
+        self.index = {c: i for i, c in enumerate(classes)}
+        self.imgsz = imgsz
+        self.transform = build_transform(train, mean, std)
+
+    def __len__(self):
+        return len(self.cases)
+
+    def __getitem__(self, i):
+        case = self.cases[i]
+        s = self.imgsz
+        item = {"case_id": case.case_id,
+                "label": self.index.get(case.label, -1) if case.label is not None else -1}
+        for mod in MODALITIES:
+            img = case.images.get(mod)
+            mask = case.masks.get(mod)
+            if img is None:
+                item[mod] = torch.zeros(3, s, s)
+                item[f"{mod}_mask"] = torch.zeros(1, s, s)
+                has_mask = False
+            else:
+                image = tv_tensors.Image(torch.from_numpy(img).permute(2, 0, 1))
+                m = tv_tensors.Mask(torch.from_numpy(mask if mask is not None else np.zeros((s, s), bool))[None].to(torch.uint8))
+                image, m = self.transform(image, m)
+                item[mod] = image.as_subclass(torch.Tensor)
+                item[f"{mod}_mask"] = m.as_subclass(torch.Tensor).float()
+                has_mask = mask is not None
+            box = mask_to_box(item[f"{mod}_mask"]) if has_mask else None
+            item[f"has_{mod}"] = img is not None
+            item[f"has_{mod}_mask"] = has_mask
+            item[f"has_{mod}_box"] = box is not None
+            item[f"{mod}_box"] = box if box is not None else torch.zeros(4)
+        return item
+
+
+def to_device(batch: dict, device, channels_last: bool = False) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(device, non_blocking=True)
+            if channels_last and v.ndim == 4 and v.shape[1] == 3:
+                v = v.contiguous(memory_format=torch.channels_last)
+        out[k] = v
+    return out

@@ -1,0 +1,119 @@
+"""Apply a VMTL run to new cases: stage probabilities, predicted lesion masks and boxes.
+
+A VMTL run holds one model per outer fold and no model refit on all data; predictions average the
+fold models (probabilities, mask probabilities and boxes), which is the ensemble whose members were
+each scored out of fold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from vitfeat.dataset import MODALITIES, load_manifest, write_mask
+from vitfeat.deep.vmtl.config import VMTLConfig
+from vitfeat.deep.vmtl.data import PairedDataset, load_cases, make_roi
+from vitfeat.deep.vmtl.model import build_model, normalisation
+from vitfeat.deep.vmtl.train import _loader, predict_loader, resolve_device
+
+
+class RunError(ValueError):
+    """A directory that is not a usable VMTL run; the message says what is missing."""
+
+
+def load_run(run_dir, device: str | None = None):
+    """(config, run.json dict, {fold dir name: model in eval mode}) of a finished VMTL run."""
+    run_dir = Path(run_dir)
+    meta = run_dir / "run.json"
+    if not meta.is_file():
+        raise RunError(f"{run_dir}: no run.json (not a finished run; train it or pass --resume)")
+    run = json.loads(meta.read_text())
+    if run.get("kind") != "vmtl":
+        raise RunError(f"{run_dir}: run.json kind is {run.get('kind')!r}, not 'vmtl'")
+    cfg = VMTLConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    cfg.weights = "random"  # the architecture only; trained weights come from the fold checkpoints
+    dev = resolve_device(device or cfg.device)
+    models = {}
+    for fold in run["folds"]:
+        path = run_dir / fold["dir"] / "best.pt"
+        if not path.is_file():
+            raise RunError(f"{path}: checkpoint missing")
+        model = build_model(cfg, len(run["classes"]))
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+        models[fold["dir"]] = model.to(dev).eval()
+    cfg.device = str(dev)
+    return cfg, run, models
+
+
+def _paste(prob: np.ndarray, size, crop_box) -> np.ndarray:
+    """A (S, S) mask probability mapped back onto the original photo (inside its crop box)."""
+    h, w = size
+    if crop_box is None:
+        return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+    x0, y0, x1, y1 = crop_box
+    full = np.zeros((h, w), np.float32)
+    full[y0:y1, x0:x1] = cv2.resize(prob, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    return full
+
+
+def _box_pixels(cxcywh, size, crop_box):
+    cx, cy, bw, bh = (float(v) for v in cxcywh)
+    x0, y0, x1, y1 = crop_box if crop_box is not None else (0, 0, size[1], size[0])
+    cw, ch = x1 - x0, y1 - y0
+    return (x0 + (cx - bw / 2) * cw, y0 + (cy - bh / 2) * ch, x0 + (cx + bw / 2) * cw, y0 + (cy + bh / 2) * ch)
+
+
+def predict_run(run_dir, manifest_path, out_path, *, masks_dir=None, device: str | None = None,
+                progress: bool = True) -> Path:
+    """Write predictions for every case of ``manifest_path`` to ``out_path`` (CSV).
+
+    Columns: case_id, patient_id, y_pred, proba_<class>, and per modality the predicted mask's
+    PNG path (``<modality>_mask_pred``, written under ``masks_dir``, default ``<out stem>_masks/``)
+    and the lesion box in pixels (``<modality>_box_x0 .. _y1``) where the model has those heads;
+    ``error`` names cases whose images could not be read (they get no prediction).
+    """
+    cfg, run, models = load_run(run_dir, device)
+    classes = run["classes"]
+    man = load_manifest(manifest_path, targets=[], require_targets=False)
+    loaded, failures = load_cases(man.cases(), cfg.imgsz, None, roi=make_roi(cfg), progress=progress)
+    mean, std = normalisation(cfg.backbone)
+    loader = _loader(PairedDataset(loaded, classes, cfg.imgsz, mean, std, train=False), cfg, shuffle=False)
+    dense = cfg.variant != "baseline" and bool({"seg", "box"} & set(cfg.tasks))
+    preds = [predict_loader(m, loader, torch.device(cfg.device), dense=dense) for m in models.values()]
+    avg = {k: np.mean([p[k] for p in preds], axis=0) for k in preds[0] if k not in ("case_id", "has_wood")}
+
+    out_path = Path(out_path)
+    masks_dir = Path(masks_dir) if masks_dir else out_path.with_name(f"{out_path.stem}_masks")
+    rows = []
+    for i, case in enumerate(loaded):
+        row = {"case_id": case.case_id, "patient_id": case.patient_id,
+               "y_pred": classes[int(avg["proba"][i].argmax())], "error": ""}
+        row.update({f"proba_{c}": float(avg["proba"][i, j]) for j, c in enumerate(classes)})
+        for mod in MODALITIES:
+            if mod not in case.images:
+                continue
+            crop = case.crop_boxes.get(mod)
+            if f"seg_{mod}" in avg:
+                masks_dir.mkdir(parents=True, exist_ok=True)
+                prob = _paste(avg[f"seg_{mod}"][i, 0], case.sizes[mod], crop)
+                path = masks_dir / f"{case.case_id}_{mod}.png"
+                write_mask(path, prob >= 0.5)
+                row[f"{mod}_mask_pred"] = str(path)
+            if f"box_{mod}" in avg:
+                for name, v in zip(("x0", "y0", "x1", "y1"), _box_pixels(avg[f"box_{mod}"][i], case.sizes[mod], crop)):
+                    row[f"{mod}_box_{name}"] = round(v, 1)
+        rows.append(row)
+    rows += [{"case_id": cid, "error": msg} for cid, msg in failures]
+    frame = pd.DataFrame(rows)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, out_path)
+    return out_path

@@ -1,0 +1,360 @@
+"""Train VMTL on a fold plan: one model per outer (repeat, fold), scored out of fold.
+
+For every test fold of ``folds.csv`` the model trains on the other folds only; early stopping and
+the checkpoint choice use an inner patient-grouped validation split of that training part. The
+test fold is predicted once, by the chosen checkpoint. Each fold lives in ``RUN/r<repeat>_f<fold>/``:
+``last.pt`` (full training state, saved every epoch, removed when the fold is done), ``best.pt``
+(weights of the chosen epoch), ``oof.csv`` (its test-fold predictions; its presence means done) and
+``seen.json`` (the case ids actually drawn in training and validation batches, for audits).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import warnings
+from collections import defaultdict
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from sklearn.metrics import balanced_accuracy_score, log_loss
+from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from vitfeat import __version__
+from vitfeat.dataset import load_manifest
+from vitfeat.deep.vmtl.config import VMTLConfig, guess_positive
+from vitfeat.deep.vmtl.data import PairedDataset, load_cases, make_roi, to_device
+from vitfeat.deep.vmtl.losses import UncertaintyWeighting, masked_recon_loss, task_losses
+from vitfeat.deep.vmtl.model import build_model, normalisation, random_patch_mask
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def inner_split(cases, val_fraction: float, seed: int):
+    """Patient-grouped, label-stratified (train, val) split of a fold's training part."""
+    labels = np.array([c.label for c in cases])
+    groups = np.array([c.patient_id for c in cases])
+    idx = np.arange(len(cases))
+    try:
+        cv = StratifiedGroupKFold(n_splits=max(2, round(1 / val_fraction)), shuffle=True, random_state=seed)
+        with warnings.catch_warnings():  # small classes are expected in small studies
+            warnings.simplefilter("ignore", UserWarning)
+            tr, va = next(cv.split(idx, labels, groups))
+    except ValueError:  # too few patients per class for stratification
+        tr, va = next(GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed).split(idx, groups=groups))
+    return [cases[i] for i in tr], [cases[i] for i in va]
+
+
+def make_optimizer(model, weighting, cfg: VMTLConfig):
+    backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+    groups = [{"params": backbone, "lr": cfg.lr},
+              {"params": rest, "lr": cfg.lr * cfg.head_lr_mult},
+              # log-variances move slowly, as in the original (x0.2), and are not decayed
+              {"params": list(weighting.parameters()), "lr": cfg.lr * 0.2 * cfg.head_lr_mult, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer, cfg: VMTLConfig, steps_per_epoch: int):
+    """Linear warm-up, then cosine to zero, stepped per batch."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = min(cfg.warmup_epochs * steps_per_epoch, total // 2)
+
+    def factor(step):
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _epoch_seed(cfg: VMTLConfig, repeat: int, fold: int, epoch: int) -> int:
+    # Every epoch draws its randomness (shuffle, augmentation, dropout, MAE masks) from its own
+    # seed, so a run resumed at an epoch boundary continues exactly as an uninterrupted one.
+    return (cfg.seed * 1_000_003 + repeat * 10_007 + fold * 101 + epoch) % (2**31)
+
+
+def train_epoch(model, weighting, loader, optimizer, scheduler, cfg, device, positive_index, bar=None):
+    model.train()
+    tasks = set(cfg.tasks)
+    sums, count, seen, skipped = defaultdict(float), 0, [], 0
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    dense = bool(tasks & {"seg", "box"})
+    for batch in loader:
+        seen.extend(batch["case_id"])
+        b = to_device(batch, device, channels_last=device.type == "cuda")
+        with _autocast(device):
+            out = model(b["clinical"], b["wood"], b["has_wood"], dense=dense)
+            losses = task_losses(model, out, b, cfg, positive_index)
+            if "recon" in tasks:
+                losses["recon"] = _recon_loss(model, b, cfg)
+            total = weighting(losses)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
+        if torch.isfinite(norm):
+            optimizer.step()
+        else:  # one bad batch must not poison the weights
+            skipped += 1
+        scheduler.step()
+        n = len(batch["case_id"])
+        count += n
+        for task, value in losses.items():
+            sums[task] += float(value.detach()) * n
+        sums["total"] += float(total.detach()) * n
+        if bar is not None:
+            bar.set_postfix({k: f"{v / count:.3f}" for k, v in sums.items()}, refresh=False)
+            bar.update(n)
+    if skipped:
+        log.warning("%d batch(es) had non-finite gradients and were skipped", skipped)
+    return {k: v / max(count, 1) for k, v in sums.items()}, seen
+
+
+def _recon_loss(model, b, cfg):
+    hidden_c = random_patch_mask(b["clinical"].shape, cfg.patch, cfg.mask_ratio, b["clinical"].device)
+    hidden_w = random_patch_mask(b["wood"].shape, cfg.patch, cfg.mask_ratio, b["wood"].device)
+    rec_c, rec_w = model.reconstruct(b["clinical"] * (1 - hidden_c), b["wood"] * (1 - hidden_w), b["has_wood"])
+    loss = masked_recon_loss(rec_c, b["clinical"], hidden_c)
+    hw = b["has_wood"]
+    if hw.any():
+        loss = loss + masked_recon_loss(rec_w[hw], b["wood"][hw], hidden_w[hw])
+    return loss
+
+
+@torch.no_grad()
+def predict_loader(model, loader, device, dense: bool = False) -> dict:
+    """Class probabilities (and, with ``dense``, mask probabilities and boxes) for every item."""
+    model.eval()
+    keys = ("seg_clinical", "seg_wood", "box_clinical", "box_wood") if dense else ()
+    out = defaultdict(list)
+    for batch in loader:
+        b = to_device(batch, device, channels_last=device.type == "cuda")
+        with _autocast(device):
+            pred = model(b["clinical"], b["wood"], b["has_wood"], dense=dense)
+        out["case_id"].extend(batch["case_id"])
+        out["proba"].append(torch.softmax(pred["logits"].float(), 1).cpu())
+        out["embedding"].append(pred["embedding"].float().cpu())
+        out["has_wood"].append(batch["has_wood"])
+        for k in keys:
+            if k in pred:
+                value = torch.sigmoid(pred[k].float()) if k.startswith("seg") else pred[k].float()
+                out[k].append(value.cpu())
+    return {k: (v if k == "case_id" else torch.cat(v).numpy()) for k, v in out.items()}
+
+
+def _loader(dataset, cfg, shuffle: bool, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    # BatchNorm cannot train on a final batch of one
+    drop_last = shuffle and len(dataset) > cfg.batch and len(dataset) % cfg.batch == 1
+    return DataLoader(dataset, batch_size=cfg.batch, shuffle=shuffle, generator=gen, drop_last=drop_last,
+                      num_workers=cfg.num_workers)
+
+
+def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes, repeat: int, fold: int,
+               resume: bool = True, progress: bool = True, callback=None) -> pd.DataFrame:
+    """Train one outer fold and return its test-fold prediction rows (contract format)."""
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    mean, std = normalisation(cfg.backbone)
+    positive_index = classes.index(guess_positive(classes, cfg.positive_class))
+    inner_train, inner_val = inner_split(train_cases, cfg.val_fraction, cfg.seed + repeat * 100 + fold)
+
+    torch.manual_seed(_epoch_seed(cfg, repeat, fold, -1))
+    model = build_model(cfg, len(classes)).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    weighting = UncertaintyWeighting(cfg.tasks, cfg.importance, cfg.log_var_init).to(device)
+    train_set = PairedDataset(inner_train, classes, cfg.imgsz, mean, std, train=cfg.augment)
+    val_loader = _loader(PairedDataset(inner_val, classes, cfg.imgsz, mean, std, train=False), cfg, shuffle=False)
+    steps = len(_loader(train_set, cfg, shuffle=True))
+    optimizer = make_optimizer(model, weighting, cfg)
+    scheduler = make_scheduler(optimizer, cfg, steps)
+    state = {"epoch": -1, "best_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
+             "seen_train": [], "seen_val": []}
+    last = fold_dir / "last.pt"
+    if resume and last.exists():
+        ckpt = torch.load(last, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        weighting.load_state_dict(ckpt["weighting"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        state = ckpt["state"]
+        log.info("fold r%d f%d resumed after epoch %d", repeat, fold, state["epoch"])
+
+    val_y = np.array([classes.index(c.label) for c in inner_val])
+    for epoch in range(state["epoch"] + 1, cfg.epochs):
+        if state["bad_epochs"] >= cfg.patience:
+            break
+        seed = _epoch_seed(cfg, repeat, fold, epoch)
+        torch.manual_seed(seed)
+        loader = _loader(train_set, cfg, shuffle=True, seed=seed)
+        with tqdm(total=len(loader.dataset), desc=f"r{repeat} f{fold} epoch {epoch + 1}/{cfg.epochs}",
+                  disable=not progress, leave=False) as bar:
+            losses, seen = train_epoch(model, weighting, loader, optimizer, scheduler, cfg, device, positive_index, bar)
+        val = predict_loader(model, val_loader, device)
+        state["seen_val"] = sorted(set(state["seen_val"]) | set(val["case_id"]))
+        state["seen_train"] = sorted(set(state["seen_train"]) | set(seen))
+        with warnings.catch_warnings():  # a small validation split may lack a class
+            warnings.simplefilter("ignore", UserWarning)
+            val_loss = float(log_loss(val_y, val["proba"], labels=range(len(classes))))
+        val_bacc = float(balanced_accuracy_score(val_y, val["proba"].argmax(1)))
+        state["history"].append({"epoch": epoch, **{f"train_{k}": v for k, v in losses.items()},
+                                 "val_loss": val_loss, "val_balanced_accuracy": val_bacc,
+                                 "lr": scheduler.get_last_lr()[0]})
+        if val_loss < state["best_loss"] - 1e-6:
+            state.update(best_loss=val_loss, best_epoch=epoch, bad_epochs=0)
+            _save_atomic({"model": model.state_dict(), "epoch": epoch, "classes": classes}, fold_dir / "best.pt")
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        _save_atomic({"model": model.state_dict(), "weighting": weighting.state_dict(),
+                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": state}, last)
+        if progress:
+            tqdm.write(f"r{repeat} f{fold} epoch {epoch + 1}: "
+                       + " ".join(f"{k}={v:.3f}" for k, v in losses.items())
+                       + f" | val_loss={val_loss:.3f} val_bacc={val_bacc:.3f}")
+        if callback is not None:
+            callback(repeat=repeat, fold=fold, epoch=epoch, state=state)
+
+    best = torch.load(fold_dir / "best.pt", map_location=device, weights_only=False)
+    model.load_state_dict(best["model"])
+    test_loader = _loader(PairedDataset(test_cases, classes, cfg.imgsz, mean, std, train=False), cfg, shuffle=False)
+    pred = predict_loader(model, test_loader, device)
+    rows = pd.DataFrame({"pipeline": cfg.pipeline_name, "target": cfg.target, "repeat": repeat, "fold": fold,
+                         "case_id": [c.case_id for c in test_cases], "patient_id": [c.patient_id for c in test_cases],
+                         "y_true": [c.label for c in test_cases],
+                         "y_pred": [classes[i] for i in pred["proba"].argmax(1)]})
+    for i, c in enumerate(classes):
+        rows[f"proba_{c}"] = pred["proba"][:, i]
+    _write_text_atomic(fold_dir / "history.json", json.dumps(state["history"], indent=1))
+    _write_text_atomic(fold_dir / "seen.json", json.dumps({
+        "train": state["seen_train"], "val": state["seen_val"], "test": [c.case_id for c in test_cases],
+        "best_epoch": state["best_epoch"], "best_val_loss": state["best_loss"]}, indent=1))
+    _write_csv_atomic(rows, fold_dir / "oof.csv")
+    last.unlink(missing_ok=True)  # the optimizer state is large and no longer needed
+    return rows
+
+
+def _class_names(frame: pd.DataFrame, target: str) -> list[str]:
+    classes = sorted(frame[target].astype(str).unique())
+    if len(classes) < 2:
+        raise ValueError(f"target '{target}' has a single class ({classes}); nothing to learn")
+    return classes
+
+
+def train_vmtl(manifest, out_dir, folds_from, config: VMTLConfig | None = None, *, resume: bool = False,
+               progress: bool = True, callback=None) -> Path:
+    """Train one model per outer fold of ``folds_from`` and write the run directory.
+
+    Returns the run directory. With ``resume``, finished folds are kept and an interrupted fold
+    continues from its last epoch; the configuration saved in the run is used.
+    """
+    from vitfeat.pipelines.folds import read_folds, write_folds
+
+    out = Path(out_dir)
+    saved_cfg = out / "config.yaml"
+    if resume and saved_cfg.exists():
+        device, workers = (config.device, config.num_workers) if config else ("auto", 0)
+        cfg = VMTLConfig.from_dict(yaml.safe_load(saved_cfg.read_text()))
+        cfg.device, cfg.num_workers = device, workers
+    else:
+        if out.exists() and any(out.iterdir()) and not resume:
+            raise FileExistsError(f"{out} already holds files; pass resume=True (--resume) to continue that run, "
+                                  "or choose a new directory")
+        cfg = config or VMTLConfig()
+    out.mkdir(parents=True, exist_ok=True)
+    _write_text_atomic(saved_cfg, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    man = load_manifest(manifest, targets=[cfg.target])
+    plan = read_folds(folds_from, man.frame)
+    write_folds(plan, out / "folds.csv")
+    classes = _class_names(man.frame, cfg.target)
+    loaded, failures = load_cases(man.cases(), cfg.imgsz, cfg.target, roi=make_roi(cfg), progress=progress)
+    if failures:
+        _write_csv_atomic(pd.DataFrame(failures, columns=["case_id", "error"]), out / "failures.csv")
+    by_id = {c.case_id: c for c in loaded}
+
+    parts, fold_info = [], []
+    for (repeat, fold), test in plan.groupby(["repeat", "fold"]):
+        fold_dir = out / f"r{repeat}_f{fold}"
+        test_ids = set(test["case_id"])
+        train_ids = set(plan[(plan["repeat"] == repeat) & (plan["fold"] != fold)]["case_id"])
+        if (fold_dir / "oof.csv").exists():
+            rows = pd.read_csv(fold_dir / "oof.csv", dtype={"case_id": str, "patient_id": str, "y_true": str, "y_pred": str})
+        else:
+            test_cases = [by_id[i] for i in sorted(test_ids) if i in by_id]
+            train_cases = [by_id[i] for i in sorted(train_ids) if i in by_id]
+            rows = train_fold(train_cases, test_cases, fold_dir, cfg, classes, int(repeat), int(fold),
+                              resume=resume, progress=progress, callback=callback)
+        seen = json.loads((fold_dir / "seen.json").read_text())
+        fold_info.append({"repeat": int(repeat), "fold": int(fold), "dir": fold_dir.name,
+                          "best_epoch": seen["best_epoch"], "best_val_loss": seen["best_val_loss"],
+                          "n_train": len(seen["train"]), "n_val": len(seen["val"]), "n_test": len(rows)})
+        parts.append(rows)
+
+    oof = pd.concat(parts, ignore_index=True)
+    _write_csv_atomic(oof, out / "oof_predictions.csv")
+    scores = write_scores(oof, classes, out)
+    mean, std = normalisation(cfg.backbone)
+    run = {"kind": "vmtl", "variant": cfg.variant, "pipeline": cfg.pipeline_name, "target": cfg.target,
+           "classes": classes, "positive": scores.get("_positive") if scores else None,
+           "backbone": cfg.backbone, "weights": cfg.weights, "imgsz": cfg.imgsz,
+           "normalisation": {"mean": list(mean), "std": list(std)}, "folds": fold_info,
+           "n_cases": len(man.frame), "failed": [f[0] for f in failures],
+           "manifest": str(Path(manifest).resolve()), "folds_from": str(Path(folds_from).resolve()),
+           "versions": {"vitfeat": __version__, "torch": torch.__version__, "python": platform.python_version()}}
+    _write_text_atomic(out / "run.json", json.dumps(run, indent=1, default=str))
+    return out
+
+
+def write_scores(oof: pd.DataFrame, classes, out: Path) -> dict:
+    """metrics.json and a one-row leaderboard.csv, with fit's metrics and CIs."""
+    from vitfeat.pipelines.metrics import flatten, score_oof
+
+    scores = score_oof(oof, classes)
+    clean = {k: v for k, v in scores.items() if not k.startswith("_")}
+    per_fold = scores["_per_fold"].to_dict(orient="records")
+    _write_text_atomic(out / "metrics.json", json.dumps({"pipeline": oof["pipeline"].iloc[0], "positive": scores["_positive"],
+                                                         "metrics": clean, "per_fold": per_fold}, indent=1, default=float))
+    row = {"pipeline": oof["pipeline"].iloc[0], "target": oof["target"].iloc[0], **flatten(scores)}
+    _write_csv_atomic(pd.DataFrame([row]), out / "leaderboard.csv")
+    return scores
