@@ -1,0 +1,426 @@
+"""The extraction engine: parallelism, per-case cache, masks, errors, output. It knows no family.
+
+Every (case, family) result is cached on disk under a key made of the content hashes of the
+images and masks it saw, the mask source, and the family's name, version and configuration. A
+re-run (or a run killed half way) reads what is there and computes the rest, and the table it
+writes equals an uninterrupted run's. Cases run in parallel through joblib (``loky`` processes,
+or a Dask cluster with ``backend="dask"``); families with a ``batch_func`` (deep models) run in
+the main process in batches, so that models are never pickled to workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import traceback
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed, parallel_config
+from tqdm.auto import tqdm
+
+from vitfeat import __version__
+from vitfeat.dataset import Case, ImageReadError, file_hash, load_manifest, read_image, read_mask
+from vitfeat.featurize.masks import auto_mask, mask_predictor, parse_mask_source
+from vitfeat.featurize.registry import DEFAULT_FAMILIES, CaseArrays, Family, get_family
+
+log = logging.getLogger(__name__)
+
+PROVENANCE_KEY = b"vitfeat"
+FORMATS = ("parquet", "csv")
+BACKENDS = ("loky", "dask")
+
+
+@dataclass
+class ExtractResult:
+    frame: pd.DataFrame
+    path: Path | None
+    provenance: dict
+    n_failed: int = 0
+    n_cached: int = 0  # (case, family) results read from the cache
+    n_computed: int = 0
+    failures: dict = field(default_factory=dict)  # case_id -> error text
+
+    def summary(self) -> str:
+        n = len(self.frame)
+        lines = [f"{n} case(s), {self.n_failed} with errors; {self.n_computed} family result(s) computed, "
+                 f"{self.n_cached} read from cache"]
+        if self.failures:
+            reasons = Counter(_reason(e) for e in self.failures.values())
+            lines.append("errors by reason:")
+            lines += [f"  {count:4d} x {reason}" for reason, count in reasons.most_common()]
+            for cid, err in list(self.failures.items())[:10]:
+                lines.append(f"  {cid}: {err}")
+            if len(self.failures) > 10:
+                lines.append(f"  ... {len(self.failures) - 10} more in the 'error' column")
+        if self.path:
+            lines.append(f"wrote {self.path}")
+        return "\n".join(lines)
+
+
+def _reason(error: str) -> str:
+    first = error.split(";")[0]
+    return first.split(": ")[-1][:100] if ": " in first else first[:100]
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache
+# ---------------------------------------------------------------------------------------------
+
+
+def _cache_key(family: tuple, inputs: dict, mask_info: dict) -> str:
+    name, version, config = family
+    blob = json.dumps({"family": name, "version": version, "config": config, "inputs": inputs,
+                       "masks": mask_info}, sort_keys=True, default=str)
+    return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+
+def _cache_path(cache_dir: Path, family_name: str, key: str) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in family_name)
+    return cache_dir / safe / key[:2] / f"{key}.json"
+
+
+def _cache_read(path: Path) -> dict | None:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None  # absent, or a torn write from a killed run: recompute
+
+
+def _cache_write(path: Path, values: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(values, fh)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# One case
+# ---------------------------------------------------------------------------------------------
+
+
+def _mask_plan(case: Case, mask_kind: str, mask_path: str | None, has_image: dict) -> dict:
+    """Which source each modality's mask comes from: given / auto / auto (no given mask) / model."""
+    plan = {}
+    for modality, present in has_image.items():
+        if not present:
+            continue
+        if mask_kind == "given":
+            plan[modality] = "given" if case.mask(modality) is not None else "auto (no given mask)"
+        elif mask_kind == "auto":
+            plan[modality] = "auto"
+        else:
+            plan[modality] = f"model:{mask_path}"
+    return plan
+
+
+def _input_hashes(case: Case, plan: dict) -> dict:
+    hashes = {}
+    for modality in plan:
+        hashes[modality] = file_hash(case.image(modality))
+        if plan[modality] == "given":
+            hashes[f"{modality}_mask"] = file_hash(case.mask(modality))
+    return hashes
+
+
+def load_case_arrays(case: Case, plan: dict) -> CaseArrays:
+    """Read a case's images and build or read its masks according to ``plan``."""
+    arrays, masks = {}, {}
+    for modality, source in plan.items():
+        rgb = read_image(case.image(modality))
+        arrays[modality] = rgb
+        if source == "given":
+            mask = read_mask(case.mask(modality))
+            if mask.shape != rgb.shape[:2]:
+                raise ImageReadError(f"{case.mask(modality)}: mask size {mask.shape[::-1]} differs from image "
+                                     f"size {rgb.shape[1::-1]}")
+        elif source.startswith("model:"):
+            mask = np.asarray(mask_predictor(source.split(":", 1)[1]).predict(rgb, modality), dtype=bool)
+        else:
+            mask = auto_mask(rgb, modality)
+        masks[modality] = mask
+    return CaseArrays(case_id=case.case_id, clinical=arrays["clinical"], wood=arrays.get("wood"),
+                      clinical_mask=masks.get("clinical"), wood_mask=masks.get("wood"), mask_source=dict(plan))
+
+
+def _extract_case(case: Case, families: list[tuple], mask_spec: str, mask_describe: dict | None,
+                  cache_dir: str | None) -> dict:
+    """Worker: features of one case for the per-case families, using and filling the cache."""
+    kind, path = parse_mask_source(mask_spec)
+    result = {"case_id": case.case_id, "features": {}, "errors": [], "masks": {}, "hashes": {},
+              "n_cached": 0, "n_computed": 0}
+    try:
+        plan = _mask_plan(case, kind, path, {"clinical": True, "wood": case.wood is not None})
+        result["masks"] = plan
+        hashes = _input_hashes(case, plan)
+        result["hashes"] = hashes
+    except (ImageReadError, OSError) as exc:
+        result["errors"].append(_io_message(exc))
+        return result
+    mask_info = {"plan": plan, "model": mask_describe}
+    todo = []
+    for fam in families:
+        cached = None
+        if cache_dir:
+            cached = _cache_read(_cache_path(Path(cache_dir), fam[0], _cache_key(fam, hashes, mask_info)))
+        if cached is not None:
+            result["features"][fam[0]] = cached
+            result["n_cached"] += 1
+        else:
+            todo.append(fam)
+    if not todo:
+        return result
+    try:
+        arrays = load_case_arrays(case, plan)
+    except Exception as exc:  # noqa: BLE001 - any unreadable input fails this case only
+        result["errors"].append(_io_message(exc))
+        return result
+    for fam in todo:
+        name, _version, config = fam
+        try:
+            values = {k: float(v) for k, v in get_family(name)(arrays, **config).items()}
+        except Exception as exc:  # noqa: BLE001 - a family bug on one case must not stop the run
+            log.debug("case %s family %s failed:\n%s", case.case_id, name, traceback.format_exc())
+            result["errors"].append(f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        result["features"][name] = values
+        result["n_computed"] += 1
+        if cache_dir:
+            _cache_write(_cache_path(Path(cache_dir), name, _cache_key(fam, hashes, mask_info)), values)
+    return result
+
+
+def _io_message(exc: Exception) -> str:
+    if isinstance(exc, ImageReadError):
+        return str(exc)
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"{exc.filename}: file not found"
+    return f"{type(exc).__name__}: {exc}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch families (deep models) in the main process
+# ---------------------------------------------------------------------------------------------
+
+
+def _run_batch_family(fam: Family, spec: tuple, cases: list[Case], results: list[dict], mask_describe,
+                      cache_dir: str | None, batch_size: int, progress: bool) -> None:
+    pending = []
+    for case, res in zip(cases, results):
+        if not res["hashes"]:  # inputs unreadable: the case already carries its error
+            continue
+        mask_info = {"plan": res["masks"], "model": mask_describe}
+        key_path = _cache_path(Path(cache_dir), spec[0], _cache_key(spec, res["hashes"], mask_info)) if cache_dir else None
+        cached = _cache_read(key_path) if key_path else None
+        if cached is not None:
+            res["features"][spec[0]] = cached
+            res["n_cached"] += 1
+        else:
+            pending.append((case, res, key_path))
+    bar = tqdm(total=len(pending), desc=spec[0], unit="case", disable=not progress or not pending)
+    for start in range(0, len(pending), batch_size):
+        chunk, arrays = pending[start:start + batch_size], []
+        ok = []
+        for case, res, key_path in chunk:
+            try:
+                arrays.append(load_case_arrays(case, res["masks"]))
+                ok.append((res, key_path))
+            except Exception as exc:  # noqa: BLE001
+                res["errors"].append(_io_message(exc))
+        try:
+            outputs = fam.batch_func(arrays, **spec[2]) if arrays else []
+        except Exception as exc:  # noqa: BLE001
+            for res, _ in ok:
+                res["errors"].append(f"{spec[0]}: {type(exc).__name__}: {exc}")
+            outputs = []
+        for (res, key_path), values in zip(ok, outputs):
+            values = {k: float(v) for k, v in values.items()}
+            res["features"][spec[0]] = values
+            res["n_computed"] += 1
+            if key_path:
+                _cache_write(key_path, values)
+        bar.update(len(chunk))
+    bar.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------------------------
+
+
+def _assemble(manifest, results: list[dict], specs: list[tuple]) -> pd.DataFrame:
+    columns: dict[str, list[str]] = {s[0]: [] for s in specs}
+    for res in results:
+        for name in columns:
+            if not columns[name] and name in res["features"]:
+                columns[name] = list(res["features"][name])
+    feature_cols = [c for name in columns for c in columns[name]]
+    base = manifest.frame[["case_id", "patient_id"] + list(manifest.targets)].reset_index(drop=True).copy()
+    base["error"] = ["; ".join(r["errors"]) for r in results]
+    values = np.full((len(results), len(feature_cols)), np.nan)
+    index = {c: i for i, c in enumerate(feature_cols)}
+    for row, res in enumerate(results):
+        for feats in res["features"].values():
+            for k, v in feats.items():
+                if k in index:
+                    values[row, index[k]] = v
+    features = pd.DataFrame(values, columns=feature_cols)
+    return pd.concat([base, features], axis=1)
+
+
+def write_features(frame: pd.DataFrame, path, provenance: dict, fmt: str = "parquet") -> Path:
+    """Write a feature table atomically; provenance goes into the Parquet schema metadata under
+    ``vitfeat`` (for CSV into ``<path>.provenance.json`` beside it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    blob = json.dumps(provenance, sort_keys=True, default=str)
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), PROVENANCE_KEY: blob.encode()})
+        pq.write_table(table, tmp)
+    elif fmt == "csv":
+        frame.to_csv(tmp, index=False)
+        side = path.with_name(path.name + ".provenance.json")
+        side_tmp = side.with_name(f".{side.name}.tmp")
+        side_tmp.write_text(blob)
+        os.replace(side_tmp, side)
+    else:
+        raise ValueError(f"unknown format '{fmt}' (use {' or '.join(FORMATS)})")
+    os.replace(tmp, path)
+    return path
+
+
+def read_features(path) -> tuple[pd.DataFrame, dict]:
+    """Read a feature table and its provenance (empty dict when there is none)."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        side = path.with_name(path.name + ".provenance.json")
+        prov = json.loads(side.read_text()) if side.is_file() else {}
+        return pd.read_csv(path, dtype={"case_id": str, "patient_id": str, "error": str}), prov
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    meta = (table.schema.metadata or {}).get(PROVENANCE_KEY)
+    return table.to_pandas(), json.loads(meta) if meta else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def load_config(path) -> dict:
+    """Read an extract YAML config: the keys of :func:`extract` (``families``, ``masks``, ``jobs``,
+    ``format``, ``cache_dir``, ``backend``, ``scheduler``, ``family_config``)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read config ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: config must be a mapping of option: value")
+    allowed = {"families", "masks", "jobs", "format", "cache_dir", "backend", "scheduler", "family_config",
+               "batch_size", "targets"}
+    unknown = set(data) - allowed
+    if unknown:
+        raise ValueError(f"{path}: unknown config key(s) {', '.join(sorted(unknown))} "
+                         f"(allowed: {', '.join(sorted(allowed))})")
+    return data
+
+
+def resolve_families(families, family_config: dict | None = None) -> list[tuple[Family, tuple]]:
+    """``[(Family, (name, version, config))]``; config is the family defaults updated by the user's."""
+    if families is None:
+        families = list(DEFAULT_FAMILIES)
+    if isinstance(families, str):
+        families = [f for f in families.replace(",", " ").split() if f]
+    family_config = family_config or {}
+    out = []
+    for spec in families:
+        fam = get_family(spec)
+        cfg = {**fam.defaults, **family_config.get(spec, {})}
+        unknown = set(family_config.get(spec, {})) - set(fam.defaults)
+        if unknown and fam.defaults:
+            raise ValueError(f"family '{spec}' has no option(s) {', '.join(sorted(unknown))} "
+                             f"(options: {', '.join(sorted(fam.defaults))})")
+        out.append((fam, (spec, fam.version, cfg)))
+    return out
+
+
+def extract(manifest, output=None, *, families=None, masks: str = "given", jobs: int = 1, fmt: str | None = None,
+            cache_dir=None, backend: str = "loky", scheduler: str | None = None, family_config: dict | None = None,
+            batch_size: int = 16, targets=None, progress: bool = True) -> ExtractResult:
+    """Extract features for every case of ``manifest`` (path or :class:`~vitfeat.dataset.Manifest`).
+
+    ``output``: where to write the table (None: return it only). ``fmt``: parquet or csv (default
+    from the suffix). ``cache_dir``: per-case cache (default ``<output folder>/.vitfeat-cache``;
+    None without an output). ``backend="dask"`` runs cases on the Dask cluster at ``scheduler``
+    (workers must see the images and the cache folder at the same paths).
+    """
+    if hasattr(manifest, "frame"):
+        man = manifest
+    else:
+        man = load_manifest(manifest, targets=targets, require_targets=False)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend '{backend}' (use {' or '.join(BACKENDS)})")
+    if backend == "dask" and not scheduler:
+        raise ValueError("backend 'dask' needs a scheduler address (e.g. tcp://10.0.0.5:8786)")
+    kind, mask_path = parse_mask_source(masks)
+    mask_describe = mask_predictor(mask_path).describe() if kind == "model" else None
+    resolved = resolve_families(families, family_config)
+    per_case = [spec for fam, spec in resolved if fam.batch_func is None]
+    batched = [(fam, spec) for fam, spec in resolved if fam.batch_func is not None]
+    if output is not None:
+        output = Path(output)
+        fmt = fmt or ("csv" if output.suffix.lower() == ".csv" else "parquet")
+        if cache_dir is None:
+            cache_dir = output.parent / ".vitfeat-cache"
+    cache = str(Path(cache_dir).resolve()) if cache_dir else None
+
+    cases = list(man.cases())
+    tasks = (delayed(_extract_case)(c, per_case, masks, mask_describe, cache) for c in cases)
+    with ExitStack() as stack:
+        if backend == "dask":
+            from dask.distributed import Client
+
+            stack.enter_context(Client(scheduler))
+            stack.enter_context(parallel_config(backend="dask"))
+            n_jobs = -1
+        else:
+            n_jobs = jobs
+        runner = Parallel(n_jobs=n_jobs, return_as="generator")
+        results = list(tqdm(runner(tasks), total=len(cases), desc="extract", unit="case", disable=not progress))
+    for fam, spec in batched:
+        _run_batch_family(fam, spec, cases, results, mask_describe, cache, batch_size, progress)
+
+    frame = _assemble(man, results, [spec for _, spec in resolved])
+    failures = {r["case_id"]: "; ".join(r["errors"]) for r in results if r["errors"]}
+    provenance = {
+        "vitfeat_version": __version__,
+        "manifest": str(man.path) if man.path else None,
+        "families": {spec[0]: {"version": spec[1], "config": spec[2]} for _, spec in resolved},
+        "masks": masks,
+        "mask_model": mask_describe,
+        "mask_source": {r["case_id"]: r["masks"] for r in results},
+        "content_hashes": {r["case_id"]: r["hashes"] for r in results},
+        "targets": list(man.targets),
+        "n_failed": len(failures),
+    }
+    path = write_features(frame, output, provenance, fmt) if output is not None else None
+    return ExtractResult(frame=frame, path=path, provenance=provenance, n_failed=len(failures),
+                         n_cached=sum(r["n_cached"] for r in results),
+                         n_computed=sum(r["n_computed"] for r in results), failures=failures)

@@ -1,0 +1,3 @@
+"""Imports every built-in family module so that each registers itself (see registry)."""
+
+from vitfeat.featurize import border, color, firstorder, pair, satellites, shape, texture, wood  # noqa: F401

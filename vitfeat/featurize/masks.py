@@ -1,0 +1,87 @@
+"""Lesion masks: given (manifest columns), automatic, or from a trained model.
+
+Automatic masks:
+
+* **Wood's** photo: depigmented skin fluoresces, so the lesion is the bright class of an Otsu
+  threshold on the smoothed grey level, cleaned by morphological opening/closing and hole filling.
+* **clinical** photo: vitiligo is loss of melanin, which raises lightness (L*) and lowers
+  yellowness (b*) in CIELAB. The depigmentation index ``L* - b*`` therefore separates lesion from
+  skin better than L* alone across skin types (tan and shadows change L* but not the L*/b*
+  relation much); Otsu splits it and the light class is the lesion. This suits depigmented
+  lesions only: dermoscopy of pigmented lesions (PH2, ISIC) needs given masks.
+
+Components smaller than ``min_area_fraction`` of the image are dropped (noise, pores, glare).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
+
+MASK_SOURCES = ("given", "auto")
+
+
+def _clean(mask: np.ndarray, min_area_fraction: float, radius: int) -> np.ndarray:
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    m = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, kernel)
+    m = ndi.binary_fill_holes(m > 0)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area_fraction * m.size
+    return keep[labels]
+
+
+def _otsu_light(channel: np.ndarray, smooth_sigma: float) -> np.ndarray:
+    smooth = cv2.GaussianBlur(channel.astype(np.float32), (0, 0), smooth_sigma)
+    if np.ptp(smooth) < 1e-6:
+        return np.zeros(channel.shape, bool)
+    return smooth > threshold_otsu(smooth)
+
+
+def auto_wood_mask(rgb: np.ndarray, min_area_fraction: float = 1e-4, smooth_sigma: float = 1.5) -> np.ndarray:
+    """Fluorescent lesion of a Wood's-lamp photo (bool mask)."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    radius = max(1, round(max(rgb.shape[:2]) / 256))
+    return _clean(_otsu_light(grey, smooth_sigma), min_area_fraction, radius)
+
+
+def depigmentation_index(rgb: np.ndarray) -> np.ndarray:
+    """``L* - b*`` (CIELAB): high where melanin is missing."""
+    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    return lab[..., 0] - lab[..., 2]
+
+
+def auto_clinical_mask(rgb: np.ndarray, min_area_fraction: float = 1e-4, smooth_sigma: float = 2.0) -> np.ndarray:
+    """Depigmented lesion of a daylight photo (bool mask)."""
+    radius = max(1, round(max(rgb.shape[:2]) / 256))
+    return _clean(_otsu_light(depigmentation_index(rgb), smooth_sigma), min_area_fraction, radius)
+
+
+def auto_mask(rgb: np.ndarray, modality: str) -> np.ndarray:
+    return auto_wood_mask(rgb) if modality == "wood" else auto_clinical_mask(rgb)
+
+
+def parse_mask_source(spec: str) -> tuple[str, str | None]:
+    """``'given'`` / ``'auto'`` / ``'model:PATH'`` -> (kind, path)."""
+    spec = (spec or "given").strip()
+    if spec.startswith("model:"):
+        path = spec.split(":", 1)[1]
+        if not path:
+            raise ValueError("--masks model:PATH needs a path (a YOLO .pt or a segmenter directory)")
+        return "model", path
+    if spec not in MASK_SOURCES:
+        raise ValueError(f"unknown mask source '{spec}' (use given, auto or model:PATH)")
+    return spec, None
+
+
+@lru_cache(maxsize=4)
+def mask_predictor(path: str):
+    """The deep mask predictor for ``path``, loaded once per process (workers load their own)."""
+    from vitfeat.deep.mask_source import load_mask_predictor
+
+    return load_mask_predictor(path)

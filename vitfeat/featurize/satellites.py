@@ -1,0 +1,61 @@
+"""Confetti-like satellite macules: small lesion components near the main lesion.
+
+A satellite is a connected component of the mask other than the largest one, at least
+``min_area_px`` px, at most ``max_area_fraction`` of the main lesion's area (a second large lesion
+is not confetti) and within ``max_distance`` main-lesion equivalent radii of its boundary.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from vitfeat.featurize.registry import CaseArrays, register_family
+from vitfeat.featurize.views import nan_dict, view
+
+FEATURES = ("count", "area_fraction", "mean_area_fraction", "mean_distance")
+DEFAULTS = {"min_area_px": 8, "max_area_fraction": 0.25, "max_distance": 4.0}
+
+
+def satellite_features(mask: np.ndarray, min_area_px: int = 8, max_area_fraction: float = 0.25,
+                       max_distance: float = 4.0) -> dict:
+    out = nan_dict(FEATURES)
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return out
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    main = 1 + int(np.argmax(areas))
+    main_area = float(stats[main, cv2.CC_STAT_AREA])
+    r_eq = np.sqrt(main_area / np.pi)
+    dist_to_main = cv2.distanceTransform((labels != main).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    keep, dists = [], []
+    for k in range(1, n):
+        if k == main:
+            continue
+        area = stats[k, cv2.CC_STAT_AREA]
+        if area < min_area_px or area > max_area_fraction * main_area:
+            continue
+        x, y, w, h = stats[k, :4]
+        box = (slice(y, y + h), slice(x, x + w))
+        gap = float(dist_to_main[box][labels[box] == k].min())
+        if gap <= max_distance * r_eq:
+            keep.append(area)
+            dists.append(gap / r_eq)
+    out["count"] = float(len(keep))
+    out["area_fraction"] = float(sum(keep) / main_area)
+    out["mean_area_fraction"] = float(np.mean(keep) / main_area) if keep else 0.0
+    out["mean_distance"] = float(np.mean(dists)) if dists else float("nan")
+    return out
+
+
+@register_family("satellites", version="1", defaults=DEFAULTS)
+def satellites(case: CaseArrays, min_area_px: int = 8, max_area_fraction: float = 0.25,
+               max_distance: float = 4.0) -> dict:
+    """Satellite macules per modality: count, area relative to the main lesion, distance to it."""
+    result = {}
+    for modality in ("clinical", "wood"):
+        v = view(case, modality)
+        feats = (satellite_features(v.mask, min_area_px, max_area_fraction, max_distance)
+                 if v is not None and v.mask is not None else nan_dict(FEATURES))
+        result.update({f"{modality}_satellites_{k}": x for k, x in feats.items()})
+    return result

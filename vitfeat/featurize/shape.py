@@ -1,0 +1,122 @@
+"""Shape of the lesion mask: size, compactness, convexity, elongation, border irregularity.
+
+Mesh quantities (``mesh_area``, ``perimeter``, ``max_diameter``) come from marching squares at the
+0.5 level, as pyradiomics' 2D shape class does, so that they agree with it; axis lengths use the
+population covariance of pixel centres (pyradiomics' definition: 4 sqrt(eigenvalue)).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.spatial.distance import pdist
+from skimage.measure import find_contours
+
+from vitfeat.featurize.registry import CaseArrays, register_family
+from vitfeat.featurize.views import nan_dict, view
+
+FEATURES = (
+    "area_fraction", "pixel_area", "mesh_area", "perimeter", "perimeter_area_ratio", "circularity",
+    "sphericity", "solidity", "convexity", "major_axis", "minor_axis", "elongation", "eccentricity",
+    "max_diameter", "n_components", "fractal_dimension", "fourier_energy",
+)
+
+
+def mask_contours(mask: np.ndarray) -> list[np.ndarray]:
+    """Closed marching-squares contours (row, col) of a bool mask, holes included."""
+    padded = np.pad(mask.astype(np.float32), 1)
+    return [c - 1.0 for c in find_contours(padded, 0.5)]
+
+
+def polygon_signed_area(c: np.ndarray) -> float:
+    y, x = c[:, 0], c[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def polygon_length(c: np.ndarray) -> float:
+    return float(np.sum(np.hypot(*np.diff(c, axis=0).T)))
+
+
+def box_counting_dimension(points: np.ndarray) -> float:
+    """Fractal dimension of a boundary pixel set: slope of log N(s) against log(1/s), s = 2, 4, 8 ..."""
+    if len(points) < 16:
+        return float("nan")
+    extent = int(np.ptp(points, axis=0).max()) + 1
+    sizes = 2 ** np.arange(1, max(2, int(np.log2(max(extent, 4))) - 1))
+    if len(sizes) < 2:
+        return float("nan")
+    pts = points.astype(np.int64)
+    counts = [len(np.unique((pts[:, 0] // s) * (1 << 20) + pts[:, 1] // s)) for s in sizes]
+    slope = np.polyfit(np.log(1.0 / sizes), np.log(counts), 1)[0]
+    return float(slope)
+
+
+def fourier_energy(contour: np.ndarray, n_points: int = 128, low_harmonics: int = 4) -> float:
+    """Share of a contour's Fourier-descriptor energy above ``low_harmonics``: 0 for an ellipse."""
+    seg = np.hypot(*np.diff(contour, axis=0).T)
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    if s[-1] <= 0 or len(contour) < 8:
+        return float("nan")
+    t = np.linspace(0.0, s[-1], n_points, endpoint=False)
+    z = np.interp(t, s, contour[:, 1]) + 1j * np.interp(t, s, contour[:, 0])
+    power = np.abs(np.fft.fft(z - z.mean())) ** 2
+    k = np.fft.fftfreq(n_points, 1.0 / n_points)
+    total = power[k != 0].sum()
+    return float(power[np.abs(k) > low_harmonics].sum() / total) if total > 0 else float("nan")
+
+
+def shape_features(mask: np.ndarray, min_component_px: int = 5) -> dict:
+    """The :data:`FEATURES` of one bool mask (NaN where undefined, e.g. for an empty mask)."""
+    out = nan_dict(FEATURES)
+    area = int(np.count_nonzero(mask))
+    out["area_fraction"] = area / mask.size
+    out["pixel_area"] = float(area)
+    if area == 0:
+        out["n_components"] = 0.0
+        return out
+    contours = mask_contours(mask)
+    perimeter = sum(polygon_length(c) for c in contours)
+    mesh_area = abs(sum(polygon_signed_area(c) for c in contours))
+    out.update(mesh_area=mesh_area, perimeter=perimeter)
+    if perimeter > 0 and mesh_area > 0:
+        out["perimeter_area_ratio"] = perimeter / mesh_area
+        out["circularity"] = 4.0 * np.pi * mesh_area / perimeter**2
+        out["sphericity"] = 2.0 * np.sqrt(np.pi * mesh_area) / perimeter
+
+    vertices = np.concatenate(contours).astype(np.float32)
+    hull = cv2.convexHull(vertices[:, ::-1].copy())
+    hull_area = cv2.contourArea(hull)
+    if hull_area > 0:
+        out["solidity"] = mesh_area / hull_area
+        out["convexity"] = cv2.arcLength(hull, True) / perimeter
+    if len(hull) >= 2:
+        out["max_diameter"] = float(pdist(hull[:, 0, :].astype(np.float64)).max())
+
+    ys, xs = np.nonzero(mask)
+    coords = np.stack([ys, xs], axis=1).astype(np.float64)
+    coords -= coords.mean(axis=0)
+    eig = np.sort(np.linalg.eigvalsh(coords.T @ coords / len(coords)))  # ascending
+    minor, major = max(eig[0], 0.0), eig[1]
+    if major > 0:
+        out["major_axis"] = 4.0 * np.sqrt(major)
+        out["minor_axis"] = 4.0 * np.sqrt(minor)
+        out["elongation"] = float(np.sqrt(minor / major))
+        out["eccentricity"] = float(np.sqrt(1.0 - minor / major))
+
+    n_labels, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    out["n_components"] = float(np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] >= min_component_px))
+    out["fractal_dimension"] = box_counting_dimension(np.round(vertices).astype(np.int64))
+    out["fourier_energy"] = fourier_energy(max(contours, key=len))
+    return out
+
+
+@register_family("shape", version="1", modalities=("clinical", "wood"), defaults={"min_component_px": 5})
+def shape(case: CaseArrays, min_component_px: int = 5) -> dict:
+    """Lesion shape per modality: area, perimeter, circularity, solidity, convexity, axes, fractal dimension."""
+    result = {}
+    for modality in ("clinical", "wood"):
+        v = view(case, modality)
+        feats = (shape_features(v.mask, min_component_px) if v is not None and v.mask is not None
+                 else nan_dict(FEATURES))
+        result.update({f"{modality}_shape_{k}": float(x) for k, x in feats.items()})
+    return result

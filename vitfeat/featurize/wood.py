@@ -1,0 +1,41 @@
+"""Wood's-lamp fluorescence: lesion vs perilesional contrast, uniformity, contrast at the border.
+
+Depigmented skin fluoresces blue-white under UV; stable lesions glow evenly ("chalk-white"),
+active ones are patchier and fade into the surrounding skin. Intensity is the grey level of the
+Wood's photo; ratios and coefficients of variation make the features exposure-invariant.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vitfeat.featurize.registry import CaseArrays, register_family
+from vitfeat.featurize.views import nan_dict, view
+
+FEATURES = ("contrast_ratio", "michelson", "uniformity_cv", "uniformity_iqr", "uniform_fraction",
+            "border_contrast", "blue_ratio")
+
+
+@register_family("wood", version="1", modalities=("wood",), needs_wood=True)
+def wood(case: CaseArrays) -> dict:
+    """Fluorescence contrast (ratio, Michelson), uniformity inside the lesion, contrast at the border."""
+    out = nan_dict(FEATURES)
+    v = view(case, "wood")
+    if v is not None and v.has_lesion and v.ring.any():
+        lesion, ring = v.grey[v.mask], v.grey[v.ring]
+        l_mean, r_mean = float(lesion.mean()), float(ring.mean())
+        q25, med, q75 = np.percentile(lesion, [25, 50, 75])
+        out["contrast_ratio"] = l_mean / max(r_mean, 1.0)
+        out["michelson"] = (l_mean - r_mean) / max(l_mean + r_mean, 1.0)
+        out["uniformity_cv"] = float(lesion.std() / max(l_mean, 1.0))
+        out["uniformity_iqr"] = float((q75 - q25) / max(med, 1.0))
+        # Share of the lesion fluorescing at least halfway between skin and the lesion's bright end.
+        bright = np.percentile(lesion, 95)
+        out["uniform_fraction"] = float(np.mean(lesion >= r_mean + 0.5 * (bright - r_mean)))
+        d = v.signed_distance
+        inner, outer = v.grey[(d > -3) & (d <= 0)], v.grey[(d > 0) & (d <= 3)]
+        if inner.size and outer.size:
+            out["border_contrast"] = float((inner.mean() - outer.mean()) / max(l_mean - r_mean, 1.0))
+        rgb = v.rgb[v.mask].astype(np.float64)
+        out["blue_ratio"] = float(rgb[:, 2].mean() / max(rgb[:, 0].mean(), 1.0))
+    return {f"wood_wood_{k}": x for k, x in out.items()}
