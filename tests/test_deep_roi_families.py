@@ -48,15 +48,15 @@ def test_crop_roi_takes_the_lesion():
 
 
 def test_parse_spec():
-    s = parse_spec("deep:resnet50@/data/w,eights.safetensors,roi=full,margin=0.3")
+    s = parse_spec("deep:resnet50@C:/data/w,eights.safetensors:roi=full:margin=0.3")
     assert (s.backbone, s.weights, s.options["roi"], s.options["margin"]) == \
-        ("resnet50", "/data/w,eights.safetensors", "full", 0.3)
+        ("resnet50", "C:/data/w,eights.safetensors", "full", 0.3)
     assert parse_spec("deep:convnextv2_tiny").weights == "hub"
-    assert parse_spec("deep:resnet50,roi=yolo:runs/y").roi_model == "runs/y"
+    assert parse_spec("deep:resnet50:roi=yolo:runs/y").roi_model == "runs/y"
     with pytest.raises(ValueError, match="unknown option"):
-        parse_spec("deep:resnet50@random,colour=1")
+        parse_spec("deep:resnet50@random:colour=1")
     with pytest.raises(ValueError, match="roi must be"):
-        parse_spec("deep:resnet50@random,roi=boxes")
+        parse_spec("deep:resnet50@random:roi=boxes")
 
 
 def _case(case_id, with_wood=True, seed=0):
@@ -91,8 +91,8 @@ def test_version_tracks_weights_roi_and_size(tmp_path):
     path = tmp_path / "w.pth"
     torch.save(timm.create_model("test_vit").state_dict(), path)
     base = DeepFeatures(parse_spec(f"deep:test_vit@{path}")).version
-    assert DeepFeatures(parse_spec(f"deep:test_vit@{path},roi=full")).version != base
-    assert DeepFeatures(parse_spec(f"deep:test_vit@{path},size=96")).version != base
+    assert DeepFeatures(parse_spec(f"deep:test_vit@{path}:roi=full")).version != base
+    assert DeepFeatures(parse_spec(f"deep:test_vit@{path}:size=96")).version != base
     torch.manual_seed(5)
     torch.save(timm.create_model("test_vit").state_dict(), path)
     assert DeepFeatures(parse_spec(f"deep:test_vit@{path}")).version != base

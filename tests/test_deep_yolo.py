@@ -133,7 +133,7 @@ def test_refuses_to_download_checkpoints(tmp_path):
 def test_yolo_roi_crops_in_deep_family(det_run, synth):
     from vitfeat.featurize.registry import CaseArrays, get_family
 
-    family = get_family(f"deep:test_vit@random,roi=yolo:{det_run}")
+    family = get_family(f"deep:test_vit@random:roi=yolo:{det_run}")
     case = next(load_manifest(synth).cases())
     arrays = CaseArrays(case_id=case.case_id, clinical=read_image(case.clinical), wood=None)
     with pytest.warns(UserWarning):

@@ -12,7 +12,7 @@ Nothing is downloaded: ultralytics runs offline with a vitfeat-owned config fold
 
 The result, DIR (model.pt + yolo.json), is used by:
   vitfeat extract M.csv -o F.parquet --masks model:DIR            # segment model as mask source
-  vitfeat extract M.csv -o F.parquet --families deep:resnet50,roi=yolo:DIR   # crops for embeddings
+  vitfeat extract M.csv -o F.parquet --families deep:resnet50:roi=yolo:DIR   # crops for embeddings
 
 Examples:
   vitfeat train yolo data/synth/manifest.csv -o artifacts/yolo-wood --task segment --modality wood \\

@@ -2,13 +2,14 @@
 
 Spec grammar (``vitfeat extract --families ...``)::
 
-    deep:BACKBONE[@WEIGHTS][,OPTION=VALUE ...]
+    deep:BACKBONE[@WEIGHTS][:OPTION=VALUE ...]
 
     deep:convnextv2_tiny                         timm hub weights (cache only when offline)
     deep:resnet50@/data/w/resnet50.safetensors   a local weights file (.pth/.pt/.bin/.safetensors)
     deep:samvit_base_patch16@random              random weights (warned, recorded in provenance)
-    deep:resnet50@hub,roi=full                   whole images instead of lesion crops
-    deep:convnextv2_tiny,roi=yolo:runs/yolo-det  crops around a trained YOLO model's best box
+    deep:resnet50@hub:roi=full                   whole images instead of lesion crops
+    deep:resnet50@random:roi=full:size=128       options chain with ':'
+    deep:convnextv2_tiny:roi=yolo:runs/yolo-det  crops around a trained YOLO model's best box
     deep:vmtl@RUN_DIR                            the VMTL model's fused embedding (vitfeat.deep.vmtl)
 
 Options: ``roi`` = ``mask`` (default: the bounding box of the case's lesion mask, whatever the
@@ -63,12 +64,15 @@ class DeepSpec:
 
 
 def parse_spec(spec: str) -> DeepSpec:
-    """Parse ``deep:BACKBONE[@WEIGHTS][,key=value...]`` (see the module docstring)."""
+    """Parse ``deep:BACKBONE[@WEIGHTS][:key=value...]`` (see the module docstring).
+
+    Options are separated by ``:`` rather than ``,`` because family lists are comma-separated.
+    """
     if not spec.startswith(f"{FAMILY}:"):
         raise ValueError(f"not a deep family spec: '{spec}' (expected 'deep:BACKBONE[@WEIGHTS]')")
     body = spec[len(FAMILY) + 1:]
-    # Options start at a comma followed by 'key=': commas inside a weights path survive.
-    head, *opts = re.split(r",(?=\s*[A-Za-z_]+\s*=)", body)
+    # Options start at a ':' followed by 'key=': a drive letter or ':' inside a path survives.
+    head, *opts = re.split(r":(?=\s*[A-Za-z_]+\s*=)", body)
     backbone, _, weights = head.partition("@")
     backbone = backbone.strip()
     if not backbone:
@@ -167,6 +171,9 @@ class DeepFeatures:
 
     def batch(self, cases, **config) -> list[dict]:
         """Features for several cases at once (one forward pass per batch and modality)."""
+        if config:
+            raise ValueError(f"deep families take their options in the spec (e.g. deep:{self.spec.backbone}"
+                             f"@hub:roi=full:margin=0.2), not as config keys: {', '.join(sorted(config))}")
         rows = [dict() for _ in cases]
         for modality in MODALITIES:
             cols = self.columns(modality)
