@@ -1,7 +1,99 @@
 """`vitfeat train vmtl`: train the VMTL multi-task model on a fold plan."""
 
-from vitfeat.cli._common import reserve
+from __future__ import annotations
+
+from vitfeat.cli._common import add_command
+
+DESCRIPTION = """\
+Train the VMTL multi-task model (paired clinical + Wood's photos, shared timm encoder, clinical<->
+Wood's cross-attention; heads for stage, lesion mask, lesion box and masked-patch reconstruction)
+on the SAME folds as the feature pipelines: one model per outer fold of --folds-from, early
+stopping on an inner patient-grouped validation split of the training part (never the test fold),
+out-of-fold predictions in fit's format. Cases without a Wood's photo are handled.
+
+Variants:
+  vmtl      the full multi-task model (default backbone convnextv2_tiny)
+  vmsl      the same network on lesion crops (--roi), stage + contrastive terms only
+  baseline  a fine-tuned single backbone (default resnet50; also vit_base_patch16_224,
+            convnext_tiny, any timm model): both photos' pooled features, linear classifier
+
+Writes DIR/oof_predictions.csv, folds.csv, metrics.json (metrics with CIs), leaderboard.csv,
+config.yaml, run.json (kind "vmtl") and r<repeat>_f<fold>/best.pt. Interrupted? Re-run with
+--resume: finished folds are kept and the interrupted one continues from its last epoch.
+
+Examples:
+  vitfeat fit features.parquet -o runs/fit                       # writes runs/fit/folds.csv
+  vitfeat train vmtl data/manifest.csv -o runs/vmtl --folds-from runs/fit/folds.csv
+  vitfeat train vmtl data/manifest.csv -o runs/vmtl --folds-from runs/fit/folds.csv --resume
+  vitfeat fit features.parquet -o runs/fit2 --folds-from runs/fit/folds.csv --include runs/vmtl
+  vitfeat predict runs/vmtl new_cases.csv -o predictions.csv      # probability, mask, box
+  vitfeat extract data/manifest.csv -o f.parquet --families deep:vmtl@runs/vmtl
+  vitfeat train vmtl m.csv -o runs/base --folds-from runs/fit/folds.csv --variant baseline --backbone resnet50
+  vitfeat train vmtl m.csv -o runs/vmsl --folds-from runs/fit/folds.csv --variant vmsl \\
+      --roi clinical=model:runs/yolo/best.pt,wood=masks
+
+Weights: --weights hub (timm pretrained; needs the hub cache when offline), a local
+.pth/.safetensors file, or random (for tests only: random features mean little).
+"""
 
 
 def register(kinds) -> None:
-    reserve(kinds, "vmtl", "train the VMTL multi-task model on a fold plan")
+    p = add_command(kinds, "vmtl", "train the VMTL multi-task model on a fold plan", DESCRIPTION)
+    p.add_argument("manifest", help="manifest CSV/Parquet with clinical (and wood, masks) and the target")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="run directory to write")
+    p.add_argument("--folds-from", required=True, metavar="FOLDS_CSV", help="fold plan (folds.csv of a fit run)")
+    p.add_argument("--variant", choices=["vmtl", "vmsl", "baseline"], default="vmtl")
+    p.add_argument("--backbone", help="timm model name (default convnextv2_tiny; resnet50 for baseline)")
+    p.add_argument("--weights", help="hub | random | PATH to .pth/.safetensors (default hub)")
+    p.add_argument("--target", help="target column (default label)")
+    p.add_argument("--epochs", type=int, help="maximum epochs per fold (default 30)")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 10)")
+    p.add_argument("--imgsz", type=int, help="input size in pixels (default 224)")
+    p.add_argument("--batch", type=int, help="batch size (default 8)")
+    p.add_argument("--lr", type=float, help="backbone learning rate; new layers use 10x (default 1e-4)")
+    p.add_argument("--tasks", help="comma list of cls,seg,box,recon,con (default: all for vmtl)")
+    p.add_argument("--roi", help="VMSL crops per modality, e.g. clinical=model:yolo.pt,wood=masks "
+                                 "(sources: masks, whole, model:PATH)")
+    p.add_argument("--no-augment", action="store_true", help="switch training augmentation off")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--device", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--workers", type=int, help="data-loader workers (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in DIR (its saved config is used)")
+    p.set_defaults(func=run)
+
+
+def _parse_roi(text: str | None):
+    if not text:
+        return None
+    roi = {}
+    for part in text.split(","):
+        mod, sep, source = part.partition("=")
+        if not sep:
+            from vitfeat.cli.main import CLIError
+
+            raise CLIError(f"--roi: expected MODALITY=SOURCE, got '{part}'")
+        roi[mod.strip()] = source.strip()
+    return roi
+
+
+def run(args) -> int:
+    from vitfeat.cli.main import CLIError
+    from vitfeat.dataset import ManifestError
+    from vitfeat.deep.vmtl import preset, train_vmtl
+
+    try:
+        cfg = preset(args.variant, backbone=args.backbone, weights=args.weights, target=args.target,
+                     epochs=args.epochs, patience=args.patience, imgsz=args.imgsz, batch=args.batch, lr=args.lr,
+                     tasks=tuple(t.strip() for t in args.tasks.split(",")) if args.tasks else None,
+                     roi=_parse_roi(args.roi), augment=False if args.no_augment else None, seed=args.seed,
+                     device=args.device, num_workers=args.workers)
+        out = train_vmtl(args.manifest, args.out, args.folds_from, cfg, resume=args.resume)
+    except (ValueError, FileNotFoundError, FileExistsError, ManifestError) as exc:
+        raise CLIError(str(exc)) from None
+    import json
+
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    line = ", ".join(f"{k} {metrics[k]['value']:.3f} [{metrics[k]['ci_low']:.3f}, {metrics[k]['ci_high']:.3f}]"
+                     for k in ("balanced_accuracy", "auroc") if k in metrics)
+    print(f"{cfg.pipeline_name}: {line}\nrun written to {out} (include it with `vitfeat fit ... --include {out}`)")
+    return 0

@@ -70,9 +70,9 @@ def _box_pixels(cxcywh, size, crop_box):
     return (x0 + (cx - bw / 2) * cw, y0 + (cy - bh / 2) * ch, x0 + (cx + bw / 2) * cw, y0 + (cy + bh / 2) * ch)
 
 
-def predict_run(run_dir, manifest_path, out_path, *, masks_dir=None, device: str | None = None,
-                progress: bool = True) -> Path:
-    """Write predictions for every case of ``manifest_path`` to ``out_path`` (CSV).
+def predict_run(run_dir, manifest_path, out_path=None, *, masks_dir=None, device: str | None = None,
+                progress: bool = True) -> pd.DataFrame:
+    """Predictions for every case of ``manifest_path``, also written to ``out_path`` (CSV) if given.
 
     Columns: case_id, patient_id, y_pred, proba_<class>, and per modality the predicted mask's
     PNG path (``<modality>_mask_pred``, written under ``masks_dir``, default ``<out stem>_masks/``)
@@ -89,8 +89,8 @@ def predict_run(run_dir, manifest_path, out_path, *, masks_dir=None, device: str
     preds = [predict_loader(m, loader, torch.device(cfg.device), dense=dense) for m in models.values()]
     avg = {k: np.mean([p[k] for p in preds], axis=0) for k in preds[0] if k not in ("case_id", "has_wood")}
 
-    out_path = Path(out_path)
-    masks_dir = Path(masks_dir) if masks_dir else out_path.with_name(f"{out_path.stem}_masks")
+    if masks_dir is None and out_path is not None:
+        masks_dir = Path(out_path).with_name(f"{Path(out_path).stem}_masks")
     rows = []
     for i, case in enumerate(loaded):
         row = {"case_id": case.case_id, "patient_id": case.patient_id,
@@ -100,7 +100,8 @@ def predict_run(run_dir, manifest_path, out_path, *, masks_dir=None, device: str
             if mod not in case.images:
                 continue
             crop = case.crop_boxes.get(mod)
-            if f"seg_{mod}" in avg:
+            if f"seg_{mod}" in avg and masks_dir is not None:
+                masks_dir = Path(masks_dir)
                 masks_dir.mkdir(parents=True, exist_ok=True)
                 prob = _paste(avg[f"seg_{mod}"][i, 0], case.sizes[mod], crop)
                 path = masks_dir / f"{case.case_id}_{mod}.png"
@@ -112,8 +113,10 @@ def predict_run(run_dir, manifest_path, out_path, *, masks_dir=None, device: str
         rows.append(row)
     rows += [{"case_id": cid, "error": msg} for cid, msg in failures]
     frame = pd.DataFrame(rows)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, out_path)
-    return out_path
+    if out_path is not None:
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path.with_name(f".{out_path.name}.tmp")
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, out_path)
+    return frame
