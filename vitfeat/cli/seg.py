@@ -1,7 +1,74 @@
-"""`vitfeat seg`: compare and inspect trained segmenters."""
+"""`vitfeat seg`: compare and inspect segmenters."""
 
-from vitfeat.cli._common import reserve
+from __future__ import annotations
+
+import json
+
+from vitfeat.cli._common import add_command
+
+DESCRIPTION = """\
+Compare trained segmenters (`vitfeat train seg` outputs) and inspect architectures.
+
+  compare  training/validation curves side by side (curves.png), a metrics table of the test split
+           (metrics.csv, metrics.md: pooled and per-image Dice, IoU, accuracy, precision, recall,
+           specificity, F1, parameters, GFLOPs, seconds per epoch) and an overlay sheet of
+           predictions vs ground truth on shared test cases (overlays.png)
+  info     parameters and FLOPs of an architecture (torch.utils.flop_counter, one image)
+
+Examples:
+  vitfeat seg compare runs/seg_unet runs/seg_dl runs/seg_ul -o runs/seg_compare
+  vitfeat seg info --arch ultralight --imgsz 256
+  vitfeat seg info --arch unet --encoder efficientnet-b0 --imgsz 512
+"""
 
 
 def register(subparsers) -> None:
-    reserve(subparsers, "seg", "compare and inspect trained segmenters")
+    parser = add_command(subparsers, "seg", "compare and inspect segmenters (UNet, DeepLabV3, UltraLight)",
+                         DESCRIPTION)
+    sub = parser.add_subparsers(dest="seg_command", metavar="SUBCOMMAND")
+    cmp_ = add_command(sub, "compare", "compare trained segmenters: curves, metrics table, overlays", DESCRIPTION)
+    cmp_.add_argument("runs", nargs="+", help="`vitfeat train seg` output directories")
+    cmp_.add_argument("-o", "--out", required=True, help="output directory (created)")
+    cmp_.add_argument("--cases", type=int, default=6, help="test cases on the overlay sheet (default 6)")
+    cmp_.set_defaults(func=run_compare)
+    info = add_command(sub, "info", "parameters and FLOPs of a segmentation architecture", DESCRIPTION)
+    info.add_argument("--arch", default="ultralight", choices=["unet", "deeplabv3", "deeplabv3plus", "ultralight"])
+    info.add_argument("--imgsz", type=int, default=256)
+    info.add_argument("--encoder", default="resnet34")
+    info.add_argument("--classes", type=int, default=1)
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=run_info)
+    parser.set_defaults(func=lambda args: parser.print_help() or 1)
+
+
+def run_compare(args) -> int:
+    from vitfeat.cli.main import CLIError
+    from vitfeat.deep.segmentation.compare import compare_runs
+
+    try:
+        result = compare_runs(args.runs, args.out, n_cases=args.cases)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    print(result["table"].to_string(index=False))
+    for key in ("metrics_csv", "metrics_md", "curves", "overlays"):
+        print(f"wrote {result[key]}")
+    return 0
+
+
+def run_info(args) -> int:
+    from vitfeat.cli.main import CLIError
+    from vitfeat.deep.segmentation.info import model_info
+
+    if args.imgsz % 32:
+        raise CLIError(f"--imgsz must be a multiple of 32, not {args.imgsz}")
+    try:
+        info = model_info(args.arch, args.imgsz, args.classes, args.encoder)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        enc = f" ({info['encoder']})" if info["encoder"] else ""
+        print(f"{info['arch']}{enc} at {args.imgsz}x{args.imgsz}: {info['params']:,} parameters, "
+              f"{info['gflops']:.3f} GFLOPs ({info['gmacs']:.3f} GMACs), weights {info['weights_kib']:.1f} KiB")
+    return 0

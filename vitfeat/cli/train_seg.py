@@ -1,7 +1,84 @@
-"""`vitfeat train seg`: train a lesion segmenter (UNet, DeepLabV3, UltraLight VM-UNet)."""
+"""`vitfeat train seg`: train a lesion segmenter (UNet, DeepLabV3(+), UltraLight VM-UNet)."""
 
-from vitfeat.cli._common import reserve
+from __future__ import annotations
+
+
+from vitfeat.cli._common import add_command
+
+DESCRIPTION = """\
+Train a lesion segmenter on the images and masks of a manifest (rows lacking the modality's image or
+mask are skipped and listed in DIR/failures.csv). Patients are split whole into train/val/test
+(70/15/15, saved as DIR/split.csv); the epoch with the lowest validation loss is kept (DIR/best.pt)
+and scored once on the test split (DIR/segmenter.json, DIR/test_metrics.json: Dice, IoU, accuracy,
+precision, recall, specificity, F1, pooled over pixels and as per-image means). AdamW; the learning
+rate follows a cosine from LR to LR*LRF, or is halved on validation plateaus. Every epoch is logged
+(DIR/log.csv, DIR/log.json) and checkpointed (DIR/last.pt): --resume continues an interrupted run.
+
+The finished DIR is a mask source:  vitfeat extract MANIFEST --masks model:DIR
+
+Architectures: unet, deeplabv3, deeplabv3plus (segmentation-models-pytorch, any smp/timm encoder,
+resnet34 default) and ultralight (UltraLight VM-UNet, 49,457 parameters, pure-PyTorch Mamba).
+
+Examples:
+  vitfeat train seg data/synth/manifest.csv -o runs/seg_unet --arch unet --epochs 30 --imgsz 256
+  vitfeat train seg m.csv -o runs/seg_ul --arch ultralight --epochs 250 --lr 1e-3 --lrf 0.01
+  vitfeat train seg m.csv -o runs/seg_dl --arch deeplabv3 --split-from runs/seg_unet/split.csv
+  vitfeat train seg m.csv -o runs/seg_ul --arch ultralight --epochs 300 --resume   # continue, extend
+  vitfeat train seg m.csv -o runs/seg_mc --masks multiclass --loss ce+dice   # grey value -> class
+  vitfeat train seg m.csv -o runs/seg_w --modality wood --encoder-weights weights/resnet34.pth
+"""
 
 
 def register(kinds) -> None:
-    reserve(kinds, "seg", "train a lesion segmenter (UNet, DeepLabV3, UltraLight VM-UNet)")
+    p = add_command(kinds, "seg", "train a lesion segmenter (UNet, DeepLabV3, UltraLight VM-UNet)", DESCRIPTION)
+    p.add_argument("manifest", help="manifest CSV/Parquet with image and mask columns")
+    p.add_argument("-o", "--out", required=True, help="output directory (created)")
+    p.add_argument("--arch", default="unet", choices=["unet", "deeplabv3", "deeplabv3plus", "ultralight"])
+    p.add_argument("--modality", default="clinical", choices=["clinical", "wood"])
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--imgsz", type=int, default=256, help="square training size, a multiple of 32 (default 256)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3, help="initial learning rate (default 1e-3)")
+    p.add_argument("--lrf", type=float, default=0.01, help="final learning rate = lr * lrf (default 0.01)")
+    p.add_argument("--weight-decay", type=float, default=1e-2)
+    p.add_argument("--loss", choices=["bce+dice", "bce+jaccard", "ce+dice"], help="default: bce+dice (binary), ce+dice (multiclass)")
+    p.add_argument("--scheduler", default="cosine", choices=["cosine", "plateau"])
+    p.add_argument("--patience", type=int, default=5, help="plateau scheduler: epochs before halving the lr")
+    p.add_argument("--encoder", default="resnet34", help="smp/timm encoder of unet/deeplab (default resnet34)")
+    p.add_argument("--encoder-weights", default="none",
+                   help="none (random), hub (ImageNet, downloaded once), or a local state_dict file")
+    p.add_argument("--masks", dest="mask_mode", default="binary", choices=["binary", "multiclass"],
+                   help="binary: lesion where grey >= 128; multiclass: each grey value is a class")
+    p.add_argument("--split-from", help="reuse another run's split.csv (compare architectures on equal terms)")
+    p.add_argument("--no-augment", action="store_true", help="no flips/rotations/colour jitter")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (epochs may grow)")
+    p.add_argument("--allow-outside-root", action="store_true", help="allow paths outside the manifest folder")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from vitfeat.cli.main import CLIError
+    from vitfeat.dataset import ManifestError
+    from vitfeat.deep.segmentation.train import SegConfig, train_segmenter
+
+    config = SegConfig(
+        arch=args.arch, modality=args.modality, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
+        lr=args.lr, lrf=args.lrf, weight_decay=args.weight_decay, loss=args.loss, scheduler=args.scheduler,
+        patience=args.patience, encoder=args.encoder,
+        encoder_weights=None if args.encoder_weights == "none" else args.encoder_weights,
+        mask_mode=args.mask_mode, seed=args.seed, augment=not args.no_augment, device=args.device,
+    )
+    try:
+        meta = train_segmenter(args.manifest, args.out, config, split_from=args.split_from, resume=args.resume,
+                               allow_outside_root=args.allow_outside_root)
+    except (ManifestError, ValueError, FileNotFoundError, FileExistsError) as exc:
+        raise CLIError(str(exc)) from None
+    pooled, per_image = meta["test_metrics"]["pooled"], meta["test_metrics"]["per_image"]
+    print(f"{meta['arch']}: best epoch {meta['best_epoch']}/{meta['epochs_done']}, "
+          f"{meta['evaluated_on']} split ({meta['test_metrics']['n_images']} images): "
+          f"Dice {pooled['dice']:.4f} pooled / {per_image['dice']:.4f} per image, "
+          f"IoU {pooled['iou']:.4f} / {per_image['iou']:.4f}")
+    print(f"segmenter written to {args.out} (use: --masks model:{args.out})")
+    return 0

@@ -1,0 +1,163 @@
+"""Segmentation benchmark: UNet vs DeepLabV3 vs DeepLabV3+ vs UltraLight VM-UNet on real images.
+
+Datasets (beside the repo, ../shared/data): PH2 dermoscopy (160 images, one patient each) and
+vitiligo-seg (96 photos; the ``group`` column ties augmented copies of one photo together, used as
+the patient so that copies never straddle train and test). One patient-grouped 70/15/15 split per
+dataset, shared by every architecture; best epoch chosen on validation loss; one test evaluation.
+
+On CPU each architecture gets the same wall-clock budget: a probe times one training step and the
+number of epochs is what fits (at least 1). Prints pooled and per-image Dice/IoU, parameters,
+GFLOPs (torch.utils.flop_counter, at the training size and at 256 px) and seconds per epoch.
+
+    python benchmarks/bench_seg.py                       # ~10 min on 2 CPU cores
+    python benchmarks/bench_seg.py --minutes 60 --imgsz 256 --device cuda   # a longer run
+    python benchmarks/bench_seg.py --recipe              # UltraLight's own recipe (250 epochs; GPU)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vitfeat.deep.segmentation import data as segdata  # noqa: E402
+from vitfeat.deep.segmentation.compare import compare_runs  # noqa: E402
+from vitfeat.deep.segmentation.info import count_flops, count_parameters  # noqa: E402
+from vitfeat.deep.segmentation.models import build_model, get_architecture  # noqa: E402
+from vitfeat.deep.segmentation.train import SegConfig, make_loss, select_device, train_segmenter  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data"
+ARCHS = ("unet", "deeplabv3", "deeplabv3plus", "ultralight")
+
+
+def write_manifest(name: str, out: Path) -> Path | None:
+    """A vitfeat manifest for one of the shared datasets (absolute paths)."""
+    root = DATA / name
+    if not (root / "labels.csv").is_file():
+        return None
+    labels = pd.read_csv(root / "labels.csv")
+    frame = pd.DataFrame({
+        "case_id": [Path(p).stem for p in labels["image"]],
+        "patient_id": labels["group"] if "group" in labels else [Path(p).stem for p in labels["image"]],
+        "clinical": [str(root / p) for p in labels["image"]],
+        "clinical_mask": [str(root / p) for p in labels["mask"]],
+    })
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}_manifest.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def seconds_per_step(arch: str, encoder: str, imgsz: int, batch: int, device) -> float:
+    """Time of one training step (forward + backward + update) on random data, after a warm-up."""
+    model = build_model(arch, 1, encoder).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = make_loss("bce+dice")
+    x = torch.randn(batch, 3, imgsz, imgsz, device=device)
+    y = (torch.rand(batch, imgsz, imgsz, device=device) > 0.5).to(torch.uint8)
+    times = []
+    for _ in range(3):
+        tick = time.perf_counter()
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - tick)
+    return min(times[1:])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", nargs="+", default=["ph2", "vitiligo-seg"])
+    ap.add_argument("--archs", nargs="+", default=list(ARCHS))
+    ap.add_argument("--imgsz", type=int, default=96)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--encoder", default="resnet18")
+    ap.add_argument("--minutes", type=float, default=10.0, help="total training budget, split evenly")
+    ap.add_argument("--max-epochs", type=int, default=40)
+    ap.add_argument("--recipe", action="store_true",
+                    help="UltraLight recipe: 250 epochs, 256 px, lr 1e-3, cosine to 1e-5 (GPU)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", type=Path, default=REPO / "artifacts" / "bench_seg")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    device = select_device(args.device)
+    if args.recipe:
+        args.imgsz, args.archs = 256, ["ultralight"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    jobs = [(d, a) for d in args.datasets for a in args.archs]
+    budget = args.minutes * 60 / len(jobs)
+    rows = []
+    print(f"device {device}, {torch.get_num_threads()} threads, imgsz {args.imgsz}, batch {args.batch}, "
+          f"encoder {args.encoder}, {budget:.0f} s of training per run", flush=True)
+    for dataset in args.datasets:
+        manifest = write_manifest(dataset, args.out)
+        if manifest is None:
+            print(f"skip {dataset}: {DATA / dataset} not found")
+            continue
+        items, _ = segdata.items_from_manifest(manifest, allow_outside_root=True)
+        split = segdata.grouped_split(items, seed=0)
+        split_path = segdata.write_split(split, args.out / f"{dataset}_split.csv")
+        counts = split["split"].value_counts().to_dict()
+        print(f"\n{dataset}: {len(items)} cases, {split['patient_id'].nunique()} patients, split {counts}", flush=True)
+        n_train = counts.get("train", 0)
+        run_dirs = []
+        for arch in args.archs:
+            if args.recipe:
+                epochs = 250
+            else:
+                step = seconds_per_step(arch, args.encoder, args.imgsz, args.batch, device)
+                # an epoch also reads val images once (~1/3 of a training step per image)
+                per_epoch = step * math.ceil(n_train / args.batch) * 1.25
+                epochs = max(1, min(args.max_epochs, int(budget // per_epoch)))
+            run = args.out / f"{dataset}_{arch}"
+            if (run / "segmenter.json").is_file():
+                print(f"{run} exists: reporting it without retraining", flush=True)
+            else:
+                cfg = SegConfig(arch=arch, epochs=epochs, imgsz=args.imgsz, batch=args.batch, encoder=args.encoder,
+                                lr=1e-3, lrf=0.01 if not args.recipe else 0.01, device=str(device))
+                train_segmenter(manifest, run, cfg, split_from=split_path, resume=(run / "last.pt").is_file(),
+                                progress=False, allow_outside_root=True)
+            meta = json.loads((run / "segmenter.json").read_text())
+            model = build_model(arch, 1, args.encoder)
+            test = meta["test_metrics"]
+            row = {
+                "dataset": dataset, "arch": arch, "encoder": meta["encoder"] or "-", "epochs": meta["epochs_done"],
+                "best_epoch": meta["best_epoch"], "epoch_s": round(meta["mean_epoch_seconds"], 1),
+                "params": count_parameters(model),
+                f"gflops@{args.imgsz}": round(count_flops(model, args.imgsz) / 1e9, 3),
+                "gflops@256": round(count_flops(model, 256) / 1e9, 3),
+                "dice_pooled": round(test["pooled"]["dice"], 4), "iou_pooled": round(test["pooled"]["iou"], 4),
+                "dice_per_image": round(test["per_image"]["dice"], 4),
+                "iou_per_image": round(test["per_image"]["iou"], 4),
+                "acc_pooled": round(test["pooled"]["accuracy"], 4),
+                "sens_pooled": round(test["pooled"]["recall"], 4),
+                "spec_pooled": round(test["pooled"]["specificity"], 4), "n_test": test["n_images"],
+            }
+            rows.append(row)
+            run_dirs.append(run)
+            print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        if len(run_dirs) > 1:
+            compare_runs(run_dirs, args.out / f"{dataset}_compare", n_cases=6)
+    table = pd.DataFrame(rows)
+    table.to_csv(args.out / "results.csv", index=False)
+    print("\n" + table.to_string(index=False))
+    print("\nreference: UltraLight VM-UNet published PH2 DSC 0.9265 (pooled pixels; trained on ISIC2017, "
+          "250 epochs at 256 px, all 200 PH2 images as an external test set)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
