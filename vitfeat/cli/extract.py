@@ -1,7 +1,97 @@
 """`vitfeat extract`: extract handcrafted and deep features from a manifest into a table."""
 
-from vitfeat.cli._common import reserve
+from __future__ import annotations
+
+from vitfeat.cli._common import add_command
+
+DESCRIPTION = """\
+Turn every case of a manifest (clinical photo, optional Wood's photo, optional masks) into one row
+of named features: <modality>_<family>_<feature>, e.g. wood_shape_solidity, pair_pair_area_ratio,
+clinical_border_transition_width. Provenance (vitfeat and family versions, config, mask source
+and image content hashes per case) is stored in the Parquet metadata.
+
+Families (default: all handcrafted ones):
+  shape       area, perimeter, circularity, solidity, convexity, axes, fractal dimension
+  border      10-90 % transition width across the edge, its spread, edge gradient
+  pair        Wood's-to-clinical area ratio (registered and registration-free), IoU
+  wood        fluorescence contrast (ratio, Michelson), uniformity, border contrast
+  color       CIELAB in lesion and ring, CIEDE2000, ITA, trichrome zone width
+  satellites  confetti macules near the main lesion: count, area, distance
+  texture     wavelet energies/entropies, GLCM, LBP in lesion and ring
+  firstorder  grey-level statistics in the lesion (pyradiomics definitions)
+  deep:MODEL@WEIGHTS  timm embeddings (e.g. deep:convnextv2_tiny@random), when installed
+Families that need the Wood's photo give empty values for single-image cases.
+
+Masks: given (manifest columns; cases without one fall back to auto, recorded per case),
+auto (Wood's: fluorescence threshold; clinical: Otsu on the CIELAB depigmentation index L*-b*),
+model:PATH (a trained YOLO .pt or segmenter directory).
+
+Re-runs are cheap: results are cached per case and family (--cache-dir, default
+.vitfeat-cache beside the output), so an interrupted run resumes where it stopped. A case that
+fails gets its error text in the 'error' column; the run goes on and ends with a summary.
+
+Examples:
+  vitfeat extract data/synth/manifest.csv -o artifacts/features.parquet --jobs 2
+  vitfeat extract manifest.csv -o feats.parquet --families shape border pair --masks auto
+  vitfeat extract manifest.csv -o feats.csv --format csv
+  vitfeat extract manifest.csv -o feats.parquet --config extract.yaml
+  vitfeat extract manifest.csv -o feats.parquet --backend dask --scheduler tcp://10.0.0.5:8786
+
+A YAML config holds the same options (keys: families, masks, jobs, format, cache_dir, backend,
+scheduler, batch_size, targets, family_config); flags given on the command line win. Example:
+  families: [shape, border, satellites]
+  masks: auto
+  jobs: 2
+  family_config:
+    border: {band_px: 40}
+"""
 
 
 def register(subparsers) -> None:
-    reserve(subparsers, "extract", "extract handcrafted and deep features from a manifest into a table")
+    p = add_command(subparsers, "extract", "extract handcrafted and deep features from a manifest into a table",
+                    DESCRIPTION)
+    p.add_argument("manifest", help="manifest CSV/Parquet (see `vitfeat manifest check`)")
+    p.add_argument("-o", "--output", required=True, help="feature table to write (.parquet or .csv)")
+    p.add_argument("--families", nargs="+", default=None, metavar="FAMILY",
+                   help="families to extract, space or comma separated (default: all handcrafted)")
+    p.add_argument("--masks", default=None, metavar="SOURCE", help="given (default), auto, or model:PATH")
+    p.add_argument("--jobs", type=int, default=None, help="parallel worker processes (default 1; -1 = all cores)")
+    p.add_argument("--format", dest="fmt", choices=("parquet", "csv"), default=None,
+                   help="output format (default from the output suffix)")
+    p.add_argument("--config", default=None, metavar="YAML", help="options from a YAML file (flags override)")
+    p.add_argument("--cache-dir", default=None, help="per-case cache (default: .vitfeat-cache beside the output)")
+    p.add_argument("--backend", choices=("loky", "dask"), default=None, help="joblib backend (default loky)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler address for --backend dask")
+    p.add_argument("--targets", nargs="+", default=None, help="target columns to carry over (default: label)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from vitfeat.cli.main import CLIError
+    from vitfeat.dataset import ManifestError
+    from vitfeat.featurize import extract, load_config
+
+    try:
+        options = load_config(args.config) if args.config else {}
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    flags = {"families": args.families, "masks": args.masks, "jobs": args.jobs, "format": args.fmt,
+             "cache_dir": args.cache_dir, "backend": args.backend, "scheduler": args.scheduler,
+             "targets": args.targets}
+    options.update({k: v for k, v in flags.items() if v is not None})
+    families = options.get("families")
+    if isinstance(families, list):
+        families = [f for item in families for f in str(item).replace(",", " ").split()]
+    try:
+        result = extract(
+            args.manifest, args.output, families=families, masks=options.get("masks", "given"),
+            jobs=int(options.get("jobs", 1)), fmt=options.get("format"), cache_dir=options.get("cache_dir"),
+            backend=options.get("backend", "loky"), scheduler=options.get("scheduler"),
+            family_config=options.get("family_config"), batch_size=int(options.get("batch_size", 16)),
+            targets=options.get("targets"), progress=not args.no_progress,
+        )
+    except (ManifestError, FileNotFoundError, KeyError, ValueError) as exc:
+        raise CLIError(str(exc).strip("'\"")) from None
+    print(result.summary())
+    return 0

@@ -59,8 +59,8 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
     out = nan_dict(FEATURES)
     if not v.has_lesion or v.area < 16:
         return out
-    n_labels, labels, stats, centroids = cv2.connectedComponentsWithStats(v.mask.astype(np.uint8), connectivity=8)
-    main = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    _, labels, stats, centroids = v.components
+    main = v.main_label
     r_eq = np.sqrt(stats[main, cv2.CC_STAT_AREA] / np.pi)
     r_in = float(np.clip(0.8 * r_eq, 3.0, band_px))
     d = v.signed_distance

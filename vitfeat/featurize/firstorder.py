@@ -19,45 +19,73 @@ FEATURES = (
 )
 
 
-def bin_counts(values: np.ndarray, bin_width: float) -> np.ndarray:
-    """Histogram with pyradiomics' fixed-bin-width edges."""
-    low = values.min() - (values.min() % bin_width)
-    edges = np.arange(low, values.max() + 2 * bin_width, bin_width)
-    counts = np.bincount(np.digitize(values, edges))
-    return counts[counts > 0]
+def _percentiles_from_hist(counts: np.ndarray, values: np.ndarray, qs) -> list[float]:
+    """``np.percentile`` (linear interpolation) of the sample a histogram describes, exactly."""
+    n = counts.sum()
+    cum = np.cumsum(counts)
+    out = []
+    for q in qs:
+        pos = q / 100.0 * (n - 1)
+        lo = int(np.floor(pos))
+        x_lo = values[np.searchsorted(cum, lo, side="right")]
+        x_hi = values[np.searchsorted(cum, min(lo + 1, n - 1), side="right")]
+        out.append(float(x_lo + (pos - lo) * (x_hi - x_lo)))
+    return out
 
 
 def firstorder_features(values: np.ndarray, bin_width: float = 25.0) -> dict:
-    """The :data:`FEATURES` of a 1-D array of intensities (NaN for an empty one)."""
+    """The :data:`FEATURES` of a 1-D array of intensities (NaN for an empty one).
+
+    8-bit input goes through a 256-bin histogram (all statistics are exact from it), which is
+    several times faster than sorting the pixels.
+    """
     if values.size == 0:
         return nan_dict(FEATURES)
-    x = values.astype(np.float64)
-    p10, p25, p50, p75, p90 = np.percentile(x, [10, 25, 50, 75, 90])
-    mean = x.mean()
-    dev = x - mean
-    m2 = np.mean(dev**2)
-    robust = x[(x >= p10) & (x <= p90)]
-    p = bin_counts(x, bin_width) / x.size
+    if values.dtype == np.uint8:
+        counts = np.bincount(values, minlength=256).astype(np.float64)
+        levels = np.arange(256, dtype=np.float64)
+    else:
+        levels, counts = np.unique(values.astype(np.float64), return_counts=True)
+        counts = counts.astype(np.float64)
+    nz = counts > 0
+    levels, counts = levels[nz], counts[nz]
+    n = counts.sum()
+    p10, p25, p50, p75, p90 = _percentiles_from_hist(counts, levels, [10, 25, 50, 75, 90])
+    mean = float(np.dot(counts, levels) / n)
+    dev = levels - mean
+    m2 = float(np.dot(counts, dev**2) / n)
+    robust = (levels >= p10) & (levels <= p90)
+    r_counts, r_levels = counts[robust], levels[robust]
+    r_mean = np.dot(r_counts, r_levels) / r_counts.sum()
+    p = _binned(levels, counts, bin_width) / n
     return {
-        "energy": float(np.dot(x, x)),
+        "energy": float(np.dot(counts, levels**2)),
         "entropy": float(-np.sum(p * np.log2(p))),
-        "minimum": float(x.min()),
-        "p10": float(p10),
-        "p90": float(p90),
-        "maximum": float(x.max()),
-        "mean": float(mean),
-        "median": float(p50),
-        "iqr": float(p75 - p25),
-        "range": float(np.ptp(x)),
-        "mean_absolute_deviation": float(np.mean(np.abs(dev))),
-        "robust_mean_absolute_deviation": float(np.mean(np.abs(robust - robust.mean()))),
-        "rms": float(np.sqrt(np.mean(x**2))),
+        "minimum": float(levels[0]),
+        "p10": p10,
+        "p90": p90,
+        "maximum": float(levels[-1]),
+        "mean": mean,
+        "median": p50,
+        "iqr": p75 - p25,
+        "range": float(levels[-1] - levels[0]),
+        "mean_absolute_deviation": float(np.dot(counts, np.abs(dev)) / n),
+        "robust_mean_absolute_deviation": float(np.dot(r_counts, np.abs(r_levels - r_mean)) / r_counts.sum()),
+        "rms": float(np.sqrt(np.dot(counts, levels**2) / n)),
         "std": float(np.sqrt(m2)),
-        "skewness": float(np.mean(dev**3) / m2**1.5) if m2 > 0 else 0.0,
-        "kurtosis": float(np.mean(dev**4) / m2**2) if m2 > 0 else 0.0,
-        "variance": float(m2),
+        "skewness": float(np.dot(counts, dev**3) / n / m2**1.5) if m2 > 0 else 0.0,
+        "kurtosis": float(np.dot(counts, dev**4) / n / m2**2) if m2 > 0 else 0.0,
+        "variance": m2,
         "uniformity": float(np.sum(p**2)),
     }
+
+
+def _binned(levels: np.ndarray, counts: np.ndarray, bin_width: float) -> np.ndarray:
+    """Counts per fixed-width bin with pyradiomics' edges (anchored below the minimum)."""
+    low = levels[0] - (levels[0] % bin_width)
+    edges = np.arange(low, levels[-1] + 2 * bin_width, bin_width)
+    binned = np.bincount(np.digitize(levels, edges), weights=counts)
+    return binned[binned > 0]
 
 
 @register_family("firstorder", version="1", defaults={"bin_width": 25.0})
@@ -66,7 +94,7 @@ def firstorder(case: CaseArrays, bin_width: float = 25.0) -> dict:
     result = {}
     for modality in ("clinical", "wood"):
         v = view(case, modality)
-        feats = (firstorder_features(v.grey[v.mask], bin_width) if v is not None and v.mask is not None
+        feats = (firstorder_features(v.grey_u8[v.mask], bin_width) if v is not None and v.mask is not None
                  else nan_dict(FEATURES))
         result.update({f"{modality}_firstorder_{k}": x for k, x in feats.items()})
     return result

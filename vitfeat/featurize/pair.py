@@ -8,7 +8,6 @@ Both use the main (largest) lesion component, so satellites do not move the rati
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from vitfeat.featurize.registration import register_pair
@@ -19,24 +18,17 @@ FEATURES = ("area_ratio", "area_ratio_unregistered", "total_area_ratio", "iou", 
             "registration_score", "registration_inliers", "registration_ok", "registration_scale")
 
 
-def main_component(mask: np.ndarray) -> np.ndarray:
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if n <= 1:
-        return np.zeros_like(mask, dtype=bool)
-    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-
-
 @register_family("pair", version="1", modalities=("pair",), needs_wood=True)
 def pair(case: CaseArrays) -> dict:
     """Wood's-to-clinical area ratio (registered and registration-free), IoU, registration quality."""
     out = nan_dict(FEATURES)
     vc, vw = view(case, "clinical"), view(case, "wood")
     if vc is None or vw is None or not vc.has_lesion or not vw.has_lesion:
-        return {f"pair_{k}": x for k, x in out.items()}
+        return {f"pair_pair_{k}": x for k, x in out.items()}
     reg = case.memo.get("registration")
     if reg is None:
         reg = case.memo["registration"] = register_pair(vc.rgb, vw.rgb, vc.mask, vw.mask)
-    main_c, main_w = main_component(vc.mask), main_component(vw.mask)
+    main_c, main_w = vc.components[1] == vc.main_label, vw.components[1] == vw.main_label
     a_c, a_w = np.count_nonzero(main_c), np.count_nonzero(main_w)
     out["area_ratio"] = a_w / (a_c * reg.area_scale)
     out["area_ratio_unregistered"] = (a_w / main_w.size) / (a_c / main_c.size)
@@ -49,4 +41,4 @@ def pair(case: CaseArrays) -> dict:
     out["registration_inliers"] = float(reg.n_inliers)
     out["registration_ok"] = float(reg.ok)
     out["registration_scale"] = float(np.sqrt(reg.area_scale))
-    return {f"pair_{k}": float(x) for k, x in out.items()}
+    return {f"pair_pair_{k}": float(x) for k, x in out.items()}

@@ -46,7 +46,11 @@ class Registration:
 
 def _high_pass(rgb: np.ndarray, sigma: float = 15.0) -> np.ndarray:
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    detail = grey - cv2.GaussianBlur(grey, (0, 0), sigma)
+    # The low-pass is computed at 1/8 resolution: a wide blur at full size costs 10x more.
+    h, w = grey.shape
+    small = cv2.resize(grey, (max(w // 8, 1), max(h // 8, 1)), interpolation=cv2.INTER_AREA)
+    low = cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / 8), (w, h), interpolation=cv2.INTER_LINEAR)
+    detail = grey - low
     lo, hi = np.percentile(detail, [0.5, 99.5])
     return np.clip((detail - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
 

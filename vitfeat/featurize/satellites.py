@@ -18,16 +18,23 @@ DEFAULTS = {"min_area_px": 8, "max_area_fraction": 0.25, "max_distance": 4.0}
 
 
 def satellite_features(mask: np.ndarray, min_area_px: int = 8, max_area_fraction: float = 0.25,
-                       max_distance: float = 4.0) -> dict:
+                       max_distance: float = 4.0, components=None) -> dict:
+    """Satellite statistics of a bool mask (``components``: its precomputed connectedComponentsWithStats)."""
     out = nan_dict(FEATURES)
-    n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if components is None:
+        components = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    n, labels, stats, _ = components
     if n <= 1:
         return out
     areas = stats[1:, cv2.CC_STAT_AREA]
     main = 1 + int(np.argmax(areas))
     main_area = float(stats[main, cv2.CC_STAT_AREA])
     r_eq = np.sqrt(main_area / np.pi)
-    dist_to_main = cv2.distanceTransform((labels != main).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    # All components lie in the mask's bounding box, so distances computed there are exact.
+    rows, cols = np.nonzero(labels.any(axis=1))[0], np.nonzero(labels.any(axis=0))[0]
+    oy, ox = rows[0], cols[0]
+    crop = labels[oy:rows[-1] + 1, ox:cols[-1] + 1]
+    dist_to_main = cv2.distanceTransform((crop != main).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     keep, dists = [], []
     for k in range(1, n):
         if k == main:
@@ -36,8 +43,8 @@ def satellite_features(mask: np.ndarray, min_area_px: int = 8, max_area_fraction
         if area < min_area_px or area > max_area_fraction * main_area:
             continue
         x, y, w, h = stats[k, :4]
-        box = (slice(y, y + h), slice(x, x + w))
-        gap = float(dist_to_main[box][labels[box] == k].min())
+        box = (slice(y - oy, y - oy + h), slice(x - ox, x - ox + w))
+        gap = float(dist_to_main[box][crop[box] == k].min())
         if gap <= max_distance * r_eq:
             keep.append(area)
             dists.append(gap / r_eq)
@@ -55,7 +62,7 @@ def satellites(case: CaseArrays, min_area_px: int = 8, max_area_fraction: float 
     result = {}
     for modality in ("clinical", "wood"):
         v = view(case, modality)
-        feats = (satellite_features(v.mask, min_area_px, max_area_fraction, max_distance)
+        feats = (satellite_features(v.mask, min_area_px, max_area_fraction, max_distance, v.components)
                  if v is not None and v.mask is not None else nan_dict(FEATURES))
         result.update({f"{modality}_satellites_{k}": x for k, x in feats.items()})
     return result

@@ -65,7 +65,7 @@ def fourier_energy(contour: np.ndarray, n_points: int = 128, low_harmonics: int 
     return float(power[np.abs(k) > low_harmonics].sum() / total) if total > 0 else float("nan")
 
 
-def shape_features(mask: np.ndarray, min_component_px: int = 5) -> dict:
+def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None) -> dict:
     """The :data:`FEATURES` of one bool mask (NaN where undefined, e.g. for an empty mask)."""
     out = nan_dict(FEATURES)
     area = int(np.count_nonzero(mask))
@@ -103,7 +103,9 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5) -> dict:
         out["elongation"] = float(np.sqrt(minor / major))
         out["eccentricity"] = float(np.sqrt(1.0 - minor / major))
 
-    n_labels, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if components is None:
+        components = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    stats = components[2]
     out["n_components"] = float(np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] >= min_component_px))
     out["fractal_dimension"] = box_counting_dimension(np.round(vertices).astype(np.int64))
     out["fourier_energy"] = fourier_energy(max(contours, key=len))
@@ -116,7 +118,7 @@ def shape(case: CaseArrays, min_component_px: int = 5) -> dict:
     result = {}
     for modality in ("clinical", "wood"):
         v = view(case, modality)
-        feats = (shape_features(v.mask, min_component_px) if v is not None and v.mask is not None
+        feats = (shape_features(v.mask, min_component_px, v.components) if v is not None and v.mask is not None
                  else nan_dict(FEATURES))
         result.update({f"{modality}_shape_{k}": float(x) for k, x in feats.items()})
     return result

@@ -7,7 +7,10 @@
 * GLCM (scikit-image): grey levels quantised to ``levels`` bins between the region's 1st and 99th
   percentile (exposure-invariant), pixels outside the region mapped to an extra level that is
   then dropped, so only pairs inside the region count; properties averaged over 4 directions;
-* LBP (scikit-image, uniform, P=8, R=1): normalised histogram of the 10 pattern codes and entropy.
+* LBP (rotation-invariant uniform, P=8, R=1, Ojala et al. 2002): normalised histogram of the 10
+  pattern codes and entropy. The 8 neighbours are the pixel's 3x3 ring (no interpolation of the
+  diagonals, unlike scikit-image's ``local_binary_pattern``): vectorised in numpy it is ~10x faster
+  and the codes differ only where the interpolated diagonal flips a comparison.
 
 Lesion features are ``<modality>_texture_<feature>``, ring ones ``<modality>_texture_ring_<feature>``.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pywt
-from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
+from skimage.feature import graycomatrix, graycoprops
 
 from vitfeat.featurize.registry import CaseArrays, register_family
 from vitfeat.featurize.views import ImageView, nan_dict, view
@@ -33,6 +36,32 @@ def _region_names(levels: int) -> list[str]:
     names += [f"glcm_{p.lower()}" for p in GLCM_PROPS]
     names += [f"lbp_{i}" for i in range(N_LBP)] + ["lbp_entropy"]
     return names
+
+
+# Neighbours in circular order, so that transitions between consecutive bits are meaningful.
+_RING = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
+
+
+def _uniform_lut() -> np.ndarray:
+    lut = np.empty(256, np.uint8)
+    for pattern in range(256):
+        bits = [(pattern >> i) & 1 for i in range(8)]
+        transitions = sum(bits[i] != bits[(i + 1) % 8] for i in range(8))
+        lut[pattern] = sum(bits) if transitions <= 2 else 9
+    return lut
+
+
+_LBP_LUT = _uniform_lut()
+
+
+def lbp_uniform(grey: np.ndarray) -> np.ndarray:
+    """Rotation-invariant uniform LBP codes (0-9) of a 2-D array; edge pixels use replicated borders."""
+    padded = np.pad(grey, 1, mode="edge")
+    h, w = grey.shape
+    pattern = np.zeros((h, w), np.uint8)
+    for bit, (dy, dx) in enumerate(_RING):
+        pattern |= (padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] >= grey).astype(np.uint8) << bit
+    return _LBP_LUT[pattern]
 
 
 def _entropy(values: np.ndarray, bins: int = 16) -> float:
@@ -92,7 +121,7 @@ def texture_features(v: ImageView, levels: int = 2, glcm_levels: int = 16) -> di
     grey = v.grey[y0:y1, x0:x1]
     regions = {"": v.mask[y0:y1, x0:x1], "ring_": v.ring[y0:y1, x0:x1]}
     coeffs = pywt.wavedec2(grey, "haar", level=levels)
-    codes = local_binary_pattern(grey.astype(np.uint8), 8, 1, "uniform")
+    codes = lbp_uniform(v.grey_u8[y0:y1, x0:x1])
     out = {}
     for prefix, region in regions.items():
         feats = {**_wavelet(coeffs, region, levels), **_glcm(grey, region, glcm_levels), **_lbp(codes, region)}
