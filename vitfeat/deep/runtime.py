@@ -112,7 +112,6 @@ def ultralytics_offline_env(config_dir: str | os.PathLike | None = None) -> Path
             shutil.copyfile(font, tmp)
             os.replace(tmp, target)
     os.environ["YOLO_OFFLINE"] = "1"
-    os.environ.setdefault("YOLO_VERBOSE", "False")
     if os.environ.get("YOLO_CONFIG_DIR") != str(cfg):
         os.environ["YOLO_CONFIG_DIR"] = str(cfg)
         _repoint_loaded_ultralytics(user_dir)

@@ -243,7 +243,7 @@ def train_yolo(manifest, out_dir, *, task: str = "segment", modality: str = "cli
     info = {
         "kind": "yolo", "task": task, "modality": modality, "imgsz": int(imgsz), "epochs": int(epochs),
         "model_source": str(model or DEFAULT_MODELS[task]), "classes": CLASS_NAMES,
-        "manifest": str(Path(manifest.path if isinstance(manifest, Manifest) else manifest)),
+        "manifest": str(manifest.path if isinstance(manifest, Manifest) else manifest),
         "n_train": int((split["split"] == "train").sum()), "n_val": int((split["split"] == "val").sum()),
         "n_failed": int((split["error"] != "").sum()),
         "val_patients": sorted(split.loc[split["split"] == "val", "patient_id"].astype(str).unique().tolist()),
