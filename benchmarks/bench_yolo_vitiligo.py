@@ -106,6 +106,8 @@ def main(argv=None) -> int:
         "iou_image_mean": round(float(per_image["iou"].mean()), 4),
         "dice_image_mean": round(float(per_image["dice"].mean()), 4),
         "empty_predictions": int((per_image["pred_fraction"] == 0).sum()),
+        # Reference: calling every pixel lesion scores IoU = lesion fraction (a model must beat it).
+        "iou_all_lesion_baseline": round(float(per_image.groupby("patient_id")["true_fraction"].mean().mean()), 4),
     }
     per_image.to_csv(out / "holdout_scores.csv", index=False)
     tmp = out / ".summary.json.tmp"
