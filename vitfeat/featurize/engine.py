@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed, parallel_config
@@ -152,8 +153,11 @@ def load_case_arrays(case: Case, plan: dict) -> CaseArrays:
 
 
 def _extract_case(case: Case, families: list[tuple], mask_spec: str, mask_describe: dict | None,
-                  cache_dir: str | None) -> dict:
+                  cache_dir: str | None, single_thread: bool = False) -> dict:
     """Worker: features of one case for the per-case families, using and filling the cache."""
+    if single_thread:
+        # Parallelism is across cases; OpenCV's own threads would only compete with the workers.
+        cv2.setNumThreads(1)
     kind, path = parse_mask_source(mask_spec)
     result = {"case_id": case.case_id, "features": {}, "errors": [], "masks": {}, "hashes": {},
               "n_cached": 0, "n_computed": 0}
@@ -392,7 +396,8 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
     cache = str(Path(cache_dir).resolve()) if cache_dir else None
 
     cases = list(man.cases())
-    tasks = (delayed(_extract_case)(c, per_case, masks, mask_describe, cache) for c in cases)
+    parallel = backend == "dask" or jobs != 1
+    tasks = (delayed(_extract_case)(c, per_case, masks, mask_describe, cache, parallel) for c in cases)
     with ExitStack() as stack:
         if backend == "dask":
             from dask.distributed import Client
