@@ -64,6 +64,8 @@ class VMTLConfig:
     seed: int = 0
     device: str = "auto"
     num_workers: int = 0
+    threads: int | None = None  # CPU threads for torch; None keeps torch's default. Small models on a
+    # busy machine run far faster with 1 (OpenMP barriers stall when cores are oversubscribed).
 
     # VMSL: where lesion crops come from, per modality: "masks" (given masks), "model:PATH" (YOLO
     # .pt or segmenter dir via vitfeat.deep.mask_source), or "whole"

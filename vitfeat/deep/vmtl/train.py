@@ -288,14 +288,25 @@ def train_vmtl(manifest, out_dir, folds_from, config: VMTLConfig | None = None, 
     Returns the run directory. With ``resume``, finished folds are kept and an interrupted fold
     continues from its last epoch; the configuration saved in the run is used.
     """
+    threads = torch.get_num_threads()
+    if config is not None and config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train_vmtl(manifest, out_dir, folds_from, config, resume=resume, progress=progress, callback=callback)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_vmtl(manifest, out_dir, folds_from, config, *, resume, progress, callback) -> Path:
     from vitfeat.pipelines.folds import read_folds, write_folds
 
     out = Path(out_dir)
     saved_cfg = out / "config.yaml"
     if resume and saved_cfg.exists():
-        device, workers = (config.device, config.num_workers) if config else ("auto", 0)
+        # how to run may change on resume; what to train may not
+        device, workers, threads = (config.device, config.num_workers, config.threads) if config else ("auto", 0, None)
         cfg = VMTLConfig.from_dict(yaml.safe_load(saved_cfg.read_text()))
-        cfg.device, cfg.num_workers = device, workers
+        cfg.device, cfg.num_workers, cfg.threads = device, workers, threads
     else:
         if out.exists() and any(out.iterdir()) and not resume:
             raise FileExistsError(f"{out} already holds files; pass resume=True (--resume) to continue that run, "
