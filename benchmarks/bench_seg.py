@@ -90,10 +90,13 @@ def main(argv=None) -> int:
     ap.add_argument("--recipe", action="store_true",
                     help="UltraLight recipe: 250 epochs, 256 px, lr 1e-3, cosine to 1e-5 (GPU)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: on a shared 2-core machine 2 threads ran 10x slower)")
     ap.add_argument("--out", type=Path, default=REPO / "artifacts" / "bench_seg")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     device = select_device(args.device)
+    torch.set_num_threads(args.threads)
     if args.recipe:
         args.imgsz, args.archs = 256, ["ultralight"]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -119,8 +122,8 @@ def main(argv=None) -> int:
                 epochs = 250
             else:
                 step = seconds_per_step(arch, args.encoder, args.imgsz, args.batch, device)
-                # an epoch also reads val images once (~1/3 of a training step per image)
-                per_epoch = step * math.ceil(n_train / args.batch) * 1.25
+                # validation, augmentation and the shared CPU: twice the bare steps, from experience
+                per_epoch = step * math.ceil(n_train / args.batch) * 2.0
                 epochs = max(1, min(args.max_epochs, int(budget // per_epoch)))
             run = args.out / f"{dataset}_{arch}"
             if (run / "segmenter.json").is_file():

@@ -188,6 +188,7 @@ def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split
     selection = "val" if len(datasets["val"]) else "train"
 
     device = select_device(config.device)
+    torch.manual_seed(config.seed)  # the initial weights
     model = build_model(config.arch, config.num_classes, config.encoder, config.encoder_weights).to(device)
     loss_fn = make_loss(config.loss)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -198,9 +199,10 @@ def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        if config.scheduler == "cosine":  # epochs may have grown: the cosine spans the new length
-            scheduler.T_max = config.epochs
         history, start, best_loss = state["history"], state["epoch"] + 1, state["best_loss"]
+        if config.scheduler == "cosine":  # the saved lr followed the old length; re-evaluate the curve
+            for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+                group["lr"] = base * factor(scheduler.last_epoch)
         log.info("resuming %s at epoch %d", out, start)
 
     arch = get_architecture(config.arch)
@@ -283,7 +285,12 @@ def _finish(out, model, datasets, config, history, device, loss_fn, selection, m
 def _make_scheduler(optimizer, config: SegConfig):
     floor = config.lr * config.lrf
     if config.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=floor)
+        # closed form in the epoch number (not CosineAnnealingLR's recursion), so that a resumed run
+        # whose epochs grew follows the longer cosine from where it stands
+        def factor(epoch: int) -> float:
+            return config.lrf + (1 - config.lrf) * 0.5 * (1 + math.cos(math.pi * min(epoch, config.epochs) / config.epochs))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5,
                                                       patience=config.patience, min_lr=floor)
 
