@@ -62,16 +62,17 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
     out = nan_dict(FEATURES)
     if not v.has_lesion or v.area < 16:
         return out
-    _, labels, stats, centroids = v.components
+    _, _, stats, centroids = v.components
+    labels = v.labels_roi
     main = v.main_label
     r_eq = np.sqrt(stats[main, cv2.CC_STAT_AREA] / np.pi)
     r_in = float(np.clip(0.8 * r_eq, 3.0, band_px))
-    d = v.signed_distance
+    d = v.distance_roi
     # Other lesion components (satellites) are not part of the main edge's profile.
     band = (d > -r_in) & (d <= band_px) & ((labels == main) | (labels == 0))
     ys, xs = np.nonzero(band)
     dd = d[ys, xs]
-    grey = v.grey[ys, xs]
+    grey = v.grey_roi[ys, xs]
     n_bins = int(np.ceil((r_in + band_px) / BIN_PX))
     idx = np.clip(((dd + r_in) / BIN_PX).astype(np.int64), 0, n_bins - 1)
     counts = np.bincount(idx, minlength=n_bins)
@@ -103,7 +104,7 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
             out["transition_width"] = float(2 * 1.2815515655446004 / np.sqrt(2 * np.pi) * abs(contrast) / slope.max())
 
     # Per-sector inner widths: angle of each pixel about the main lesion's centroid.
-    cx, cy = centroids[main]
+    cx, cy = centroids[main] - np.array(v.roi_origin[::-1])
     sector = ((np.arctan2(ys - cy, xs - cx) + np.pi) / (2 * np.pi) * n_sectors).astype(np.int64) % n_sectors
     key = sector * n_bins + idx
     s_counts = np.bincount(key, minlength=n_sectors * n_bins).reshape(n_sectors, n_bins)
@@ -115,8 +116,8 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
         out["width_spread"] = float(widths.std() / widths.mean())
 
     on_edge = np.abs(d) <= 1.0
-    gx = cv2.Sobel(v.grey, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(v.grey, cv2.CV_32F, 0, 1, ksize=3)
+    gx = cv2.Sobel(v.grey_roi, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(v.grey_roi, cv2.CV_32F, 0, 1, ksize=3)
     grad = float(np.mean(np.hypot(gx[on_edge], gy[on_edge]) / 8.0))  # /8: Sobel gain, so grey units per px
     out["edge_gradient"] = grad
     if abs(contrast) > 1e-6:

@@ -10,6 +10,7 @@ wide one.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from skimage.color import deltaE_ciede2000
 
@@ -29,35 +30,38 @@ def _ita(lab_mean: np.ndarray) -> float:
 
 def color_features(v: ImageView, band_px: float = 24.0) -> dict:
     out = nan_dict(FEATURES)
-    if not v.has_lesion or not v.ring.any():
+    if not v.has_lesion or not v.ring_roi.any():
         return out
-    lesion, ring = v.lab[v.mask], v.lab[v.ring]
-    for region, px in (("lesion", lesion), ("ring", ring)):
-        mean, std = px.mean(axis=0), px.std(axis=0)
+    lab = v.lab_roi
+    mask_u8, ring_u8 = v.mask_roi.astype(np.uint8), v.ring_roi.astype(np.uint8)
+    stats = {}
+    for region, m in (("lesion", mask_u8), ("ring", ring_u8)):
+        mean, std = (x.ravel() for x in cv2.meanStdDev(lab, mask=m))  # no pixel copies
+        stats[region] = mean
         for i, ch in enumerate("Lab"):
             out[f"{region}_{ch}_mean"] = float(mean[i])
             out[f"{region}_{ch}_std"] = float(std[i])
-    l_mean, r_mean = lesion.mean(axis=0), ring.mean(axis=0)
+    l_mean, r_mean = stats["lesion"], stats["ring"]
     out["delta_e"] = float(deltaE_ciede2000(l_mean[None], r_mean[None])[0])
     out["delta_L"] = float(l_mean[0] - r_mean[0])
     out["delta_b"] = float(l_mean[2] - r_mean[2])
     out["ring_ita"], out["lesion_ita"] = _ita(r_mean), _ita(l_mean)
 
-    d = v.signed_distance
+    d = v.distance_roi
     far = (d > band_px) & (d <= 2 * band_px)
     if far.any():
-        L = v.lab[..., 0]
-        l_lesion, l_skin = float(np.median(L[v.mask])), float(np.median(L[far]))
+        L = lab[..., 0]
+        l_lesion, l_skin = float(np.median(L[v.mask_roi])), float(np.median(L[far]))
         if abs(l_lesion - l_skin) > 1.0:
             zone = (d > 0) & (d <= band_px)
             t = (L[zone] - l_skin) / (l_lesion - l_skin)
             intermediate = np.count_nonzero((t >= 0.25) & (t <= 0.75))
-            out["trichrome_width"] = intermediate / max(np.count_nonzero(v.boundary), 1)
+            out["trichrome_width"] = intermediate / max(np.count_nonzero(v.boundary_roi), 1)
             out["trichrome_fraction"] = intermediate / max(np.count_nonzero(zone), 1)
     return out
 
 
-@register_family("color", version="1", defaults={"band_px": 24.0})
+@register_family("color", version="2", defaults={"band_px": 24.0})
 def color(case: CaseArrays, band_px: float = 24.0) -> dict:
     """CIELAB statistics in lesion and ring, CIEDE2000 between them, ITA, trichrome zone width."""
     result = {}

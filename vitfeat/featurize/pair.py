@@ -28,10 +28,10 @@ def pair(case: CaseArrays) -> dict:
     reg = case.memo.get("registration")
     if reg is None:
         reg = case.memo["registration"] = register_pair(vc.rgb, vw.rgb, vc.mask, vw.mask)
-    main_c, main_w = vc.components[1] == vc.main_label, vw.components[1] == vw.main_label
-    a_c, a_w = np.count_nonzero(main_c), np.count_nonzero(main_w)
+    a_c = int(vc.components[2][vc.main_label, 4])  # column 4: cv2.CC_STAT_AREA
+    a_w = int(vw.components[2][vw.main_label, 4])
     out["area_ratio"] = a_w / (a_c * reg.area_scale)
-    out["area_ratio_unregistered"] = (a_w / main_w.size) / (a_c / main_c.size)
+    out["area_ratio_unregistered"] = (a_w / vw.mask.size) / (a_c / vc.mask.size)
     out["total_area_ratio"] = vw.area / (vc.area * reg.area_scale)
     warped = reg.warp_mask(vc.mask, vw.mask.shape)
     union = np.count_nonzero(warped | vw.mask)

@@ -63,6 +63,14 @@ def _skin_mask(mask: np.ndarray | None, shape, margin_px: int) -> np.ndarray:
     return skin
 
 
+def _prepared(rgb: np.ndarray, mask: np.ndarray | None, scale: float, margin_px: int):
+    if scale < 1.0:
+        rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        if mask is not None:
+            mask = cv2.resize(mask.astype(np.uint8), rgb.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
+    return _high_pass(rgb), _skin_mask(mask, rgb.shape, margin_px)
+
+
 def _centroid(mask: np.ndarray | None):
     if mask is None or not mask.any():
         return None
@@ -71,18 +79,23 @@ def _centroid(mask: np.ndarray | None):
 
 
 def register_pair(clinical: np.ndarray, wood: np.ndarray, clinical_mask: np.ndarray | None = None,
-                  wood_mask: np.ndarray | None = None, n_features: int = 1000, min_inliers: int = 8,
-                  scale_range: tuple[float, float] = (0.6, 1.6), margin_px: int = 7) -> Registration:
-    """Similarity map clinical -> Wood's in full-resolution pixel coordinates."""
+                  wood_mask: np.ndarray | None = None, n_features: int = 500, min_inliers: int = 8,
+                  scale_range: tuple[float, float] = (0.6, 1.6), margin_px: int = 7,
+                  max_side: int = 384) -> Registration:
+    """Similarity map clinical -> Wood's in full-resolution pixel coordinates.
+
+    Photos larger than ``max_side`` are registered downscaled (geometry needs no more detail).
+    """
     orb = cv2.ORB_create(n_features)
-    k1, d1 = orb.detectAndCompute(_high_pass(clinical), _skin_mask(clinical_mask, clinical.shape, margin_px))
-    k2, d2 = orb.detectAndCompute(_high_pass(wood), _skin_mask(wood_mask, wood.shape, margin_px))
+    s_c, s_w = (min(1.0, max_side / max(img.shape[:2])) for img in (clinical, wood))
+    k1, d1 = orb.detectAndCompute(*_prepared(clinical, clinical_mask, s_c, margin_px))
+    k2, d2 = orb.detectAndCompute(*_prepared(wood, wood_mask, s_w, margin_px))
     if d1 is not None and d2 is not None and len(k1) >= min_inliers and len(k2) >= min_inliers:
         pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(d1, d2, k=2)
         good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]  # Lowe's ratio test
         if len(good) >= min_inliers:
-            p1 = np.float32([k1[g.queryIdx].pt for g in good])
-            p2 = np.float32([k2[g.trainIdx].pt for g in good])
+            p1 = np.float32([k1[g.queryIdx].pt for g in good]) / s_c  # back to full-resolution px
+            p2 = np.float32([k2[g.trainIdx].pt for g in good]) / s_w
             matrix, inliers = cv2.estimateAffinePartial2D(p1, p2, method=cv2.RANSAC, ransacReprojThreshold=3.0)
             if matrix is not None:
                 n_in = int(inliers.sum())

@@ -24,8 +24,13 @@ FEATURES = (
 
 def mask_contours(mask: np.ndarray) -> list[np.ndarray]:
     """Closed marching-squares contours (row, col) of a bool mask, holes included."""
-    padded = np.pad(mask.astype(np.float32), 1)
-    return [c - 1.0 for c in find_contours(padded, 0.5)]
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if len(rows) == 0:
+        return []
+    y0, x0 = rows[0], cols[0]
+    # Only the mask's bounding box (padded so that every contour closes) is traced.
+    padded = np.pad(mask[y0:rows[-1] + 1, x0:cols[-1] + 1].astype(np.float32), 1)
+    return [c + np.array([y0 - 1.0, x0 - 1.0]) for c in find_contours(padded, 0.5)]
 
 
 def polygon_signed_area(c: np.ndarray) -> float:
@@ -92,10 +97,10 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None)
     if len(hull) >= 2:
         out["max_diameter"] = float(pdist(hull[:, 0, :].astype(np.float64)).max())
 
-    ys, xs = np.nonzero(mask)
-    coords = np.stack([ys, xs], axis=1).astype(np.float64)
-    coords -= coords.mean(axis=0)
-    eig = np.sort(np.linalg.eigvalsh(coords.T @ coords / len(coords)))  # ascending
+    # Population covariance of pixel centres from image moments (same numbers, no coordinate arrays).
+    mom = cv2.moments(mask.astype(np.uint8), binaryImage=True)
+    cov = np.array([[mom["mu02"], mom["mu11"]], [mom["mu11"], mom["mu20"]]]) / mom["m00"]
+    eig = np.sort(np.linalg.eigvalsh(cov))  # ascending
     minor, major = max(eig[0], 0.0), eig[1]
     if major > 0:
         out["major_axis"] = 4.0 * np.sqrt(major)

@@ -21,8 +21,9 @@ def wood(case: CaseArrays) -> dict:
     """Fluorescence contrast (ratio, Michelson), uniformity inside the lesion, contrast at the border."""
     out = nan_dict(FEATURES)
     v = view(case, "wood")
-    if v is not None and v.has_lesion and v.ring.any():
-        lesion, ring = v.grey[v.mask], v.grey[v.ring]
+    if v is not None and v.has_lesion and v.ring_roi.any():
+        grey = v.grey_roi
+        lesion, ring = grey[v.mask_roi], grey[v.ring_roi]
         l_mean, r_mean = float(lesion.mean()), float(ring.mean())
         q25, med, q75 = np.percentile(lesion, [25, 50, 75])
         out["contrast_ratio"] = l_mean / max(r_mean, 1.0)
@@ -32,10 +33,10 @@ def wood(case: CaseArrays) -> dict:
         # Share of the lesion fluorescing at least halfway between skin and the lesion's bright end.
         bright = np.percentile(lesion, 95)
         out["uniform_fraction"] = float(np.mean(lesion >= r_mean + 0.5 * (bright - r_mean)))
-        d = v.signed_distance
-        inner, outer = v.grey[(d > -3) & (d <= 0)], v.grey[(d > 0) & (d <= 3)]
+        d = v.distance_roi
+        inner, outer = grey[(d > -3) & (d <= 0)], grey[(d > 0) & (d <= 3)]
         if inner.size and outer.size:
             out["border_contrast"] = float((inner.mean() - outer.mean()) / max(l_mean - r_mean, 1.0))
-        rgb = v.rgb[v.mask].astype(np.float64)
+        rgb = v.rgb[v.roi][v.mask_roi].astype(np.float64)
         out["blue_ratio"] = float(rgb[:, 2].mean() / max(rgb[:, 0].mean(), 1.0))
     return {f"wood_wood_{k}": x for k, x in out.items()}
