@@ -33,20 +33,16 @@ def run_demo(out_dir="artifacts/demo", jobs: int = -1, log=print) -> dict:
 
 
 def _extract_and_fit(manifest_path: Path, out: Path, jobs: int, log) -> dict:
-    try:
-        from vitfeat.featurize import extract
-    except ImportError:
-        log("[3] extract: not available in this version")
-        return {}
+    from vitfeat.featurize import extract
+
     features = out / "features.parquet"
     log(f"[3] extract: handcrafted features -> {features}")
     extract(manifest_path, features, jobs=jobs)
-    try:
-        from vitfeat.pipelines import fit
-    except ImportError:
-        log("[4] fit: not available in this version")
-        return {"features": features}
+    from vitfeat.pipelines import FitConfig, explain_run, fit_run
+
     run_dir = out / "run"
-    log(f"[4] fit: pipelines under patient-grouped CV -> {run_dir}")
-    fit(features, run_dir, jobs=jobs)
+    log(f"[4] fit: all pipelines, 5-fold patient-grouped CV -> {run_dir}")
+    fit_run(features, run_dir, FitConfig(jobs=jobs))
+    log(f"[5] explain: SHAP and permutation importance -> {run_dir}")
+    explain_run(run_dir)
     return {"features": features, "run": run_dir, "report": run_dir / "report.html"}
