@@ -107,7 +107,9 @@ def test_unreadable_image_is_recorded_and_training_goes_on(synth_small, tmp_path
     (data / manifest.loc[0, "clinical"]).write_bytes(b"not a jpeg")
     manifest.loc[1, "clinical_mask"] = None  # no mask: skipped, not an error
     manifest.to_csv(data / "manifest.csv", index=False)
-    with pytest.raises(Exception):  # the manifest check refuses the unreadable file up front ...
+    from vitfeat.dataset import ManifestError
+
+    with pytest.raises(ManifestError, match="row 1, column 'clinical'"):  # refused up front ...
         train_segmenter(data / "manifest.csv", tmp_path / "a", SegConfig(arch="ultralight", **SMALL), progress=False)
     from vitfeat.deep.segmentation.data import SegmentationDataset, items_from_manifest
 
@@ -156,6 +158,27 @@ def test_trained_segmenter_is_a_mask_source_for_extract(ultralight_run, synth_sm
         expected = predictor.predict(read_image(synth_small.parent / row.clinical), "clinical").mean()
         assert frame.loc[row.case_id, "clinical_shape_area_fraction"] == pytest.approx(expected)
     assert "segmenter" in json.dumps(result.provenance)
+    from vitfeat.cli.main import main
+
+    cli_out = tmp_path / "cli.parquet"
+    assert main(["extract", str(synth_small), "-o", str(cli_out), "--families", "shape",
+                 "--masks", f"model:{ultralight_run}", "--no-progress"]) == 0
+    from_cli = pd.read_parquet(cli_out).set_index("case_id")
+    np.testing.assert_allclose(from_cli["clinical_shape_area_fraction"], frame["clinical_shape_area_fraction"])
+
+
+def test_encoder_weights_from_a_local_file(tmp_path):
+    from vitfeat.deep.segmentation.models import build_model
+
+    torch.manual_seed(5)
+    source = build_model("unet", 1, "resnet18")
+    torch.save(source.encoder.state_dict(), tmp_path / "enc.pt")
+    loaded = build_model("unet", 1, "resnet18", encoder_weights=str(tmp_path / "enc.pt"))
+    key = "layer1.0.conv1.weight"
+    assert torch.equal(loaded.encoder.state_dict()[key], source.encoder.state_dict()[key])
+    torch.save({"nothing": torch.zeros(1)}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="does not fit the encoder"):
+        build_model("deeplabv3", 1, "resnet18", encoder_weights=str(tmp_path / "bad.pt"))
 
 
 def test_compare_and_info_commands(ultralight_run, synth_small, tmp_path, capsys):

@@ -94,10 +94,15 @@ def load_encoder_weights(encoder: nn.Module, path) -> None:
         state = state.get("state_dict", state) if isinstance(state, dict) else state
     # timm/torchvision classifier heads are not part of an smp encoder
     state = {k: v for k, v in state.items() if not k.startswith(("fc.", "head.", "classifier."))}
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: does not fit the encoder (missing {len(missing)} keys, e.g. "
-                         f"{missing[:3]}; unexpected {len(unexpected)}, e.g. {unexpected[:3]})")
+    # checked here: smp encoders override load_state_dict and do not all report mismatches
+    expected = encoder.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        raise ValueError(f"{path}: does not fit the encoder (missing {len(missing)} keys, e.g. {missing[:3]}; "
+                         f"unexpected {len(unexpected)}, e.g. {unexpected[:3]}; wrong shape {wrong[:3]})")
+    encoder.load_state_dict(state)
 
 
 @register_architecture("unet", "imagenet", True, "smp U-Net (encoder-decoder with skip connections)")
