@@ -178,3 +178,51 @@ def test_tiny_model_overfits_16_synth_cases(synth_small):
             if acc == 1.0:
                 break
     assert acc == 1.0
+
+
+def test_vmsl_crops_come_from_a_mask_model(synth_small, monkeypatch):
+    import vitfeat.deep.mask_source as mask_source
+    from vitfeat.deep.roi import select_roi
+    from vitfeat.deep.vmtl.data import load_case, make_roi
+
+    class Square:  # stands in for a trained YOLO segment model
+        def predict(self, image, modality):
+            m = np.zeros(image.shape[:2], bool)
+            m[10:70, 30:90] = True
+            return m
+
+    monkeypatch.setattr(mask_source, "load_mask_predictor", lambda path: Square())
+    cfg = preset("vmsl", roi={"clinical": "model:yolo.pt", "wood": "masks"}, roi_margin=0.0)
+    case = next(load_manifest(synth_small).cases())
+    loaded = load_case(case, 64, "label", roi=make_roi(cfg))
+    assert loaded.crop_boxes["clinical"] == (30, 10, 90, 70)
+    wood = read_image(case.wood)
+    from vitfeat.dataset import read_mask
+
+    assert loaded.crop_boxes["wood"] == select_roi(wood.shape, read_mask(case.wood_mask), margin=0.0).box
+    assert loaded.images["clinical"].shape == (64, 64, 3)
+
+
+def test_clinical_only_real_images_train(shared_data, tmp_path):
+    """PH2 dermoscopy: no Wood's photo, three classes, given masks (copied beside a manifest)."""
+    import shutil
+
+    from vitfeat.pipelines.folds import make_folds, write_folds
+
+    labels = pd.read_csv(shared_data / "ph2" / "labels.csv").groupby("label").head(4).reset_index(drop=True)
+    for col in ("image", "mask"):
+        (tmp_path / f"{col}s").mkdir()
+        for rel in labels[col]:
+            shutil.copy(shared_data / "ph2" / rel, tmp_path / rel)
+    frame = pd.DataFrame({"case_id": labels["image"].str.extract(r"(IMD\d+)")[0], "clinical": labels["image"],
+                          "clinical_mask": labels["mask"], "label": labels["label"]})
+    frame.to_csv(tmp_path / "manifest.csv", index=False)
+    plan = make_folds(load_manifest(tmp_path / "manifest.csv").frame, "label", n_splits=2)
+    folds = write_folds(plan, tmp_path / "folds.csv")
+    run = train_vmtl(tmp_path / "manifest.csv", tmp_path / "run", folds, VMTLConfig(**{**TINY, "epochs": 1}),
+                     progress=False)
+    oof = pd.read_csv(run / "oof_predictions.csv")
+    assert len(oof) == 12 and {f"proba_{c}" for c in labels["label"].unique()} <= set(oof.columns)
+    history = json.loads((run / "r0_f0" / "history.json").read_text())[0]
+    assert history["train_seg"] > 0 and history["train_recon"] > 0  # clinical masks and pixels used
+    assert "train_con" not in history  # no Wood's photo, no contrastive pair

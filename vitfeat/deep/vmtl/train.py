@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import platform
+import time
 import warnings
 from collections import defaultdict
 from contextlib import nullcontext
@@ -226,6 +227,7 @@ def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes
             break
         seed = _epoch_seed(cfg, repeat, fold, epoch)
         torch.manual_seed(seed)
+        started = time.perf_counter()
         loader = _loader(train_set, cfg, shuffle=True, seed=seed)
         with tqdm(total=len(loader.dataset), desc=f"r{repeat} f{fold} epoch {epoch + 1}/{cfg.epochs}",
                   disable=not progress, leave=False) as bar:
@@ -239,7 +241,8 @@ def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes
         val_bacc = float(balanced_accuracy_score(val_y, val["proba"].argmax(1)))
         state["history"].append({"epoch": epoch, **{f"train_{k}": v for k, v in losses.items()},
                                  "val_loss": val_loss, "val_balanced_accuracy": val_bacc,
-                                 "lr": scheduler.get_last_lr()[0]})
+                                 "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - started,
+                                 "n_train": len(seen)})
         if val_loss < state["best_loss"] - 1e-6:
             state.update(best_loss=val_loss, best_epoch=epoch, bad_epochs=0)
             _save_atomic({"model": model.state_dict(), "epoch": epoch, "classes": classes}, fold_dir / "best.pt")
