@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
-from sklearn.base import clone
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.model_selection import RandomizedSearchCV, StratifiedGroupKFold
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from vitfeat.pipelines import zoo
@@ -78,12 +78,16 @@ def _plain(v):
     return v.item() if hasattr(v, "item") else v
 
 
-def _run_task(task: Task, X, y, groups, n_classes, search, n_iter, seed):
-    start = time.perf_counter()
+def _run_task(task: Task, X, y, groups, n_classes, search, n_iter, seed, threads=1):
+    start, cpu = time.perf_counter(), time.process_time()
     try:
-        est, params = fit_estimator(task.pipeline, X[task.train], y[task.train], groups[task.train],
-                                    search=search, n_iter=n_iter, seed=seed + task.repeat)
+        # One BLAS/OpenMP thread per fit unless cores are left over: joblib already runs one fit
+        # per core, and OpenMP spin-waiting on a busy machine is far slower than one thread.
+        with threadpool_limits(threads):
+            est, params = fit_estimator(task.pipeline, X[task.train], y[task.train], groups[task.train],
+                                        search=search, n_iter=n_iter, seed=seed + task.repeat)
         fitted = time.perf_counter() - start
+        params = dict(params, _cpu_s=round(time.process_time() - cpu, 3))
         raw = est.predict_proba(X[task.test])
         # A training part may lack a class: put each column where its class belongs.
         proba = np.zeros((len(task.test), n_classes))
@@ -163,7 +167,8 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
         log.info("resuming: %d of %d fits taken from the cache", len(results), len(tasks))
 
     runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-    jobs = (delayed(_indexed)(i, _run_task, tasks[i], X, y, groups, len(classes), search, n_iter, seed)
+    threads = max(1, (os.cpu_count() or 1) // max(1, effective_n_jobs(n_jobs)))
+    jobs = (delayed(_indexed)(i, _run_task, tasks[i], X, y, groups, len(classes), search, n_iter, seed, threads)
             for i, _ in todo)
     paths = dict(todo)
     bar = tqdm(total=len(tasks), initial=len(results), desc=f"fit {target}", unit="fit", disable=not progress)
@@ -176,8 +181,10 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
     oof_parts, info, failures = [], [], []
     for i, task in enumerate(tasks):
         res = results[i]
+        params = dict(res["params"])
+        cpu_s = params.pop("_cpu_s", np.nan)
         info.append({"target": target, "pipeline": task.pipeline, "repeat": task.repeat, "fold": task.fold,
-                     "fit_time": res["fit_time"], "params": json.dumps(res["params"], default=str),
+                     "fit_time": res["fit_time"], "cpu_time": cpu_s, "params": json.dumps(params, default=str),
                      "error": res["error"] or ""})
         if res["error"]:
             failures.append({"target": target, "pipeline": task.pipeline, "repeat": task.repeat,
