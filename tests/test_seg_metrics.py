@@ -120,3 +120,19 @@ def test_minmax255_normalisation_is_invariant_to_affine_changes():
     b = segdata.normalize(x * 0.5 + 17, "minmax255")  # UltraLight's split z-score is such a change
     assert torch.allclose(a, b, atol=1e-4)
     assert float(a.min()) == 0.0 and float(a.max()) == pytest.approx(255.0)
+
+
+@pytest.mark.parametrize("name", ["bce+dice", "bce+jaccard", "ce+dice"])
+def test_losses_are_small_for_right_and_large_for_wrong_predictions(name):
+    from vitfeat.deep.segmentation.train import make_loss
+
+    loss = make_loss(name)
+    mask = torch.zeros(2, 8, 8, dtype=torch.uint8)
+    mask[:, 2:6, 2:6] = 1
+    sign = mask.float() * 2 - 1  # +1 on the lesion, -1 elsewhere
+    if name == "ce+dice":
+        right = torch.stack([-sign, sign], 1) * 10
+    else:
+        right = sign.unsqueeze(1) * 10
+    assert float(loss(right, mask)) < 0.01
+    assert float(loss(-right, mask)) > 1.5
