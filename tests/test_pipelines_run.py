@@ -23,7 +23,8 @@ def run(tmp_path_factory):
     table.loc[5, "error"] = "clinical: file not found"  # a failed case is reported, not fitted
     table["wood_shape_constant"] = 1.0  # a feature without variance gets a warning
     path = write_feature_table(table, root / "features.parquet",
-                               {"vitfeat_version": "test", "families": {"border": "1"}, "config": {"masks": "given"}})
+                               {"vitfeat_version": "test", "masks": "auto",
+                                "families": {"border": {"version": "1", "config": {"band_px": 16.0}}}})
     run_dir = fit_run(path, root / "run", FitConfig(pipelines=["logreg", "lgbm", "rf+smote"], folds=4, n_boot=100),
                       progress=False)
     return {"dir": run_dir, "table": table, "features": path, "root": root}
@@ -84,13 +85,14 @@ def test_predict_from_a_manifest_extracts_with_the_recorded_config(run, tmp_path
     pd.DataFrame({"case_id": ["C00000", "C00001"], "clinical": ["a.png", "a.png"]}).to_csv(tmp_path / "m.csv", index=False)
     calls = []
 
-    def fake_extract(manifest, out, masks="auto", families=None):
-        calls.append({"manifest": str(manifest), "masks": masks})
-        return write_feature_table(run["table"].iloc[:2].drop(columns=["label"]), out)
+    def fake_extract(manifest, output=None, *, families=None, masks="given", jobs=1, family_config=None):
+        calls.append({"manifest": str(manifest), "masks": masks, "families": families, "config": family_config})
+        return write_feature_table(run["table"].iloc[:2].drop(columns=["label"]), output)
 
     monkeypatch.setattr(featurize, "extract", fake_extract, raising=False)
     out = predict_run(run["dir"], tmp_path / "m.csv", tmp_path / "pred.csv")
-    assert calls == [{"manifest": str(tmp_path / "m.csv"), "masks": "given"}]
+    assert calls == [{"manifest": str(tmp_path / "m.csv"), "masks": "auto", "families": ["border"],
+                      "config": {"border": {"band_px": 16.0}}}]
     assert list(out["case_id"]) == ["C00000", "C00001"]
 
 

@@ -33,9 +33,9 @@ def _peek(path: Path) -> pd.DataFrame:
     raise ValueError(f"{path}: input must be a manifest (.csv/.parquet) or a feature table (.parquet/.csv)")
 
 
-def extract_like_run(manifest_path, extraction: dict, out_path) -> Path:
-    """Extract features for ``manifest_path`` with the configuration recorded in a run's feature
-    table (Parquet metadata key ``vitfeat``)."""
+def extract_like_run(manifest_path, extraction: dict, out_path, *, jobs: int = 1) -> Path:
+    """Extract features for ``manifest_path`` with the families, family options and mask source
+    recorded in a run's feature table (Parquet metadata key ``vitfeat``)."""
     from vitfeat.dataset import load_manifest
 
     load_manifest(manifest_path, require_targets=False)  # every manifest problem at once, before work
@@ -43,18 +43,25 @@ def extract_like_run(manifest_path, extraction: dict, out_path) -> Path:
         from vitfeat.featurize import extract
     except ImportError as exc:
         raise RuntimeError(f"feature extraction is unavailable in this installation ({exc})") from None
-    config = dict(extraction.get("config") or {})
-    for key in ("families", "masks"):
-        if key in extraction and key not in config:
-            config[key] = extraction[key]
+    recorded = extraction.get("families") or {}
+    kwargs = {"masks": extraction.get("masks", "given"), "jobs": jobs}
+    if recorded:
+        kwargs["families"] = list(recorded)
+        kwargs["family_config"] = {name: dict(entry.get("config") or {}) for name, entry in recorded.items()
+                                   if isinstance(entry, dict)}
     accepted = inspect.signature(extract).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        dropped = sorted(set(config) - set(accepted))
-        if dropped:
-            log.warning("extraction settings not understood by this vitfeat version: %s", ", ".join(dropped))
-        config = {k: v for k, v in config.items() if k in accepted}
-    result = extract(manifest_path, out_path, **config)
-    return Path(result) if isinstance(result, (str, Path)) else Path(out_path)
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    result = extract(manifest_path, out_path, **kwargs)
+    now = getattr(result, "provenance", None) or {}
+    for name, entry in recorded.items():
+        then_v = entry.get("version") if isinstance(entry, dict) else None
+        now_v = ((now.get("families") or {}).get(name) or {}).get("version")
+        if then_v and now_v and str(then_v) != str(now_v):
+            raise ValueError(f"feature family '{name}' was version {then_v} when the run was fitted but is "
+                             f"version {now_v} now: its features may differ; re-fit the run")
+    path = getattr(result, "path", None) or (result if isinstance(result, (str, Path)) else out_path)
+    return Path(path)
 
 
 def check_schema(frame: pd.DataFrame, schema: list[str], source, *, allow_extra: bool = False) -> None:

@@ -250,7 +250,9 @@ def write_report(run_dir) -> tuple[Path, Path]:
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in [
             ("Feature table", meta.get("features_path")), ("Table content hash", meta.get("features_hash")),
             ("Extraction vitfeat version", prov.get("vitfeat_version", prov.get("version", "unknown"))),
-            ("Feature families", ", ".join(map(str, (prov.get("families") or {}))) or "unknown"),
+            ("Feature families", ", ".join(f"{k} v{v.get('version', '?')}" if isinstance(v, dict) else str(k)
+                                           for k, v in (prov.get("families") or {}).items()) or "unknown"),
+            ("Mask source", prov.get("masks", "unknown")),
             ("Run time", f"{meta.get('elapsed_s', '?')} s")]) + "</table>")
     config = (run / "config.yaml").read_text() if (run / "config.yaml").is_file() else ""
     parts.append(f"<details><summary>config.yaml</summary><pre>{html.escape(config)}</pre></details>")
