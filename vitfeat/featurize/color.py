@@ -3,7 +3,7 @@
 CIELAB because its L* (lightness) and b* (yellow-blue, where melanin shows) separate depigmented
 from normal skin, and its distances approximate perceived colour difference (CIEDE2000 here).
 The trichrome indicator measures the intermediate-tone zone outside the lesion: pixels whose L*
-lies between the lesion's and the distant skin's (25-75 % of the way), expressed as a mean width
+lies between the lesion's and the distant skin's mean L* (25-75 % of the way), expressed as a mean width
 in px (zone area / boundary length); a plain blurred edge gives a small width, a trichrome zone a
 wide one.
 """
@@ -50,8 +50,8 @@ def color_features(v: ImageView, band_px: float = 24.0) -> dict:
     d = v.distance_roi
     far = (d > band_px) & (d <= 2 * band_px)
     if far.any():
-        L = lab[..., 0]
-        l_lesion, l_skin = float(np.median(L[v.mask_roi])), float(np.median(L[far]))
+        L = np.ascontiguousarray(lab[..., 0])
+        l_lesion, l_skin = float(stats["lesion"][0]), cv2.mean(L, mask=far.astype(np.uint8))[0]
         if abs(l_lesion - l_skin) > 1.0:
             zone = (d > 0) & (d <= band_px)
             t = (L[zone] - l_skin) / (l_lesion - l_skin)
@@ -61,7 +61,7 @@ def color_features(v: ImageView, band_px: float = 24.0) -> dict:
     return out
 
 
-@register_family("color", version="2", defaults={"band_px": 24.0})
+@register_family("color", version="3", defaults={"band_px": 24.0})
 def color(case: CaseArrays, band_px: float = 24.0) -> dict:
     """CIELAB statistics in lesion and ring, CIEDE2000 between them, ITA, trichrome zone width."""
     result = {}
