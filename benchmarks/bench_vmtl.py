@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--patience", type=int, default=5)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--device", default="auto")

@@ -106,9 +106,11 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(setup):
         train_vmtl(setup["manifest"], out, setup["fit"] / "folds.csv", VMTLConfig(**TINY), progress=False, callback=stop)
     assert (out / "r0_f0" / "oof.csv").exists() and (out / "r0_f1" / "last.pt").exists()
     assert not (out / "oof_predictions.csv").exists()
-    code = cli(["train", "vmtl", str(setup["manifest"]), "-o", str(out), "--folds-from",
-                str(setup["fit"] / "folds.csv"), "--resume", "--device", "cpu", "--threads", "1"])
-    assert code == 0
+    args = ["train", "vmtl", str(setup["manifest"]), "-o", str(out), "--folds-from", str(setup["fit"] / "folds.csv"),
+            "--resume", "--device", "cpu", "--threads", "1"]
+    assert cli(args + ["--epochs", "5"]) == 2  # a resumed run keeps its configuration
+    assert not (out / "oof_predictions.csv").exists()
+    assert cli(args) == 0
     a = pd.read_csv(setup["run"] / "oof_predictions.csv").sort_values("case_id").reset_index(drop=True)
     b = pd.read_csv(out / "oof_predictions.csv").sort_values("case_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5, atol=1e-6)

@@ -78,17 +78,37 @@ def _parse_roi(text: str | None):
     return roi
 
 
+RUNTIME = ("device", "num_workers", "threads")  # may change when a run is resumed
+
+
 def run(args) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
     from vitfeat.cli.main import CLIError
     from vitfeat.dataset import ManifestError
-    from vitfeat.deep.vmtl import preset, train_vmtl
+    from vitfeat.deep.vmtl import VMTLConfig, preset, train_vmtl
 
+    given = dict(backbone=args.backbone, weights=args.weights, target=args.target, epochs=args.epochs,
+                 patience=args.patience, imgsz=args.imgsz, batch=args.batch, lr=args.lr,
+                 tasks=tuple(t.strip() for t in args.tasks.split(",")) if args.tasks else None,
+                 roi=_parse_roi(args.roi), augment=False if args.no_augment else None, seed=args.seed,
+                 device=args.device, num_workers=args.workers, threads=args.threads)
+    given = {k: v for k, v in given.items() if v is not None}
+    saved = Path(args.out) / "config.yaml"
     try:
-        cfg = preset(args.variant, backbone=args.backbone, weights=args.weights, target=args.target,
-                     epochs=args.epochs, patience=args.patience, imgsz=args.imgsz, batch=args.batch, lr=args.lr,
-                     tasks=tuple(t.strip() for t in args.tasks.split(",")) if args.tasks else None,
-                     roi=_parse_roi(args.roi), augment=False if args.no_augment else None, seed=args.seed,
-                     device=args.device, num_workers=args.workers, threads=args.threads)
+        if args.resume and saved.is_file():
+            cfg = VMTLConfig.from_dict(yaml.safe_load(saved.read_text()))
+            differ = [k for k, v in given.items() if k not in RUNTIME and getattr(cfg, k) != v]
+            if differ or args.variant != cfg.variant and args.variant != "vmtl":
+                raise CLIError("--resume continues the run with its saved configuration (config.yaml); "
+                               f"these options differ from it: {', '.join(differ) or 'variant'}. "
+                               "Use a new run directory to train with other settings.")
+            cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if k in RUNTIME})
+        else:
+            cfg = preset(args.variant, **given)
         out = train_vmtl(args.manifest, args.out, args.folds_from, cfg, resume=args.resume)
     except (ValueError, FileNotFoundError, FileExistsError, ManifestError) as exc:
         raise CLIError(str(exc)) from None

@@ -310,6 +310,12 @@ def _train_vmtl(manifest, out_dir, folds_from, config, *, resume, progress, call
         device, workers, threads = (config.device, config.num_workers, config.threads) if config else ("auto", 0, None)
         cfg = VMTLConfig.from_dict(yaml.safe_load(saved_cfg.read_text()))
         cfg.device, cfg.num_workers, cfg.threads = device, workers, threads
+        if config is not None:
+            given, saved = config.to_dict(), cfg.to_dict()
+            differ = [k for k in given if k not in ("device", "num_workers", "threads") and given[k] != saved[k]]
+            if differ:
+                log.warning("resuming %s with its saved configuration; ignored: %s", out,
+                            ", ".join(f"{k}={given[k]!r} (run has {saved[k]!r})" for k in differ))
     else:
         if out.exists() and any(out.iterdir()) and not resume:
             raise FileExistsError(f"{out} already holds files; pass resume=True (--resume) to continue that run, "
