@@ -26,11 +26,11 @@ METRIC_LABELS = {"balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1
                  "pr_auc": "PR-AUC", "sensitivity": "Sensitivity", "specificity": "Specificity"}
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1280px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}
 h1{border-bottom:3px solid #2b6cb0;padding-bottom:.2em} h2{color:#2b6cb0;margin-top:1.6em} h3{margin-bottom:.3em}
-table{border-collapse:collapse;font-size:.86em;margin:.6em 0} th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#edf2f7} td:nth-child(2),td:nth-child(3){text-align:left} tr.best{background:#f0fff4;font-weight:600}
+table{border-collapse:collapse;font-size:.8em;margin:.6em 0} .scroll{overflow-x:auto} th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#edf2f7} td{white-space:nowrap} small{color:#666} td:nth-child(2),td:nth-child(3){text-align:left} tr.best{background:#f0fff4;font-weight:600}
 .warn{background:#fffaf0;border-left:4px solid #dd6b20;padding:.4em .8em;margin:.3em 0}
 .note{color:#555;font-size:.9em} img{max-width:100%;border:1px solid #eee;margin:.3em 0}
 .kv td:first-child{text-align:left;font-weight:600} code{background:#f7fafc;padding:0 .2em}
@@ -48,7 +48,7 @@ def _img(uri: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="{uri}">'
 
 
-def _fmt(row, metric: str) -> str:
+def _fmt(row, metric: str, html_cell: bool = False) -> str:
     m, sd = row.get(f"{metric}_mean"), row.get(f"{metric}_sd")
     lo, hi = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
     if m is None or pd.isna(m):
@@ -57,7 +57,7 @@ def _fmt(row, metric: str) -> str:
     if sd is not None and not pd.isna(sd):
         text += f" ± {sd:.3f}"
     if lo is not None and not pd.isna(lo):
-        text += f" [{lo:.2f}–{hi:.2f}]"
+        text += f"<br><small>[{lo:.2f}–{hi:.2f}]</small>" if html_cell else f" [{lo:.2f}–{hi:.2f}]"
     return text
 
 
@@ -68,12 +68,14 @@ def _leaderboard_table(board: pd.DataFrame, classes) -> tuple[str, str]:
     body, md = "", ""
     for i, row in enumerate(board.to_dict("records")):
         cells = [str(row["rank"]), html.escape(str(row["pipeline"]))]
-        cells += [_fmt(row, m) for m in HEADLINE + [f"f1_{c}" for c in classes]]
+        metrics = HEADLINE + [f"f1_{c}" for c in classes]
         ft = row.get("fit_time_mean")
-        cells.append("" if ft is None or pd.isna(ft) else f"{ft:.2f} s")
-        body += f"<tr{' class=best' if i == 0 else ''}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
-        md += "| " + " | ".join(cells) + " |\n"
-    return f"<table><tr>{head}</tr>{body}</table>", md_head + md
+        fit_time = "" if ft is None or pd.isna(ft) else f"{ft:.2f} s"
+        html_cells = cells + [_fmt(row, m, html_cell=True) for m in metrics] + [fit_time]
+        md_cells = cells + [_fmt(row, m) for m in metrics] + [fit_time]
+        body += f"<tr{' class=best' if i == 0 else ''}>" + "".join(f"<td>{c}</td>" for c in html_cells) + "</tr>"
+        md += "| " + " | ".join(md_cells) + " |\n"
+    return f"<div class=scroll><table><tr>{head}</tr>{body}</table></div>", md_head + md
 
 
 def _class_balance_figure(summary: dict) -> str:
