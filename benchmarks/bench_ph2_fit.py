@@ -52,12 +52,12 @@ def main() -> None:
     print(f"fit: {time.perf_counter() - start:.0f} s; report: {run / 'report.html'}")
     board = pd.read_csv(run / "leaderboard.csv")
     for target, part in board.groupby("target", sort=False):
-        print(f"\n{target}: macro-F1 and AUROC, mean ± fold SD [patient-bootstrap 95 % CI]")
+        print(f"\n{target}: fold mean ± fold SD; pooled OOF value [patient-bootstrap 95 % CI]")
         for r in part.itertuples():
-            print(f"  {r.rank:>2}. {r.pipeline:<18} macro-F1 {r.macro_f1_mean:.3f} ± {r.macro_f1_sd:.3f} "
-                  f"[{r.macro_f1_ci_low:.2f}-{r.macro_f1_ci_high:.2f}]   AUROC {r.auroc_mean:.3f} ± {r.auroc_sd:.3f} "
+            print(f"  {r.rank:>2}. {r.pipeline:<18} macro-F1 {r.macro_f1_mean:.3f} ± {r.macro_f1_sd:.3f}; "
+                  f"{r.macro_f1_value:.3f} [{r.macro_f1_ci_low:.2f}-{r.macro_f1_ci_high:.2f}]   "
+                  f"AUROC {r.auroc_mean:.3f} ± {r.auroc_sd:.3f}; {r.auroc_value:.3f} "
                   f"[{r.auroc_ci_low:.2f}-{r.auroc_ci_high:.2f}]")
-
 
 if __name__ == "__main__":
     main()

@@ -216,3 +216,18 @@ def test_fast_bootstrap_metrics_equal_scikit_learn(n_classes):
     assert ref.keys() == fast.keys()
     for key in ref:
         assert fast[key] == pytest.approx(ref[key], abs=1e-9), key
+
+
+def test_interrupted_run_resumes_from_finished_fits(tables, monkeypatch):
+    import vitfeat.pipelines.cv as cv_module
+
+    config = FitConfig(pipelines=["logreg", "lgbm"], folds=3, n_boot=0)
+    first = fit_run(tables["two"], tables["root"] / "resume", config, progress=False)
+    board = pd.read_csv(first / "leaderboard.csv")
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished fit was recomputed")
+
+    monkeypatch.setattr(cv_module, "_run_task", must_not_run)
+    again = fit_run(tables["two"], tables["root"] / "resume", config, progress=False)
+    pd.testing.assert_frame_equal(pd.read_csv(again / "leaderboard.csv"), board)

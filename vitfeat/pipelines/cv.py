@@ -153,9 +153,12 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
         for name in pipelines:
             tasks.append(Task(name, int(repeat), int(fold), np.flatnonzero(~in_test), np.flatnonzero(in_test)))
 
+    # the pipeline's definition is part of the cache key: an edited custom pipeline is refitted
+    specs = {name: str(zoo.make_pipeline(name, seed)) for name in pipelines}
     results, todo = {}, []
     for i, task in enumerate(tasks):
         key = dict(cache_key or {}, target=target, pipeline=task.pipeline, repeat=task.repeat, fold=task.fold,
+                   spec=specs[task.pipeline],
                    search=search, n_iter=n_iter, seed=seed, test=hashlib.md5(task.test.tobytes()).hexdigest())
         path = _cache_path(cache_dir, key)
         cached = _load_cached(path)

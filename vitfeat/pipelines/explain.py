@@ -193,7 +193,6 @@ def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, clust
     """Write ``RUN_DIR/explain/`` (CSV tables, PNG plots, explain.html, summary.json) and re-render
     the run's report so that it links the explanation. Returns the explain directory."""
     from vitfeat.dataset import file_hash
-    from vitfeat.pipelines.cv import fit_estimator
     from vitfeat.pipelines.report import write_report
 
     run = Path(run_dir)
@@ -237,9 +236,8 @@ def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, clust
     perm_cluster, perm_family = [], []
     for fold in tqdm(sorted(pd.unique(folds[~pd.isna(folds)])), desc="permutation importance", disable=not progress):
         test = folds == fold
-        est, _ = fit_estimator(entry["pipeline"], X[~test], y[~test], groups_pid[~test], seed=seed)
-        if entry.get("params"):
-            est = clone(est).set_params(**entry["params"]).fit(X[~test], y[~test])
+        # the final pipeline with its chosen hyperparameters, refitted without this fold's patients
+        est = clone(entry["model"]).fit(X[~test], y[~test])
         kw = dict(n_repeats=n_repeats, seed=seed + int(fold))
         perm_cluster.append(grouped_permutation_importance(est, X[test], y[test], clusters, list(range(len(classes))), **kw))
         perm_family.append(grouped_permutation_importance(est, X[test], y[test], families, list(range(len(classes))), **kw))

@@ -57,7 +57,9 @@ def _fmt(row, metric: str, html_cell: bool = False) -> str:
     if sd is not None and not pd.isna(sd):
         text += f" ± {sd:.3f}"
     if lo is not None and not pd.isna(lo):
-        text += f"<br><small>[{lo:.2f}–{hi:.2f}]</small>" if html_cell else f" [{lo:.2f}–{hi:.2f}]"
+        pooled = row.get(f"{metric}_value")
+        ci = f"pooled {pooled:.2f} [{lo:.2f}–{hi:.2f}]"
+        text += f"<br><small>{ci}</small>" if html_cell else f"; {ci}"
     return text
 
 
@@ -178,7 +180,7 @@ def write_report(run_dir) -> tuple[Path, Path]:
                  f"was predicted by a model that never saw that patient. {meta['n_splits']} folds grouped by "
                  f"patient, {meta['repeats']} repeat(s).</p>")
     md.append(f"# {title}\n\nOut-of-fold scores, {meta['n_splits']} patient-grouped folds, "
-              f"{meta['repeats']} repeat(s). Mean ± fold SD [bootstrap 95 % CI].\n")
+              f"{meta['repeats']} repeat(s). Fold mean ± fold SD; pooled OOF value [patient-bootstrap 95 % CI].\n")
 
     parts.append("<h2>Data</h2><table class=kv>")
     rows = [("Cases", summary["n_cases"]), ("Patients", summary["n_patients"]), ("Features", summary["n_features"]),
@@ -218,8 +220,9 @@ def write_report(run_dir) -> tuple[Path, Path]:
                 f"This pipeline, refitted on all cases, is saved in <code>model.skops</code>.")
         if positive:
             lead += f" Sensitivity and specificity refer to '{html.escape(positive)}' as the positive class."
-        parts.append(f"<p>{lead}</p><h3>Leaderboard</h3><p class=note>Mean ± SD over test folds "
-                     "[95 % bootstrap CI over patients]. Ranked by mean balanced accuracy.</p>" + table)
+        parts.append(f"<p>{lead}</p><h3>Leaderboard</h3><p class=note>Mean ± SD over test folds; "
+                     "below: the score of all out-of-fold predictions pooled, with its 95 % bootstrap CI over "
+                     "patients. Ranked by mean balanced accuracy.</p>" + table)
         md.append(f"## Target: {target}\n\nBest: **{best['pipeline']}** — balanced accuracy "
                   f"{_fmt(best, 'balanced_accuracy')}, AUROC {_fmt(best, 'auroc')}.\n\n" + md_table)
         parts.append("<h3>ROC and precision–recall curves</h3><p class=note>Pooled out-of-fold predictions"
