@@ -182,3 +182,18 @@ def test_mask_source_parsing():
     assert parse_mask_source("model:/x/best.pt") == ("model", "/x/best.pt")
     with pytest.raises(ValueError, match="unknown mask source"):
         parse_mask_source("magic")
+
+
+def test_satellites_serve_as_landmarks_when_the_skin_has_none():
+    clinical = disc(256, 40)
+    for cy, cx in ((128, 200), (50, 110), (200, 70)):
+        clinical |= disc(256, 5, (cy, cx))
+    M = cv2.getRotationMatrix2D((128, 128), -5.0, 0.93)
+    M[:, 2] += (6, 3)
+    wood = cv2.warpAffine(clinical.astype(np.uint8), M, (256, 256), flags=cv2.INTER_NEAREST) > 0
+    flat = np.full((256, 256, 3), 90, np.uint8)  # featureless photos: ORB finds nothing
+    reg = register_pair(flat, flat, clinical, wood)
+    assert reg.method == "satellite_landmarks" and reg.n_inliers == 3
+    assert np.sqrt(reg.area_scale) == pytest.approx(0.93, abs=0.01)
+    np.testing.assert_allclose(reg.matrix[:, :2], M[:, :2], atol=0.02)
+    np.testing.assert_allclose(reg.matrix[:, 2], M[:, 2], atol=2.0)

@@ -37,8 +37,12 @@ def test_area_ratio_follows_the_truth(measured):
     observed = measured["area_ratio"] * measured["wood_scale"] ** 2
     rho = spearmanr(measured["pair_pair_area_ratio_unregistered"], observed)[0]
     assert rho >= 0.95, rho
-    # Against the zoom-free truth, registration has to undo the zoom; synth's skin gives it little
-    # to hold on to (independent textures per modality; satellites and hair only), so this is a
-    # floor against regressions, not the 0.9 target (see docs/extract.md, "Synthetic truth").
+    # Against the zoom-free truth, registration has to undo the camera's zoom. Synth's skin offers
+    # no shared landmarks, so satellite macules carry it where there are any (about half the
+    # cases); without them the ratio keeps the zoom, which bounds the rank correlation.
     rho_true = spearmanr(measured["pair_pair_area_ratio"], measured["area_ratio"])[0]
-    assert rho_true >= 0.75, rho_true
+    assert rho_true >= 0.9, rho_true
+    registered = measured["pair_pair_registration_ok"] == 1
+    assert registered.mean() >= 0.3
+    zoom = measured.loc[registered, "pair_pair_registration_scale"] / measured.loc[registered, "wood_scale"]
+    assert (zoom - 1).abs().median() < 0.01

@@ -18,7 +18,7 @@ FEATURES = ("area_ratio", "area_ratio_unregistered", "total_area_ratio", "iou", 
             "registration_score", "registration_inliers", "registration_ok", "registration_scale")
 
 
-@register_family("pair", version="1", modalities=("pair",), needs_wood=True)
+@register_family("pair", version="2", modalities=("pair",), needs_wood=True)
 def pair(case: CaseArrays) -> dict:
     """Wood's-to-clinical area ratio (registered and registration-free), IoU, registration quality."""
     out = nan_dict(FEATURES)

@@ -36,7 +36,7 @@ class Registration:
 
     @property
     def ok(self) -> bool:
-        return self.method == "orb_similarity"
+        return self.method in ("orb_similarity", "satellite_landmarks")
 
     def warp_mask(self, clinical_mask: np.ndarray, wood_shape) -> np.ndarray:
         h, w = wood_shape[:2]
@@ -87,6 +87,9 @@ def register_pair(clinical: np.ndarray, wood: np.ndarray, clinical_mask: np.ndar
 
     Photos larger than ``max_side`` are registered downscaled (geometry needs no more detail).
     """
+    landmarks = register_landmarks(clinical_mask, wood_mask, scale_range)
+    if landmarks is not None:
+        return landmarks
     orb = cv2.ORB_create(n_features)
     s_c, s_w = (min(1.0, max_side / max(img.shape[:2])) for img in (clinical, wood))
     k1, d1 = orb.detectAndCompute(*_prepared(clinical, clinical_mask, s_c, margin_px))
@@ -108,3 +111,66 @@ def register_pair(clinical: np.ndarray, wood: np.ndarray, clinical_mask: np.ndar
     if c_c is not None and c_w is not None:
         matrix[:, 2] = c_w - c_c
     return Registration(matrix, 0.0, 0, "centroid")
+
+
+def _lesion_points(mask: np.ndarray, max_points: int = 12):
+    """(main lesion centroid, its equivalent radius, centroids of the small components around it)."""
+    n, _, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return None
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    main = int(np.argmax(areas))
+    small = [k for k in np.argsort(-areas) if k != main and 8 <= areas[k] <= 0.25 * areas[main]][:max_points]
+    return centroids[1 + main], np.sqrt(areas[main] / np.pi), centroids[[1 + k for k in small]]
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (complex form: dst = a src + b) as a 2x3 matrix."""
+    zs, zd = src[:, 0] + 1j * src[:, 1], dst[:, 0] + 1j * dst[:, 1]
+    cs, cd = zs - zs.mean(), zd - zd.mean()
+    a = np.sum(cd * np.conj(cs)) / np.sum(np.abs(cs) ** 2)
+    b = zd.mean() - a * zs.mean()
+    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]])
+
+
+def register_landmarks(clinical_mask, wood_mask, scale_range=(0.6, 1.6), tolerance: float = 0.02):
+    """Similarity from the satellite macules seen in both masks, or None when they do not suffice.
+
+    Satellites do not change between the two photos (only the camera moved), so their centroids
+    are landmarks even when the skin offers none. Every correspondence of two clinical with two
+    Wood's satellites proposes a map; the one under which most satellites land on a Wood's
+    satellite (within ``tolerance`` x the image diagonal) wins, ties broken by how close it brings
+    the main lesions' centroids, and is refitted on all its matches. Needs >= 2 matched satellites.
+    """
+    if clinical_mask is None or wood_mask is None:
+        return None
+    pc, pw = _lesion_points(clinical_mask), _lesion_points(wood_mask)
+    if pc is None or pw is None or len(pc[2]) < 2 or len(pw[2]) < 2:
+        return None
+    (main_c, radius_c, sat_c), (main_w, _, sat_w) = pc, pw
+    tol = tolerance * float(np.hypot(*wood_mask.shape))
+    best, best_key = None, None
+    for i1 in range(len(sat_c)):
+        for i2 in range(i1 + 1, len(sat_c)):
+            for j1 in range(len(sat_w)):
+                for j2 in range(len(sat_w)):
+                    if j1 == j2:
+                        continue
+                    m = _similarity(sat_c[[i1, i2]], sat_w[[j1, j2]])
+                    scale = np.hypot(m[0, 0], m[1, 0])
+                    if not scale_range[0] <= scale <= scale_range[1]:
+                        continue
+                    mapped = sat_c @ m[:, :2].T + m[:, 2]
+                    dist = np.linalg.norm(mapped[:, None, :] - sat_w[None, :, :], axis=2)
+                    matched = dist.min(axis=1) <= tol
+                    main_err = float(np.linalg.norm(main_c @ m[:, :2].T + m[:, 2] - main_w))
+                    key = (int(matched.sum()), -main_err)
+                    if best_key is None or key > best_key:
+                        best_key, best = key, (matched, dist.argmin(axis=1), main_err)
+    if best is None or best_key[0] < 2:
+        return None
+    matched, partner, main_err = best
+    if main_err > 0.5 * radius_c * 2:  # the main lesions must roughly coincide too
+        return None
+    matrix = _similarity(sat_c[matched], sat_w[partner[matched]])
+    return Registration(matrix, float(matched.mean()), int(matched.sum()), "satellite_landmarks")
