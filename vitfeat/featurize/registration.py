@@ -1,15 +1,20 @@
 """Registration of the Wood's-lamp photo onto the clinical one (the camera moves between shots).
 
-ORB keypoints + RANSAC similarity (``cv2.estimateAffinePartial2D``: rotation, uniform scale,
-shift), on high-pass-filtered grey images so that daylight and UV exposures look alike. Keypoints
-on and around the lesion are left out: the lesion legitimately differs between the modalities (it
-is larger under Wood's lamp in active disease), and matching it would absorb that growth into the
-camera's scale. Skin landmarks (naevi, freckles, hair, folds) carry the geometry.
+Three methods, tried in order; ``Registration.method`` says which one gave the map:
 
-A match is accepted when enough RANSAC inliers support it and its scale is plausible; otherwise
-the lesion centroids give a translation-only map with unit scale, and ``method`` says so. Tried
-and rejected on the synthetic pairs: ECC (affine) on the skin, which failed to converge on
-a third of pairs and was biased where it did; SIFT, 6x slower than ORB and no more accurate.
+1. ``satellite_landmarks``: satellite macules are the same spots in both photos (only the camera
+   moved), so their centroids are landmarks; matched by exhaustive two-point hypotheses, refitted
+   by least squares (see :func:`register_landmarks`). Needs two satellites seen in both masks.
+2. ``orb_similarity``: ORB keypoints + RANSAC similarity (``cv2.estimateAffinePartial2D``:
+   rotation, uniform scale, shift) on high-pass-filtered grey images, so that daylight and UV
+   exposures look alike. Keypoints on and around the lesion are left out: the lesion legitimately
+   differs between the modalities (larger under Wood's lamp in active disease), and matching it
+   would absorb that growth into the camera's scale. Skin landmarks (naevi, freckles, hair, folds)
+   carry the geometry. Accepted with enough inliers and a plausible scale.
+3. ``centroid``: translation between the lesion centroids, unit scale (nothing better available).
+
+Tried and rejected on the synthetic pairs: ECC (affine) on the skin, which failed to converge on a
+third of pairs and was biased where it did; SIFT, 6x slower than ORB and no more accurate.
 """
 
 from __future__ import annotations
