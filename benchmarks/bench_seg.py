@@ -11,6 +11,7 @@ GFLOPs (torch.utils.flop_counter, at the training size and at 256 px) and second
 
     python benchmarks/bench_seg.py                       # ~10 min on 2 CPU cores
     python benchmarks/bench_seg.py --minutes 60 --imgsz 256 --device cuda   # a longer run
+    python benchmarks/bench_seg.py --epochs 20           # equal epochs instead of equal time
     python benchmarks/bench_seg.py --recipe              # UltraLight's own recipe (250 epochs; GPU)
 """
 
@@ -33,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from vitfeat.deep.segmentation import data as segdata  # noqa: E402
 from vitfeat.deep.segmentation.compare import compare_runs  # noqa: E402
 from vitfeat.deep.segmentation.info import count_flops, count_parameters  # noqa: E402
-from vitfeat.deep.segmentation.models import build_model, get_architecture  # noqa: E402
+from vitfeat.deep.segmentation.models import build_model  # noqa: E402
 from vitfeat.deep.segmentation.train import SegConfig, make_loss, select_device, train_segmenter  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
@@ -87,6 +88,7 @@ def main(argv=None) -> int:
     ap.add_argument("--encoder", default="resnet18")
     ap.add_argument("--minutes", type=float, default=10.0, help="total training budget, split evenly")
     ap.add_argument("--max-epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, help="the same number of epochs for every run (no time budget)")
     ap.add_argument("--recipe", action="store_true",
                     help="UltraLight recipe: 250 epochs, 256 px, lr 1e-3, cosine to 1e-5 (GPU)")
     ap.add_argument("--device", default="auto")
@@ -118,8 +120,8 @@ def main(argv=None) -> int:
         n_train = counts.get("train", 0)
         run_dirs = []
         for arch in args.archs:
-            if args.recipe:
-                epochs = 250
+            if args.recipe or args.epochs:
+                epochs = 250 if args.recipe else args.epochs
             else:
                 step = seconds_per_step(arch, args.encoder, args.imgsz, args.batch, device)
                 # validation and augmentation add about a third to the bare steps (measured, 1 thread)
@@ -130,7 +132,7 @@ def main(argv=None) -> int:
                 print(f"{run} exists: reporting it without retraining", flush=True)
             else:
                 cfg = SegConfig(arch=arch, epochs=epochs, imgsz=args.imgsz, batch=args.batch, encoder=args.encoder,
-                                lr=1e-3, lrf=0.01 if not args.recipe else 0.01, device=str(device))
+                                lr=1e-3, lrf=0.01, device=str(device))  # 1e-3 -> 1e-5, as UltraLight
                 train_segmenter(manifest, run, cfg, split_from=split_path, resume=(run / "last.pt").is_file(),
                                 progress=False, allow_outside_root=True)
             meta = json.loads((run / "segmenter.json").read_text())
