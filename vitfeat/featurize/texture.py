@@ -90,21 +90,45 @@ def _wavelet(coeffs, region: np.ndarray, levels: int) -> dict:
     return out
 
 
-def _glcm(grey: np.ndarray, region: np.ndarray, levels: int) -> dict:
+def _quantised(grey: np.ndarray, region: np.ndarray, levels: int) -> np.ndarray | None:
+    """Region grey levels mapped to 0..levels-1 between their 1st and 99th percentile."""
     vals = grey[region]
     if vals.size < 16:
-        return nan_dict(f"glcm_{p.lower()}" for p in GLCM_PROPS)
-    # 1st/99th percentiles from the 8-bit histogram (grey holds integer levels): no sorting.
+        return None
+    # Percentiles from the 8-bit histogram (grey holds integer levels): no sorting.
     cum = np.cumsum(np.bincount(vals.astype(np.int64), minlength=256))
     lo, hi = (float(np.searchsorted(cum, q * cum[-1])) for q in (0.01, 0.99))
-    q = np.clip((grey - lo) / max(hi - lo, 1e-6) * levels, 0, levels - 1).astype(np.uint8) + 1
-    q[~region] = 0
-    P = graycomatrix(q, [1], [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], levels=levels + 1, symmetric=True)
-    P = P[1:, 1:].astype(np.float64)
-    totals = P.sum(axis=(0, 1), keepdims=True)
-    P = np.divide(P, totals, out=np.zeros_like(P), where=totals > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return {f"glcm_{p.lower()}": float(np.nanmean(graycoprops(P, p))) for p in GLCM_PROPS}
+    return np.clip((vals - lo) / max(hi - lo, 1e-6) * levels, 0, levels - 1).astype(np.uint8)
+
+
+def _glcm(grey: np.ndarray, regions: list[np.ndarray], levels: int) -> list[dict]:
+    """GLCM properties of several disjoint regions from one co-occurrence pass.
+
+    Region k's pixels get levels ``1 + k*levels ...`` and everything else level 0, so one
+    ``graycomatrix`` call holds each region's matrix as a diagonal block; pairs that cross regions
+    (or leave them) fall outside the blocks and are dropped.
+    """
+    names = [f"glcm_{p.lower()}" for p in GLCM_PROPS]
+    q = np.zeros(grey.shape, np.uint8)
+    present = []
+    for k, region in enumerate(regions):
+        levels_k = _quantised(grey, region, levels)
+        if levels_k is not None:
+            q[region] = levels_k + 1 + k * levels
+            present.append(k)
+    out = [nan_dict(names) for _ in regions]
+    if not present:
+        return out
+    P_all = graycomatrix(q, [1], [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], levels=1 + len(regions) * levels,
+                         symmetric=True)
+    for k in present:
+        block = slice(1 + k * levels, 1 + (k + 1) * levels)
+        P = P_all[block, block].astype(np.float64)
+        totals = P.sum(axis=(0, 1), keepdims=True)
+        P = np.divide(P, totals, out=np.zeros_like(P), where=totals > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[k] = {n: float(np.nanmean(graycoprops(P, p))) for n, p in zip(names, GLCM_PROPS)}
+    return out
 
 
 def _lbp(codes: np.ndarray, region: np.ndarray) -> dict:
@@ -131,8 +155,9 @@ def texture_features(v: ImageView, levels: int = 2, glcm_levels: int = 16) -> di
     coeffs = pywt.wavedec2(grey, "haar", level=levels)
     codes = lbp_uniform(v.grey_u8[v.roi][y0:y1, x0:x1])
     out = {}
-    for prefix, region in regions.items():
-        feats = {**_wavelet(coeffs, region, levels), **_glcm(grey, region, glcm_levels), **_lbp(codes, region)}
+    glcms = _glcm(grey, list(regions.values()), glcm_levels)
+    for (prefix, region), glcm in zip(regions.items(), glcms):
+        feats = {**_wavelet(coeffs, region, levels), **glcm, **_lbp(codes, region)}
         out.update({prefix + k: x for k, x in feats.items()})
     return out
 
