@@ -159,3 +159,20 @@ def test_config_rejects_bad_variants_and_tasks():
     cfg = preset("vmsl", backbone="x")
     assert cfg.tasks == ("cls", "con") and cfg.roi == {"clinical": "masks", "wood": "masks"}
     assert VMTLConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_local_weight_file_is_loaded_into_the_shared_encoder(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    saved = timm.create_model("test_convnext", pretrained=False)
+    save_file(saved.state_dict(), tmp_path / "w.safetensors")
+    model = build_model(VMTLConfig(**{**TINY, "weights": str(tmp_path / "w.safetensors")}), n_classes=2)
+    ref = saved.state_dict()
+    loaded = model.backbone.state_dict()
+    # timm's feature wrapper flattens the first level of names (stem.0 -> stem_0)
+    same = [torch.equal(v, ref[k] if k in ref else ref[k.replace("_", ".", 1)]) for k, v in loaded.items()]
+    assert len(same) > 10 and all(same)
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        build_model(VMTLConfig(**{**TINY, "weights": str(tmp_path / "missing.pth")}), n_classes=2)

@@ -89,6 +89,7 @@ def run(args) -> int:
 
     from vitfeat.cli.main import CLIError
     from vitfeat.dataset import ManifestError
+    from vitfeat.deep.embedders import WeightsUnavailableError
     from vitfeat.deep.vmtl import VMTLConfig, preset, train_vmtl
 
     given = dict(backbone=args.backbone, weights=args.weights, target=args.target, epochs=args.epochs,
@@ -110,7 +111,7 @@ def run(args) -> int:
         else:
             cfg = preset(args.variant, **given)
         out = train_vmtl(args.manifest, args.out, args.folds_from, cfg, resume=args.resume)
-    except (ValueError, FileNotFoundError, FileExistsError, ManifestError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, ManifestError, WeightsUnavailableError) as exc:
         raise CLIError(str(exc)) from None
     import json
 

@@ -10,6 +10,7 @@ map, because the two photos are not pixel aligned.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import timm
 import torch
@@ -20,18 +21,37 @@ from vitfeat.deep.vmtl.config import VMTLConfig
 
 
 def create_backbone(name: str, weights: str = "hub", imgsz: int | None = None, **kwargs) -> nn.Module:
-    """A timm model; ``weights`` is "hub", "random" or a local weight file (.pth / .safetensors)."""
+    """A timm model; ``weights`` is "hub", "random" or a local weight file (.pth / .safetensors).
+
+    Offline, hub weights come from the local cache or fail at once with a message saying how to
+    supply a file (the deep embedders' rule, vitfeat.deep.embedders)."""
     if weights == "random":
-        kwargs["pretrained"] = False
-    elif weights == "hub":
-        kwargs["pretrained"] = True
+        create = lambda kw: timm.create_model(name, pretrained=False, **kw)  # noqa: E731
+    elif weights != "hub":
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file not found: {path} (expected hub, random or a .pth/.safetensors file)")
+        create = lambda kw: timm.create_model(name, pretrained=True,  # noqa: E731
+                                              pretrained_cfg_overlay=dict(file=str(path.resolve())), **kw)
     else:
-        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)))
-    try:
-        # ViT-like models need the input size fixed at build time; CNNs reject the keyword.
-        return timm.create_model(name, img_size=imgsz, **kwargs) if imgsz else timm.create_model(name, **kwargs)
+        from vitfeat.deep.embedders import Backbone, _create_from_hub
+        from vitfeat.deep.runtime import hub_reachable
+
+        online = hub_reachable()
+        create = lambda kw: (timm.create_model(name, pretrained=True, **kw) if online  # noqa: E731
+                             else _create_from_hub(Backbone(name, name), kw))
+    if imgsz and _accepts_img_size(name, kwargs):
+        kwargs = {**kwargs, "img_size": imgsz}  # ViT-like models fix the input size at build time
+    return create(kwargs)
+
+
+def _accepts_img_size(name: str, kwargs: dict) -> bool:
+    try:  # built on the meta device: no memory, no weights, milliseconds
+        with torch.device("meta"):
+            timm.create_model(name, pretrained=False, img_size=224, **kwargs)
+        return True
     except TypeError:
-        return timm.create_model(name, **kwargs)
+        return False
 
 
 def normalisation(name: str) -> tuple[tuple, tuple]:
