@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from vitfeat.cli.main import main
-from vitfeat.dataset import (ManifestError, MAX_IMAGE_PIXELS, load_manifest, read_image, read_mask,
+from vitfeat.dataset import (ImageReadError, ManifestError, MAX_IMAGE_PIXELS, load_manifest, read_image, read_mask,
                              validate_manifest)
 
 
@@ -172,3 +172,12 @@ def test_validate_never_raises_for_data_problems(good):
     frame["case_id"] = "same"
     _, _, problems = validate_manifest(_write(tmp_path, frame))
     assert sum("duplicate case_id" in p.message for p in problems) == 1
+
+
+def test_non_image_message_survives_ultralytics_pil_patch(tmp_path):
+    """Importing ultralytics wraps PIL.Image.open to pip-install a HEIF plugin on unknown files."""
+    import ultralytics.utils.patches  # noqa: F401
+
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(ImageReadError, match="not an image file PIL can read"):
+        read_image(tmp_path / "notes.jpg")
