@@ -18,7 +18,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "vitiligo-seg"

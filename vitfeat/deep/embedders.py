@@ -19,7 +19,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -30,8 +29,6 @@ import numpy as np
 
 from vitfeat.dataset import file_hash
 from vitfeat.deep.runtime import hub_offline, hub_reachable, select_device
-
-log = logging.getLogger(__name__)
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 

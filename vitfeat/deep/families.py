@@ -27,7 +27,6 @@ belongs in the fit pipelines, not here.
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +35,6 @@ import numpy as np
 
 from vitfeat.deep.embedders import Embedder, column_stem, describe_weights, get_backbone
 from vitfeat.deep.roi import crop_roi
-
-log = logging.getLogger(__name__)
 
 FAMILY = "deep"
 #: Bump when the crop or embedding procedure changes (invalidates cached deep features).
