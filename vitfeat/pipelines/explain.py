@@ -51,7 +51,17 @@ FAMILY_TEXT = {
     "trichrome": "intermediate-tone (trichrome) zone", "koebner": "linear (Koebner) lesions",
     "registration": "agreement between the two photos after registration",
     "deep": "deep-network image embedding (not directly interpretable)",
+    "pair": "lesion extent under Wood's lamp versus daylight (area ratio, overlap)",
+    "wood": "fluorescence contrast and uniformity",
 }
+
+
+#: Feature-name fragments worth a clinical phrase of their own.
+FEATURE_HINTS = {"transition_width": "border blur (width of the lesion-to-skin transition)",
+                 "crossing_width": "border blur (width of the lesion-to-skin transition)",
+                 "edge_gradient": "border sharpness (edge gradient)", "satellites_count": "number of satellite macules",
+                 "trichrome": "intermediate-tone (trichrome) zone", "uniformity": "uniformity of fluorescence",
+                 "delta_e": "colour difference between lesion and surrounding skin (CIEDE2000)"}
 
 
 def feature_group(name: str) -> tuple[str, str]:
@@ -63,16 +73,21 @@ def feature_group(name: str) -> tuple[str, str]:
 def describe_group(modality: str, family: str) -> str:
     what = FAMILY_TEXT.get(family, family.replace("-", " "))
     where = MODALITY_TEXT.get(modality, modality)
-    if modality == "pair" and family in ("area", "wood", "shape"):
-        return "lesion area under Wood's lamp relative to daylight (Wood's-to-clinical area ratio)"
+    if modality == "pair" and family in ("area", "pair", "shape"):
+        return "lesion area under Wood's lamp relative to daylight (Wood's-to-clinical area ratio, overlap)"
+    if modality == "wood" and family == "wood":
+        return "fluorescence contrast and uniformity under Wood's lamp"
     return f"{what} {where}"
 
 
 def describe_feature(name: str) -> str:
     modality, family = feature_group(name)
     if modality == "pair" and "area" in name and "ratio" in name:
-        return "Wood's-to-clinical lesion area ratio"
+        return "Wood's-to-clinical lesion area ratio" + (" (without registration)" if "unregistered" in name else "")
     rest = name.split("_", 2)[2] if name.count("_") >= 2 else name
+    for key, text in FEATURE_HINTS.items():
+        if key in name:
+            return f"{text} {MODALITY_TEXT.get(modality, modality)} ({rest.replace('_', ' ')})"
     return f"{describe_group(modality, family)}: {rest.replace('_', ' ')}"
 
 
