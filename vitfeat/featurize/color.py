@@ -15,7 +15,7 @@ import numpy as np
 from skimage.color import deltaE_ciede2000
 
 from vitfeat.featurize.registry import CaseArrays, register_family
-from vitfeat.featurize.views import ImageView, nan_dict, view
+from vitfeat.featurize.views import ImageView, lab8_to_lab, nan_dict, view
 
 _STATS = [f"{region}_{ch}_{stat}" for region in ("lesion", "ring") for ch in ("L", "a", "b")
           for stat in ("mean", "std")]
@@ -32,11 +32,13 @@ def color_features(v: ImageView, band_px: float = 24.0) -> dict:
     out = nan_dict(FEATURES)
     if not v.has_lesion or not v.ring_roi.any():
         return out
-    lab = v.lab_roi
+    lab8 = v.lab8_roi
     mask_u8, ring_u8 = v.mask_roi.astype(np.uint8), v.ring_roi.astype(np.uint8)
     stats = {}
     for region, m in (("lesion", mask_u8), ("ring", ring_u8)):
-        mean, std = (x.ravel() for x in cv2.meanStdDev(lab, mask=m))  # no pixel copies
+        mean8, std8 = (x.ravel() for x in cv2.meanStdDev(lab8, mask=m))  # no pixel copies
+        mean = lab8_to_lab(mean8)
+        std = std8 * np.array([100.0 / 255.0, 1.0, 1.0])  # the 8-bit encoding is affine per channel
         stats[region] = mean
         for i, ch in enumerate("Lab"):
             out[f"{region}_{ch}_mean"] = float(mean[i])
@@ -50,18 +52,19 @@ def color_features(v: ImageView, band_px: float = 24.0) -> dict:
     d = v.distance_roi
     far = (d > band_px) & (d <= 2 * band_px)
     if far.any():
-        L = np.ascontiguousarray(lab[..., 0])
-        l_lesion, l_skin = float(stats["lesion"][0]), cv2.mean(L, mask=far.astype(np.uint8))[0]
+        L8 = np.ascontiguousarray(lab8[..., 0])
+        l_lesion = float(stats["lesion"][0])
+        l_skin = cv2.mean(L8, mask=far.astype(np.uint8))[0] * 100.0 / 255.0
         if abs(l_lesion - l_skin) > 1.0:
             zone = (d > 0) & (d <= band_px)
-            t = (L[zone] - l_skin) / (l_lesion - l_skin)
+            t = (L8[zone] * (100.0 / 255.0) - l_skin) / (l_lesion - l_skin)
             intermediate = np.count_nonzero((t >= 0.25) & (t <= 0.75))
             out["trichrome_width"] = intermediate / max(np.count_nonzero(v.boundary_roi), 1)
             out["trichrome_fraction"] = intermediate / max(np.count_nonzero(zone), 1)
     return out
 
 
-@register_family("color", version="3", defaults={"band_px": 24.0})
+@register_family("color", version="4", defaults={"band_px": 24.0})
 def color(case: CaseArrays, band_px: float = 24.0) -> dict:
     """CIELAB statistics in lesion and ring, CIEDE2000 between them, ITA, trichrome zone width."""
     result = {}

@@ -100,16 +100,18 @@ class ImageView:
         return self.grey_u8[self.roi].astype(np.float32)
 
     @cached_property
-    def lab_roi(self) -> np.ndarray:
-        """CIELAB (D65), L* in [0, 100], a* and b* in [-128, 127], float32.
+    def lab8_roi(self) -> np.ndarray:
+        """OpenCV's 8-bit CIELAB (D65): L* x 255/100, a* + 128, b* + 128, uint8.
 
-        From OpenCV's 8-bit conversion (table-driven, several times faster than the float path);
-        its quantisation, 0.4 L* units, is far below what a camera's noise or a JND resolves.
+        Table-driven, several times faster than the float conversion; its quantisation (0.4 L*
+        units) is far below a camera's noise. Statistics convert exactly with :func:`lab8_to_lab`.
         """
-        lab = cv2.cvtColor(np.ascontiguousarray(self.rgb[self.roi]), cv2.COLOR_RGB2Lab).astype(np.float32)
-        lab[..., 0] *= 100.0 / 255.0
-        lab[..., 1:] -= 128.0
-        return lab
+        return cv2.cvtColor(np.ascontiguousarray(self.rgb[self.roi]), cv2.COLOR_RGB2Lab)
+
+    @property
+    def lab_roi(self) -> np.ndarray:
+        """CIELAB as float32 (L* in [0, 100]); converts :attr:`lab8_roi` on each access."""
+        return lab8_to_lab(self.lab8_roi.astype(np.float32))
 
     @cached_property
     def labels_roi(self) -> np.ndarray:
@@ -121,8 +123,12 @@ class ImageView:
         m = self.mask_roi.astype(np.uint8)
         outside = cv2.distanceTransform(1 - m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
         inside = cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        # Half-pixel shift puts the zero level on the pixel edge between lesion and skin.
-        return np.where(self.mask_roi, 0.5 - inside, outside - 0.5).astype(np.float32)
+        # Each transform is 0 where the other is not, so the signed distance is their difference;
+        # the half-pixel shift puts the zero level on the pixel edge between lesion and skin.
+        signed = outside - inside
+        signed -= 0.5
+        signed += self.mask_roi
+        return signed
 
     @cached_property
     def ring_roi(self) -> np.ndarray:
@@ -138,6 +144,14 @@ class ImageView:
         """Lesion pixels with a background pixel among their 8 neighbours."""
         m = self.mask_roi.astype(np.uint8)
         return self.mask_roi & (cv2.erode(m, np.ones((3, 3), np.uint8), borderValue=1) == 0)
+
+
+def lab8_to_lab(values: np.ndarray) -> np.ndarray:
+    """OpenCV 8-bit CIELAB values (or their means) to L* [0, 100], a*, b* (last axis: L, a, b)."""
+    values = np.asarray(values, dtype=np.float64 if np.ndim(values) <= 1 else np.float32).copy()
+    values[..., 0] *= 100.0 / 255.0
+    values[..., 1:] -= 128.0
+    return values
 
 
 def view(case: CaseArrays, modality: str) -> ImageView | None:
