@@ -51,5 +51,8 @@ def run(args) -> int:
     print(f"most important feature groups for '{summary['target']}' ({summary['pipeline']}):")
     for g in summary["top_groups"][:5]:
         print(f"  {g['importance']:+.3f}  {g['description']}")
+    print("most important clusters of correlated features (lead feature):")
+    for c in summary["top_clusters"][:5]:
+        print(f"  {c['importance']:+.3f}  {c['lead_feature']}: {c['description']}")
     print(f"explanation: {out / 'explain.html'}")
     return 0

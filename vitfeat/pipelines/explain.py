@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import textwrap
 import logging
 import warnings
 from pathlib import Path
@@ -116,7 +117,8 @@ def grouped_permutation_importance(estimator, X, y, groups: dict[str, list[int]]
     def loss(data):
         proba = np.zeros((len(data), len(classes_idx)))
         proba[:, np.asarray(estimator.classes_, dtype=int)] = estimator.predict_proba(data)
-        return log_loss(y, np.clip(proba, 1e-7, 1), labels=classes_idx)
+        proba = np.clip(proba, 1e-7, 1)
+        return log_loss(y, proba / proba.sum(1, keepdims=True), labels=classes_idx)
 
     base = loss(X)
     out = {}
@@ -189,9 +191,9 @@ def explain_cases(bundle: dict, target: str, X: np.ndarray, top: int = 3) -> lis
 
 def _bar(series: pd.Series, title: str, xlabel: str):
     series = series.iloc[:15][::-1]
-    fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(series) + 1.2))
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(series) + 1.2))
     ax.barh(range(len(series)), series.to_numpy(), color="#3182ce")
-    ax.set_yticks(range(len(series)), [str(s)[:70] for s in series.index], fontsize=8)
+    ax.set_yticks(range(len(series)), [textwrap.shorten(str(s), 110) for s in series.index], fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     return fig

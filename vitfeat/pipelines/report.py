@@ -98,24 +98,26 @@ def _curves(oof: pd.DataFrame, board: pd.DataFrame, classes, positive, kind: str
         fig, ax = plt.subplots(figsize=(5.2, 4.4))
         for name in top:
             part = first[first["pipeline"] == name]
-            display.from_predictions((part["y_true"] == positive).astype(int), part[f"proba_{positive}"],
-                                     name=name, ax=ax)
+            display.from_predictions(part["y_true"], part[f"proba_{positive}"], pos_label=positive, name=name, ax=ax)
         ax.set_title(f"{'ROC' if kind == 'roc' else 'Precision–recall'} (positive: {positive})")
     else:
-        fig, axes = plt.subplots(1, len(classes), figsize=(4.2 * len(classes), 3.9))
+        fig, axes = plt.subplots(1, len(classes), figsize=(4.4 * len(classes), 4.0), layout="constrained")
         for ax, cls in zip(axes, classes):
             for name in top[:3]:
                 part = first[first["pipeline"] == name]
-                display.from_predictions((part["y_true"] == cls).astype(int), part[f"proba_{cls}"], name=name, ax=ax)
+                display.from_predictions(np.where(part["y_true"] == cls, cls, "rest"), part[f"proba_{cls}"],
+                                         pos_label=cls, name=name, ax=ax)
             ax.set_title(f"{cls} vs rest")
     for ax in fig.axes:
         ax.legend(fontsize=7, loc="lower right" if kind == "roc" else "lower left")
+        ax.set_xlabel("false positive rate (1 - specificity)" if kind == "roc" else "recall (sensitivity)")
+        ax.set_ylabel("true positive rate (sensitivity)" if kind == "roc" else "precision")
     return _fig_to_data_uri(fig)
 
 
 def _confusions(oof: pd.DataFrame, board: pd.DataFrame, classes) -> str:
     top = list(board["pipeline"][:3])
-    fig, axes = plt.subplots(1, len(top), figsize=(3.6 * len(top) + 0.5, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(top), figsize=(3.4 * len(top) + 1.5, 3.6), squeeze=False, layout="constrained")
     first = oof[oof["repeat"] == oof["repeat"].min()]
     for ax, name in zip(axes[0], top):
         part = first[first["pipeline"] == name]
@@ -132,16 +134,18 @@ def _calibration(oof: pd.DataFrame, board: pd.DataFrame, classes, positive) -> s
     if len(classes) == 2:
         for name in list(board["pipeline"][:3]):
             part = first[first["pipeline"] == name]
-            CalibrationDisplay.from_predictions((part["y_true"] == positive).astype(int), part[f"proba_{positive}"],
+            CalibrationDisplay.from_predictions(part["y_true"], part[f"proba_{positive}"], pos_label=positive,
                                                 n_bins=8, strategy="quantile", name=name, ax=ax)
         ax.set_title(f"Calibration (predicted vs observed rate of '{positive}')")
     else:
         name = board["pipeline"].iloc[0]
         part = first[first["pipeline"] == name]
         for cls in classes:
-            CalibrationDisplay.from_predictions((part["y_true"] == cls).astype(int), part[f"proba_{cls}"],
-                                                n_bins=6, strategy="quantile", name=cls, ax=ax)
+            CalibrationDisplay.from_predictions(np.where(part["y_true"] == cls, cls, "rest"), part[f"proba_{cls}"],
+                                                pos_label=cls, n_bins=6, strategy="quantile", name=cls, ax=ax)
         ax.set_title(f"Calibration of {name}, one class vs rest")
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed fraction of the class")
     ax.legend(fontsize=7)
     return _fig_to_data_uri(fig)
 
@@ -245,6 +249,11 @@ def write_report(run_dir) -> tuple[Path, Path]:
                      f"feature groups ({html.escape(ex.get('target', ''))}):</p><ol>" + "".join(
                          f"<li>{html.escape(g['description'])} <span class=note>({html.escape(g['group'])}, "
                          f"{g['importance']:.3f})</span></li>" for g in ex.get("top_groups", [])[:8]) + "</ol>")
+        parts.append("<p>Most important single signals (clusters of correlated features, named by one member):</p><ol>"
+                     + "".join(f"<li>{html.escape(c['description'])} <span class=note>({html.escape(c['lead_feature'])}, "
+                               f"{c['importance']:.3f})</span></li>" for c in ex.get("top_clusters", [])[:8]) + "</ol>")
+        md.append("Top feature groups: " + "; ".join(g["description"] for g in ex.get("top_groups", [])[:5]) + ".\n")
+        md.append("Top single signals: " + "; ".join(c["lead_feature"] for c in ex.get("top_clusters", [])[:5]) + ".\n")
         md.append("## What drives the prediction\n\nSee [explain/explain.html](explain/explain.html).\n")
     else:
         parts.append(f"<p>Run <code>vitfeat explain {html.escape(str(run))}</code> to add SHAP and "
