@@ -115,7 +115,9 @@ def _try_import_factory(prefix: str) -> None:
     for module in (f"vitfeat.deep.{prefix}_family", "vitfeat.deep.embed", "vitfeat.deep"):
         try:
             importlib.import_module(module)
-        except ImportError:
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # the module exists but a dependency of it is missing: say so
+                raise
             continue
         if prefix in _FACTORIES:
             return
