@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export YOLO_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-deps clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
+
+# pyradiomics (reference for bench_extract) builds only without build isolation, so it is no extra.
+bench-deps: $(STAMP)
+	$(BIN)/python -m pip install --quiet versioneer wheel
+	$(BIN)/python -m pip install --quiet --no-build-isolation pyradiomics
 
 clean:
 	rm -rf artifacts .pytest_cache

@@ -82,8 +82,7 @@ def bench_synth(n: int, size: int, jobs: int, seed: int) -> None:
     from vitfeat.synth import generate
 
     out = REPO / "artifacts" / "bench" / f"synth_{n}_{size}_{seed}"
-    if not (out / "truth.csv").is_file():
-        generate(out, n=n, seed=seed, size=size, jobs=jobs, progress=False)
+    generate(out, n=n, seed=seed, size=size, jobs=jobs, progress=False)  # always: synth code may have changed
     manifest = load_manifest(out / "manifest.csv")
     t0 = time.perf_counter()
     result = extract(manifest, None, jobs=jobs, progress=False)  # no output, no cache: all computed

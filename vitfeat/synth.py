@@ -135,6 +135,19 @@ def _radius(theta, radius, amps, phases):
     return radius * (1.0 + wobble)
 
 
+def _nevi(rng, size: int, s: float, keepout: np.ndarray, count: int = 14) -> np.ndarray:
+    """Small pigmented naevi away from the lesion: the landmarks both photos share (soft, 0-1)."""
+    layer = np.zeros((size, size), np.float32)
+    for _ in range(count):
+        x, y = (rng.uniform(0.08, 0.92, 2) * size).astype(int)
+        r = max(1, int(round(s * rng.uniform(2.5, 5.0))))
+        y0, y1, x0, x1 = max(0, y - r - 2), y + r + 3, max(0, x - r - 2), x + r + 3
+        if keepout[y0:y1, x0:x1].any():
+            continue
+        cv2.circle(layer, (int(x), int(y)), r, 1.0, -1, lineType=cv2.LINE_AA)
+    return cv2.GaussianBlur(layer, (0, 0), 1.0)
+
+
 def _jpeg_bytes(rgb: np.ndarray, quality: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="JPEG", quality=int(quality))
@@ -266,7 +279,11 @@ def _render_case(index: int, case_id: str, patient_id: str, skin_type: int, acti
     img = skin * (1 - alpha[..., None]) + depig * alpha[..., None]
     if lat["hyper_rim"] > 0:
         ring = (dist <= rim + 10 * s) & ~clinical_main
-        img *= 1 - lat["hyper_rim"] * _soften(ring, 3 * s)[..., None]
+        # the rim darkens skin outside the lesion only, so the border keeps its recorded blur
+        rim_alpha = _soften(ring, 3 * s) * (1 - alpha)
+        img *= 1 - lat["hyper_rim"] * rim_alpha[..., None]
+    nevi = _nevi(rng, S, s, keepout)
+    img *= 1 - 0.5 * nevi[..., None]
     phi = rng.uniform(0, 2 * np.pi)
     ramp = ((xx - S / 2) * math.cos(phi) + (yy - S / 2) * math.sin(phi)) / S
     vignette = ((xx - S / 2) ** 2 + (yy - S / 2) ** 2) / (S / 2) ** 2
@@ -277,7 +294,7 @@ def _render_case(index: int, case_id: str, patient_id: str, skin_type: int, acti
 
     # --- Wood's photo, canonical frame ---
     darkness = 1.0 - 0.07 * (skin_type - 1)
-    w_texture = 1 + 0.05 * _smooth_noise(rng, S, 20)
+    w_texture = 1 + 1.2 * (texture - 1)  # the same skin, seen under UV
     w_sigma = max(0.6 * lat["blur_px"], 1.0 * s) / TRANSITION_PER_SIGMA
     fl = np.maximum(_soften(wood_main, w_sigma), _soften(sats, 1.0 * s))
     patches = np.clip(0.5 + 0.5 * _smooth_noise(rng, S, 10), 0, 1)
@@ -285,6 +302,7 @@ def _render_case(index: int, case_id: str, patient_id: str, skin_type: int, acti
     wimg = WOOD_BACKGROUND * darkness * w_texture[..., None]
     if lat["hyper_rim"] > 0:
         wimg = wimg * (1 - 0.8 * lat["hyper_rim"] * _soften(ring, 3 * s)[..., None])
+    wimg = wimg * (1 - 0.7 * nevi[..., None])  # pigmented naevi look darker under Wood's light
     wimg = wimg * (1 - fl[..., None]) + WOOD_FLUORESCENCE * fl[..., None]
     w_vignette = 1 - rng.uniform(0.25, 0.5) * vignette
     exposure = float(rng.uniform(0.75, 1.25))
