@@ -126,7 +126,8 @@ def test_explain_ranks_the_informative_groups_and_links_from_the_report(run):
     assert clusters["features"].str.split(";").map(len).sum() == 17
     for name in ("explain.html", "groups_permutation.png", "clusters_permutation.png", "summary.json"):
         assert (out / name).is_file(), name
-    assert 'href="explain/explain.html"' in (run["dir"] / "report.html").read_text()
+    assert out == run["dir"] / "explain" / "label"
+    assert 'href="explain/label/explain.html"' in (run["dir"] / "report.html").read_text()
 
 
 def test_correlated_features_are_clustered_together():

@@ -15,7 +15,7 @@ Explain what drives a fitted run's predictions, in terms a clinician can check.
     regression) on the features it actually sees after imputation/scaling/selection.
   - Both aggregated by feature family and modality ("border sharpness under Wood's lamp", ...).
 
-Writes RUN_DIR/explain/ (explain.html, importance_groups.csv, importance_clusters.csv,
+Writes RUN_DIR/explain/TARGET/ (explain.html, importance_groups.csv, importance_clusters.csv,
 importance_modalities.csv, shap_features.csv, bar and beeswarm plots) and re-renders
 RUN_DIR/report.html so that it links the explanation. Needs the run's feature table, unchanged.
 

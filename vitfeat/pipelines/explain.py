@@ -37,7 +37,7 @@ TREE_MODELS = ("RandomForestClassifier", "ExtraTreesClassifier", "HistGradientBo
                "XGBClassifier", "LGBMClassifier", "GradientBoostingClassifier", "DecisionTreeClassifier")
 LINEAR_MODELS = ("LogisticRegression", "RidgeClassifier", "SGDClassifier", "LinearSVC")
 
-MODALITY_TEXT = {"clinical": "in the daylight photo", "wood": "under Wood's lamp",
+MODALITY_TEXT = {"clinical": "in the clinical (daylight) photo", "wood": "under Wood's lamp",
                  "pair": "comparing the Wood's-lamp and daylight photos"}
 FAMILY_TEXT = {
     "border": "border sharpness (how abruptly the lesion edge fades into skin)",
@@ -97,10 +97,9 @@ def correlation_clusters(X: np.ndarray, names: list[str], threshold: float = 0.3
     end up together (average linkage on ``1 - |rho|``)."""
     if X.shape[1] == 1:
         return np.ones(1, dtype=int)
-    filled = np.where(np.isnan(X), np.nanmedian(X, axis=0), X)
-    filled = np.nan_to_num(filled)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # all-missing columns (e.g. Wood's features of clinical-only data)
+        filled = np.nan_to_num(np.where(np.isnan(X), np.nanmedian(X, axis=0), X))
         rho = spearmanr(filled).statistic
     rho = np.atleast_2d(np.nan_to_num(rho, nan=0.0))
     dist = 1.0 - np.abs((rho + rho.T) / 2)
@@ -207,7 +206,7 @@ def _save(fig, path: Path) -> str:
 
 def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, cluster_threshold: float = 0.3,
                 max_shap_cases: int = 1000, seed: int = 0, progress: bool = True) -> Path:
-    """Write ``RUN_DIR/explain/`` (CSV tables, PNG plots, explain.html, summary.json) and re-render
+    """Write ``RUN_DIR/explain/<target>/`` (CSV tables, PNG plots, explain.html, summary.json) and re-render
     the run's report so that it links the explanation. Returns the explain directory."""
     from vitfeat.dataset import file_hash
     from vitfeat.pipelines.report import write_report
@@ -235,8 +234,8 @@ def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, clust
     X[~np.isfinite(X)] = np.nan
     y = np.searchsorted(classes, frame[target].astype(str).to_numpy())
     groups_pid = frame["patient_id"].astype(str).to_numpy()
-    out = run / "explain"
-    out.mkdir(exist_ok=True)
+    out = run / "explain" / target
+    out.mkdir(parents=True, exist_ok=True)
 
     cluster_of = correlation_clusters(X, names, cluster_threshold)
     clusters: dict[str, list[int]] = {}
@@ -339,7 +338,7 @@ img{{max-width:100%}}</style></head><body>
 <p>Permutation importance is measured on held-out folds: a model trained without those patients predicts
 them with one group of features shuffled; the more the predictions worsen (log loss rises), the more the
 model relies on that group. Correlated features are shuffled together. {html.escape(shap_note)}.</p>
-<p><a href="../report.html">Back to the report</a></p>
+<p><a href="../../report.html">Back to the report</a></p>
 {''.join(f'<img src="{f}" alt="{f}"><br>' for f in figures)}
 <h2>Feature groups</h2>{table(fam_table, ['description', 'group', 'permutation_importance', 'permutation_sd', 'shap_mean_abs_sum', 'n_features'])}
 <h2>Correlated-feature clusters</h2>{table(cluster_table.head(40), ['cluster', 'description', 'importance', 'n_features', 'features'])}

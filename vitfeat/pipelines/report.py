@@ -240,24 +240,25 @@ def write_report(run_dir) -> tuple[Path, Path]:
         parts.append(_img(_calibration(toof, tboard, classes, positive), f"calibration {target}"))
         parts.append("<h3>Fold spread</h3>")
         parts.append(_img(_fold_spread(tfolds, tboard), f"fold spread {target}"))
-
-    explain_summary = run / "explain" / "summary.json"
-    parts.append("<h2>What drives the prediction</h2>")
-    if explain_summary.is_file():
-        ex = json.loads(explain_summary.read_text())
-        parts.append(f"<p>See <a href=\"explain/explain.html\">the explanation report</a>. Most important "
-                     f"feature groups ({html.escape(ex.get('target', ''))}):</p><ol>" + "".join(
-                         f"<li>{html.escape(g['description'])} <span class=note>({html.escape(g['group'])}, "
-                         f"{g['importance']:.3f})</span></li>" for g in ex.get("top_groups", [])[:8]) + "</ol>")
-        parts.append("<p>Most important single signals (clusters of correlated features, named by one member):</p><ol>"
-                     + "".join(f"<li>{html.escape(c['description'])} <span class=note>({html.escape(c['lead_feature'])}, "
-                               f"{c['importance']:.3f})</span></li>" for c in ex.get("top_clusters", [])[:8]) + "</ol>")
-        md.append("Top feature groups: " + "; ".join(g["description"] for g in ex.get("top_groups", [])[:5]) + ".\n")
-        md.append("Top single signals: " + "; ".join(c["lead_feature"] for c in ex.get("top_clusters", [])[:5]) + ".\n")
-        md.append("## What drives the prediction\n\nSee [explain/explain.html](explain/explain.html).\n")
-    else:
-        parts.append(f"<p>Run <code>vitfeat explain {html.escape(str(run))}</code> to add SHAP and "
-                     "permutation importances; they are then linked here.</p>")
+        parts.append("<h3>What drives the prediction</h3>")
+        explain_summary = run / "explain" / target / "summary.json"
+        if explain_summary.is_file():
+            ex = json.loads(explain_summary.read_text())
+            link = f"explain/{target}/explain.html"
+            parts.append(f"<p>See <a href=\"{html.escape(link)}\">the explanation report</a>. Most important "
+                         "feature groups (permutation importance on held-out folds):</p><ol>" + "".join(
+                             f"<li>{html.escape(g['description'])} <span class=note>({html.escape(g['group'])}, "
+                             f"{g['importance']:.3f})</span></li>" for g in ex.get("top_groups", [])[:8]) + "</ol>")
+            parts.append("<p>Most important single signals (clusters of correlated features, named by one "
+                         "member):</p><ol>" + "".join(
+                             f"<li>{html.escape(c['description'])} <span class=note>({html.escape(c['lead_feature'])}, "
+                             f"{c['importance']:.3f})</span></li>" for c in ex.get("top_clusters", [])[:8]) + "</ol>")
+            md.append(f"### What drives the prediction\n\nSee [{link}]({link}). Top feature groups: "
+                      + "; ".join(g["description"] for g in ex.get("top_groups", [])[:5]) + ". Top single signals: "
+                      + "; ".join(c["lead_feature"] for c in ex.get("top_clusters", [])[:5]) + ".\n")
+        else:
+            parts.append(f"<p>Run <code>vitfeat explain {html.escape(str(run))} --target {html.escape(target)}</code> "
+                         "to add SHAP and permutation importances; they are then linked here.</p>")
 
     prov = meta.get("extraction") or {}
     parts.append("<h2>Provenance</h2><table class=kv>" + "".join(
