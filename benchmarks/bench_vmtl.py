@@ -82,6 +82,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--focal-gamma", type=float, default=None, help="focal loss gamma (default: VMTLConfig's)")
+    ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--device", default="auto")
@@ -119,7 +121,11 @@ def main() -> None:
         cfg = VMTLConfig(backbone=args.backbone, weights=args.weights, imgsz=args.imgsz, batch=args.batch,
                          epochs=args.epochs, patience=args.patience, lr=args.lr, device=args.device,
                          threads=args.threads, warmup_epochs=1)
-        vmtl = out / f"vmtl_{args.backbone}_{args.imgsz}"
+        suffix = ""
+        if args.focal_gamma is not None:
+            cfg.focal_gamma = args.focal_gamma
+            suffix = f"_g{args.focal_gamma:g}"
+        vmtl = out / f"vmtl_{args.backbone}_{args.imgsz}{suffix}"
         t = time.perf_counter()
         train_vmtl(manifest, vmtl, fit / "folds.csv", cfg, resume=vmtl.exists())
         wall = time.perf_counter() - t
@@ -140,7 +146,7 @@ def main() -> None:
             label = f"{name} (best features)" if name == best else name
             print(f"{label:<34} {_ci(r['balanced_accuracy']):<28} {_ci(r['auroc'])}")
         secs = [h["seconds"] for h in epochs]
-        print(f"VMTL {cfg.pipeline_name} @ {args.imgsz}px on {report['device']}: {len(epochs)} epochs over "
+        print(f"VMTL {cfg.pipeline_name} (focal gamma {cfg.focal_gamma:g}) @ {args.imgsz}px on {report['device']}: {len(epochs)} epochs over "
               f"{args.folds} folds, median epoch {np.median(secs):.1f} s "
               f"(~{int(np.median([h['n_train'] for h in epochs]))} training images + validation), "
               f"training wall {wall / 60:.1f} min")
@@ -148,6 +154,10 @@ def main() -> None:
         report.update(scores={k: {m: v for m, v in r.items()} for k, r in rows.items()},
                       epoch_seconds_median=float(np.median(secs)), n_epochs=len(epochs), train_wall_s=wall)
 
+    if args.skip_throughput:
+        (out / f"bench_vmtl_{device.type}{'_' + vmtl.name if not args.throughput_only else ''}.json").write_text(
+            json.dumps(report, indent=1, default=float))
+        return
     size = 224 if device.type == "cuda" else args.cpu_imgsz
     batch = 32 if device.type == "cuda" else 8
     full = "convnextv2_tiny"

@@ -54,6 +54,8 @@ def register(kinds) -> None:
     p.add_argument("--tasks", help="comma list of cls,seg,box,recon,con (default: all for vmtl)")
     p.add_argument("--roi", help="VMSL crops per modality, e.g. clinical=model:yolo.pt,wood=masks "
                                  "(sources: masks, whole, model:PATH)")
+    p.add_argument("--focal-gamma", type=float, help="focal-loss gamma of the stage loss (default 3, as the original "
+                                                     "VMTL; 0 = label-smoothed cross-entropy)")
     p.add_argument("--no-augment", action="store_true", help="switch training augmentation off")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--device", help="auto | cpu | cuda (default auto)")
@@ -95,7 +97,7 @@ def run(args) -> int:
     given = dict(backbone=args.backbone, weights=args.weights, target=args.target, epochs=args.epochs,
                  patience=args.patience, imgsz=args.imgsz, batch=args.batch, lr=args.lr,
                  tasks=tuple(t.strip() for t in args.tasks.split(",")) if args.tasks else None,
-                 roi=_parse_roi(args.roi), augment=False if args.no_augment else None, seed=args.seed,
+                 roi=_parse_roi(args.roi), focal_gamma=args.focal_gamma, augment=False if args.no_augment else None, seed=args.seed,
                  device=args.device, num_workers=args.workers, threads=args.threads)
     given = {k: v for k, v in given.items() if v is not None}
     saved = Path(args.out) / "config.yaml"
