@@ -93,8 +93,15 @@ def summarize_data(frame: pd.DataFrame, features: list[str], targets: list[str],
     return summary
 
 
-def warnings_for(summary: dict, n_splits: int, n_pipelines: int, failures: list) -> list[str]:
+def warnings_for(summary: dict, n_splits: int, n_pipelines: int, failures: list,
+                 board: pd.DataFrame | None = None) -> list[str]:
     out = []
+    if board is not None and len(board):
+        perfect = board[board["balanced_accuracy_value"] >= 0.999]
+        for target, part in perfect.groupby("target"):
+            out.append(f"Target '{target}': {len(part)} pipeline(s) classify every case correctly. Either the "
+                       "classes are trivially separable in this data or a feature encodes the label (leakage, "
+                       "e.g. a file name or a measurement made after labelling); check the top features in explain.")
     for target, counts in summary["patients_per_class"].items():
         for cls, n in counts.items():
             if n < 2 * n_splits:
@@ -250,7 +257,8 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
     save_model({"features": features_cols, "targets": models}, out / "model.skops")
 
     summary = summarize_data(frame, features_cols, config.targets, failed)
-    summary["warnings"] = warnings_for(summary, n_splits, len(pipelines) + len(config.include), failures)
+    summary["warnings"] = warnings_for(summary, n_splits, len(pipelines) + len(config.include), failures,
+                                       pd.concat(boards, ignore_index=True))
     write_json(summary, out / "data_summary.json")
     write_json({
         "kind": "sklearn", "vitfeat_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
