@@ -82,7 +82,8 @@ def test_predict_from_a_manifest_extracts_with_the_recorded_config(run, tmp_path
     from PIL import Image
 
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
-    pd.DataFrame({"case_id": ["C00000", "C00001"], "clinical": ["a.png", "a.png"]}).to_csv(tmp_path / "m.csv", index=False)
+    pd.DataFrame({"case_id": ["C00000", "C00001"], "clinical": ["a.png", "a.png"],
+                  "clinical_mask": ["", ""]}).to_csv(tmp_path / "m.csv", index=False)
     calls = []
 
     def fake_extract(manifest, output=None, *, families=None, masks="given", jobs=1, family_config=None):

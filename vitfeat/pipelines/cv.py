@@ -23,6 +23,7 @@ from sklearn.model_selection import RandomizedSearchCV, StratifiedGroupKFold
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from vitfeat.dataset import PATH_COLUMNS
 from vitfeat.pipelines import zoo
 from vitfeat.pipelines.metrics import proba_columns
 
@@ -34,7 +35,7 @@ MODALITY_PREFIXES = ("clinical_", "wood_", "pair_")
 def feature_columns(frame: pd.DataFrame) -> list[str]:
     """Numeric columns named ``<modality>_<family>_<feature>``; targets and ids never qualify."""
     cols = [c for c in frame.columns
-            if str(c).startswith(MODALITY_PREFIXES) and pd.api.types.is_numeric_dtype(frame[c])
+            if str(c).startswith(MODALITY_PREFIXES) and c not in PATH_COLUMNS and pd.api.types.is_numeric_dtype(frame[c])
             and not pd.api.types.is_bool_dtype(frame[c])]
     if not cols:
         raise ValueError("the table has no numeric feature columns named <modality>_<family>_<feature> "

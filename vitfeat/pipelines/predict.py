@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vitfeat.dataset import PATH_COLUMNS
 from vitfeat.pipelines.cv import MODALITY_PREFIXES
 from vitfeat.pipelines.persist import load_model, read_feature_table, write_csv
 
@@ -21,8 +22,13 @@ class SchemaError(ValueError):
     """The input's feature columns do not match the model's schema."""
 
 
+def _feature_like(columns) -> list[str]:
+    """Columns named like features; the manifest's mask-path columns share the prefixes."""
+    return [c for c in columns if str(c).startswith(MODALITY_PREFIXES) and c not in PATH_COLUMNS]
+
+
 def _is_manifest(frame: pd.DataFrame) -> bool:
-    return "clinical" in frame.columns and not any(str(c).startswith(MODALITY_PREFIXES) for c in frame.columns)
+    return "clinical" in frame.columns and not _feature_like(frame.columns)
 
 
 def _peek(path: Path) -> pd.DataFrame:
@@ -49,23 +55,36 @@ def extract_like_run(manifest_path, extraction: dict, out_path, *, jobs: int = 1
         kwargs["families"] = list(recorded)
         kwargs["family_config"] = {name: dict(entry.get("config") or {}) for name, entry in recorded.items()
                                    if isinstance(entry, dict)}
+    _check_family_versions(recorded)  # before extracting: a mismatch would waste the whole run
     accepted = inspect.signature(extract).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}
     result = extract(manifest_path, out_path, **kwargs)
-    now = getattr(result, "provenance", None) or {}
-    for name, entry in recorded.items():
-        then_v = entry.get("version") if isinstance(entry, dict) else None
-        now_v = ((now.get("families") or {}).get(name) or {}).get("version")
-        if then_v and now_v and str(then_v) != str(now_v):
-            raise ValueError(f"feature family '{name}' was version {then_v} when the run was fitted but is "
-                             f"version {now_v} now: its features may differ; re-fit the run")
+    _check_family_versions(recorded, getattr(result, "provenance", None))
     path = getattr(result, "path", None) or (result if isinstance(result, (str, Path)) else out_path)
     return Path(path)
 
 
+def _check_family_versions(recorded: dict, provenance: dict | None = None) -> None:
+    """Refuse to predict when a family's code version differs from the one the run was fitted on."""
+    for name, entry in recorded.items():
+        then_v = entry.get("version") if isinstance(entry, dict) else None
+        if provenance is not None:
+            now_v = ((provenance.get("families") or {}).get(name) or {}).get("version")
+        else:
+            try:
+                from vitfeat.featurize import get_family
+
+                now_v = get_family(name).version
+            except Exception:  # unknown here; the post-extraction check catches it
+                now_v = None
+        if then_v and now_v and str(then_v) != str(now_v):
+            raise ValueError(f"feature family '{name}' was version {then_v} when the run was fitted but is "
+                             f"version {now_v} now: its features may differ; re-fit the run")
+
+
 def check_schema(frame: pd.DataFrame, schema: list[str], source, *, allow_extra: bool = False) -> None:
-    present = [c for c in frame.columns if str(c).startswith(MODALITY_PREFIXES)]
+    present = _feature_like(frame.columns)
     missing = [c for c in schema if c not in frame.columns]
     extra = [c for c in present if c not in set(schema)]
     problems = []
