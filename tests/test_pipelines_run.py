@@ -24,7 +24,7 @@ def run(tmp_path_factory):
     table["wood_shape_constant"] = 1.0  # a feature without variance gets a warning
     path = write_feature_table(table, root / "features.parquet",
                                {"vitfeat_version": "test", "masks": "auto",
-                                "families": {"border": {"version": "1", "config": {"band_px": 16.0}}}})
+                                "families": {"testfam": {"version": "1", "config": {"band_px": 16.0}}}})
     run_dir = fit_run(path, root / "run", FitConfig(pipelines=["logreg", "lgbm", "rf+smote"], folds=4, n_boot=100),
                       progress=False)
     return {"dir": run_dir, "table": table, "features": path, "root": root}
@@ -92,9 +92,25 @@ def test_predict_from_a_manifest_extracts_with_the_recorded_config(run, tmp_path
 
     monkeypatch.setattr(featurize, "extract", fake_extract, raising=False)
     out = predict_run(run["dir"], tmp_path / "m.csv", tmp_path / "pred.csv")
-    assert calls == [{"manifest": str(tmp_path / "m.csv"), "masks": "auto", "families": ["border"],
-                      "config": {"border": {"band_px": 16.0}}}]
+    assert calls == [{"manifest": str(tmp_path / "m.csv"), "masks": "auto", "families": ["testfam"],
+                      "config": {"testfam": {"band_px": 16.0}}}]
     assert list(out["case_id"]) == ["C00000", "C00001"]
+
+
+def test_predict_refuses_a_family_whose_code_version_changed(run, tmp_path):
+    from vitfeat.featurize import get_family
+
+    from vitfeat.pipelines.predict import extract_like_run
+
+    current = get_family("shape").version
+    pd.DataFrame({"case_id": ["a"], "clinical": ["a.png"]}).to_csv(tmp_path / "m.csv", index=False)
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(ValueError, match="re-fit the run"):
+        extract_like_run(tmp_path / "m.csv", {"families": {"shape": {"version": current + "-old"}}},
+                         tmp_path / "f.parquet")
+    assert not (tmp_path / "f.parquet").exists()  # refused before any extraction work
 
 
 def test_report_is_self_contained_and_readable(run):
