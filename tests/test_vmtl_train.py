@@ -128,7 +128,7 @@ def test_predict_gives_probability_mask_and_box(setup, tmp_path):
     h, w = read_image(man.loc[row["case_id"], "clinical"]).shape[:2]
     mask = read_image(row["clinical_mask_pred"])
     assert mask.shape[:2] == (h, w)
-    assert 0 <= row["clinical_box_x0"] < row["clinical_box_x1"] <= w + 1
+    assert 0 <= row["clinical_box_x0"] <= row["clinical_box_x1"] <= w and 0 <= row["clinical_box_y0"] <= row["clinical_box_y1"] <= h
     assert pd.read_csv(tmp_path / "pred.csv").shape == out.shape
 
 

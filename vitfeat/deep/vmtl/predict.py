@@ -67,7 +67,9 @@ def _box_pixels(cxcywh, size, crop_box):
     cx, cy, bw, bh = (float(v) for v in cxcywh)
     x0, y0, x1, y1 = crop_box if crop_box is not None else (0, 0, size[1], size[0])
     cw, ch = x1 - x0, y1 - y0
-    return (x0 + (cx - bw / 2) * cw, y0 + (cy - bh / 2) * ch, x0 + (cx + bw / 2) * cw, y0 + (cy + bh / 2) * ch)
+    h, w = size
+    box = (x0 + (cx - bw / 2) * cw, y0 + (cy - bh / 2) * ch, x0 + (cx + bw / 2) * cw, y0 + (cy + bh / 2) * ch)
+    return tuple(float(np.clip(v, 0, lim)) for v, lim in zip(box, (w, h, w, h)))  # clipped to the photo
 
 
 def predict_run(run_dir, manifest_path, out_path=None, *, masks_dir=None, device: str | None = None,

@@ -258,6 +258,10 @@ def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes
         if callback is not None:
             callback(repeat=repeat, fold=fold, epoch=epoch, state=state)
 
+    if not (fold_dir / "best.pt").exists():  # no finite validation loss in any epoch
+        log.warning("fold r%d f%d: no epoch had a finite validation loss; the last weights predict the test fold",
+                    repeat, fold)
+        _save_atomic({"model": model.state_dict(), "epoch": state["epoch"], "classes": classes}, fold_dir / "best.pt")
     best = torch.load(fold_dir / "best.pt", map_location=device, weights_only=False)
     model.load_state_dict(best["model"])
     test_loader = _loader(PairedDataset(test_cases, classes, cfg.imgsz, mean, std, train=False), cfg, shuffle=False)
