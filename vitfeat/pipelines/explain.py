@@ -26,6 +26,7 @@ from scipy.cluster import hierarchy  # noqa: E402
 from scipy.spatial.distance import squareform  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 from sklearn.base import clone  # noqa: E402
+from sklearn.feature_selection import f_classif  # noqa: E402
 from sklearn.metrics import log_loss  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
@@ -260,12 +261,22 @@ def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, clust
     perm_cluster = pd.DataFrame(perm_cluster)
     perm_family = pd.DataFrame(perm_family)
 
+    # A cluster is named by its member most related to the target on its own (ANOVA F), so a
+    # cluster of co-varying activity signs is not named after whichever column came first.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        filled = np.nan_to_num(np.where(np.isnan(X), np.nanmedian(X, axis=0), X))
+        relevance = np.nan_to_num(f_classif(filled, y)[0])
     rows = []
     for key, cols in clusters.items():
-        members = [names[j] for j in cols]
+        members = [names[j] for j in sorted(cols, key=lambda j: -relevance[j])]
+        groups = sorted({"_".join(feature_group(m)) for m in members})
+        description = describe_feature(members[0])
+        if len(members) > 1:
+            description += f" — with {len(members) - 1} correlated feature(s) from {', '.join(groups)}"
         rows.append({"cluster": key, "importance": perm_cluster[key].mean(), "sd_over_folds": perm_cluster[key].std(ddof=1),
-                     "n_features": len(cols), "lead_feature": members[0], "description": describe_feature(members[0]),
-                     "features": ";".join(members)})
+                     "n_features": len(cols), "lead_feature": members[0], "description": description,
+                     "groups": ";".join(groups), "features": ";".join(members)})
     cluster_table = pd.DataFrame(rows).sort_values("importance", ascending=False)
 
     rng = np.random.default_rng(seed)
