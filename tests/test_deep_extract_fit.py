@@ -1,7 +1,6 @@
 """Deep features end to end: `deep:` columns in an extracted table, through `fit` to a leaderboard,
 and a trained YOLO segmenter as the extract mask source (`--masks model:PATH`)."""
 
-import socket
 
 import numpy as np
 import pandas as pd
@@ -14,25 +13,7 @@ from vitfeat.featurize.engine import extract, read_features  # noqa: E402
 
 DEEP = "deep:test_vit@random:margin=0.2"  # tiny timm model, random weights: plumbing, not accuracy
 
-
-@pytest.fixture(scope="module")
-def refused(tmp_path_factory):
-    attempts = []
-    mp = pytest.MonkeyPatch()
-
-    def refuse_connect(self, address, *a, **k):
-        attempts.append(address)
-        raise ConnectionRefusedError(f"network disabled in tests ({address})")
-
-    def refuse_dns(host, *a, **k):
-        attempts.append(host)
-        raise socket.gaierror(f"network disabled in tests ({host})")
-
-    mp.setattr(socket.socket, "connect", refuse_connect)
-    mp.setattr(socket, "getaddrinfo", refuse_dns)
-    mp.setenv("VITFEAT_YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("ultralytics-config")))
-    yield attempts
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("yolo_config_dir")
 
 
 @pytest.fixture(scope="module")

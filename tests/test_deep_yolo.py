@@ -2,7 +2,6 @@
 training (the segment one through `vitfeat train yolo`), prediction, mask source, YOLO ROI crops."""
 
 import json
-import socket
 
 import numpy as np
 import pandas as pd
@@ -18,26 +17,6 @@ IMGSZ = 64
 
 
 @pytest.fixture(scope="module")
-def refused():
-    """Network refused for the whole module (DNS and connect); attempts are recorded."""
-    attempts = []
-    mp = pytest.MonkeyPatch()
-
-    def refuse_connect(self, address, *a, **k):
-        attempts.append(address)
-        raise ConnectionRefusedError(f"network disabled in tests ({address})")
-
-    def refuse_dns(host, *a, **k):
-        attempts.append(host)
-        raise socket.gaierror(f"network disabled in tests ({host})")
-
-    mp.setattr(socket.socket, "connect", refuse_connect)
-    mp.setattr(socket, "getaddrinfo", refuse_dns)
-    yield attempts
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     from vitfeat.synth import generate
 
@@ -46,15 +25,7 @@ def synth(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def yolo_env(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("VITFEAT_YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("ultralytics-config")))
-    yield
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def seg_run(synth, yolo_env, refused, tmp_path_factory):
+def seg_run(synth, yolo_config_dir, refused, tmp_path_factory):
     out = tmp_path_factory.mktemp("yolo-seg")
     rc = main(["train", "yolo", str(synth), "-o", str(out), "--task", "segment", "--modality", "wood",
                "--epochs", "1", "--imgsz", str(IMGSZ), "--batch", "4"])
@@ -63,7 +34,7 @@ def seg_run(synth, yolo_env, refused, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def det_run(synth, yolo_env, refused, tmp_path_factory):
+def det_run(synth, yolo_config_dir, refused, tmp_path_factory):
     out = tmp_path_factory.mktemp("yolo-det")
     train_yolo(synth, out, task="detect", modality="clinical", epochs=1, imgsz=IMGSZ, batch=4)
     return out

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from vitfeat.cli.main import main
-from vitfeat.featurize import extract, read_features, register_family
+from vitfeat.featurize import extract, read_features
 from vitfeat.featurize.registry import _FAMILIES, Family
 
 REPO = Path(__file__).resolve().parents[1]

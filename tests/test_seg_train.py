@@ -18,16 +18,6 @@ from vitfeat.deep.segmentation.train import SegConfig, train_segmenter
 SMALL = dict(epochs=1, imgsz=64, batch=8, encoder="resnet18")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # small tensors on a shared 2-core CPU: one intra-op thread is ~10x faster than two
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-
 @pytest.fixture(scope="module")
 def ultralight_run(synth_small, tmp_path_factory):
     out = tmp_path_factory.mktemp("seg") / "ultralight"

@@ -9,16 +9,6 @@ import torch.nn.functional as F
 from vitfeat.deep.segmentation.ultralight import Mamba, PVMLayer, UltraLightVMUNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # small tensors on a shared 2-core CPU: one intra-op thread is ~10x faster than two
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-
 def _params(module) -> int:
     return sum(p.numel() for p in module.parameters())
 

@@ -12,15 +12,6 @@ from vitfeat.deep.vmtl.losses import UncertaintyWeighting, focal_loss, masked_re
 from vitfeat.deep.vmtl.model import build_model, random_patch_mask
 
 S = 64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: one thread avoids OpenMP stalls when the CPU is shared, and keeps runs fast.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 TINY = dict(backbone="test_convnext", weights="random", imgsz=S, patch=8)
 
 

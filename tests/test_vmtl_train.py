@@ -28,15 +28,6 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: one thread avoids OpenMP stalls when the CPU is shared, and keeps runs fast.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def setup(synth_small, tmp_path_factory):
     """A fit run on a tiny feature table (its folds.csv is the plan), then a VMTL run on those folds."""

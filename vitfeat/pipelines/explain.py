@@ -234,7 +234,6 @@ def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, clust
     X = frame[names].to_numpy(dtype=float, copy=True)
     X[~np.isfinite(X)] = np.nan
     y = np.searchsorted(classes, frame[target].astype(str).to_numpy())
-    groups_pid = frame["patient_id"].astype(str).to_numpy()
     out = run / "explain" / target
     out.mkdir(parents=True, exist_ok=True)
 
