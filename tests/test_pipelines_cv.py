@@ -103,7 +103,7 @@ def test_multiclass_leaderboard_has_per_class_scores(tables):
     run = fit_run(tables["three"], tables["root"] / "run3",
                   FitConfig(pipelines=["logreg", "lgbm"], folds=3, n_boot=50), progress=False)
     board = pd.read_csv(run / "leaderboard.csv")
-    assert set(board["pipeline"]) == {"logreg", "lgbm"}
+    assert set(board["pipeline"]) == {"logreg", "lgbm", "nested-selection"}
     for c in ("common_nevus", "atypical_nevus", "melanoma"):
         assert board[f"f1_{c}_mean"].notna().all()
     assert (board["balanced_accuracy_mean"] > 0.45).all()  # chance is 0.33
@@ -111,7 +111,7 @@ def test_multiclass_leaderboard_has_per_class_scores(tables):
     oof = pd.read_csv(run / "oof_predictions.csv")
     probas = oof[["proba_common_nevus", "proba_atypical_nevus", "proba_melanoma"]].to_numpy()
     np.testing.assert_allclose(probas.sum(1), 1.0, atol=1e-6)
-    assert len(oof) == 2 * 150
+    assert len(oof) == 3 * 150  # two pipelines and the nested selection between them
 
 
 def test_several_targets_give_one_leaderboard_each_and_one_model_each(tables):
@@ -120,7 +120,7 @@ def test_several_targets_give_one_leaderboard_each_and_one_model_each(tables):
                   progress=False)
     board = pd.read_csv(run / "leaderboard.csv")
     assert sorted(board.groupby("target")["rank"].apply(list).to_dict().items()) == [
-        ("activity", [1, 2]), ("label", [1, 2])]
+        ("activity", [1, 2, 3]), ("label", [1, 2, 3])]  # two pipelines + nested selection
     from vitfeat.pipelines.persist import load_model
 
     bundle = load_model(run / "model.skops")

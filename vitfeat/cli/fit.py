@@ -11,10 +11,13 @@ write a run directory with the leaderboard and a report, and refit the best pipe
 Every preprocessing step (imputation, scaling, feature selection, over/undersampling) is fitted
 inside the training folds only, folds keep each patient's cases together, and hyperparameter
 search (--search random) runs on inner folds of the training part, never on the test fold.
+The top row's score chose the winner, so it is optimistic; the 'nested-selection' row scores the
+choice itself (in each outer fold the pipeline that wins inner CV on the training part predicts
+the test part): quote that one for the chosen model (--no-nested skips it).
 
 RUN_DIR gets: leaderboard.csv (balanced accuracy, macro-F1, AUROC, PR-AUC, sensitivity,
 specificity, per-class F1, fit time: fold mean, fold SD, patient-bootstrap 95 % CI),
-oof_predictions.csv, folds.csv, fold_scores.csv, config.yaml, report.html (self-contained),
+oof_predictions.csv, folds.csv, fold_scores.csv, nested_selection.csv, config.yaml, report.html (self-contained),
 report.md, model.skops (best pipeline per target, with its feature schema) and run.json.
 An interrupted run resumes from RUN_DIR/.cv_cache.
 
@@ -55,6 +58,10 @@ def register(subparsers) -> None:
                         "it must have used the same folds")
     p.add_argument("--search", choices=["none", "random"], help="nested hyperparameter search (default none)")
     p.add_argument("--n-iter", type=int, help="random-search candidates per fit (default 10)")
+    p.add_argument("--no-nested", dest="nested", action="store_const", const=False,
+                   help="skip nested selection (the honest score of picking the best pipeline; it costs "
+                        "pipelines x inner folds extra fits per outer fold)")
+    p.add_argument("--inner-folds", type=int, help="inner folds of nested selection (default 3)")
     p.add_argument("--jobs", type=int, help="parallel fits (default 1; models themselves use one thread each)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--n-boot", type=int, help="bootstrap resamples for the CIs (default 500)")
@@ -68,6 +75,7 @@ def run(args) -> int:
 
     overrides = {"targets": args.target, "pipelines": args.pipelines, "folds": args.folds, "repeats": args.repeats,
                  "folds_from": args.folds_from, "include": args.include, "search": args.search,
+                 "nested": args.nested, "inner_folds": args.inner_folds,
                  "n_iter": args.n_iter, "jobs": args.jobs, "seed": args.seed, "n_boot": args.n_boot}
     try:
         if args.config:

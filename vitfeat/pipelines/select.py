@@ -17,9 +17,10 @@ import pandas as pd
 import yaml
 
 from vitfeat import __version__
-from vitfeat.pipelines import zoo
+from vitfeat.pipelines import nested, zoo
 from vitfeat.pipelines.cv import cross_validate, feature_columns, fit_estimator
 from vitfeat.pipelines.folds import make_folds, read_folds, same_folds, write_folds
+from vitfeat.pipelines.nested import nested_selection
 from vitfeat.pipelines.metrics import HEADLINE, flatten, positive_class, proba_columns, score_oof
 from vitfeat.pipelines.persist import read_feature_table, save_model, write_csv, write_json
 
@@ -40,6 +41,8 @@ class FitConfig:
     include: list = field(default_factory=list)
     search: str = "none"
     n_iter: int = 10
+    nested: bool = True  # score the selection procedure itself (see vitfeat.pipelines.nested)
+    inner_folds: int = 3
     jobs: int = 1
     seed: int = 0
     n_boot: int = 500
@@ -126,7 +129,8 @@ def warnings_for(summary: dict, n_splits: int, n_pipelines: int, failures: list,
     if n_pipelines > 1:
         out.append(f"The top of the leaderboard was chosen among {n_pipelines} pipelines on these same folds, "
                    "so its score is optimistic (winner's curse); overlapping confidence intervals mean the "
-                   "difference is not established. Confirm the chosen pipeline on independent patients.")
+                   "difference is not established. The 'nested-selection' row (when present) scores the "
+                   "selection procedure without that bias. Confirm the chosen pipeline on independent patients.")
     return out
 
 
@@ -136,7 +140,8 @@ def leaderboard_rows(oof: pd.DataFrame, info: pd.DataFrame, target: str, classes
         scores = score_oof(part, classes, positive=positive, n_boot=n_boot, seed=seed)
         times = info.loc[info["pipeline"] == name, "fit_time"] if len(info) else pd.Series(dtype=float)
         row = {"target": target, "pipeline": name,
-               "description": zoo.describe(name) if _known(name) else "included run",
+               "description": nested.DESCRIPTION if name == nested.NAME
+               else zoo.describe(name) if _known(name) else "included run",
                "n_cases": int(part["case_id"].nunique()),
                "fit_time_mean": float(times.mean()) if len(times) else np.nan,
                "fit_time_sd": float(times.std(ddof=1)) if len(times) > 1 else np.nan}
@@ -220,6 +225,7 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
     table_hash = file_hash(features)
     n_splits = int(plan["fold"].max()) + 1
     oofs, infos, boards, fold_scores, failures, models = [], [], [], [], [], {}
+    nested_picks = []
     for target in config.targets:
         has = frame[target].notna().to_numpy()
         y = frame.loc[has, target].astype(str).to_numpy()
@@ -234,6 +240,15 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
             cache_dir=out / ".cv_cache", cache_key={"table": table_hash, "features": len(features_cols)},
             target=target, progress=progress)
         failures += fails
+        if config.nested and len(pipelines) > 1 and len(oof):
+            nested_oof, picks = nested_selection(
+                X[has], y, frame.loc[has, "patient_id"], frame.loc[has, "case_id"], sub_plan, pipelines, oof,
+                classes=classes, inner_folds=config.inner_folds, search=config.search, n_iter=config.n_iter,
+                n_jobs=config.jobs, seed=config.seed, cache_dir=out / ".cv_cache",
+                cache_key={"table": table_hash, "features": len(features_cols)}, target=target)
+            if len(nested_oof):
+                oof = pd.concat([oof, nested_oof], ignore_index=True)
+                nested_picks.append(picks)
         for run_dir in config.include:
             oof = pd.concat([oof, read_included(run_dir, target, classes, sub_plan)], ignore_index=True)
         if not len(oof):
@@ -254,6 +269,8 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
     write_csv(pd.concat(boards, ignore_index=True), out / "leaderboard.csv")
     write_csv(pd.concat(fold_scores, ignore_index=True), out / "fold_scores.csv")
     write_csv(pd.concat(infos, ignore_index=True), out / "fold_fits.csv")
+    if nested_picks:
+        write_csv(pd.concat(nested_picks, ignore_index=True), out / "nested_selection.csv")
     save_model({"features": features_cols, "targets": models}, out / "model.skops")
 
     summary = summarize_data(frame, features_cols, config.targets, failed)
