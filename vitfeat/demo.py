@@ -12,7 +12,7 @@ from vitfeat.dataset import load_manifest
 from vitfeat.synth import generate
 
 #: The embedded default data: small enough for a laptop, large enough for 5-fold CV.
-DEMO_SYNTH = dict(n=120, seed=0, size=384, difficulty=0.35, cases_per_patient=1.5)
+DEMO_SYNTH = dict(n=120, seed=0, size=384, difficulty=0.6, cases_per_patient=1.5, label_noise=0.08)
 
 
 def run_demo(out_dir="artifacts/demo", jobs: int = -1, log=print) -> dict:

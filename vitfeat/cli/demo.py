@@ -5,7 +5,8 @@ from __future__ import annotations
 from vitfeat.cli._common import add_command
 
 DESCRIPTION = """\
-Run the whole workflow on the embedded default data set (120 synthetic paired cases, generated
+Run the whole workflow on the embedded default data set (120 synthetic paired cases with
+overlapping classes and 8 % label noise, as real staging labels are, generated
 deterministically on first use): synth -> manifest check -> extract -> fit, and print where the
 report is. Re-running reuses the data and the feature cache.
 
