@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from PIL import Image
 from skimage.color import lab2rgb
 from tqdm.auto import tqdm
 
+from vitfeat.atomic import write_bytes, write_text
 from vitfeat.dataset import write_manifest
 
 LABELS = ("stable", "active")
@@ -158,12 +158,6 @@ def _png_bytes(mask: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _polygons(mask: np.ndarray) -> list[np.ndarray]:
@@ -344,14 +338,14 @@ def _render_case(index: int, case_id: str, patient_id: str, skin_type: int, acti
         "clinical": f"images/{case_id}_clinical.jpg", "wood": f"images/{case_id}_wood.jpg",
         "clinical_mask": f"masks/{case_id}_clinical.png", "wood_mask": f"masks/{case_id}_wood.png",
     }
-    _write_atomic(out / names["clinical"], _jpeg_bytes(clinical_rgb, quality))
-    _write_atomic(out / names["wood"], _jpeg_bytes(wood_rgb, max(q_lo, quality - 5)))
-    _write_atomic(out / names["clinical_mask"], _png_bytes(clinical_mask))
-    _write_atomic(out / names["wood_mask"], _png_bytes(wood_mask))
+    write_bytes(out / names["clinical"], _jpeg_bytes(clinical_rgb, quality))
+    write_bytes(out / names["wood"], _jpeg_bytes(wood_rgb, max(q_lo, quality - 5)))
+    write_bytes(out / names["clinical_mask"], _png_bytes(clinical_mask))
+    write_bytes(out / names["wood_mask"], _png_bytes(wood_mask))
     for modality, mask in (("clinical", clinical_mask), ("wood", wood_mask)):
         stem = f"{case_id}_{modality}.txt"
-        _write_atomic(out / "labels" / stem, "\n".join(yolo_label_lines(mask, "polygon")).encode() + b"\n")
-        _write_atomic(out / "labels-boxes" / stem, "\n".join(yolo_label_lines(mask, "box")).encode() + b"\n")
+        write_bytes(out / "labels" / stem, "\n".join(yolo_label_lines(mask, "polygon")).encode() + b"\n")
+        write_bytes(out / "labels-boxes" / stem, "\n".join(yolo_label_lines(mask, "box")).encode() + b"\n")
 
     truth = CaseTruth(
         case_id=case_id, patient_id=patient_id, label=LABELS[int(active)], observed_label=observed,
@@ -415,13 +409,11 @@ def generate(out_dir, n: int = 200, seed: int = 0, size: int = 512, difficulty: 
     manifest = pd.DataFrame([r["row"] for r in results])
     truth = pd.DataFrame([r["truth"] for r in results])
     truth.insert(2, "difficulty", cfg.difficulty)
-    _write_text_atomic(out / "truth.csv", truth.to_csv(index=False))
+    write_text(out / "truth.csv", truth.to_csv(index=False))
     import yaml
 
-    _write_text_atomic(out / "synth.yaml", yaml.safe_dump(asdict(cfg) | {"jpeg_quality": list(cfg.jpeg_quality)},
+    write_text(out / "synth.yaml", yaml.safe_dump(asdict(cfg) | {"jpeg_quality": list(cfg.jpeg_quality)},
                                                           sort_keys=True))
     return write_manifest(manifest, out / "manifest.csv")
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    _write_atomic(path, text.encode())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from vitfeat.cli._common import add_command
 
 DESCRIPTION = """\

@@ -26,7 +26,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from vitfeat.dataset import ImageReadError, Manifest, load_manifest, read_image, read_mask
+from vitfeat.atomic import atomic_path, write_text
+from vitfeat.dataset import (
+    ImageReadError,
+    Manifest,
+    load_manifest,
+    read_image,
+    read_mask,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +146,7 @@ def export_yolo_dataset(manifest: Manifest | str | os.PathLike, out_dir, *, task
             log.warning("case %s skipped: %s", rec["case_id"], exc)
             continue
         _atomic_png(out / "images" / rec["split"] / f"{stem}.png", image[:, :, ::-1])
-        _atomic_text(out / "labels" / rec["split"] / f"{stem}.txt", "\n".join(label_lines(mask, task)) + "\n")
+        write_text(out / "labels" / rec["split"] / f"{stem}.txt", "\n".join(label_lines(mask, task)) + "\n")
     usable[["case_id", "patient_id", "split", "error"]].to_csv(out / "split.csv", index=False)
     ok = usable[usable["error"] == ""]
     if not (ok["split"] == "train").any() or not (ok["split"] == "val").any():
@@ -148,7 +155,7 @@ def export_yolo_dataset(manifest: Manifest | str | os.PathLike, out_dir, *, task
     data_yaml = out / "data.yaml"
     import yaml
 
-    _atomic_text(data_yaml, yaml.safe_dump({"path": str(out.resolve()), "train": "images/train",
+    write_text(data_yaml, yaml.safe_dump({"path": str(out.resolve()), "train": "images/train",
                                             "val": "images/val", "names": CLASS_NAMES}, sort_keys=False))
     return data_yaml
 
@@ -158,16 +165,9 @@ def _safe_stem(case_id: str) -> str:
 
 
 def _atomic_png(path: Path, bgr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    if not cv2.imwrite(str(tmp), bgr):
-        raise OSError(f"{path}: could not write image")
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), bgr):
+            raise OSError(f"{path}: could not write image")
 
 
 def _check_task(task: str) -> None:
@@ -250,7 +250,7 @@ def train_yolo(manifest, out_dir, *, task: str = "segment", modality: str = "cli
         "metrics": {k: float(v) for k, v in (getattr(results, "results_dict", None) or {}).items()},
         "ultralytics": ul.__version__,
     }
-    _atomic_text(out / "yolo.json", json.dumps(info, indent=2))
+    write_text(out / "yolo.json", json.dumps(info, indent=2))
     return out / "model.pt"
 
 

@@ -5,7 +5,13 @@
 >>> print(result.summary())  # doctest: +SKIP
 """
 
-from vitfeat.featurize.engine import ExtractResult, extract, load_config, read_features, write_features
+from vitfeat.featurize.engine import (
+    ExtractResult,
+    extract,
+    load_config,
+    read_features,
+    write_features,
+)
 from vitfeat.featurize.registry import (
     DEFAULT_FAMILIES,
     CaseArrays,

@@ -27,11 +27,25 @@ from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
 from vitfeat import __version__
-from vitfeat.dataset import Case, ImageReadError, file_hash, load_manifest, read_image, read_mask
+from vitfeat.dataset import (
+    Case,
+    ImageReadError,
+    file_hash,
+    load_manifest,
+    read_image,
+    read_mask,
+)
 from vitfeat.featurize.masks import auto_mask, mask_predictor, parse_mask_source
 from vitfeat.featurize.registry import DEFAULT_FAMILIES, CaseArrays, Family, get_family
+
 # read_features / write_features are re-exported: callers import them from the engine too.
-from vitfeat.featurize.table import FORMATS, PROVENANCE_KEY, assemble, read_features, write_features  # noqa: F401
+from vitfeat.featurize.table import (  # noqa: F401
+    FORMATS,
+    PROVENANCE_KEY,
+    assemble,
+    read_features,
+    write_features,
+)
 
 log = logging.getLogger(__name__)
 

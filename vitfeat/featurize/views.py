@@ -14,7 +14,6 @@ import numpy as np
 
 from vitfeat.featurize.registry import CaseArrays
 
-
 #: How far from the lesion (px) distances are computed; beyond, they are +inf.
 DISTANCE_MARGIN = 72
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import html
 import json
-import textwrap
 import logging
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -30,7 +30,12 @@ from sklearn.feature_selection import f_classif  # noqa: E402
 from sklearn.metrics import log_loss  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from vitfeat.pipelines.persist import load_model, read_feature_table, write_csv, write_json  # noqa: E402
+from vitfeat.pipelines.persist import (  # noqa: E402
+    load_model,
+    read_feature_table,
+    write_csv,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 

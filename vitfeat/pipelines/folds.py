@@ -6,12 +6,13 @@ in the TEST part of ``fold`` in that ``repeat``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
+
+from vitfeat.atomic import write_csv
 
 FOLD_COLUMNS = ["case_id", "patient_id", "repeat", "fold"]
 
@@ -62,11 +63,7 @@ def check_folds(plan: pd.DataFrame) -> None:
 
 
 def write_folds(plan: pd.DataFrame, path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    plan[FOLD_COLUMNS].to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return write_csv(path, plan[FOLD_COLUMNS])
 
 
 def read_folds(path, frame: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -14,8 +14,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import (average_precision_score, balanced_accuracy_score, confusion_matrix, f1_score,
-                             roc_auc_score)
+from sklearn.metrics import (
+    average_precision_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    roc_auc_score,
+)
 from sklearn.preprocessing import label_binarize
 
 #: Class names treated as the positive (diseased/progressing) class of a binary target.

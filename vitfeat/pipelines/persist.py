@@ -12,11 +12,13 @@ vitfeat builds models with; anything else is refused with the list of offending 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
+
+from vitfeat import atomic
+from vitfeat.atomic import atomic_path
 
 MODEL_FORMAT = "vitfeat-model/1"
 PROVENANCE_KEY = b"vitfeat"
@@ -51,11 +53,9 @@ def read_feature_table(path) -> tuple[pd.DataFrame, dict]:
 def save_model(bundle: dict, path) -> Path:
     import skops.io as sio
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    sio.dump(dict(bundle, format=MODEL_FORMAT), tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        sio.dump(dict(bundle, format=MODEL_FORMAT), tmp)
+    return Path(path)
 
 
 def load_model(path) -> dict:
@@ -76,16 +76,8 @@ def load_model(path) -> dict:
 
 
 def write_json(obj, path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
-    return path
+    return atomic.write_json(path, obj)
 
 
 def write_csv(frame: pd.DataFrame, path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return atomic.write_csv(path, frame)

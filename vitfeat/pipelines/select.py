@@ -20,9 +20,20 @@ from vitfeat import __version__
 from vitfeat.pipelines import nested, zoo
 from vitfeat.pipelines.cv import cross_validate, feature_columns, fit_estimator
 from vitfeat.pipelines.folds import make_folds, read_folds, same_folds, write_folds
+from vitfeat.pipelines.metrics import (
+    HEADLINE,
+    flatten,
+    positive_class,
+    proba_columns,
+    score_oof,
+)
 from vitfeat.pipelines.nested import nested_selection
-from vitfeat.pipelines.metrics import HEADLINE, flatten, positive_class, proba_columns, score_oof
-from vitfeat.pipelines.persist import read_feature_table, save_model, write_csv, write_json
+from vitfeat.pipelines.persist import (
+    read_feature_table,
+    save_model,
+    write_csv,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ background), and the mapping is saved with the model so that predictions speak t
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from vitfeat.atomic import write_csv
 from vitfeat.dataset import ImageReadError, load_manifest, read_image, read_mask
 
 SPLITS = ("train", "val", "test")
@@ -79,11 +79,7 @@ def grouped_split(items: list[SegItem], fractions=(0.7, 0.15, 0.15), seed: int =
 
 
 def write_split(frame: pd.DataFrame, path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame[["case_id", "patient_id", "split"]].to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return write_csv(path, frame[["case_id", "patient_id", "split"]])
 
 
 def read_split(path, items: list[SegItem]) -> pd.DataFrame:

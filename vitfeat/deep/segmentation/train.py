@@ -26,9 +26,14 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
+from vitfeat.atomic import atomic_path, write_text
 from vitfeat.deep.segmentation import data as segdata
 from vitfeat.deep.segmentation.metrics import SegmentationMeter
-from vitfeat.deep.segmentation.models import DEFAULT_ENCODER, build_model, get_architecture
+from vitfeat.deep.segmentation.models import (
+    DEFAULT_ENCODER,
+    build_model,
+    get_architecture,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,16 +122,9 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, 1)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _loader(dataset, batch: int, shuffle: bool, seed: int | None = None) -> DataLoader:
@@ -174,7 +172,7 @@ def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split
         config.mask_values = segdata.mask_values(i.mask for i in parts["train"])
         if len(config.mask_values) < 2:
             raise ValueError(f"the training masks hold a single grey value {config.mask_values}: nothing to segment")
-    _atomic_write_text(out / "config.json", json.dumps(_config_dict(config), indent=2))
+    write_text(out / "config.json", json.dumps(_config_dict(config), indent=2))
 
     datasets = {name: segdata.SegmentationDataset(parts[name], config.imgsz, config.mask_values,
                                                   augment=config.augment and name == "train", progress=progress)
@@ -277,8 +275,8 @@ def _finish(out, model, datasets, config, history, device, loss_fn, selection, m
         "device": str(device),
         "torch": torch.__version__,
     }
-    _atomic_write_text(out / "test_metrics.json", json.dumps(test, indent=2))
-    _atomic_write_text(out / "segmenter.json", json.dumps(meta, indent=2))
+    write_text(out / "test_metrics.json", json.dumps(test, indent=2))
+    write_text(out / "segmenter.json", json.dumps(meta, indent=2))
     return meta
 
 
@@ -335,4 +333,4 @@ def _write_log(out: Path, history: list[dict]) -> None:
     tmp = out / ".log.csv.tmp"
     frame.to_csv(tmp, index=False)
     os.replace(tmp, out / "log.csv")
-    _atomic_write_text(out / "log.json", json.dumps(history, indent=2))
+    write_text(out / "log.json", json.dumps(history, indent=2))

@@ -20,7 +20,9 @@ import torch.nn.functional as F
 from mambapy.mamba import MambaBlock, MambaConfig
 
 try:  # the CUDA kernel is optional; the pure-PyTorch scan gives the same numbers
-    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as _cuda_selective_scan
+    from mamba_ssm.ops.selective_scan_interface import (
+        selective_scan_fn as _cuda_selective_scan,
+    )
 except Exception:  # ImportError, or a broken CUDA build
     _cuda_selective_scan = None
 

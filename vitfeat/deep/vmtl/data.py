@@ -19,7 +19,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from vitfeat.dataset import ImageReadError, MODALITIES, read_image, read_mask
+from vitfeat.dataset import MODALITIES, ImageReadError, read_image, read_mask
 
 log = logging.getLogger(__name__)
 

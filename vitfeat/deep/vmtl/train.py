@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import platform
 import time
 import warnings
@@ -31,10 +30,15 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vitfeat import __version__
+from vitfeat.atomic import atomic_path, write_csv, write_text
 from vitfeat.dataset import load_manifest
 from vitfeat.deep.vmtl.config import VMTLConfig, guess_positive
 from vitfeat.deep.vmtl.data import PairedDataset, load_cases, make_roi, to_device
-from vitfeat.deep.vmtl.losses import UncertaintyWeighting, masked_recon_loss, task_losses
+from vitfeat.deep.vmtl.losses import (
+    UncertaintyWeighting,
+    masked_recon_loss,
+    task_losses,
+)
 from vitfeat.deep.vmtl.model import build_model, normalisation, random_patch_mask
 
 log = logging.getLogger(__name__)
@@ -47,21 +51,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def inner_split(cases, val_fraction: float, seed: int):
@@ -272,11 +263,11 @@ def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes
                          "y_pred": [classes[i] for i in pred["proba"].argmax(1)]})
     for i, c in enumerate(classes):
         rows[f"proba_{c}"] = pred["proba"][:, i]
-    _write_text_atomic(fold_dir / "history.json", json.dumps(state["history"], indent=1))
-    _write_text_atomic(fold_dir / "seen.json", json.dumps({
+    write_text(fold_dir / "history.json", json.dumps(state["history"], indent=1))
+    write_text(fold_dir / "seen.json", json.dumps({
         "train": state["seen_train"], "val": state["seen_val"], "test": [c.case_id for c in test_cases],
         "best_epoch": state["best_epoch"], "best_val_loss": state["best_loss"]}, indent=1))
-    _write_csv_atomic(rows, fold_dir / "oof.csv")
+    write_csv(fold_dir / "oof.csv", rows)
     last.unlink(missing_ok=True)  # the optimizer state is large and no longer needed
     return rows
 
@@ -326,7 +317,7 @@ def _train_vmtl(manifest, out_dir, folds_from, config, *, resume, progress, call
                                   "or choose a new directory")
         cfg = config or VMTLConfig()
     out.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(saved_cfg, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    write_text(saved_cfg, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     man = load_manifest(manifest, targets=[cfg.target])
     plan = read_folds(folds_from, man.frame)
@@ -334,7 +325,7 @@ def _train_vmtl(manifest, out_dir, folds_from, config, *, resume, progress, call
     classes = _class_names(man.frame, cfg.target)
     loaded, failures = load_cases(man.cases(), cfg.imgsz, cfg.target, roi=make_roi(cfg), progress=progress)
     if failures:
-        _write_csv_atomic(pd.DataFrame(failures, columns=["case_id", "error"]), out / "failures.csv")
+        write_csv(out / "failures.csv", pd.DataFrame(failures, columns=["case_id", "error"]))
     by_id = {c.case_id: c for c in loaded}
 
     parts, fold_info = [], []
@@ -356,7 +347,7 @@ def _train_vmtl(manifest, out_dir, folds_from, config, *, resume, progress, call
         parts.append(rows)
 
     oof = pd.concat(parts, ignore_index=True)
-    _write_csv_atomic(oof, out / "oof_predictions.csv")
+    write_csv(out / "oof_predictions.csv", oof)
     scores = write_scores(oof, classes, out)
     mean, std = normalisation(cfg.backbone)
     run = {"kind": "vmtl", "variant": cfg.variant, "pipeline": cfg.pipeline_name, "target": cfg.target,
@@ -366,7 +357,7 @@ def _train_vmtl(manifest, out_dir, folds_from, config, *, resume, progress, call
            "n_cases": len(man.frame), "failed": [f[0] for f in failures],
            "manifest": str(Path(manifest).resolve()), "folds_from": str(Path(folds_from).resolve()),
            "versions": {"vitfeat": __version__, "torch": torch.__version__, "python": platform.python_version()}}
-    _write_text_atomic(out / "run.json", json.dumps(run, indent=1, default=str))
+    write_text(out / "run.json", json.dumps(run, indent=1, default=str))
     return out
 
 
@@ -377,8 +368,8 @@ def write_scores(oof: pd.DataFrame, classes, out: Path) -> dict:
     scores = score_oof(oof, classes)
     clean = {k: v for k, v in scores.items() if not k.startswith("_")}
     per_fold = scores["_per_fold"].to_dict(orient="records")
-    _write_text_atomic(out / "metrics.json", json.dumps({"pipeline": oof["pipeline"].iloc[0], "positive": scores["_positive"],
+    write_text(out / "metrics.json", json.dumps({"pipeline": oof["pipeline"].iloc[0], "positive": scores["_positive"],
                                                          "metrics": clean, "per_fold": per_fold}, indent=1, default=float))
     row = {"pipeline": oof["pipeline"].iloc[0], "target": oof["target"].iloc[0], **flatten(scores)}
-    _write_csv_atomic(pd.DataFrame([row]), out / "leaderboard.csv")
+    write_csv(out / "leaderboard.csv", pd.DataFrame([row]))
     return scores
