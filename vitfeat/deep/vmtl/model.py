@@ -62,6 +62,19 @@ def normalisation(name: str) -> tuple[tuple, tuple]:
     return tuple(cfg.mean), tuple(cfg.std)
 
 
+
+def encode_wood(encode, fc: torch.Tensor, wood, has_wood, fill: torch.Tensor) -> torch.Tensor:
+    """Wood's features for the cases that have a Wood's photo; ``fill`` stands in for the others."""
+    if wood is None:
+        return fill
+    if has_wood is None:
+        has_wood = torch.ones(len(fc), dtype=torch.bool, device=fc.device)
+    if not has_wood.any():
+        return fill
+    fw = fill.clone()
+    fw[has_wood] = encode(wood[has_wood]).to(fc.dtype)
+    return fw
+
 class MixedPool(nn.Module):
     """SFS pooling: lambda * avg + (1 - lambda) * max; lambda in (0, 1) through a sigmoid."""
 
@@ -166,13 +179,7 @@ class VMTLNet(nn.Module):
         cross-attention degrades to self-attention instead of attending to a blank image.
         """
         fc = self.encode(clinical)
-        fw = fc
-        if wood is not None:
-            if has_wood is None:
-                has_wood = torch.ones(len(clinical), dtype=torch.bool, device=clinical.device)
-            if has_wood.any():
-                fw = fc.clone()
-                fw[has_wood] = self.encode(wood[has_wood]).to(fc.dtype)
+        fw = encode_wood(self.encode, fc, wood, has_wood, fill=fc)
         size = fc.shape[-2:]
         c, w = self.pool(fc), self.pool(fw)
         for _ in range(self.cfg.iterations):
@@ -225,13 +232,7 @@ class BaselineNet(nn.Module):
 
     def forward(self, clinical, wood=None, has_wood=None, dense: bool = True):
         fc = self.backbone(clinical)
-        fw = torch.zeros_like(fc)
-        if wood is not None:
-            if has_wood is None:
-                has_wood = torch.ones(len(clinical), dtype=torch.bool, device=clinical.device)
-            if has_wood.any():
-                fw = fw.clone()
-                fw[has_wood] = self.backbone(wood[has_wood]).to(fc.dtype)
+        fw = encode_wood(self.backbone, fc, wood, has_wood, fill=torch.zeros_like(fc))
         emb = torch.cat([fc, fw], 1)
         return {"logits": self.classifier(emb), "embedding": emb, "z_clinical": fc, "z_wood": fw}
 
