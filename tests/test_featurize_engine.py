@@ -75,7 +75,7 @@ def test_table_provenance_errors_and_single_image_cases(synth, tmp_path):
     assert (err.drop("broken") == "").all()
     assert "broken.jpg" in result.summary() and "1 with errors" in result.summary()
     single = table.set_index("case_id").loc["single"]
-    assert np.isfinite(single["clinical_shape_area_fraction"]) and np.isnan(single["pair_pair_area_ratio"])
+    assert np.isfinite(single["clinical_shape_area_fraction"]) and np.isnan(single["pair_wood_area_ratio"])
     assert np.isnan(single["wood_firstorder_mean"])
     assert prov["families"]["shape"]["version"] and prov["masks"] == "given"
     assert prov["mask_source"]["single"] == {"clinical": "given"}

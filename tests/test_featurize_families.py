@@ -12,7 +12,7 @@ from vitfeat.featurize.firstorder import firstorder_features
 from vitfeat.featurize.masks import auto_clinical_mask, auto_wood_mask, parse_mask_source
 from vitfeat.featurize.registration import register_pair
 from vitfeat.featurize.satellites import satellite_features
-from vitfeat.featurize.shape import shape_features
+from vitfeat.featurize.shape import marching_squares_measures, shape_features
 from vitfeat.featurize.texture import lbp_uniform
 from vitfeat.featurize.views import ImageView
 
@@ -77,6 +77,29 @@ def test_shape_of_a_disc_and_of_a_square():
     assert empty["area_fraction"] == 0 and np.isnan(empty["perimeter"])
 
 
+def test_marching_squares_measures_equal_traced_contours():
+    # The fast path sums per-cell lengths and areas; tracing the contours (scikit-image, the
+    # convention pyradiomics shares) must give the same perimeter, area and vertex set, including
+    # holes, saddle cells (two diagonal pixels) and lesions touching the image border.
+    from skimage.measure import find_contours
+
+    rng = np.random.default_rng(3)
+    masks = [rng.random((30, 40)) < p for p in (0.2, 0.5, 0.8)]
+    masks.append(np.eye(6, dtype=bool))  # a chain of saddles
+    ring = disc(60, 25) & ~disc(60, 10)  # a hole
+    masks += [ring, np.ones((8, 8), bool)]
+    for mask in masks:
+        contours = find_contours(np.pad(mask.astype(float), 1), 0.5)
+        traced_len = sum(np.hypot(*np.diff(c, axis=0).T).sum() for c in contours)
+        traced_area = abs(sum(0.5 * (np.dot(c[:, 1], np.roll(c[:, 0], -1)) - np.dot(c[:, 0], np.roll(c[:, 1], -1)))
+                              for c in contours))
+        traced_vertices = {tuple(v) for c in contours for v in np.round(c - 1.0, 6)}
+        perimeter, area, vertices = marching_squares_measures(mask)
+        assert perimeter == pytest.approx(traced_len, rel=1e-12)
+        assert area == pytest.approx(traced_area, rel=1e-12)
+        assert {tuple(v) for v in np.round(vertices, 6)} == traced_vertices
+
+
 def test_border_transition_width_measures_the_blur():
     widths = []
     for sigma in (0.8, 2.0, 4.0):
@@ -125,8 +148,8 @@ def test_wood_and_color_see_contrast_and_depigmentation():
     rgb, mask = blurred_lesion(blur_sigma=1.0, skin=60, lesion=220)
     case = CaseArrays("c", rgb, rgb.copy(), mask, mask.copy())
     w = get_family("wood")(case)
-    assert w["wood_wood_contrast_ratio"] == pytest.approx(220 / 60, rel=0.1)
-    assert w["wood_wood_michelson"] == pytest.approx((220 - 60) / 280, rel=0.1)
+    assert w["wood_fluorescence_contrast_ratio"] == pytest.approx(220 / 60, rel=0.1)
+    assert w["wood_fluorescence_michelson"] == pytest.approx((220 - 60) / 280, rel=0.1)
     c = get_family("color")(case)
     assert c["clinical_color_delta_L"] > 30 and c["clinical_color_delta_e"] > 20
 

@@ -35,14 +35,14 @@ def test_satellite_count_is_exact(measured):
 def test_area_ratio_follows_the_truth(measured):
     # What the two photos show: the true Wood's/clinical ratio times the Wood's camera's zoom^2.
     observed = measured["area_ratio"] * measured["wood_scale"] ** 2
-    rho = spearmanr(measured["pair_pair_area_ratio_unregistered"], observed)[0]
+    rho = spearmanr(measured["pair_wood_area_ratio_unregistered"], observed)[0]
     assert rho >= 0.95, rho
     # Against the zoom-free truth, registration has to undo the camera's zoom. Synth's skin offers
     # no shared landmarks, so satellite macules carry it where there are any (about half the
     # cases); without them the ratio keeps the zoom, which bounds the rank correlation.
-    rho_true = spearmanr(measured["pair_pair_area_ratio"], measured["area_ratio"])[0]
+    rho_true = spearmanr(measured["pair_wood_area_ratio"], measured["area_ratio"])[0]
     assert rho_true >= 0.9, rho_true
-    registered = measured["pair_pair_registration_ok"] == 1
+    registered = measured["pair_wood_registration_ok"] == 1
     assert registered.mean() >= 0.3
-    zoom = measured.loc[registered, "pair_pair_registration_scale"] / measured.loc[registered, "wood_scale"]
+    zoom = measured.loc[registered, "pair_wood_registration_scale"] / measured.loc[registered, "wood_scale"]
     assert (zoom - 1).abs().median() < 0.01

@@ -6,7 +6,7 @@ from vitfeat.cli._common import add_command
 
 DESCRIPTION = """\
 Turn every case of a manifest (clinical photo, optional Wood's photo, optional masks) into one row
-of named features: <modality>_<family>_<feature>, e.g. wood_shape_solidity, pair_pair_area_ratio,
+of named features: <modality>_<family>_<feature>, e.g. wood_shape_solidity, pair_wood_area_ratio,
 clinical_border_transition_width. Provenance (vitfeat and family versions, config, mask source
 and image content hashes per case) is stored in the Parquet metadata.
 

@@ -64,7 +64,7 @@ def color_features(v: ImageView, band_px: float = 24.0) -> dict:
     return out
 
 
-@register_family("color", version="4", defaults={"band_px": 24.0})
+@register_family("color", version="5", defaults={"band_px": 24.0})
 def color(case: CaseArrays, band_px: float = 24.0) -> dict:
     """CIELAB statistics in lesion and ring, CIEDE2000 between them, ITA, trichrome zone width."""
     result = {}

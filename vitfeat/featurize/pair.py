@@ -4,6 +4,10 @@
 times the camera's area scale); ``area_ratio_unregistered`` is the ratio of the two lesion area
 fractions, scale-free in image size but not in camera distance, for when registration fails.
 Both use the main (largest) lesion component, so satellites do not move the ratio.
+``outside_fraction`` is the share of the Wood's lesion lying outside the registered clinical one.
+
+Columns read ``pair_wood_<feature>`` (the extent under Wood's lamp, seen from the pair), not
+``pair_pair_``: see :mod:`vitfeat.featurize.registry` on column names.
 """
 
 from __future__ import annotations
@@ -14,17 +18,17 @@ from vitfeat.featurize.registration import register_pair
 from vitfeat.featurize.registry import CaseArrays, register_family
 from vitfeat.featurize.views import nan_dict, view
 
-FEATURES = ("area_ratio", "area_ratio_unregistered", "total_area_ratio", "iou", "wood_outside_fraction",
+FEATURES = ("area_ratio", "area_ratio_unregistered", "total_area_ratio", "iou", "outside_fraction",
             "registration_score", "registration_inliers", "registration_ok", "registration_scale")
 
 
-@register_family("pair", version="2", modalities=("pair",), needs_wood=True)
+@register_family("pair", version="3", modalities=("pair",), needs_wood=True)
 def pair(case: CaseArrays) -> dict:
     """Wood's-to-clinical area ratio (registered and registration-free), IoU, registration quality."""
     out = nan_dict(FEATURES)
     vc, vw = view(case, "clinical"), view(case, "wood")
     if vc is None or vw is None or not vc.has_lesion or not vw.has_lesion:
-        return {f"pair_pair_{k}": x for k, x in out.items()}
+        return {f"pair_wood_{k}": x for k, x in out.items()}
     reg = case.memo.get("registration")
     if reg is None:
         reg = case.memo["registration"] = register_pair(vc.rgb, vw.rgb, vc.mask, vw.mask)
@@ -36,9 +40,9 @@ def pair(case: CaseArrays) -> dict:
     warped = reg.warp_mask(vc.mask, vw.mask.shape)
     union = np.count_nonzero(warped | vw.mask)
     out["iou"] = np.count_nonzero(warped & vw.mask) / union if union else float("nan")
-    out["wood_outside_fraction"] = np.count_nonzero(vw.mask & ~warped) / vw.area
+    out["outside_fraction"] = np.count_nonzero(vw.mask & ~warped) / vw.area
     out["registration_score"] = reg.score
     out["registration_inliers"] = float(reg.n_inliers)
     out["registration_ok"] = float(reg.ok)
     out["registration_scale"] = float(np.sqrt(reg.area_scale))
-    return {f"pair_pair_{k}": float(x) for k, x in out.items()}
+    return {f"pair_wood_{k}": float(x) for k, x in out.items()}

@@ -2,7 +2,10 @@
 
 A *family* is a pure function ``func(case: CaseArrays, **config) -> {column_name: float}`` plus a
 version string. Column names follow ``<modality>_<family>_<feature>`` (modality: clinical, wood,
-pair). Bumping ``version`` invalidates the engine's per-case cache for that family only.
+pair); the second field is the family's name except where it would repeat the modality: the
+``pair`` family writes ``pair_wood_...`` (the lesion's extent under Wood's lamp) and the ``wood``
+family ``wood_fluorescence_...``. Every name still splits the same way (modality, group, feature).
+Bumping ``version`` invalidates the engine's per-case cache for that family only.
 
 Parametric families (``deep:convnextv2_tiny@random``) are built on demand by a factory registered
 for their prefix with :func:`register_family_factory`.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from scipy.spatial.distance import pdist
-from skimage.measure import find_contours
 
 from vitfeat.featurize.registry import CaseArrays, register_family
 from vitfeat.featurize.views import nan_dict, view
@@ -22,24 +21,44 @@ FEATURES = (
 )
 
 
-def mask_contours(mask: np.ndarray) -> list[np.ndarray]:
-    """Closed marching-squares contours (row, col) of a bool mask, holes included."""
+# Marching squares at the 0.5 level on a binary mask, cell by cell. A cell is a 2x2 block of pixel
+# centres; its code has bit k set when corner k (TL, TR, BR, BL) is inside. The contour crosses the
+# cell's edges at their midpoints, so each code contributes a fixed length and enclosed area. Saddles
+# (codes 5 and 10) separate the two inside corners, as pyradiomics and scikit-image's
+# ``find_contours`` (``fully_connected='low'``) do. Summing over the code histogram gives the
+# perimeter and area of the traced contours, holes included, without tracing them.
+_HALF_DIAG = np.sqrt(0.5)
+_CELL_LENGTH = np.array([0, 1, 1, 0, 1, 2, 0, 1, 1, 0, 2, 1, 0, 1, 1, 0]) * _HALF_DIAG
+_CELL_LENGTH[[3, 6, 9, 12]] = 1.0
+_CELL_AREA = np.array([0, 1, 1, 4, 1, 2, 4, 7, 1, 4, 2, 7, 4, 7, 7, 8]) / 8.0
+
+
+def marching_squares_measures(mask: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """``(perimeter, area, vertices)`` of a bool mask's marching-squares contours at level 0.5.
+
+    ``vertices`` (row, col) are the contour points: the midpoints between every pair of 4-adjacent
+    inside and outside pixels (the image border counts as outside). Equal to tracing the contours
+    with ``skimage.measure.find_contours`` and summing lengths and shoelace areas, about 10x faster.
+    """
     rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
     if len(rows) == 0:
-        return []
+        return 0.0, 0.0, np.empty((0, 2))
     y0, x0 = rows[0], cols[0]
-    # Only the mask's bounding box (padded so that every contour closes) is traced.
-    padded = np.pad(mask[y0:rows[-1] + 1, x0:cols[-1] + 1].astype(np.float32), 1)
-    return [c + np.array([y0 - 1.0, x0 - 1.0]) for c in find_contours(padded, 0.5)]
+    m = np.pad(mask[y0:rows[-1] + 1, x0:cols[-1] + 1], 1).view(np.uint8)
+    code = m[:-1, :-1] | (m[:-1, 1:] << 1) | (m[1:, 1:] << 2) | (m[1:, :-1] << 3)
+    counts = np.bincount(code.ravel(), minlength=16)
+    hy, hx = np.nonzero(m[:, :-1] != m[:, 1:])  # between (y, x) and (y, x + 1)
+    vy, vx = np.nonzero(m[:-1, :] != m[1:, :])  # between (y, x) and (y + 1, x)
+    vertices = np.concatenate([np.column_stack([hy, hx + 0.5]), np.column_stack([vy + 0.5, vx])])
+    vertices += np.array([y0 - 1.0, x0 - 1.0])
+    return float(counts @ _CELL_LENGTH), float(counts @ _CELL_AREA), vertices
 
 
-def polygon_signed_area(c: np.ndarray) -> float:
-    y, x = c[:, 0], c[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-
-
-def polygon_length(c: np.ndarray) -> float:
-    return float(np.sum(np.hypot(*np.diff(c, axis=0).T)))
+def outer_contour(mask: np.ndarray) -> np.ndarray:
+    """The longest outer boundary (row, col) of a bool mask, traced through pixel centres."""
+    contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    longest = max(contours, key=len)[:, 0, ::-1].astype(np.float64)
+    return np.concatenate([longest, longest[:1]])  # closed
 
 
 def box_counting_dimension(points: np.ndarray) -> float:
@@ -79,17 +98,15 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None)
     if area == 0:
         out["n_components"] = 0.0
         return out
-    contours = mask_contours(mask)
-    perimeter = sum(polygon_length(c) for c in contours)
-    mesh_area = abs(sum(polygon_signed_area(c) for c in contours))
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    perimeter, mesh_area, vertices = marching_squares_measures(mask)
     out.update(mesh_area=mesh_area, perimeter=perimeter)
     if perimeter > 0 and mesh_area > 0:
         out["perimeter_area_ratio"] = perimeter / mesh_area
         out["circularity"] = 4.0 * np.pi * mesh_area / perimeter**2
         out["sphericity"] = 2.0 * np.sqrt(np.pi * mesh_area) / perimeter
 
-    vertices = np.concatenate(contours).astype(np.float32)
-    hull = cv2.convexHull(vertices[:, ::-1].copy())
+    hull = cv2.convexHull(vertices[:, ::-1].astype(np.float32))
     hull_area = cv2.contourArea(hull)
     if hull_area > 0:
         out["solidity"] = mesh_area / hull_area
@@ -113,11 +130,11 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None)
     stats = components[2]
     out["n_components"] = float(np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] >= min_component_px))
     out["fractal_dimension"] = box_counting_dimension(np.round(vertices).astype(np.int64))
-    out["fourier_energy"] = fourier_energy(max(contours, key=len))
+    out["fourier_energy"] = fourier_energy(outer_contour(mask))
     return out
 
 
-@register_family("shape", version="1", modalities=("clinical", "wood"), defaults={"min_component_px": 5})
+@register_family("shape", version="2", modalities=("clinical", "wood"), defaults={"min_component_px": 5})
 def shape(case: CaseArrays, min_component_px: int = 5) -> dict:
     """Lesion shape per modality: area, perimeter, circularity, solidity, convexity, axes, fractal dimension."""
     result = {}

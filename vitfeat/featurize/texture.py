@@ -121,13 +121,16 @@ def _glcm(grey: np.ndarray, regions: list[np.ndarray], levels: int) -> list[dict
         return out
     P_all = graycomatrix(q, [1], [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], levels=1 + len(regions) * levels,
                          symmetric=True)
-    for k in present:
-        block = slice(1 + k * levels, 1 + (k + 1) * levels)
-        P = P_all[block, block].astype(np.float64)
-        totals = P.sum(axis=(0, 1), keepdims=True)
-        P = np.divide(P, totals, out=np.zeros_like(P), where=totals > 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[k] = {n: float(np.nanmean(graycoprops(P, p))) for n, p in zip(names, GLCM_PROPS)}
+    # Each region's block becomes one "distance" slice of a 4-D matrix: one graycoprops call per
+    # property serves every region.
+    P = np.stack([P_all[1 + k * levels:1 + (k + 1) * levels, 1 + k * levels:1 + (k + 1) * levels, 0]
+                  for k in present], axis=2).astype(np.float64)
+    totals = P.sum(axis=(0, 1), keepdims=True)
+    P = np.divide(P, totals, out=np.zeros_like(P), where=totals > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        props = {n: np.nanmean(graycoprops(P, p), axis=1) for n, p in zip(names, GLCM_PROPS)}
+    for i, k in enumerate(present):
+        out[k] = {n: float(values[i]) for n, values in props.items()}
     return out
 
 
@@ -162,7 +165,7 @@ def texture_features(v: ImageView, levels: int = 2, glcm_levels: int = 16) -> di
     return out
 
 
-@register_family("texture", version="1", defaults={"levels": 2, "glcm_levels": 16})
+@register_family("texture", version="2", defaults={"levels": 2, "glcm_levels": 16})
 def texture(case: CaseArrays, levels: int = 2, glcm_levels: int = 16) -> dict:
     """Wavelet energies/entropies, GLCM properties and LBP histograms in lesion and ring, per modality."""
     result = {}

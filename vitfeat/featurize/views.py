@@ -16,6 +16,10 @@ from vitfeat.featurize.registry import CaseArrays
 
 #: How far from the lesion (px) distances are computed; beyond, they are +inf.
 DISTANCE_MARGIN = 72
+#: OpenCV's 5x5 chamfer approximation of the Euclidean distance: at most 1.6 % too long (at 22.5
+#: degrees off the axes), exact along axes and diagonals, and 3x cheaper than the exact transform.
+#: Features bin distances in 0.5-px steps within ~30 px of the edge, so the error stays under one bin.
+DISTANCE_KERNEL = cv2.DIST_MASK_5
 
 
 class ImageView:
@@ -120,8 +124,8 @@ class ImageView:
     def distance_roi(self) -> np.ndarray:
         """Signed distance to the lesion boundary in px: negative inside, positive outside (float32)."""
         m = self.mask_roi.astype(np.uint8)
-        outside = cv2.distanceTransform(1 - m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        inside = cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        outside = cv2.distanceTransform(1 - m, cv2.DIST_L2, DISTANCE_KERNEL)
+        inside = cv2.distanceTransform(m, cv2.DIST_L2, DISTANCE_KERNEL)
         # Each transform is 0 where the other is not, so the signed distance is their difference;
         # the half-pixel shift puts the zero level on the pixel edge between lesion and skin.
         signed = outside - inside

@@ -3,6 +3,7 @@
 Depigmented skin fluoresces blue-white under UV; stable lesions glow evenly ("chalk-white"),
 active ones are patchier and fade into the surrounding skin. Intensity is the grey level of the
 Wood's photo; ratios and coefficients of variation make the features exposure-invariant.
+Columns read ``wood_fluorescence_<feature>``, not ``wood_wood_``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ FEATURES = ("contrast_ratio", "michelson", "uniformity_cv", "uniformity_iqr", "u
             "border_contrast", "blue_ratio")
 
 
-@register_family("wood", version="1", modalities=("wood",), needs_wood=True)
+@register_family("wood", version="2", modalities=("wood",), needs_wood=True)
 def wood(case: CaseArrays) -> dict:
     """Fluorescence contrast (ratio, Michelson), uniformity inside the lesion, contrast at the border."""
     out = nan_dict(FEATURES)
@@ -39,4 +40,4 @@ def wood(case: CaseArrays) -> dict:
             out["border_contrast"] = float((inner.mean() - outer.mean()) / max(l_mean - r_mean, 1.0))
         rgb = v.rgb[v.roi][v.mask_roi].astype(np.float64)
         out["blue_ratio"] = float(rgb[:, 2].mean() / max(rgb[:, 0].mean(), 1.0))
-    return {f"wood_wood_{k}": x for k, x in out.items()}
+    return {f"wood_fluorescence_{k}": x for k, x in out.items()}

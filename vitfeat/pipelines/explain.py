@@ -54,7 +54,8 @@ FAMILY_TEXT = {
     "texture": "texture (GLCM, wavelets)", "glcm": "texture regularity (GLCM)", "wavelet": "fine texture (wavelets)",
     "satellites": "satellite (confetti-like) macules around the lesion",
     "satellite": "satellite (confetti-like) macules around the lesion",
-    "intensity": "fluorescence intensity and its uniformity", "fluorescence": "fluorescence uniformity",
+    "intensity": "fluorescence intensity and its uniformity",
+    "fluorescence": "fluorescence contrast and uniformity",
     "trichrome": "intermediate-tone (trichrome) zone", "koebner": "linear (Koebner) lesions",
     "registration": "agreement between the two photos after registration",
     "deep": "deep-network image embedding (not directly interpretable)",
@@ -80,9 +81,9 @@ def feature_group(name: str) -> tuple[str, str]:
 def describe_group(modality: str, family: str) -> str:
     what = FAMILY_TEXT.get(family, family.replace("-", " "))
     where = MODALITY_TEXT.get(modality, modality)
-    if modality == "pair" and family in ("area", "pair", "shape"):
+    if modality == "pair" and family in ("area", "pair", "shape", "wood"):
         return "lesion area under Wood's lamp relative to daylight (Wood's-to-clinical area ratio, overlap)"
-    if modality == "wood" and family == "wood":
+    if modality == "wood" and family in ("wood", "fluorescence"):
         return "fluorescence contrast and uniformity under Wood's lamp"
     return f"{what} {where}"
 
