@@ -194,6 +194,32 @@ def bench_ph2(n: int, repeats: int) -> None:
         rel = np.abs(a - b) / np.maximum(np.abs(b), 1e-12)
         flag = "" if rel.max() <= 0.01 else "  > 1 %"
         print(f"  {theirs_name:42s} clinical_{our_name:33s} {np.median(rel):9.2e} {rel.max():9.2e}{flag}")
+    border_stability(images)
+
+
+def border_stability(images) -> None:
+    """How much the border features move under the chamfer distance (vs the exact Euclidean one)
+    and, for scale, under re-encoding the photo as JPEG (quality 90)."""
+    from vitfeat.featurize import views
+    from vitfeat.featurize.border import border_features
+
+    def table(kernel, recode=False):
+        kept, views.DISTANCE_KERNEL = views.DISTANCE_KERNEL, kernel
+        try:
+            return pd.DataFrame([border_features(views.ImageView(
+                cv2.imdecode(cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_UNCHANGED)
+                if recode else rgb, mask)) for rgb, mask in images])
+        finally:
+            views.DISTANCE_KERNEL = kept
+
+    exact, chamfer = table(cv2.DIST_MASK_PRECISE), table(cv2.DIST_MASK_5)
+    recoded = table(cv2.DIST_MASK_PRECISE, recode=True)
+    print("border features on PH2, relative change (median / 90th percentile):")
+    print(f"  {'feature':24s} {'chamfer vs exact distance':>27s} {'JPEG q90 re-encode':>20s}")
+    for col in exact:
+        a = ((chamfer[col] - exact[col]).abs() / exact[col].abs().clip(lower=1e-9)).dropna()
+        b = ((recoded[col] - exact[col]).abs() / exact[col].abs().clip(lower=1e-9)).dropna()
+        print(f"  {col:24s} {a.median():13.3f} / {a.quantile(0.9):.3f}      {b.median():9.3f} / {b.quantile(0.9):.3f}")
 
 
 def main() -> None:

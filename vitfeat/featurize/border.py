@@ -89,12 +89,16 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
     ys, xs = np.nonzero(band)
     dd = d[ys, xs]
     grey = v.grey_roi[ys, xs]
-    n_bins = int(np.ceil((r_in + band_px) / BIN_PX))
-    idx = np.clip(((dd + r_in) / BIN_PX).astype(np.int64), 0, n_bins - 1)
+    # Bins are anchored at the edge, centred on multiples of BIN_PX: the pixel distances nearest
+    # the edge (+-0.5, +-1.5 px along the axes) fall mid-bin, not on bin edges where rounding would
+    # move whole rows of pixels from one bin to the next from one image to another.
+    start = -BIN_PX * (np.ceil(r_in / BIN_PX) + 0.5)
+    n_bins = int(np.ceil((band_px - start) / BIN_PX))
+    idx = np.clip(((dd - start) / BIN_PX).astype(np.int64), 0, n_bins - 1)
     counts = np.bincount(idx, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.bincount(idx, grey, n_bins) / counts
-    centres = -r_in + (np.arange(n_bins) + 0.5) * BIN_PX
+    centres = start + (np.arange(n_bins) + 0.5) * BIN_PX
 
     plateau_from = 0.6 * r_in
     inner = means[(centres <= -plateau_from) & (counts > 0)]
