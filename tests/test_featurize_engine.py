@@ -155,6 +155,42 @@ def test_batch_family_runs_in_main_process_and_is_cached(synth, tmp_path):
         del _FAMILIES["batch_probe"]
 
 
+def test_one_bad_case_in_a_batch_fails_alone(synth):
+    def batch(cases):
+        if any(c.case_id.endswith("3") for c in cases):
+            raise ValueError("cannot embed this one")
+        return [{"clinical_probe_size": float(c.clinical.shape[0])} for c in cases]
+
+    _FAMILIES["batch_probe"] = Family("batch_probe", "1", ("clinical",), func=None, batch_func=batch)
+    try:
+        r = extract(synth, None, families=["batch_probe"], batch_size=8, progress=False)
+    finally:
+        del _FAMILIES["batch_probe"]
+    bad = r.frame["case_id"].str.endswith("3")
+    assert bad.sum() >= 1 and r.n_failed == bad.sum()
+    assert r.frame.loc[bad, "error"].str.contains("cannot embed this one").all()
+    assert (r.frame.loc[~bad, "clinical_probe_size"] == 128).all() and (r.frame.loc[~bad, "error"] == "").all()
+
+
+def test_max_side_shrinks_photos_and_masks_and_is_recorded(synth, tmp_path):
+    native = extract(synth, None, families=["shape"], progress=False).frame
+    small = extract(synth, tmp_path / "small.parquet", families=["shape"], max_side=64, cache_dir=tmp_path / "c",
+                    progress=False)
+    assert small.n_failed == 0 and small.provenance["max_side"] == 64
+    _, prov = read_features(small.path)
+    assert prov["max_side"] == 64
+    # Pixel counts scale with the area (128 -> 64 px: a quarter); fractions do not.
+    ratio = small.frame["clinical_shape_pixel_area"] / native["clinical_shape_pixel_area"]
+    assert ratio.median() == pytest.approx(0.25, rel=0.1)
+    assert np.allclose(small.frame["clinical_shape_area_fraction"], native["clinical_shape_area_fraction"], rtol=0.15)
+    # The setting is part of the cache key: the native run must not reuse the shrunk values.
+    again = extract(synth, None, families=["shape"], cache_dir=tmp_path / "c", progress=False)
+    assert again.n_cached == 0
+    assert extract(synth, None, families=["shape"], max_side=64, cache_dir=tmp_path / "c", progress=False).n_cached == 16
+    with pytest.raises(ValueError, match="max_side"):
+        extract(synth, None, families=["shape"], max_side=8, progress=False)
+
+
 def test_auto_and_model_mask_sources_are_recorded(synth, tmp_path, monkeypatch):
     auto = extract(synth, None, families=["shape"], masks="auto", progress=False)
     assert auto.n_failed == 0

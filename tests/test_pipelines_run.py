@@ -23,7 +23,7 @@ def run(tmp_path_factory):
     table.loc[5, "error"] = "clinical: file not found"  # a failed case is reported, not fitted
     table["wood_shape_constant"] = 1.0  # a feature without variance gets a warning
     path = write_feature_table(table, root / "features.parquet",
-                               {"vitfeat_version": "test", "masks": "auto",
+                               {"vitfeat_version": "test", "masks": "auto", "max_side": 256,
                                 "families": {"testfam": {"version": "1", "config": {"band_px": 16.0}}}})
     run_dir = fit_run(path, root / "run", FitConfig(pipelines=["logreg", "lgbm", "rf+smote"], folds=4, n_boot=100),
                       progress=False)
@@ -86,14 +86,16 @@ def test_predict_from_a_manifest_extracts_with_the_recorded_config(run, tmp_path
                   "clinical_mask": ["", ""]}).to_csv(tmp_path / "m.csv", index=False)
     calls = []
 
-    def fake_extract(manifest, output=None, *, families=None, masks="given", jobs=1, family_config=None):
-        calls.append({"manifest": str(manifest), "masks": masks, "families": families, "config": family_config})
+    def fake_extract(manifest, output=None, *, families=None, masks="given", jobs=1, family_config=None,
+                     max_side=None):
+        calls.append({"manifest": str(manifest), "masks": masks, "families": families, "config": family_config,
+                      "max_side": max_side})
         return write_feature_table(run["table"].iloc[:2].drop(columns=["label"]), output)
 
     monkeypatch.setattr(featurize, "extract", fake_extract, raising=False)
     out = predict_run(run["dir"], tmp_path / "m.csv", tmp_path / "pred.csv")
     assert calls == [{"manifest": str(tmp_path / "m.csv"), "masks": "auto", "families": ["testfam"],
-                      "config": {"testfam": {"band_px": 16.0}}}]
+                      "config": {"testfam": {"band_px": 16.0}}, "max_side": 256}]
     assert list(out["case_id"]) == ["C00000", "C00001"]
 
 

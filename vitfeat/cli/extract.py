@@ -62,6 +62,9 @@ def register(subparsers) -> None:
     p.add_argument("--cache-dir", default=None, help="per-case cache (default: .vitfeat-cache beside the output)")
     p.add_argument("--backend", choices=("loky", "dask"), default=None, help="joblib backend (default loky)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler address for --backend dask")
+    p.add_argument("--max-side", type=int, default=None, metavar="PX",
+                   help="shrink photos whose longest side exceeds PX before extracting (e.g. 512 for phone "
+                        "photos): pixel-unit features and defaults then mean the same on every camera")
     p.add_argument("--targets", nargs="+", default=None, help="target columns to carry over (default: label)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -78,7 +81,7 @@ def run(args) -> int:
         raise CLIError(str(exc)) from None
     flags = {"families": args.families, "masks": args.masks, "jobs": args.jobs, "format": args.fmt,
              "cache_dir": args.cache_dir, "backend": args.backend, "scheduler": args.scheduler,
-             "targets": args.targets}
+             "targets": args.targets, "max_side": args.max_side}
     options.update({k: v for k, v in flags.items() if v is not None})
     families = options.get("families")
     if isinstance(families, list):
@@ -89,7 +92,7 @@ def run(args) -> int:
             jobs=int(options.get("jobs", 1)), fmt=options.get("format"), cache_dir=options.get("cache_dir"),
             backend=options.get("backend", "loky"), scheduler=options.get("scheduler"),
             family_config=options.get("family_config"), batch_size=int(options.get("batch_size", 16)),
-            targets=options.get("targets"), progress=not args.no_progress,
+            targets=options.get("targets"), progress=not args.no_progress, max_side=options.get("max_side"),
         )
     except (ManifestError, FileNotFoundError, KeyError, ValueError) as exc:
         raise CLIError(str(exc).strip("'\"")) from None

@@ -143,7 +143,7 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
     return out
 
 
-@register_family("border", version="3", defaults={"band_px": 32.0, "n_sectors": 12})
+@register_family("border", version="4", defaults={"band_px": 32.0, "n_sectors": 12})
 def border(case: CaseArrays, band_px: float = 32.0, n_sectors: int = 12) -> dict:
     """Border sharpness per modality: 10-90 % transition width, its spread along the edge, edge gradient."""
     result = {}

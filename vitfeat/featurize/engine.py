@@ -146,17 +146,39 @@ def _input_hashes(case: Case, plan: dict) -> dict:
     return hashes
 
 
-def load_case_arrays(case: Case, plan: dict) -> CaseArrays:
-    """Read a case's images and build or read its masks according to ``plan``."""
+def fit_to_max_side(image: np.ndarray, max_side: int | None, *, nearest: bool = False) -> np.ndarray:
+    """``image`` shrunk (never enlarged) so that its longest side is at most ``max_side`` px.
+
+    Area averaging for photos (no aliasing), nearest neighbour for masks (they stay binary).
+    """
+    h, w = image.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if nearest:
+        return cv2.resize(image.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(image.dtype)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def load_case_arrays(case: Case, plan: dict, max_side: int | None = None) -> CaseArrays:
+    """Read a case's images and build or read its masks according to ``plan``.
+
+    ``max_side``: shrink photos (and given masks) so that the longest side is at most this many px
+    before anything else, so that pixel-unit features and defaults mean the same on every camera.
+    """
     arrays, masks = {}, {}
     for modality, source in plan.items():
         rgb = read_image(case.image(modality))
+        native = rgb.shape[:2]
+        rgb = fit_to_max_side(rgb, max_side)
         arrays[modality] = rgb
         if source == "given":
             mask = read_mask(case.mask(modality))
-            if mask.shape != rgb.shape[:2]:
+            if mask.shape != native:
                 raise ImageReadError(f"{case.mask(modality)}: mask size {mask.shape[::-1]} differs from image "
-                                     f"size {rgb.shape[1::-1]}")
+                                     f"size {native[::-1]}")
+            mask = fit_to_max_side(mask, max_side, nearest=True)
         elif source.startswith("model:"):
             mask = np.asarray(mask_predictor(source.split(":", 1)[1]).predict(rgb, modality), dtype=bool)
         else:
@@ -167,7 +189,7 @@ def load_case_arrays(case: Case, plan: dict) -> CaseArrays:
 
 
 def _extract_case(case: Case, families: list[tuple], mask_spec: str, mask_describe: dict | None,
-                  cache_dir: str | None, single_thread: bool = False) -> dict:
+                  cache_dir: str | None, single_thread: bool = False, max_side: int | None = None) -> dict:
     """Worker: features of one case for the per-case families, using and filling the cache."""
     if single_thread:
         # Parallelism is across cases; OpenCV's own threads would only compete with the workers.
@@ -183,7 +205,7 @@ def _extract_case(case: Case, families: list[tuple], mask_spec: str, mask_descri
     except (ImageReadError, OSError) as exc:
         result["errors"].append(_io_message(exc))
         return result
-    mask_info = {"plan": plan, "model": mask_describe}
+    mask_info = _mask_info(plan, mask_describe, max_side)
     todo = []
     for fam in families:
         cached = None
@@ -197,7 +219,7 @@ def _extract_case(case: Case, families: list[tuple], mask_spec: str, mask_descri
     if not todo:
         return result
     try:
-        arrays = load_case_arrays(case, plan)
+        arrays = load_case_arrays(case, plan, max_side)
     except Exception as exc:  # noqa: BLE001 - any unreadable input fails this case only
         result["errors"].append(_io_message(exc))
         return result
@@ -229,13 +251,21 @@ def _io_message(exc: Exception) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def _mask_info(plan: dict, mask_describe, max_side: int | None) -> dict:
+    """What, besides the image files and the family, a cached value depends on."""
+    info = {"plan": plan, "model": mask_describe}
+    if max_side:  # absent when unset, so that caches written before the option existed stay valid
+        info["max_side"] = int(max_side)
+    return info
+
+
 def _run_batch_family(fam: Family, spec: tuple, cases: list[Case], results: list[dict], mask_describe,
-                      cache_dir: str | None, batch_size: int, progress: bool) -> None:
+                      cache_dir: str | None, batch_size: int, progress: bool, max_side: int | None = None) -> None:
     pending = []
     for case, res in zip(cases, results):
         if not res["hashes"]:  # inputs unreadable: the case already carries its error
             continue
-        mask_info = {"plan": res["masks"], "model": mask_describe}
+        mask_info = _mask_info(res["masks"], mask_describe, max_side)
         key_path = _cache_path(Path(cache_dir), spec[0], _cache_key(spec, res["hashes"], mask_info)) if cache_dir else None
         cached = _cache_read(key_path) if key_path else None
         if cached is not None:
@@ -249,17 +279,11 @@ def _run_batch_family(fam: Family, spec: tuple, cases: list[Case], results: list
         ok = []
         for case, res, key_path in chunk:
             try:
-                arrays.append(load_case_arrays(case, res["masks"]))
+                arrays.append(load_case_arrays(case, res["masks"], max_side))
                 ok.append((res, key_path))
             except Exception as exc:  # noqa: BLE001
                 res["errors"].append(_io_message(exc))
-        try:
-            outputs = fam.batch_func(arrays, **spec[2]) if arrays else []
-        except Exception as exc:  # noqa: BLE001
-            for res, _ in ok:
-                res["errors"].append(f"{spec[0]}: {type(exc).__name__}: {exc}")
-            outputs = []
-        for (res, key_path), values in zip(ok, outputs):
+        for (res, key_path), values in _batch_outputs(fam, spec, arrays, ok):
             values = {k: float(v) for k, v in values.items()}
             res["features"][spec[0]] = values
             res["n_computed"] += 1
@@ -269,6 +293,26 @@ def _run_batch_family(fam: Family, spec: tuple, cases: list[Case], results: list
     bar.close()
 
 
+def _batch_outputs(fam: Family, spec: tuple, arrays: list, ok: list) -> list:
+    """``[((res, key_path), values)]`` for the cases of a batch whose features were computed.
+
+    When the batch call fails, the cases are run one by one, so that one bad case (an odd image
+    size, an empty crop) costs only its own features, not those of the whole batch.
+    """
+    if not arrays:
+        return []
+    try:
+        return list(zip(ok, fam.batch_func(arrays, **spec[2])))
+    except Exception as exc:  # noqa: BLE001
+        if len(arrays) == 1:
+            ok[0][0]["errors"].append(f"{spec[0]}: {type(exc).__name__}: {exc}")
+            return []
+    done = []
+    for case_arrays, entry in zip(arrays, ok):
+        done += _batch_outputs(fam, spec, [case_arrays], [entry])
+    return done
+
+
 # ---------------------------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +320,7 @@ def _run_batch_family(fam: Family, spec: tuple, cases: list[Case], results: list
 
 def load_config(path) -> dict:
     """Read an extract YAML config: the keys of :func:`extract` (``families``, ``masks``, ``jobs``,
-    ``format``, ``cache_dir``, ``backend``, ``scheduler``, ``family_config``)."""
+    ``format``, ``cache_dir``, ``backend``, ``scheduler``, ``family_config``, ``max_side``)."""
     import yaml
 
     path = Path(path)
@@ -287,7 +331,7 @@ def load_config(path) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: config must be a mapping of option: value")
     allowed = {"families", "masks", "jobs", "format", "cache_dir", "backend", "scheduler", "family_config",
-               "batch_size", "targets"}
+               "batch_size", "targets", "max_side"}
     unknown = set(data) - allowed
     if unknown:
         raise ValueError(f"{path}: unknown config key(s) {', '.join(sorted(unknown))} "
@@ -316,14 +360,19 @@ def resolve_families(families, family_config: dict | None = None) -> list[tuple[
 
 def extract(manifest, output=None, *, families=None, masks: str = "given", jobs: int = 1, fmt: str | None = None,
             cache_dir=None, backend: str = "loky", scheduler: str | None = None, family_config: dict | None = None,
-            batch_size: int = 16, targets=None, progress: bool = True) -> ExtractResult:
+            batch_size: int = 16, targets=None, progress: bool = True, max_side: int | None = None) -> ExtractResult:
     """Extract features for every case of ``manifest`` (path or :class:`~vitfeat.dataset.Manifest`).
 
     ``output``: where to write the table (None: return it only). ``fmt``: parquet or csv (default
     from the suffix). ``cache_dir``: per-case cache (default ``<output folder>/.vitfeat-cache``;
     None without an output). ``backend="dask"`` runs cases on the Dask cluster at ``scheduler``
-    (workers must see the images and the cache folder at the same paths).
+    (workers must see the images and the cache folder at the same paths). ``max_side``: shrink
+    photos whose longest side exceeds it (px) before any feature, so that pixel-unit features and
+    pixel defaults (border band, ring width, minimum satellite area; tuned at ~512 px) mean the
+    same across cameras; recorded in the provenance and reused by ``predict``.
     """
+    if max_side is not None and (int(max_side) != max_side or max_side < 32):
+        raise ValueError(f"max_side must be a whole number of pixels >= 32 (got {max_side!r})")
     if hasattr(manifest, "frame"):
         man = manifest
     else:
@@ -346,7 +395,7 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
 
     cases = list(man.cases())
     parallel = backend == "dask" or jobs != 1
-    tasks = (delayed(_extract_case)(c, per_case, masks, mask_describe, cache, parallel) for c in cases)
+    tasks = (delayed(_extract_case)(c, per_case, masks, mask_describe, cache, parallel, max_side) for c in cases)
     with ExitStack() as stack:
         if backend == "dask":
             from dask.distributed import Client
@@ -359,7 +408,7 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
         runner = Parallel(n_jobs=n_jobs, return_as="generator")
         results = list(tqdm(runner(tasks), total=len(cases), desc="extract", unit="case", disable=not progress))
     for fam, spec in batched:
-        _run_batch_family(fam, spec, cases, results, mask_describe, cache, batch_size, progress)
+        _run_batch_family(fam, spec, cases, results, mask_describe, cache, batch_size, progress, max_side)
 
     frame = assemble(man, results, [spec for _, spec in resolved])
     failures = {r["case_id"]: "; ".join(r["errors"]) for r in results if r["errors"]}
@@ -368,6 +417,7 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
         "manifest": str(man.path) if man.path else None,
         "families": {spec[0]: {"version": spec[1], "config": spec[2]} for _, spec in resolved},
         "masks": masks,
+        "max_side": int(max_side) if max_side else None,
         "mask_model": mask_describe,
         "mask_source": {r["case_id"]: r["masks"] for r in results},
         "content_hashes": {r["case_id"]: r["hashes"] for r in results},

@@ -40,8 +40,8 @@ def _peek(path: Path) -> pd.DataFrame:
 
 
 def extract_like_run(manifest_path, extraction: dict, out_path, *, jobs: int = 1) -> Path:
-    """Extract features for ``manifest_path`` with the families, family options and mask source
-    recorded in a run's feature table (Parquet metadata key ``vitfeat``)."""
+    """Extract features for ``manifest_path`` with the families, family options, mask source and
+    ``max_side`` recorded in a run's feature table (Parquet metadata key ``vitfeat``)."""
     from vitfeat.dataset import load_manifest
 
     load_manifest(manifest_path, require_targets=False)  # every manifest problem at once, before work
@@ -50,7 +50,7 @@ def extract_like_run(manifest_path, extraction: dict, out_path, *, jobs: int = 1
     except ImportError as exc:
         raise RuntimeError(f"feature extraction is unavailable in this installation ({exc})") from None
     recorded = extraction.get("families") or {}
-    kwargs = {"masks": extraction.get("masks", "given"), "jobs": jobs}
+    kwargs = {"masks": extraction.get("masks", "given"), "jobs": jobs, "max_side": extraction.get("max_side")}
     if recorded:
         kwargs["families"] = list(recorded)
         kwargs["family_config"] = {name: dict(entry.get("config") or {}) for name, entry in recorded.items()
