@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import traceback
 from collections import Counter
 from contextlib import ExitStack
@@ -27,6 +26,7 @@ from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
 from vitfeat import __version__
+from vitfeat.atomic import write_json
 from vitfeat.dataset import (
     Case,
     ImageReadError,
@@ -111,10 +111,7 @@ def _cache_read(path: Path) -> dict | None:
 
 def _cache_write(path: Path, values: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(values, fh)
-    os.replace(tmp, path)
+    write_json(path, values, indent=None)
 
 
 # ---------------------------------------------------------------------------------------------
