@@ -96,3 +96,18 @@ def test_version_tracks_weights_roi_and_size(tmp_path):
     torch.manual_seed(5)
     torch.save(timm.create_model("test_vit").state_dict(), path)
     assert DeepFeatures(parse_spec(f"deep:test_vit@{path}")).version != base
+
+
+def test_same_backbone_twice_needs_a_name_and_then_writes_separate_columns():
+    from vitfeat.featurize.engine import resolve_families
+
+    with pytest.raises(ValueError, match=r"both write the columns clinical_deep_test_vit_\*.*:name="):
+        resolve_families([SPEC, f"{SPEC}:roi=full"])
+    with pytest.raises(ValueError, match="name must be"):
+        parse_spec(f"{SPEC}:name=Full View")
+    named = f"{SPEC}:roi=full:name=test_vit_full"
+    families = resolve_families([SPEC, named])
+    assert families[0][1][1] != families[1][1][1]  # versions differ: cached values are keyed by column
+    with pytest.warns(UserWarning, match="RANDOM"):
+        row = get_family(named)(_case("a"))
+    assert "clinical_deep_test_vit_full_000" in row and not any(k.startswith("clinical_deep_test_vit_0") for k in row)

@@ -16,7 +16,9 @@ Options: ``roi`` = ``mask`` (default: the bounding box of the case's lesion mask
 extract mask source gave: given, auto or model:PATH; whole image when there is no mask), ``full``, or
 ``yolo:PATH`` (a YOLO model: its most confident box, or for a segment model the box of its masks);
 ``margin`` (fraction of the box added on each side, default 0.1); ``size`` (backbone input px,
-default the backbone's); ``batch`` (inference batch size, default 32); ``device`` (auto|cpu|cuda).
+default the backbone's); ``batch`` (inference batch size, default 32); ``device`` (auto|cpu|cuda);
+``name`` (the column stem, default the backbone's name: two specs with the same backbone in one
+extraction, e.g. ``deep:resnet50`` and ``deep:resnet50:roi=full:name=resnet50_full``, need one).
 
 Columns are ``<modality>_deep_<backbone>_<i>`` with ``i`` zero-padded (``clinical_deep_resnet50_0017``),
 for each modality the case has; a missing Wood's image gives NaN columns. The family version holds
@@ -41,7 +43,7 @@ FAMILY = "deep"
 FAMILY_VERSION = "1"
 MODALITIES = ("clinical", "wood")
 ROI_MODES = ("mask", "full", "yolo")
-DEFAULT_OPTIONS = {"roi": "mask", "margin": 0.1, "size": None, "batch": 32, "device": "auto"}
+DEFAULT_OPTIONS = {"roi": "mask", "margin": 0.1, "size": None, "batch": 32, "device": "auto", "name": None}
 
 
 @dataclass
@@ -84,6 +86,8 @@ def parse_spec(spec: str) -> DeepSpec:
     options["margin"] = float(options["margin"])
     options["batch"] = int(options["batch"])
     options["size"] = int(options["size"]) if options["size"] not in (None, "", "None") else None
+    if options["name"] is not None and column_stem(options["name"]) != options["name"]:
+        raise ValueError(f"'{spec}': name must be lower-case letters, digits and '_' (got '{options['name']}')")
     parsed = DeepSpec(backbone, weights.strip() or "hub", options)
     if parsed.roi_mode not in ROI_MODES or (parsed.roi_mode == "yolo" and not parsed.roi_model):
         raise ValueError(f"'{spec}': roi must be mask, full or yolo:PATH, not '{options['roi']}'")
@@ -100,7 +104,7 @@ class DeepFeatures:
     def __init__(self, spec: DeepSpec):
         self.spec = spec
         self.backbone = get_backbone(spec.backbone)
-        self.stem = column_stem(spec.backbone)
+        self.stem = spec.options["name"] or column_stem(spec.backbone)
         self.weights_kind, self.weights_id = describe_weights(spec.weights)
         self.roi_id = spec.roi_mode
         if spec.roi_model:
@@ -117,8 +121,9 @@ class DeepFeatures:
     @property
     def version(self) -> str:
         o = self.spec.options
+        named = f"|name={o['name']}" if o["name"] else ""  # cached values are keyed by column name
         return (f"{FAMILY_VERSION}|{self.backbone.timm_name}|{self.weights_id}|roi={self.roi_id}"
-                f"|margin={o['margin']}|size={o['size'] or 'default'}")
+                f"|margin={o['margin']}|size={o['size'] or 'default'}{named}")
 
     @property
     def embedder(self) -> Embedder:
@@ -204,7 +209,7 @@ def make_deep_family(spec: str):
         return load_embedder(parsed.weights)
     features = DeepFeatures(parsed)
     return Family(name=spec, version=features.version, modalities=MODALITIES, func=features,
-                  batch_func=features.batch, description=f"timm {parsed.backbone} embeddings of lesion crops "
+                  batch_func=features.batch, column_prefixes=tuple(f"{m}_{FAMILY}_{features.stem}_" for m in MODALITIES), description=f"timm {parsed.backbone} embeddings of lesion crops "
                                                          f"({features.weights_kind} weights, roi={parsed.roi_mode})")
 
 

@@ -352,6 +352,14 @@ def resolve_families(families, family_config: dict | None = None) -> list[tuple[
             raise ValueError(f"family '{spec}' has no option(s) {', '.join(sorted(unknown))} "
                              f"(options: {', '.join(sorted(fam.defaults))})")
         out.append((fam, (spec, fam.version, cfg)))
+    writers: dict[str, str] = {}
+    for fam, (spec, _, _) in out:
+        for prefix in fam.column_prefixes:
+            if prefix in writers and writers[prefix] != spec:
+                raise ValueError(f"families '{writers[prefix]}' and '{spec}' would both write the columns "
+                                 f"{prefix}*; give one its own column stem with ':name=...' "
+                                 f"(e.g. '{spec}:name=my_{prefix.split('_', 2)[2].rstrip('_')}')")
+            writers[prefix] = spec
     return out
 
 

@@ -52,6 +52,9 @@ class Family:
     batch_func: Callable[..., list] | None = None
     defaults: dict = field(default_factory=dict)
     description: str = ""
+    #: Prefixes of the columns a parametric family writes, so that two specs that would write the
+    #: same columns (``deep:resnet50`` twice with different crops) are refused before any work.
+    column_prefixes: tuple[str, ...] = ()
 
     def __call__(self, case: CaseArrays, **config) -> dict:
         return self.func(case, **{**self.defaults, **config})
