@@ -16,15 +16,16 @@ from pathlib import Path
 HUB_HOST = ("huggingface.co", 443)
 
 
-def select_device(device: str | None = "auto") -> "torch.device":  # noqa: F821
-    """``"auto"`` picks CUDA when present, then Apple MPS, else CPU; any torch device string passes."""
+def select_device(device: str | None = "auto", *, mps: bool = True) -> "torch.device":  # noqa: F821
+    """``"auto"`` picks CUDA when present, then Apple MPS (unless ``mps=False``: training code
+    untested there), else CPU; any torch device string passes."""
     import torch
 
     if device in (None, "", "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+        backend = getattr(torch.backends, "mps", None)
+        if mps and backend is not None and backend.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     return torch.device(device)
@@ -135,3 +136,22 @@ def _repoint_loaded_ultralytics(user_dir: Path) -> None:
     if checks is not None:
         checks.USER_CONFIG_DIR = user_dir
         checks.ONLINE = False
+
+
+def save_checkpoint(obj, path: str | os.PathLike) -> Path:
+    """``torch.save`` through a temporary sibling: a run killed mid-write keeps the old checkpoint."""
+    import torch
+
+    from vitfeat.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, device="cpu"):
+    """``torch.load`` with ``weights_only=True``: tensors and plain containers only, so a tampered
+    checkpoint cannot run code. Our checkpoints hold nothing else (histories are plain floats)."""
+    import torch
+
+    return torch.load(path, map_location=device, weights_only=True)

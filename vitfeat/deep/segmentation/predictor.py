@@ -21,7 +21,8 @@ class Segmenter:
     """Wraps a training output directory (``segmenter.json`` + weights) for inference."""
 
     def __init__(self, directory, device: str = "auto", threshold: float = 0.5):
-        from vitfeat.deep.segmentation.train import SEGMENTER_FORMAT, select_device
+        from vitfeat.deep.runtime import select_device
+        from vitfeat.deep.segmentation.train import SEGMENTER_FORMAT
 
         self.directory = Path(directory)
         meta_path = self.directory / "segmenter.json"
@@ -32,7 +33,7 @@ class Segmenter:
         if self.meta.get("format") != SEGMENTER_FORMAT:
             raise ValueError(f"{meta_path}: unsupported format {self.meta.get('format')!r}")
         self.weights = self.directory / self.meta["weights"]
-        self.device = select_device(device)
+        self.device = select_device(device, mps=False)
         self.threshold = threshold
         self.model = build_model(self.meta["arch"], self.meta["num_classes"],
                                  self.meta.get("encoder") or DEFAULT_ENCODER, None)

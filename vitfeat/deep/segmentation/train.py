@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from vitfeat.atomic import atomic_path, write_text
+from vitfeat.atomic import write_text
+from vitfeat.deep.runtime import load_checkpoint, save_checkpoint, select_device
 from vitfeat.deep.segmentation import data as segdata
 from vitfeat.deep.segmentation.metrics import SegmentationMeter
 from vitfeat.deep.segmentation.models import (
@@ -112,19 +113,9 @@ class _SumLoss(nn.Module):
         return sum(p(logits, target) for p in self.parts)
 
 
-def select_device(device: str = "auto") -> torch.device:
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, 1)
 
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 def _loader(dataset, batch: int, shuffle: bool, seed: int | None = None) -> DataLoader:
@@ -185,7 +176,7 @@ def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split
         raise ValueError("no readable training case")
     selection = "val" if len(datasets["val"]) else "train"
 
-    device = select_device(config.device)
+    device = select_device(config.device, mps=False)
     torch.manual_seed(config.seed)  # the initial weights
     model = build_model(config.arch, config.num_classes, config.encoder, config.encoder_weights).to(device)
     loss_fn = make_loss(config.loss)
@@ -193,7 +184,7 @@ def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split
     scheduler = _make_scheduler(optimizer, config)
     history, start, best_loss = [], 1, math.inf
     if resume and (out / "last.pt").is_file():
-        state = torch.load(out / "last.pt", map_location=device, weights_only=False)
+        state = load_checkpoint(out / "last.pt", device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -229,13 +220,13 @@ def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split
         history.append(row)
         if val["loss"] < best_loss:
             best_loss = val["loss"]
-            _atomic_torch_save(model.state_dict(), out / "best.pt")
+            save_checkpoint(model.state_dict(), out / "best.pt")
         if config.scheduler == "cosine":
             scheduler.step()
         else:
             scheduler.step(val["loss"])
         _write_log(out, history)
-        _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "history": history, "epoch": epoch,
                             "best_loss": best_loss}, out / "last.pt")
         if progress:
@@ -246,7 +237,7 @@ def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split
 
 
 def _finish(out, model, datasets, config, history, device, loss_fn, selection, manifest) -> dict:
-    model.load_state_dict(torch.load(out / "best.pt", map_location=device, weights_only=True))
+    model.load_state_dict(load_checkpoint(out / "best.pt", device))
     test_part = "test" if len(datasets["test"]) else selection
     test = evaluate(model, datasets[test_part], config, device, loss_fn)
     best = min(history, key=lambda r: r["val_loss"])

@@ -18,10 +18,11 @@ import torch
 import yaml
 
 from vitfeat.dataset import MODALITIES, load_manifest, write_mask
+from vitfeat.deep.runtime import select_device
 from vitfeat.deep.vmtl.config import VMTLConfig
 from vitfeat.deep.vmtl.data import PairedDataset, load_cases, make_roi
 from vitfeat.deep.vmtl.model import build_model, normalisation
-from vitfeat.deep.vmtl.train import _loader, predict_loader, resolve_device
+from vitfeat.deep.vmtl.train import _loader, predict_loader
 
 
 class RunError(ValueError):
@@ -39,7 +40,7 @@ def load_run(run_dir, device: str | None = None):
         raise RunError(f"{run_dir}: run.json kind is {run.get('kind')!r}, not 'vmtl'")
     cfg = VMTLConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
     cfg.weights = "random"  # the architecture only; trained weights come from the fold checkpoints
-    dev = resolve_device(device or cfg.device)
+    dev = select_device(device or cfg.device, mps=False)
     models = {}
     for fold in run["folds"]:
         path = run_dir / fold["dir"] / "best.pt"

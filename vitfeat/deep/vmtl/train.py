@@ -30,8 +30,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vitfeat import __version__
-from vitfeat.atomic import atomic_path, write_csv, write_text
+from vitfeat.atomic import write_csv, write_text
 from vitfeat.dataset import load_manifest
+from vitfeat.deep.runtime import load_checkpoint, save_checkpoint, select_device
 from vitfeat.deep.vmtl.config import VMTLConfig, guess_positive
 from vitfeat.deep.vmtl.data import PairedDataset, load_cases, make_roi, to_device
 from vitfeat.deep.vmtl.losses import (
@@ -43,16 +44,6 @@ from vitfeat.deep.vmtl.model import build_model, normalisation, random_patch_mas
 
 log = logging.getLogger(__name__)
 
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _save_atomic(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 def inner_split(cases, val_fraction: float, seed: int):
@@ -185,7 +176,7 @@ def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes
                resume: bool = True, progress: bool = True, callback=None) -> pd.DataFrame:
     """Train one outer fold and return its test-fold prediction rows (contract format)."""
     fold_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
+    device = select_device(cfg.device, mps=False)
     mean, std = normalisation(cfg.backbone)
     positive_index = classes.index(guess_positive(classes, cfg.positive_class))
     inner_train, inner_val = inner_split(train_cases, cfg.val_fraction, cfg.seed + repeat * 100 + fold)
@@ -204,7 +195,7 @@ def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes
              "seen_train": [], "seen_val": []}
     last = fold_dir / "last.pt"
     if resume and last.exists():
-        ckpt = torch.load(last, map_location=device, weights_only=False)
+        ckpt = load_checkpoint(last, device)
         model.load_state_dict(ckpt["model"])
         weighting.load_state_dict(ckpt["weighting"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -236,11 +227,11 @@ def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes
                                  "n_train": len(seen)})
         if val_loss < state["best_loss"] - 1e-6:
             state.update(best_loss=val_loss, best_epoch=epoch, bad_epochs=0)
-            _save_atomic({"model": model.state_dict(), "epoch": epoch, "classes": classes}, fold_dir / "best.pt")
+            save_checkpoint({"model": model.state_dict(), "epoch": epoch, "classes": classes}, fold_dir / "best.pt")
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
-        _save_atomic({"model": model.state_dict(), "weighting": weighting.state_dict(),
+        save_checkpoint({"model": model.state_dict(), "weighting": weighting.state_dict(),
                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": state}, last)
         if progress:
             tqdm.write(f"r{repeat} f{fold} epoch {epoch + 1}: "
@@ -252,8 +243,8 @@ def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes
     if not (fold_dir / "best.pt").exists():  # no finite validation loss in any epoch
         log.warning("fold r%d f%d: no epoch had a finite validation loss; the last weights predict the test fold",
                     repeat, fold)
-        _save_atomic({"model": model.state_dict(), "epoch": state["epoch"], "classes": classes}, fold_dir / "best.pt")
-    best = torch.load(fold_dir / "best.pt", map_location=device, weights_only=False)
+        save_checkpoint({"model": model.state_dict(), "epoch": state["epoch"], "classes": classes}, fold_dir / "best.pt")
+    best = load_checkpoint(fold_dir / "best.pt", device)
     model.load_state_dict(best["model"])
     test_loader = _loader(PairedDataset(test_cases, classes, cfg.imgsz, mean, std, train=False), cfg, shuffle=False)
     pred = predict_loader(model, test_loader, device)
