@@ -198,6 +198,10 @@ def test_auto_masks_find_bright_fluorescence_and_depigmentation():
     clinical[mask] = (235, 220, 210)  # depigmented
     auto = auto_clinical_mask(clinical)
     assert (auto & mask).sum() / (auto | mask).sum() > 0.95
+    # A white wall beside the arm is lighter than the lesion: it must not become the lesion.
+    clinical[:, 100:] = (250, 250, 250)
+    auto = auto_clinical_mask(clinical)
+    assert not auto[:, 100:].any() and (auto & mask).sum() / mask.sum() > 0.9
 
 
 def test_mask_source_parsing():

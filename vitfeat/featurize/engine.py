@@ -35,7 +35,7 @@ from vitfeat.dataset import (
     read_image,
     read_mask,
 )
-from vitfeat.featurize.masks import auto_mask, mask_predictor, parse_mask_source
+from vitfeat.featurize.masks import AUTO_MASK_VERSION, auto_mask, mask_predictor, parse_mask_source
 from vitfeat.featurize.registry import DEFAULT_FAMILIES, CaseArrays, Family, get_family
 
 # read_features / write_features are re-exported: callers import them from the engine too.
@@ -251,6 +251,8 @@ def _io_message(exc: Exception) -> str:
 def _mask_info(plan: dict, mask_describe, max_side: int | None) -> dict:
     """What, besides the image files and the family, a cached value depends on."""
     info = {"plan": plan, "model": mask_describe}
+    if any(str(source).startswith("auto") for source in plan.values()):
+        info["auto_mask_version"] = AUTO_MASK_VERSION
     if max_side:  # absent when unset, so that caches written before the option existed stay valid
         info["max_side"] = int(max_side)
     return info

@@ -7,8 +7,13 @@ Automatic masks:
 * **clinical** photo: vitiligo is loss of melanin, which raises lightness (L*) and lowers
   yellowness (b*) in CIELAB. The depigmentation index ``L* - b*`` therefore separates lesion from
   skin better than L* alone across skin types (tan and shadows change L* but not the L*/b*
-  relation much); Otsu splits it and the light class is the lesion. This suits depigmented
-  lesions only: dermoscopy of pigmented lesions (PH2, ISIC) needs given masks.
+  relation much); Otsu splits it and the light class is the lesion. The threshold is chosen
+  among *skin* pixels only, and only skin can be lesion: hue in the red-orange range with some
+  saturation, closed and with its holes filled, since a depigmented (nearly white) patch is a hole
+  in that region. Without it, white walls, sheets and clothing in real photos took the light
+  class (median IoU on ``vitiligo-seg`` 0.24 -> 0.37; synth unchanged at 0.97). Fewer than 5 %
+  skin pixels (a close-up of depigmented skin) falls back to the whole photo. This suits
+  depigmented lesions only: dermoscopy of pigmented lesions (PH2, ISIC) needs given masks.
 
 Components smaller than ``min_area_fraction`` of the image are dropped (noise, pores, glare).
 """
@@ -23,6 +28,8 @@ from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
 MASK_SOURCES = ("given", "auto")
+#: Bump when an automatic mask changes: it is part of the feature cache key of auto-masked cases.
+AUTO_MASK_VERSION = "2"
 
 
 def _clean(mask: np.ndarray, min_area_fraction: float, radius: int) -> np.ndarray:
@@ -36,11 +43,30 @@ def _clean(mask: np.ndarray, min_area_fraction: float, radius: int) -> np.ndarra
     return keep[labels]
 
 
-def _otsu_light(channel: np.ndarray, smooth_sigma: float) -> np.ndarray:
+def _otsu_light(channel: np.ndarray, smooth_sigma: float, within: np.ndarray | None = None) -> np.ndarray:
+    """Pixels of the light Otsu class of the smoothed ``channel``, thresholded among ``within``."""
     smooth = cv2.GaussianBlur(channel.astype(np.float32), (0, 0), smooth_sigma)
-    if np.ptp(smooth) < 1e-6:
+    values = smooth if within is None else smooth[within]
+    if np.ptp(values) < 1e-6:
         return np.zeros(channel.shape, bool)
-    return smooth > threshold_otsu(smooth)
+    light = smooth > threshold_otsu(values)
+    return light if within is None else light & within
+
+
+def skin_region(rgb: np.ndarray, min_fraction: float = 0.05) -> np.ndarray | None:
+    """Skin and what it encloses (bool), or None when under ``min_fraction`` of the photo is skin.
+
+    Skin: HSV hue within 50 degrees of red, saturation >= 6 %, value >= 16 % (all skin types;
+    excludes white, grey, black and blue backgrounds), closed over gaps of ~1/64 of the photo and
+    with holes filled, which brings back depigmented patches and the lesions inside them.
+    """
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)  # 8-bit: hue 0-179 (2-degree steps)
+    hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    skin = ((hue <= 25) | (hue >= 165)) & (sat >= 15) & (val >= 40)
+    radius = max(1, round(max(rgb.shape[:2]) / 64))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    skin = ndi.binary_fill_holes(cv2.morphologyEx(skin.view(np.uint8), cv2.MORPH_CLOSE, kernel) > 0)
+    return skin if skin.mean() >= min_fraction else None
 
 
 def auto_wood_mask(rgb: np.ndarray, min_area_fraction: float = 1e-4, smooth_sigma: float = 1.5) -> np.ndarray:
@@ -59,7 +85,8 @@ def depigmentation_index(rgb: np.ndarray) -> np.ndarray:
 def auto_clinical_mask(rgb: np.ndarray, min_area_fraction: float = 1e-4, smooth_sigma: float = 2.0) -> np.ndarray:
     """Depigmented lesion of a daylight photo (bool mask)."""
     radius = max(1, round(max(rgb.shape[:2]) / 256))
-    return _clean(_otsu_light(depigmentation_index(rgb), smooth_sigma), min_area_fraction, radius)
+    light = _otsu_light(depigmentation_index(rgb), smooth_sigma, within=skin_region(rgb))
+    return _clean(light, min_area_fraction, radius)
 
 
 def auto_mask(rgb: np.ndarray, modality: str) -> np.ndarray:
