@@ -209,8 +209,10 @@ def make_deep_family(spec: str):
         return load_embedder(parsed.weights)
     features = DeepFeatures(parsed)
     return Family(name=spec, version=features.version, modalities=MODALITIES, func=features,
-                  batch_func=features.batch, column_prefixes=tuple(f"{m}_{FAMILY}_{features.stem}_" for m in MODALITIES), description=f"timm {parsed.backbone} embeddings of lesion crops "
-                                                         f"({features.weights_kind} weights, roi={parsed.roi_mode})")
+                  batch_func=features.batch,
+                  column_prefixes=tuple(f"{m}_{FAMILY}_{features.stem}_" for m in MODALITIES),
+                  description=f"timm {parsed.backbone} embeddings of lesion crops "
+                              f"({features.weights_kind} weights, roi={parsed.roi_mode})")
 
 
 def register() -> None:

@@ -96,6 +96,16 @@ def _cache_key(family: tuple, inputs: dict, mask_info: dict) -> str:
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
 
 
+def _mask_info(plan: dict, mask_describe, max_side: int | None) -> dict:
+    """What, besides the image files and the family, a cached value depends on."""
+    info = {"plan": plan, "model": mask_describe}
+    if any(str(source).startswith("auto") for source in plan.values()):
+        info["auto_mask_version"] = AUTO_MASK_VERSION
+    if max_side:  # absent when unset, so that caches written before the option existed stay valid
+        info["max_side"] = int(max_side)
+    return info
+
+
 def _cache_path(cache_dir: Path, family_name: str, key: str) -> Path:
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in family_name)
     return cache_dir / safe / key[:2] / f"{key}.json"
@@ -248,16 +258,6 @@ def _io_message(exc: Exception) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _mask_info(plan: dict, mask_describe, max_side: int | None) -> dict:
-    """What, besides the image files and the family, a cached value depends on."""
-    info = {"plan": plan, "model": mask_describe}
-    if any(str(source).startswith("auto") for source in plan.values()):
-        info["auto_mask_version"] = AUTO_MASK_VERSION
-    if max_side:  # absent when unset, so that caches written before the option existed stay valid
-        info["max_side"] = int(max_side)
-    return info
-
-
 def _run_batch_family(fam: Family, spec: tuple, cases: list[Case], results: list[dict], mask_describe,
                       cache_dir: str | None, batch_size: int, progress: bool, max_side: int | None = None) -> None:
     pending = []
@@ -303,13 +303,10 @@ def _batch_outputs(fam: Family, spec: tuple, arrays: list, ok: list) -> list:
     try:
         return list(zip(ok, fam.batch_func(arrays, **spec[2])))
     except Exception as exc:  # noqa: BLE001
-        if len(arrays) == 1:
-            ok[0][0]["errors"].append(f"{spec[0]}: {type(exc).__name__}: {exc}")
-            return []
-    done = []
-    for case_arrays, entry in zip(arrays, ok):
-        done += _batch_outputs(fam, spec, [case_arrays], [entry])
-    return done
+        if len(arrays) > 1:
+            return [out for one, entry in zip(arrays, ok) for out in _batch_outputs(fam, spec, [one], [entry])]
+        ok[0][0]["errors"].append(f"{spec[0]}: {type(exc).__name__}: {exc}")
+        return []
 
 
 # ---------------------------------------------------------------------------------------------

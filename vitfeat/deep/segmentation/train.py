@@ -117,7 +117,6 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, 1)
 
 
-
 def _loader(dataset, batch: int, shuffle: bool, seed: int | None = None) -> DataLoader:
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     # a last batch of one image breaks BatchNorm (DeepLab's pooling branch) in training
@@ -227,8 +226,8 @@ def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split
             scheduler.step(val["loss"])
         _write_log(out, history)
         save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "history": history, "epoch": epoch,
-                            "best_loss": best_loss}, out / "last.pt")
+                         "scheduler": scheduler.state_dict(), "history": history, "epoch": epoch,
+                         "best_loss": best_loss}, out / "last.pt")
         if progress:
             tqdm.write(f"epoch {epoch}: train loss {row['train_loss']:.4f}  {selection} loss {row['val_loss']:.4f}  "
                        f"{selection} Dice {row['val_pooled_dice']:.4f}")

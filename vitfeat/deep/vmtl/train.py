@@ -45,7 +45,6 @@ from vitfeat.deep.vmtl.model import build_model, normalisation, random_patch_mas
 log = logging.getLogger(__name__)
 
 
-
 def inner_split(cases, val_fraction: float, seed: int):
     """Patient-grouped, label-stratified (train, val) split of a fold's training part."""
     labels = np.array([c.label for c in cases])
@@ -232,7 +231,7 @@ def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes
             state["bad_epochs"] += 1
         state["epoch"] = epoch
         save_checkpoint({"model": model.state_dict(), "weighting": weighting.state_dict(),
-                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": state}, last)
+                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": state}, last)
         if progress:
             tqdm.write(f"r{repeat} f{fold} epoch {epoch + 1}: "
                        + " ".join(f"{k}={v:.3f}" for k, v in losses.items())
