@@ -128,11 +128,29 @@ def build_model(backbone: Backbone, weights: str | Path = "hub", *, seed: int = 
         model = timm.create_model(backbone.timm_name, pretrained=True,
                                   pretrained_cfg_overlay=dict(file=path), **kwargs)
     else:
-        model = _create_from_hub(backbone, kwargs)
+        model = create_from_hub(backbone, kwargs)
     return model.eval()
 
 
-def _create_from_hub(backbone: Backbone, kwargs: dict):
+def create_from_hub(backbone: Backbone, kwargs: dict):
+    """``timm.create_model(pretrained=True)``; offline, from the local cache only.
+
+    Parameters
+    ----------
+    backbone : Backbone
+        The backbone to build.
+    kwargs : dict
+        Further ``timm.create_model`` arguments (``features_only``, ``num_classes``, ...).
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Raises
+    ------
+    WeightsUnavailableError
+        Offline and not in the cache; the message says how to supply a weights file.
+    """
     import timm
 
     if hub_reachable():

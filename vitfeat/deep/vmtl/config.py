@@ -1,12 +1,16 @@
 """Configuration of a VMTL run: one dataclass, saved with the run so predict rebuilds the same model.
 
-Three variants share the code:
+The variants live in :data:`VARIANTS`, a :class:`vitfeat.registry.Registry` of :class:`Variant`:
 
-* ``vmtl``     paired encoder, clinical<->Wood's cross-attention, all task heads (the default).
-* ``vmsl``     the same network on lesion crops (ROI from masks or a YOLO model), classification
+* ``original`` the published VMTL network exactly (aaalzh/VMTL, 45,004,053 parameters with
+               convnextv2_tiny), its losses and its 6-stage curriculum, selected by P*S*R.
+* ``vmtl``     vitfeat's redesign: per-direction cross-attention, per-modality heads, all tasks
+               jointly (the default).
+* ``vmsl``     the redesign on lesion crops (ROI from masks or a YOLO model), classification
                and the contrastive term only, as the original VMSL.
 * ``baseline`` a fine-tuned single timm backbone (resnet50, ViT, ConvNeXt, ...): pooled features of
-               both photos concatenated, a linear classifier; the original's deep baselines.
+               both photos concatenated, one linear head per target; the original's deep baselines
+               and seed 002's multi-task classifier (several ``targets``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,37 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-VARIANTS = ("vmtl", "vmsl", "baseline")
+from vitfeat.registry import Registry
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A VMTL variant: its network (``"module:Class"``, imported when built) and its preset."""
+
+    name: str
+    network: str
+    description: str
+    defaults: dict = field(default_factory=dict)
+
+
+VARIANTS: Registry[Variant] = Registry("VMTL variant", "vitfeat.vmtl_variants")
+VARIANTS.register("vmtl", Variant("vmtl", "vitfeat.deep.vmtl.model:VMTLNet",
+                                  "vitfeat's redesign: per-direction cross-attention, per-modality heads, joint tasks"))
+VARIANTS.register("vmsl", Variant("vmsl", "vitfeat.deep.vmtl.model:VMTLNet",
+                                  "the redesign on lesion crops, stage + contrastive terms (as VMSL)",
+                                  {"tasks": ("cls", "con"), "roi": {"clinical": "masks", "wood": "masks"}}))
+VARIANTS.register("baseline", Variant("baseline", "vitfeat.deep.vmtl.model:BaselineNet",
+                                      "fine-tuned single backbone, both photos' pooled features, one head per target",
+                                      {"tasks": ("cls",), "backbone": "resnet50"}))
+# The published recipe (../shared/notes/vmtl.md): no effective augmentation, AdamW weight decay 1e-5,
+# batch 8, stages 0-2 of the backbone frozen, focal alpha 2 / gamma 3 / smoothing 0.05 (original
+# convention), learnable margins 0.9 / 0.2, six stages with their epochs, patience and learning rates.
+VARIANTS.register("original", Variant("original", "vitfeat.deep.vmtl.original:OriginalVMTLNet",
+                                      "the published VMTL exactly: one cross-attention module, fused 6x6 map, "
+                                      "6-stage curriculum, P*S*R selection",
+                                      {"tasks": ("cls", "box", "seg", "recon", "con"), "augment": False,
+                                       "weight_decay": 1e-5, "batch": 8, "focal_alpha": 2.0, "focal_gamma": 3.0,
+                                       "label_smoothing": 0.05, "frozen_stages": (0, 1, 2)}))
 TASKS = ("cls", "seg", "box", "recon", "con")
 
 # Class names that mean "progressing" in the datasets we know; the contrastive term pushes their
@@ -30,6 +64,7 @@ class VMTLConfig:
     weights: str = "hub"  # "hub" (timm pretrained), "random", or a local .pth/.safetensors file
     imgsz: int = 224
     target: str = "label"
+    targets: tuple = ()  # baseline only: several targets, one head each (the first is ``target``)
     positive_class: str | None = None  # the "active" class of the contrastive term; guessed if None
 
     # architecture (defaults follow the original: 768-wide attention, 8 heads, 3 iterations)
@@ -38,12 +73,17 @@ class VMTLConfig:
     iterations: int = 3
     pool_scale: int = 2
     dropout: float = 0.5
+    hidden_dim: int = 384  # original: width of the fused neck and the heads (Config.hidden_dim)
+    frozen_stages: tuple = ()  # backbone stages kept frozen (original: 0, 1, 2)
 
     # tasks and their weighting
     tasks: tuple = TASKS
     importance: dict = field(default_factory=lambda: {"cls": 2.0, "con": 1.0, "box": 1.0, "seg": 1.0, "recon": 0.5})
     log_var_init: dict = field(default_factory=lambda: {"cls": -0.3, "con": -0.1, "box": 0.5, "seg": 0.5, "recon": 0.8})
     focal_gamma: float = 3.0
+    focal_alpha: float = 1.0  # original only (2); a plain scale, absorbed by the weighting elsewhere
+    # redesign: torch's convention (true class 1 - eps + eps/C); original: its own convention
+    # (true class 1 - eps, eps/(C-1) elsewhere), i.e. twice as strong for two classes
     label_smoothing: float = 0.05
     aux_weight: float = 0.25  # per-modality classifiers on z_clinical / z_wood (dead code in the original)
     margins: tuple = (0.9, 0.2)  # cosine margins: stable pairs above 0.9, active pairs below 0.2
@@ -62,6 +102,12 @@ class VMTLConfig:
     val_fraction: float = 0.2
     augment: bool = True
     seed: int = 0
+    oversample: bool = False  # random oversampling of the minority class, inside training folds only
+    # original's curriculum (stage 0: all tasks, 1: recon, 2: box, 3: seg, 4: contrastive, each with
+    # cls; 5: all tasks); each stage restarts from the best weights so far
+    stage_epochs: tuple = (80, 30, 30, 30, 100, 120)
+    stage_patience: tuple = (40, 20, 20, 20, 40, 60)
+    stage_lrs: tuple = (5e-5, 4e-5, 4e-5, 4e-5, 6e-5, 4e-5)
     device: str = "auto"
     num_workers: int = 0
     threads: int | None = None  # CPU threads for torch; None keeps torch's default. Small models on a
@@ -74,9 +120,15 @@ class VMTLConfig:
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}")
-        self.tasks = tuple(self.tasks)
-        self.margins = tuple(self.margins)
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS.names())}, not {self.variant!r}")
+        for name in ("tasks", "margins", "targets", "frozen_stages", "stage_epochs", "stage_patience", "stage_lrs"):
+            setattr(self, name, tuple(getattr(self, name)))
+        if self.targets:
+            if self.variant != "baseline":
+                raise ValueError("several targets (one head each) are trained by the baseline variant only")
+            self.target = self.targets[0]
+        if not len(self.stage_epochs) == len(self.stage_patience) == len(self.stage_lrs) == 6:
+            raise ValueError("stage_epochs, stage_patience and stage_lrs need one value per curriculum stage (6)")
         unknown = set(self.tasks) - set(TASKS)
         if unknown:
             raise ValueError(f"unknown task(s) {sorted(unknown)}; known: {', '.join(TASKS)}")
@@ -89,10 +141,14 @@ class VMTLConfig:
     def pipeline_name(self) -> str:
         return f"{self.variant}:{self.backbone}"
 
+    @property
+    def all_targets(self) -> tuple:
+        """The targets the run is scored on (``targets``, or the single ``target``)."""
+        return self.targets or (self.target,)
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["tasks"], d["margins"] = list(self.tasks), list(self.margins)
-        return d
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "VMTLConfig":
@@ -106,21 +162,19 @@ class VMTLConfig:
 def preset(variant: str = "vmtl", **overrides) -> VMTLConfig:
     """A config with the variant's task set, then ``overrides`` (None values are ignored)."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if variant == "vmsl":
-        overrides.setdefault("tasks", ("cls", "con"))
-        overrides.setdefault("roi", {"clinical": "masks", "wood": "masks"})
-    elif variant == "baseline":
-        overrides.setdefault("tasks", ("cls",))
-        overrides.setdefault("backbone", "resnet50")
+    for key, value in VARIANTS.get(variant).defaults.items():
+        overrides.setdefault(key, value)
     return VMTLConfig(variant=variant, **overrides)
 
 
-def guess_positive(classes: list[str], positive: str | None = None) -> str:
-    if positive is not None:
-        if positive not in classes:
-            raise ValueError(f"positive class {positive!r} is not among the labels {classes}")
-        return positive
-    for name in classes:
-        if name.lower() in ACTIVE_NAMES:
-            return name
-    return classes[-1]
+def guess_positive(classes: list[str], positive: str | None = None, y=None, target: str | None = None) -> str:
+    """The positive ("non-stable") class: the project's one rule (vitfeat.evaluation.positive)."""
+    if positive is not None and positive not in classes:
+        raise ValueError(f"positive class {positive!r} is not among the labels {classes}")
+    try:
+        from vitfeat.evaluation.positive import positive_class
+    except ImportError:  # before vitfeat.evaluation lands
+        if positive is not None:
+            return positive
+        return next((c for c in classes if c.lower() in ACTIVE_NAMES), classes[-1])
+    return positive_class(classes, y=y, explicit=positive, target=target)

@@ -9,7 +9,7 @@ the (augmented) masks, so they always match them.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -33,6 +33,7 @@ class LoadedCase:
     masks: dict  # modality -> (S, S) bool
     crop_boxes: dict  # modality -> (x0, y0, x1, y1) in original pixels when cropped (VMSL)
     sizes: dict  # modality -> (H, W) of the original photo
+    labels: dict = field(default_factory=dict)  # target -> class name, for multi-target runs
 
 
 def _resize(img, size, nearest=False):
@@ -65,12 +66,16 @@ def prepare_case(case_id: str, patient_id: str, label, images: dict, masks: dict
     return LoadedCase(case_id, patient_id, None if label is None else str(label), out_images, out_masks, boxes, sizes)
 
 
-def load_case(case, imgsz: int, target: str | None = None, roi=None) -> LoadedCase:
-    """Read one manifest ``Case`` (images and masks) and prepare it."""
+def load_case(case, imgsz: int, target=None, roi=None) -> LoadedCase:
+    """Read one manifest ``Case`` (images and masks) and prepare it; ``target`` is a column name or
+    a list of them (the first is ``label``, all are in ``labels``)."""
     images = {m: read_image(case.image(m)) for m in MODALITIES if case.image(m) is not None}
     masks = {m: read_mask(case.mask(m)) for m in images if case.mask(m) is not None}
-    label = None if target is None else case.targets.get(target)
-    return prepare_case(case.case_id, case.patient_id, label, images, masks, imgsz, roi)
+    targets = [] if target is None else [target] if isinstance(target, str) else list(target)
+    label = case.targets.get(targets[0]) if targets else None
+    loaded = prepare_case(case.case_id, case.patient_id, label, images, masks, imgsz, roi)
+    loaded.labels = {t: str(case.targets.get(t)) for t in targets}
+    return loaded
 
 
 def make_roi(cfg):
@@ -145,9 +150,12 @@ def build_transform(train: bool, mean, std):
 class PairedDataset(Dataset):
     """Items are dicts of tensors; absent images/masks are zeros with a ``has_*`` flag False."""
 
-    def __init__(self, cases: list[LoadedCase], classes: list[str], imgsz: int, mean, std, train: bool):
+    def __init__(self, cases: list[LoadedCase], classes: list[str], imgsz: int, mean, std, train: bool,
+                 target_classes: dict | None = None):
         self.cases = cases
         self.index = {c: i for i, c in enumerate(classes)}
+        # several targets: item["labels"] holds one class index per target (-1 when unknown)
+        self.target_index = {t: {c: i for i, c in enumerate(cl)} for t, cl in (target_classes or {}).items()}
         self.imgsz = imgsz
         self.transform = build_transform(train, mean, std)
 
@@ -159,6 +167,8 @@ class PairedDataset(Dataset):
         s = self.imgsz
         item = {"case_id": case.case_id,
                 "label": self.index.get(case.label, -1) if case.label is not None else -1}
+        if self.target_index:
+            item["labels"] = torch.tensor([index.get(case.labels.get(t), -1) for t, index in self.target_index.items()])
         for mod in MODALITIES:
             img = case.images.get(mod)
             mask = case.masks.get(mod)

@@ -20,7 +20,7 @@ from vitfeat.dataset import file_hash
 from vitfeat.deep.vmtl.data import PairedDataset, make_roi, prepare_case
 from vitfeat.deep.vmtl.model import normalisation
 from vitfeat.deep.vmtl.predict import load_run
-from vitfeat.deep.vmtl.train import _loader, predict_loader
+from vitfeat.deep.vmtl.train import make_loader, predict_loader
 
 COLUMN_STEM = "pair_deep_vmtl_"
 
@@ -51,7 +51,7 @@ class VMTLEmbedder:
             if not idx:
                 continue
             data = PairedDataset([loaded[i] for i in idx], [], self.cfg.imgsz, self.mean, self.std, train=False)
-            emb = predict_loader(model, _loader(data, self.cfg, shuffle=False), torch.device(self.cfg.device))["embedding"]
+            emb = predict_loader(model, make_loader(data, self.cfg, shuffle=False), torch.device(self.cfg.device))["embedding"]
             if out is None:
                 out, weight = np.zeros((len(cases), emb.shape[1])), np.zeros(len(cases))
             out[idx] += emb

@@ -59,11 +59,13 @@ class UncertaintyWeighting(nn.Module):
         self.importance = {t: float(importance.get(t, 1.0)) for t in tasks}
         self.log_vars = nn.ParameterDict({t: nn.Parameter(torch.tensor(float(init.get(t, 0.0)))) for t in tasks})
 
-    def forward(self, losses: dict):
+    def forward(self, losses: dict, use_importance: bool = True):
+        """The weighted sum; ``use_importance=False`` drops w_t (the original's stages 1-4 do)."""
         total = 0.0
         for task, value in losses.items():
             s = self.log_vars[task]
-            total = total + self.importance[task] * torch.exp(-s) * value + 0.5 * s
+            weight = self.importance[task] if use_importance else 1.0
+            total = total + weight * torch.exp(-s) * value + 0.5 * s
         return total
 
 
@@ -72,7 +74,14 @@ def task_losses(model, out: dict, batch: dict, cfg, positive_index: int) -> dict
     tasks = set(cfg.tasks)
     y = batch["label"]
     losses = {}
-    cls = focal_loss(out["logits"], y, cfg.focal_gamma, cfg.label_smoothing)
+    if "labels" in batch and len(out.get("logits_per_target", ())) > 1:  # one head per target: summed
+        cls = 0.0
+        for t, logits in enumerate(out["logits_per_target"]):
+            known = batch["labels"][:, t] >= 0
+            if known.any():
+                cls = cls + focal_loss(logits[known], batch["labels"][known, t], cfg.focal_gamma, cfg.label_smoothing)
+    else:
+        cls = focal_loss(out["logits"], y, cfg.focal_gamma, cfg.label_smoothing)
     if "aux_clinical" in out and cfg.aux_weight > 0:
         aux = focal_loss(out["aux_clinical"], y, cfg.focal_gamma, cfg.label_smoothing)
         hw = batch["has_wood"]

@@ -34,12 +34,9 @@ def create_backbone(name: str, weights: str = "hub", imgsz: int | None = None, *
         create = lambda kw: timm.create_model(name, pretrained=True,  # noqa: E731
                                               pretrained_cfg_overlay=dict(file=str(path.resolve())), **kw)
     else:
-        from vitfeat.deep.embedders import Backbone, _create_from_hub
-        from vitfeat.deep.runtime import hub_reachable
+        from vitfeat.deep.embedders import Backbone, create_from_hub
 
-        online = hub_reachable()
-        create = lambda kw: (timm.create_model(name, pretrained=True, **kw) if online  # noqa: E731
-                             else _create_from_hub(Backbone(name, name), kw))
+        create = lambda kw: create_from_hub(Backbone(name, name), kw)  # noqa: E731
     if imgsz and _accepts_img_size(name, kwargs):
         kwargs = {**kwargs, "img_size": imgsz}  # ViT-like models fix the input size at build time
     return create(kwargs)
@@ -218,27 +215,38 @@ class VMTLNet(nn.Module):
 
 
 class BaselineNet(nn.Module):
-    """Fine-tuned single backbone: pooled features of both photos, concatenated, linear classifier.
+    """Fine-tuned single backbone: pooled features of both photos, concatenated, one linear head per
+    target (seed 002's multi-task classifier when there are several).
 
     A missing Wood's photo contributes zeros (and the model sees that through the zero block)."""
 
-    def __init__(self, cfg: VMTLConfig, n_classes: int):
+    def __init__(self, cfg: VMTLConfig, n_classes):
         super().__init__()
         self.cfg = cfg
         self.backbone = create_backbone(cfg.backbone, cfg.weights, cfg.imgsz, num_classes=0)
         n = self.backbone.num_features
-        self.classifier = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(2 * n, n_classes))
+        counts = list(n_classes) if isinstance(n_classes, (list, tuple)) else [n_classes]
+        self.heads = nn.ModuleList(nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(2 * n, k)) for k in counts)
         self.embedding_dim = 2 * n
 
     def forward(self, clinical, wood=None, has_wood=None, dense: bool = True):
+        """Keys: logits (the first target's), logits_per_target (one per head), embedding, z_*."""
         fc = self.backbone(clinical)
         fw = encode_wood(self.backbone, fc, wood, has_wood, fill=torch.zeros_like(fc))
         emb = torch.cat([fc, fw], 1)
-        return {"logits": self.classifier(emb), "embedding": emb, "z_clinical": fc, "z_wood": fw}
+        logits = [head(emb) for head in self.heads]
+        return {"logits": logits[0], "logits_per_target": logits, "embedding": emb, "z_clinical": fc, "z_wood": fw}
 
 
-def build_model(cfg: VMTLConfig, n_classes: int) -> nn.Module:
-    return BaselineNet(cfg, n_classes) if cfg.variant == "baseline" else VMTLNet(cfg, n_classes)
+def build_model(cfg: VMTLConfig, n_classes) -> nn.Module:
+    """The network of ``cfg.variant`` (from the VARIANTS registry). ``n_classes`` is an int, or for
+    a multi-target baseline a list with one class count per target."""
+    import importlib
+
+    from vitfeat.deep.vmtl.config import VARIANTS
+
+    module, _, attr = VARIANTS.get(cfg.variant).network.partition(":")
+    return getattr(importlib.import_module(module), attr)(cfg, n_classes)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -22,7 +22,7 @@ from vitfeat.deep.runtime import select_device
 from vitfeat.deep.vmtl.config import VMTLConfig
 from vitfeat.deep.vmtl.data import PairedDataset, load_cases, make_roi
 from vitfeat.deep.vmtl.model import build_model, normalisation
-from vitfeat.deep.vmtl.train import _loader, predict_loader
+from vitfeat.deep.vmtl.train import make_loader, predict_loader
 
 
 class RunError(ValueError):
@@ -87,7 +87,7 @@ def predict_run(run_dir, manifest_path, out_path=None, *, masks_dir=None, device
     man = load_manifest(manifest_path, targets=[], require_targets=False)
     loaded, failures = load_cases(man.cases(), cfg.imgsz, None, roi=make_roi(cfg), progress=progress)
     mean, std = normalisation(cfg.backbone)
-    loader = _loader(PairedDataset(loaded, classes, cfg.imgsz, mean, std, train=False), cfg, shuffle=False)
+    loader = make_loader(PairedDataset(loaded, classes, cfg.imgsz, mean, std, train=False), cfg, shuffle=False)
     dense = cfg.variant != "baseline" and bool({"seg", "box"} & set(cfg.tasks))
     preds = [predict_loader(m, loader, torch.device(cfg.device), dense=dense) for m in models.values()]
     avg = {k: np.mean([p[k] for p in preds], axis=0) for k in preds[0] if k not in ("case_id", "has_wood")}

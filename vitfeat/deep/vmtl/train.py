@@ -83,7 +83,8 @@ def make_scheduler(optimizer, cfg: VMTLConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, nothing elsewhere."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
@@ -104,7 +105,7 @@ def train_epoch(model, weighting, loader, optimizer, scheduler, cfg, device, pos
     for batch in loader:
         seen.extend(batch["case_id"])
         b = to_device(batch, device, channels_last=device.type == "cuda")
-        with _autocast(device):
+        with autocast(device):
             out = model(b["clinical"], b["wood"], b["has_wood"], dense=dense)
             losses = task_losses(model, out, b, cfg, positive_index)
             if "recon" in tasks:
@@ -150,10 +151,12 @@ def predict_loader(model, loader, device, dense: bool = False) -> dict:
     out = defaultdict(list)
     for batch in loader:
         b = to_device(batch, device, channels_last=device.type == "cuda")
-        with _autocast(device):
+        with autocast(device):
             pred = model(b["clinical"], b["wood"], b["has_wood"], dense=dense)
         out["case_id"].extend(batch["case_id"])
         out["proba"].append(torch.softmax(pred["logits"].float(), 1).cpu())
+        for t, logits in enumerate(pred.get("logits_per_target", [])):
+            out[f"proba_target{t}"].append(torch.softmax(logits.float(), 1).cpu())
         out["embedding"].append(pred["embedding"].float().cpu())
         out["has_wood"].append(batch["has_wood"])
         for k in keys:
@@ -163,7 +166,19 @@ def predict_loader(model, loader, device, dense: bool = False) -> dict:
     return {k: (v if k == "case_id" else torch.cat(v).numpy()) for k, v in out.items()}
 
 
-def _loader(dataset, cfg, shuffle: bool, seed: int = 0):
+def make_loader(dataset, cfg, shuffle: bool, seed: int = 0) -> DataLoader:
+    """The DataLoader every VMTL stage uses (training, validation, prediction, embedding).
+
+    Parameters
+    ----------
+    dataset : PairedDataset
+    cfg : VMTLConfig
+        Batch size and workers.
+    shuffle : bool
+        Training order (seeded by ``seed``); a last batch of one is dropped then (BatchNorm).
+    seed : int
+        Seed of the shuffling generator.
+    """
     gen = torch.Generator().manual_seed(seed)
     # BatchNorm cannot train on a final batch of one
     drop_last = shuffle and len(dataset) > cfg.batch and len(dataset) % cfg.batch == 1
@@ -171,23 +186,28 @@ def _loader(dataset, cfg, shuffle: bool, seed: int = 0):
                       num_workers=cfg.num_workers)
 
 
-def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes, repeat: int, fold: int,
-               resume: bool = True, progress: bool = True, callback=None) -> pd.DataFrame:
-    """Train one outer fold and return its test-fold prediction rows (contract format)."""
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    device = select_device(cfg.device, mps=False)
-    mean, std = normalisation(cfg.backbone)
-    positive_index = classes.index(guess_positive(classes, cfg.positive_class))
-    inner_train, inner_val = inner_split(train_cases, cfg.val_fraction, cfg.seed + repeat * 100 + fold)
+def oversample(cases, seed: int):
+    """Random oversampling of the smaller classes of the (first) target: duplicates cases of the
+    training part only, so no copy of a case can reach validation or the test fold."""
+    from imblearn.over_sampling import RandomOverSampler
 
-    torch.manual_seed(_epoch_seed(cfg, repeat, fold, -1))
-    model = build_model(cfg, len(classes)).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    labels = np.array([c.label for c in cases])
+    if len(set(labels)) < 2:
+        return list(cases)
+    idx, _ = RandomOverSampler(random_state=seed).fit_resample(np.arange(len(cases))[:, None], labels)
+    return [cases[i] for i in idx[:, 0]]
+
+
+def _fit_joint(model, inner_train, inner_val, fold_dir, cfg, classes, positive_index, device, mean, std, *,
+               seed_of, resume, progress, callback, target_classes=None) -> dict:
+    """All tasks jointly (redesign, VMSL, baseline): early stopping on the inner validation
+    log-loss (mean over targets); writes ``best.pt``; returns the training state."""
     weighting = UncertaintyWeighting(cfg.tasks, cfg.importance, cfg.log_var_init).to(device)
-    train_set = PairedDataset(inner_train, classes, cfg.imgsz, mean, std, train=cfg.augment)
-    val_loader = _loader(PairedDataset(inner_val, classes, cfg.imgsz, mean, std, train=False), cfg, shuffle=False)
-    steps = len(_loader(train_set, cfg, shuffle=True))
+    train_set = PairedDataset(inner_train, classes, cfg.imgsz, mean, std, train=cfg.augment,
+                              target_classes=target_classes)
+    val_loader = make_loader(PairedDataset(inner_val, classes, cfg.imgsz, mean, std, train=False,
+                                           target_classes=target_classes), cfg, shuffle=False)
+    steps = len(make_loader(train_set, cfg, shuffle=True))
     optimizer = make_optimizer(model, weighting, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps)
     state = {"epoch": -1, "best_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
@@ -200,26 +220,28 @@ def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         state = ckpt["state"]
-        log.info("fold r%d f%d resumed after epoch %d", repeat, fold, state["epoch"])
+        log.info("fold %s resumed after epoch %d", fold_dir.name, state["epoch"])
 
-    val_y = np.array([classes.index(c.label) for c in inner_val])
+    per_target = target_classes or {cfg.target: classes}
+    val_ys = [np.array([cl.index(c.labels.get(t, c.label)) for c in inner_val]) for t, cl in per_target.items()]
     for epoch in range(state["epoch"] + 1, cfg.epochs):
         if state["bad_epochs"] >= cfg.patience:
             break
-        seed = _epoch_seed(cfg, repeat, fold, epoch)
+        seed = seed_of(epoch)
         torch.manual_seed(seed)
         started = time.perf_counter()
-        loader = _loader(train_set, cfg, shuffle=True, seed=seed)
-        with tqdm(total=len(loader.dataset), desc=f"r{repeat} f{fold} epoch {epoch + 1}/{cfg.epochs}",
+        loader = make_loader(train_set, cfg, shuffle=True, seed=seed)
+        with tqdm(total=len(loader.dataset), desc=f"{fold_dir.name} epoch {epoch + 1}/{cfg.epochs}",
                   disable=not progress, leave=False) as bar:
             losses, seen = train_epoch(model, weighting, loader, optimizer, scheduler, cfg, device, positive_index, bar)
         val = predict_loader(model, val_loader, device)
         state["seen_val"] = sorted(set(state["seen_val"]) | set(val["case_id"]))
         state["seen_train"] = sorted(set(state["seen_train"]) | set(seen))
+        probas = [val[f"proba_target{t}"] for t in range(len(per_target))] if target_classes else [val["proba"]]
         with warnings.catch_warnings():  # a small validation split may lack a class
             warnings.simplefilter("ignore", UserWarning)
-            val_loss = float(log_loss(val_y, val["proba"], labels=range(len(classes))))
-        val_bacc = float(balanced_accuracy_score(val_y, val["proba"].argmax(1)))
+            val_loss = float(np.mean([log_loss(y, pr, labels=range(pr.shape[1])) for y, pr in zip(val_ys, probas)]))
+        val_bacc = float(balanced_accuracy_score(val_ys[0], probas[0].argmax(1)))
         state["history"].append({"epoch": epoch, **{f"train_{k}": v for k, v in losses.items()},
                                  "val_loss": val_loss, "val_balanced_accuracy": val_bacc,
                                  "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - started,
@@ -233,32 +255,74 @@ def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes
         save_checkpoint({"model": model.state_dict(), "weighting": weighting.state_dict(),
                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": state}, last)
         if progress:
-            tqdm.write(f"r{repeat} f{fold} epoch {epoch + 1}: "
+            tqdm.write(f"{fold_dir.name} epoch {epoch + 1}: "
                        + " ".join(f"{k}={v:.3f}" for k, v in losses.items())
                        + f" | val_loss={val_loss:.3f} val_bacc={val_bacc:.3f}")
         if callback is not None:
-            callback(repeat=repeat, fold=fold, epoch=epoch, state=state)
+            callback(epoch=epoch, state=state)
+    state["selection"] = "validation log-loss (inner split)"
+    return state
+
+
+def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes, repeat: int, fold: int,
+               resume: bool = True, progress: bool = True, callback=None, target_classes: dict | None = None
+               ) -> pd.DataFrame:
+    """Train one outer fold and return its test-fold prediction rows (contract format).
+
+    ``target_classes`` (several targets, baseline only) maps each target to its classes; the rows
+    then hold one block per target."""
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    device = select_device(cfg.device, mps=False)
+    mean, std = normalisation(cfg.backbone)
+    train_y = [c.label for c in train_cases]
+    positive_index = classes.index(guess_positive(classes, cfg.positive_class, y=train_y, target=cfg.target))
+    inner_train, inner_val = inner_split(train_cases, cfg.val_fraction, cfg.seed + repeat * 100 + fold)
+    if cfg.oversample:
+        inner_train = oversample(inner_train, cfg.seed + repeat * 100 + fold)
+
+    torch.manual_seed(_epoch_seed(cfg, repeat, fold, -1))
+    n_classes = [len(c) for c in target_classes.values()] if target_classes else len(classes)
+    model = build_model(cfg, n_classes).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    fit = _fit_joint
+    extra = {"target_classes": target_classes}
+    if cfg.variant == "original":
+        from vitfeat.deep.vmtl.curriculum import fit_original as fit
+
+        extra = {}
+    state = fit(model, inner_train, inner_val, fold_dir, cfg, classes, positive_index, device, mean, std,
+                seed_of=lambda step: _epoch_seed(cfg, repeat, fold, step), resume=resume, progress=progress,
+                callback=None if callback is None else
+                (lambda epoch, state: callback(repeat=repeat, fold=fold, epoch=epoch, state=state)), **extra)
 
     if not (fold_dir / "best.pt").exists():  # no finite validation loss in any epoch
         log.warning("fold r%d f%d: no epoch had a finite validation loss; the last weights predict the test fold",
                     repeat, fold)
         save_checkpoint({"model": model.state_dict(), "epoch": state["epoch"], "classes": classes}, fold_dir / "best.pt")
-    best = load_checkpoint(fold_dir / "best.pt", device)
-    model.load_state_dict(best["model"])
-    test_loader = _loader(PairedDataset(test_cases, classes, cfg.imgsz, mean, std, train=False), cfg, shuffle=False)
+    model.load_state_dict(load_checkpoint(fold_dir / "best.pt", device)["model"])
+    test_loader = make_loader(PairedDataset(test_cases, classes, cfg.imgsz, mean, std, train=False), cfg, shuffle=False)
     pred = predict_loader(model, test_loader, device)
-    rows = pd.DataFrame({"pipeline": cfg.pipeline_name, "target": cfg.target, "repeat": repeat, "fold": fold,
-                         "case_id": [c.case_id for c in test_cases], "patient_id": [c.patient_id for c in test_cases],
-                         "y_true": [c.label for c in test_cases],
-                         "y_pred": [classes[i] for i in pred["proba"].argmax(1)]})
-    for i, c in enumerate(classes):
-        rows[f"proba_{c}"] = pred["proba"][:, i]
+    blocks = []
+    for t, (target, cl) in enumerate((target_classes or {cfg.target: classes}).items()):
+        proba = pred[f"proba_target{t}"] if target_classes else pred["proba"]
+        rows = pd.DataFrame({"pipeline": cfg.pipeline_name, "target": target, "repeat": repeat, "fold": fold,
+                             "case_id": [c.case_id for c in test_cases],
+                             "patient_id": [c.patient_id for c in test_cases],
+                             "y_true": [c.labels.get(target, c.label) for c in test_cases],
+                             "y_pred": [cl[i] for i in proba.argmax(1)]})
+        for i, c in enumerate(cl):
+            rows[f"proba_{c}"] = proba[:, i]
+        blocks.append(rows)
+    rows = pd.concat(blocks, ignore_index=True)
     write_text(fold_dir / "history.json", json.dumps(state["history"], indent=1))
     write_text(fold_dir / "seen.json", json.dumps({
         "train": state["seen_train"], "val": state["seen_val"], "test": [c.case_id for c in test_cases],
-        "best_epoch": state["best_epoch"], "best_val_loss": state["best_loss"]}, indent=1))
+        "n_train_drawn": state["history"][-1]["n_train"] if state["history"] else 0,
+        "best_epoch": state["best_epoch"], "selection": state["selection"],
+        "best_val_loss": state.get("best_loss"), "best_val_psr": state.get("best_score")}, indent=1))
     write_csv(fold_dir / "oof.csv", rows)
-    last.unlink(missing_ok=True)  # the optimizer state is large and no longer needed
+    (fold_dir / "last.pt").unlink(missing_ok=True)  # the optimizer state is large and no longer needed
     return rows
 
 
@@ -309,11 +373,13 @@ def _train_vmtl(manifest, out_dir, folds_from, config, *, resume, progress, call
     out.mkdir(parents=True, exist_ok=True)
     write_text(saved_cfg, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
-    man = load_manifest(manifest, targets=[cfg.target])
+    targets = list(cfg.all_targets)
+    man = load_manifest(manifest, targets=targets)
     plan = read_folds(folds_from, man.frame)
     write_folds(plan, out / "folds.csv")
-    classes = _class_names(man.frame, cfg.target)
-    loaded, failures = load_cases(man.cases(), cfg.imgsz, cfg.target, roi=make_roi(cfg), progress=progress)
+    target_classes = {t: _class_names(man.frame, t) for t in targets}
+    classes = target_classes[cfg.target]
+    loaded, failures = load_cases(man.cases(), cfg.imgsz, targets, roi=make_roi(cfg), progress=progress)
     if failures:
         write_csv(out / "failures.csv", pd.DataFrame(failures, columns=["case_id", "error"]))
     by_id = {c.case_id: c for c in loaded}
@@ -329,19 +395,22 @@ def _train_vmtl(manifest, out_dir, folds_from, config, *, resume, progress, call
             test_cases = [by_id[i] for i in sorted(test_ids) if i in by_id]
             train_cases = [by_id[i] for i in sorted(train_ids) if i in by_id]
             rows = train_fold(train_cases, test_cases, fold_dir, cfg, classes, int(repeat), int(fold),
-                              resume=resume, progress=progress, callback=callback)
+                              resume=resume, progress=progress, callback=callback,
+                              target_classes=target_classes if cfg.targets else None)
         seen = json.loads((fold_dir / "seen.json").read_text())
         fold_info.append({"repeat": int(repeat), "fold": int(fold), "dir": fold_dir.name,
-                          "best_epoch": seen["best_epoch"], "best_val_loss": seen["best_val_loss"],
+                          "best_epoch": seen["best_epoch"], "selection": seen.get("selection"),
+                          "best_val_loss": seen.get("best_val_loss"), "best_val_psr": seen.get("best_val_psr"),
                           "n_train": len(seen["train"]), "n_val": len(seen["val"]), "n_test": len(rows)})
         parts.append(rows)
 
     oof = pd.concat(parts, ignore_index=True)
     write_csv(out / "oof_predictions.csv", oof)
-    scores = write_scores(oof, classes, out)
+    scores = write_scores(oof, target_classes, out, positive=cfg.positive_class)
     mean, std = normalisation(cfg.backbone)
     run = {"kind": "vmtl", "variant": cfg.variant, "pipeline": cfg.pipeline_name, "target": cfg.target,
-           "classes": classes, "positive": scores.get("_positive") if scores else None,
+           "targets": targets, "target_classes": target_classes,
+           "classes": classes, "positive": scores[cfg.target].get("_positive"),
            "backbone": cfg.backbone, "weights": cfg.weights, "imgsz": cfg.imgsz,
            "normalisation": {"mean": list(mean), "std": list(std)}, "folds": fold_info,
            "n_cases": len(man.frame), "failed": [f[0] for f in failures],
@@ -351,15 +420,31 @@ def _train_vmtl(manifest, out_dir, folds_from, config, *, resume, progress, call
     return out
 
 
-def write_scores(oof: pd.DataFrame, classes, out: Path) -> dict:
-    """metrics.json and a one-row leaderboard.csv, with fit's metrics and CIs."""
+def write_scores(oof: pd.DataFrame, target_classes, out: Path, positive: str | None = None) -> dict:
+    """metrics.json and leaderboard.csv (one row per target): fit's metrics with CIs, and the
+    original VMTL's metric set (weighted P/R/F1, specificity, AUC, P*S*R; non-stable positive) with
+    the published figures and how the protocols differ. Returns fit's scores per target."""
+    from vitfeat.deep.vmtl.scores import original_metric_block
     from vitfeat.pipelines.metrics import flatten, score_oof
 
-    scores = score_oof(oof, classes)
-    clean = {k: v for k, v in scores.items() if not k.startswith("_")}
-    per_fold = scores["_per_fold"].to_dict(orient="records")
-    write_text(out / "metrics.json", json.dumps({"pipeline": oof["pipeline"].iloc[0], "positive": scores["_positive"],
-                                                         "metrics": clean, "per_fold": per_fold}, indent=1, default=float))
-    row = {"pipeline": oof["pipeline"].iloc[0], "target": oof["target"].iloc[0], **flatten(scores)}
-    write_csv(out / "leaderboard.csv", pd.DataFrame([row]))
+    if not isinstance(target_classes, dict):  # one target, given as its class list
+        target_classes = {oof["target"].iloc[0]: list(target_classes)}
+    pipeline = oof["pipeline"].iloc[0]
+    scores, blocks, rows = {}, {}, []
+    for target, classes in target_classes.items():
+        part = oof[oof["target"] == target]
+        pos = (guess_positive(classes, positive if positive in classes else None, y=part["y_true"].astype(str),
+                              target=target) if len(classes) == 2 else None)
+        s = score_oof(part, classes, positive=pos)
+        scores[target] = s
+        blocks[target] = {"positive": s["_positive"], "metrics": {k: v for k, v in s.items() if not k.startswith("_")},
+                          "per_fold": s["_per_fold"].to_dict(orient="records"),
+                          "original_metrics": original_metric_block(part, classes, s["_positive"])}
+        rows.append({"pipeline": pipeline, "target": target, **flatten(s)})
+    first = next(iter(target_classes))
+    doc = {"pipeline": pipeline, **blocks[first]}
+    if len(target_classes) > 1:
+        doc["targets"] = blocks
+    write_text(out / "metrics.json", json.dumps(doc, indent=1, default=float))
+    write_csv(out / "leaderboard.csv", pd.DataFrame(rows))
     return scores
