@@ -84,8 +84,8 @@ def test_resume_repeats_an_uninterrupted_run(synth_small, tmp_path):
     assert resumed["lr"].iloc[1] == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5))
     np.testing.assert_allclose(resumed["lr"], straight["lr"])
     np.testing.assert_allclose(resumed["train_loss"], straight["train_loss"], rtol=1e-5)
-    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["modules"]["model"]
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["modules"]["model"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from vitfeat.atomic import write_text
-from vitfeat.deep.runtime import load_checkpoint, save_checkpoint, select_device
+from vitfeat.deep.runtime import load_checkpoint, select_device
 from vitfeat.deep.segmentation import data as segdata
 from vitfeat.deep.segmentation.metrics import SegmentationMeter
 from vitfeat.deep.segmentation.models import (
@@ -35,6 +33,7 @@ from vitfeat.deep.segmentation.models import (
     build_model,
     get_architecture,
 )
+from vitfeat.deep.training import LoopSettings, StepOutput, TrainingLoop
 
 log = logging.getLogger(__name__)
 
@@ -181,56 +180,38 @@ def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split
     loss_fn = make_loss(config.loss)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _make_scheduler(optimizer, config)
-    history, start, best_loss = [], 1, math.inf
-    if resume and (out / "last.pt").is_file():
-        state = load_checkpoint(out / "last.pt", device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, start, best_loss = state["history"], state["epoch"] + 1, state["best_loss"]
+    arch = get_architecture(config.arch)
+
+    def step(batch) -> StepOutput:
+        images, masks = (t.to(device) for t in batch)
+        return StepOutput(loss_fn(model(segdata.normalize(images, arch.normalize)), masks), len(images))
+
+    def validate(epoch: int) -> dict:
+        val = evaluate(model, datasets[selection], config, device, loss_fn)
+        return {"val_loss": val["loss"],
+                **{f"val_{kind}_{m}": val[kind][m] for kind in ("pooled", "per_image") for m in ("dice", "iou")}}
+
+    def report(row: dict, loop: TrainingLoop) -> None:
+        if progress:
+            tqdm.write(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}  {selection} loss "
+                       f"{row['val_loss']:.4f}  {selection} Dice {row['val_pooled_dice']:.4f}")
+
+    def batches(epoch: int, seed: int):
+        loader = _loader(datasets["train"], config.batch, shuffle=True, seed=seed)
+        return tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
+
+    loop = TrainingLoop(
+        {"model": model}, optimizer, scheduler,
+        LoopSettings(epochs=config.epochs, first_epoch=1, seed=config.seed,
+                     scheduler_step="plateau" if config.scheduler == "plateau" else "epoch"),
+        make_batches=batches, step=step, validate=validate, on_epoch=report,
+        last_path=out / "last.pt", best_path=out / "best.pt", log_dir=out, device=device)
+    if resume and loop.resume():
         if config.scheduler == "cosine":  # the saved lr followed the old length; re-evaluate the curve
             for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
                 group["lr"] = base * factor(scheduler.last_epoch)
-        log.info("resuming %s at epoch %d", out, start)
-
-    arch = get_architecture(config.arch)
-    for epoch in range(start, config.epochs + 1):
-        tick = time.perf_counter()
-        torch.manual_seed(config.seed * 100_003 + epoch)  # an interrupted + resumed run repeats the same draws
-        model.train()
-        running, seen = 0.0, 0
-        batches = _loader(datasets["train"], config.batch, shuffle=True, seed=config.seed * 100_003 + epoch)
-        for images, masks in tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False):
-            images, masks = images.to(device), masks.to(device)
-            loss = loss_fn(model(segdata.normalize(images, arch.normalize)), masks)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            running += float(loss.detach()) * len(images)
-            seen += len(images)
-        train_time = time.perf_counter() - tick
-        val = evaluate(model, datasets[selection], config, device, loss_fn)
-        row = {
-            "epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": running / max(seen, 1),
-            "val_loss": val["loss"],
-            **{f"val_{kind}_{m}": val[kind][m] for kind in ("pooled", "per_image") for m in ("dice", "iou")},
-            "train_seconds": train_time, "epoch_seconds": time.perf_counter() - tick,
-        }
-        history.append(row)
-        if val["loss"] < best_loss:
-            best_loss = val["loss"]
-            save_checkpoint(model.state_dict(), out / "best.pt")
-        if config.scheduler == "cosine":
-            scheduler.step()
-        else:
-            scheduler.step(val["loss"])
-        _write_log(out, history)
-        save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "history": history, "epoch": epoch,
-                         "best_loss": best_loss}, out / "last.pt")
-        if progress:
-            tqdm.write(f"epoch {epoch}: train loss {row['train_loss']:.4f}  {selection} loss {row['val_loss']:.4f}  "
-                       f"{selection} Dice {row['val_pooled_dice']:.4f}")
+        log.info("resuming %s at epoch %d", out, loop.next_epoch)
+    history = loop.run().history
 
     return _finish(out, model, datasets, config, history, device, loss_fn, selection, manifest)
 
@@ -316,11 +297,3 @@ def _resolve_split(out: Path, items, config: SegConfig, split_from, resume: bool
         split = segdata.grouped_split(items, config.split, config.seed)
     segdata.write_split(split, own)
     return split
-
-
-def _write_log(out: Path, history: list[dict]) -> None:
-    frame = pd.DataFrame(history)
-    tmp = out / ".log.csv.tmp"
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, out / "log.csv")
-    write_text(out / "log.json", json.dumps(history, indent=2))
