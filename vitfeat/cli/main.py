@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = [
     "vitfeat.cli.explain",
     "vitfeat.cli.train",
     "vitfeat.cli.seg",
+    "vitfeat.cli.vmtl",
     "vitfeat.cli.demo",
 ]
 

@@ -11,11 +11,15 @@ on the SAME folds as the feature pipelines: one model per outer fold of --folds-
 stopping on an inner patient-grouped validation split of the training part (never the test fold),
 out-of-fold predictions in fit's format. Cases without a Wood's photo are handled.
 
-Variants:
-  vmtl      the full multi-task model (default backbone convnextv2_tiny)
-  vmsl      the same network on lesion crops (--roi), stage + contrastive terms only
+Variants (`vitfeat vmtl info --variant NAME` lists parameters and FLOPs):
+  original  the published VMTL exactly (45,004,053 parameters): one cross-attention module, fused
+            6x6 map, its losses, the 6-stage curriculum (--stage-epochs), P*S*R selection on the
+            inner validation split
+  vmtl      vitfeat's redesign, all tasks jointly (default backbone convnextv2_tiny)
+  vmsl      the redesign on lesion crops (--roi), stage + contrastive terms only
   baseline  a fine-tuned single backbone (default resnet50; also vit_base_patch16_224,
-            convnext_tiny, any timm model): both photos' pooled features, linear classifier
+            convnext_tiny, any timm model): both photos' pooled features, one linear head per
+            --target (several --target: seed 002's multi-task classifier, scored per target)
 
 Writes DIR/oof_predictions.csv, folds.csv, metrics.json (metrics with CIs), leaderboard.csv,
 config.yaml, run.json (kind "vmtl") and r<repeat>_f<fold>/best.pt. Interrupted? Re-run with
@@ -29,6 +33,9 @@ Examples:
   vitfeat predict runs/vmtl new_cases.csv -o predictions.csv      # probability, mask, box
   vitfeat extract data/manifest.csv -o f.parquet --families deep:vmtl@runs/vmtl
   vitfeat train vmtl m.csv -o runs/base --folds-from runs/fit/folds.csv --variant baseline --backbone resnet50
+  vitfeat train vmtl m.csv -o runs/orig --folds-from runs/fit/folds.csv --variant original
+  vitfeat train vmtl m.csv -o runs/grades --folds-from runs/fit/folds.csv --variant baseline \\
+      --target grade_a --target grade_b --oversample
   vitfeat train vmtl m.csv -o runs/vmsl --folds-from runs/fit/folds.csv --variant vmsl \\
       --roi clinical=model:runs/yolo/best.pt,wood=masks
 
@@ -42,10 +49,17 @@ def register(kinds) -> None:
     p.add_argument("manifest", help="manifest CSV/Parquet with clinical (and wood, masks) and the target")
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="run directory to write")
     p.add_argument("--folds-from", required=True, metavar="FOLDS_CSV", help="fold plan (folds.csv of a fit run)")
-    p.add_argument("--variant", choices=["vmtl", "vmsl", "baseline"], default="vmtl")
+    from vitfeat.deep.vmtl.config import VARIANTS
+
+    p.add_argument("--variant", choices=VARIANTS.names(), default="vmtl")
     p.add_argument("--backbone", help="timm model name (default convnextv2_tiny; resnet50 for baseline)")
     p.add_argument("--weights", help="hub | random | PATH to .pth/.safetensors (default hub)")
-    p.add_argument("--target", help="target column (default label)")
+    p.add_argument("--target", action="append", help="target column (default label); repeat it for several "
+                                                      "targets, one head each (baseline only)")
+    p.add_argument("--oversample", action="store_true", help="oversample the smaller classes of the first target, "
+                                                             "inside the training part of each fold only")
+    p.add_argument("--stage-epochs", help="original: epochs of the six curriculum stages, comma separated "
+                                          "(default 80,30,30,30,100,120)")
     p.add_argument("--epochs", type=int, help="maximum epochs per fold (default 30)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 10)")
     p.add_argument("--imgsz", type=int, help="input size in pixels (default 224)")
@@ -94,7 +108,11 @@ def run(args) -> int:
     from vitfeat.deep.embedders import WeightsUnavailableError
     from vitfeat.deep.vmtl import VMTLConfig, preset, train_vmtl
 
-    given = dict(backbone=args.backbone, weights=args.weights, target=args.target, epochs=args.epochs,
+    targets = args.target or []
+    given = dict(backbone=args.backbone, weights=args.weights, target=targets[0] if len(targets) == 1 else None,
+                 targets=tuple(targets) if len(targets) > 1 else None, oversample=True if args.oversample else None,
+                 stage_epochs=tuple(int(v) for v in args.stage_epochs.split(",")) if args.stage_epochs else None,
+                 epochs=args.epochs,
                  patience=args.patience, imgsz=args.imgsz, batch=args.batch, lr=args.lr,
                  tasks=tuple(t.strip() for t in args.tasks.split(",")) if args.tasks else None,
                  roi=_parse_roi(args.roi), focal_gamma=args.focal_gamma, augment=False if args.no_augment else None, seed=args.seed,
@@ -117,8 +135,16 @@ def run(args) -> int:
         raise CLIError(str(exc)) from None
     import json
 
-    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
-    line = ", ".join(f"{k} {metrics[k]['value']:.3f} [{metrics[k]['ci_low']:.3f}, {metrics[k]['ci_high']:.3f}]"
-                     for k in ("balanced_accuracy", "auroc") if k in metrics)
-    print(f"{cfg.pipeline_name}: {line}\nrun written to {out} (include it with `vitfeat fit ... --include {out}`)")
+    doc = json.loads((out / "metrics.json").read_text())
+    for target, block in (doc.get("targets") or {cfg.target: doc}).items():
+        metrics = block["metrics"]
+        line = ", ".join(f"{k} {metrics[k]['value']:.3f} [{metrics[k]['ci_low']:.3f}, {metrics[k]['ci_high']:.3f}]"
+                         for k in ("balanced_accuracy", "auroc") if k in metrics)
+        original = (block.get("original_metrics") or {}).get("pooled")
+        if original:
+            line += (f"; original's set: P {original['precision']:.3f} S {original['specificity']:.3f} "
+                     f"R {original['recall']:.3f} P*S*R {original['psr']:.3f} (published 0.910 / 0.934 / 0.909 "
+                     "on its own validation split, see metrics.json)")
+        print(f"{cfg.pipeline_name} [{target}]: {line}")
+    print(f"run written to {out} (include it with `vitfeat fit ... --include {out}`)")
     return 0

@@ -64,8 +64,8 @@ def encode_wood(encode, fc: torch.Tensor, wood, has_wood, fill: torch.Tensor) ->
     """Wood's features for the cases that have a Wood's photo; ``fill`` stands in for the others."""
     if wood is None:
         return fill
-    if has_wood is None:
-        has_wood = torch.ones(len(fc), dtype=torch.bool, device=fc.device)
+    if has_wood is None:  # every case has one (no data-dependent branch: FLOP counting on meta works)
+        return encode(wood).to(fc.dtype)
     if not has_wood.any():
         return fill
     fw = fill.clone()

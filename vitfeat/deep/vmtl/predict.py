@@ -41,12 +41,14 @@ def load_run(run_dir, device: str | None = None):
     cfg = VMTLConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
     cfg.weights = "random"  # the architecture only; trained weights come from the fold checkpoints
     dev = select_device(device or cfg.device, mps=False)
+    targets = run.get("targets") or [run["target"]]
+    n_classes = [len(run["target_classes"][t]) for t in targets] if len(targets) > 1 else len(run["classes"])
     models = {}
     for fold in run["folds"]:
         path = run_dir / fold["dir"] / "best.pt"
         if not path.is_file():
             raise RunError(f"{path}: checkpoint missing")
-        model = build_model(cfg, len(run["classes"]))
+        model = build_model(cfg, n_classes)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
         models[fold["dir"]] = model.to(dev).eval()
     cfg.device = str(dev)
