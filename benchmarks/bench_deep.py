@@ -11,6 +11,7 @@ setting is a warm-up and is not timed. On CUDA the embedder uses channels_last +
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -52,6 +53,46 @@ def bench(backbone: str, device: str, batch_sizes, n_images: int, seed: int = 0)
     if device != "cpu" and torch.cuda.is_available():
         torch.cuda.empty_cache()
     return rows
+
+
+def embed_vs_bare(backbone: str, device: str = "auto", batch: int = 64, n_images: int = 512,
+                  amp_dtype: str = "bfloat16") -> dict:
+    """The deep family's embedding path (``Embedder.embed`` on uint8 photos: resize, normalise,
+    transfer, channels_last, autocast) against a bare ``model(x)`` loop on ready device tensors,
+    same model, batch and precision, one after the other in this process. The ratio is the figure."""
+    import torch
+
+    from vitfeat.deep.embedders import Embedder, RandomWeightsWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        emb = Embedder(backbone, "random", device=device, batch_size=batch, amp_dtype=amp_dtype)
+    rng = np.random.default_rng(0)
+    images = list(rng.integers(0, 256, size=(n_images, emb.img_size, emb.img_size, 3), dtype=np.uint8))
+    sync = torch.cuda.synchronize if emb.cuda else (lambda: None)
+    emb.embed(images[:batch])
+    sync()
+    start = time.perf_counter()
+    emb.embed(images)
+    sync()
+    family = n_images / (time.perf_counter() - start)
+
+    x = torch.randn(batch, 3, emb.img_size, emb.img_size, device=emb.device)
+    if emb.cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast("cuda", dtype=getattr(torch, amp_dtype)) if emb.cuda else contextlib.nullcontext()
+    steps = max(1, n_images // batch)
+    with torch.inference_mode(), autocast:
+        emb.model(x)
+        sync()
+        start = time.perf_counter()
+        for _ in range(steps):
+            emb.model(x)
+        sync()
+    bare = steps * batch / (time.perf_counter() - start)
+    return {"backbone": backbone, "device": str(emb.device), "img_size": emb.img_size, "batch": batch,
+            "precision": amp_dtype if emb.cuda else "float32", "channels_last": emb.cuda,
+            "family_images_per_s": family, "bare_images_per_s": bare, "ratio": family / bare}
 
 
 def main(argv=None) -> int:

@@ -68,6 +68,72 @@ def throughput(backbone: str, imgsz: int, batch: int, device: torch.device, step
     return n / (time.perf_counter() - start)
 
 
+def epoch_benchmark(manifest, variant: str, imgsz: int = 224, batch: int = 32, device: str = "auto",
+                    backbone: str | None = None, weights: str = "random", hidden_dim: int | None = None) -> dict:
+    """One training epoch of ``variant`` over every pair of ``manifest`` (all tasks of the variant;
+    the original in its stage 0): seconds, pairs/s and peak GPU memory. The first few batches are
+    a warm-up epoch on 2 batches (cuDNN autotune, allocator), not timed."""
+    from vitfeat.dataset import load_manifest
+    from vitfeat.deep.runtime import select_device
+    from vitfeat.deep.vmtl.config import preset
+    from vitfeat.deep.vmtl.data import PairedDataset, load_cases
+    from vitfeat.deep.vmtl.model import normalisation
+    from vitfeat.deep.vmtl.train import make_loader, make_optimizer, make_scheduler, train_epoch
+
+    dev = select_device(device, mps=False)
+    cfg = preset(variant, backbone=backbone, weights=weights, imgsz=imgsz, batch=batch, device=str(dev),
+                 hidden_dim=hidden_dim)
+    cases, _ = load_cases(load_manifest(manifest).cases(), imgsz, cfg.target, progress=False)
+    classes = sorted({c.label for c in cases})
+    mean, std = normalisation(cfg.backbone)
+    data = PairedDataset(cases, classes, imgsz, mean, std, train=cfg.augment)
+    loader = make_loader(data, cfg, shuffle=True, seed=0)
+    torch.manual_seed(0)
+    model = build_for_bench(cfg, len(classes), dev)
+    if variant == "original":
+        from vitfeat.deep.vmtl.curriculum import STAGE_TASKS, stage_optimizer, train_stage_epoch
+        from vitfeat.deep.vmtl.losses import UncertaintyWeighting
+        from vitfeat.deep.vmtl.original import SummedContrastive
+
+        weighting = UncertaintyWeighting(STAGE_TASKS[0], cfg.importance, cfg.log_var_init).to(dev)
+        margins = SummedContrastive(cfg.margins).to(dev)
+        model.set_stage_trainable(STAGE_TASKS[0])
+        opt = stage_optimizer(model, weighting, margins, cfg, 0)
+
+        def run(batches):
+            return train_stage_epoch(model, weighting, margins, batches, opt, cfg, dev, 0, 0)
+    else:
+        from vitfeat.deep.vmtl.losses import UncertaintyWeighting
+
+        weighting = UncertaintyWeighting(cfg.tasks, cfg.importance, cfg.log_var_init).to(dev)
+        opt = make_optimizer(model, weighting, cfg)
+        sched = make_scheduler(opt, cfg, len(loader))
+
+        def run(batches):
+            return train_epoch(model, weighting, batches, opt, sched, cfg, dev, 0)
+
+    run([b for _, b in zip(range(2), loader)])  # warm-up
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    run(loader)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return {"variant": variant, "backbone": cfg.backbone, "imgsz": imgsz, "batch": batch, "pairs": len(data),
+            "device": str(dev), "epoch_s": seconds, "pairs_per_s": len(data) / seconds,
+            "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else None,
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def build_for_bench(cfg, n_classes: int, device):
+    from vitfeat.deep.vmtl.model import build_model
+
+    model = build_model(cfg, n_classes).to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="artifacts/bench_vmtl")
@@ -93,9 +159,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from vitfeat.deep.vmtl.train import resolve_device
+    from vitfeat.deep.runtime import select_device
 
-    device = resolve_device(args.device)
+    device = select_device(args.device, mps=False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"}

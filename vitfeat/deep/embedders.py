@@ -176,12 +176,13 @@ class Embedder:
     """A timm backbone in eval mode that turns RGB uint8 crops into ``(N, D)`` float32 vectors.
 
     ``device="auto"`` uses CUDA when present. On CUDA, inference runs in channels_last memory format
-    under autocast (``amp=True``, float16); on CPU in float32. Inputs are resized to the backbone's
+    under autocast (``amp=True``, ``amp_dtype`` float16 by default, or bfloat16); on CPU in float32. Inputs are resized to the backbone's
     square input size and normalised with the mean/std of its pretrained configuration.
     """
 
     def __init__(self, backbone: str, weights: str | Path = "hub", *, img_size: int | None = None,
-                 device: str | None = "auto", batch_size: int = 32, amp: bool = True, seed: int = 0):
+                 device: str | None = "auto", batch_size: int = 32, amp: bool = True, seed: int = 0,
+                 amp_dtype: str = "float16"):
         import torch
 
         self.backbone = get_backbone(backbone)
@@ -201,6 +202,7 @@ class Embedder:
         self.std = np.asarray(cfg.get("std", (0.229, 0.224, 0.225)), dtype=np.float32)
         self.cuda = self.device.type == "cuda"
         self.amp = bool(amp) and self.cuda
+        self.amp_dtype = getattr(torch, amp_dtype)  # float16 (default) or bfloat16
         self.model.to(self.device)
         if self.cuda:
             self.model.to(memory_format=torch.channels_last)
@@ -254,7 +256,7 @@ class Embedder:
         x = (x - mean) / std
         if self.cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
+        autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             out = self.model(x)
         return out.float().cpu().numpy()
