@@ -11,10 +11,15 @@ clinical        yes        path of the clinical (daylight) photo
 wood            no         path of the Wood's-lamp (UV) photo
 clinical_mask   no         0/255 PNG lesion mask, same size as ``clinical``
 wood_mask       no         0/255 PNG lesion mask, same size as ``wood``
+clinical_box    no         lesion box ``x0,y0,x1,y1`` in pixels of the clinical photo
+wood_box        no         lesion box ``x0,y0,x1,y1`` in pixels of the Wood's photo
+split           no         a split kept from the source (e.g. YOLO train/val/test); not a target
+data_root       no         the folder paths are relative to (written by ``manifest import`` when
+                           the manifest lies outside the data folder); one value for all rows
 label, ...      no         target columns (default ``label``); any number of them
 =============== ========== ==========================================================
 
-Paths are relative to the manifest's folder. :func:`load_manifest` checks everything and reports
+Paths are relative to the manifest's folder (or to ``data_root`` when the manifest records one). :func:`load_manifest` checks everything and reports
 **every** problem at once, with the row number (1-based data row, as a spreadsheet shows it
 below the header) and the column.
 """
@@ -22,6 +27,7 @@ below the header) and the column.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import sys
 import warnings
@@ -37,9 +43,15 @@ ID_COLUMNS = ("case_id", "patient_id")
 IMAGE_COLUMNS = ("clinical", "wood")
 MASK_COLUMNS = ("clinical_mask", "wood_mask")
 PATH_COLUMNS = IMAGE_COLUMNS + MASK_COLUMNS
+BOX_COLUMNS = ("clinical_box", "wood_box")
 MODALITIES = ("clinical", "wood")
-RESERVED_COLUMNS = ID_COLUMNS + PATH_COLUMNS + ("error",)
+DATA_ROOT_COLUMN = "data_root"
+RESERVED_COLUMNS = ID_COLUMNS + PATH_COLUMNS + BOX_COLUMNS + ("error", "split", DATA_ROOT_COLUMN)
 DEFAULT_TARGET = "label"
+
+#: Degenerate-input thresholds of :func:`validate_manifest` (warnings, not errors).
+MIN_MASK_AREA = 16  # px: a smaller lesion gives shape features from a handful of pixels
+MIN_IMAGE_SIDE = 32  # px: below this most texture and colour-region features are undefined
 
 #: Images above this many pixels are refused (decompression-bomb guard); 64 MP covers any camera.
 MAX_IMAGE_PIXELS = 64_000_000
@@ -85,12 +97,21 @@ class Case:
     clinical_mask: Path | None = None
     wood_mask: Path | None = None
     targets: dict = field(default_factory=dict)
+    clinical_box: tuple[float, float, float, float] | None = None
+    wood_box: tuple[float, float, float, float] | None = None
 
     def image(self, modality: str) -> Path | None:
         return getattr(self, modality)
 
     def mask(self, modality: str) -> Path | None:
         return getattr(self, f"{modality}_mask")
+
+    def box(self, modality: str) -> tuple[float, float, float, float] | None:
+        """The annotated lesion box ``(x0, y0, x1, y1)`` in pixels of that photo, or None.
+
+        Consumers (ROI crops, YOLO export, VMTL box targets) prefer it to a mask's bounding box.
+        """
+        return getattr(self, f"{modality}_box")
 
 
 @dataclass
@@ -114,7 +135,33 @@ class Manifest:
                 patient_id=str(rec["patient_id"]),
                 **{c: _opt_path(rec.get(c)) for c in PATH_COLUMNS},
                 targets={t: rec[t] for t in self.targets},
+                **{c: _opt_box(rec.get(c)) for c in BOX_COLUMNS},
             )
+
+
+def parse_box(value) -> tuple[float, float, float, float]:
+    """Parse ``"x0,y0,x1,y1"`` (pixels); raise ValueError saying what is wrong."""
+    parts = [v.strip() for v in str(value).strip().strip("()[]").split(",")]
+    if len(parts) != 4:
+        raise ValueError(f"box '{value}' needs 4 comma-separated numbers x0,y0,x1,y1, got {len(parts)}")
+    try:
+        x0, y0, x1, y1 = (float(v) for v in parts)
+    except ValueError:
+        raise ValueError(f"box '{value}' is not 4 numbers x0,y0,x1,y1") from None
+    if not all(np.isfinite([x0, y0, x1, y1])):
+        raise ValueError(f"box '{value}' has a non-finite coordinate")
+    if not (x0 < x1 and y0 < y1):
+        raise ValueError(f"box '{value}' needs x0 < x1 and y0 < y1")
+    return x0, y0, x1, y1
+
+
+def format_box(box) -> str:
+    """``(x0, y0, x1, y1)`` as the manifest's ``"x0,y0,x1,y1"`` (whole pixels shown without .0)."""
+    return ",".join(f"{float(v):g}" for v in box)
+
+
+def _opt_box(value):
+    return None if _is_empty(value) else parse_box(value)
 
 
 def _opt_path(value) -> Path | None:
@@ -205,19 +252,64 @@ def read_image(path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def read_mask(path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Read a lesion mask as an ``(H, W) bool`` array (lesion where the grey value is >= 128)."""
+class MaskWarning(UserWarning):
+    """A mask read by a rule the user may not expect (several grey values, colour); names the file."""
+
+
+def read_mask(path, max_pixels: int = MAX_IMAGE_PIXELS, *, threshold: float | None = None,
+              inverted: bool = False) -> np.ndarray:
+    """Read a lesion mask as an ``(H, W) bool`` array.
+
+    Parameters
+    ----------
+    path : path of the mask file.
+    max_pixels : decompression-bomb guard.
+    threshold : grey value at or above which a pixel is lesion. None (default): a mask with at most
+        two values (0/k for any k > 0, e.g. 0/1 or 0/255) is binary with its larger value as lesion;
+        a mask with more values is thresholded at half its maximum, with a :class:`MaskWarning`.
+    inverted : lesion is black (the smaller value) instead of white.
+
+    Colour masks use their maximum channel, with a :class:`MaskWarning`; opaque-on-transparent
+    masks of one colour use their alpha channel.
+    """
     path = Path(path)
     with _open_checked(path, max_pixels) as img:
         try:
             img = ImageOps.exif_transpose(img)
-            img = _to_uint8(img)
-            if img.mode in ("RGBA", "LA"):
-                img = img.convert("RGBA").getchannel("A") if _alpha_only(img) else img.convert("L")
-            arr = np.asarray(img.convert("L"))
+            arr = _mask_grey(img, path)
         except OSError as exc:
             raise ImageReadError(f"{path}: truncated or corrupt mask ({exc})") from None
-    return arr >= 128
+    lesion = _binarise(arr, threshold, path)
+    return ~lesion if inverted else lesion
+
+
+def _mask_grey(img: Image.Image, path: Path) -> np.ndarray:
+    """One grey channel of a mask, keeping its original value range (0/1 stays 0/1)."""
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA") and _alpha_only(img):
+        return np.asarray(img.convert("RGBA").getchannel("A"))
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return np.asarray(img, dtype=np.float64)
+    if img.mode in ("1", "L"):
+        return np.asarray(img.convert("L"))
+    rgb = np.asarray(img.convert("RGB"))
+    if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
+        warnings.warn(f"{path}: colour mask ({img.mode}); using its maximum channel as the grey value",
+                      MaskWarning, stacklevel=3)
+    return rgb.max(axis=2)
+
+
+def _binarise(arr: np.ndarray, threshold: float | None, path: Path) -> np.ndarray:
+    if threshold is not None:
+        return arr >= threshold
+    values = np.unique(arr)
+    if len(values) <= 2:  # 0/k, or a constant mask: the larger non-zero value is lesion
+        return arr == values[-1] if values[-1] > 0 else np.zeros(arr.shape, bool)
+    cut = float(values[-1]) / 2
+    warnings.warn(f"{path}: mask has {len(values)} grey values (not two); lesion where value >= {cut:g} "
+                  "(half its maximum); pass a mask threshold to choose another", MaskWarning, stacklevel=3)
+    return arr >= cut
 
 
 def _alpha_only(img: Image.Image) -> bool:
@@ -245,18 +337,79 @@ def file_hash(path, chunk: int = 1 << 20) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def read_table(path) -> pd.DataFrame:
-    """Read a CSV or Parquet table, keeping identifiers and paths as strings."""
+class ManifestEncodingError(ValueError):
+    """A manifest that is not text in the expected encoding; names the file, a likely encoding and
+    the option to pass."""
+
+
+#: Minimum number of cases per class below which cross-validation folds cannot all hold the class.
+DEFAULT_FOLDS = 5
+
+
+def read_table(path, *, encoding: str | None = None, sep: str | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet table, keeping identifiers, paths and boxes as strings.
+
+    Parameters
+    ----------
+    path : a ``.csv``/``.txt``/``.tsv`` or ``.parquet`` file.
+    encoding : text encoding of a CSV; default UTF-8 (with or without a byte-order mark). When the
+        bytes are not valid in it, :class:`ManifestEncodingError` names the file, the position, the
+        likely encoding and the ``--encoding`` option.
+    sep : field separator; default from the header line (``,``, ``;`` or tab).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: manifest not found")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
-    if suffix in (".csv", ".txt", ".tsv"):
-        sep = "\t" if suffix == ".tsv" else ","
-        return pd.read_csv(path, sep=sep, dtype={c: str for c in ID_COLUMNS + PATH_COLUMNS})
-    raise ValueError(f"{path}: unsupported manifest format '{suffix}' (use .csv or .parquet)")
+    if suffix not in (".csv", ".txt", ".tsv"):
+        raise ValueError(f"{path}: unsupported manifest format '{suffix}' (use .csv or .parquet)")
+    text = _decode(path.read_bytes(), path, encoding)
+    header = text.split("\n", 1)[0]
+    sep = sep or ("\t" if suffix == ".tsv" else _guess_separator(header))
+    dtype = {c: str for c in ID_COLUMNS + PATH_COLUMNS + BOX_COLUMNS + (DATA_ROOT_COLUMN,)}
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=dtype)
+    except pd.errors.ParserError as exc:
+        raise ValueError(f"{path}: not a well-formed CSV table ({exc})") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty file (no header line)") from None
+    frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+    return frame
+
+
+def _decode(raw: bytes, path: Path, encoding: str | None) -> str:
+    name = encoding or "utf-8-sig"
+    try:
+        return raw.decode(name)
+    except LookupError:
+        raise ManifestEncodingError(f"{path}: unknown encoding '{encoding}' (e.g. utf-8, cp1252, latin-1)") from None
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        guess = _likely_encoding(raw)
+        raise ManifestEncodingError(
+            f"{path}: not valid {name} text (byte 0x{raw[exc.start]:02x} on line {line}); it looks like "
+            f"{guess}: pass --encoding {guess} (encoding='{guess}' in Python), or save the file as UTF-8"
+        ) from None
+
+
+def _likely_encoding(raw: bytes) -> str:
+    try:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(raw).best()
+        if best is not None and best.encoding not in ("utf_8", "ascii"):
+            return best.encoding.replace("_", "-")
+    except ImportError:  # optional: a plain guess is still a way out
+        pass
+    return "cp1252"
+
+
+def _guess_separator(header: str) -> str:
+    counts = {sep: header.count(sep) for sep in (",", ";", "\t")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
 
 
 def _within(path: Path, root: Path) -> bool:
@@ -276,31 +429,66 @@ def validate_manifest(
     allow_outside_root: bool = False,
     check_files: bool = True,
     max_pixels: int = MAX_IMAGE_PIXELS,
+    encoding: str | None = None,
+    mask_threshold: float | None = None,
+    masks_inverted: bool = False,
+    min_mask_area: int = MIN_MASK_AREA,
+    min_image_side: int = MIN_IMAGE_SIDE,
+    folds: int = DEFAULT_FOLDS,
 ) -> tuple[pd.DataFrame, list[str], list[Problem]]:
     """Check a manifest and return ``(frame with absolute paths, target columns, problems)``.
 
     ``source`` is a path (CSV/Parquet) or a DataFrame (then ``root`` is required). Never raises for
     problems in the data; every problem is returned so that a user sees all of them at once.
+    Paths are resolved against ``root`` (default: the manifest's ``data_root`` column when it has
+    one, else its folder); a path leaving that root is reported and never opened unless
+    ``allow_outside_root``. Degenerate masks (empty, full, under ``min_mask_area`` px, touching
+    every border) and images under ``min_image_side`` px are warnings (``fatal=False``).
+    ``frame.attrs["root"]`` holds the root used.
     """
+    frame, root, problems = _read_source(source, root, encoding)
+    if any(p.fatal for p in problems):
+        return frame, [], problems
+    _normalise_columns(frame)
+    targets, target_problems = _check_targets(frame, targets, require_targets, folds)
+    problems += target_problems + _check_ids(frame)
+    escaped, path_problems = _resolve_paths(frame, root, allow_outside_root)
+    problems += path_problems + _check_box_syntax(frame)
+    if check_files:
+        rules = dict(threshold=mask_threshold, inverted=masks_inverted, min_area=min_mask_area,
+                     min_side=min_image_side)
+        problems += _check_files(frame, max_pixels, escaped, rules)
+    frame = frame.reset_index(drop=True)
+    frame.attrs["root"] = str(root)
+    return frame, targets, sorted(problems, key=lambda p: (p.row or 0, not p.fatal))
+
+
+def _read_source(source, root, encoding) -> tuple[pd.DataFrame, Path, list[Problem]]:
+    """The table, the root its paths are relative to, and whole-file problems."""
     problems: list[Problem] = []
     if isinstance(source, pd.DataFrame):
-        if root is None:
+        if root is None and DATA_ROOT_COLUMN not in source.columns:
             raise ValueError("root is required when the manifest is given as a DataFrame")
-        frame = source.copy()
+        frame, folder = source.copy(), Path(root or ".")
     else:
-        frame = read_table(source)
-        root = Path(source).resolve().parent if root is None else root
-    root = Path(root).resolve()
+        frame, folder = read_table(source, encoding=encoding), Path(source).resolve().parent
     frame.columns = [str(c).strip() for c in frame.columns]
-
     for col in ("case_id", "clinical"):
         if col not in frame.columns:
             problems.append(Problem(None, col, f"required column '{col}' is missing "
                                                f"(columns are: {', '.join(frame.columns)})"))
-    if any(p.fatal for p in problems):
-        return frame, [], problems
+    if root is None and DATA_ROOT_COLUMN in frame.columns:
+        values = sorted({str(v).strip() for v in frame[DATA_ROOT_COLUMN] if not _is_empty(v)})
+        if len(values) > 1:
+            problems.append(Problem(None, DATA_ROOT_COLUMN, f"{len(values)} different data roots "
+                                                            f"({', '.join(values[:3])}); one is allowed"))
+        elif values:
+            root = folder / values[0]  # an absolute value replaces the folder
+    return frame, Path(root or folder).resolve(), problems
 
-    for col in ID_COLUMNS + PATH_COLUMNS:
+
+def _normalise_columns(frame: pd.DataFrame) -> None:
+    for col in ID_COLUMNS + PATH_COLUMNS + BOX_COLUMNS:
         if col in frame.columns:
             frame[col] = frame[col].map(lambda v: None if _is_empty(v) else str(v).strip())
     if "patient_id" not in frame.columns:
@@ -311,6 +499,9 @@ def validate_manifest(
         if col not in frame.columns:
             frame[col] = None
 
+
+def _check_targets(frame, targets, require_targets: bool, folds: int) -> tuple[list[str], list[Problem]]:
+    problems = []
     if targets is None:
         targets = [DEFAULT_TARGET] if DEFAULT_TARGET in frame.columns else []
     targets = list(targets)
@@ -320,64 +511,163 @@ def validate_manifest(
     if not targets and require_targets:
         problems.append(Problem(None, DEFAULT_TARGET, "no target column (expected 'label'); "
                                                       "fine for prediction, not for fitting", fatal=False))
+    for t in (t for t in targets if t in frame.columns):
+        for row, value in enumerate(frame[t], start=1):
+            if _is_empty(value):
+                problems.append(Problem(row, t, f"empty or NaN value in target '{t}'", fatal=require_targets))
+        counts = frame[t].dropna().astype(str).value_counts()
+        if require_targets and len(counts) == 1:
+            problems.append(Problem(None, t, f"target '{t}' has one class only ('{counts.index[0]}'); "
+                                             "fitting needs at least two", fatal=False))
+        small = counts[counts < folds]
+        if require_targets and len(counts) > 1 and len(small):
+            listed = ", ".join(f"'{c}' ({n})" for c, n in small.items())
+            problems.append(Problem(None, t, f"class(es) {listed} have fewer cases than {folds} folds; "
+                                             "some folds will miss them", fatal=False))
+    return targets, problems
 
-    rows = range(1, len(frame) + 1)
-    for row, cid in zip(rows, frame["case_id"]):
-        if _is_empty(cid):
-            problems.append(Problem(row, "case_id", "empty case_id"))
+
+def _check_ids(frame: pd.DataFrame) -> list[Problem]:
+    problems = [Problem(row, "case_id", "empty case_id")
+                for row, cid in enumerate(frame["case_id"], start=1) if _is_empty(cid)]
     dup = frame["case_id"].duplicated(keep=False) & frame["case_id"].notna()
     for cid, idx in frame[dup].groupby("case_id").groups.items():
         nums = ", ".join(str(i + 1) for i in idx)
         problems.append(Problem(int(idx[0]) + 1, "case_id", f"duplicate case_id '{cid}' (rows {nums})"))
+    return problems
 
-    for t in targets:
-        if t in frame.columns:
-            for row, value in zip(rows, frame[t]):
-                if _is_empty(value):
-                    problems.append(Problem(row, t, f"empty or NaN value in target '{t}'", fatal=require_targets))
 
+def _resolve_paths(frame: pd.DataFrame, root: Path, allow_outside_root: bool) -> tuple[set, list[Problem]]:
+    """Make path columns absolute; return the (row, column) cells leaving the root and the problems."""
+    problems, escaped, backslashed = [], set(), 0
     for col in PATH_COLUMNS:
         resolved = []
-        for row, value in zip(rows, frame[col]):
+        for row, value in enumerate(frame[col], start=1):
             if _is_empty(value):
                 if col == "clinical":
                     problems.append(Problem(row, col, "empty path; every case needs a clinical image"))
                 resolved.append(None)
                 continue
-            p = Path(value) if os.path.isabs(value) else root / value
-            p = Path(os.path.normpath(p))
-            if not _within(p.resolve(), root) and not allow_outside_root:
-                problems.append(Problem(row, col, f"path '{value}' escapes the dataset root {root} "
+            if "\\" in value and os.sep == "/":  # a manifest written on Windows
+                value, backslashed = value.replace("\\", "/"), backslashed + 1
+            p = Path(os.path.normpath(Path(value) if os.path.isabs(value) else root / value))
+            if not allow_outside_root and not _within(p.resolve(), root):
+                escaped.add((row, col))
+                problems.append(Problem(row, col, f"path '{value}' escapes the dataset root {root}; not read "
                                                   "(pass allow_outside_root / --allow-outside-root "
                                                   "if this is intended)"))
             resolved.append(str(p))
         frame[col] = resolved
+    if backslashed:
+        problems.append(Problem(None, None, f"{backslashed} path(s) use Windows backslashes; read as '/'",
+                                fatal=False))
+    return escaped, problems
 
-    if check_files:
-        problems += _check_files(frame, max_pixels)
-    return frame.reset_index(drop=True), targets, problems
+
+def _check_box_syntax(frame: pd.DataFrame) -> list[Problem]:
+    problems = []
+    for col in (c for c in BOX_COLUMNS if c in frame.columns):
+        for row, value in enumerate(frame[col], start=1):
+            if not _is_empty(value):
+                try:
+                    parse_box(value)
+                except ValueError as exc:
+                    problems.append(Problem(row, col, str(exc)))
+    return problems
 
 
-def _check_files(frame: pd.DataFrame, max_pixels: int) -> list[Problem]:
+def _check_files(frame: pd.DataFrame, max_pixels: int, escaped: set = frozenset(), rules: dict | None = None
+                 ) -> list[Problem]:
+    rules = rules or dict(threshold=None, inverted=False, min_area=MIN_MASK_AREA, min_side=MIN_IMAGE_SIDE)
     problems = []
     for row, rec in enumerate(frame.to_dict("records"), start=1):
         sizes = {}
         for col in PATH_COLUMNS:
-            if _is_empty(rec[col]):
+            if _is_empty(rec[col]) or (row, col) in escaped:
                 continue
             try:
                 sizes[col] = oriented_size(Path(rec[col]), max_pixels)
+                problems += _file_warnings(row, col, Path(rec[col]), sizes[col], rules)
             except ImageReadError as exc:
                 problems.append(Problem(row, col, str(exc)))
         for modality in MODALITIES:
-            img, mask = sizes.get(modality), sizes.get(f"{modality}_mask")
-            if img and mask and img != mask:
-                problems.append(Problem(row, f"{modality}_mask",
-                                        f"mask size {mask[0]}x{mask[1]} differs from image size "
-                                        f"{img[0]}x{img[1]} ({rec[f'{modality}_mask']})"))
-            if mask and not img and _is_empty(rec[modality]):
-                problems.append(Problem(row, f"{modality}_mask", f"mask given without a {modality} image",
-                                        fatal=False))
+            problems += _check_pairing(row, rec, modality, sizes)
+    return problems
+
+
+def _check_pairing(row: int, rec: dict, modality: str, sizes: dict) -> list[Problem]:
+    problems = []
+    img, mask = sizes.get(modality), sizes.get(f"{modality}_mask")
+    if img and mask and img != mask:
+        problems.append(Problem(row, f"{modality}_mask", f"mask size {mask[0]}x{mask[1]} differs from image size "
+                                                         f"{img[0]}x{img[1]} ({rec[f'{modality}_mask']})"))
+    if mask and not img and _is_empty(rec[modality]):
+        problems.append(Problem(row, f"{modality}_mask", f"mask given without a {modality} image", fatal=False))
+    box = rec.get(f"{modality}_box")
+    if img and not _is_empty(box):
+        try:
+            x0, y0, x1, y1 = parse_box(box)
+        except ValueError:
+            return problems  # reported by _check_box_syntax
+        if x0 < 0 or y0 < 0 or x1 > img[0] or y1 > img[1]:
+            problems.append(Problem(row, f"{modality}_box", f"box {box} is not inside the {img[0]}x{img[1]} "
+                                                            f"{modality} image"))
+    return problems
+
+
+def _file_warnings(row: int, col: str, path: Path, size: tuple[int, int], rules: dict) -> list[Problem]:
+    """Non-fatal problems of one readable file: truncation, several frames, degenerate size or mask."""
+    problems = [Problem(row, col, msg) for msg in _integrity_errors(path)]
+    with _open_checked(path, MAX_IMAGE_PIXELS * 4) as img:
+        frames = getattr(img, "n_frames", 1)
+    if frames > 1:
+        problems.append(Problem(row, col, f"{path}: {frames} frames (animated or multi-page); only the first "
+                                          "is used", fatal=False))
+    if col in IMAGE_COLUMNS and min(size) < rules["min_side"]:
+        problems.append(Problem(row, col, f"{path}: image is only {size[0]}x{size[1]} px (under "
+                                          f"{rules['min_side']} px a side): most features will be missing",
+                                fatal=False))
+    if col in MASK_COLUMNS and not problems:
+        problems += _mask_warnings(row, col, path, rules)
+    return problems
+
+
+def _integrity_errors(path: Path) -> list[str]:
+    """Cheap checks that a file's data is complete, without decoding its pixels (JPEG end marker,
+    PNG chunk checksums)."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        fh.seek(max(0, os.path.getsize(path) - 2))
+        tail = fh.read(2)
+    if head[:2] == b"\xff\xd8" and tail != b"\xff\xd9":
+        return [f"{path}: truncated JPEG (no end-of-image marker)"]
+    if head == b"\x89PNG\r\n\x1a\n":
+        try:
+            with Image.open(path) as img:
+                img.verify()
+        except Exception as exc:  # PIL raises several types for a damaged PNG
+            return [f"{path}: truncated or corrupt PNG ({exc})"]
+    return []
+
+
+def _mask_warnings(row: int, col: str, path: Path, rules: dict) -> list[Problem]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MaskWarning)
+        try:
+            mask = read_mask(path, threshold=rules["threshold"], inverted=rules["inverted"])
+        except ImageReadError as exc:
+            return [Problem(row, col, str(exc))]
+    problems = [Problem(row, col, str(w.message), fatal=False) for w in caught if issubclass(w.category, MaskWarning)]
+    area = int(mask.sum())
+    if area == 0:
+        problems.append(Problem(row, col, f"{path}: empty mask (no lesion pixel)", fatal=False))
+    elif area == mask.size:
+        problems.append(Problem(row, col, f"{path}: full mask (every pixel is lesion)", fatal=False))
+    elif area < rules["min_area"]:
+        problems.append(Problem(row, col, f"{path}: mask of {area} px, under {rules['min_area']} px", fatal=False))
+    elif mask[0].any() and mask[-1].any() and mask[:, 0].any() and mask[:, -1].any():
+        problems.append(Problem(row, col, f"{path}: mask touches every image border (inverted? then pass "
+                                          "--masks-inverted)", fatal=False))
     return problems
 
 
@@ -390,18 +680,36 @@ def load_manifest(source, **kwargs) -> Manifest:
     path = None if isinstance(source, pd.DataFrame) else Path(source)
     if any(p.fatal for p in problems):
         raise ManifestError(path or "manifest", problems)
-    root = Path(kwargs.get("root") or (path.resolve().parent if path else "."))
+    root = Path(frame.attrs.get("root") or kwargs.get("root") or (path.resolve().parent if path else "."))
     return Manifest(path=path, root=root.resolve(), frame=frame, targets=targets, problems=problems)
 
 
-def write_manifest(frame: pd.DataFrame, path, *, relative_to=None) -> Path:
-    """Write a manifest with paths relative to its folder, atomically (temp file + rename)."""
+def write_manifest(frame: pd.DataFrame, path, *, relative_to=None, data_root=None) -> Path:
+    """Write a manifest atomically (temp file + rename), with paths it can find wherever it lies.
+
+    Parameters
+    ----------
+    frame : manifest rows; path columns may be absolute.
+    path : the ``.csv`` or ``.parquet`` file to write.
+    relative_to : folder the paths are written relative to (default: the manifest's folder).
+    data_root : the folder the images come from. When some path lies outside the manifest's folder
+        but all lie under ``data_root``, paths are written relative to ``data_root`` and a
+        ``data_root`` column records it, so that ``manifest check`` and every command accept the
+        manifest without ``--allow-outside-root``.
+    """
     path = Path(path)
     base = Path(relative_to or path.parent).resolve()
     out = frame.copy()
-    for col in PATH_COLUMNS:
-        if col in out.columns:
-            out[col] = out[col].map(lambda v: None if _is_empty(v) else os.path.relpath(Path(v).resolve(), base))
+    present = [c for c in PATH_COLUMNS if c in out.columns]
+    absolute = {c: [None if _is_empty(v) else Path(v).resolve() for v in out[c]] for c in present}
+    every = [v for values in absolute.values() for v in values if v is not None]
+    if data_root is not None and relative_to is None and not all(_within(v, base) for v in every):
+        root = Path(data_root).resolve()
+        if all(_within(v, root) for v in every):
+            base = root
+            out[DATA_ROOT_COLUMN] = str(root)
+    for col in present:
+        out[col] = [None if v is None else os.path.relpath(v, base) for v in absolute[col]]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     if path.suffix.lower() in (".parquet", ".pq"):
