@@ -340,3 +340,32 @@ def test_two_data_roots_are_an_error(tmp_path):
     pd.DataFrame({"case_id": ["a", "b"], "clinical": ["x.jpg"] * 2, "data_root": ["/a", "/b"]}).to_csv(path, index=False)
     _, _, problems = validate_manifest(path, require_targets=False)
     assert len(problems) == 1 and problems[0].fatal and "2 different data roots" in str(problems[0])
+
+
+def test_extract_skip_invalid_extracts_valid_rows_and_records_the_others(tmp_path):
+    """One unreadable row does not stop the run: it is written with its reason in `error`."""
+    from vitfeat.cli.main import main
+    from vitfeat.featurize.engine import extract
+    from vitfeat.featurize.table import read_features
+
+    rows = [{"case_id": f"c{i}", "clinical": _photo(tmp_path / f"c{i}.jpg", size=(96, 80)).name,
+             "clinical_mask": _save(tmp_path / f"c{i}.png", _lesion(size=(96, 80))).name, "label": "ab"[i % 2]}
+            for i in range(3)]
+    (tmp_path / "broken.jpg").write_text("not an image")
+    rows.append({"case_id": "broken", "clinical": "broken.jpg", "label": "a"})
+    rows.append({"case_id": "outside", "clinical": "../elsewhere.jpg", "label": "b"})
+    path = tmp_path / "m.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    with pytest.raises(Exception, match="broken.jpg"):
+        extract(path, families=["shape"], progress=False)
+    result = extract(path, families=["shape"], progress=False, skip_invalid=True)
+    table = result.frame.set_index("case_id")
+    assert list(table.index) == ["c0", "c1", "c2", "broken", "outside"]
+    assert table.loc[["c0", "c1", "c2"], "error"].eq("").all()
+    assert "not an image file" in table.loc["broken", "error"] and "escapes" in table.loc["outside", "error"]
+    assert table.loc["broken", "label"] == "a" and result.n_failed == 2
+    shape_cols = [c for c in table.columns if c.startswith("clinical_")]
+    assert shape_cols and table.loc["c0", shape_cols].notna().any() and table.loc["broken", shape_cols].isna().all()
+    out = tmp_path / "f.parquet"
+    assert main(["extract", str(path), "-o", str(out), "--families", "shape", "--skip-invalid", "--no-progress"]) == 0
+    assert set(read_features(out)[0]["case_id"]) == {"c0", "c1", "c2", "broken", "outside"}

@@ -684,6 +684,37 @@ def load_manifest(source, **kwargs) -> Manifest:
     return Manifest(path=path, root=root.resolve(), frame=frame, targets=targets, problems=problems)
 
 
+def load_valid_rows(source, **kwargs) -> tuple[Manifest, pd.DataFrame]:
+    """Like :func:`load_manifest`, but rows with fatal problems are set aside instead of raising.
+
+    Returns the manifest of the valid rows and a frame of the invalid ones (``case_id``,
+    ``patient_id``, the targets and ``error``: every fatal problem of the row), so that a long run
+    loses only what is broken. Whole-file problems (a missing column, an undecodable file) still
+    raise :class:`ManifestError`.
+    """
+    frame, targets, problems = validate_manifest(source, **kwargs)
+    path = None if isinstance(source, pd.DataFrame) else Path(source)
+    whole_file = [p for p in problems if p.fatal and p.row is None]
+    if whole_file:
+        raise ManifestError(path or "manifest", whole_file)
+    reasons: dict[int, list[str]] = {}
+    for p in problems:
+        if p.fatal:
+            reasons.setdefault(p.row, []).append(str(p).removeprefix("ERROR: "))
+    bad = frame.index[[i + 1 in reasons for i in range(len(frame))]]
+    keep = [c for c in ["case_id", "patient_id"] + targets if c in frame.columns]
+    invalid = frame.loc[bad, keep].copy()
+    invalid["case_id"] = [cid if not _is_empty(cid) else f"row {i + 1}" for i, cid in zip(bad, invalid["case_id"])]
+    invalid["patient_id"] = invalid["patient_id"].fillna(invalid["case_id"])
+    invalid["error"] = ["; ".join(reasons[i + 1]) for i in bad]
+    valid = frame.drop(index=bad).reset_index(drop=True)
+    valid.attrs = dict(frame.attrs)
+    root = Path(frame.attrs.get("root") or (path.resolve().parent if path else "."))
+    warnings_only = [p for p in problems if not p.fatal and (p.row is None or p.row not in reasons)]
+    manifest = Manifest(path=path, root=root, frame=valid, targets=targets, problems=warnings_only)
+    return manifest, invalid.reset_index(drop=True)
+
+
 def write_manifest(frame: pd.DataFrame, path, *, relative_to=None, data_root=None) -> Path:
     """Write a manifest atomically (temp file + rename), with paths it can find wherever it lies.
 

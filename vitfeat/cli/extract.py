@@ -67,6 +67,8 @@ def register(subparsers) -> None:
                         "photos): pixel-unit features and defaults then mean the same on every camera")
     p.add_argument("--targets", nargs="+", default=None, help="target columns to carry over (default: label)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="extract the valid rows; write invalid ones with their reason in `error`")
     p.set_defaults(func=run)
 
 
@@ -93,6 +95,7 @@ def run(args) -> int:
             backend=options.get("backend", "loky"), scheduler=options.get("scheduler"),
             family_config=options.get("family_config"), batch_size=int(options.get("batch_size", 16)),
             targets=options.get("targets"), progress=not args.no_progress, max_side=options.get("max_side"),
+            skip_invalid=args.skip_invalid,
         )
     except (ManifestError, FileNotFoundError, KeyError, ValueError) as exc:
         raise CLIError(str(exc).strip("'\"")) from None

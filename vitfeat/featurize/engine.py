@@ -364,7 +364,8 @@ def resolve_families(families, family_config: dict | None = None) -> list[tuple[
 
 def extract(manifest, output=None, *, families=None, masks: str = "given", jobs: int = 1, fmt: str | None = None,
             cache_dir=None, backend: str = "loky", scheduler: str | None = None, family_config: dict | None = None,
-            batch_size: int = 16, targets=None, progress: bool = True, max_side: int | None = None) -> ExtractResult:
+            batch_size: int = 16, targets=None, progress: bool = True, max_side: int | None = None,
+            skip_invalid: bool = False) -> ExtractResult:
     """Extract features for every case of ``manifest`` (path or :class:`~vitfeat.dataset.Manifest`).
 
     ``output``: where to write the table (None: return it only). ``fmt``: parquet or csv (default
@@ -373,12 +374,19 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
     (workers must see the images and the cache folder at the same paths). ``max_side``: shrink
     photos whose longest side exceeds it (px) before any feature, so that pixel-unit features and
     pixel defaults (border band, ring width, minimum satellite area; tuned at ~512 px) mean the
-    same across cameras; recorded in the provenance and reused by ``predict``.
+    same across cameras; recorded in the provenance and reused by ``predict``. ``skip_invalid``:
+    rows of a manifest path with fatal problems are not extracted but written with their reason in
+    ``error`` (features empty), instead of stopping the run (``extract --skip-invalid``).
     """
     if max_side is not None and (int(max_side) != max_side or max_side < 32):
         raise ValueError(f"max_side must be a whole number of pixels >= 32 (got {max_side!r})")
+    invalid = None  # rows set aside by skip_invalid (data helper, issue #13)
     if hasattr(manifest, "frame"):
         man = manifest
+    elif skip_invalid:
+        from vitfeat.dataset import load_valid_rows
+
+        man, invalid = load_valid_rows(manifest, targets=targets, require_targets=False)
     else:
         man = load_manifest(manifest, targets=targets, require_targets=False)
     if backend not in BACKENDS:
@@ -416,6 +424,9 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
 
     frame = assemble(man, results, [spec for _, spec in resolved])
     failures = {r["case_id"]: "; ".join(r["errors"]) for r in results if r["errors"]}
+    if invalid is not None and len(invalid):
+        frame = pd.concat([frame, invalid], ignore_index=True)[frame.columns]
+        failures.update(zip(invalid["case_id"], invalid["error"]))
     provenance = {
         "vitfeat_version": __version__,
         "manifest": str(man.path) if man.path else None,
