@@ -369,3 +369,18 @@ def test_extract_skip_invalid_extracts_valid_rows_and_records_the_others(tmp_pat
     out = tmp_path / "f.parquet"
     assert main(["extract", str(path), "-o", str(out), "--families", "shape", "--skip-invalid", "--no-progress"]) == 0
     assert set(read_features(out)[0]["case_id"]) == {"c0", "c1", "c2", "broken", "outside"}
+
+
+def test_import_with_masks_inverted_rewrites_binary_masks_that_check_accepts(tmp_path):
+    from vitfeat.cli.main import main
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    _photo(root / "images" / "a.jpg")
+    _save(root / "masks" / "a.png", 255 - _lesion())  # lesion drawn black
+    out = tmp_path / "m.csv"
+    assert main(["manifest", "import", str(root), "-o", str(out), "--masks-inverted"]) == 0
+    manifest = load_manifest(out, require_targets=False)
+    assert manifest.problems == []  # no "touches every border" warning: the rewritten mask is right
+    assert (read_mask(manifest.frame.loc[0, "clinical_mask"]) == (_lesion() > 0)).all()

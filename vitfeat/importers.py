@@ -530,9 +530,34 @@ def import_labels_csv(root, pair=None) -> pd.DataFrame:
     return rows.merge(extra, on="case_id", how="left")
 
 
+def normalise_masks(frame: pd.DataFrame, masks_dir, threshold: float | None = None,
+                    inverted: bool = False) -> pd.DataFrame:
+    """Rewrite each mask of ``frame`` as a 0/255 PNG in ``masks_dir``, read with the given rule."""
+    from vitfeat.dataset import read_mask
+
+    masks_dir = Path(masks_dir) / "normalised"
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    out = frame.copy()
+    for modality in ("clinical", "wood"):
+        col = f"{modality}_mask"
+        if col not in out.columns:
+            continue
+        written = []
+        for case_id, value in zip(out["case_id"], out[col]):
+            if not isinstance(value, (str, Path)) or not str(value):
+                written.append(value)
+                continue
+            target = masks_dir / f"{_safe_name(str(case_id))}_{modality}.png"
+            write_mask(target, read_mask(value, threshold=threshold, inverted=inverted))
+            written.append(target)
+        out[col] = written
+    return out
+
+
 def import_folder(root, layout: str = "auto", *, pair: tuple[str, str] | None = None,
                   patient_regex: str | None = None, masks_dir=None, labelme_labels=None,
-                  labels_json=None, classes: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
+                  labels_json=None, classes: dict[str, dict[str, str]] | None = None,
+                  mask_threshold: float | None = None, masks_inverted: bool = False) -> pd.DataFrame:
     """Build a manifest frame (absolute paths) from a folder in one of the known layouts.
 
     Parameters
@@ -546,6 +571,9 @@ def import_folder(root, layout: str = "auto", *, pair: tuple[str, str] | None = 
     labelme_labels : LabelMe shape labels that are lesion (default all; ``1`` for VMTL masks).
     labels_json : task-JSON labels (:func:`read_labels_json`) joined by photo stem.
     classes : per-task code -> name maps for ``labels_json`` (:func:`parse_class_maps`).
+    mask_threshold, masks_inverted : when given, every mask is read by this rule
+        (:func:`vitfeat.dataset.read_mask`) and rewritten as a 0/255 PNG into ``masks_dir``, so that
+        every later command (and its cache) sees the binary mask.
     """
     root = Path(root).resolve()
     if not root.is_dir():
@@ -567,6 +595,8 @@ def import_folder(root, layout: str = "auto", *, pair: tuple[str, str] | None = 
         frame = import_labels_csv(root, pair)
     else:
         raise LayoutError(f"unknown layout '{layout}' (choose from {', '.join(LAYOUTS)})")
+    if (mask_threshold is not None or masks_inverted) and not frame.empty:
+        frame = normalise_masks(frame, masks_dir, mask_threshold, masks_inverted)
     if labels_json is not None and not frame.empty:
         frame = add_task_labels(frame, read_labels_json(labels_json, classes), labels_json)
     if frame.empty:

@@ -73,6 +73,10 @@ def register(subparsers) -> None:
                      help="task labels, one JSON record per image (list or JSON lines): a column per task")
     imp.add_argument("--classes", action="append", metavar="TASK=CODE:name,...",
                      help="map a task's letter codes to names, e.g. qd=A:none,B:mild (repeatable)")
+    imp.add_argument("--mask-threshold", type=float,
+                     help="read masks as lesion where value >= this, rewritten as 0/255 PNGs in --masks-dir")
+    imp.add_argument("--masks-inverted", action="store_true",
+                     help="masks are lesion-is-black: rewritten as 0/255 PNGs in --masks-dir")
     imp.set_defaults(func=run_import)
     parser.set_defaults(func=lambda args: parser.print_help() or 1)
 
@@ -124,7 +128,8 @@ def run_import(args) -> int:
     try:
         frame = import_folder(args.root, args.layout, pair=pair, patient_regex=args.patient_regex,
                               masks_dir=args.masks_dir, labelme_labels=labels, labels_json=args.labels_json,
-                              classes=parse_class_maps(args.classes))
+                              classes=parse_class_maps(args.classes), mask_threshold=args.mask_threshold,
+                              masks_inverted=args.masks_inverted)
     except LayoutError as exc:
         raise CLIError(str(exc)) from None
     path = write_manifest(frame, args.output, data_root=args.root)
