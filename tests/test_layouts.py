@@ -208,3 +208,13 @@ def test_task_json_labels_add_one_target_per_task(synth, tmp_path):
     bad.write_text('{"image": "images/c0.jpg", "qd": "Z"}\n')
     assert main(["manifest", "import", str(root), "-o", str(out), "--labels-json", str(bad),
                  "--classes", "qd=A:none,B:mild"]) != 0
+
+
+def test_masks_drawn_outside_the_data_folder_still_give_a_valid_manifest(synth, tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    build_vmtl_labelme(root, synth[:3])
+    out = tmp_path / "runs" / "m.csv"
+    assert main(["manifest", "import", str(root), "-o", str(out), "--masks-dir", str(tmp_path / "drawn")]) == 0
+    manifest = load_manifest(out, require_targets=False)
+    assert manifest.frame["wood_mask"].str.startswith(str(tmp_path / "drawn")).all()

@@ -724,9 +724,9 @@ def write_manifest(frame: pd.DataFrame, path, *, relative_to=None, data_root=Non
     path : the ``.csv`` or ``.parquet`` file to write.
     relative_to : folder the paths are written relative to (default: the manifest's folder).
     data_root : the folder the images come from. When some path lies outside the manifest's folder
-        but all lie under ``data_root``, paths are written relative to ``data_root`` and a
-        ``data_root`` column records it, so that ``manifest check`` and every command accept the
-        manifest without ``--allow-outside-root``.
+        paths are written relative to ``data_root`` (or to the folder enclosing it and every path,
+        e.g. masks drawn elsewhere) and a ``data_root`` column records it, so that ``manifest
+        check`` and every command accept the manifest without ``--allow-outside-root``.
     """
     path = Path(path)
     base = Path(relative_to or path.parent).resolve()
@@ -736,9 +736,10 @@ def write_manifest(frame: pd.DataFrame, path, *, relative_to=None, data_root=Non
     every = [v for values in absolute.values() for v in values if v is not None]
     if data_root is not None and relative_to is None and not all(_within(v, base) for v in every):
         root = Path(data_root).resolve()
-        if all(_within(v, root) for v in every):
-            base = root
-            out[DATA_ROOT_COLUMN] = str(root)
+        if not all(_within(v, root) for v in every):  # e.g. masks drawn into a --masks-dir elsewhere
+            root = Path(os.path.commonpath([str(root)] + [str(v) for v in every]))
+        base = root
+        out[DATA_ROOT_COLUMN] = str(root)
     for col in present:
         out[col] = [None if v is None else os.path.relpath(v, base) for v in absolute[col]]
     path.parent.mkdir(parents=True, exist_ok=True)
