@@ -14,7 +14,6 @@ import yaml
 from vitfeat.cli.main import main
 from vitfeat.dataset import load_manifest, parse_box, read_mask
 from vitfeat.importers import detect_layout, read_labelme
-from vitfeat.synth import _polygons
 
 STAGE = {"stable": "stable", "active": "non-stable"}
 
@@ -42,7 +41,8 @@ def _labelme(path: Path, mask: np.ndarray, kind: str, label: str = "1", scale: f
         shapes.append({"label": "0", "shape_type": "polygon", "points": [[0, 0], [6, 0], [6, 6], [0, 6]]})
     else:
         x0, y0, x1, y1 = _bbox(mask)
-        shapes = [{"label": "0", "shape_type": "rectangle", "points": [[x0 * scale, y0 * scale], [x1 * scale, y1 * scale]]}]
+        corners = [[x0 * scale, y0 * scale], [x1 * scale, y1 * scale]]
+        shapes = [{"label": "0", "shape_type": "rectangle", "points": corners}]
     path.write_text(json.dumps({"shapes": shapes, "imagePath": "x.jpg", "imageWidth": round(w * scale),
                                 "imageHeight": round(h * scale)}))
 

@@ -337,7 +337,8 @@ def test_bad_boxes_are_errors(tmp_path, box, words):
 def test_two_data_roots_are_an_error(tmp_path):
     _photo(tmp_path / "x.jpg")
     path = tmp_path / "m.csv"
-    pd.DataFrame({"case_id": ["a", "b"], "clinical": ["x.jpg"] * 2, "data_root": ["/a", "/b"]}).to_csv(path, index=False)
+    frame = pd.DataFrame({"case_id": ["a", "b"], "clinical": ["x.jpg"] * 2, "data_root": ["/a", "/b"]})
+    frame.to_csv(path, index=False)
     _, _, problems = validate_manifest(path, require_targets=False)
     assert len(problems) == 1 and problems[0].fatal and "2 different data roots" in str(problems[0])
 

@@ -19,8 +19,8 @@ data_root       no         the folder paths are relative to (written by ``manife
 label, ...      no         target columns (default ``label``); any number of them
 =============== ========== ==========================================================
 
-Paths are relative to the manifest's folder (or to ``data_root`` when the manifest records one). :func:`load_manifest` checks everything and reports
-**every** problem at once, with the row number (1-based data row, as a spreadsheet shows it
+Paths are relative to the manifest's folder (or to ``data_root`` when the manifest records one).
+:func:`load_manifest` checks everything and reports **every** problem at once, with the row number (1-based data row, as a spreadsheet shows it
 below the header) and the column.
 """
 
