@@ -385,3 +385,16 @@ def test_import_with_masks_inverted_rewrites_binary_masks_that_check_accepts(tmp
     manifest = load_manifest(out, require_targets=False)
     assert manifest.problems == []  # no "touches every border" warning: the rewritten mask is right
     assert (read_mask(manifest.frame.loc[0, "clinical_mask"]) == (_lesion() > 0)).all()
+
+
+def test_degenerate_mask_warnings_reach_the_extract_summary_and_provenance(tmp_path):
+    from vitfeat.featurize.engine import extract
+
+    _photo(tmp_path / "a.jpg", size=(96, 80))
+    _save(tmp_path / "a.png", np.zeros((80, 96), np.uint8))  # empty given mask
+    path = tmp_path / "m.csv"
+    pd.DataFrame([{"case_id": "a", "clinical": "a.jpg", "clinical_mask": "a.png"}]).to_csv(path, index=False)
+    result = extract(path, families=["shape"], progress=False)
+    assert any("row 1, column 'clinical_mask'" in w and "empty mask" in w for w in result.warnings)
+    assert "1 warning(s) from the manifest check" in result.summary() and "a.png: empty mask" in result.summary()
+    assert result.provenance["manifest_warnings"] == result.warnings

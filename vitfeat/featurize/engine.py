@@ -61,6 +61,7 @@ class ExtractResult:
     n_cached: int = 0  # (case, family) results read from the cache
     n_computed: int = 0
     failures: dict = field(default_factory=dict)  # case_id -> error text
+    warnings: list = field(default_factory=list)  # the manifest check's warnings (degenerate masks, tiny images)
 
     def summary(self) -> str:
         n = len(self.frame)
@@ -74,6 +75,11 @@ class ExtractResult:
                 lines.append(f"  {cid}: {err}")
             if len(self.failures) > 10:
                 lines.append(f"  ... {len(self.failures) - 10} more in the 'error' column")
+        if self.warnings:
+            lines.append(f"{len(self.warnings)} warning(s) from the manifest check:")
+            lines += [f"  {w}" for w in self.warnings[:10]]
+            if len(self.warnings) > 10:
+                lines.append(f"  ... {len(self.warnings) - 10} more (vitfeat manifest check)")
         if self.path:
             lines.append(f"wrote {self.path}")
         return "\n".join(lines)
@@ -438,8 +444,10 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
         "content_hashes": {r["case_id"]: r["hashes"] for r in results},
         "targets": list(man.targets),
         "n_failed": len(failures),
+        "manifest_warnings": [str(p) for p in man.problems if not p.fatal],
     }
     path = write_features(frame, output, provenance, fmt) if output is not None else None
     return ExtractResult(frame=frame, path=path, provenance=provenance, n_failed=len(failures),
                          n_cached=sum(r["n_cached"] for r in results),
-                         n_computed=sum(r["n_computed"] for r in results), failures=failures)
+                         n_computed=sum(r["n_computed"] for r in results), failures=failures,
+                         warnings=provenance["manifest_warnings"])
