@@ -218,3 +218,29 @@ def test_masks_drawn_outside_the_data_folder_still_give_a_valid_manifest(synth, 
     assert main(["manifest", "import", str(root), "-o", str(out), "--masks-dir", str(tmp_path / "drawn")]) == 0
     manifest = load_manifest(out, require_targets=False)
     assert manifest.frame["wood_mask"].str.startswith(str(tmp_path / "drawn")).all()
+
+
+def test_yolo_detection_export_prefers_the_annotated_box(synth, tmp_path):
+    """A manifest box (e.g. from LabelMe rectangles) is the detection label, not the mask's bbox."""
+    import pandas as pd
+
+    from vitfeat.deep.yolo import export_yolo_dataset
+
+    root = tmp_path / "data"
+    root.mkdir()
+    build_vmtl_labelme(root, synth)
+    out = root / "m.csv"
+    assert main(["manifest", "import", str(root), "-o", str(out)]) == 0
+    frame = pd.read_csv(out, dtype=str)
+    frame["clinical_mask"] = frame["wood_mask"]  # a mask whose bbox differs from the box
+    frame.to_csv(out, index=False)
+    export_yolo_dataset(out, tmp_path / "yolo", task="detect", modality="clinical")
+    manifest = load_manifest(out, require_targets=False)
+    split = pd.read_csv(tmp_path / "yolo" / "split.csv", dtype=str).set_index("case_id")
+    for case in manifest.cases():
+        from vitfeat.deep.yolo import _safe_stem
+
+        label = tmp_path / "yolo" / "labels" / split.loc[case.case_id, "split"] / f"{_safe_stem(case.case_id)}.txt"
+        cx, cy, w, h = (float(v) for v in label.read_text().split()[1:])
+        x0, y0, x1, y1 = case.box("clinical")
+        assert abs(cx * 160 - (x0 + x1) / 2) < 0.01 and abs(w * 160 - (x1 - x0)) < 0.01

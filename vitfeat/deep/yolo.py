@@ -31,6 +31,7 @@ from vitfeat.dataset import (
     ImageReadError,
     Manifest,
     load_manifest,
+    parse_box,
     read_image,
     read_mask,
 )
@@ -97,6 +98,14 @@ def label_lines(mask: np.ndarray, task: str) -> list[str]:
     return ["0 " + " ".join(f"{v:.6f}" for v in box) for box in mask_to_boxes(mask)]
 
 
+def _box_line(box, width: int, height: int) -> str:
+    """A YOLO detection line (class 0, normalised cx cy w h) for a box in pixels: a manifest's
+    ``<modality>_box`` is used in preference to the mask's bounding box."""
+    x0, y0, x1, y1 = box
+    vals = ((x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height)
+    return "0 " + " ".join(f"{v:.6f}" for v in vals)
+
+
 def grouped_split(frame: pd.DataFrame, val_fraction: float = 0.2, seed: int = 0) -> pd.Series:
     """'train' / 'val' per row, whole patients on one side (sklearn's GroupShuffleSplit)."""
     from sklearn.model_selection import GroupShuffleSplit
@@ -146,7 +155,10 @@ def export_yolo_dataset(manifest: Manifest | str | os.PathLike, out_dir, *, task
             log.warning("case %s skipped: %s", rec["case_id"], exc)
             continue
         _atomic_png(out / "images" / rec["split"] / f"{stem}.png", image[:, :, ::-1])
-        write_text(out / "labels" / rec["split"] / f"{stem}.txt", "\n".join(label_lines(mask, task)) + "\n")
+        lines = label_lines(mask, task)
+        if task == "detect" and isinstance(rec.get(f"{modality}_box"), str):  # annotated box (issue #11, data)
+            lines = [_box_line(parse_box(rec[f"{modality}_box"]), image.shape[1], image.shape[0])]
+        write_text(out / "labels" / rec["split"] / f"{stem}.txt", "\n".join(lines) + "\n")
     usable[["case_id", "patient_id", "split", "error"]].to_csv(out / "split.csv", index=False)
     ok = usable[usable["error"] == ""]
     if not (ok["split"] == "train").any() or not (ok["split"] == "val").any():
