@@ -244,3 +244,50 @@ def test_yolo_detection_export_prefers_the_annotated_box(synth, tmp_path):
         cx, cy, w, h = (float(v) for v in label.read_text().split()[1:])
         x0, y0, x1, y1 = case.box("clinical")
         assert abs(cx * 160 - (x0 + x1) / 2) < 0.01 and abs(w * 160 - (x1 - x0)) < 0.01
+
+
+def _simple_layout(root: Path, cases, name: str) -> list[str]:
+    """The older layouts from the same synth cases; returns the extra import arguments."""
+    lines = ["image,mask,label"]
+    for case in cases:
+        label = case.targets["label"]
+        if name == "class-folders":
+            (root / label).mkdir(exist_ok=True)
+            shutil.copy(case.clinical, root / label / f"{case.case_id}_clinical.jpg")
+            shutil.copy(case.wood, root / label / f"{case.case_id}_wood.jpg")
+            continue
+        (root / "images").mkdir(exist_ok=True)
+        shutil.copy(case.clinical, root / "images" / f"{case.case_id}.jpg")
+        if name == "yolo":
+            from vitfeat.synth import yolo_label_lines
+
+            (root / "labels").mkdir(exist_ok=True)
+            lines_ = yolo_label_lines(read_mask(case.clinical_mask), "polygon")
+            (root / "labels" / f"{case.case_id}.txt").write_text("\n".join(lines_) + "\n")
+        else:
+            (root / "masks").mkdir(exist_ok=True)
+            shutil.copy(case.clinical_mask, root / "masks" / f"{case.case_id}.png")
+            lines.append(f"images/{case.case_id}.jpg,masks/{case.case_id}.png,{label}")
+    if name == "labels-csv":
+        (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return ["--pair", "_clinical:_wood"] if name == "class-folders" else []
+
+
+@pytest.mark.parametrize("where", ["inside", "outside"])
+@pytest.mark.parametrize("name", ["class-folders", "images-masks", "yolo", "labels-csv"])
+def test_older_layouts_pass_check_wherever_the_manifest_lies(synth, tmp_path, name, where):
+    root = tmp_path / "data"
+    root.mkdir()
+    extra = _simple_layout(root, synth, name)
+    assert detect_layout(root) == name
+    out = root / "manifest.csv" if where == "inside" else tmp_path / "runs" / "m.csv"
+    assert main(["manifest", "import", str(root), "-o", str(out), *extra]) == 0
+    assert main(["manifest", "check", str(out), "--no-targets"]) == 0
+    manifest = load_manifest(out, require_targets=False)
+    assert len(manifest) == len(synth)
+    truth = {c.case_id: c for c in synth}
+    for case in manifest.cases():
+        if name == "class-folders":
+            assert case.wood is not None
+        else:
+            assert _iou(read_mask(case.clinical_mask), read_mask(truth[case.case_id].clinical_mask)) >= 0.95
