@@ -291,3 +291,27 @@ def test_older_layouts_pass_check_wherever_the_manifest_lies(synth, tmp_path, na
             assert case.wood is not None
         else:
             assert _iou(read_mask(case.clinical_mask), read_mask(truth[case.case_id].clinical_mask)) >= 0.95
+
+
+def test_labelme_files_beside_the_photos_give_masks_and_boxes(synth, tmp_path):
+    """LabelMe saves a.json next to a.jpg: class-folders with such files import masks and boxes."""
+    root = tmp_path / "data"
+    root.mkdir()
+    for case in synth:
+        folder = root / case.targets["label"]
+        folder.mkdir(exist_ok=True)
+        shutil.copy(case.clinical, folder / f"{case.case_id}.jpg")
+        _labelme(folder / f"{case.case_id}.json", read_mask(case.clinical_mask), "polygon")
+        with open(folder / f"{case.case_id}.json") as fh:
+            data = json.load(fh)
+        x0, y0, x1, y1 = _bbox(read_mask(case.clinical_mask))
+        data["shapes"].append({"label": "1", "shape_type": "rectangle", "points": [[x0, y0], [x1, y1]]})
+        (folder / f"{case.case_id}.json").write_text(json.dumps(data))
+    out = tmp_path / "m.csv"
+    assert main(["manifest", "import", str(root), "-o", str(out), "--labelme-labels", "1"]) == 0
+    manifest = load_manifest(out)
+    truth = {c.case_id: c for c in synth}
+    for case in manifest.cases():
+        original = truth[case.case_id]
+        assert _iou(read_mask(case.clinical_mask), read_mask(original.clinical_mask)) >= 0.95
+        assert np.abs(np.array(case.box("clinical")) - _bbox(read_mask(original.clinical_mask))).max() <= 2

@@ -530,6 +530,32 @@ def import_labels_csv(root, pair=None) -> pd.DataFrame:
     return rows.merge(extra, on="case_id", how="left")
 
 
+def annotate_beside(frame: pd.DataFrame, masks_dir, labels=None) -> pd.DataFrame:
+    """Masks and boxes from LabelMe files saved beside the photos (``a.jpg`` + ``a.json``, LabelMe's
+    default), for photos that have no mask or box yet."""
+    rows = frame.to_dict("records")
+    found = False
+    for row in rows:
+        for modality in ("clinical", "wood"):
+            photo = row.get(modality)
+            if not isinstance(photo, (str, Path)) or not str(photo):
+                continue
+            beside = Path(photo).with_suffix(".json")
+            if beside.is_file():
+                _apply_shapes(_drop_empty(row, modality), modality,
+                              read_labelme(beside, oriented_size(Path(photo)), labels), Path(masks_dir))
+                found = True
+    return pd.DataFrame(rows) if found else frame
+
+
+def _drop_empty(row: dict, modality: str) -> dict:
+    """Let _apply_shapes fill a mask/box column that is present but empty (NaN/None)."""
+    for col in (f"{modality}_mask", f"{modality}_box"):
+        if col in row and not isinstance(row[col], (str, Path)):
+            del row[col]
+    return row
+
+
 def normalise_masks(frame: pd.DataFrame, masks_dir, threshold: float | None = None,
                     inverted: bool = False) -> pd.DataFrame:
     """Rewrite each mask of ``frame`` as a 0/255 PNG in ``masks_dir``, read with the given rule."""
@@ -595,6 +621,8 @@ def import_folder(root, layout: str = "auto", *, pair: tuple[str, str] | None = 
         frame = import_labels_csv(root, pair)
     else:
         raise LayoutError(f"unknown layout '{layout}' (choose from {', '.join(LAYOUTS)})")
+    if layout != "vmtl" and not frame.empty:
+        frame = annotate_beside(frame, masks_dir, labelme_labels)
     if (mask_threshold is not None or masks_inverted) and not frame.empty:
         frame = normalise_masks(frame, masks_dir, mask_threshold, masks_inverted)
     if labels_json is not None and not frame.empty:
