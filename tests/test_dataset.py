@@ -154,9 +154,16 @@ def test_exif_orientation_applied(tmp_path):
 
 
 def test_read_mask_thresholds(tmp_path):
+    """Several grey values: half the maximum, with a warning naming the file; or the given threshold."""
+    from vitfeat.dataset import MaskWarning
+
     arr = np.array([[0, 127, 128, 255]], np.uint8)
     Image.fromarray(arr).save(tmp_path / "m.png")
-    assert read_mask(tmp_path / "m.png").tolist() == [[False, False, True, True]]
+    with pytest.warns(MaskWarning, match="m.png: mask has 4 grey values"):
+        assert read_mask(tmp_path / "m.png").tolist() == [[False, False, True, True]]
+    assert read_mask(tmp_path / "m.png", threshold=100).tolist() == [[False, True, True, True]]
+    Image.fromarray(np.array([[0, 0, 1, 1]], np.uint8)).save(tmp_path / "01.png")
+    assert read_mask(tmp_path / "01.png").tolist() == [[False, False, True, True]]  # 0/1 is binary
 
 
 def test_cli_check_exit_status(good, capsys):
