@@ -56,6 +56,7 @@ def register(subparsers) -> None:
     check.add_argument("--allow-outside-root", action="store_true",
                        help="accept paths that leave the manifest's folder")
     check.add_argument("--encoding", help="text encoding of a CSV manifest (default utf-8, BOM or not)")
+    check.add_argument("--folds", type=int, default=5, help="warn about classes with fewer cases (default 5)")
     add_mask_options(check)
     check.set_defaults(func=run_check)
 
@@ -101,7 +102,7 @@ def run_check(args) -> int:
             args.path, targets=args.target, require_targets=not args.no_targets,
             allow_outside_root=args.allow_outside_root, encoding=args.encoding,
             mask_threshold=args.mask_threshold, masks_inverted=args.masks_inverted,
-            min_mask_area=args.min_mask_area, min_image_side=args.min_image_side)
+            min_mask_area=args.min_mask_area, min_image_side=args.min_image_side, folds=args.folds)
     except (FileNotFoundError, ValueError) as exc:
         from vitfeat.cli.main import CLIError
 
