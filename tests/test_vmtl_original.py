@@ -183,9 +183,10 @@ def test_variants_are_registered():
 
 
 def test_original_trains_on_fits_folds_and_keeps_the_best_psr(synth_small, tmp_path):
+    """A tiny run (every stage one epoch, the last two) on a 2-fold plan; then predict."""
     from vitfeat.dataset import load_manifest
     from vitfeat.deep.vmtl.train import train_vmtl
-    from vitfeat.pipelines.folds import make_folds, write_folds
+    from vitfeat.evaluation.folds import make_folds, write_folds
 
     frame = load_manifest(synth_small).frame
     folds = write_folds(make_folds(frame, "label", n_splits=2), tmp_path / "folds.csv")
@@ -209,3 +210,9 @@ def test_original_trains_on_fits_folds_and_keeps_the_best_psr(synth_small, tmp_p
         if seen["best_epoch"] != "initial":
             stage, epoch = seen["best_epoch"]
             assert next(h for h in history if (h["stage"], h["epoch"]) == (stage, epoch))["val_psr"] == seen["best_val_psr"]
+
+    from vitfeat.deep.vmtl.predict import predict_run
+
+    pred = predict_run(run, synth_small, tmp_path / "pred.csv", progress=False)
+    assert len(pred) == 24 and {"wood_mask_pred", "clinical_box_x0", "proba_active"} <= set(pred.columns)
+    assert "clinical_mask_pred" not in pred.columns  # the original segments the Wood's photo only

@@ -48,7 +48,7 @@ VARIANTS.register("original", Variant("original", "vitfeat.deep.vmtl.original:Or
                                       "6-stage curriculum, P*S*R selection",
                                       {"tasks": ("cls", "box", "seg", "recon", "con"), "augment": False,
                                        "weight_decay": 1e-5, "batch": 8, "focal_alpha": 2.0, "focal_gamma": 3.0,
-                                       "label_smoothing": 0.05, "frozen_stages": (0, 1, 2)}))
+                                       "label_smoothing": 0.05, "frozen_stages": (0, 1, 2), "seed": 42}))
 TASKS = ("cls", "seg", "box", "recon", "con")
 
 # Class names that mean "progressing" in the datasets we know; the contrastive term pushes their
@@ -171,10 +171,6 @@ def guess_positive(classes: list[str], positive: str | None = None, y=None, targ
     """The positive ("non-stable") class: the project's one rule (vitfeat.evaluation.positive)."""
     if positive is not None and positive not in classes:
         raise ValueError(f"positive class {positive!r} is not among the labels {classes}")
-    try:
-        from vitfeat.evaluation.positive import positive_class
-    except ImportError:  # before vitfeat.evaluation lands
-        if positive is not None:
-            return positive
-        return next((c for c in classes if c.lower() in ACTIVE_NAMES), classes[-1])
+    from vitfeat.evaluation.positive import positive_class
+
     return positive_class(classes, y=y, explicit=positive, target=target)
