@@ -51,12 +51,6 @@ VARIANTS.register("original", Variant("original", "vitfeat.deep.vmtl.original:Or
                                        "label_smoothing": 0.05, "frozen_stages": (0, 1, 2), "seed": 42}))
 TASKS = ("cls", "seg", "box", "recon", "con")
 
-# Class names that mean "progressing" in the datasets we know; the contrastive term pushes their
-# clinical and Wood's embeddings apart (the Wood's lesion outgrows the daylight one) and pulls the
-# others together.
-ACTIVE_NAMES = ("active", "non-stable", "nonstable", "unstable", "progressive", "progressing")
-
-
 @dataclass
 class VMTLConfig:
     variant: str = "vmtl"
@@ -168,9 +162,10 @@ def preset(variant: str = "vmtl", **overrides) -> VMTLConfig:
 
 
 def guess_positive(classes: list[str], positive: str | None = None, y=None, target: str | None = None) -> str:
-    """The positive ("non-stable") class: the project's one rule (vitfeat.evaluation.positive)."""
-    if positive is not None and positive not in classes:
-        raise ValueError(f"positive class {positive!r} is not among the labels {classes}")
+    """The positive ("non-stable") class: the project's one rule, :func:`vitfeat.evaluation.positive.positive_class`
+    (known stage names, else ``positive``, else the minority class with a warning)."""
     from vitfeat.evaluation.positive import positive_class
 
+    if positive is not None and positive not in classes:
+        raise ValueError(f"positive class {positive!r} is not among the labels {classes}")
     return positive_class(classes, y=y, explicit=positive, target=target)

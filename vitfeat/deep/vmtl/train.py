@@ -25,7 +25,6 @@ import pandas as pd
 import torch
 import yaml
 from sklearn.metrics import balanced_accuracy_score, log_loss
-from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -46,17 +45,12 @@ log = logging.getLogger(__name__)
 
 
 def inner_split(cases, val_fraction: float, seed: int):
-    """Patient-grouped, label-stratified (train, val) split of a fold's training part."""
-    labels = np.array([c.label for c in cases])
-    groups = np.array([c.patient_id for c in cases])
-    idx = np.arange(len(cases))
-    try:
-        cv = StratifiedGroupKFold(n_splits=max(2, round(1 / val_fraction)), shuffle=True, random_state=seed)
-        with warnings.catch_warnings():  # small classes are expected in small studies
-            warnings.simplefilter("ignore", UserWarning)
-            tr, va = next(cv.split(idx, labels, groups))
-    except ValueError:  # too few patients per class for stratification
-        tr, va = next(GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed).split(idx, groups=groups))
+    """Patient-grouped, label-stratified (train, val) split of a fold's training part
+    (the project's one helper, :func:`vitfeat.evaluation.folds.grouped_split`)."""
+    from vitfeat.evaluation.folds import grouped_split
+
+    tr, va = grouped_split([c.patient_id for c in cases], [c.label for c in cases],
+                           val_fraction=val_fraction, seed=seed)
     return [cases[i] for i in tr], [cases[i] for i in va]
 
 
@@ -350,7 +344,7 @@ def train_vmtl(manifest, out_dir, folds_from, config: VMTLConfig | None = None, 
 
 
 def _train_vmtl(manifest, out_dir, folds_from, config, *, resume, progress, callback) -> Path:
-    from vitfeat.pipelines.folds import read_folds, write_folds
+    from vitfeat.evaluation.folds import read_folds, write_folds
 
     out = Path(out_dir)
     saved_cfg = out / "config.yaml"
@@ -425,7 +419,7 @@ def write_scores(oof: pd.DataFrame, target_classes, out: Path, positive: str | N
     original VMTL's metric set (weighted P/R/F1, specificity, AUC, P*S*R; non-stable positive) with
     the published figures and how the protocols differ. Returns fit's scores per target."""
     from vitfeat.deep.vmtl.scores import original_metric_block
-    from vitfeat.pipelines.metrics import flatten, score_oof
+    from vitfeat.evaluation.metrics import flatten, score_oof
 
     if not isinstance(target_classes, dict):  # one target, given as its class list
         target_classes = {oof["target"].iloc[0]: list(target_classes)}
