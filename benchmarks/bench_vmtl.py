@@ -169,7 +169,7 @@ def main() -> None:
     if not args.throughput_only:
         from vitfeat.deep.vmtl import VMTLConfig, train_vmtl
         from vitfeat.featurize import extract
-        from vitfeat.pipelines.metrics import score_oof
+        from vitfeat.evaluation.metrics import score_oof
         from vitfeat.pipelines.select import FitConfig, fit_run
         from vitfeat.synth import generate
 
@@ -211,7 +211,7 @@ def main() -> None:
         for name, r in rows.items():
             label = f"{name} (best features)" if name == best else name
             print(f"{label:<34} {_ci(r['balanced_accuracy']):<28} {_ci(r['auroc'])}")
-        secs = [h["seconds"] for h in epochs]
+        secs = [h["epoch_seconds"] for h in epochs]
         print(f"VMTL {cfg.pipeline_name} (focal gamma {cfg.focal_gamma:g}) @ {args.imgsz}px on {report['device']}: {len(epochs)} epochs over "
               f"{args.folds} folds, median epoch {np.median(secs):.1f} s "
               f"(~{int(np.median([h['n_train'] for h in epochs]))} training images + validation), "

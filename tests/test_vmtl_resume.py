@@ -19,14 +19,15 @@ OPTIONS = ["--backbone", "test_convnext", "--weights", "random", "--imgsz", "64"
            "--lr", "1e-3", "--device", "cpu", "--threads", "1"]
 TINY = dict(backbone="test_convnext", weights="random", imgsz=64, batch=4, epochs=3, lr=1e-3, device="cpu", threads=1)
 
-# Runs the real CLI in a child process; the 5th training epoch (fold 1's second: fold 0 has three)
-# sends SIGKILL to its own process after its first batch has updated the weights.
+# Runs the real CLI in a child process; fold 1's second training epoch sends SIGKILL to its own
+# process after its first batch has updated the weights. Shuffled loaders per fold: one to count the
+# steps, then one per epoch (fold 0 has three), so that epoch's loader is the 7th shuffled one.
 DRIVER = textwrap.dedent("""
     import os, signal, sys
     import vitfeat.deep.vmtl.train as train
     from vitfeat.cli.main import main
 
-    original, calls = train.train_epoch, [0]
+    original, shuffled = train.make_loader, [0]
 
     def dying(loader):
         for i, batch in enumerate(loader):
@@ -34,11 +35,12 @@ DRIVER = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
             yield batch
 
-    def train_epoch(model, weighting, loader, *args, **kwargs):
-        calls[0] += 1
-        return original(model, weighting, dying(loader) if calls[0] == 5 else loader, *args, **kwargs)
+    def make_loader(dataset, cfg, shuffle, seed=0):
+        loader = original(dataset, cfg, shuffle, seed)
+        shuffled[0] += shuffle
+        return dying(loader) if shuffle and shuffled[0] == 7 else loader
 
-    train.train_epoch = train_epoch
+    train.make_loader = make_loader
     sys.exit(main(sys.argv[1:]))
 """)
 
@@ -46,7 +48,7 @@ DRIVER = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def plan(synth_small, tmp_path_factory):
     from vitfeat.dataset import load_manifest
-    from vitfeat.pipelines.folds import make_folds, write_folds
+    from vitfeat.evaluation.folds import make_folds, write_folds
 
     frame = load_manifest(synth_small).frame
     return write_folds(make_folds(frame, "label", n_splits=2), tmp_path_factory.mktemp("plan") / "folds.csv")
@@ -66,7 +68,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(synth_small, 
     assert (out / "r0_f0" / "oof.csv").exists() and not (out / "r0_f1" / "oof.csv").exists()
     from vitfeat.deep.runtime import load_checkpoint
 
-    assert load_checkpoint(out / "r0_f1" / "last.pt")["state"]["epoch"] == 0  # died inside the second epoch
+    assert load_checkpoint(out / "r0_f1" / "last.pt")["loop"]["epoch"] == 0  # died inside the second epoch
     assert not (out / "oof_predictions.csv").exists()
 
     assert cli(args + ["--resume"]) == 0

@@ -56,6 +56,8 @@ def register(kinds) -> None:
     p.add_argument("--weights", help="hub | random | PATH to .pth/.safetensors (default hub)")
     p.add_argument("--target", action="append", help="target column (default label); repeat it for several "
                                                       "targets, one head each (baseline only)")
+    p.add_argument("--positive", metavar="CLASS", help="the positive (non-stable) class of the first target, when "
+                                                       "its name is not a known stage name (default: minority class)")
     p.add_argument("--oversample", action="store_true", help="oversample the smaller classes of the first target, "
                                                              "inside the training part of each fold only")
     p.add_argument("--stage-epochs", help="original: epochs of the six curriculum stages, comma separated "
@@ -112,7 +114,7 @@ def run(args) -> int:
     given = dict(backbone=args.backbone, weights=args.weights, target=targets[0] if len(targets) == 1 else None,
                  targets=tuple(targets) if len(targets) > 1 else None, oversample=True if args.oversample else None,
                  stage_epochs=tuple(int(v) for v in args.stage_epochs.split(",")) if args.stage_epochs else None,
-                 epochs=args.epochs,
+                 positive_class=args.positive, epochs=args.epochs,
                  patience=args.patience, imgsz=args.imgsz, batch=args.batch, lr=args.lr,
                  tasks=tuple(t.strip() for t in args.tasks.split(",")) if args.tasks else None,
                  roi=_parse_roi(args.roi), focal_gamma=args.focal_gamma, augment=False if args.no_augment else None, seed=args.seed,

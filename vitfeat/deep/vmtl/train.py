@@ -90,21 +90,27 @@ def _epoch_seed(cfg: VMTLConfig, repeat: int, fold: int, epoch: int) -> int:
     return (cfg.seed * 1_000_003 + repeat * 10_007 + fold * 101 + epoch) % (2**31)
 
 
-def train_epoch(model, weighting, loader, optimizer, scheduler, cfg, device, positive_index, bar=None):
-    model.train()
+def joint_step(model, weighting, batch: dict, cfg, device, positive_index: int):
+    """(weighted total, per-task losses) of one batch for the jointly trained variants."""
     tasks = set(cfg.tasks)
+    b = to_device(batch, device, channels_last=device.type == "cuda")
+    out = model(b["clinical"], b["wood"], b["has_wood"], dense=bool(tasks & {"seg", "box"}))
+    losses = task_losses(model, out, b, cfg, positive_index)
+    if "recon" in tasks:
+        losses["recon"] = _recon_loss(model, b, cfg)
+    return weighting(losses), losses
+
+
+def train_epoch(model, weighting, loader, optimizer, scheduler, cfg, device, positive_index, bar=None):
+    """One epoch outside the shared loop (benchmarks, the overfitting test): same step, same
+    clipping and skipping of non-finite batches as :class:`vitfeat.deep.training.TrainingLoop`."""
+    model.train()
     sums, count, seen, skipped = defaultdict(float), 0, [], 0
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    dense = bool(tasks & {"seg", "box"})
     for batch in loader:
         seen.extend(batch["case_id"])
-        b = to_device(batch, device, channels_last=device.type == "cuda")
         with autocast(device):
-            out = model(b["clinical"], b["wood"], b["has_wood"], dense=dense)
-            losses = task_losses(model, out, b, cfg, positive_index)
-            if "recon" in tasks:
-                losses["recon"] = _recon_loss(model, b, cfg)
-            total = weighting(losses)
+            total, losses = joint_step(model, weighting, batch, cfg, device, positive_index)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
@@ -119,7 +125,6 @@ def train_epoch(model, weighting, loader, optimizer, scheduler, cfg, device, pos
             sums[task] += float(value.detach()) * n
         sums["total"] += float(total.detach()) * n
         if bar is not None:
-            bar.set_postfix({k: f"{v / count:.3f}" for k, v in sums.items()}, refresh=False)
             bar.update(n)
     if skipped:
         log.warning("%d batch(es) had non-finite gradients and were skipped", skipped)
@@ -194,8 +199,11 @@ def oversample(cases, seed: int):
 
 def _fit_joint(model, inner_train, inner_val, fold_dir, cfg, classes, positive_index, device, mean, std, *,
                seed_of, resume, progress, callback, target_classes=None) -> dict:
-    """All tasks jointly (redesign, VMSL, baseline): early stopping on the inner validation
-    log-loss (mean over targets); writes ``best.pt``; returns the training state."""
+    """All tasks jointly (redesign, VMSL, baseline) through the shared loop
+    (:class:`vitfeat.deep.training.TrainingLoop`): early stopping on the inner validation log-loss
+    (mean over targets); writes ``best.pt``; returns the training state."""
+    from vitfeat.deep.training import LoopSettings, StepOutput, TrainingLoop
+
     weighting = UncertaintyWeighting(cfg.tasks, cfg.importance, cfg.log_var_init).to(device)
     train_set = PairedDataset(inner_train, classes, cfg.imgsz, mean, std, train=cfg.augment,
                               target_classes=target_classes)
@@ -204,58 +212,57 @@ def _fit_joint(model, inner_train, inner_val, fold_dir, cfg, classes, positive_i
     steps = len(make_loader(train_set, cfg, shuffle=True))
     optimizer = make_optimizer(model, weighting, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps)
-    state = {"epoch": -1, "best_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
-             "seen_train": [], "seen_val": []}
-    last = fold_dir / "last.pt"
-    if resume and last.exists():
-        ckpt = load_checkpoint(last, device)
-        model.load_state_dict(ckpt["model"])
-        weighting.load_state_dict(ckpt["weighting"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        state = ckpt["state"]
-        log.info("fold %s resumed after epoch %d", fold_dir.name, state["epoch"])
-
     per_target = target_classes or {cfg.target: classes}
     val_ys = [np.array([cl.index(c.labels.get(t, c.label)) for c in inner_val]) for t, cl in per_target.items()]
-    for epoch in range(state["epoch"] + 1, cfg.epochs):
-        if state["bad_epochs"] >= cfg.patience:
-            break
-        seed = seed_of(epoch)
-        torch.manual_seed(seed)
-        started = time.perf_counter()
-        loader = make_loader(train_set, cfg, shuffle=True, seed=seed)
-        with tqdm(total=len(loader.dataset), desc=f"{fold_dir.name} epoch {epoch + 1}/{cfg.epochs}",
-                  disable=not progress, leave=False) as bar:
-            losses, seen = train_epoch(model, weighting, loader, optimizer, scheduler, cfg, device, positive_index, bar)
+    drawn: list[str] = []  # case ids of the current epoch's training batches
+
+    def make_batches(epoch, seed):
+        drawn.clear()
+        return make_loader(train_set, cfg, shuffle=True, seed=seed)
+
+    def step(batch):
+        drawn.extend(batch["case_id"])
+        total, losses = joint_step(model, weighting, batch, cfg, device, positive_index)
+        return StepOutput(total, len(batch["case_id"]), {k: float(v.detach()) for k, v in losses.items()})
+
+    def validate(epoch):
         val = predict_loader(model, val_loader, device)
-        state["seen_val"] = sorted(set(state["seen_val"]) | set(val["case_id"]))
-        state["seen_train"] = sorted(set(state["seen_train"]) | set(seen))
         probas = [val[f"proba_target{t}"] for t in range(len(per_target))] if target_classes else [val["proba"]]
         with warnings.catch_warnings():  # a small validation split may lack a class
             warnings.simplefilter("ignore", UserWarning)
-            val_loss = float(np.mean([log_loss(y, pr, labels=range(pr.shape[1])) for y, pr in zip(val_ys, probas)]))
-        val_bacc = float(balanced_accuracy_score(val_ys[0], probas[0].argmax(1)))
-        state["history"].append({"epoch": epoch, **{f"train_{k}": v for k, v in losses.items()},
-                                 "val_loss": val_loss, "val_balanced_accuracy": val_bacc,
-                                 "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - started,
-                                 "n_train": len(seen)})
-        if val_loss < state["best_loss"] - 1e-6:
-            state.update(best_loss=val_loss, best_epoch=epoch, bad_epochs=0)
-            save_checkpoint({"model": model.state_dict(), "epoch": epoch, "classes": classes}, fold_dir / "best.pt")
-        else:
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch
-        save_checkpoint({"model": model.state_dict(), "weighting": weighting.state_dict(),
-                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": state}, last)
+            loss = float(np.mean([log_loss(y, pr, labels=range(pr.shape[1])) for y, pr in zip(val_ys, probas)]))
+        extra = loop.state.extra
+        extra["seen_val"] = sorted(set(extra.get("seen_val", [])) | set(val["case_id"]))
+        extra["seen_train"] = sorted(set(extra.get("seen_train", [])) | set(drawn))
+        return {"val_loss": loss, "val_balanced_accuracy": float(balanced_accuracy_score(val_ys[0], probas[0].argmax(1))),
+                "n_train": len(drawn)}
+
+    def report(row, loop):
         if progress:
-            tqdm.write(f"{fold_dir.name} epoch {epoch + 1}: "
-                       + " ".join(f"{k}={v:.3f}" for k, v in losses.items())
-                       + f" | val_loss={val_loss:.3f} val_bacc={val_bacc:.3f}")
-        if callback is not None:
-            callback(epoch=epoch, state=state)
-    state["selection"] = "validation log-loss (inner split)"
-    return state
+            tqdm.write(f"{fold_dir.name} epoch {row['epoch'] + 1}: " + " ".join(
+                f"{k[6:]}={v:.3f}" for k, v in row.items() if k.startswith("train_") and k != "train_seconds")
+                + f" | val_loss={row['val_loss']:.3f} val_bacc={row['val_balanced_accuracy']:.3f}")
+
+    settings = LoopSettings(epochs=cfg.epochs, first_epoch=0, precision="auto", clip_norm=cfg.clip_norm,
+                            scheduler_step="batch", min_delta=1e-6, patience=cfg.patience)
+    loop = TrainingLoop({"model": model, "weighting": weighting}, optimizer, scheduler, settings,
+                        make_batches=make_batches, step=step, validate=validate, on_epoch=report,
+                        best_state=lambda: {"model": model.state_dict(), "epoch": loop.state.best_epoch,
+                                            "classes": classes},
+                        last_path=fold_dir / "last.pt", best_path=fold_dir / "best.pt", epoch_seed=seed_of,
+                        device=device)
+    if resume and loop.resume():
+        log.info("fold %s resumed after epoch %s", fold_dir.name, loop.state.epoch)
+    for epoch in range(loop.next_epoch, loop.last_epoch + 1):
+        if loop.state.bad_epochs >= cfg.patience:
+            break
+        loop.run_epoch(epoch)
+        if callback is not None:  # after last.pt is written: an interruption here loses nothing
+            callback(epoch=epoch, state=loop.state)
+    st = loop.state
+    return {"history": st.history, "seen_train": st.extra.get("seen_train", []), "seen_val": st.extra.get("seen_val", []),
+            "best_epoch": -1 if st.best_epoch is None else st.best_epoch, "best_loss": st.best_value,
+            "epoch": st.epoch, "selection": "validation log-loss (inner split)"}
 
 
 def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes, repeat: int, fold: int,
