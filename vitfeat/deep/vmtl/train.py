@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import platform
-import time
 import warnings
 from collections import defaultdict
 from contextlib import nullcontext
