@@ -216,3 +216,30 @@ def test_original_trains_on_fits_folds_and_keeps_the_best_psr(synth_small, tmp_p
     pred = predict_run(run, synth_small, tmp_path / "pred.csv", progress=False)
     assert len(pred) == 24 and {"wood_mask_pred", "clinical_box_x0", "proba_active"} <= set(pred.columns)
     assert "clinical_mask_pred" not in pred.columns  # the original segments the Wood's photo only
+
+
+def test_task_losses_route_each_target_as_the_original():
+    """Segmentation on the Wood's mask (cases with a Wood's photo), boxes from the clinical photo,
+    reconstruction against both photos (the clinical twice when there is no Wood's photo)."""
+    from vitfeat.deep.vmtl.original import original_task_losses
+
+    torch.manual_seed(0)
+    n, s = 2, 8
+    out = {"logits": torch.randn(n, 2), "detection": torch.rand(n, 4, 2, 2), "seg_wood": torch.randn(n, 1, s, s),
+           "reconstruction": torch.rand(n, 3, s, s), "z_clinical": torch.randn(n, 6), "z_wood": torch.randn(n, 6)}
+    batch = {"label": torch.tensor([0, 1]), "has_wood": torch.tensor([True, False]),
+             "clinical": torch.randn(n, 3, s, s), "wood": torch.zeros(n, 3, s, s),
+             "wood_mask": (torch.rand(n, 1, s, s) > 0.5).float(), "clinical_box": torch.rand(n, 4),
+             "has_clinical_box": torch.tensor([True, True])}
+    batch["wood"][0] = torch.randn(3, s, s)
+    cfg = preset("original", weights="random")
+    margins = SummedContrastive(cfg.margins)
+    losses = original_task_losses(out, batch, ("cls", "box", "seg", "recon", "con"), cfg, margins, positive_index=1)
+    seg = torch.nn.functional.binary_cross_entropy_with_logits(out["seg_wood"][:1], batch["wood_mask"][:1])
+    assert losses["seg"].item() == pytest.approx(seg.item())
+    assert losses["box"].item() == pytest.approx(box_mean_mse(out["detection"], batch["clinical_box"], batch["has_clinical_box"]).item())
+    wood = batch["wood"].clone()
+    wood[1] = batch["clinical"][1]
+    assert losses["recon"].item() == pytest.approx(recon_both_mse(out["reconstruction"], batch["clinical"], wood).item())
+    assert losses["con"].item() == pytest.approx(margins(out["z_clinical"], out["z_wood"], torch.tensor([False, True])).item())
+    assert set(original_task_losses(out, batch, ("recon", "cls"), cfg, margins, 1)) == {"recon", "cls"}
