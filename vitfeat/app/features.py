@@ -1,0 +1,87 @@
+"""The features that pushed one prediction most, in plain words, with the case's percentile
+among the run's own cases of each class, and out-of-range warnings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def describe(column: str) -> str:
+    """Plain-language description of a feature column (featurize's declaration when available)."""
+    try:
+        from vitfeat.featurize import describe_column
+    except ImportError:
+        describe_column = None
+    if describe_column is not None:
+        try:
+            return describe_column(column)
+        except Exception:
+            pass
+    from vitfeat.pipelines.explain import describe_feature
+
+    return describe_feature(column)
+
+
+def _percentile(values: np.ndarray, x: float) -> float | None:
+    values = values[np.isfinite(values)]
+    if not len(values) or not np.isfinite(x):
+        return None
+    return float(100.0 * ((values < x).sum() + 0.5 * (values == x).sum()) / len(values))
+
+
+def top_features(run, features_path, target: str, top: int = 5) -> tuple[list[dict], list[str]]:
+    """``(rows, warnings)``: the ``top`` features by |SHAP| toward the predicted class (or, for
+    models without an exact explainer, by distance from the training median in IQRs)."""
+    from vitfeat.pipelines.explain import shap_values
+    from vitfeat.pipelines.persist import read_feature_table
+
+    bundle, schema = run.bundle, run.bundle["features"]
+    frame, _ = read_feature_table(features_path)
+    X = frame[schema].to_numpy(dtype=float, copy=True)[:1]
+    X[~np.isfinite(X)] = np.nan
+    entry = bundle["targets"][target]
+    model, classes = entry["model"], entry["classes"]
+    train = run.training_table
+    warnings = _range_warnings(train, schema, X[0]) if train is not None else [
+        "the run's feature table has moved: percentiles and range checks are unavailable"]
+    # Explained with the run's cases as background (a lone case would be its own baseline: all zeros).
+    background = train[schema].to_numpy(dtype=float, copy=True)[:200] if train is not None else np.empty((0, len(schema)))
+    background[~np.isfinite(background)] = np.nan
+    values, tnames, _, _ = shap_values(model, np.vstack([X, background]), schema, classes, entry.get("positive"))
+    k = int(np.asarray(model.classes_)[model.predict_proba(X)[0].argmax()])
+    if values is not None:
+        contrib = values[0, :, k]
+        order = [j for j in np.argsort(-np.abs(contrib)) if tnames[j] in schema][:top]
+        picked = [(tnames[j], float(contrib[j])) for j in order]
+        basis = "SHAP"
+    elif train is not None:
+        med = train[schema].median()
+        iqr = (train[schema].quantile(0.75) - train[schema].quantile(0.25)).replace(0, np.nan)
+        z = ((pd.Series(X[0], index=schema) - med) / iqr).abs().dropna().sort_values(ascending=False)
+        picked, basis = [(c, None) for c in z.index[:top]], "distance from the training median"
+    else:
+        return [], warnings
+    rows = []
+    for column, push in picked:
+        value = float(X[0, schema.index(column)])
+        row = {"feature": column, "description": describe(column), "value": value, "basis": basis,
+               "push": push, "toward": classes[k] if push is None or push >= 0 else f"away from {classes[k]}"}
+        if train is not None and target in train.columns:
+            for c in classes:
+                row[f"percentile_{c}"] = _percentile(
+                    train.loc[train[target].astype(str) == c, column].to_numpy(dtype=float), value)
+        rows.append(row)
+    return rows, warnings
+
+
+def _range_warnings(train: pd.DataFrame, schema: list[str], x: np.ndarray, show: int = 5) -> list[str]:
+    cols = [c for c in schema if c in train.columns]
+    t = train[cols].to_numpy(dtype=float)
+    lo, hi = np.nanmin(t, axis=0), np.nanmax(t, axis=0)
+    xv = x[[schema.index(c) for c in cols]]
+    out = [f"{c} = {v:.3g} is outside the training range [{a:.3g}, {b:.3g}] ({describe(c)})"
+           for c, v, a, b in zip(cols, xv, lo, hi) if np.isfinite(v) and (v < a or v > b)]
+    if len(out) > show:
+        out = out[:show] + [f"... and {len(out) - show} more feature(s) beyond the training range"]
+    return out
