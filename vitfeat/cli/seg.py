@@ -13,11 +13,15 @@ Compare trained segmenters (`vitfeat train seg` outputs) and inspect architectur
            (metrics.csv, metrics.md: pooled and per-image Dice, IoU, accuracy, precision, recall,
            specificity, F1, parameters, GFLOPs, seconds per epoch) and an overlay sheet of
            predictions vs ground truth on shared test cases (overlays.png)
+  import-official  an official UltraLight VM-UNet checkpoint (wurenkai/UltraLight-VM-UNet, 129
+           tensors, with or without DataParallel's `module.` prefix) as a segmenter directory usable
+           as --masks model:DIR; --evaluate MANIFEST scores it as the original does (for seg compare)
   info     parameters and FLOPs of an architecture (torch.utils.flop_counter, one image)
 
 Examples:
   vitfeat seg compare runs/seg_unet runs/seg_dl runs/seg_ul -o runs/seg_compare
   vitfeat seg info --arch ultralight --imgsz 256
+  vitfeat seg import-official best.pth -o runs/ul_official --evaluate ph2.csv
   vitfeat seg info --arch unet --encoder efficientnet-b0 --imgsz 512
 """
 
@@ -31,6 +35,16 @@ def register(subparsers) -> None:
     cmp_.add_argument("-o", "--out", required=True, help="output directory (created)")
     cmp_.add_argument("--cases", type=int, default=6, help="test cases on the overlay sheet (default 6)")
     cmp_.set_defaults(func=run_compare)
+    imp = add_command(sub, "import-official", "official UltraLight VM-UNet weights as a segmenter directory",
+                      DESCRIPTION)
+    imp.add_argument("checkpoint", help="the original repository's best.pth (state_dict)")
+    imp.add_argument("-o", "--out", required=True, help="output directory (created)")
+    imp.add_argument("--modality", default="clinical", choices=["clinical", "wood"])
+    imp.add_argument("--imgsz", type=int, default=256, help="input size (the original's 256)")
+    imp.add_argument("--evaluate", metavar="MANIFEST", help="score the model on this manifest's cases")
+    imp.add_argument("--split", help="with --evaluate: ordered:TRAIN,VAL,TEST, score the test part only")
+    imp.add_argument("--allow-outside-root", action="store_true")
+    imp.set_defaults(func=run_import)
     info = add_command(sub, "info", "parameters and FLOPs of a segmentation architecture", DESCRIPTION)
     info.add_argument("--arch", default="ultralight", choices=["unet", "deeplabv3", "deeplabv3plus", "ultralight"])
     info.add_argument("--imgsz", type=int, default=256)
@@ -52,6 +66,25 @@ def run_compare(args) -> int:
     print(result["table"].to_string(index=False))
     for key in ("metrics_csv", "metrics_md", "curves", "overlays"):
         print(f"wrote {result[key]}")
+    return 0
+
+
+def run_import(args) -> int:
+    from vitfeat.cli.main import CLIError
+    from vitfeat.dataset import ManifestError
+    from vitfeat.deep.segmentation.official import import_official
+
+    try:
+        meta = import_official(args.checkpoint, args.out, modality=args.modality, imgsz=args.imgsz,
+                               evaluate=args.evaluate, split=args.split, allow_outside_root=args.allow_outside_root)
+    except (ManifestError, ValueError, FileNotFoundError) as exc:
+        raise CLIError(str(exc)) from None
+    if meta["test_metrics"]:
+        pooled = meta["test_metrics"]["pooled"]
+        print(f"{meta['test_metrics']['n_images']} images: DSC {pooled['dice']:.4f} (pooled pixels), "
+              f"IoU {pooled['iou']:.4f}, Acc {pooled['accuracy']:.4f}, Sens {pooled['recall']:.4f}, "
+              f"Spec {pooled['specificity']:.4f}")
+    print(f"segmenter written to {args.out} (use: --masks model:{args.out})")
     return 0
 
 

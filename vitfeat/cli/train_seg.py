@@ -13,6 +13,15 @@ precision, recall, specificity, F1, pooled over pixels and as per-image means). 
 rate follows a cosine from LR to LR*LRF, or is halved on validation plateaus. Every epoch is logged
 (DIR/log.csv, DIR/log.json) and checkpointed (DIR/last.pt): --resume continues an interrupted run.
 
+Recipes: --recipe vitfeat (default; described above) or --recipe original: UltraLight VM-UNet's
+published recipe point by point (BCE + per-image Dice with smooth 1; AdamW 1e-3, weight decay 1e-2;
+CosineAnnealingLR(T_max 50, eta_min 1e-5) stepped per epoch, periodic over the run; 250 epochs,
+batch 8, seed 42; validation and test at batch 1; the epoch of minimum validation loss; its
+augmentation; bilinear resizing with soft masks; split-level z-score then per-image [0, 255]).
+Under it only --epochs, --imgsz, --batch, --seed, --split and --device may be changed.
+--split ordered:1250,150,600 takes the manifest's usable rows in order (the paper's ISIC 2017 folders).
+See docs/segmentation.md for the table original / vitfeat / why.
+
 The finished DIR is a mask source:  vitfeat extract MANIFEST --masks model:DIR
 
 Architectures: unet, deeplabv3, deeplabv3plus (segmentation-models-pytorch, any smp/timm encoder,
@@ -23,6 +32,7 @@ Examples:
   vitfeat train seg m.csv -o runs/seg_ul --arch ultralight --epochs 250 --lr 1e-3 --lrf 0.01
   vitfeat train seg m.csv -o runs/seg_dl --arch deeplabv3 --split-from runs/seg_unet/split.csv
   vitfeat train seg m.csv -o runs/seg_ul --arch ultralight --epochs 300 --resume   # continue, extend
+  vitfeat train seg isic.csv -o runs/ul_paper --arch ultralight --recipe original --split ordered:1250,150,600
   vitfeat train seg m.csv -o runs/seg_mc --masks multiclass --loss ce+dice   # grey value -> class
   vitfeat train seg m.csv -o runs/seg_w --modality wood --encoder-weights weights/resnet34.pth
 """
@@ -34,23 +44,27 @@ def register(kinds) -> None:
     p.add_argument("-o", "--out", required=True, help="output directory (created)")
     p.add_argument("--arch", default="unet", choices=["unet", "deeplabv3", "deeplabv3plus", "ultralight"])
     p.add_argument("--modality", default="clinical", choices=["clinical", "wood"])
-    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--recipe", default="vitfeat", choices=["vitfeat", "original"],
+                   help="vitfeat's own recipe (default) or UltraLight's published one (original)")
+    p.add_argument("--epochs", type=int, help="default 50 (vitfeat), 250 (original)")
     p.add_argument("--imgsz", type=int, default=256, help="square training size, a multiple of 32 (default 256)")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3, help="initial learning rate (default 1e-3)")
-    p.add_argument("--lrf", type=float, default=0.01, help="final learning rate = lr * lrf (default 0.01)")
-    p.add_argument("--weight-decay", type=float, default=1e-2)
+    p.add_argument("--lr", type=float, help="initial learning rate (default 1e-3)")
+    p.add_argument("--lrf", type=float, help="final learning rate = lr * lrf (default 0.01)")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 1e-2)")
     p.add_argument("--loss", choices=["bce+dice", "bce+jaccard", "ce+dice"], help="default: bce+dice (binary), ce+dice (multiclass)")
-    p.add_argument("--scheduler", default="cosine", choices=["cosine", "plateau"])
-    p.add_argument("--patience", type=int, default=5, help="plateau scheduler: epochs before halving the lr")
+    p.add_argument("--scheduler", choices=["cosine", "plateau"], help="default cosine")
+    p.add_argument("--patience", type=int, help="plateau scheduler: epochs before halving the lr (default 5)")
     p.add_argument("--encoder", default="resnet34", help="smp/timm encoder of unet/deeplab (default resnet34)")
     p.add_argument("--encoder-weights", default="none",
                    help="none (random), hub (ImageNet, downloaded once), or a local state_dict file")
     p.add_argument("--masks", dest="mask_mode", default="binary", choices=["binary", "multiclass"],
                    help="binary: lesion where grey >= 128; multiclass: each grey value is a class")
+    p.add_argument("--split", help="ordered:TRAIN,VAL,TEST: the usable manifest rows in order (default: "
+                   "whole patients 70/15/15, seeded)")
     p.add_argument("--split-from", help="reuse another run's split.csv (compare architectures on equal terms)")
     p.add_argument("--no-augment", action="store_true", help="no flips/rotations/colour jitter")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="default 0 (vitfeat), 42 (original)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 is often "
                    "faster on a busy machine with small images)")
@@ -68,12 +82,23 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    fixed = {"--lr": args.lr, "--lrf": args.lrf, "--weight-decay": args.weight_decay, "--loss": args.loss,
+             "--scheduler": args.scheduler, "--patience": args.patience}
+    if args.recipe == "original":
+        given = [name for name, value in fixed.items() if value is not None] + (["--no-augment"] if args.no_augment else [])
+        if given:
+            raise CLIError(f"--recipe original fixes {', '.join(given)} (UltraLight's published values); "
+                           "drop them, or use --recipe vitfeat")
+        if args.arch != "ultralight":
+            raise CLIError(f"--recipe original is UltraLight VM-UNet's recipe; use --arch ultralight, not {args.arch}")
+    chosen = {"lr": args.lr, "lrf": args.lrf, "weight_decay": args.weight_decay, "loss": args.loss,
+              "scheduler": args.scheduler, "patience": args.patience}
     config = SegConfig(
         arch=args.arch, modality=args.modality, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
-        lr=args.lr, lrf=args.lrf, weight_decay=args.weight_decay, loss=args.loss, scheduler=args.scheduler,
-        patience=args.patience, encoder=args.encoder,
-        encoder_weights=None if args.encoder_weights == "none" else args.encoder_weights,
+        encoder=args.encoder, encoder_weights=None if args.encoder_weights == "none" else args.encoder_weights,
         mask_mode=args.mask_mode, seed=args.seed, augment=not args.no_augment, device=args.device,
+        recipe=args.recipe, **{k: v for k, v in chosen.items() if v is not None},
+        **({"split": args.split} if args.split else {}),
     )
     try:
         meta = train_segmenter(args.manifest, args.out, config, split_from=args.split_from, resume=args.resume,

@@ -25,7 +25,9 @@ def _load_run(directory: Path) -> tuple[dict, pd.DataFrame]:
     meta_path = directory / "segmenter.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{directory}: no segmenter.json (not a finished `vitfeat train seg` run)")
-    return json.loads(meta_path.read_text()), pd.read_csv(directory / "log.csv")
+    log_path = directory / "log.csv"  # an imported official checkpoint has no training log
+    history = pd.read_csv(log_path) if log_path.is_file() else pd.DataFrame()
+    return json.loads(meta_path.read_text()), history
 
 
 def metrics_table(dirs, flops: bool = True) -> pd.DataFrame:
@@ -37,9 +39,12 @@ def metrics_table(dirs, flops: bool = True) -> pd.DataFrame:
     for name, d in zip(_run_names(dirs), dirs):
         meta, _ = _load_run(Path(d))
         test = meta["test_metrics"]
+        if test is None:
+            raise ValueError(f"{d}: no test metrics (an imported checkpoint: run `vitfeat seg import-official "
+                             "... --evaluate MANIFEST` to score it)")
         row = {"run": name, "arch": meta["arch"], "encoder": meta.get("encoder") or "", "imgsz": meta["imgsz"],
                "params": meta["params"], "epochs": meta["epochs_done"], "best_epoch": meta["best_epoch"],
-               "epoch_s": round(meta["mean_epoch_seconds"], 2), "n_test": test["n_images"],
+               "epoch_s": round(meta["mean_epoch_seconds"], 2) if meta["mean_epoch_seconds"] else None, "n_test": test["n_images"],
                "evaluated_on": meta["evaluated_on"]}
         if flops:
             row["gflops"] = round(count_flops(load_segmenter(d, device="cpu").model, meta["imgsz"]) / 1e9, 4)
@@ -61,6 +66,8 @@ def plot_curves(dirs, path) -> Path:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), constrained_layout=True)
     for name, d in zip(_run_names(dirs), dirs):
         _, history = _load_run(Path(d))
+        if history.empty:
+            continue
         for ax, (col, _) in zip(axes, panels):
             ax.plot(history["epoch"], history[col], marker="o" if len(history) < 15 else None, ms=3, label=name)
     for ax, (_, title) in zip(axes, panels):

@@ -21,6 +21,7 @@ from vitfeat.atomic import write_csv
 from vitfeat.dataset import ImageReadError, load_manifest, read_image, read_mask
 
 SPLITS = ("train", "val", "test")
+UNUSED = "unused"  # cases an ordered split leaves out (beyond the sum of its counts)
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
 
@@ -78,6 +79,45 @@ def grouped_split(items: list[SegItem], fractions=(0.7, 0.15, 0.15), seed: int =
     return frame
 
 
+def parse_ordered_split(spec: str) -> tuple[int, int, int]:
+    """``"ordered:1250,150,600"`` -> (1250, 150, 600): the first cases train, the next validate, then test."""
+    if not isinstance(spec, str) or not spec.startswith("ordered:"):
+        raise ValueError(f"an ordered split reads 'ordered:TRAIN,VAL,TEST' (e.g. ordered:1250,150,600), not {spec!r}")
+    try:
+        counts = tuple(int(v) for v in spec.split(":", 1)[1].split(","))
+    except ValueError:
+        raise ValueError(f"split {spec!r}: the counts must be whole numbers, e.g. ordered:1250,150,600") from None
+    if len(counts) != 3 or min(counts) < 0 or counts[0] < 1:
+        raise ValueError(f"split {spec!r}: give three counts TRAIN,VAL,TEST with TRAIN >= 1")
+    return counts
+
+
+def ordered_split(items: list[SegItem], counts) -> pd.DataFrame:
+    """UltraLight's split: the usable cases in manifest order, the first ``counts[0]`` for training,
+    the next ``counts[1]`` for validation, the next ``counts[2]`` for test (the paper's folders in
+    glob order: ISIC 2017 1250 / 150 / 600). Cases beyond the sum are ``unused`` (with a warning);
+    a split that puts one patient in two parts is refused, naming the patient."""
+    import warnings
+
+    counts = tuple(int(c) for c in counts)
+    if sum(counts) > len(items):
+        raise ValueError(f"ordered split {counts} needs {sum(counts)} cases; the manifest has {len(items)} "
+                         "usable ones (with an image and a mask)")
+    if sum(counts) < len(items):
+        warnings.warn(f"ordered split {counts}: the last {len(items) - sum(counts)} case(s) of the manifest "
+                      "are not used", UserWarning, stacklevel=2)
+    names = [name for name, c in zip(SPLITS, counts) for _ in range(c)]
+    names += [UNUSED] * (len(items) - len(names))
+    frame = pd.DataFrame({"case_id": [i.case_id for i in items], "patient_id": [i.patient_id for i in items],
+                          "split": names})
+    used = frame[frame["split"] != UNUSED]
+    leaking = used.groupby("patient_id")["split"].nunique()
+    if (leaking > 1).any():
+        raise ValueError(f"ordered split {counts} puts patient(s) {list(leaking[leaking > 1].index[:3])} in "
+                         "several parts; reorder the manifest so that each patient's rows sit in one part")
+    return frame
+
+
 def write_split(frame: pd.DataFrame, path) -> Path:
     return write_csv(path, frame[["case_id", "patient_id", "split"]])
 
@@ -89,9 +129,9 @@ def read_split(path, items: list[SegItem]) -> pd.DataFrame:
     missing = {"case_id", "split"} - set(split.columns)
     if missing:
         raise ValueError(f"{path}: split file lacks column(s) {sorted(missing)}")
-    bad = set(split["split"]) - set(SPLITS)
+    bad = set(split["split"]) - set(SPLITS) - {UNUSED}
     if bad:
-        raise ValueError(f"{path}: unknown split name(s) {sorted(bad)} (use train/val/test)")
+        raise ValueError(f"{path}: unknown split name(s) {sorted(bad)} (use train/val/test/unused)")
     known = dict(zip(split["case_id"], split["split"]))
     absent = [i.case_id for i in items if i.case_id not in known]
     if absent:
@@ -138,9 +178,32 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR)
 
 
+def resize_bilinear(array: np.ndarray, size: int) -> np.ndarray:
+    """PIL bilinear resize of a uint8 image or mask, as ``scipy.misc.imresize(..., 'bilinear')`` in
+    UltraLight's data preparation (PIL's bilinear filter widens its support when shrinking)."""
+    return np.asarray(Image.fromarray(array).resize((size, size), Image.BILINEAR))
+
+
+def resize_for(image: np.ndarray, size: int, resize: str = "area") -> np.ndarray:
+    """Resize an image the way a recipe does: ``area`` (vitfeat) or ``bilinear`` (UltraLight's)."""
+    return resize_bilinear(image, size) if resize == "bilinear" else resize_image(image, size)
+
+
+def split_minmax255(images: np.ndarray) -> np.ndarray:
+    """UltraLight's normalisation of a whole split (N, H, W, 3): the z-score over the split array,
+    then each image min-max scaled to [0, 255] (``loader.py``). float32."""
+    x = images.astype(np.float64)
+    x = (x - x.mean()) / max(float(x.std()), 1e-12)
+    lo = x.min(axis=(1, 2, 3), keepdims=True)
+    hi = x.max(axis=(1, 2, 3), keepdims=True)
+    return ((x - lo) / np.maximum(hi - lo, 1e-12) * 255.0).astype(np.float32)
+
+
 def normalize(images: torch.Tensor, mode: str) -> torch.Tensor:
-    """uint8-valued (B, 3, H, W) -> float input of the network."""
+    """uint8-valued (B, 3, H, W) -> float input of the network (``none``: already normalised)."""
     x = images.float()
+    if mode == "none":
+        return x
     if mode == "imagenet":
         mean = torch.as_tensor(IMAGENET_MEAN, device=x.device)[:, None, None]
         std = torch.as_tensor(IMAGENET_STD, device=x.device)[:, None, None]
@@ -195,6 +258,64 @@ class JointAugment:
 def build_augmentation(rotate_degrees: float = 45.0) -> JointAugment:
     """Geometric transforms move image and mask together; colour jitter touches the image only."""
     return JointAugment(rotate_degrees)
+
+
+class OriginalAugment:
+    """UltraLight's training augmentation (``loader.py``), on the normalised image and soft mask:
+    with p 0.5 a quarter turn k in 0..3 then a flip on a random axis; with p 0.5 a rotation by a
+    whole angle in 20..79 degrees (``ndimage.rotate``, order 0, no reshape, zero fill). Draws come
+    from torch's generator so that a seeded (resumed) epoch repeats them."""
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from scipy import ndimage
+
+        if float(torch.rand(())) > 0.5:
+            k = int(torch.randint(0, 4, ()))
+            axis = int(torch.randint(0, 2, ()))
+            image, mask = np.flip(np.rot90(image, k), axis=axis), np.flip(np.rot90(mask, k), axis=axis)
+        if float(torch.rand(())) > 0.5:
+            angle = int(torch.randint(20, 80, ()))
+            image = ndimage.rotate(image, angle, order=0, reshape=False)
+            mask = ndimage.rotate(mask, angle, order=0, reshape=False)
+        return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+
+
+class OriginalRecipeDataset(Dataset):
+    """A split prepared as UltraLight prepares it: PIL-bilinear resize of images and of 0/255 masks
+    (soft mask edges, /255), the split-level z-score then per-image [0, 255] rescale, and (training)
+    the original augmentation after normalisation. Items: (float32 (3, S, S) in [0, 255], float32
+    (S, S) in [0, 1]); the network input needs no further normalisation (mode ``none``)."""
+
+    def __init__(self, items: list[SegItem], imgsz: int, augment: bool = False, progress: bool = False):
+        from tqdm.auto import tqdm
+
+        self.imgsz = imgsz
+        self.transform = OriginalAugment() if augment else None
+        self.items, self.failures, images, masks = [], [], [], []
+        for item in tqdm(items, desc="loading images", disable=not progress, leave=False):
+            try:
+                image = read_image(item.image)
+                mask = read_class_mask(item.mask, None)
+                if image.shape[:2] != mask.shape:
+                    raise ImageReadError(f"{item.mask}: mask size {mask.shape[::-1]} differs from image "
+                                         f"size {image.shape[1::-1]}")
+            except ImageReadError as exc:
+                self.failures.append({"case_id": item.case_id, "path": str(item.image), "error": str(exc)})
+                continue
+            images.append(resize_bilinear(image, imgsz))
+            masks.append(resize_bilinear((mask * 255).astype(np.uint8), imgsz).astype(np.float32) / 255.0)
+            self.items.append(item)
+        self.images = split_minmax255(np.stack(images)) if images else np.zeros((0, imgsz, imgsz, 3), np.float32)
+        self.masks = np.stack(masks) if masks else np.zeros((0, imgsz, imgsz), np.float32)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        image, mask = self.images[index], self.masks[index]
+        if self.transform is not None:
+            image, mask = self.transform(image, mask)
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(mask)
 
 
 class SegmentationDataset(Dataset):

@@ -37,16 +37,37 @@ from vitfeat.deep.training import LoopSettings, StepOutput, TrainingLoop
 
 log = logging.getLogger(__name__)
 
-LOSSES = ("bce+dice", "bce+jaccard", "ce+dice")
-SCHEDULERS = ("cosine", "plateau")
+LOSSES = ("bce+dice", "bce+jaccard", "ce+dice", "bce+dice-per-image")
+SCHEDULERS = ("cosine", "plateau", "cosine-periodic")
+RECIPES = ("vitfeat", "original")
+AUGMENTATIONS = ("vitfeat", "original")
 SEGMENTER_FORMAT = "vitfeat-segmenter/1"
+
+# UltraLight VM-UNet's published recipe (wurenkai/UltraLight-VM-UNet, configs/config_setting.py,
+# train.py, loader.py, utils.py); the fields a user may not change under --recipe original.
+ORIGINAL_RECIPE = {
+    "arch": "ultralight", "loss": "bce+dice-per-image", "scheduler": "cosine-periodic", "lr": 1e-3,
+    "weight_decay": 1e-2, "t_max": 50, "eta_min": 1e-5, "val_batch": 1, "augmentation": "original",
+    "resize": "bilinear", "mask_mode": "binary",
+}
+RECIPE_DEFAULTS = {"vitfeat": {"epochs": 50, "seed": 0}, "original": {"epochs": 250, "seed": 42}}
 
 
 @dataclass
 class SegConfig:
+    """Settings of a segmenter run.
+
+    ``recipe="vitfeat"`` (default) is vitfeat's own recipe; ``recipe="original"`` is UltraLight
+    VM-UNet's published one (``ORIGINAL_RECIPE``: BCE + per-image Dice with smooth 1, AdamW 1e-3 /
+    1e-2, CosineAnnealingLR(T_max 50, eta_min 1e-5) stepped per epoch, validation at batch 1, the
+    original augmentation, bilinear resizing with soft masks, split-level z-score then per-image
+    [0, 255]); there only ``epochs``, ``imgsz``, ``batch``, ``seed``, ``split`` and ``device`` may
+    differ from the paper (250 epochs, 256 px, batch 8, seed 42 by default).
+    """
+
     arch: str = "unet"
     modality: str = "clinical"
-    epochs: int = 50
+    epochs: int | None = None  # default: 50 (vitfeat), 250 (original)
     imgsz: int = 256
     batch: int = 8
     lr: float = 1e-3
@@ -58,13 +79,26 @@ class SegConfig:
     encoder: str = DEFAULT_ENCODER
     encoder_weights: str | None = None  # none | hub | path of a local encoder state_dict
     mask_mode: str = "binary"  # binary | multiclass
-    split: tuple = (0.7, 0.15, 0.15)
-    seed: int = 0
+    split: tuple | str = (0.7, 0.15, 0.15)  # fractions of a patient-grouped split, or "ordered:A,B,C"
+    seed: int | None = None  # default: 0 (vitfeat), 42 (original)
     augment: bool = True
     device: str = "auto"
     mask_values: list | None = field(default=None)  # filled in for multiclass
+    recipe: str = "vitfeat"
+    augmentation: str = "vitfeat"  # vitfeat | original
+    resize: str = "area"  # area (images; nearest masks) | bilinear (images and soft masks)
+    val_batch: int | None = None  # batch of validation and test (default: batch)
+    t_max: int = 50  # cosine-periodic: epochs of a half period
+    eta_min: float = 1e-5  # cosine-periodic: the lowest learning rate
 
     def check(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe '{self.recipe}' (choose from {', '.join(RECIPES)})")
+        if self.recipe == "original":
+            self._apply_original_recipe()
+        for name, value in RECIPE_DEFAULTS[self.recipe].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         get_architecture(self.arch)
         if self.mask_mode not in ("binary", "multiclass"):
             raise ValueError(f"mask_mode must be binary or multiclass, not '{self.mask_mode}'")
@@ -77,19 +111,72 @@ class SegConfig:
                              "(bce+dice / bce+jaccard are for binary masks, ce+dice for multi-class)")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler '{self.scheduler}' (choose from {', '.join(SCHEDULERS)})")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation '{self.augmentation}' (choose from {', '.join(AUGMENTATIONS)})")
+        if self.resize not in ("area", "bilinear") or (self.resize == "bilinear") != (self.augmentation == "original"):
+            raise ValueError("resize 'bilinear' (soft masks) and augmentation 'original' belong together: "
+                             "they make UltraLight's data pipeline (use recipe='original')")
         if self.imgsz % 32 or self.imgsz < 32:
             raise ValueError(f"imgsz must be a positive multiple of 32, not {self.imgsz}")
         if self.epochs < 1 or self.batch < 1 or not (self.lr > 0) or not (0 < self.lrf <= 1):
             raise ValueError("epochs and batch must be >= 1, lr > 0 and 0 < lrf <= 1")
+        if isinstance(self.split, str):
+            segdata.parse_ordered_split(self.split)
+
+    def _apply_original_recipe(self) -> None:
+        """Fix the recipe's fields; a value set to something else is refused, not overwritten."""
+        vitfeat_defaults = {f.name: f.default for f in fields(SegConfig)}
+        clashes = []
+        for name, value in ORIGINAL_RECIPE.items():
+            current = getattr(self, name)
+            if current not in (value, vitfeat_defaults[name]):
+                clashes.append(f"{name}={current!r} (the recipe's is {value!r})")
+            setattr(self, name, value)
+        if clashes:
+            raise ValueError("recipe 'original' fixes these settings: " + "; ".join(clashes))
 
     @property
     def num_classes(self) -> int:
         return 1 if self.mask_mode == "binary" else len(self.mask_values)
 
+    @property
+    def eval_batch(self) -> int:
+        return self.val_batch or self.batch
+
+    @property
+    def input_normalization(self) -> str:
+        """How a batch is normalised in the loop (``none``: the dataset did it, split-wide)."""
+        return "none" if self.recipe == "original" else get_architecture(self.arch).normalize
+
+
+class PerImageBceDiceLoss(nn.Module):
+    """UltraLight's ``BceDiceLoss(wb=1, wd=1)``: BCE over all pixels plus 1 - the mean over images of
+    (2 sum(p g) + 1) / (sum p + sum g + 1), on soft predictions p and soft truth g.
+
+    Takes logits: BCE-with-logits is the original's BCE on sigmoid outputs, computed stably (the
+    original's ``nn.BCELoss`` also clamps log terms at -100, which only matters for saturated pixels).
+    """
+
+    smooth = 1.0
+
+    def forward(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        target = mask.float().reshape(logits.shape)
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, target)
+        return bce + dice_loss_per_image(torch.sigmoid(logits), target, self.smooth)
+
+
+def dice_loss_per_image(probs: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 - mean over images of the smoothed soft Dice of each image (UltraLight's ``DiceLoss``)."""
+    p, g = probs.flatten(1), target.flatten(1)
+    dice = (2 * (p * g).sum(1) + smooth) / (p.sum(1) + g.sum(1) + smooth)
+    return 1 - dice.mean()
+
 
 def make_loss(name: str) -> nn.Module:
     import segmentation_models_pytorch as smp
 
+    if name == "bce+dice-per-image":
+        return PerImageBceDiceLoss()
     if name == "bce+dice":
         parts = [smp.losses.SoftBCEWithLogitsLoss(), smp.losses.DiceLoss("binary", from_logits=True)]
     elif name == "bce+jaccard":
@@ -128,10 +215,9 @@ def evaluate(model: nn.Module, dataset, config: SegConfig, device, loss_fn=None)
     model.eval()
     meter = SegmentationMeter(config.num_classes)
     total, n = 0.0, 0
-    arch = get_architecture(config.arch)
     with torch.no_grad():
-        for images, masks in _loader(dataset, config.batch, shuffle=False):
-            logits = model(segdata.normalize(images.to(device), arch.normalize))
+        for images, masks in _loader(dataset, config.eval_batch, shuffle=False):
+            logits = model(segdata.normalize(images.to(device), config.input_normalization))
             masks = masks.to(device)
             if loss_fn is not None:
                 total += float(loss_fn(logits, masks)) * len(images)
@@ -163,8 +249,7 @@ def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split
             raise ValueError(f"the training masks hold a single grey value {config.mask_values}: nothing to segment")
     write_text(out / "config.json", json.dumps(_config_dict(config), indent=2))
 
-    datasets = {name: segdata.SegmentationDataset(parts[name], config.imgsz, config.mask_values,
-                                                  augment=config.augment and name == "train", progress=progress)
+    datasets = {name: _dataset(parts[name], config, train=name == "train", progress=progress)
                 for name in segdata.SPLITS}
     failures = skipped + [f for d in datasets.values() for f in d.failures]
     if failures:
@@ -180,11 +265,10 @@ def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split
     loss_fn = make_loss(config.loss)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _make_scheduler(optimizer, config)
-    arch = get_architecture(config.arch)
 
     def step(batch) -> StepOutput:
         images, masks = (t.to(device) for t in batch)
-        return StepOutput(loss_fn(model(segdata.normalize(images, arch.normalize)), masks), len(images))
+        return StepOutput(loss_fn(model(segdata.normalize(images, config.input_normalization)), masks), len(images))
 
     def validate(epoch: int) -> dict:
         val = evaluate(model, datasets[selection], config, device, loss_fn)
@@ -230,6 +314,8 @@ def _finish(out, model, datasets, config, history, device, loss_fn, selection, m
         "num_classes": config.num_classes,
         "mask_values": config.mask_values,
         "normalize": get_architecture(config.arch).normalize,
+        "resize": config.resize,
+        "recipe": config.recipe,
         "imgsz": config.imgsz,
         "modality": config.modality,
         "weights": "best.pt",
@@ -251,8 +337,19 @@ def _finish(out, model, datasets, config, history, device, loss_fn, selection, m
     return meta
 
 
+def _dataset(items, config: SegConfig, train: bool, progress: bool):
+    augment = config.augment and train
+    if config.recipe == "original":
+        return segdata.OriginalRecipeDataset(items, config.imgsz, augment=augment, progress=progress)
+    return segdata.SegmentationDataset(items, config.imgsz, config.mask_values, augment=augment, progress=progress)
+
+
 def _make_scheduler(optimizer, config: SegConfig):
     floor = config.lr * config.lrf
+    if config.scheduler == "cosine-periodic":
+        # UltraLight's: torch's recursive CosineAnnealingLR stepped once per epoch; past T_max it
+        # climbs back, so over 250 epochs the rate returns to lr at epochs 100 and 200
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.t_max, eta_min=config.eta_min)
     if config.scheduler == "cosine":
         # closed form in the epoch number (not CosineAnnealingLR's recursion), so that a resumed run
         # whose epochs grew follows the longer cosine from where it stands
@@ -266,7 +363,8 @@ def _make_scheduler(optimizer, config: SegConfig):
 
 def _config_dict(config: SegConfig) -> dict:
     d = asdict(config)
-    d["split"] = list(d["split"])
+    if not isinstance(d["split"], str):
+        d["split"] = list(d["split"])
     return d
 
 
@@ -278,8 +376,9 @@ def _resolve_config(out: Path, config: SegConfig, resume: bool) -> SegConfig:
     if resume and saved.is_file():
         stored = json.loads(saved.read_text())
         names = {f.name for f in fields(SegConfig)}
-        kept = SegConfig(**{k: (tuple(v) if k == "split" else v) for k, v in stored.items() if k in names})
-        if config.epochs != kept.epochs:
+        kept = SegConfig(**{k: (tuple(v) if k == "split" and isinstance(v, list) else v)
+                            for k, v in stored.items() if k in names})
+        if config.epochs is not None and config.epochs != kept.epochs:
             log.info("resume: epochs %d -> %d", kept.epochs, config.epochs)
             kept.epochs = max(config.epochs, kept.epochs)
         config = kept
@@ -293,6 +392,8 @@ def _resolve_split(out: Path, items, config: SegConfig, split_from, resume: bool
         split = segdata.read_split(split_from, items)
     elif resume and own.is_file():
         split = segdata.read_split(own, items)
+    elif isinstance(config.split, str):
+        split = segdata.ordered_split(items, segdata.parse_ordered_split(config.split))
     else:
         split = segdata.grouped_split(items, config.split, config.seed)
     segdata.write_split(split, own)
