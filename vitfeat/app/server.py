@@ -1,0 +1,49 @@
+"""Start the app: loopback by default, no share link, Gradio's upload cache in a private folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from vitfeat.app.predict_case import MAX_UPLOAD_BYTES
+
+
+def launch(run_dirs, *, host: str = "127.0.0.1", port: int | None = 7860, max_bytes: int = MAX_UPLOAD_BYTES,
+           block: bool = True, **build_kwargs):
+    """Build and launch the app; returns ``(app, cache_dir)``. ``share`` is always off."""
+    cache = Path(tempfile.mkdtemp(prefix="vitfeat-gradio-"))
+    os.environ["GRADIO_TEMP_DIR"] = str(cache)  # uploads land here, not in a shared /tmp/gradio
+    from vitfeat.app.ui import build_app
+
+    app = build_app(run_dirs, max_bytes=max_bytes, **build_kwargs)
+    app.queue(default_concurrency_limit=1)
+    allowed = _case_folders(run_dirs)
+    app.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
+               max_file_size=max_bytes, allowed_paths=allowed, show_error=True, quiet=not block)
+    return app, cache
+
+
+def _case_folders(run_dirs) -> list[str]:
+    """The folders of the runs' own training images (the 'run case' picker serves them)."""
+    from vitfeat.app.predict_case import RunInfo
+
+    folders = set()
+    for d in run_dirs:
+        man = (RunInfo(d).meta.get("extraction") or {}).get("manifest")
+        if man:
+            folders.add(str(Path(man).resolve().parent))
+    return sorted(folders)
+
+
+def serve(run_dirs, *, host: str = "127.0.0.1", port: int = 7860, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
+    """Serve until interrupted; the upload cache is removed on the way out."""
+    app, cache = None, None
+    try:
+        app, cache = launch(run_dirs, host=host, port=port, max_bytes=max_bytes, block=True)
+    finally:
+        if app is not None:
+            app.close()
+        if cache is not None:
+            shutil.rmtree(cache, ignore_errors=True)

@@ -1,0 +1,44 @@
+"""Model tab: the run's summary in plain words (data, leaderboard with CIs, warnings, use and limits)."""
+
+from __future__ import annotations
+
+import json
+
+INTENDED_USE = ("Intended use: research and decision support for clinicians staging vitiligo (stable versus "
+                "active) from a clinical and a Wood's-lamp photo of the same lesion. Not a diagnosis; not "
+                "validated beyond the data named below. Limits: the score applies to patients like the "
+                "training patients (camera, skin types, lighting); photos outside that range get warnings.")
+
+
+def model_summary(run) -> str:
+    """Markdown summary of a :class:`~vitfeat.app.RunInfo` (the model card when the run has one)."""
+    parts = [f"## Run `{run.name}` ({run.kind})"]
+    card = run.path / "model_card.md"
+    if card.is_file():
+        parts.append(card.read_text())
+    summary_path = run.path / "data_summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    if summary:
+        counts = "; ".join(f"{t}: " + ", ".join(f"{c} {n}" for c, n in cc.items())
+                           for t, cc in (summary.get("class_counts") or {}).items())
+        parts.append(f"### Data\n{summary.get('n_cases', '?')} cases from {summary.get('n_patients', '?')} "
+                     f"patients, {summary.get('n_features', '?')} features; classes — {counts}")
+    for target, info in (run.meta.get("targets") or {}).items():
+        perf = run.performance(target)
+        parts.append(f"**{target}**: model {info.get('pipeline')}, positive class {info.get('positive')}")
+        if perf.get("mean") is not None:
+            parts.append(f"Honest score ({perf['row']}): balanced accuracy {perf['mean']:.3f} "
+                         f"(95% CI {perf.get('ci_low') or float('nan'):.3f}–{perf.get('ci_high') or float('nan'):.3f})")
+    board = run.leaderboard
+    if board is not None and "balanced_accuracy_mean" in board.columns:
+        rows = ["| rank | target | pipeline | balanced accuracy | 95% CI |", "|---|---|---|---|---|"]
+        for _, r in board.head(8).iterrows():
+            rows.append(f"| {r.get('rank', '')} | {r.get('target', '')} | {r['pipeline']} | "
+                        f"{r['balanced_accuracy_mean']:.3f} | {r.get('balanced_accuracy_ci_low', float('nan')):.3f}–"
+                        f"{r.get('balanced_accuracy_ci_high', float('nan')):.3f} |")
+        parts.append("### Leaderboard (top)\n" + "\n".join(rows))
+    warnings = summary.get("warnings") or []
+    if warnings:
+        parts.append("### Warnings\n" + "\n".join(f"- {w}" for w in warnings))
+    parts.append("### Intended use and limits\n" + INTENDED_USE)
+    return "\n\n".join(parts)

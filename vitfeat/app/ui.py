@@ -1,0 +1,161 @@
+"""The Gradio app: Stage a lesion / Batch / Model tabs and the named API endpoint ``/predict``.
+
+Thin: the answers come from :func:`vitfeat.app.predict_pair`, :func:`vitfeat.app.batch.predict_batch`
+and :func:`vitfeat.app.summary.model_summary`; here they are only laid out.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from vitfeat.app.predict_case import MAX_UPLOAD_BYTES, AppInputError, RunInfo, predict_pair
+from vitfeat.dataset import MAX_IMAGE_PIXELS
+
+log = logging.getLogger(__name__)
+
+
+def _stage_markdown(result: dict) -> str:
+    perf = result["performance"]
+    probs = " · ".join(f"{c}: **{p:.1%}**" for c, p in result["probabilities"].items())
+    lines = [f"## Predicted stage: {result['stage']}", f"Probabilities — {probs}"]
+    if perf.get("mean") is not None:
+        ci = (f" (95% CI {perf['ci_low']:.2f}–{perf['ci_high']:.2f})" if perf.get("ci_low") is not None else "")
+        which = ("nested-selection score (the whole selection procedure, scored on held-out patients)"
+                 if perf.get("nested") else f"cross-validated score of '{perf['row']}' — optimistic: "
+                 "the run has no nested-selection row")
+        lines.append(f"How far to trust it: balanced accuracy {perf['mean']:.2f}{ci}, {which}; positive class: "
+                     f"**{perf.get('positive') or 'n/a'}**; model: {perf.get('pipeline') or '?'}")
+    areas = result.get("areas") or {}
+    if areas:
+        text = f"Lesion area: clinical {areas['clinical_px']} px"
+        if "wood_px" in areas:
+            ratio = f"{areas['ratio']:.2f}" if areas.get("ratio") is not None else "n/a"
+            text += (f", Wood's {areas['wood_px']} px ({areas['wood_in_clinical_px']:.0f} px in clinical scale); "
+                     f"Wood's-to-clinical ratio **{ratio}** (registration: {areas['registration']})")
+        lines.append(text)
+    if result["warnings"]:
+        lines.append("### ⚠ Outside what the model saw\n" + "\n".join(f"- {w}" for w in result["warnings"]))
+    return "\n\n".join(lines)
+
+
+def _features_rows(result: dict):
+    rows = []
+    classes = list(result["probabilities"])
+    for f in result.get("top_features") or []:
+        push = "" if f["push"] is None else f"{f['push']:+.3f}"
+        rows.append([f["description"], f["feature"], round(f["value"], 4), push]
+                    + [None if f.get(f"percentile_{c}") is None else round(f[f"percentile_{c}"]) for c in classes])
+    return rows, ["what it measures", "column", "this case", "push (SHAP)"] + [f"percentile among {c}" for c in classes]
+
+
+def _api_json(result: dict) -> dict:
+    return {k: result[k] for k in ("run", "target", "stage", "probabilities", "warnings", "performance")} | {
+        "areas": result.get("areas") or {}, "top_features": result.get("top_features") or []}
+
+
+def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS):
+    """The app for the fitted runs ``run_dirs`` (a selector when there are several)."""
+    import gradio as gr
+    import pandas as pd
+
+    from vitfeat.app.batch import predict_batch
+    from vitfeat.app.summary import model_summary
+
+    runs = {}
+    for d in run_dirs:
+        info = RunInfo(d)
+        name = info.name if info.name not in runs else str(info.path)
+        runs[name] = info
+    names = list(runs)
+
+    def stage(clinical, wood, clinical_mask, wood_mask, run_name):
+        try:
+            result = predict_pair(runs[run_name or names[0]], clinical, wood, clinical_mask=clinical_mask,
+                                  wood_mask=wood_mask, max_bytes=max_bytes, max_pixels=max_pixels)
+        except AppInputError as exc:
+            raise gr.Error(str(exc)) from None
+        except KeyError:
+            raise gr.Error(f"unknown run '{run_name}' (choose one of {', '.join(names)})") from None
+        except Exception as exc:  # never a stack trace in the page; the log keeps it
+            log.exception("prediction failed")
+            raise gr.Error(f"the prediction failed: {type(exc).__name__}: {exc}") from None
+        finally:
+            _forget_uploads(clinical, wood, clinical_mask, wood_mask)
+        rows, headers = _features_rows(result)
+        ov = result.get("overlays") or {}
+        return (_api_json(result), _stage_markdown(result), ov.get("clinical"), ov.get("wood"),
+                ov.get("registered"), pd.DataFrame(rows, columns=headers))
+
+    def pick_case(run_name, case_id):
+        man = runs[run_name or names[0]].training_manifest
+        if man is None or not case_id:
+            return None, None, None, None
+        row = man[man["case_id"].astype(str) == str(case_id)].iloc[0]
+        get = (lambda c: str(row[c]) if c in row and pd.notna(row[c]) else None)
+        return get("clinical"), get("wood"), get("clinical_mask"), get("wood_mask")
+
+    def case_choices(run_name):
+        man = runs[run_name or names[0]].training_manifest
+        ids = [] if man is None else [str(c) for c in man["case_id"]]
+        return gr.update(choices=ids, value=None)
+
+    def batch(manifest, archive, folder, run_name, progress=gr.Progress(track_tqdm=True)):
+        try:
+            return str(predict_batch(runs[run_name or names[0]], manifest, archive, folder, max_bytes=max_bytes))
+        except AppInputError as exc:
+            raise gr.Error(str(exc)) from None
+        except Exception as exc:
+            log.exception("batch failed")
+            raise gr.Error(f"the batch failed: {type(exc).__name__}: {exc}") from None
+
+    with gr.Blocks(title="vitfeat — vitiligo staging", analytics_enabled=False) as app:
+        gr.Markdown("# vitfeat — vitiligo stage from a clinical and a Wood's-lamp photo\nResearch tool: the "
+                    "stage is a model's estimate with the uncertainty shown beside it, not a diagnosis.")
+        run_box = gr.Dropdown(names, value=names[0], label="Model (fitted run)", interactive=len(names) > 1)
+        with gr.Tab("Stage a lesion"):
+            with gr.Row():
+                clinical = gr.File(label="Clinical photo (required)", type="filepath", elem_id="clinical")
+                wood = gr.File(label="Wood's-lamp photo", type="filepath", elem_id="wood")
+            with gr.Accordion("Optional lesion masks, or one of the run's own cases", open=False):
+                with gr.Row():
+                    clinical_mask = gr.File(label="Clinical mask", type="filepath")
+                    wood_mask = gr.File(label="Wood's mask", type="filepath")
+                case = gr.Dropdown(case_choices(names[0])["choices"], label="Run case", value=None)
+            go = gr.Button("Stage this lesion", variant="primary", elem_id="stage-button")
+            summary = gr.Markdown(elem_id="stage-result")
+            with gr.Row():
+                img_c = gr.Image(label="Clinical, lesion outlined", elem_id="overlay-clinical", format="png")
+                img_w = gr.Image(label="Wood's, lesion outlined", elem_id="overlay-wood", format="png")
+                img_r = gr.Image(label="Wood's registered onto clinical (blend, both outlines)",
+                                 elem_id="overlay-registered", format="png")
+            table = gr.Dataframe(label="The five features that pushed this prediction most", wrap=True)
+            answer = gr.JSON(label="Answer (as returned by the /predict API)")
+            go.click(stage, [clinical, wood, clinical_mask, wood_mask, run_box],
+                     [answer, summary, img_c, img_w, img_r, table], api_name="predict")
+            case.change(pick_case, [run_box, case], [clinical, wood, clinical_mask, wood_mask], api_name=False)
+            run_box.change(case_choices, [run_box], [case], api_name=False)
+        with gr.Tab("Batch"):
+            gr.Markdown("A manifest (CSV with `case_id`, `clinical`, `wood`, optional masks) plus a zip of the "
+                        "images it names, or a folder on this server. Nothing is kept after the answer.")
+            with gr.Row():
+                b_manifest = gr.File(label="Manifest (.csv)", type="filepath")
+                b_zip = gr.File(label="Images (.zip)", type="filepath")
+            b_folder = gr.Textbox(label="...or a server-side image folder the manifest's paths are relative to")
+            b_go = gr.Button("Predict all", variant="primary")
+            b_out = gr.File(label="Predictions (CSV)")
+            b_go.click(batch, [b_manifest, b_zip, b_folder, run_box], [b_out], api_name="batch")
+        with gr.Tab("Model"):
+            model_md = gr.Markdown(model_summary(runs[names[0]]))
+            run_box.change(lambda n: model_summary(runs[n]), [run_box], [model_md], api_name=False)
+    return app
+
+
+def _forget_uploads(*paths) -> None:
+    """Delete Gradio's own copy of the uploads once answered (uploads of the run's cases are kept)."""
+    import tempfile
+
+    root = Path(tempfile.gettempdir()).resolve()
+    for p in paths:
+        if p and Path(p).resolve().is_relative_to(root) and "gradio" in str(p):
+            Path(p).unlink(missing_ok=True)

@@ -1,0 +1,40 @@
+"""`vitfeat serve`: the clinician's app (Gradio) for one or more fitted runs."""
+
+from __future__ import annotations
+
+from vitfeat.cli._common import add_command
+
+DESCRIPTION = """\
+Serve a web app for fitted runs: upload a clinical (and Wood's-lamp) photo of a lesion and see the
+predicted stage with its probabilities beside the run's honest score, the lesion outlined on both
+photos, the Wood's photo registered onto the clinical one, and the features behind the answer.
+Tabs: Stage a lesion / Batch (manifest + zip -> CSV) / Model (the run's summary). The same
+prediction is the API endpoint /predict (gradio_client).
+
+Privacy: bound to 127.0.0.1 by default and never shared publicly; uploads are copied without EXIF
+into a temporary folder removed after each answer; nothing is written into the run directories.
+
+Examples:
+  vitfeat serve artifacts/run
+  vitfeat serve artifacts/run artifacts/vmtl-run --port 7861
+"""
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "serve", "web app for clinicians (stage a lesion pair)", DESCRIPTION)
+    p.add_argument("runs", nargs="+", help="run directories written by `vitfeat fit` or `vitfeat train vmtl`")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted upload (default 25 MB)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from vitfeat.app.server import serve
+    from vitfeat.cli.main import CLIError
+
+    try:
+        serve(args.runs, host=args.host, port=args.port, max_bytes=int(args.max_upload_mb * 1024 * 1024))
+    except (FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    return 0
