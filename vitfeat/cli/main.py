@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = [
     "vitfeat.cli.extract",
     "vitfeat.cli.fit",
     "vitfeat.cli.predict",
+    "vitfeat.cli.serve",
     "vitfeat.cli.explain",
     "vitfeat.cli.train",
     "vitfeat.cli.seg",
