@@ -5,12 +5,21 @@ and the forests) and joblib runs one (pipeline, fold) fit per core: nested threa
 process pools oversubscribe the cores and run slower, not faster.
 
     .venv/bin/python benchmarks/bench_fit.py [--jobs 2] [--cases 1000] [--features 300]
+        [--pipelines all] [--nested] [--prefilter auto|off|on] [--compare-defaults]
+
+--compare-defaults runs the same table and folds twice, one after the other in fresh processes on
+the same machine: first with the earlier settings (255 histogram bins in the gradient-boosting
+models, no pre-filter), then with the current ones, and prints the wall-time ratio and every
+pipeline's AUROC difference.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +38,14 @@ def main() -> None:
     ap.add_argument("--pipelines", default="all")
     ap.add_argument("--nested", action="store_true",
                     help="also run nested selection (pipelines x 3 inner folds more fits per outer fold)")
+    ap.add_argument("--prefilter", default="auto", choices=["auto", "off", "on"])
+    ap.add_argument("--compare-defaults", action="store_true",
+                    help="run the earlier settings and the current ones side by side and print the ratio")
+    ap.add_argument("--emit-json", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.compare_defaults:
+        compare(args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         table = make_feature_table(args.cases, args.features, n_informative=10, cases_per_patient=2,
@@ -37,7 +53,7 @@ def main() -> None:
         path = write_feature_table(table, Path(tmp) / "features.parquet")
         start, main_cpu = time.perf_counter(), time.process_time()
         run = fit_run(path, Path(tmp) / "run", FitConfig(pipelines=[args.pipelines], folds=5, jobs=args.jobs,
-                                                                nested=args.nested),
+                                                                nested=args.nested, prefilter=args.prefilter),
                       progress=False)
         total = time.perf_counter() - start
         main_cpu = time.process_time() - main_cpu
@@ -59,6 +75,36 @@ def main() -> None:
     for name, row in per.iterrows():
         auroc = board.loc[board["pipeline"] == name, "auroc_mean"].iloc[0]
         print(f"  {name:<18} {row['fit_time']:7.2f} {row['cpu_time']:7.2f}   {auroc:.3f}")
+    if args.emit_json:
+        Path(args.emit_json).write_text(json.dumps({
+            "wall": total, "fit_cpu": float(fit_cpu), "main_cpu": main_cpu,
+            "auroc": dict(zip(board["pipeline"], board["auroc_mean"].astype(float)))}))
+
+
+def compare(args) -> None:
+    """Earlier settings, then current ones, each in a fresh process (the fits' workers read the
+    settings when they start), on the same generated table and folds."""
+    common = [sys.executable, __file__, "--jobs", str(args.jobs), "--cases", str(args.cases),
+              "--features", str(args.features), "--pipelines", args.pipelines] + (["--nested"] if args.nested else [])
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, env, prefilter in (("earlier settings (255 bins, no pre-filter)", {"VITFEAT_GBM_BINS": "255"}, "off"),
+                                      ("current settings", {}, args.prefilter)):
+            print(f"== {label}", flush=True)
+            out = Path(tmp) / f"{len(results)}.json"
+            subprocess.run(common + ["--prefilter", prefilter, "--emit-json", str(out)], check=True,
+                           env=dict(os.environ, **env))
+            results[label] = json.loads(out.read_text())
+    (old_label, old), (new_label, new) = results.items()
+    print(f"== side by side: wall {old['wall']:.1f} s -> {new['wall']:.1f} s, ratio {old['wall'] / new['wall']:.2f}x; "
+          f"CV fit CPU {old['fit_cpu']:.1f} s -> {new['fit_cpu']:.1f} s, ratio {old['fit_cpu'] / new['fit_cpu']:.2f}x")
+    print("mean AUROC per pipeline: earlier / current / difference")
+    worst = 0.0
+    for name, before in old["auroc"].items():
+        after = new["auroc"].get(name, float("nan"))
+        worst = max(worst, abs(after - before))
+        print(f"  {name:<18} {before:.4f} {after:.4f} {after - before:+.4f}")
+    print(f"largest AUROC difference {worst:.4f} (target <= 0.01: {'met' if worst <= 0.01 else 'NOT met'})")
 
 
 if __name__ == "__main__":

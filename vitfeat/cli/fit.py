@@ -65,6 +65,14 @@ def register(subparsers) -> None:
     p.add_argument("--jobs", type=int, help="parallel fits (default 1; models themselves use one thread each)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--n-boot", type=int, help="bootstrap resamples for the CIs (default 500)")
+    p.add_argument("--prefilter", choices=["auto", "off", "on"],
+                   help="in-fold filter of near-constant and near-duplicate columns, the same for every pipeline "
+                        "(default auto: on for tables wider than 500 features; recorded in run.json)")
+    p.add_argument("--backend", choices=["loky", "dask"],
+                   help="where the CV fits run: local processes (loky, default) or a Dask cluster")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="Dask scheduler address (e.g. tcp://10.0.0.5:8786); without it --backend dask starts a "
+                        "local cluster of --jobs worker processes")
     p.add_argument("--config", metavar="YAML", help="YAML file with any of these options")
     p.set_defaults(func=run)
 
@@ -76,7 +84,8 @@ def run(args) -> int:
     overrides = {"targets": args.target, "pipelines": args.pipelines, "folds": args.folds, "repeats": args.repeats,
                  "folds_from": args.folds_from, "include": args.include, "search": args.search,
                  "nested": args.nested, "inner_folds": args.inner_folds,
-                 "n_iter": args.n_iter, "jobs": args.jobs, "seed": args.seed, "n_boot": args.n_boot}
+                 "n_iter": args.n_iter, "jobs": args.jobs, "seed": args.seed, "n_boot": args.n_boot,
+                 "prefilter": args.prefilter, "backend": args.backend, "scheduler": args.scheduler}
     try:
         if args.config:
             config = FitConfig.from_yaml(args.config, **overrides)

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 import traceback
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,8 @@ class Task:
     test: np.ndarray
 
 
-def build_estimator(name: str, search: str, n_iter: int, seed: int, n_classes_min: int):
-    pipe = zoo.make_pipeline(name, seed)
+def build_estimator(name: str, search: str, n_iter: int, seed: int, n_classes_min: int, prefilter: bool = False):
+    pipe = zoo.make_pipeline(name, seed, prefilter=prefilter)
     space = zoo.search_space(name)
     if search == "none" or not space:
         return pipe
@@ -64,10 +65,10 @@ def build_estimator(name: str, search: str, n_iter: int, seed: int, n_classes_mi
                               random_state=seed, n_jobs=1, error_score=np.nan)
 
 
-def fit_estimator(name: str, X, y, groups, *, search="none", n_iter=10, seed=0):
+def fit_estimator(name: str, X, y, groups, *, search="none", n_iter=10, seed=0, prefilter=False):
     """Fit pipeline ``name`` (with nested search if asked) on X, y; return (estimator, params)."""
     min_patients = min(len(np.unique(groups[y == k])) for k in np.unique(y))
-    est = build_estimator(name, search, n_iter, seed, min_patients)
+    est = build_estimator(name, search, n_iter, seed, min_patients, prefilter)
     if isinstance(est, RandomizedSearchCV):
         est.fit(X, y, groups=groups)
         return est.best_estimator_, {k: _plain(v) for k, v in est.best_params_.items()}
@@ -79,14 +80,15 @@ def _plain(v):
     return v.item() if hasattr(v, "item") else v
 
 
-def _run_task(task: Task, X, y, groups, n_classes, search, n_iter, seed, threads=1):
+def _run_task(task: Task, X, y, groups, n_classes, search, n_iter, seed, threads=1, prefilter=False):
     start, cpu = time.perf_counter(), time.process_time()
     try:
         # One BLAS/OpenMP thread per fit unless cores are left over: joblib already runs one fit
         # per core, and OpenMP spin-waiting on a busy machine is far slower than one thread.
         with threadpool_limits(threads):
             est, params = fit_estimator(task.pipeline, X[task.train], y[task.train], groups[task.train],
-                                        search=search, n_iter=n_iter, seed=seed + task.repeat)
+                                        search=search, n_iter=n_iter, seed=seed + task.repeat,
+                                        prefilter=prefilter)
         fitted = time.perf_counter() - start
         params = dict(params, _cpu_s=round(time.process_time() - cpu, 3))
         raw = est.predict_proba(X[task.test])
@@ -129,7 +131,8 @@ def _save_cached(path: Path | None, result: dict) -> None:
 def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame, pipelines, *,
                    classes=None, search: str = "none", n_iter: int = 10, n_jobs: int = 1, seed: int = 0,
                    cache_dir=None, cache_key: dict | None = None, target: str = "label",
-                   progress: bool = True):
+                   progress: bool = True, prefilter: bool = False, backend: str = "loky",
+                   scheduler: str | None = None):
     """Run every pipeline on every (repeat, fold) of ``plan``.
 
     Returns ``(oof, fold_info, failures)``: ``oof`` in the ``oof_predictions.csv`` format,
@@ -155,7 +158,7 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
             tasks.append(Task(name, int(repeat), int(fold), np.flatnonzero(~in_test), np.flatnonzero(in_test)))
 
     # the pipeline's definition is part of the cache key: an edited custom pipeline is refitted
-    specs = {name: str(zoo.make_pipeline(name, seed)) for name in pipelines}
+    specs = {name: str(zoo.make_pipeline(name, seed, prefilter=prefilter)) for name in pipelines}
     results, todo = {}, []
     for i, task in enumerate(tasks):
         key = dict(cache_key or {}, target=target, pipeline=task.pipeline, repeat=task.repeat, fold=task.fold,
@@ -170,16 +173,16 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
     if len(results):
         log.info("resuming: %d of %d fits taken from the cache", len(results), len(tasks))
 
-    runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-    threads = max(1, (os.cpu_count() or 1) // max(1, effective_n_jobs(n_jobs)))
-    jobs = (delayed(_indexed)(i, _run_task, tasks[i], X, y, groups, len(classes), search, n_iter, seed, threads)
-            for i, _ in todo)
     paths = dict(todo)
     bar = tqdm(total=len(tasks), initial=len(results), desc=f"fit {target}", unit="fit", disable=not progress)
-    for i, result in runner(jobs) if todo else []:
-        _save_cached(paths[i], result)
-        results[i] = result
-        bar.update(1)
+    with fit_backend(backend, scheduler, n_jobs) as (n_jobs, threads):
+        runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+        jobs = (delayed(_indexed)(i, _run_task, tasks[i], X, y, groups, len(classes), search, n_iter, seed, threads,
+                                  prefilter) for i, _ in todo)
+        for i, result in runner(jobs) if todo else []:
+            _save_cached(paths[i], result)
+            results[i] = result
+            bar.update(1)
     bar.close()
 
     oof_parts, info, failures = [], [], []
@@ -207,6 +210,38 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
     if len(oof) and failed:  # a pipeline scored on some folds only is not comparable
         oof = oof[~oof["pipeline"].isin(failed)].reset_index(drop=True)
     return oof, pd.DataFrame(info), failures
+
+
+BACKENDS = ("loky", "dask")
+
+
+@contextmanager
+def fit_backend(backend: str, scheduler: str | None, n_jobs: int):
+    """Yield ``(n_jobs, threads per fit)`` inside the joblib backend that runs the CV fits.
+
+    ``dask`` sends every (pipeline, repeat, fold) fit to the Dask cluster at ``scheduler``, or to a
+    local cluster of ``n_jobs`` single-threaded worker processes when no address is given.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend '{backend}' (use {' or '.join(BACKENDS)})")
+    if backend == "loky":
+        yield n_jobs, max(1, (os.cpu_count() or 1) // max(1, effective_n_jobs(n_jobs)))
+        return
+    from dask.distributed import Client, LocalCluster
+    from joblib import parallel_config
+
+    with ExitStack() as stack:
+        if scheduler:
+            client = stack.enter_context(Client(scheduler))
+        else:
+            cluster = stack.enter_context(LocalCluster(n_workers=max(1, effective_n_jobs(n_jobs)),
+                                                       threads_per_worker=1, processes=True,
+                                                       dashboard_address=None))
+            client = stack.enter_context(Client(cluster))
+        stack.enter_context(parallel_config(backend="dask"))
+        # one thread per fit: a worker runs as many fits at once as it has threads
+        log.info("fit on Dask scheduler %s", client.scheduler.address)
+        yield -1, 1
 
 
 def _indexed(i, func, *args):

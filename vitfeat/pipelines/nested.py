@@ -26,7 +26,8 @@ DESCRIPTION = ("the selection procedure itself, scored honestly: in each outer f
 
 def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipelines, outer_oof: pd.DataFrame, *,
                      classes, inner_folds: int = 3, search: str = "none", n_iter: int = 10, n_jobs: int = 1,
-                     seed: int = 0, cache_dir=None, cache_key=None, target: str = "label"):
+                     seed: int = 0, cache_dir=None, cache_key=None, target: str = "label", prefilter: bool = False,
+                     backend: str = "loky", scheduler: str | None = None):
     """Return ``(oof rows named NAME, choices)``; ``choices`` has one row per outer fold with the
     picked pipeline and every pipeline's inner score. Needs the outer OOF of every pipeline."""
     y_labels = np.asarray(y_labels).astype(str)
@@ -42,7 +43,8 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
         inner_oof, _, _ = cross_validate(
             X[train], y_labels[train], groups[train], case_ids[train], inner_plan, pipelines, classes=classes,
             search=search, n_iter=n_iter, n_jobs=n_jobs, seed=seed, cache_dir=cache_dir,
-            cache_key=dict(cache_key or {}, nested_outer=f"{repeat}/{fold}"), target=target, progress=False)
+            cache_key=dict(cache_key or {}, nested_outer=f"{repeat}/{fold}"), target=target, progress=False,
+            prefilter=prefilter, backend=backend, scheduler=scheduler)
         if not len(inner_oof):
             continue
         scores = {name: balanced_accuracy_score(part["y_true"], part["y_pred"])

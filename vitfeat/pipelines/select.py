@@ -28,6 +28,7 @@ from vitfeat.pipelines.metrics import (
     score_oof,
 )
 from vitfeat.pipelines.nested import nested_selection
+from vitfeat.pipelines.prefilter import AUTO_WIDTH, prefilter_active
 from vitfeat.pipelines.persist import (
     read_feature_table,
     save_model,
@@ -58,6 +59,9 @@ class FitConfig:
     seed: int = 0
     n_boot: int = 500
     custom: dict = field(default_factory=dict)
+    prefilter: str = "auto"  # in-fold near-constant/near-duplicate filter (vitfeat.pipelines.prefilter)
+    backend: str = "loky"  # or "dask" (scheduler: address, or a local cluster when None)
+    scheduler: str | None = None
 
     @classmethod
     def from_yaml(cls, path, **overrides) -> "FitConfig":
@@ -218,6 +222,7 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
     frame = table[error == ""].reset_index(drop=True)
     frame = frame.dropna(subset=config.targets, how="all").reset_index(drop=True)
     features_cols = feature_columns(frame)
+    use_prefilter = prefilter_active(config.prefilter, len(features_cols))
     X = frame[features_cols].to_numpy(dtype=float, copy=True)
     X[~np.isfinite(X)] = np.nan  # inf from a division-by-zero feature is treated as missing
 
@@ -249,14 +254,16 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
             X[has], y, frame.loc[has, "patient_id"], frame.loc[has, "case_id"], sub_plan, pipelines,
             classes=classes, search=config.search, n_iter=config.n_iter, n_jobs=config.jobs, seed=config.seed,
             cache_dir=out / ".cv_cache", cache_key={"table": table_hash, "features": len(features_cols)},
-            target=target, progress=progress)
+            target=target, progress=progress, prefilter=use_prefilter, backend=config.backend,
+            scheduler=config.scheduler)
         failures += fails
         if config.nested and len(pipelines) > 1 and len(oof):
             nested_oof, picks = nested_selection(
                 X[has], y, frame.loc[has, "patient_id"], frame.loc[has, "case_id"], sub_plan, pipelines, oof,
                 classes=classes, inner_folds=config.inner_folds, search=config.search, n_iter=config.n_iter,
                 n_jobs=config.jobs, seed=config.seed, cache_dir=out / ".cv_cache",
-                cache_key={"table": table_hash, "features": len(features_cols)}, target=target)
+                cache_key={"table": table_hash, "features": len(features_cols)}, target=target,
+                prefilter=use_prefilter, backend=config.backend, scheduler=config.scheduler)
             if len(nested_oof):
                 oof = pd.concat([oof, nested_oof], ignore_index=True)
                 nested_picks.append(picks)
@@ -270,7 +277,7 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
         best = next(n for n in board["pipeline"] if n in pipelines)
         est, params = fit_estimator(best, X[has], np.searchsorted(classes, y), frame.loc[has, "patient_id"]
                                     .astype(str).to_numpy(), search=config.search, n_iter=config.n_iter,
-                                    seed=config.seed)
+                                    seed=config.seed, prefilter=use_prefilter)
         models[target] = {"pipeline": best, "classes": classes, "positive": positive, "model": est,
                           "params": params}
         log.info("target %s: best pipeline %s", target, best)
@@ -295,6 +302,7 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
         "targets": {t: {k: v for k, v in m.items() if k != "model"} for t, m in models.items()},
         "n_splits": n_splits, "repeats": int(plan["repeat"].nunique()),
         "extraction": provenance, "failures": failures, "headline_metrics": HEADLINE,
+        "prefilter": {"mode": config.prefilter, "active": use_prefilter, "auto_width": AUTO_WIDTH},
     }, out / "run.json")
     write_report(out)
     return out

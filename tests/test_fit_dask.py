@@ -1,0 +1,39 @@
+"""`fit --backend dask` gives the same out-of-fold predictions as the default loky backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("dask.distributed")
+
+from vitfeat.pipelines.folds import make_folds  # noqa: E402
+from vitfeat.pipelines.cv import cross_validate  # noqa: E402
+
+
+def _tiny(n=48, p=6, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.array(["stable", "active"])[np.arange(n) % 2]
+    X = rng.normal(size=(n, p)) + (y == "active")[:, None] * 0.8
+    ids, pids = np.array([f"c{i}" for i in range(n)]), np.array([f"p{i // 2}" for i in range(n)])
+    plan = make_folds(pd.DataFrame({"case_id": ids, "patient_id": pids, "label": y}), "label", n_splits=3, seed=0)
+    return X, y, ids, pids, plan
+
+
+def test_dask_local_cluster_matches_loky():
+    X, y, ids, pids, plan = _tiny()
+    names = ["logreg", "rf"]
+    loky, _, fails_loky = cross_validate(X, y, pids, ids, plan, names, n_jobs=1, progress=False)
+    dask, info, fails_dask = cross_validate(X, y, pids, ids, plan, names, n_jobs=1, progress=False,
+                                            backend="dask")
+    assert not fails_loky and not fails_dask and len(info) == 2 * 3
+    key = ["pipeline", "fold", "case_id"]
+    pd.testing.assert_frame_equal(loky.sort_values(key).reset_index(drop=True),
+                                  dask.sort_values(key).reset_index(drop=True))
+
+
+def test_unknown_backend_is_refused():
+    X, y, ids, pids, plan = _tiny()
+    with pytest.raises(ValueError, match="loky or dask"):
+        cross_validate(X, y, pids, ids, plan, ["logreg"], progress=False, backend="spark")
