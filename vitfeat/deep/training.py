@@ -101,6 +101,8 @@ class LoopSettings:
                              f"not '{self.scheduler_step}'")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, not {self.epochs}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 epoch (or None), not {self.patience}")
 
 
 @dataclass

@@ -5,7 +5,8 @@ Output directory::
     config.json      the settings (a resumed run keeps them; only ``epochs`` may grow)
     split.csv        case_id, patient_id, split (train/val/test, whole patients per part)
     log.csv/.json    one row per epoch: lr, train/val loss, val Dice and IoU (pooled and per image)
-    last.pt          model + optimiser + scheduler state after the last finished epoch (resume)
+    last.pt          modules, optimiser, scheduler and loop state after the last finished epoch
+                     (resume; written by vitfeat.deep.training.TrainingLoop)
     best.pt          weights of the epoch with the lowest validation loss
     failures.csv     cases that could not be read (the run goes on without them)
     segmenter.json   what a mask source needs, plus the final test-split metrics
@@ -187,7 +188,7 @@ def make_loss(name: str) -> nn.Module:
 
 
 class _SumLoss(nn.Module):
-    """Equal-weight sum of losses (UltraLight's BceDiceLoss uses weights 1:1)."""
+    """Equal-weight sum of losses (the vitfeat recipe; for UltraLight's own see PerImageBceDiceLoss)."""
 
     def __init__(self, parts, binary: bool):
         super().__init__()
