@@ -27,7 +27,9 @@ def model_summary(run) -> str:
         perf = run.performance(target)
         parts.append(f"**{target}**: model {info.get('pipeline')}, positive class {info.get('positive')}")
         if perf.get("mean") is not None:
-            parts.append(f"Honest score ({perf['row']}): balanced accuracy {perf['mean']:.3f} "
+            which = ("nested-selection: the selection procedure scored on held-out patients" if perf.get("nested")
+                     else f"{perf['row']}, cross-validated; optimistic, the run has no nested-selection row")
+            parts.append(f"Score ({which}): balanced accuracy {perf['mean']:.3f} "
                          f"(95% CI {perf.get('ci_low') or float('nan'):.3f}–{perf.get('ci_high') or float('nan'):.3f})")
     board = run.leaderboard
     if board is not None and "balanced_accuracy_mean" in board.columns:

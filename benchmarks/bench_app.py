@@ -1,0 +1,59 @@
+"""Time the app's answer for one lesion pair at 512 px on one CPU core (handcrafted-feature run).
+
+Target (issue #16): under 1 s after start-up. The run is fitted here on synthetic pairs with the
+default handcrafted families; the timed call is :func:`vitfeat.app.predict_pair`, the function
+behind the app's Stage tab and its /predict endpoint (with and without the overlay/feature details).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_app.py [--n 24] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=24, help="training pairs (default 24)")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    import cv2
+    import pandas as pd
+    from threadpoolctl import threadpool_limits
+
+    from vitfeat.app import RunInfo, predict_pair
+    from vitfeat.featurize import extract
+    from vitfeat.pipelines.select import FitConfig, fit_run
+    from vitfeat.synth import generate
+
+    cv2.setNumThreads(1)
+    with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
+        root = Path(tmp)
+        manifest = generate(root / "data", n=args.n, seed=1, size=512, jobs=1, progress=False)
+        extract(manifest, root / "features.parquet", progress=False)
+        run_dir = fit_run(root / "features.parquet", root / "run",
+                          FitConfig(pipelines=["logreg", "rf"], folds=3, n_boot=50, nested=False), progress=False)
+        run = RunInfo(run_dir)
+        case = pd.read_csv(manifest).iloc[0]
+        clinical, wood = manifest.parent / case["clinical"], manifest.parent / case["wood"]
+        predict_pair(run, clinical, wood)  # start-up: imports, model and training table loaded once
+        for details in (False, True):
+            times = []
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                predict_pair(run, clinical, wood, details=details)
+                times.append(time.perf_counter() - t)
+            print(f"one pair at 512 px, 1 core, {'stage + overlays + top-5 features' if details else 'stage only'}: "
+                  f"median {sorted(times)[len(times) // 2]:.3f} s, best {min(times):.3f} s over {args.repeats} "
+                  f"(target < 1 s)")
+
+
+if __name__ == "__main__":
+    main()
