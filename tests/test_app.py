@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -59,8 +60,9 @@ def _files(run_dir):
 def test_api_answer_equals_vitfeat_predict_on_the_same_case(served, tmp_path):
     data, case = served["data"], pd.read_csv(served["manifest"]).iloc[3]
     before = _files(served["run"])
+    # The API needs only the two photos (masks and run name have defaults).
     answer = served["client"].predict(handle_file(data / case["clinical"]), handle_file(data / case["wood"]),
-                                      None, None, "run", api_name="/predict")[0]
+                                      api_name="/predict")[0]
     # The same photos through `vitfeat predict` on a manifest (no masks given, as in the upload).
     one = pd.DataFrame([{"case_id": "x", "patient_id": "x", "clinical": case["clinical"], "wood": case["wood"]}])
     one.to_csv(data / "one.csv", index=False)
@@ -74,6 +76,8 @@ def test_api_answer_equals_vitfeat_predict_on_the_same_case(served, tmp_path):
     assert len(answer["top_features"]) == 5 and all(f["description"] for f in answer["top_features"])
     assert answer["areas"]["clinical_px"] > 0 and answer["areas"]["ratio"] > 0
     assert _files(served["run"]) == before  # nothing written into the run directory
+    kept = {p.name for p in served["cache"].rglob("*") if p.is_file()}
+    assert Path(case["clinical"]).name not in kept and Path(case["wood"]).name not in kept  # upload copies gone
 
 
 def test_uploads_are_stored_without_exif_and_removed_after_the_answer(served, tmp_path, monkeypatch):

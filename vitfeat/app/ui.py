@@ -69,7 +69,7 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
         runs[name] = info
     names = list(runs)
 
-    def stage(clinical, wood, clinical_mask, wood_mask, run_name):
+    def stage(clinical, wood=None, clinical_mask=None, wood_mask=None, run_name=None):
         try:
             result = predict_pair(runs[run_name or names[0]], clinical, wood, clinical_mask=clinical_mask,
                                   wood_mask=wood_mask, max_bytes=max_bytes, max_pixels=max_pixels)
@@ -109,7 +109,8 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
             log.exception("batch failed")
             raise gr.Error(f"the batch failed: {type(exc).__name__}: {exc}") from None
 
-    with gr.Blocks(title="vitfeat — vitiligo staging", analytics_enabled=False) as app:
+    # Answers (overlay images, CSVs) are served from Gradio's cache: deleted after at most 10 minutes.
+    with gr.Blocks(title="vitfeat — vitiligo staging", analytics_enabled=False, delete_cache=(300, 600)) as app:
         gr.Markdown("# vitfeat — vitiligo stage from a clinical and a Wood's-lamp photo\nResearch tool: the "
                     "stage is a model's estimate with the uncertainty shown beside it, not a diagnosis.")
         run_box = gr.Dropdown(names, value=names[0], label="Model (fitted run)", interactive=len(names) > 1)
@@ -153,9 +154,10 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
 
 def _forget_uploads(*paths) -> None:
     """Delete Gradio's own copy of the uploads once answered (uploads of the run's cases are kept)."""
+    import os
     import tempfile
 
-    root = Path(tempfile.gettempdir()).resolve()
+    root = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
     for p in paths:
-        if p and Path(p).resolve().is_relative_to(root) and "gradio" in str(p):
+        if p and Path(p).resolve().is_relative_to(root):
             Path(p).unlink(missing_ok=True)
