@@ -70,7 +70,7 @@ class RunInfo:
         """Whether the model reads Wood's-lamp features (or the VMTL run was trained on pairs)."""
         if self.kind == "sklearn":
             return any(c.startswith(("wood_", "pair_")) for c in self.feature_columns)
-        return bool(self.meta.get("paired", self.meta.get("needs_wood", True)))
+        return False  # VMTL models take a missing Wood's photo (a warning says it is missing)
 
     @cached_property
     def training_table(self) -> pd.DataFrame | None:
@@ -242,6 +242,9 @@ def predict_pair(run: RunInfo | str | Path, clinical, wood=None, *, clinical_mas
         except (ValueError, FileNotFoundError) as exc:
             raise AppInputError(str(exc).replace(str(tmp) + "/", "")) from None
         result = _answer(run, out.iloc[0])
+        if wood is None:
+            result["warnings"].append("no Wood's-lamp photo: the model answers from the clinical photo alone, "
+                                      "which it saw less often (or never) in training")
         result["warnings"] += _size_warnings(run, arrays["clinical"])
         features_path = tmp / "predictions.features.parquet"
         if details:
@@ -255,12 +258,16 @@ def _answer(run: RunInfo, row: pd.Series) -> dict:
     error = str(row.get("error") or "").strip()
     if error and error != "nan":
         raise AppInputError(f"the photos could not be analysed: {error}")
-    targets = [c[: -len("_pred")] for c in row.index if str(c).endswith("_pred")]
-    if not targets:
-        raise AppInputError("the run gave no prediction")
-    target = targets[0]
-    probs = {str(c)[len(target) + 7:]: float(row[c]) for c in row.index if str(c).startswith(f"{target}_proba_")}
-    return {"run": run.name, "target": target, "stage": str(row[f"{target}_pred"]), "probabilities": probs,
+    if "y_pred" in row.index:  # VMTL predictions: y_pred, proba_<class>
+        target, pred_col, prefix = str(run.meta.get("target") or "label"), "y_pred", "proba_"
+    else:  # feature runs: <target>_pred, <target>_proba_<class>
+        targets = [c[: -len("_pred")] for c in row.index if str(c).endswith("_pred") and "mask" not in str(c)]
+        if not targets:
+            raise AppInputError("the run gave no prediction")
+        target = targets[0]
+        pred_col, prefix = f"{target}_pred", f"{target}_proba_"
+    probs = {str(c)[len(prefix):]: float(row[c]) for c in row.index if str(c).startswith(prefix)}
+    return {"run": run.name, "target": target, "stage": str(row[pred_col]), "probabilities": probs,
             "warnings": [], "performance": run.performance(target)}
 
 
