@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 gradio = pytest.importorskip("gradio")  # a declared dependency; the import error would name it
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import Client, handle_file
 
-from vitfeat.pipelines.predict import predict_run  # noqa: E402
+from vitfeat.pipelines.predict import predict_run
 
 MAX_PIXELS = 400 * 400  # the test app's decompression guard, so an "over-large image" stays small
 

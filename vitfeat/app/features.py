@@ -9,18 +9,16 @@ import pandas as pd
 
 def describe(column: str) -> str:
     """Plain-language description of a feature column (featurize's declaration when available)."""
-    try:
-        from vitfeat.featurize import describe_column
-    except ImportError:
-        describe_column = None
-    if describe_column is not None:
-        try:
-            return describe_column(column)
-        except Exception:
-            pass
     from vitfeat.pipelines.explain import describe_feature
 
-    return describe_feature(column)
+    try:
+        from vitfeat.featurize import describe_column
+    except ImportError:  # featurize without declarations: explain's name-based wording
+        return describe_feature(column)
+    try:
+        return describe_column(column)
+    except (KeyError, ValueError):  # a column no family declares (e.g. a deep or custom family)
+        return describe_feature(column)
 
 
 def _percentile(values: np.ndarray, x: float) -> float | None:

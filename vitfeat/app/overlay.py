@@ -23,7 +23,7 @@ def _mask_plan(case, mask_spec: str) -> dict:
         if kind == "given":
             plan[modality] = "given" if case.mask(modality) is not None else "auto (no given mask)"
         else:
-            plan[modality] = "auto" if kind == "auto" else f"model:{path}"
+            plan[modality] = "auto" if kind == "auto" else f"{kind}:{path}"
     return plan
 
 

@@ -9,6 +9,7 @@ case. The folder is removed before the answer is returned; nothing is written in
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import pandas as pd
 from PIL import Image
 
 from vitfeat.dataset import MAX_IMAGE_PIXELS, ImageReadError, read_image, read_mask
+
+log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 TOP_FEATURES = 5
@@ -95,7 +98,7 @@ class RunInfo:
 
         try:
             return load_manifest(path, require_targets=False).frame
-        except Exception:  # a manifest that no longer validates only disables the case picker
+        except (ValueError, OSError):  # a manifest that no longer validates only disables the case picker
             return None
 
     @cached_property
@@ -110,8 +113,8 @@ class RunInfo:
         for p in man["clinical"].dropna().head(50):
             try:
                 sides.append(max(oriented_size(Path(p))))
-            except Exception:
-                continue
+            except (ValueError, OSError) as exc:  # a photo moved since: the range comes from the others
+                log.debug("training photo %s unreadable: %s", p, exc)
         return (float(min(sides)), float(max(sides))) if sides else None
 
     @cached_property
@@ -278,8 +281,8 @@ def _size_warnings(run: RunInfo, rgb: np.ndarray) -> list[str]:
     side = max(rgb.shape[:2])
     lo, hi = seen
     if side < lo / SIZE_FACTOR or side > hi * SIZE_FACTOR:
-        return [f"the clinical photo's longest side is {side} px; the training photos had {lo:.0f}-{hi:.0f} px, "
-                "so pixel-unit features may mean something else here"]
+        return [(f"the clinical photo's longest side is {side} px; the training photos had {lo:.0f}-{hi:.0f} px, "
+                 "so pixel-unit features may mean something else here")]
     return []
 
 
@@ -293,7 +296,7 @@ def _details(run: RunInfo, manifest: Path, features_path: Path, result: dict) ->
                                                   extraction.get("max_side"))
         out.update(overlays=overlays, areas=areas)
         result["warnings"] += warnings
-    except Exception as exc:  # the drawing is an aid; the prediction stands without it
+    except Exception as exc:  # noqa: BLE001 - the drawing is an aid; the prediction stands without it
         result["warnings"].append(f"the lesion overlay could not be drawn ({exc})")
     if run.kind == "sklearn" and features_path.is_file():
         from vitfeat.app.features import top_features

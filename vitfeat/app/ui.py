@@ -9,7 +9,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from vitfeat.app.predict_case import MAX_UPLOAD_BYTES, AppInputError, RunInfo, predict_pair
+from vitfeat.app.predict_case import (
+    MAX_UPLOAD_BYTES,
+    AppInputError,
+    RunInfo,
+    predict_pair,
+)
 from vitfeat.dataset import MAX_IMAGE_PIXELS
 
 log = logging.getLogger(__name__)
@@ -100,7 +105,7 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
         ids = [] if man is None else [str(c) for c in man["case_id"]]
         return gr.update(choices=ids, value=None)
 
-    def batch(manifest, archive, folder, run_name, progress=gr.Progress(track_tqdm=True)):
+    def batch(manifest, archive, folder, run_name, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - Gradio's API
         try:
             return str(predict_batch(runs[run_name or names[0]], manifest, archive, folder, max_bytes=max_bytes))
         except AppInputError as exc:
