@@ -182,8 +182,11 @@ def test_validate_never_raises_for_data_problems(good):
 
 
 def test_non_image_message_survives_ultralytics_pil_patch(tmp_path):
-    """Importing ultralytics wraps PIL.Image.open to pip-install a HEIF plugin on unknown files."""
-    import ultralytics.utils.patches  # noqa: F401
+    """Importing ultralytics wraps PIL.Image.open to pip-install a HEIF plugin on unknown files;
+    vitfeat imports it in one place (vitfeat.deep.yolo), which puts PIL's own opener back."""
+    from vitfeat.deep.yolo import _ultralytics
+
+    _ultralytics()
 
     (tmp_path / "notes.jpg").write_text("not an image")
     with pytest.raises(ImageReadError, match="not an image file PIL can read"):

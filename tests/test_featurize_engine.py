@@ -209,13 +209,16 @@ def test_auto_and_model_mask_sources_are_recorded(synth, tmp_path, monkeypatch):
         def describe(self):
             return {"kind": "test-square"}
 
-    import vitfeat.featurize.engine as engine
+    from vitfeat.featurize.masks import MASK_SOURCES, mask_predictor
 
-    monkeypatch.setattr(engine, "mask_predictor", lambda path: Square())
-    model = extract(synth, None, families=["shape"], masks="model:/models/square.pt", progress=False)
+    # A model-backed mask source plugs in through the registry, as vitfeat.deep's do.
+    with MASK_SOURCES.temporarily("square", lambda path: Square()):
+        model = extract(synth, None, families=["shape"], masks="square:/models/square.pt", progress=False)
+    mask_predictor.cache_clear()
     assert (model.frame["clinical_shape_pixel_area"] == 1600).all()
     assert model.provenance["mask_model"] == {"kind": "test-square"}
-    assert model.provenance["mask_source"]["case0001"]["wood"] == "model:/models/square.pt"
+    assert model.provenance["mask_source"]["case0001"]["wood"] == "square:/models/square.pt"
+    assert "square" not in MASK_SOURCES
 
 
 def test_cli_with_yaml_config_and_clear_errors(synth, tmp_path, capsys):

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,20 +176,11 @@ def _is_empty(value) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def _pil_open():
-    """PIL's own ``Image.open``: importing ultralytics replaces it with a wrapper that, on a file PIL
-    cannot identify, tries to pip-install a HEIF plugin (a network call, then ModuleNotFoundError)."""
-    patches = sys.modules.get("ultralytics.utils.patches")
-    if patches is not None and Image.open is getattr(patches, "image_open", None):
-        return patches._image_open
-    return Image.open
-
-
 def _open_checked(path: Path, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = _pil_open()(path)
+            img = Image.open(path)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
     except PermissionError:

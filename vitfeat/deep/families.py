@@ -198,7 +198,10 @@ class DeepFeatures:
 
 
 def make_deep_family(spec: str):
-    """Factory for the featurize registry: ``deep:...`` spec -> :class:`vitfeat.featurize.registry.Family`."""
+    """Factory for the featurize registry: ``deep:...`` spec -> :class:`vitfeat.featurize.registry.Family`.
+
+    Registered for the ``deep`` prefix through the ``vitfeat.families`` entry point (setup.cfg).
+    """
     from vitfeat.featurize.registry import Family
 
     parsed = parse_spec(spec)
@@ -213,13 +216,3 @@ def make_deep_family(spec: str):
                   column_prefixes=tuple(f"{m}_{FAMILY}_{features.stem}_" for m in MODALITIES),
                   description=f"timm {parsed.backbone} embeddings of lesion crops "
                               f"({features.weights_kind} weights, roi={parsed.roi_mode})")
-
-
-def register() -> None:
-    """Register the ``deep:`` prefix with the featurize registry (done on import of this module)."""
-    from vitfeat.featurize.registry import register_family_factory
-
-    register_family_factory(FAMILY, make_deep_family)
-
-
-register()

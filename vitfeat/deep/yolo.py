@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,19 @@ def _ultralytics():
     ultralytics_offline_env()
     import ultralytics
 
+    _restore_pil_open()
     return ultralytics
+
+
+def _restore_pil_open() -> None:
+    # Importing ultralytics replaces PIL's Image.open with a wrapper that, on a file PIL cannot
+    # identify, tries to pip-install a HEIF plugin (a network call, then ModuleNotFoundError);
+    # vitfeat.dataset must keep reporting such files as unreadable, so PIL's own opener goes back.
+    from PIL import Image
+
+    patches = sys.modules.get("ultralytics.utils.patches")
+    if patches is not None and Image.open is getattr(patches, "image_open", None):
+        Image.open = patches._image_open
 
 
 # ---------------------------------------------------------------------------------------------

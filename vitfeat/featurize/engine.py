@@ -146,7 +146,7 @@ def _mask_plan(case: Case, mask_kind: str, mask_path: str | None, has_image: dic
         elif mask_kind == "auto":
             plan[modality] = "auto"
         else:
-            plan[modality] = f"model:{mask_path}"
+            plan[modality] = f"{mask_kind}:{mask_path}"
     return plan
 
 
@@ -192,8 +192,9 @@ def load_case_arrays(case: Case, plan: dict, max_side: int | None = None) -> Cas
                 raise ImageReadError(f"{case.mask(modality)}: mask size {mask.shape[::-1]} differs from image "
                                      f"size {native[::-1]}")
             mask = fit_to_max_side(mask, max_side, nearest=True)
-        elif source.startswith("model:"):
-            mask = np.asarray(mask_predictor(source.split(":", 1)[1]).predict(rgb, modality), dtype=bool)
+        elif ":" in source:  # a model-backed source, "<kind>:<path>"
+            kind, _, path = source.partition(":")
+            mask = np.asarray(mask_predictor(path, kind).predict(rgb, modality), dtype=bool)
         else:
             mask = auto_mask(rgb, modality)
         masks[modality] = mask
@@ -400,7 +401,7 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
     if backend == "dask" and not scheduler:
         raise ValueError("backend 'dask' needs a scheduler address (e.g. tcp://10.0.0.5:8786)")
     kind, mask_path = parse_mask_source(masks)
-    mask_describe = mask_predictor(mask_path).describe() if kind == "model" else None
+    mask_describe = mask_predictor(mask_path, kind).describe() if mask_path else None
     resolved = resolve_families(families, family_config)
     per_case = [spec for fam, spec in resolved if fam.batch_func is None]
     batched = [(fam, spec) for fam, spec in resolved if fam.batch_func is not None]

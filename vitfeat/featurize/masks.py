@@ -27,7 +27,14 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
-MASK_SOURCES = ("given", "auto")
+from vitfeat.registry import Registry
+
+#: The mask sources built into featurize; model-backed ones come from :data:`MASK_SOURCES`.
+BUILTIN_MASK_SOURCES = ("given", "auto")
+#: ``--masks PREFIX:PATH`` sources: ``loader(path) -> predictor`` with ``.predict(rgb, modality) -> bool
+#: (H, W)`` and ``.describe() -> dict``. vitfeat.deep adds ``model`` and ``yolo`` through the
+#: ``vitfeat.mask_sources`` entry-point group; a third-party package adds its own the same way.
+MASK_SOURCES: Registry = Registry("mask source", "vitfeat.mask_sources")
 #: Bump when an automatic mask changes: it is part of the feature cache key of auto-masked cases.
 AUTO_MASK_VERSION = "2"
 
@@ -94,21 +101,23 @@ def auto_mask(rgb: np.ndarray, modality: str) -> np.ndarray:
 
 
 def parse_mask_source(spec: str) -> tuple[str, str | None]:
-    """``'given'`` / ``'auto'`` / ``'model:PATH'`` -> (kind, path)."""
+    """``'given'`` / ``'auto'`` / ``'PREFIX:PATH'`` (a registered model source) -> (kind, path)."""
     spec = (spec or "given").strip()
-    if spec.startswith("model:"):
-        path = spec.split(":", 1)[1]
+    kind, sep, path = spec.partition(":")
+    if sep:
+        if kind not in MASK_SOURCES:
+            raise ValueError(f"unknown mask source '{kind}:' (use given, auto or "
+                             f"{' or '.join(f'{name}:PATH' for name in MASK_SOURCES.names()) or 'PREFIX:PATH'})")
         if not path:
-            raise ValueError("--masks model:PATH needs a path (a YOLO .pt or a segmenter directory)")
-        return "model", path
-    if spec not in MASK_SOURCES:
-        raise ValueError(f"unknown mask source '{spec}' (use given, auto or model:PATH)")
+            raise ValueError(f"--masks {kind}:PATH needs a path (a YOLO .pt or a segmenter directory)")
+        return kind, path
+    if spec not in BUILTIN_MASK_SOURCES:
+        valid = ", ".join([*BUILTIN_MASK_SOURCES, *(f"{name}:PATH" for name in MASK_SOURCES.names())])
+        raise ValueError(f"unknown mask source '{spec}' (use {valid})")
     return spec, None
 
 
 @lru_cache(maxsize=4)
-def mask_predictor(path: str):
-    """The deep mask predictor for ``path``, loaded once per process (workers load their own)."""
-    from vitfeat.deep.mask_source import load_mask_predictor
-
-    return load_mask_predictor(path)
+def mask_predictor(path: str, kind: str = "model"):
+    """The predictor of mask source ``kind`` for ``path``, loaded once per process (workers load their own)."""
+    return MASK_SOURCES.get(kind)(path)

@@ -8,7 +8,9 @@ family ``wood_fluorescence_...``. Every name still splits the same way (modality
 Bumping ``version`` invalidates the engine's per-case cache for that family only.
 
 Parametric families (``deep:convnextv2_tiny@random``) are built on demand by a factory registered
-for their prefix with :func:`register_family_factory`.
+for their prefix in :data:`FAMILY_FACTORIES`, with :func:`register_family_factory` or through the
+``vitfeat.families`` entry-point group (``deep = vitfeat.deep.families:make_deep_family`` in
+setup.cfg): featurize never names the packages that plug into it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+
+from vitfeat.registry import Registry, UnknownNameError
 
 
 @dataclass
@@ -60,8 +64,12 @@ class Family:
         return self.func(case, **{**self.defaults, **config})
 
 
-_FAMILIES: dict[str, Family] = {}
-_FACTORIES: dict[str, Callable[[str], Family]] = {}
+#: Families by name (the built-in ones register on discovery of :mod:`vitfeat.featurize.families`).
+FAMILIES: Registry = Registry("feature family")
+#: ``prefix -> factory(spec) -> Family`` for parametric specs ``'<prefix>:...'``; entry-point group
+#: ``vitfeat.families``. An entry point may also name a ready :class:`Family` (a plain plug-in family).
+FAMILY_FACTORIES: Registry = Registry("family factory", "vitfeat.families")
+_FAMILIES = FAMILIES._entries  # kept for tests that list the registered families
 _BUILT: dict[str, Family] = {}
 
 #: The handcrafted set, in output-column order; what ``vitfeat extract`` runs by default.
@@ -86,7 +94,7 @@ def register_family(name: str, version: str, modalities=("clinical", "wood"), *,
 
 def register_family_factory(prefix: str, factory: Callable[[str], Family]) -> None:
     """Resolve specs ``'<prefix>:...'`` by calling ``factory(spec)`` (the result is memoised)."""
-    _FACTORIES[prefix] = factory
+    FAMILY_FACTORIES.register(prefix, factory, overwrite=True)
 
 
 def _load_builtin() -> None:
@@ -102,33 +110,19 @@ def get_family(spec: str) -> Family:
         return _FAMILIES[spec]
     if spec in _BUILT:
         return _BUILT[spec]
-    prefix = spec.split(":", 1)[0]
-    if ":" in spec and prefix not in _FACTORIES:
-        _try_import_factory(prefix)
-    if ":" in spec and prefix in _FACTORIES:
-        family = _FACTORIES[prefix](spec)
+    prefix, sep, _ = spec.partition(":")
+    if sep and prefix in FAMILY_FACTORIES:
+        family = FAMILY_FACTORIES.get(prefix)(spec)
         _BUILT[spec] = family
         return family
-    known = ", ".join(available_families())
-    raise KeyError(f"unknown feature family '{spec}' (available: {known}; parametric: "
-                   f"{', '.join(p + ':...' for p in sorted(_FACTORIES)) or 'none registered'})")
-
-
-def _try_import_factory(prefix: str) -> None:
-    # Deep families live in vitfeat.deep and register their factory on import.
-    import importlib
-
-    for module in (f"vitfeat.deep.{prefix}_family", "vitfeat.deep.embed", "vitfeat.deep"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # the module exists but a dependency of it is missing: say so
-                raise
-            continue
-        if prefix in _FACTORIES:
-            return
+    if not sep and spec in FAMILY_FACTORIES and isinstance(FAMILY_FACTORIES.get(spec), Family):
+        return FAMILY_FACTORIES.get(spec)
+    raise UnknownNameError("feature family", spec, available_families()
+                           + [f"{p}:..." for p in FAMILY_FACTORIES.names()])
 
 
 def available_families() -> list[str]:
+    """Names of the plain families (built-in and plug-in); parametric prefixes are in FAMILY_FACTORIES."""
     _load_builtin()
-    return sorted(_FAMILIES)
+    plugged = [name for name, obj in FAMILY_FACTORIES.items() if isinstance(obj, Family)]
+    return sorted({*_FAMILIES, *plugged})
