@@ -174,3 +174,11 @@ def test_model_tab_and_cli_defaults(served):
     args = build_parser().parse_args(["serve", str(served["run"])])
     assert args.host == "127.0.0.1" and args.port == 7860
     assert served["url"].startswith("http://127.0.0.1:")
+
+
+def test_upload_over_the_byte_limit_is_refused_before_it_is_read(served):
+    from vitfeat.app.predict_case import AppInputError, predict_pair
+
+    data, case = served["data"], pd.read_csv(served["manifest"]).iloc[0]
+    with pytest.raises(AppInputError, match="over the 0 MB upload limit"):
+        predict_pair(served["run"], data / case["clinical"], data / case["wood"], max_bytes=100)
