@@ -94,5 +94,6 @@ def test_deep_plugs_in_through_entry_points(group):
 
 def test_package_picture_prints(capsys):
     assert layers.main([]) == 0
-    rows = dict(line.split(" -> ") for line in capsys.readouterr().out.splitlines())
-    assert "deep" not in rows["featurize                "] and "featurize" in rows["deep                     "]
+    rows = {source.strip(): targets.split(", ") for source, targets in
+            (line.split(" -> ") for line in capsys.readouterr().out.splitlines())}
+    assert "deep" not in rows["featurize"] and "featurize" in rows["deep"]
