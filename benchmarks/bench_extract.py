@@ -201,7 +201,7 @@ def border_stability(images) -> None:
     """How much the border features move under the chamfer distance (vs the exact Euclidean one)
     and, for scale, under re-encoding the photo as JPEG (quality 90)."""
     from vitfeat.featurize import views
-    from vitfeat.featurize.border import border_features
+    from vitfeat.featurize.families.border import border_features
 
     def table(kernel, recode=False):
         kept, views.DISTANCE_KERNEL = views.DISTANCE_KERNEL, kernel

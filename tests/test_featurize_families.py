@@ -6,14 +6,23 @@ import cv2
 import numpy as np
 import pytest
 
-from vitfeat.featurize import DEFAULT_FAMILIES, CaseArrays, available_families, get_family
-from vitfeat.featurize.border import border_features
-from vitfeat.featurize.firstorder import firstorder_features
-from vitfeat.featurize.masks import auto_clinical_mask, auto_wood_mask, parse_mask_source
+from vitfeat.featurize import (
+    DEFAULT_FAMILIES,
+    CaseArrays,
+    available_families,
+    get_family,
+)
+from vitfeat.featurize.families.border import border_features
+from vitfeat.featurize.families.firstorder import firstorder_features
+from vitfeat.featurize.families.satellites import satellite_features
+from vitfeat.featurize.families.shape import marching_squares_measures, shape_features
+from vitfeat.featurize.families.texture import lbp_uniform
+from vitfeat.featurize.masks import (
+    auto_clinical_mask,
+    auto_wood_mask,
+    parse_mask_source,
+)
 from vitfeat.featurize.registration import register_pair
-from vitfeat.featurize.satellites import satellite_features
-from vitfeat.featurize.shape import marching_squares_measures, shape_features
-from vitfeat.featurize.texture import lbp_uniform
 from vitfeat.featurize.views import ImageView
 
 NAME = re.compile(r"^(clinical|wood|pair)_[a-z]+_[A-Za-z0-9_]+$")

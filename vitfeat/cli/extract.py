@@ -10,17 +10,11 @@ of named features: <modality>_<family>_<feature>, e.g. wood_shape_solidity, pair
 clinical_border_transition_width. Provenance (vitfeat and family versions, config, mask source
 and image content hashes per case) is stored in the Parquet metadata.
 
-Families (default: all handcrafted ones):
-  shape       area, perimeter, circularity, solidity, convexity, axes, fractal dimension
-  border      10-90 % transition width across the edge, its spread, edge gradient
-  pair        Wood's-to-clinical area ratio (registered and registration-free), IoU
-  wood        fluorescence contrast (ratio, Michelson), uniformity, border contrast
-  color       CIELAB in lesion and ring, CIEDE2000, ITA, trichrome zone width
-  satellites  confetti macules near the main lesion: count, area, distance
-  texture     wavelet energies/entropies, GLCM, LBP in lesion and ring
-  firstorder  grey-level statistics in the lesion (pyradiomics definitions)
-  deep:MODEL@WEIGHTS  timm embeddings (e.g. deep:convnextv2_tiny@random), when installed
+Families (default: all handcrafted ones; this list comes from the families' own declarations):
+{families}
 Families that need the Wood's photo give empty values for single-image cases.
+`python -c "from vitfeat.featurize import describe_column; print(describe_column('wood_shape_solidity'))"`
+explains any column in plain words.
 
 Masks: given (manifest columns; cases without one fall back to auto, recorded per case),
 auto (Wood's: fluorescence threshold; clinical: Otsu on the CIELAB depigmentation index L*-b*),
@@ -48,8 +42,11 @@ scheduler, batch_size, targets, family_config); flags given on the command line 
 
 
 def register(subparsers) -> None:
+    from vitfeat.featurize import family_help
+
+    description = DESCRIPTION.replace("{families}", family_help())
     p = add_command(subparsers, "extract", "extract handcrafted and deep features from a manifest into a table",
-                    DESCRIPTION)
+                    description)
     p.add_argument("manifest", help="manifest CSV/Parquet (see `vitfeat manifest check`)")
     p.add_argument("-o", "--output", required=True, help="feature table to write (.parquet or .csv)")
     p.add_argument("--families", nargs="+", default=None, metavar="FAMILY",

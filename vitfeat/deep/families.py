@@ -198,7 +198,9 @@ class DeepFeatures:
 
 
 def make_deep_family(spec: str):
-    """Factory for the featurize registry: ``deep:...`` spec -> :class:`vitfeat.featurize.registry.Family`.
+    """timm embeddings of lesion crops, deep:BACKBONE[@WEIGHTS][:roi=mask|full|yolo:PATH] (docs/deep.md)
+
+    The factory for the featurize registry: ``deep:...`` spec -> :class:`vitfeat.featurize.registry.Family`.
 
     Registered for the ``deep`` prefix through the ``vitfeat.families`` entry point (setup.cfg).
     """

@@ -36,7 +36,7 @@ from vitfeat.dataset import (
     read_mask,
 )
 from vitfeat.featurize.masks import AUTO_MASK_VERSION, auto_mask, mask_predictor, parse_mask_source
-from vitfeat.featurize.registry import DEFAULT_FAMILIES, CaseArrays, Family, get_family
+from vitfeat.featurize.registry import CaseArrays, Family, default_families, get_family
 
 # read_features / write_features are re-exported: callers import them from the engine too.
 from vitfeat.featurize.table import (  # noqa: F401
@@ -345,7 +345,7 @@ def load_config(path) -> dict:
 def resolve_families(families, family_config: dict | None = None) -> list[tuple[Family, tuple]]:
     """``[(Family, (name, version, config))]``; config is the family defaults updated by the user's."""
     if families is None:
-        families = list(DEFAULT_FAMILIES)
+        families = list(default_families())
     if isinstance(families, str):
         families = [f for f in families.replace(",", " ").split() if f]
     family_config = family_config or {}

@@ -48,6 +48,15 @@ class CaseArrays:
 
 @dataclass(frozen=True)
 class Family:
+    """A feature family.
+
+    Declared families (``features`` given) compute ONE modality: ``func(case, modality, **config)``
+    returns bare feature names, and :meth:`__call__` loops over ``modalities``, adds the
+    ``<modality>_<column_group>_`` prefixes, fills NaN where the photo is missing (the Wood's one
+    for ``needs_wood`` families) and checks the returned names against the declared ones.
+    Parametric families (``deep:...``) leave ``features`` empty and return full column names.
+    """
+
     name: str
     version: str
     modalities: tuple[str, ...]
@@ -59,9 +68,58 @@ class Family:
     #: Prefixes of the columns a parametric family writes, so that two specs that would write the
     #: same columns (``deep:resnet50`` twice with different crops) are refused before any work.
     column_prefixes: tuple[str, ...] = ()
+    #: ``{bare name: one-line description}``, or ``config -> that dict`` when names depend on the
+    #: configuration (wavelet levels).
+    features: dict | Callable[[dict], dict] | None = None
+    #: The column name's second field; the family name unless that would repeat the modality.
+    column_group: str = ""
+    #: Position in the default set and output order; ``default=False`` families run only on request.
+    order: int = 100
+    default: bool = True
+
+    def feature_descriptions(self, config: dict | None = None) -> dict:
+        """``{bare name: description}`` for ``config`` (the defaults updated by it)."""
+        if self.features is None:
+            return {}
+        if callable(self.features):
+            return dict(self.features({**self.defaults, **(config or {})}))
+        return dict(self.features)
+
+    def prefix(self, modality: str) -> str:
+        return f"{modality}_{self.column_group or self.name}_"
+
+    def columns(self, config: dict | None = None) -> list[str]:
+        """The full column names this family writes for ``config`` (declared families only)."""
+        names = list(self.feature_descriptions(config))
+        return [self.prefix(m) + n for m in self.modalities for n in names]
 
     def __call__(self, case: CaseArrays, **config) -> dict:
-        return self.func(case, **{**self.defaults, **config})
+        config = {**self.defaults, **config}
+        if self.features is None:
+            return self.func(case, **config)
+        declared = list(self.feature_descriptions(config))
+        out = {}
+        for modality in self.modalities:
+            if not _has_inputs(case, modality, self.needs_wood):
+                values = dict.fromkeys(declared, float("nan"))
+            else:
+                values = self.func(case, modality, **config)
+                _check_names(self.name, modality, declared, values)
+            out.update({self.prefix(modality) + n: values[n] for n in declared})
+        return out
+
+
+def _has_inputs(case: CaseArrays, modality: str, needs_wood: bool) -> bool:
+    if needs_wood and case.wood is None:
+        return False
+    return modality == "pair" or case.image(modality) is not None
+
+
+def _check_names(family: str, modality: str, declared: list, values: dict) -> None:
+    missing, extra = set(declared) - set(values), set(values) - set(declared)
+    if missing or extra:
+        raise ValueError(f"family '{family}' ({modality}) returned names other than it declares: "
+                         f"missing {sorted(missing) or 'none'}, extra {sorted(extra) or 'none'}")
 
 
 #: Families by name (the built-in ones register on discovery of :mod:`vitfeat.featurize.families`).
@@ -72,13 +130,28 @@ FAMILY_FACTORIES: Registry = Registry("family factory", "vitfeat.families")
 _FAMILIES = FAMILIES._entries  # kept for tests that list the registered families
 _BUILT: dict[str, Family] = {}
 
-#: The handcrafted set, in output-column order; what ``vitfeat extract`` runs by default.
-DEFAULT_FAMILIES = ("shape", "border", "pair", "wood", "color", "satellites", "texture", "firstorder")
+def default_families() -> tuple[str, ...]:
+    """The families ``vitfeat extract`` runs by default, in output-column order (their ``order``)."""
+    _load_builtin()
+    chosen = [f for f in _FAMILIES.values() if f.default]
+    return tuple(f.name for f in sorted(chosen, key=lambda f: (f.order, f.name)))
+
+
+def __getattr__(name: str):
+    # DEFAULT_FAMILIES is computed from the declarations, after the family modules are discovered.
+    if name == "DEFAULT_FAMILIES":
+        return default_families()
+    raise AttributeError(name)
 
 
 def register_family(name: str, version: str, modalities=("clinical", "wood"), *, needs_wood: bool = False,
-                    batch_func=None, defaults: dict | None = None):
-    """Decorator registering ``func`` as family ``name``; the docstring's first line describes it."""
+                    batch_func=None, defaults: dict | None = None, features=None, column_group: str = "",
+                    order: int = 100, default: bool = True):
+    """Decorator registering ``func`` as family ``name``; the docstring's first line describes it.
+
+    With ``features`` (``{bare name: description}`` or ``config -> that dict``) ``func`` is
+    ``func(case, modality, **config) -> {bare name: value}`` for one modality (see :class:`Family`).
+    """
 
     def decorate(func):
         if name in _FAMILIES and _FAMILIES[name].func is not func:
@@ -86,7 +159,8 @@ def register_family(name: str, version: str, modalities=("clinical", "wood"), *,
         doc = (func.__doc__ or "").strip().splitlines()
         _FAMILIES[name] = Family(name=name, version=str(version), modalities=tuple(modalities), func=func,
                                  needs_wood=needs_wood, batch_func=batch_func, defaults=dict(defaults or {}),
-                                 description=doc[0] if doc else "")
+                                 description=doc[0] if doc else "", features=features,
+                                 column_group=column_group, order=order, default=default)
         return func
 
     return decorate
@@ -126,3 +200,86 @@ def available_families() -> list[str]:
     _load_builtin()
     plugged = [name for name, obj in FAMILY_FACTORIES.items() if isinstance(obj, Family)]
     return sorted({*_FAMILIES, *plugged})
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain-language descriptions, generated from the declarations (CLI help, explain, docs)
+# ---------------------------------------------------------------------------------------------
+
+_MODALITY_TEXT = {"clinical": "daylight photo", "wood": "Wood's-lamp photo", "pair": "daylight vs Wood's pair"}
+
+
+def _declared_families() -> list[Family]:
+    _load_builtin()
+    plugged = [obj for _, obj in FAMILY_FACTORIES.items() if isinstance(obj, Family)]
+    families = {f.name: f for f in [*_FAMILIES.values(), *plugged]}
+    return sorted(families.values(), key=lambda f: (not f.default, f.order, f.name))
+
+
+def family_table() -> list[dict]:
+    """One row per plain family: name, version, modalities, default, description, number of columns
+    (at the default configuration), and a line for each parametric prefix (``deep:...``)."""
+    rows = [{"family": f.name, "version": f.version, "modalities": ", ".join(f.modalities),
+             "default": f.default, "description": f.description, "n_columns": len(f.columns())}
+            for f in _declared_families()]
+    for prefix, factory in FAMILY_FACTORIES.items():
+        if not isinstance(factory, Family):
+            doc = (getattr(factory, "__doc__", "") or "").strip().splitlines()
+            rows.append({"family": f"{prefix}:...", "version": "per spec", "modalities": "per spec",
+                         "default": False, "description": doc[0] if doc else "", "n_columns": None})
+    return rows
+
+
+def family_help() -> str:
+    """The family list of ``vitfeat extract --help``, one line per family."""
+    rows = family_table()
+    width = max(len(r["family"]) for r in rows) + 2
+    return "\n".join(f"  {r['family']:<{width}}{r['description']}" for r in rows)
+
+
+def _match(column: str) -> tuple[Family, str, str] | None:
+    for family in _declared_families():
+        for modality in family.modalities:
+            prefix = family.prefix(modality)
+            if column.startswith(prefix):
+                return family, modality, column[len(prefix):]
+    return None
+
+
+def describe_group(modality: str, family: str) -> str:
+    """Plain-language description of a ``<modality>_<family>_`` column group (``'wood', 'shape'``)."""
+    for fam in _declared_families():
+        if modality in fam.modalities and (fam.column_group or fam.name) == family:
+            return f"{fam.description.rstrip('.')} ({_MODALITY_TEXT.get(modality, modality)})"
+    if family == "deep":
+        return f"deep embedding dimensions of the lesion crop ({_MODALITY_TEXT.get(modality, modality)})"
+    raise KeyError(f"no feature family writes columns '{modality}_{family}_*'")
+
+
+def describe_column(column: str) -> str:
+    """The plain-language description of a feature column (``'wood_shape_solidity'``).
+
+    Raises
+    ------
+    KeyError
+        When no declared family writes such a column.
+    """
+    found = _match(column)
+    if found is not None:
+        family, modality, bare = found
+        for config in (None, *_name_configs(family, bare)):
+            text = family.feature_descriptions(config).get(bare)
+            if text is not None:
+                return f"{text} ({_MODALITY_TEXT.get(modality, modality)})"
+    parts = column.split("_")
+    if len(parts) >= 4 and parts[1] == "deep" and parts[-1].isdigit():
+        return (f"dimension {int(parts[-1])} of the {'_'.join(parts[2:-1])} embedding of the lesion crop "
+                f"({_MODALITY_TEXT.get(parts[0], parts[0])})")
+    raise KeyError(f"no feature family declares the column '{column}'")
+
+
+def _name_configs(family: Family, bare: str) -> list[dict]:
+    # Names that depend on an integer option (texture's wavelet levels): try the option up to the
+    # level the name mentions.
+    levels = [int(tok[1:]) for tok in bare.split("_") if tok[:1] == "L" and tok[1:].isdigit()]
+    return [{"levels": n} for n in levels] if levels and "levels" in family.defaults else []

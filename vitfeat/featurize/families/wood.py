@@ -17,8 +17,21 @@ FEATURES = ("contrast_ratio", "michelson", "uniformity_cv", "uniformity_iqr", "u
             "border_contrast", "blue_ratio")
 
 
-@register_family("wood", version="2", modalities=("wood",), needs_wood=True)
-def wood(case: CaseArrays) -> dict:
+DESCRIPTIONS = {
+    "contrast_ratio": "lesion over surrounding-skin brightness under Wood's lamp",
+    "michelson": "Michelson contrast of lesion against surrounding skin under Wood's lamp",
+    "uniformity_cv": "unevenness of the lesion's glow (coefficient of variation)",
+    "uniformity_iqr": "unevenness of the lesion's glow (interquartile range over median)",
+    "uniform_fraction": "share of the lesion glowing at least halfway between skin and its brightest part",
+    "border_contrast": "contrast just inside vs just outside the edge, relative to the overall contrast",
+    "blue_ratio": "blue over red in the lesion under Wood's lamp (blue-white fluorescence)",
+}
+assert tuple(DESCRIPTIONS) == FEATURES
+
+
+@register_family("wood", version="2", modalities=("wood",), needs_wood=True, features=DESCRIPTIONS,
+                 column_group="fluorescence", order=40)
+def wood(case: CaseArrays, modality: str = "wood") -> dict:
     """Fluorescence contrast (ratio, Michelson), uniformity inside the lesion, contrast at the border."""
     out = nan_dict(FEATURES)
     v = view(case, "wood")
@@ -40,4 +53,4 @@ def wood(case: CaseArrays) -> dict:
             out["border_contrast"] = float((inner.mean() - outer.mean()) / max(l_mean - r_mean, 1.0))
         rgb = v.rgb[v.roi][v.mask_roi].astype(np.float64)
         out["blue_ratio"] = float(rgb[:, 2].mean() / max(rgb[:, 0].mean(), 1.0))
-    return {f"wood_fluorescence_{k}": x for k, x in out.items()}
+    return out

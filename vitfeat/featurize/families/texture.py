@@ -165,14 +165,32 @@ def texture_features(v: ImageView, levels: int = 2, glcm_levels: int = 16) -> di
     return out
 
 
-@register_family("texture", version="2", defaults={"levels": 2, "glcm_levels": 16})
-def texture(case: CaseArrays, levels: int = 2, glcm_levels: int = 16) -> dict:
+_SUBBAND_TEXT = {"LH": "horizontal", "HL": "vertical", "HH": "diagonal"}
+
+
+def _describe(name: str) -> str:
+    where = "the skin ring around the lesion" if name.startswith("ring_") else "the lesion"
+    bare = name.removeprefix("ring_")
+    kind, *rest = bare.split("_")
+    if kind == "wavelet":
+        level, band, stat = rest
+        return (f"{'mean energy' if stat == 'energy' else 'entropy'} of the {_SUBBAND_TEXT[band]} Haar wavelet "
+                f"detail at level {level[1:]} (1 = finest) in {where}")
+    if kind == "glcm":
+        return f"grey-level co-occurrence {'_'.join(rest)} (averaged over 4 directions) in {where}"
+    if rest == ["entropy"]:
+        return f"entropy of the local-binary-pattern histogram in {where}"
+    return f"share of pixels with local binary pattern code {rest[0]} (rotation-invariant uniform) in {where}"
+
+
+def features_for(config: dict) -> dict:
+    """``{bare name: description}`` for a configuration (wavelet names depend on ``levels``)."""
+    names = _region_names(int(config.get("levels", 2)))
+    return {n: _describe(n) for n in names + ["ring_" + n for n in names]}
+
+
+@register_family("texture", version="2", defaults={"levels": 2, "glcm_levels": 16}, features=features_for,
+                 order=70)
+def texture(case: CaseArrays, modality: str, levels: int = 2, glcm_levels: int = 16) -> dict:
     """Wavelet energies/entropies, GLCM properties and LBP histograms in lesion and ring, per modality."""
-    result = {}
-    names = _region_names(levels)
-    for modality in ("clinical", "wood"):
-        v = view(case, modality)
-        feats = (texture_features(v, levels, glcm_levels) if v is not None
-                 else {**nan_dict(names), **nan_dict("ring_" + n for n in names)})
-        result.update({f"{modality}_texture_{k}": x for k, x in feats.items()})
-    return result
+    return texture_features(view(case, modality), levels, glcm_levels)

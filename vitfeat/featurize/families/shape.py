@@ -134,13 +134,33 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None)
     return out
 
 
-@register_family("shape", version="2", modalities=("clinical", "wood"), defaults={"min_component_px": 5})
-def shape(case: CaseArrays, min_component_px: int = 5) -> dict:
+DESCRIPTIONS = {
+    "area_fraction": "share of the photo covered by the lesion",
+    "pixel_area": "lesion area in pixels",
+    "mesh_area": "lesion area inside its traced outline (pyradiomics' mesh area)",
+    "perimeter": "length of the lesion outline (px)",
+    "perimeter_area_ratio": "outline length per unit area (higher: more ragged or smaller)",
+    "circularity": "how close the lesion is to a circle (1 = circle)",
+    "sphericity": "pyradiomics' sphericity of the outline (1 = circle)",
+    "solidity": "lesion area over the area of its convex hull (1 = no dents)",
+    "convexity": "convex-hull perimeter over the lesion perimeter (1 = no dents)",
+    "major_axis": "length of the lesion's long axis (px)",
+    "minor_axis": "length of the lesion's short axis (px)",
+    "elongation": "short axis over long axis (1 = round)",
+    "eccentricity": "eccentricity of the fitted ellipse (0 = circle)",
+    "max_diameter": "largest distance between two points of the outline (px)",
+    "n_components": "number of separate lesion pieces",
+    "fractal_dimension": "box-counting dimension of the outline (higher: more irregular border)",
+    "fourier_energy": "share of the outline's shape energy beyond its lowest harmonics (irregularity)",
+}
+assert tuple(DESCRIPTIONS) == FEATURES
+
+
+@register_family("shape", version="2", modalities=("clinical", "wood"), defaults={"min_component_px": 5},
+                 features=DESCRIPTIONS, order=10)
+def shape(case: CaseArrays, modality: str, min_component_px: int = 5) -> dict:
     """Lesion shape per modality: area, perimeter, circularity, solidity, convexity, axes, fractal dimension."""
-    result = {}
-    for modality in ("clinical", "wood"):
-        v = view(case, modality)
-        feats = (shape_features(v.mask, min_component_px, v.components) if v is not None and v.mask is not None
-                 else nan_dict(FEATURES))
-        result.update({f"{modality}_shape_{k}": float(x) for k, x in feats.items()})
-    return result
+    v = view(case, modality)
+    if v.mask is None:
+        return nan_dict(FEATURES)
+    return {k: float(x) for k, x in shape_features(v.mask, min_component_px, v.components).items()}

@@ -88,13 +88,20 @@ def _binned(levels: np.ndarray, counts: np.ndarray, bin_width: float) -> np.ndar
     return binned[binned > 0]
 
 
-@register_family("firstorder", version="1", defaults={"bin_width": 25.0})
-def firstorder(case: CaseArrays, bin_width: float = 25.0) -> dict:
+DESCRIPTIONS = {name: f"{name.replace('_', ' ')} of the grey levels inside the lesion (pyradiomics definition)"
+                for name in FEATURES}
+DESCRIPTIONS.update({
+    "p10": "10th percentile of the grey levels inside the lesion",
+    "p90": "90th percentile of the grey levels inside the lesion",
+    "iqr": "interquartile range of the grey levels inside the lesion",
+    "rms": "root mean square of the grey levels inside the lesion",
+})
+
+
+@register_family("firstorder", version="1", defaults={"bin_width": 25.0}, features=DESCRIPTIONS, order=80)
+def firstorder(case: CaseArrays, modality: str, bin_width: float = 25.0) -> dict:
     """Grey-level statistics inside the lesion per modality (pyradiomics definitions)."""
-    result = {}
-    for modality in ("clinical", "wood"):
-        v = view(case, modality)
-        feats = (firstorder_features(v.grey_u8[v.mask], bin_width) if v is not None and v.mask is not None
-                 else nan_dict(FEATURES))
-        result.update({f"{modality}_firstorder_{k}": x for k, x in feats.items()})
-    return result
+    v = view(case, modality)
+    if v.mask is None:
+        return nan_dict(FEATURES)
+    return firstorder_features(v.grey_u8[v.mask], bin_width)

@@ -64,12 +64,23 @@ def color_features(v: ImageView, band_px: float = 24.0) -> dict:
     return out
 
 
-@register_family("color", version="5", defaults={"band_px": 24.0})
-def color(case: CaseArrays, band_px: float = 24.0) -> dict:
+_CHANNEL = {"L": "lightness L*", "a": "redness a*", "b": "yellowness b*"}
+DESCRIPTIONS = {
+    **{f"{region}_{ch}_{stat}": f"{'mean' if stat == 'mean' else 'spread (SD) of'} CIELAB {_CHANNEL[ch]} "
+       f"{'in the lesion' if region == 'lesion' else 'in the skin ring around it'}"
+       for region in ("lesion", "ring") for ch in ("L", "a", "b") for stat in ("mean", "std")},
+    "delta_e": "colour difference (CIEDE2000) between lesion and surrounding skin",
+    "delta_L": "lightness difference, lesion minus surrounding skin",
+    "delta_b": "yellowness difference, lesion minus surrounding skin",
+    "ring_ita": "individual typology angle (skin tone) of the surrounding skin",
+    "lesion_ita": "individual typology angle of the lesion",
+    "trichrome_width": "width (px) of the intermediate-colour zone between lesion and skin",
+    "trichrome_fraction": "share of the border band in the intermediate-colour (trichrome) zone",
+}
+assert tuple(DESCRIPTIONS) == FEATURES
+
+
+@register_family("color", version="5", defaults={"band_px": 24.0}, features=DESCRIPTIONS, order=50)
+def color(case: CaseArrays, modality: str, band_px: float = 24.0) -> dict:
     """CIELAB statistics in lesion and ring, CIEDE2000 between them, ITA, trichrome zone width."""
-    result = {}
-    for modality in ("clinical", "wood"):
-        v = view(case, modality)
-        feats = color_features(v, band_px) if v is not None else nan_dict(FEATURES)
-        result.update({f"{modality}_color_{k}": x for k, x in feats.items()})
-    return result
+    return color_features(view(case, modality), band_px)

@@ -143,12 +143,20 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
     return out
 
 
-@register_family("border", version="4", defaults={"band_px": 32.0, "n_sectors": 12})
-def border(case: CaseArrays, band_px: float = 32.0, n_sectors: int = 12) -> dict:
+DESCRIPTIONS = {
+    "transition_width": "width (px) over which brightness climbs from 10 % to 90 % across the lesion edge",
+    "crossing_width": "distance (px) between the 10 % and 90 % crossings of the edge profile",
+    "inner_transition_width": "width (px) of the transition on the lesion side of the edge",
+    "width_spread": "how much the transition width varies around the lesion (sectors)",
+    "edge_gradient": "mean brightness gradient on the lesion edge",
+    "edge_gradient_norm": "edge gradient relative to the lesion-skin contrast",
+    "contrast": "brightness difference between lesion and surrounding skin",
+}
+assert tuple(DESCRIPTIONS) == FEATURES
+
+
+@register_family("border", version="4", defaults={"band_px": 32.0, "n_sectors": 12}, features=DESCRIPTIONS,
+                 order=20)
+def border(case: CaseArrays, modality: str, band_px: float = 32.0, n_sectors: int = 12) -> dict:
     """Border sharpness per modality: 10-90 % transition width, its spread along the edge, edge gradient."""
-    result = {}
-    for modality in ("clinical", "wood"):
-        v = view(case, modality)
-        feats = border_features(v, band_px, n_sectors) if v is not None else nan_dict(FEATURES)
-        result.update({f"{modality}_border_{k}": x for k, x in feats.items()})
-    return result
+    return border_features(view(case, modality), band_px, n_sectors)

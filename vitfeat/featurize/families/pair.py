@@ -22,13 +22,29 @@ FEATURES = ("area_ratio", "area_ratio_unregistered", "total_area_ratio", "iou", 
             "registration_score", "registration_inliers", "registration_ok", "registration_scale")
 
 
-@register_family("pair", version="3", modalities=("pair",), needs_wood=True)
-def pair(case: CaseArrays) -> dict:
+DESCRIPTIONS = {
+    "area_ratio": "lesion area under Wood's lamp over its daylight area, after aligning the two photos "
+                  "(main lesion)",
+    "area_ratio_unregistered": "Wood's over daylight lesion share of the photo, without alignment",
+    "total_area_ratio": "Wood's over daylight total lesion area (satellites included), after alignment",
+    "iou": "overlap (intersection over union) of the aligned daylight and Wood's lesions",
+    "outside_fraction": "share of the Wood's lesion lying outside the aligned daylight lesion",
+    "registration_score": "how well the two photos could be aligned (match score)",
+    "registration_inliers": "number of matched points supporting the alignment",
+    "registration_ok": "1 when the alignment was trusted, 0 when it fell back",
+    "registration_scale": "camera zoom between the two photos (linear scale of the alignment)",
+}
+assert tuple(DESCRIPTIONS) == FEATURES
+
+
+@register_family("pair", version="3", modalities=("pair",), needs_wood=True, features=DESCRIPTIONS,
+                 column_group="wood", order=30)
+def pair(case: CaseArrays, modality: str = "pair") -> dict:
     """Wood's-to-clinical area ratio (registered and registration-free), IoU, registration quality."""
     out = nan_dict(FEATURES)
     vc, vw = view(case, "clinical"), view(case, "wood")
     if vc is None or vw is None or not vc.has_lesion or not vw.has_lesion:
-        return {f"pair_wood_{k}": x for k, x in out.items()}
+        return out
     reg = case.memo.get("registration")
     if reg is None:
         reg = case.memo["registration"] = register_pair(vc.rgb, vw.rgb, vc.mask, vw.mask)
@@ -45,4 +61,4 @@ def pair(case: CaseArrays) -> dict:
     out["registration_inliers"] = float(reg.n_inliers)
     out["registration_ok"] = float(reg.ok)
     out["registration_scale"] = float(np.sqrt(reg.area_scale))
-    return {f"pair_wood_{k}": float(x) for k, x in out.items()}
+    return {k: float(x) for k, x in out.items()}

@@ -55,14 +55,20 @@ def satellite_features(mask: np.ndarray, min_area_px: int = 8, max_area_fraction
     return out
 
 
-@register_family("satellites", version="1", defaults=DEFAULTS)
-def satellites(case: CaseArrays, min_area_px: int = 8, max_area_fraction: float = 0.25,
+DESCRIPTIONS = {
+    "count": "number of small separate spots (satellite macules) near the main lesion",
+    "area_fraction": "total satellite area relative to the main lesion's area",
+    "mean_area_fraction": "average satellite size relative to the main lesion's area",
+    "mean_distance": "average distance of satellites from the main lesion, in lesion radii",
+}
+assert tuple(DESCRIPTIONS) == FEATURES
+
+
+@register_family("satellites", version="1", defaults=DEFAULTS, features=DESCRIPTIONS, order=60)
+def satellites(case: CaseArrays, modality: str, min_area_px: int = 8, max_area_fraction: float = 0.25,
                max_distance: float = 4.0) -> dict:
     """Satellite macules per modality: count, area relative to the main lesion, distance to it."""
-    result = {}
-    for modality in ("clinical", "wood"):
-        v = view(case, modality)
-        feats = (satellite_features(v.mask, min_area_px, max_area_fraction, max_distance, v.components)
-                 if v is not None and v.mask is not None else nan_dict(FEATURES))
-        result.update({f"{modality}_satellites_{k}": x for k, x in feats.items()})
-    return result
+    v = view(case, modality)
+    if v.mask is None:
+        return nan_dict(FEATURES)
+    return satellite_features(v.mask, min_area_px, max_area_fraction, max_distance, v.components)
