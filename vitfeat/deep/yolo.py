@@ -67,6 +67,9 @@ def _restore_pil_open() -> None:
         Image.open = patches._image_open
 
 
+_restore_pil_open()  # ultralytics may have been imported before this module (not via _ultralytics())
+
+
 # ---------------------------------------------------------------------------------------------
 # Masks -> YOLO labels
 # ---------------------------------------------------------------------------------------------
