@@ -111,3 +111,35 @@ def test_same_backbone_twice_needs_a_name_and_then_writes_separate_columns():
     with pytest.warns(UserWarning, match="RANDOM"):
         row = get_family(named)(_case("a"))
     assert "clinical_deep_test_vit_full_000" in row and not any(k.startswith("clinical_deep_test_vit_0") for k in row)
+
+
+class _FixedBoxDetector:
+    """Stands in for the YOLO model (trained and tested in test_deep_yolo): one known box."""
+
+    box = (40, 8, 88, 56)
+
+    def detect(self, image):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(masks=None, best_box=lambda: self.box)
+
+
+def test_yolo_roi_crops_around_the_detected_box_not_the_full_image(tmp_path):
+    """roi=yolo embeds the detector's box (with margin), which a full-image embedding is not."""
+    model = tmp_path / "det.pt"
+    model.write_bytes(b"weights")  # hashed into the family version; the detector is stood in below
+    family = get_family(f"deep:test_vit@random:roi=yolo:{model}:margin=0")
+    features = family.func
+    features._roi_model = _FixedBoxDetector()
+    case = _case("a", with_wood=False)
+    with pytest.warns(UserWarning):  # random weights are announced when the model is built
+        size = features.embedder.img_size
+    expected = crop_roi(case.clinical, box=_FixedBoxDetector.box, margin=0.0, size=size)[0]
+    full = crop_roi(case.clinical, size=size)[0]
+    np.testing.assert_array_equal(features.crop(case, "clinical"), expected)
+    assert not np.array_equal(expected, full)
+    row = family(case)
+    vector = np.array([v for k, v in row.items() if k.startswith("clinical_")])
+    np.testing.assert_allclose(vector, features.embedder.embed([expected])[0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(vector, features.embedder.embed([full])[0], rtol=1e-3, atol=1e-4)
+    assert np.isnan([v for k, v in row.items() if k.startswith("wood_")]).all()
