@@ -142,3 +142,16 @@ def test_every_default_column_is_described(synth_small):
     assert len(columns) > 200
     for column in columns:
         assert describe_column(column).strip()
+
+
+def test_docs_feature_reference_is_generated_from_the_declarations():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "features_table.py"
+    spec = importlib.util.spec_from_file_location("features_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = module.DOC.read_text()
+    assert module.render(text) == text, "docs/extract.md is stale: run python docs/features_table.py"
+    assert "| `transition_width` |" in text and "### `pair`" in text

@@ -283,3 +283,17 @@ def _name_configs(family: Family, bare: str) -> list[dict]:
     # level the name mentions.
     levels = [int(tok[1:]) for tok in bare.split("_") if tok[:1] == "L" and tok[1:].isdigit()]
     return [{"levels": n} for n in levels] if levels and "levels" in family.defaults else []
+
+
+def features_markdown() -> str:
+    """The feature reference of docs/extract.md: one table per family, from the declarations
+    (default configuration), columns written with ``<modality>`` standing for each modality."""
+    parts = []
+    for family in _declared_families():
+        modalities = " / ".join(f"`{family.prefix(m)}`" for m in family.modalities)
+        parts += [f"### `{family.name}` (version {family.version}{'' if family.default else ', on request'})",
+                  "", f"{family.description} Columns: {modalities} + feature.", "",
+                  "| feature | meaning |", "|---|---|"]
+        parts += [f"| `{name}` | {text} |" for name, text in family.feature_descriptions().items()]
+        parts.append("")
+    return "\n".join(parts).rstrip() + "\n"
