@@ -17,8 +17,8 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from vitfeat.pipelines import zoo
 from vitfeat.pipelines.cv import cross_validate
 from vitfeat.pipelines.demo_data import make_feature_table, write_feature_table
-from vitfeat.pipelines.folds import check_folds, make_folds, read_folds
-from vitfeat.pipelines.metrics import _metrics, fast_metrics, score_oof
+from vitfeat.evaluation.folds import check_folds, make_folds, read_folds
+from vitfeat.evaluation.metrics import _metrics, fast_metrics, score_oof
 from vitfeat.pipelines.select import FitConfig, fit_run
 
 

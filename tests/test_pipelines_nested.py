@@ -7,7 +7,7 @@ import pandas as pd
 
 from vitfeat.pipelines import nested as nested_module
 from vitfeat.pipelines.cv import cross_validate
-from vitfeat.pipelines.folds import make_folds
+from vitfeat.evaluation.folds import make_folds
 from vitfeat.pipelines.nested import NAME, nested_selection
 from vitfeat.pipelines.select import FitConfig, fit_run
 

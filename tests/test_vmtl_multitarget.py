@@ -30,7 +30,7 @@ def two_targets(synth_small, tmp_path_factory):
 def test_baseline_with_two_targets_trains_one_backbone_with_a_head_per_target(two_targets, tmp_path):
     from vitfeat.dataset import load_manifest
     from vitfeat.deep.vmtl.predict import load_run
-    from vitfeat.pipelines.folds import make_folds, write_folds
+    from vitfeat.evaluation.folds import make_folds, write_folds
 
     frame = load_manifest(two_targets, targets=["extent", "label"]).frame
     folds = write_folds(make_folds(frame, "label", n_splits=2), tmp_path / "folds.csv")

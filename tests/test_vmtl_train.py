@@ -200,7 +200,7 @@ def test_clinical_only_real_images_train(shared_data, tmp_path):
     """PH2 dermoscopy: no Wood's photo, three classes, given masks (copied beside a manifest)."""
     import shutil
 
-    from vitfeat.pipelines.folds import make_folds, write_folds
+    from vitfeat.evaluation.folds import make_folds, write_folds
 
     labels = pd.read_csv(shared_data / "ph2" / "labels.csv").groupby("label").head(4).reset_index(drop=True)
     for col in ("image", "mask"):

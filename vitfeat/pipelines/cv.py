@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from vitfeat.dataset import PATH_COLUMNS
 from vitfeat.pipelines import zoo
-from vitfeat.pipelines.metrics import proba_columns
+from vitfeat.evaluation.metrics import proba_columns
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,9 @@ def _plain(v):
     return v.item() if hasattr(v, "item") else v
 
 
-def _run_task(task: Task, X, y, groups, n_classes, search, n_iter, seed, threads=1, prefilter=False):
+def _run_task(task: Task, X, y, groups, n_classes, search, n_iter, seed, threads=1, prefilter=False,
+              registered=None):
+    zoo.restore_registered(registered)  # custom pipelines registered in the main process
     start, cpu = time.perf_counter(), time.process_time()
     try:
         # One BLAS/OpenMP thread per fit unless cores are left over: joblib already runs one fit
@@ -178,7 +180,7 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
     with fit_backend(backend, scheduler, n_jobs) as (n_jobs, threads):
         runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
         jobs = (delayed(_indexed)(i, _run_task, tasks[i], X, y, groups, len(classes), search, n_iter, seed, threads,
-                                  prefilter) for i, _ in todo)
+                                  prefilter, zoo.registered_factories()) for i, _ in todo)
         for i, result in runner(jobs) if todo else []:
             _save_cached(paths[i], result)
             results[i] = result

@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.metrics import balanced_accuracy_score
 
 from vitfeat.pipelines.cv import cross_validate
-from vitfeat.pipelines.folds import make_folds
+from vitfeat.evaluation.folds import make_folds
 
 NAME = "nested-selection"
 DESCRIPTION = ("the selection procedure itself, scored honestly: in each outer fold the pipeline with the best "

@@ -23,7 +23,7 @@ from sklearn.metrics import (  # noqa: E402
     RocCurveDisplay,
 )
 
-from vitfeat.pipelines.metrics import HEADLINE  # noqa: E402
+from vitfeat.evaluation.metrics import HEADLINE  # noqa: E402
 from vitfeat.pipelines.nested import NAME as NESTED  # noqa: E402
 
 TOP_CURVES = 5

@@ -19,8 +19,8 @@ import yaml
 from vitfeat import __version__
 from vitfeat.pipelines import nested, zoo
 from vitfeat.pipelines.cv import cross_validate, feature_columns, fit_estimator
-from vitfeat.pipelines.folds import make_folds, read_folds, same_folds, write_folds
-from vitfeat.pipelines.metrics import (
+from vitfeat.evaluation.folds import make_folds, read_folds, same_folds, write_folds
+from vitfeat.evaluation.metrics import (
     HEADLINE,
     flatten,
     positive_class,

@@ -23,27 +23,13 @@ from sklearn.metrics import (
 )
 from sklearn.preprocessing import label_binarize
 
-#: Class names treated as the positive (diseased/progressing) class of a binary target.
-POSITIVE_NAMES = ("active", "progressive", "progressing", "unstable", "melanoma", "malignant", "positive",
-                  "yes", "true", "1")
+from vitfeat.evaluation.positive import POSITIVE_NAMES, positive_class  # noqa: F401  (re-exported)
 
 HEADLINE = ["balanced_accuracy", "macro_f1", "auroc", "pr_auc", "sensitivity", "specificity"]
 
 
-def positive_class(classes, y=None) -> str:
-    """The class reported as 'positive' for a binary target: a known disease-stage name, else the
-    minority class in ``y``, else the last class."""
-    classes = [str(c) for c in classes]
-    for c in classes:
-        if c.lower() in POSITIVE_NAMES:
-            return c
-    if y is not None:
-        counts = pd.Series(y).astype(str).value_counts()
-        return str(counts.index[-1])
-    return classes[-1]
-
-
 def proba_columns(classes) -> list[str]:
+    """The probability column names of ``oof_predictions.csv``, in class order."""
     return [f"proba_{c}" for c in classes]
 
 

@@ -1,4 +1,8 @@
-"""Patient-grouped fold plans: made once, written to ``folds.csv``, reused by every model.
+"""Patient-grouped fold plans and splits: made once, written to ``folds.csv``, reused by every model.
+
+Every patient-grouped split in vitfeat goes through scikit-learn's splitters here: :func:`make_folds`
+(outer CV plans, StratifiedGroupKFold), :func:`grouped_kfold` (inner CV of hyperparameter search) and
+:func:`grouped_split` (one train/validation split: VMTL's inner validation part, YOLO's val split).
 
 ``folds.csv`` has one row per (case, repeat): ``case_id, patient_id, repeat, fold``; the case is
 in the TEST part of ``fold`` in that ``repeat``.
@@ -8,9 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import warnings
+
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
 from vitfeat.atomic import write_csv
 
@@ -33,7 +39,7 @@ def make_folds(frame: pd.DataFrame, stratify_by, n_splits: int = 5, repeats: int
         raise ValueError(f"{n_splits} folds need at least {n_splits} patients; the table has {n_patients}")
     parts = []
     for repeat in range(repeats):
-        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed + repeat)
+        cv = grouped_kfold(n_splits, seed + repeat)
         fold_of = np.empty(len(frame), dtype=int)
         for fold, (_, test) in enumerate(cv.split(np.zeros(len(frame)), strata, groups)):
             fold_of[test] = fold
@@ -42,6 +48,66 @@ def make_folds(frame: pd.DataFrame, stratify_by, n_splits: int = 5, repeats: int
     plan = pd.concat(parts, ignore_index=True)
     check_folds(plan)
     return plan
+
+
+def grouped_kfold(n_splits: int, seed: int = 0) -> StratifiedGroupKFold:
+    """The shuffled StratifiedGroupKFold every patient-grouped CV uses (pass ``groups`` to ``split``).
+
+    Parameters
+    ----------
+    n_splits : int
+        Number of folds.
+    seed : int, default 0
+        Shuffling seed.
+
+    Returns
+    -------
+    sklearn.model_selection.StratifiedGroupKFold
+    """
+    return StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+
+
+def grouped_split(groups, y=None, *, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One patient-grouped (train, validation) split: whole patients on one side.
+
+    With labels ``y`` the split is stratified: the first fold of a StratifiedGroupKFold with
+    ``round(1 / val_fraction)`` folds; when the classes have too few patients for that, or without
+    ``y``, a GroupShuffleSplit with ``test_size=val_fraction``.
+
+    Parameters
+    ----------
+    groups : array-like
+        Patient id per row.
+    y : array-like, optional
+        Label per row, to stratify on.
+    val_fraction : float, default 0.2
+        Share of the rows (patients, for the unstratified split) put in the validation part.
+    seed : int, default 0
+        Random seed.
+
+    Returns
+    -------
+    train_idx, val_idx : numpy.ndarray
+        Row positions of the two parts.
+
+    Raises
+    ------
+    ValueError
+        With fewer than two patients.
+    """
+    groups = np.asarray([str(g) for g in groups])
+    if len(np.unique(groups)) < 2:
+        raise ValueError("a patient-grouped train/validation split needs cases from at least 2 patients")
+    idx = np.arange(len(groups))
+    if y is not None:
+        try:
+            with warnings.catch_warnings():  # small classes are expected in small studies
+                warnings.simplefilter("ignore", UserWarning)
+                train, val = next(grouped_kfold(max(2, round(1 / val_fraction)), seed).split(idx, np.asarray(y), groups))
+            return train, val
+        except ValueError:  # too few patients per class to stratify
+            pass
+    return next(GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed).split(idx, groups=groups))
 
 
 def check_folds(plan: pd.DataFrame) -> None:
@@ -63,6 +129,7 @@ def check_folds(plan: pd.DataFrame) -> None:
 
 
 def write_folds(plan: pd.DataFrame, path) -> Path:
+    """Write a fold plan to ``path`` (atomically) with the columns of :data:`FOLD_COLUMNS`."""
     return write_csv(path, plan[FOLD_COLUMNS])
 
 

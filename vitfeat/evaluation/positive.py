@@ -1,0 +1,109 @@
+"""The ONE positive-class rule of vitfeat, used by fit, the report, explain, VMTL and the app.
+
+For a binary target the "positive" class is the one sensitivity, AUROC and PR-AUC refer to:
+
+1. an explicit choice (``--positive CLASS`` on ``fit`` / ``train vmtl``, ``positive:`` in the fit YAML)
+   when one is given: it must be one of the classes;
+2. else a known disease-stage name (:data:`POSITIVE_NAMES`, compared case-insensitively with spaces,
+   hyphens and underscores ignored, so ``Non-Stable``, ``non_stable`` and ``nonstable`` all match);
+3. else the minority class, with a warning that says so (counts tied: the last class in sorted order).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import pandas as pd
+
+#: Class names treated as the positive (diseased / progressing) class of a binary target.
+POSITIVE_NAMES = ("active", "nonstable", "unstable", "progressive", "progressing", "melanoma", "malignant",
+                  "positive", "yes", "true", "1")
+
+
+class PositiveClassWarning(UserWarning):
+    """The positive class was guessed as the minority class."""
+
+
+def _normalise(name) -> str:
+    return re.sub(r"[\s_\-]+", "", str(name).strip().lower())
+
+
+def known_positive(classes) -> str | None:
+    """The first class whose name is a known disease-stage name, or None."""
+    return next((str(c) for c in classes if _normalise(c) in POSITIVE_NAMES), None)
+
+
+def positive_class(classes, y=None, explicit: str | None = None, target: str | None = None) -> str:
+    """The class reported as positive for a binary target (see the module docstring for the rule).
+
+    Parameters
+    ----------
+    classes : sequence
+        The target's class names.
+    y : array-like, optional
+        The labels, used to find the minority class when no name is known.
+    explicit : str, optional
+        A class chosen by the user (``--positive``); must be one of ``classes``.
+    target : str, optional
+        The target's name, for the messages.
+
+    Returns
+    -------
+    str
+        The positive class.
+
+    Raises
+    ------
+    ValueError
+        When ``explicit`` is not one of the classes.
+    """
+    classes = [str(c) for c in classes]
+    what = f"target '{target}'" if target else "the target"
+    if explicit is not None:
+        if str(explicit) not in classes:
+            raise ValueError(f"positive class '{explicit}' is not a class of {what} "
+                             f"(classes: {', '.join(classes)})")
+        return str(explicit)
+    known = known_positive(classes)
+    if known is not None:
+        return known
+    if y is not None:
+        counts = pd.Series(y).astype(str).value_counts()
+        guess = str(counts.index[-1])
+    else:
+        guess = classes[-1]
+    warnings.warn(f"{what[0].upper() + what[1:]}: no class name is a known positive (disease-stage) name "
+                  f"({', '.join(classes)}); '{guess}' (the minority class) is taken as positive. "
+                  "Pass --positive CLASS (or 'positive:' in the fit YAML) to choose it.",
+                  PositiveClassWarning, stacklevel=2)
+    return guess
+
+
+def positive_classes(classes_by_target: dict, y_by_target: dict | None = None,
+                     explicit: dict | str | None = None) -> dict[str, str]:
+    """``{target: positive class}`` for every binary target of ``classes_by_target``.
+
+    Parameters
+    ----------
+    classes_by_target : dict
+        ``{target: classes}``; targets with more than two classes are left out.
+    y_by_target : dict, optional
+        ``{target: labels}`` for the minority-class fallback.
+    explicit : dict or str, optional
+        ``{target: class}``, or one class name for every binary target that has it.
+
+    Returns
+    -------
+    dict
+        ``{target: class}``.
+    """
+    out = {}
+    for target, classes in classes_by_target.items():
+        if len(classes) != 2:
+            continue
+        choice = explicit.get(target) if isinstance(explicit, dict) else explicit
+        if isinstance(explicit, str) and explicit not in [str(c) for c in classes]:
+            choice = None
+        out[target] = positive_class(classes, (y_by_target or {}).get(target), explicit=choice, target=target)
+    return out
