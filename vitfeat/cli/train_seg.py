@@ -85,7 +85,8 @@ def run(args) -> int:
     fixed = {"--lr": args.lr, "--lrf": args.lrf, "--weight-decay": args.weight_decay, "--loss": args.loss,
              "--scheduler": args.scheduler, "--patience": args.patience}
     if args.recipe == "original":
-        given = [name for name, value in fixed.items() if value is not None] + (["--no-augment"] if args.no_augment else [])
+        given = [name for name, value in fixed.items() if value is not None]
+        given += ["--no-augment"] if args.no_augment else []
         if given:
             raise CLIError(f"--recipe original fixes {', '.join(given)} (UltraLight's published values); "
                            "drop them, or use --recipe vitfeat")

@@ -44,7 +44,8 @@ def metrics_table(dirs, flops: bool = True) -> pd.DataFrame:
                              "... --evaluate MANIFEST` to score it)")
         row = {"run": name, "arch": meta["arch"], "encoder": meta.get("encoder") or "", "imgsz": meta["imgsz"],
                "params": meta["params"], "epochs": meta["epochs_done"], "best_epoch": meta["best_epoch"],
-               "epoch_s": round(meta["mean_epoch_seconds"], 2) if meta["mean_epoch_seconds"] else None, "n_test": test["n_images"],
+               "epoch_s": round(meta["mean_epoch_seconds"], 2) if meta["mean_epoch_seconds"] else None,
+               "n_test": test["n_images"],
                "evaluated_on": meta["evaluated_on"]}
         if flops:
             row["gflops"] = round(count_flops(load_segmenter(d, device="cpu").model, meta["imgsz"]) / 1e9, 4)

@@ -55,7 +55,8 @@ class Segmenter:
     def predict_proba(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Lesion probability maps (H, W) float32 at each image's own size."""
         size = self.meta["imgsz"]
-        batch = torch.from_numpy(np.stack([segdata.resize_for(im, size, self.meta.get("resize", "area")).transpose(2, 0, 1) for im in images]))
+        resize = self.meta.get("resize", "area")  # the training pipeline's (UltraLight's recipe: bilinear)
+        batch = torch.from_numpy(np.stack([segdata.resize_for(im, size, resize).transpose(2, 0, 1) for im in images]))
         with torch.no_grad():
             logits = self.model(segdata.normalize(batch.to(self.device), self.meta["normalize"]))
             if logits.shape[1] == 1:

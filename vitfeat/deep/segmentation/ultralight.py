@@ -7,8 +7,8 @@ connections, and a mirrored decoder. See ``/work/shared/notes/ultralight.md`` (o
 
 The Mamba blocks are mambapy's pure-PyTorch ``MambaBlock`` (same parameter names and shapes as
 mamba_ssm's ``Mamba``). The module names around them differ from the original repository's, so an
-official checkpoint loads through ``official.py`` (``vitfeat seg import-official``), not directly. On a CUDA tensor, when mamba_ssm is
-installed, the selective scan runs in mamba_ssm's fused kernel instead of mambapy's parallel scan.
+official checkpoint loads through ``official.py`` (``vitfeat seg import-official``), not directly.
+On a CUDA tensor, when mamba_ssm is installed, the selective scan runs in mamba_ssm's fused kernel instead of mambapy's parallel scan.
 """
 
 from __future__ import annotations
