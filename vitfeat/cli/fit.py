@@ -39,6 +39,7 @@ fit.yaml (any option; command-line options override it):
   repeats: 2
   search: random
   n_iter: 20
+  positive: non-stable          # positive class of binary targets (default: see --positive)
   custom:                       # your own named pipelines
     big_rf: {base: rf+smote, params: {classifier__n_estimators: 500}}
 """
@@ -73,6 +74,10 @@ def register(subparsers) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="Dask scheduler address (e.g. tcp://10.0.0.5:8786); without it --backend dask starts a "
                         "local cluster of --jobs worker processes")
+    p.add_argument("--positive", metavar="CLASS",
+                   help="positive class of binary targets (sensitivity, AUROC, PR-AUC refer to it); default: a "
+                        "known disease-stage name (non-stable, active, unstable, progressive, melanoma, ...), "
+                        "else the minority class, with a warning")
     p.add_argument("--config", metavar="YAML", help="YAML file with any of these options")
     p.set_defaults(func=run)
 
@@ -85,6 +90,7 @@ def run(args) -> int:
                  "folds_from": args.folds_from, "include": args.include, "search": args.search,
                  "nested": args.nested, "inner_folds": args.inner_folds,
                  "n_iter": args.n_iter, "jobs": args.jobs, "seed": args.seed, "n_boot": args.n_boot,
+                 "positive": args.positive,
                  "prefilter": args.prefilter, "backend": args.backend, "scheduler": args.scheduler}
     try:
         if args.config:

@@ -20,13 +20,8 @@ from vitfeat import __version__
 from vitfeat.pipelines import nested, zoo
 from vitfeat.pipelines.cv import cross_validate, feature_columns, fit_estimator
 from vitfeat.evaluation.folds import make_folds, read_folds, same_folds, write_folds
-from vitfeat.evaluation.metrics import (
-    HEADLINE,
-    flatten,
-    positive_class,
-    proba_columns,
-    score_oof,
-)
+from vitfeat.evaluation.metrics import HEADLINE, flatten, proba_columns, score_oof
+from vitfeat.evaluation.positive import positive_class
 from vitfeat.pipelines.nested import nested_selection
 from vitfeat.pipelines.prefilter import AUTO_WIDTH, prefilter_active
 from vitfeat.pipelines.persist import (
@@ -58,6 +53,7 @@ class FitConfig:
     jobs: int = 1
     seed: int = 0
     n_boot: int = 500
+    positive: str | None = None  # positive class of binary targets; None: vitfeat.evaluation.positive's rule
     custom: dict = field(default_factory=dict)
     prefilter: str = "auto"  # in-fold near-constant/near-duplicate filter (vitfeat.pipelines.prefilter)
     backend: str = "loky"  # or "dask" (scheduler: address, or a local cluster when None)
@@ -180,6 +176,28 @@ def _known(name: str) -> bool:
         return False
 
 
+def binary_positive(classes, y, explicit: str | None, target: str) -> str | None:
+    """The positive class of a binary target (None for more classes); an explicit ``positive``
+    that is not a class of this target is ignored for it (it may name another target's class)."""
+    if len(classes) != 2:
+        return None
+    return positive_class(classes, y, explicit=explicit if explicit in classes else None, target=target)
+
+
+def check_included_positive(run_dir, target: str, positive: str | None) -> None:
+    """Refuse an included run (e.g. VMTL) whose ``run.json`` records another positive class for
+    ``target``: its sensitivity and specificity would refer to the other class."""
+    path = Path(run_dir) / "run.json"
+    if positive is None or not path.is_file():
+        return
+    import json
+
+    recorded = (json.loads(path.read_text()).get("positive_class") or {}).get(target)
+    if recorded is not None and str(recorded) != positive:
+        raise ValueError(f"{path}: the included run took '{recorded}' as the positive class of '{target}', "
+                         f"this fit takes '{positive}'; re-run one of them with --positive so both agree")
+
+
 def read_included(run_dir, target: str, classes, plan: pd.DataFrame) -> pd.DataFrame:
     """OOF rows of another run (e.g. VMTL) for ``target``, after checking it used the same folds."""
     run_dir = Path(run_dir)
@@ -248,7 +266,7 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
         classes = sorted(np.unique(y))
         if len(classes) < 2:
             raise ValueError(f"target '{target}' has a single class ({classes[0]}); nothing to learn")
-        positive = positive_class(classes, y) if len(classes) == 2 else None
+        positive = binary_positive(classes, y, config.positive, target)
         sub_plan = plan[plan["case_id"].isin(set(frame.loc[has, "case_id"]))]
         oof, info, fails = cross_validate(
             X[has], y, frame.loc[has, "patient_id"], frame.loc[has, "case_id"], sub_plan, pipelines,
@@ -268,6 +286,7 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
                 oof = pd.concat([oof, nested_oof], ignore_index=True)
                 nested_picks.append(picks)
         for run_dir in config.include:
+            check_included_positive(run_dir, target, positive)
             oof = pd.concat([oof, read_included(run_dir, target, classes, sub_plan)], ignore_index=True)
         if not len(oof):
             raise RuntimeError(f"every pipeline failed for target '{target}': {fails[0]['error'] if fails else ''}")
@@ -300,6 +319,7 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
         "elapsed_s": round(time.time() - started, 1), "features_path": str(Path(features).resolve()),
         "features_hash": table_hash, "feature_columns": features_cols,
         "targets": {t: {k: v for k, v in m.items() if k != "model"} for t, m in models.items()},
+        "positive_class": {t: m["positive"] for t, m in models.items() if m["positive"] is not None},
         "n_splits": n_splits, "repeats": int(plan["repeat"].nunique()),
         "extraction": provenance, "failures": failures, "headline_metrics": HEADLINE,
         "prefilter": {"mode": config.prefilter, "active": use_prefilter, "auto_width": AUTO_WIDTH},

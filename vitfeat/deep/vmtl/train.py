@@ -411,6 +411,7 @@ def _train_vmtl(manifest, out_dir, folds_from, config, *, resume, progress, call
     run = {"kind": "vmtl", "variant": cfg.variant, "pipeline": cfg.pipeline_name, "target": cfg.target,
            "targets": targets, "target_classes": target_classes,
            "classes": classes, "positive": scores[cfg.target].get("_positive"),
+           "positive_class": {t: s["_positive"] for t, s in scores.items() if s.get("_positive")},
            "backbone": cfg.backbone, "weights": cfg.weights, "imgsz": cfg.imgsz,
            "normalisation": {"mean": list(mean), "std": list(std)}, "folds": fold_info,
            "n_cases": len(man.frame), "failed": [f[0] for f in failures],
