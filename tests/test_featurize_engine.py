@@ -25,13 +25,21 @@ SLOW_FAMILY = textwrap.dedent('''
     import time
     from vitfeat.featurize import register_family
 
-    @register_family("slow_probe", version="1", modalities=("clinical",))
-    def slow_probe(case):
+    @register_family("slow_probe", version="1", modalities=("clinical",), default=False,
+                     features={"mean": "mean grey level of the daylight photo"})
+    def slow_probe(case, modality):
         """Mean clinical grey level, slowly (tests interruption)."""
         time.sleep(0.15)
-        return {"clinical_slowprobe_mean": float(case.clinical.mean())}
+        return {"mean": float(case.clinical.mean())}
 ''')
-exec(SLOW_FAMILY)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slow_probe_family():
+    """Registered for this module's tests only, so that it leaks into no other test."""
+    exec(SLOW_FAMILY)
+    yield
+    _FAMILIES.pop("slow_probe", None)
 
 
 @pytest.fixture(scope="module")
