@@ -52,7 +52,7 @@ def main() -> None:
                                    weights=[0.7], seed=0, missing_rate=0.01)
         path = write_feature_table(table, Path(tmp) / "features.parquet")
         start, main_cpu = time.perf_counter(), time.process_time()
-        run = fit_run(path, Path(tmp) / "run", FitConfig(pipelines=[args.pipelines], folds=5, jobs=args.jobs,
+        run = fit_run(path, Path(tmp) / "run", FitConfig(pipelines=args.pipelines.split(","), folds=5, jobs=args.jobs,
                                                                 nested=args.nested, prefilter=args.prefilter),
                       progress=False)
         total = time.perf_counter() - start

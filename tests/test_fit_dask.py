@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("dask.distributed")
 
-from vitfeat.pipelines.folds import make_folds  # noqa: E402
+from vitfeat.evaluation.folds import make_folds  # noqa: E402
 from vitfeat.pipelines.cv import cross_validate  # noqa: E402
 
 
@@ -37,3 +37,18 @@ def test_unknown_backend_is_refused():
     X, y, ids, pids, plan = _tiny()
     with pytest.raises(ValueError, match="loky or dask"):
         cross_validate(X, y, pids, ids, plan, ["logreg"], progress=False, backend="spark")
+
+
+@pytest.mark.parametrize("backend", ["loky", "dask"])
+def test_custom_pipelines_reach_worker_processes(backend):
+    # worker processes start with an empty pipeline registry; a YAML `custom:` pipeline must still fit there
+    from vitfeat.pipelines import zoo
+
+    X, y, ids, pids, plan = _tiny()
+    zoo.add_custom_pipelines({"strong_lr": {"base": "logreg", "params": {"classifier__C": 5.0}}})
+    try:
+        oof, info, failures = cross_validate(X, y, pids, ids, plan, ["strong_lr"], n_jobs=2, progress=False,
+                                             backend=backend)
+    finally:
+        zoo._REGISTRY.pop("strong_lr", None)
+    assert not failures and set(oof["pipeline"]) == {"strong_lr"} and len(oof) == len(ids)

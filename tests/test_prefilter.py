@@ -7,7 +7,7 @@ import pytest
 
 from vitfeat.pipelines import zoo
 from vitfeat.pipelines.cv import cross_validate
-from vitfeat.pipelines.folds import make_folds
+from vitfeat.evaluation.folds import make_folds
 from vitfeat.pipelines.prefilter import AUTO_WIDTH, NearDuplicateFilter, prefilter_active
 
 

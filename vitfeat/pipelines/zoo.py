@@ -47,12 +47,12 @@ class Part:
 
 
 #: Histogram bins of the gradient-boosting models. Split search costs bins x features per node, and
-#: with a few hundred training rows 255 bins (the libraries' default) hold one or two rows each:
-#: 63 bins keep the same splits in practice (mean AUROC within 0.01 on 600 x 1,800, see
-#: docs/fit.md) at 2-5x less CPU per fit. 31 bins cost AUROC there.
+#: with a few hundred training rows 255 bins (the libraries' default) hold one or two rows each.
+#: Measured on 600 x 1,800 (docs/fit.md): 63 bins halve the CPU but moved lgbm+smote and hgb mean
+#: AUROC by 0.012-0.013; 127 bins kept every pipeline within 0.01 at ~1.5x less CPU per fit.
 #: VITFEAT_GBM_BINS=255 restores the earlier setting (benchmarks/bench_fit.py --compare-defaults);
 #: an environment variable because the fits run in fresh worker processes.
-GBM_BINS = int(os.environ.get("VITFEAT_GBM_BINS", "63"))
+GBM_BINS = int(os.environ.get("VITFEAT_GBM_BINS", "127"))
 
 
 def _lgbm(rs):
@@ -159,6 +159,17 @@ def register_pipeline(name: str, *, default: bool = False):
         return factory
 
     return wrap
+
+
+def registered_factories() -> dict:
+    """The user-registered factories, to hand to worker processes (they start with an empty registry)."""
+    return dict(_REGISTRY)
+
+
+def restore_registered(factories: dict) -> None:
+    """Register in this (worker) process the factories of :func:`registered_factories`."""
+    for name, factory in (factories or {}).items():
+        _REGISTRY.setdefault(name, factory)
 
 
 def available_pipelines() -> list[str]:
