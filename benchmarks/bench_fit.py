@@ -88,8 +88,9 @@ def compare(args) -> None:
               "--features", str(args.features), "--pipelines", args.pipelines] + (["--nested"] if args.nested else [])
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, env, prefilter in (("earlier settings (255 bins, no pre-filter)", {"VITFEAT_GBM_BINS": "255"}, "off"),
-                                      ("current settings", {}, args.prefilter)):
+        runs = (("earlier settings (255 bins, no pre-filter)", {"VITFEAT_GBM_BINS": "255"}, "off"),
+                ("current settings", {}, args.prefilter))
+        for label, env, prefilter in runs:
             print(f"== {label}", flush=True)
             out = Path(tmp) / f"{len(results)}.json"
             subprocess.run(common + ["--prefilter", prefilter, "--emit-json", str(out)], check=True,
