@@ -69,3 +69,18 @@ def test_an_included_run_must_use_the_same_positive_class(tmp_path):
     agreed = fit_run(table, tmp_path / "d", config, progress=False)
     assert json.loads((agreed / "run.json").read_text())["positive_class"] == {"label": "stable"}
     assert np.isfinite(json.loads((agreed / "run.json").read_text())["n_splits"])
+
+
+def test_cases_with_most_features_missing_are_listed_in_the_warnings(tmp_path):
+    frame = make_feature_table(60, 6, n_informative=2, cases_per_patient=1, seed=3,
+                               class_names=["non-stable", "stable"])
+    features = [c for c in frame.columns if c.startswith(("clinical_", "wood_"))]
+    frame.loc[[4, 9], features[:4]] = np.nan  # 4 of 6 features missing
+    frame.loc[[12], features[:3]] = np.nan  # exactly half: not flagged
+    table = write_feature_table(frame, tmp_path / "t.parquet")
+    run = fit_run(table, tmp_path / "run", FitConfig(pipelines=["logreg"], folds=3, n_boot=0), progress=False)
+    summary = json.loads((run / "data_summary.json").read_text())
+    ids = [str(frame.at[i, "case_id"]) for i in (4, 9)]
+    assert sorted(c["case_id"] for c in summary["cases_mostly_missing"]) == sorted(ids)
+    warning = next(w for w in summary["warnings"] if "more than half their features" in w)
+    assert all(f"{i} (67%)" in warning for i in ids) and str(frame.at[12, "case_id"]) not in warning

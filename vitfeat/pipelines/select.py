@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from vitfeat import __version__
+from vitfeat.atomic import write_text
 from vitfeat.pipelines import nested, zoo
 from vitfeat.pipelines.cv import cross_validate, feature_columns, fit_estimator
 from vitfeat.evaluation.folds import make_folds, read_folds, same_folds, write_folds
@@ -102,9 +103,20 @@ def summarize_data(frame: pd.DataFrame, features: list[str], targets: list[str],
         "features_with_missing": {c: float(v) for c, v in missing[missing > 0].sort_values(ascending=False)
                                   .head(30).items()},
         "constant_features": constant,
+        "cases_mostly_missing": mostly_missing_cases(frame, features),
         "modalities": sorted({c.split("_", 1)[0] for c in features}),
     }
     return summary
+
+
+def mostly_missing_cases(frame: pd.DataFrame, features: list[str]) -> list[dict]:
+    """Cases with more than half their features missing (e.g. no Wood's photo, a failed mask):
+    ``[{"case_id", "missing_fraction"}]``, worst first. Their predictions rest on imputed values."""
+    if not features:
+        return []
+    share = frame[features].isna().mean(axis=1)
+    worst = share[share > 0.5].sort_values(ascending=False, kind="stable")
+    return [{"case_id": str(frame.at[i, "case_id"]), "missing_fraction": round(float(v), 3)} for i, v in worst.items()]
 
 
 def warnings_for(summary: dict, n_splits: int, n_pipelines: int, failures: list,
@@ -130,6 +142,12 @@ def warnings_for(summary: dict, n_splits: int, n_pipelines: int, failures: list,
     if heavy:
         out.append(f"{len(heavy)} feature(s) are missing in more than 20 % of cases (imputed with the "
                    f"training-fold median), e.g. {', '.join(heavy[:5])}.")
+    sparse = summary.get("cases_mostly_missing") or []
+    if sparse:
+        listed = ", ".join(f"{c['case_id']} ({c['missing_fraction']:.0%})" for c in sparse[:10])
+        more = f" and {len(sparse) - 10} more (data_summary.json lists all)" if len(sparse) > 10 else ""
+        out.append(f"{len(sparse)} case(s) lack more than half their features, so their predictions rest mostly "
+                   f"on imputed values: {listed}{more}.")
     if summary["failed_cases"]:
         out.append(f"{len(summary['failed_cases'])} case(s) failed feature extraction and were left out.")
     if summary["n_patients"] < summary["n_cases"]:
@@ -252,7 +270,7 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
     config_dict = asdict(config)
     config_dict["pipelines_expanded"] = pipelines
     config_dict["features"] = str(Path(features).resolve())
-    (out / "config.yaml").write_text(yaml.safe_dump(config_dict, sort_keys=False))
+    write_text(out / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
 
     from vitfeat.dataset import file_hash
 
