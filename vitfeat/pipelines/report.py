@@ -23,12 +23,15 @@ from sklearn.metrics import (  # noqa: E402
     RocCurveDisplay,
 )
 
+from vitfeat.evaluation.calibration import CALIBRATION  # noqa: E402
 from vitfeat.evaluation.metrics import HEADLINE  # noqa: E402
 from vitfeat.pipelines.nested import NAME as NESTED  # noqa: E402
 
 TOP_CURVES = 5
 METRIC_LABELS = {"balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1", "auroc": "AUROC",
-                 "pr_auc": "PR-AUC", "sensitivity": "Sensitivity", "specificity": "Specificity"}
+                 "pr_auc": "PR-AUC", "sensitivity": "Sensitivity", "specificity": "Specificity",
+                 "brier": "Brier score", "log_loss": "Log loss", "ece": "ECE (10 bins)",
+                 "calibration_slope": "Calibration slope", "calibration_intercept": "Calibration intercept"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1280px;margin:2em auto;padding:0 1em;
@@ -83,6 +86,24 @@ def _leaderboard_table(board: pd.DataFrame, classes) -> tuple[str, str]:
         body += f"<tr{' class=best' if i == 0 else ''}>" + "".join(f"<td>{c}</td>" for c in html_cells) + "</tr>"
         md += "| " + " | ".join(md_cells) + " |\n"
     return f"<div class=scroll><table><tr>{head}</tr>{body}</table></div>", md_head + md
+
+
+def _calibration_table(board: pd.DataFrame) -> tuple[str, str]:
+    """Brier, log loss, ECE and calibration slope/intercept per pipeline (columns absent in runs
+    made before they were scored are left out)."""
+    metrics = [m for m in CALIBRATION if f"{m}_mean" in board.columns]
+    if not metrics:
+        return "", ""
+    head = "<th>Rank</th><th>Pipeline</th>" + "".join(f"<th>{METRIC_LABELS[m]}</th>" for m in metrics)
+    md = ("| Rank | Pipeline | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |\n|"
+          + "---|" * (len(metrics) + 2) + "\n")
+    body = ""
+    for row in board.to_dict("records"):
+        cells = [str(row["rank"]), html.escape(str(row["pipeline"]))]
+        html_cells = cells + [_fmt(row, m, html_cell=True) for m in metrics]
+        body += "<tr>" + "".join(f"<td>{c}</td>" for c in html_cells) + "</tr>"
+        md += "| " + " | ".join(cells + [_fmt(row, m) for m in metrics]) + " |\n"
+    return f"<div class=scroll><table><tr>{head}</tr>{body}</table></div>", md
 
 
 def _class_balance_figure(summary: dict) -> str:
@@ -251,6 +272,15 @@ def write_report(run_dir) -> tuple[Path, Path]:
         parts.append("<h3>Calibration</h3><p class=note>Points on the diagonal mean a predicted 70 % "
                      "happens 70 % of the time.</p>")
         parts.append(_img(_calibration(toof, tboard, classes, positive), f"calibration {target}"))
+        cal_html, cal_md = _calibration_table(tboard)
+        if cal_html:
+            parts.append("<p class=note>Brier score and log loss: lower is better (they mix discrimination "
+                         "and calibration). ECE: mean gap between predicted and observed rate over 10 "
+                         "equal-width bins. Calibration slope/intercept: logistic regression of the outcome on "
+                         "logit(p); 1 and 0 are perfect, a slope below 1 means predictions too extreme.</p>"
+                         + cal_html)
+            md.append("### Calibration\n\nOut of fold; lower Brier/log loss/ECE is better; slope 1 and "
+                      "intercept 0 are perfect.\n\n" + cal_md)
         parts.append("<h3>Fold spread</h3>")
         parts.append(_img(_fold_spread(tfolds, tboard), f"fold spread {target}"))
         parts.append("<h3>What drives the prediction</h3>")
