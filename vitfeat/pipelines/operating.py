@@ -1,0 +1,91 @@
+"""Operating points: a decision threshold on the positive-class probability, chosen inside the
+training data only.
+
+``fit --operating-point`` rules: ``sensitivity=0.90`` (the highest threshold whose sensitivity is at
+least 0.90), ``specificity=0.90`` (the lowest threshold whose specificity is at least 0.90) or
+``youden`` (the threshold maximising sensitivity + specificity - 1). The threshold for an outer
+test fold is read off *inner* out-of-fold probabilities of that fold's training part (inner folds
+grouped by patient), so the test fold never takes part in choosing it (tests/test_operating.py
+changes a test fold and shows the threshold does not move).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.metrics import roc_curve
+from sklearn.model_selection import StratifiedGroupKFold
+
+
+def parse_rule(text: str) -> tuple[str, float | None]:
+    """``"sensitivity=0.90"`` -> ``("sensitivity", 0.9)``; ``"youden"`` -> ``("youden", None)``."""
+    name, _, value = str(text).strip().lower().partition("=")
+    if name == "youden" and not value:
+        return "youden", None
+    if name in ("sensitivity", "specificity") and value:
+        target = float(value)
+        if not 0 < target < 1:
+            raise ValueError(f"operating point {text!r}: the target must lie strictly between 0 and 1")
+        return name, target
+    raise ValueError(f"operating point {text!r}: use sensitivity=0.90, specificity=0.90 or youden")
+
+
+def threshold_from_scores(y_positive: np.ndarray, score: np.ndarray, rule: str) -> float:
+    """The threshold (predict positive when ``score >= threshold``) that meets ``rule`` on these
+    scores, from the points of :func:`sklearn.metrics.roc_curve`."""
+    name, target = parse_rule(rule)
+    y_positive = np.asarray(y_positive).astype(int)
+    if y_positive.min() == y_positive.max():
+        raise ValueError("choosing an operating point needs both classes in the training part")
+    fpr, tpr, thresholds = roc_curve(y_positive, score, drop_intermediate=False)
+    thresholds = np.minimum(thresholds, 1.0)  # roc_curve's first threshold is +inf (nothing positive)
+    if name == "youden":
+        return float(thresholds[int(np.argmax(tpr - fpr))])
+    if name == "sensitivity":
+        return float(thresholds[int(np.flatnonzero(tpr >= target - 1e-12)[0])])
+    return float(thresholds[int(np.flatnonzero(1 - fpr >= target - 1e-12)[-1])])
+
+
+def choose_threshold(estimator, X, y, groups, positive: str, rule: str, *, n_splits: int = 3,
+                     seed: int = 0) -> float:
+    """Threshold for ``rule`` from patient-grouped inner out-of-fold probabilities of ``estimator``
+    fitted on (``X``, ``y``) only — call it with a training part, never with the test fold."""
+    X, y, groups = np.asarray(X), np.asarray(y).astype(str), np.asarray(groups)
+    score = np.full(len(y), np.nan)
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for train, test in splitter.split(X, y, groups):
+        model = clone(estimator).fit(X[train], y[train])
+        pos = list(model.classes_).index(positive)
+        score[test] = model.predict_proba(X[test])[:, pos]
+    return threshold_from_scores(y == positive, score, rule)
+
+
+def operating_metrics(y_true, score, threshold: float, positive: str) -> dict[str, float]:
+    """Sensitivity, specificity, PPV and NPV of ``score >= threshold`` (NaN where undefined)."""
+    truth = np.asarray(y_true).astype(str) == positive
+    called = np.asarray(score) >= threshold
+    tp, fp = np.sum(truth & called), np.sum(~truth & called)
+    fn, tn = np.sum(truth & ~called), np.sum(~truth & ~called)
+
+    def ratio(a, b):
+        return float(a / (a + b)) if a + b else np.nan
+
+    return {"sensitivity": ratio(tp, fn), "specificity": ratio(tn, fp), "ppv": ratio(tp, fp),
+            "npv": ratio(tn, fn), "threshold": float(threshold)}
+
+
+def out_of_fold_operating_point(estimator, X, y, groups, positive: str, rule: str, outer_splits,
+                                *, inner_splits: int = 3, seed: int = 0):
+    """For each outer (train, test) split: threshold chosen on the training part by
+    :func:`choose_threshold`, model refitted on the training part, test fold scored. Returns
+    ``(thresholds per fold, out-of-fold score, out-of-fold positive call)``."""
+    X, y, groups = np.asarray(X), np.asarray(y).astype(str), np.asarray(groups)
+    score, called, thresholds = np.full(len(y), np.nan), np.zeros(len(y), bool), []
+    for train, test in outer_splits:
+        threshold = choose_threshold(estimator, X[train], y[train], groups[train], positive, rule,
+                                     n_splits=inner_splits, seed=seed)
+        model = clone(estimator).fit(X[train], y[train])
+        score[test] = model.predict_proba(X[test])[:, list(model.classes_).index(positive)]
+        called[test] = score[test] >= threshold
+        thresholds.append(threshold)
+    return thresholds, score, called
