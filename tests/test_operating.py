@@ -77,3 +77,33 @@ def test_out_of_fold_sensitivity_near_target():
     youden_sens = np.mean(out_of_fold_operating_point(LogisticRegression(), X, y, groups, POS, "youden",
                                                       splits)[2][y == POS])
     assert youden_sens < sens  # asking for 90 % sensitivity moves the threshold down
+
+
+def test_grouped_calibration_folds_keep_patients_apart_and_improve_calibration():
+    from sklearn.svm import SVC
+
+    from vitfeat.evaluation.calibration import ece
+    from vitfeat.pipelines.operating import GroupedCalibratedClassifier
+
+    X, y, groups = _data(n=400, seed=2)
+    train, test = np.arange(300), np.arange(300, 400)
+    # a deliberately over-confident model: naive Bayes on ten copies of each feature counts the same
+    # evidence ten times
+    from sklearn.naive_bayes import GaussianNB
+
+    X10 = np.repeat(X, 10, axis=1)
+    raw = GaussianNB().fit(X10[train], y[train])
+    model = GroupedCalibratedClassifier(GaussianNB(), method="sigmoid").fit(X10[train], y[train],
+                                                                            groups=groups[train])
+    for inner_train, inner_test in model.splits_:
+        assert not set(groups[train][inner_train]) & set(groups[train][inner_test])
+    classes = list(model.classes_)
+    raw_ece = ece(y[test], raw.predict_proba(X10[test]), classes, POS)
+    cal_ece = ece(y[test], model.predict_proba(X10[test]), classes, POS)
+    assert cal_ece < 0.5 * raw_ece
+    # the SVM gets its probabilities from the grouped calibrator, not SVC's own ungrouped Platt CV
+    svm = GroupedCalibratedClassifier(SVC(), method="isotonic").fit(X[train], y[train], groups=groups[train])
+    proba = svm.predict_proba(X[test])
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    with pytest.raises(ValueError, match="sigmoid or isotonic"):
+        GroupedCalibratedClassifier(SVC(), method="beta").fit(X[train], y[train], groups=groups[train])

@@ -11,8 +11,11 @@ changes a test fold and shows the threshold does not move).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import roc_curve
 from sklearn.model_selection import StratifiedGroupKFold
 
@@ -89,3 +92,44 @@ def out_of_fold_operating_point(estimator, X, y, groups, positive: str, rule: st
         called[test] = score[test] >= threshold
         thresholds.append(threshold)
     return thresholds, score, called
+
+
+class GroupedCalibratedClassifier(ClassifierMixin, BaseEstimator):
+    """scikit-learn's :class:`~sklearn.calibration.CalibratedClassifierCV` with its internal folds
+    grouped by patient (``fit --calibrate sigmoid|isotonic``).
+
+    ``fit(X, y, groups=...)`` builds :class:`~sklearn.model_selection.StratifiedGroupKFold` splits of
+    the data it is given (a training part) and hands them to ``CalibratedClassifierCV`` as an explicit
+    ``cv`` list, so no calibrator is fitted on a case whose patient was in its model's training
+    data. Without ``groups`` each case counts as its own patient, with a warning.
+    """
+
+    def __init__(self, estimator, method: str = "sigmoid", n_splits: int = 3, seed: int = 0):
+        self.estimator = estimator
+        self.method = method
+        self.n_splits = n_splits
+        self.seed = seed
+
+    def fit(self, X, y, groups=None):
+        """Fit the calibrated ensemble on (``X``, ``y``); ``groups`` are patient ids."""
+        if self.method not in ("sigmoid", "isotonic"):
+            raise ValueError(f"--calibrate {self.method!r}: use sigmoid or isotonic")
+        y = np.asarray(y)
+        if groups is None:
+            warnings.warn("calibration folds without patient ids: each case treated as its own patient",
+                          stacklevel=2)
+            groups = np.arange(len(y))
+        splitter = StratifiedGroupKFold(n_splits=self.n_splits, shuffle=True, random_state=self.seed)
+        self.splits_ = list(splitter.split(X, y, np.asarray(groups)))
+        self.calibrated_ = CalibratedClassifierCV(clone(self.estimator), method=self.method,
+                                                  cv=self.splits_).fit(X, y)
+        self.classes_ = self.calibrated_.classes_
+        return self
+
+    def predict_proba(self, X):
+        """Calibrated class probabilities (mean over the fold calibrators)."""
+        return self.calibrated_.predict_proba(X)
+
+    def predict(self, X):
+        """Most probable class."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
