@@ -77,26 +77,41 @@ def test_predict_names_missing_and_extra_columns(run, tmp_path):
     assert len(predict_run(run["dir"], extra, allow_extra=True)) == len(table)
 
 
-def test_predict_from_a_manifest_extracts_with_the_recorded_config(run, tmp_path, monkeypatch):
-    import vitfeat.featurize as featurize
-    from PIL import Image
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_predict_from_a_manifest_extracts_with_the_recorded_settings(synth_small, tmp_path, fmt):
+    """extract with non-default settings -> fit -> predict from the manifest: the new cases get the
+    columns the model was trained on (a CSV table's settings come from its provenance sidecar)."""
+    from vitfeat.cli.main import main
 
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
-    pd.DataFrame({"case_id": ["C00000", "C00001"], "clinical": ["a.png", "a.png"],
-                  "clinical_mask": ["", ""]}).to_csv(tmp_path / "m.csv", index=False)
-    calls = []
+    table = tmp_path / f"features.{fmt}"
+    assert main(["extract", str(synth_small), "-o", str(table), "--format", fmt, "--families", "shape",
+                 "--max-side", "100", "--jobs", "1"]) == 0
+    assert main(["fit", str(table), "-o", str(tmp_path / "run"), "--pipelines", "logreg", "--folds", "3",
+                 "--n-boot", "0"]) == 0
+    trained = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert trained["extraction"]["max_side"] == 100 and list(trained["extraction"]["families"]) == ["shape"]
+    out = predict_run(tmp_path / "run", synth_small, tmp_path / "pred.csv")
+    manifest = pd.read_csv(synth_small)
+    assert list(out["case_id"]) == list(manifest["case_id"].astype(str))
+    ok = out["error"].fillna("").eq("")
+    assert ok.all()
+    direct = predict_run(tmp_path / "run", table)  # the same settings give the training table's features
+    proba = [c for c in out.columns if c.startswith("label_proba_")]
+    np.testing.assert_allclose(out[proba].to_numpy(float), direct[proba].to_numpy(float), atol=1e-9)
 
-    def fake_extract(manifest, output=None, *, families=None, masks="given", jobs=1, family_config=None,
-                     max_side=None):
-        calls.append({"manifest": str(manifest), "masks": masks, "families": families, "config": family_config,
-                      "max_side": max_side})
-        return write_feature_table(run["table"].iloc[:2].drop(columns=["label"]), output)
 
-    monkeypatch.setattr(featurize, "extract", fake_extract, raising=False)
-    out = predict_run(run["dir"], tmp_path / "m.csv", tmp_path / "pred.csv")
-    assert calls == [{"manifest": str(tmp_path / "m.csv"), "masks": "auto", "families": ["testfam"],
-                      "config": {"testfam": {"band_px": 16.0}}, "max_side": 256}]
-    assert list(out["case_id"]) == ["C00000", "C00001"]
+def test_an_unknown_run_kind_names_the_registered_ones(run, tmp_path):
+    from vitfeat.pipelines.run_kinds import RUN_KINDS
+
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "run.json").write_text(json.dumps({"kind": "hologram"}))
+    with pytest.raises(ValueError, match="unknown run kind 'hologram'.*sklearn.*vmtl"):
+        predict_run(odd, run["features"])
+    seen = []
+    with RUN_KINDS.temporarily("hologram", lambda *a, **k: seen.append(a) or pd.DataFrame()):
+        predict_run(odd, run["features"])
+    assert seen and "hologram" not in RUN_KINDS
 
 
 def test_predict_refuses_a_family_whose_code_version_changed(run, tmp_path):

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from vitfeat.atomic import atomic_path, write_text
+from vitfeat.atomic import write_csv as atomic_write_csv
+
 PROVENANCE_KEY = b"vitfeat"
 FORMATS = ("parquet", "csv")
-
-
 
 
 def assemble(manifest, results: list[dict], specs: list[tuple]) -> pd.DataFrame:
@@ -37,11 +37,26 @@ def assemble(manifest, results: list[dict], specs: list[tuple]) -> pd.DataFrame:
 
 
 def write_features(frame: pd.DataFrame, path, provenance: dict, fmt: str = "parquet") -> Path:
-    """Write a feature table atomically; provenance goes into the Parquet schema metadata under
-    ``vitfeat`` (for CSV into ``<path>.provenance.json`` beside it)."""
+    """Write a feature table atomically (through :mod:`vitfeat.atomic`) with its provenance.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table.
+    path : path-like
+        Where to write it.
+    provenance : dict
+        How it was extracted (families, versions, settings, ``max_side``, masks): stored in the Parquet
+        schema metadata under ``vitfeat``, or for CSV in the sidecar ``<path>.provenance.json``.
+    fmt : {"parquet", "csv"}
+        File format.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     blob = json.dumps(provenance, sort_keys=True, default=str)
     if fmt == "parquet":
         import pyarrow as pa
@@ -49,28 +64,66 @@ def write_features(frame: pd.DataFrame, path, provenance: dict, fmt: str = "parq
 
         table = pa.Table.from_pandas(frame, preserve_index=False)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), PROVENANCE_KEY: blob.encode()})
-        pq.write_table(table, tmp)
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
     elif fmt == "csv":
-        frame.to_csv(tmp, index=False)
-        side = path.with_name(path.name + ".provenance.json")
-        side_tmp = side.with_name(f".{side.name}.tmp")
-        side_tmp.write_text(blob)
-        os.replace(side_tmp, side)
+        write_text(provenance_sidecar(path), blob)  # first: a table never appears without its settings
+        atomic_write_csv(path, frame)
     else:
         raise ValueError(f"unknown format '{fmt}' (use {' or '.join(FORMATS)})")
-    os.replace(tmp, path)
     return path
 
 
-def read_features(path) -> tuple[pd.DataFrame, dict]:
-    """Read a feature table and its provenance (empty dict when there is none)."""
+def provenance_sidecar(path) -> Path:
+    """The JSON file beside a CSV feature table that holds its provenance."""
     path = Path(path)
-    if path.suffix.lower() == ".csv":
-        side = path.with_name(path.name + ".provenance.json")
-        prov = json.loads(side.read_text()) if side.is_file() else {}
-        return pd.read_csv(path, dtype={"case_id": str, "patient_id": str, "error": str}), prov
-    import pyarrow.parquet as pq
+    return path.with_name(path.name + ".provenance.json")
 
-    table = pq.read_table(path)
-    meta = (table.schema.metadata or {}).get(PROVENANCE_KEY)
-    return table.to_pandas(), json.loads(meta) if meta else {}
+
+def read_feature_table(path) -> tuple[pd.DataFrame, dict]:
+    """Read a feature table (Parquet or CSV) and its provenance: the one reader of vitfeat.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.parquet``/``.pq`` or ``.csv`` table written by ``extract`` (or by hand).
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        The table, ``case_id`` and ``patient_id`` as strings (``patient_id`` defaults to ``case_id``).
+    provenance : dict
+        The Parquet metadata under ``vitfeat`` or the CSV's sidecar; empty when there is none.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        A missing file, another suffix, or no ``case_id`` column (named with the path).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: feature table not found")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        meta = (table.schema.metadata or {}).get(PROVENANCE_KEY)
+        frame, provenance = table.to_pandas(), json.loads(meta) if meta else {}
+    elif suffix == ".csv":
+        side = provenance_sidecar(path)
+        provenance = json.loads(side.read_text()) if side.is_file() else {}
+        frame = pd.read_csv(path, dtype={"case_id": str, "patient_id": str, "error": str})
+    else:
+        raise ValueError(f"{path}: feature tables are .parquet (or .csv), not '{path.suffix}'")
+    if "case_id" not in frame.columns:
+        raise ValueError(f"{path}: feature table has no 'case_id' column")
+    frame["case_id"] = frame["case_id"].astype(str)
+    if "patient_id" not in frame.columns:
+        frame["patient_id"] = frame["case_id"]
+    frame["patient_id"] = frame["patient_id"].fillna(frame["case_id"]).astype(str)
+    return frame, provenance
+
+
+#: The engine's historical name for :func:`read_feature_table`.
+read_features = read_feature_table

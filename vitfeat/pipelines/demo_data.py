@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from sklearn.datasets import make_classification
+
+from vitfeat.featurize.table import write_features
 
 FAMILY_NAMES = [("pair", "area", "wood_area_ratio"), ("wood", "border", "sharpness"), ("clinical", "border", "sharpness"),
                 ("wood", "satellites", "count"), ("clinical", "color", "L_mean"), ("wood", "intensity", "uniformity"),
@@ -50,9 +49,6 @@ def make_feature_table(n_cases: int = 200, n_features: int = 20, *, n_informativ
 
 
 def write_feature_table(frame: pd.DataFrame, path, provenance: dict | None = None) -> Path:
-    path = Path(path)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    meta[b"vitfeat"] = json.dumps(provenance or {"vitfeat_version": "synthetic", "families": {}}).encode()
-    pq.write_table(table.replace_schema_metadata(meta), path)
-    return path
+    """Write a synthetic table with vitfeat's one writer (Parquet, or CSV + sidecar by suffix)."""
+    fmt = "csv" if Path(path).suffix.lower() == ".csv" else "parquet"
+    return write_features(frame, path, provenance or {"vitfeat_version": "synthetic", "families": {}}, fmt)

@@ -1,4 +1,4 @@
-"""Reading feature tables and saving/loading fitted models with skops (never pickle).
+"""Saving/loading fitted models with skops (never pickle).
 
 A model file is a skops dump of a plain dict::
 
@@ -11,43 +11,17 @@ vitfeat builds models with; anything else is refused with the list of offending 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from vitfeat import atomic
 from vitfeat.atomic import atomic_path
+from vitfeat.featurize.table import read_feature_table  # noqa: F401  (the one reader; callers import it here)
 
 MODEL_FORMAT = "vitfeat-model/1"
-PROVENANCE_KEY = b"vitfeat"
 TRUSTED_MODULE_ROOTS = ("sklearn", "imblearn", "lightgbm", "xgboost", "numpy", "scipy", "collections",
                         "builtins", "vitfeat")
-
-
-def read_feature_table(path) -> tuple[pd.DataFrame, dict]:
-    """Return ``(frame, provenance)``; provenance is the JSON under the Parquet metadata key
-    ``vitfeat`` (empty for CSV tables or tables written by other tools)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: feature table not found")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        table = pq.read_table(path)
-        meta = table.schema.metadata or {}
-        provenance = json.loads(meta[PROVENANCE_KEY]) if PROVENANCE_KEY in meta else {}
-        frame = table.to_pandas()
-    elif path.suffix.lower() == ".csv":
-        frame, provenance = pd.read_csv(path, dtype={"case_id": str, "patient_id": str}), {}
-    else:
-        raise ValueError(f"{path}: feature tables are .parquet (or .csv), not '{path.suffix}'")
-    if "case_id" not in frame.columns:
-        raise ValueError(f"{path}: feature table has no 'case_id' column")
-    frame["case_id"] = frame["case_id"].astype(str)
-    if "patient_id" not in frame.columns:
-        frame["patient_id"] = frame["case_id"]
-    frame["patient_id"] = frame["patient_id"].fillna(frame["case_id"]).astype(str)
-    return frame, provenance
 
 
 def save_model(bundle: dict, path) -> Path:

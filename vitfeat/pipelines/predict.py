@@ -3,7 +3,6 @@ with the run's recorded extraction configuration."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 from pathlib import Path
@@ -14,6 +13,7 @@ import pandas as pd
 from vitfeat.dataset import PATH_COLUMNS
 from vitfeat.pipelines.cv import MODALITY_PREFIXES
 from vitfeat.pipelines.persist import load_model, read_feature_table, write_csv
+from vitfeat.pipelines.run_kinds import RUN_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,8 @@ def extract_like_run(manifest_path, extraction: dict, out_path, *, jobs: int = 1
     from vitfeat.dataset import load_manifest
 
     load_manifest(manifest_path, require_targets=False)  # every manifest problem at once, before work
-    try:
-        from vitfeat.featurize import extract
-    except ImportError as exc:
-        raise RuntimeError(f"feature extraction is unavailable in this installation ({exc})") from None
+    from vitfeat.featurize import extract
+
     recorded = extraction.get("families") or {}
     kwargs = {"masks": extraction.get("masks", "given"), "jobs": jobs, "max_side": extraction.get("max_side")}
     if recorded:
@@ -56,13 +54,9 @@ def extract_like_run(manifest_path, extraction: dict, out_path, *, jobs: int = 1
         kwargs["family_config"] = {name: dict(entry.get("config") or {}) for name, entry in recorded.items()
                                    if isinstance(entry, dict)}
     _check_family_versions(recorded)  # before extracting: a mismatch would waste the whole run
-    accepted = inspect.signature(extract).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
     result = extract(manifest_path, out_path, **kwargs)
-    _check_family_versions(recorded, getattr(result, "provenance", None))
-    path = getattr(result, "path", None) or (result if isinstance(result, (str, Path)) else out_path)
-    return Path(path)
+    _check_family_versions(recorded, result.provenance)
+    return Path(result.path or out_path)
 
 
 def _check_family_versions(recorded: dict, provenance: dict | None = None) -> None:
@@ -109,13 +103,20 @@ def predict_run(run_dir, input_path, out_path=None, *, allow_extra: bool = False
     meta_path = run / "run.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{run}: not a run directory (no run.json)")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("kind") == "vmtl":
-        from vitfeat.deep.vmtl import predict_run as vmtl_predict
+    kind = json.loads(meta_path.read_text()).get("kind")
+    try:
+        predictor = RUN_KINDS.get(str(kind))
+    except KeyError as exc:
+        raise ValueError(f"{meta_path}: {exc}") from None
+    return predictor(run, input_path, out_path, allow_extra=allow_extra, explain=explain)
 
-        return vmtl_predict(run, input_path, out_path)
-    if meta.get("kind") != "sklearn":
-        raise ValueError(f"{meta_path}: unknown run kind '{meta.get('kind')}'")
+
+@RUN_KINDS.register("sklearn")
+def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool = False,
+                        explain: bool = False) -> pd.DataFrame:
+    """Predict with a run written by ``fit`` (``run.json`` kind ``sklearn``); see :func:`predict_run`."""
+    run, input_path = Path(run_dir), Path(input_path)
+    meta = json.loads((run / "run.json").read_text())
     if not input_path.is_file():
         raise FileNotFoundError(f"{input_path}: input not found")
 
