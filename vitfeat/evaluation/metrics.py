@@ -23,6 +23,7 @@ from sklearn.metrics import (
 )
 from sklearn.preprocessing import label_binarize
 
+from vitfeat.evaluation.calibration import CALIBRATION, calibration_metrics  # noqa: F401
 from vitfeat.evaluation.positive import POSITIVE_NAMES, positive_class  # noqa: F401  (re-exported)
 
 HEADLINE = ["balanced_accuracy", "macro_f1", "auroc", "pr_auc", "sensitivity", "specificity"]
@@ -65,6 +66,7 @@ def _metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray, classes:
         out["sensitivity"], out["specificity"] = recall[pos], spec[pos]
     else:
         out["sensitivity"], out["specificity"] = np.nanmean(recall), np.nanmean(spec)
+    out.update(calibration_metrics(y_true, proba, classes, positive))
     per_class = f1_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
     for c, f in zip(classes, per_class):
         out[f"f1_{c}"] = f
@@ -123,6 +125,7 @@ def fast_metrics(y_true, y_pred, proba, classes, positive) -> dict[str, float]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             out["sensitivity"], out["specificity"] = float(np.nanmean(recall)), float(np.nanmean(spec))
+    out.update(calibration_metrics(y_true, proba, classes, positive))
     for c, f in zip(classes, f1):
         out[f"f1_{c}"] = float(f)
     return out
