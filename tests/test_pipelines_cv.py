@@ -218,16 +218,38 @@ def test_fast_bootstrap_metrics_equal_scikit_learn(n_classes):
         assert fast[key] == pytest.approx(ref[key], abs=1e-9), key
 
 
-def test_interrupted_run_resumes_from_finished_fits(tables, monkeypatch):
-    import vitfeat.pipelines.cv as cv_module
+def test_fit_killed_mid_cv_resumes_and_equals_an_uninterrupted_run(tables, tmp_path):
+    """A real ``vitfeat fit`` child is SIGKILLed once some fold results are cached; the resumed run
+    keeps those results (files untouched) and its OOF predictions equal an uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
 
-    config = FitConfig(pipelines=["logreg", "lgbm"], folds=3, n_boot=0)
-    first = fit_run(tables["two"], tables["root"] / "resume", config, progress=False)
-    board = pd.read_csv(first / "leaderboard.csv")
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    args = ["fit", str(tables["two"]), "--pipelines", "rf,et,logreg", "--folds", "5", "--no-nested",
+            "--n-boot", "0", "--jobs", "1"]
+    code = f"from vitfeat.cli.main import main; raise SystemExit(main({args + ['-o', str(killed)]!r}))"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    child = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    cache = killed / ".cv_cache"
+    deadline = time.time() + 120
+    while time.time() < deadline and child.poll() is None and len(list(cache.glob("*.npz"))) < 2:
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    done_before = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npz")}
+    assert child.returncode == -signal.SIGKILL
+    assert 2 <= len(done_before) < 15 and not (killed / "leaderboard.csv").exists()  # killed mid-CV
 
-    def must_not_run(*args, **kwargs):
-        raise AssertionError("a finished fit was recomputed")
-
-    monkeypatch.setattr(cv_module, "_run_task", must_not_run)
-    again = fit_run(tables["two"], tables["root"] / "resume", config, progress=False)
-    pd.testing.assert_frame_equal(pd.read_csv(again / "leaderboard.csv"), board)
+    config = FitConfig(pipelines=["rf", "et", "logreg"], folds=5, nested=False, n_boot=0)
+    fit_run(tables["two"], killed, config, progress=False)
+    fit_run(tables["two"], clean, config, progress=False)
+    assert done_before == {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npz")
+                                                      if p.name in done_before}  # reused, not recomputed
+    assert len(list(cache.glob("*.npz"))) == 15
+    pd.testing.assert_frame_equal(pd.read_csv(killed / "oof_predictions.csv"), pd.read_csv(clean / "oof_predictions.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(killed / "leaderboard.csv").drop(columns=["fit_time_mean", "fit_time_sd"]),
+                                  pd.read_csv(clean / "leaderboard.csv").drop(columns=["fit_time_mean", "fit_time_sd"]))
