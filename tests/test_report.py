@@ -25,4 +25,6 @@ def test_report_shows_calibration_scores_that_match_the_oof_predictions(tmp_path
     for label in ("Brier score", "Log loss", "ECE (10 bins)", "Calibration slope", "Calibration intercept"):
         assert label in page
     assert f"{row['brier_mean']:.3f}" in page
-    assert "### Calibration" in (run / "report.md").read_text()
+    md = (run / "report.md").read_text()
+    assert "### Calibration" in md
+    assert "Decision curves" in page and "| treat all |" in md

@@ -24,6 +24,7 @@ from sklearn.metrics import (  # noqa: E402
 )
 
 from vitfeat.evaluation.calibration import CALIBRATION  # noqa: E402
+from vitfeat.evaluation.decision import decision_curve  # noqa: E402
 from vitfeat.evaluation.metrics import HEADLINE  # noqa: E402
 from vitfeat.pipelines.nested import NAME as NESTED  # noqa: E402
 
@@ -176,6 +177,36 @@ def _calibration(oof: pd.DataFrame, board: pd.DataFrame, classes, positive) -> s
     return _fig_to_data_uri(fig)
 
 
+def _decision_curves(oof: pd.DataFrame, board: pd.DataFrame, positive) -> tuple[str, str]:
+    """Net benefit of the top three pipelines (first repeat, patient-bootstrap bands) beside
+    treat-all and treat-none: figure and a markdown/HTML table at a few thresholds."""
+    first = oof[oof["repeat"] == oof["repeat"].min()]
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    shown = [0.1, 0.2, 0.3, 0.5, 0.7]
+    table, curve = {}, None
+    for name in list(board["pipeline"][:3]):
+        part = first[first["pipeline"] == name]
+        curve = decision_curve(part["y_true"] == positive, part[f"proba_{positive}"], part["patient_id"], n_boot=100)
+        ax.plot(curve["threshold"], curve["net_benefit"], label=name)
+        ax.fill_between(curve["threshold"], curve["nb_low"], curve["nb_high"], alpha=0.15)
+        table[name] = curve.set_index("threshold").loc[shown, "net_benefit"]
+    ax.plot(curve["threshold"], curve["treat_all"], color="grey", ls="--", label="treat all")
+    ax.axhline(0, color="black", lw=0.8, label="treat none")
+    table["treat all"] = curve.set_index("threshold").loc[shown, "treat_all"]
+    prevalence = float(np.mean(first["y_true"] == positive))
+    ax.set_ylim(-0.05, max(0.05, prevalence * 1.15))
+    ax.set_xlabel(f"threshold probability of '{positive}'")
+    ax.set_ylabel("net benefit")
+    ax.set_title("Decision curves (band: 95 % patient bootstrap)")
+    ax.legend(fontsize=7)
+    head = "<tr><th>Strategy</th>" + "".join(f"<th>t = {t:.1f}</th>" for t in shown) + "</tr>"
+    body = "".join(f"<tr><td>{html.escape(k)}</td>" + "".join(f"<td>{v:.3f}</td>" for v in col) + "</tr>"
+                   for k, col in table.items())
+    md = ("| strategy | " + " | ".join(f"t = {t:.1f}" for t in shown) + " |\n|" + "---|" * (len(shown) + 1) + "\n"
+          + "".join(f"| {k} | " + " | ".join(f"{v:.3f}" for v in col) + " |\n" for k, col in table.items()))
+    return _img(_fig_to_data_uri(fig), "decision curves") + f"<table>{head}{body}</table>", md
+
+
 def _fold_spread(fold_scores: pd.DataFrame, board: pd.DataFrame) -> str:
     order = list(board["pipeline"])[::-1]
     data = [fold_scores.loc[fold_scores["pipeline"] == n, "balanced_accuracy"].dropna().to_numpy() for n in order]
@@ -281,6 +312,12 @@ def write_report(run_dir) -> tuple[Path, Path]:
                          + cal_html)
             md.append("### Calibration\n\nOut of fold; lower Brier/log loss/ECE is better; slope 1 and "
                       "intercept 0 are perfect.\n\n" + cal_md)
+        if len(classes) == 2 and positive:
+            dca_html, dca_md = _decision_curves(toof, tboard, positive)
+            parts.append("<h3>Decision curves</h3><p class=note>Net benefit of treating the cases the model "
+                         "calls positive at each threshold probability, against treating everyone or no one "
+                         "(Vickers &amp; Elkin 2006). A model helps where its curve lies above both.</p>" + dca_html)
+            md.append("### Decision curves (net benefit, first repeat)\n\n" + dca_md)
         parts.append("<h3>Fold spread</h3>")
         parts.append(_img(_fold_spread(tfolds, tboard), f"fold spread {target}"))
         parts.append("<h3>What drives the prediction</h3>")
