@@ -28,3 +28,30 @@ def test_report_shows_calibration_scores_that_match_the_oof_predictions(tmp_path
     md = (run / "report.md").read_text()
     assert "### Calibration" in md
     assert "Decision curves" in page and "| treat all |" in md
+
+
+def test_roc_curve_is_averaged_over_all_repeats_with_a_band():
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from sklearn.metrics import roc_curve
+
+    from vitfeat.pipelines.report import _curve_over_repeats
+
+    rng = np.random.default_rng(0)
+    y = np.array(["a", "b"] * 20)
+    frames = []
+    for repeat in range(3):
+        score = (y == "a") * 0.3 + rng.uniform(size=40)
+        frames.append(pd.DataFrame({"repeat": repeat, "y_true": y, "proba_a": score}))
+    part = pd.concat(frames)
+    fig, ax = plt.subplots()
+    _curve_over_repeats(part, "a", "roc", "m", ax)
+    grid = np.linspace(0, 1, 101)
+    per_repeat = []
+    for f in frames:
+        fpr, tpr, _ = roc_curve(f["y_true"] == "a", f["proba_a"])
+        per_repeat.append(np.interp(grid, fpr, tpr))
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), np.mean(per_repeat, axis=0))
+    assert "3 repeats" in ax.lines[0].get_label()
+    assert len(ax.collections) == 1  # the min-max band
+    plt.close(fig)

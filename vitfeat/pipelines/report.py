@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.calibration import CalibrationDisplay  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
     ConfusionMatrixDisplay,
     PrecisionRecallDisplay,
@@ -117,6 +118,28 @@ def _class_balance_figure(summary: dict) -> str:
     return _fig_to_data_uri(fig)
 
 
+def _curve_over_repeats(part: pd.DataFrame, positive, kind: str, name: str, ax) -> None:
+    """Mean curve over repeats (each repeat predicts every case once) with the band from the
+    lowest to the highest repeat, on a common grid of false positive rate (ROC) or recall (PR)."""
+    grid = np.linspace(0, 1, 101)
+    curves = []
+    for _, rep in part.groupby("repeat"):
+        y = (rep["y_true"] == positive).to_numpy()
+        score = rep[f"proba_{positive}"].to_numpy()
+        if kind == "roc":
+            fpr, tpr, _ = roc_curve(y, score)
+            curves.append(np.interp(grid, fpr, tpr))
+        else:
+            precision, recall, _ = precision_recall_curve(y, score)
+            curves.append(np.interp(grid, recall[::-1], precision[::-1]))
+    curves = np.array(curves)
+    line, = ax.plot(grid, curves.mean(0), label=f"{name} ({len(curves)} repeat{'s' if len(curves) > 1 else ''})")
+    if len(curves) > 1:
+        ax.fill_between(grid, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.15)
+    if kind == "roc":
+        ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=0.8)
+
+
 def _curves(oof: pd.DataFrame, board: pd.DataFrame, classes, positive, kind: str) -> str:
     top = list(board["pipeline"][:TOP_CURVES])
     display = RocCurveDisplay if kind == "roc" else PrecisionRecallDisplay
@@ -124,8 +147,7 @@ def _curves(oof: pd.DataFrame, board: pd.DataFrame, classes, positive, kind: str
     if len(classes) == 2:
         fig, ax = plt.subplots(figsize=(5.2, 4.4))
         for name in top:
-            part = first[first["pipeline"] == name]
-            display.from_predictions(part["y_true"], part[f"proba_{positive}"], pos_label=positive, name=name, ax=ax)
+            _curve_over_repeats(oof[oof["pipeline"] == name], positive, kind, name, ax)
         ax.set_title(f"{'ROC' if kind == 'roc' else 'Precision–recall'} (positive: {positive})")
     else:
         fig, axes = plt.subplots(1, len(classes), figsize=(4.4 * len(classes), 4.0), layout="constrained")
@@ -294,8 +316,9 @@ def write_report(run_dir) -> tuple[Path, Path]:
                   + (f" Nested selection (the figure to quote): balanced accuracy "
                      f"{_fmt(honest.iloc[0], 'balanced_accuracy')}, AUROC {_fmt(honest.iloc[0], 'auroc')}."
                      if len(honest) else "") + "\n\n" + md_table)
-        parts.append("<h3>ROC and precision–recall curves</h3><p class=note>Pooled out-of-fold predictions"
-                     " (first repeat). The diagonal of the ROC plot is a coin toss.</p>")
+        parts.append("<h3>ROC and precision–recall curves</h3><p class=note>Pooled out-of-fold predictions;"
+                     " two classes: mean curve over all repeats, band from the lowest to the highest repeat"
+                     " (more classes: first repeat). The diagonal of the ROC plot is a coin toss.</p>")
         parts.append(_img(_curves(toof, tboard, classes, positive, "roc"), f"ROC curves {target}"))
         parts.append(_img(_curves(toof, tboard, classes, positive, "pr"), f"PR curves {target}"))
         parts.append("<h3>Confusion matrices</h3><p class=note>Rows: true class; columns: predicted class.</p>")
