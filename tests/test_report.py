@@ -55,3 +55,16 @@ def test_roc_curve_is_averaged_over_all_repeats_with_a_band():
     assert "3 repeats" in ax.lines[0].get_label()
     assert len(ax.collections) == 1  # the min-max band
     plt.close(fig)
+
+
+def test_explain_states_family_importance_per_feature(tmp_path):
+    from vitfeat.pipelines.explain import explain_run
+
+    table = make_feature_table(60, 8, n_informative=3, cases_per_patient=2, seed=2)
+    path = write_feature_table(table, tmp_path / "features.parquet", {"vitfeat_version": "test"})
+    run = fit_run(path, tmp_path / "run", FitConfig(pipelines=["logreg"], folds=3, n_boot=10), progress=False)
+    out = explain_run(run, n_repeats=2, progress=False)
+    groups = pd.read_csv(out / "importance_groups.csv")
+    assert (groups["importance_per_feature"] * groups["n_features"]).round(12).equals(
+        groups["permutation_importance"].round(12))
+    assert "divided by the number of features" in (out / "explain.html").read_text()

@@ -302,6 +302,10 @@ def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, clust
                          "permutation_sd": perm_family[key].std(ddof=1), "shap_mean_abs_sum": shap_sum,
                          "n_features": len(cols)})
     fam_table = pd.DataFrame(fam_rows).sort_values("permutation_importance", ascending=False)
+    # Shuffling 58 texture columns at once destroys more than shuffling 5: divide by the group's size
+    # so large and small families can be compared per feature (the total stays the ranking).
+    fam_table["importance_per_feature"] = fam_table["permutation_importance"] / fam_table["n_features"]
+    fam_table["shap_per_feature"] = fam_table["shap_mean_abs_sum"] / fam_table["n_features"]
     modality_table = (fam_table.groupby("modality")[["permutation_importance", "shap_mean_abs_sum"]].sum()
                       .sort_values("permutation_importance", ascending=False).reset_index())
 
@@ -356,7 +360,11 @@ them with one group of features shuffled; the more the predictions worsen (log l
 model relies on that group. Correlated features are shuffled together. {html.escape(shap_note)}.</p>
 <p><a href="../../report.html">Back to the report</a></p>
 {''.join(f'<img src="{f}" alt="{f}"><br>' for f in figures)}
-<h2>Feature groups</h2>{table(fam_table, ['description', 'group', 'permutation_importance', 'permutation_sd', 'shap_mean_abs_sum', 'n_features'])}
+<h2>Feature groups</h2><p>Ranked by the rise in log loss when the whole group is shuffled. Large groups
+gain from their size, so <code>importance_per_feature</code> (that rise divided by the number of features
+in the group) and <code>shap_per_feature</code> (summed mean |SHAP| divided likewise) compare groups of
+different sizes.</p>{table(fam_table, ['description', 'group', 'permutation_importance', 'permutation_sd',
+                   'importance_per_feature', 'shap_mean_abs_sum', 'shap_per_feature', 'n_features'])}
 <h2>Correlated-feature clusters</h2>{table(cluster_table.head(40), ['cluster', 'description', 'importance', 'n_features', 'features'])}
 </body></html>"""
     tmp = out / ".explain.html.tmp"
