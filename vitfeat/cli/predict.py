@@ -44,5 +44,6 @@ def run(args) -> int:
     except (ValueError, FileNotFoundError, ManifestError) as exc:
         raise CLIError(str(exc)) from None
     n_failed = int((out["error"].fillna("") != "").sum()) if "error" in out.columns else 0
-    print(f"{len(out)} case(s) predicted{f', {n_failed} failed (see the error column)' if n_failed else ''}: {args.out}")
+    failed = f", {n_failed} failed (see the error column)" if n_failed else ""
+    print(f"{len(out)} case(s) predicted{failed}: {args.out}")
     return 0

@@ -103,7 +103,8 @@ def grouped_split(groups, y=None, *, val_fraction: float = 0.2, seed: int = 0) -
         try:
             with warnings.catch_warnings():  # small classes are expected in small studies
                 warnings.simplefilter("ignore", UserWarning)
-                train, val = next(grouped_kfold(max(2, round(1 / val_fraction)), seed).split(idx, np.asarray(y), groups))
+                splitter = grouped_kfold(max(2, round(1 / val_fraction)), seed)
+                train, val = next(splitter.split(idx, np.asarray(y), groups))
             return train, val
         except ValueError:  # too few patients per class to stratify
             pass

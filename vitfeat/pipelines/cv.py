@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed, effective_n_jobs
-from sklearn.model_selection import RandomizedSearchCV, StratifiedGroupKFold
+from sklearn.model_selection import RandomizedSearchCV
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from vitfeat.dataset import PATH_COLUMNS
 from vitfeat.pipelines import zoo
+from vitfeat.atomic import atomic_path
+from vitfeat.evaluation.folds import grouped_kfold
 from vitfeat.evaluation.metrics import proba_columns
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,8 @@ MODALITY_PREFIXES = ("clinical_", "wood_", "pair_")
 def feature_columns(frame: pd.DataFrame) -> list[str]:
     """Numeric columns named ``<modality>_<family>_<feature>``; targets and ids never qualify."""
     cols = [c for c in frame.columns
-            if str(c).startswith(MODALITY_PREFIXES) and c not in PATH_COLUMNS and pd.api.types.is_numeric_dtype(frame[c])
+            if str(c).startswith(MODALITY_PREFIXES) and c not in PATH_COLUMNS
+            and pd.api.types.is_numeric_dtype(frame[c])
             and not pd.api.types.is_bool_dtype(frame[c])]
     if not cols:
         raise ValueError("the table has no numeric feature columns named <modality>_<family>_<feature> "
@@ -60,7 +63,7 @@ def build_estimator(name: str, search: str, n_iter: int, seed: int, n_classes_mi
         return pipe
     if search != "random":
         raise ValueError(f"unknown search '{search}' (none or random)")
-    inner = StratifiedGroupKFold(n_splits=max(2, min(3, n_classes_min)), shuffle=True, random_state=seed)
+    inner = grouped_kfold(max(2, min(3, n_classes_min)), seed)
     return RandomizedSearchCV(pipe, space, n_iter=n_iter, cv=inner, scoring="balanced_accuracy",
                               random_state=seed, n_jobs=1, error_score=np.nan)
 
@@ -98,7 +101,7 @@ def _run_task(task: Task, X, y, groups, n_classes, search, n_iter, seed, threads
         proba = np.zeros((len(task.test), n_classes))
         proba[:, np.asarray(est.classes_, dtype=int)] = raw
         return {"proba": proba, "fit_time": fitted, "params": params, "error": None}
-    except Exception as exc:  # a failing pipeline must not stop the others
+    except Exception as exc:  # noqa: BLE001  (a failing pipeline must not stop the others)
         return {"proba": None, "fit_time": time.perf_counter() - start, "params": {},
                 "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=3)}
 
@@ -117,17 +120,16 @@ def _load_cached(path: Path | None):
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             return {"proba": z["proba"], "fit_time": meta["fit_time"], "params": meta["params"], "error": None}
-    except Exception:  # a torn cache file is recomputed, not trusted
+    except Exception:  # noqa: BLE001  (a torn cache file is recomputed, not trusted)
         return None
 
 
 def _save_cached(path: Path | None, result: dict) -> None:
     if path is None or result["error"]:
         return
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
     meta = json.dumps({"fit_time": result["fit_time"], "params": result["params"]}, default=str)
-    np.savez(tmp, proba=result["proba"], meta=np.array(meta))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no suffix
+        np.savez(fh, proba=result["proba"], meta=np.array(meta))
 
 
 def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame, pipelines, *,

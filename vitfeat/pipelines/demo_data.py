@@ -10,7 +10,8 @@ from sklearn.datasets import make_classification
 
 from vitfeat.featurize.table import write_features
 
-FAMILY_NAMES = [("pair", "area", "wood_area_ratio"), ("wood", "border", "sharpness"), ("clinical", "border", "sharpness"),
+FAMILY_NAMES = [("pair", "area", "wood_area_ratio"), ("wood", "border", "sharpness"),
+                ("clinical", "border", "sharpness"),
                 ("wood", "satellites", "count"), ("clinical", "color", "L_mean"), ("wood", "intensity", "uniformity"),
                 ("clinical", "shape", "solidity"), ("wood", "texture", "glcm_contrast"),
                 ("clinical", "texture", "wavelet_L2_HH_energy"), ("clinical", "color", "a_mean")]

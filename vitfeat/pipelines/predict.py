@@ -70,7 +70,7 @@ def _check_family_versions(recorded: dict, provenance: dict | None = None) -> No
                 from vitfeat.featurize import get_family
 
                 now_v = get_family(name).version
-            except Exception:  # unknown here; the post-extraction check catches it
+            except Exception:  # noqa: BLE001  (unknown here; the post-extraction check catches it)
                 now_v = None
         if then_v and now_v and str(then_v) != str(now_v):
             raise ValueError(f"feature family '{name}' was version {then_v} when the run was fitted but is "
@@ -93,7 +93,8 @@ def check_schema(frame: pd.DataFrame, schema: list[str], source, *, allow_extra:
         raise SchemaError(f"{source}: " + "; ".join(problems))
 
 
-def predict_run(run_dir, input_path, out_path=None, *, allow_extra: bool = False, explain: bool = False) -> pd.DataFrame:
+def predict_run(run_dir, input_path, out_path=None, *, allow_extra: bool = False,
+                explain: bool = False) -> pd.DataFrame:
     """Predict every target of the run for the cases in ``input_path``; write ``out_path`` if given.
 
     Columns: ``case_id, patient_id, error``, then per target ``<target>_pred`` and

@@ -97,8 +97,8 @@ def summarize_data(frame: pd.DataFrame, features: list[str], targets: list[str],
         "n_features": len(features),
         "failed_cases": [{"case_id": r.case_id, "error": str(r.error)} for r in failed.itertuples()],
         "class_counts": {t: frame[t].dropna().astype(str).value_counts().sort_index().to_dict() for t in targets},
-        "patients_per_class": {t: frame.dropna(subset=[t]).assign(_t=lambda d: d[t].astype(str))
-                               .groupby("_t")["patient_id"].nunique().to_dict() for t in targets},
+        "patients_per_class": {t: frame.dropna(subset=[t]).groupby(frame[t].dropna().astype(str))["patient_id"]
+                               .nunique().to_dict() for t in targets},
         "missing_fraction_overall": float(missing.mean()) if len(features) else 0.0,
         "features_with_missing": {c: float(v) for c, v in missing[missing > 0].sort_values(ascending=False)
                                   .head(30).items()},
@@ -237,13 +237,41 @@ def read_included(run_dir, target: str, classes, plan: pd.DataFrame) -> pd.DataF
     return oof[keep + proba_columns(classes)]
 
 
-def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: bool = True) -> Path:
-    """Cross-validate ``config.pipelines`` on the feature table and write the run directory."""
-    from vitfeat.pipelines.report import write_report
+@dataclass
+class FitResult:
+    """What :func:`compute_fit` found, before anything is written (:func:`write_fit` writes it)."""
 
-    config = config or FitConfig()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    plan: pd.DataFrame  # folds.csv
+    config: dict  # config.yaml
+    oof: pd.DataFrame  # oof_predictions.csv
+    leaderboard: pd.DataFrame
+    fold_scores: pd.DataFrame
+    fold_fits: pd.DataFrame
+    nested_selection: pd.DataFrame | None
+    model: dict  # model.skops: {"features", "targets"}
+    summary: dict  # data_summary.json, with "warnings"
+    run: dict  # run.json
+
+
+def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True) -> FitResult:
+    """Cross-validate ``config.pipelines`` on the feature table and refit the winners; writes only
+    the fold-result cache under ``cache_dir`` (see :func:`write_fit` for the run directory).
+
+    Parameters
+    ----------
+    features : path-like
+        Feature table from ``vitfeat extract``.
+    config : FitConfig
+        What to run.
+    cache_dir : path-like
+        Where finished fold fits are cached, so that an interrupted run resumes.
+    progress : bool, default True
+        Show progress bars.
+
+    Returns
+    -------
+    FitResult
+    """
     started = time.time()
     zoo.add_custom_pipelines(config.custom)
     pipelines = zoo.expand_names(config.pipelines)
@@ -251,9 +279,10 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
     table, provenance = read_feature_table(features)
     for t in config.targets:
         if t not in table.columns:
-            raise ValueError(f"{features}: target column '{t}' not found "
-                             f"(non-feature columns: {', '.join(c for c in table.columns if not c.startswith(('clinical_', 'wood_', 'pair_')))})")
-    error = table["error"].fillna("").astype(str).str.strip() if "error" in table.columns else pd.Series("", index=table.index)
+            others = ", ".join(c for c in table.columns if not c.startswith(("clinical_", "wood_", "pair_")))
+            raise ValueError(f"{features}: target column '{t}' not found (non-feature columns: {others})")
+    error = (table["error"].fillna("").astype(str).str.strip() if "error" in table.columns
+             else pd.Series("", index=table.index))
     failed = table.loc[error != "", ["case_id"]].assign(error=error[error != ""])
     frame = table[error == ""].reset_index(drop=True)
     frame = frame.dropna(subset=config.targets, how="all").reset_index(drop=True)
@@ -266,11 +295,9 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
         plan = read_folds(config.folds_from, frame)
     else:
         plan = make_folds(frame, config.targets, n_splits=config.folds, repeats=config.repeats, seed=config.seed)
-    write_folds(plan, out / "folds.csv")
     config_dict = asdict(config)
     config_dict["pipelines_expanded"] = pipelines
     config_dict["features"] = str(Path(features).resolve())
-    write_text(out / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
 
     from vitfeat.dataset import file_hash
 
@@ -289,7 +316,7 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
         oof, info, fails = cross_validate(
             X[has], y, frame.loc[has, "patient_id"], frame.loc[has, "case_id"], sub_plan, pipelines,
             classes=classes, search=config.search, n_iter=config.n_iter, n_jobs=config.jobs, seed=config.seed,
-            cache_dir=out / ".cv_cache", cache_key={"table": table_hash, "features": len(features_cols)},
+            cache_dir=cache_dir, cache_key={"table": table_hash, "features": len(features_cols)},
             target=target, progress=progress, prefilter=use_prefilter, backend=config.backend,
             scheduler=config.scheduler)
         failures += fails
@@ -297,7 +324,7 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
             nested_oof, picks = nested_selection(
                 X[has], y, frame.loc[has, "patient_id"], frame.loc[has, "case_id"], sub_plan, pipelines, oof,
                 classes=classes, inner_folds=config.inner_folds, search=config.search, n_iter=config.n_iter,
-                n_jobs=config.jobs, seed=config.seed, cache_dir=out / ".cv_cache",
+                n_jobs=config.jobs, seed=config.seed, cache_dir=cache_dir,
                 cache_key={"table": table_hash, "features": len(features_cols)}, target=target,
                 prefilter=use_prefilter, backend=config.backend, scheduler=config.scheduler)
             if len(nested_oof):
@@ -319,21 +346,12 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
                           "params": params}
         log.info("target %s: best pipeline %s", target, best)
 
-    oof_all = pd.concat(oofs, ignore_index=True)
-    write_csv(oof_all, out / "oof_predictions.csv")
-    write_csv(pd.concat(boards, ignore_index=True), out / "leaderboard.csv")
-    write_csv(pd.concat(fold_scores, ignore_index=True), out / "fold_scores.csv")
-    write_csv(pd.concat(infos, ignore_index=True), out / "fold_fits.csv")
-    if nested_picks:
-        write_csv(pd.concat(nested_picks, ignore_index=True), out / "nested_selection.csv")
-    save_model({"features": features_cols, "targets": models}, out / "model.skops")
-
+    boards_all = pd.concat(boards, ignore_index=True)
     summary = summarize_data(frame, features_cols, config.targets, failed)
-    summary["warnings"] = warnings_for(summary, n_splits, len(pipelines) + len(config.include), failures,
-                                       pd.concat(boards, ignore_index=True))
-    write_json(summary, out / "data_summary.json")
-    write_json({
-        "kind": "sklearn", "vitfeat_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    summary["warnings"] = warnings_for(summary, n_splits, len(pipelines) + len(config.include), failures, boards_all)
+    run_meta = {
+        "kind": "sklearn", "vitfeat_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "elapsed_s": round(time.time() - started, 1), "features_path": str(Path(features).resolve()),
         "features_hash": table_hash, "feature_columns": features_cols,
         "targets": {t: {k: v for k, v in m.items() if k != "model"} for t, m in models.items()},
@@ -341,6 +359,67 @@ def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: boo
         "n_splits": n_splits, "repeats": int(plan["repeat"].nunique()),
         "extraction": provenance, "failures": failures, "headline_metrics": HEADLINE,
         "prefilter": {"mode": config.prefilter, "active": use_prefilter, "auto_width": AUTO_WIDTH},
-    }, out / "run.json")
+    }
+    return FitResult(
+        plan=plan, config=config_dict, oof=pd.concat(oofs, ignore_index=True), leaderboard=boards_all,
+        fold_scores=pd.concat(fold_scores, ignore_index=True), fold_fits=pd.concat(infos, ignore_index=True),
+        nested_selection=pd.concat(nested_picks, ignore_index=True) if nested_picks else None,
+        model={"features": features_cols, "targets": models}, summary=summary, run=run_meta)
+
+
+def write_fit(result: FitResult, out_dir) -> Path:
+    """Write a computed fit into the run directory (every file through vitfeat.atomic).
+
+    Parameters
+    ----------
+    result : FitResult
+        From :func:`compute_fit`.
+    out_dir : path-like
+        The run directory (created).
+
+    Returns
+    -------
+    pathlib.Path
+        The run directory.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_folds(result.plan, out / "folds.csv")
+    write_text(out / "config.yaml", yaml.safe_dump(result.config, sort_keys=False))
+    write_csv(result.oof, out / "oof_predictions.csv")
+    write_csv(result.leaderboard, out / "leaderboard.csv")
+    write_csv(result.fold_scores, out / "fold_scores.csv")
+    write_csv(result.fold_fits, out / "fold_fits.csv")
+    if result.nested_selection is not None:
+        write_csv(result.nested_selection, out / "nested_selection.csv")
+    save_model(result.model, out / "model.skops")
+    write_json(result.summary, out / "data_summary.json")
+    write_json(result.run, out / "run.json")
+    return out
+
+
+def fit_run(features, out_dir, config: FitConfig | None = None, *, progress: bool = True) -> Path:
+    """Cross-validate ``config.pipelines`` on the feature table and write the run directory and its report.
+
+    Parameters
+    ----------
+    features : path-like
+        Feature table from ``vitfeat extract``.
+    out_dir : path-like
+        The run directory; an interrupted run in it resumes from ``.cv_cache``.
+    config : FitConfig, optional
+        What to run (defaults: :class:`FitConfig`).
+    progress : bool, default True
+        Show progress bars.
+
+    Returns
+    -------
+    pathlib.Path
+        The run directory.
+    """
+    from vitfeat.pipelines.report import write_report
+
+    result = compute_fit(features, config or FitConfig(), Path(out_dir) / ".cv_cache", progress=progress)
+    out = write_fit(result, out_dir)
     write_report(out)
     return out
