@@ -68,3 +68,22 @@ def test_explain_states_family_importance_per_feature(tmp_path):
     assert (groups["importance_per_feature"] * groups["n_features"]).round(12).equals(
         groups["permutation_importance"].round(12))
     assert "divided by the number of features" in (out / "explain.html").read_text()
+
+
+def test_tripod_section_and_model_card_are_filled_from_the_run(tmp_path):
+    table = make_feature_table(60, 8, n_informative=3, cases_per_patient=2, seed=3)
+    path = write_feature_table(table, tmp_path / "features.parquet", {"vitfeat_version": "test"})
+    run = fit_run(path, tmp_path / "run", FitConfig(pipelines=["logreg"], folds=3, n_boot=10), progress=False)
+    meta = json.loads((run / "run.json").read_text())
+    summary = json.loads((run / "data_summary.json").read_text())
+    md = (run / "report.md").read_text()
+    assert "## TRIPOD+AI items" in md
+    target, positive = next(iter(meta["positive_class"].items()))
+    assert f"positive class '{positive}'" in md
+    assert f"{summary['n_cases']} cases from {summary['n_patients']} patients" in md
+    smallest = min(summary["class_counts"][target].values())
+    assert f"{smallest / summary['n_features']:.2f} events per candidate predictor" in md
+    assert "For the author to fill in" in md and "Ethics approval" in md
+    card = (run / "model_card.md").read_text()
+    board = pd.read_csv(run / "leaderboard.csv")
+    assert "## Performance and calibration" in card and f"{board['brier_value'].iloc[0]:.3f}" in card

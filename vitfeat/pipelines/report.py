@@ -28,6 +28,7 @@ from vitfeat.evaluation.calibration import CALIBRATION  # noqa: E402
 from vitfeat.evaluation.decision import decision_curve  # noqa: E402
 from vitfeat.evaluation.metrics import HEADLINE  # noqa: E402
 from vitfeat.pipelines.nested import NAME as NESTED  # noqa: E402
+from vitfeat.pipelines.tripod import tripod_markdown, write_model_card  # noqa: E402
 
 TOP_CURVES = 5
 METRIC_LABELS = {"balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1", "auroc": "AUROC",
@@ -362,6 +363,11 @@ def write_report(run_dir) -> tuple[Path, Path]:
         else:
             parts.append(f"<p>Run <code>vitfeat explain {html.escape(str(run))} --target {html.escape(target)}</code> "
                          "to add SHAP and permutation importances; they are then linked here.</p>")
+
+    tripod_md = tripod_markdown(meta, summary, board)
+    md.append(tripod_md)
+    parts.append("<h2>TRIPOD+AI items</h2><pre style='white-space:pre-wrap'>" + html.escape(tripod_md) + "</pre>")
+    write_model_card(run, meta, summary, board)
 
     prov = meta.get("extraction") or {}
     parts.append("<h2>Provenance</h2><table class=kv>" + "".join(
