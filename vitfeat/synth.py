@@ -23,6 +23,7 @@ import io
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -212,33 +213,34 @@ def _draw_latents(rng, cfg: SynthConfig, active: bool) -> dict:
     )
 
 
-def _render_case(index: int, case_id: str, patient_id: str, skin_type: int, active: bool,
-                 observed: str, cfg: SynthConfig, out: Path) -> dict:
-    rng = np.random.default_rng([cfg.seed, index])
-    S = cfg.size
-    s = S / 512.0
-    lat = _draw_latents(rng, cfg, active)
-
-    # --- lesion geometry in the canonical (clinical camera) frame ---
-    yy, xx = np.mgrid[0:S, 0:S].astype(np.float32)
-    cx, cy = S * (0.5 + rng.uniform(-0.05, 0.05, 2))
-    radius = S * rng.uniform(0.10, 0.16)
-    elong = rng.uniform(1.0, 1.5)
+def _lesion_geometry(rng, S: int, lat: dict) -> SimpleNamespace:
+    """The lesion in the canonical (clinical camera) frame: pixel grid, polar coordinates, rims, masks."""
+    g = SimpleNamespace()
+    g.yy, g.xx = np.mgrid[0:S, 0:S].astype(np.float32)
+    g.cx, g.cy = S * (0.5 + rng.uniform(-0.05, 0.05, 2))
+    g.radius = S * rng.uniform(0.10, 0.16)
+    g.elong = rng.uniform(1.0, 1.5)
     tilt = rng.uniform(0, np.pi)
-    dx, dy = xx - cx, yy - cy
-    u = (dx * math.cos(tilt) + dy * math.sin(tilt)) / elong
+    dx, dy = g.xx - g.cx, g.yy - g.cy
+    u = (dx * math.cos(tilt) + dy * math.sin(tilt)) / g.elong
     v = -dx * math.sin(tilt) + dy * math.cos(tilt)
-    dist, theta = np.hypot(u, v), np.arctan2(v, u)
+    g.dist, theta = np.hypot(u, v), np.arctan2(v, u)
     amps, phases = _radial_shape(rng)
-    rim = _radius(theta, radius, amps, phases)
-    clinical_main = dist <= rim
-    wood_main = dist <= rim * math.sqrt(lat["area_ratio_target"])
-    area_ratio = float(wood_main.sum() / clinical_main.sum())
+    g.rim = _radius(theta, g.radius, amps, phases)
+    g.clinical_main = g.dist <= g.rim
+    g.wood_main = g.dist <= g.rim * math.sqrt(lat["area_ratio_target"])
+    g.area_ratio = float(g.wood_main.sum() / g.clinical_main.sum())
+    return g
 
-    # --- satellites: small macules around the Wood's lesion, apart from it and each other ---
+
+def _place_satellites(rng, g: SimpleNamespace, lat: dict, S: int, s: float):
+    """Small macules around the Wood's lesion, apart from it and each other.
+
+    Returns ``(satellite mask, keep-out mask, number placed, satellite area in pixels)``.
+    """
     sats = np.zeros((S, S), bool)
     gap = 2 * lat["blur_px"] + 8 * s
-    keepout = cv2.dilate(wood_main.astype(np.uint8), cv2.getStructuringElement(
+    keepout = cv2.dilate(g.wood_main.astype(np.uint8), cv2.getStructuringElement(
         cv2.MORPH_ELLIPSE, (2 * int(gap) + 1, 2 * int(gap) + 1))) > 0
     placed, sat_area = 0, 0
     for _ in range(60 * max(lat["n_satellites"], 1)):
@@ -246,51 +248,59 @@ def _render_case(index: int, case_id: str, patient_id: str, skin_type: int, acti
             break
         r_sat = s * rng.uniform(3.5, 7.0)
         ang = rng.uniform(0, 2 * np.pi)
-        far = radius * math.sqrt(lat["area_ratio_target"]) * elong * rng.uniform(1.3, 1.9) + gap
-        px, py = cx + far * math.cos(ang), cy + far * math.sin(ang)
+        far = g.radius * math.sqrt(lat["area_ratio_target"]) * g.elong * rng.uniform(1.3, 1.9) + gap
+        px, py = g.cx + far * math.cos(ang), g.cy + far * math.sin(ang)
         margin = 0.12 * S
         if not (margin < px < S - margin and margin < py < S - margin):
             continue
-        disc = (xx - px) ** 2 + (yy - py) ** 2 <= r_sat ** 2
+        disc = (g.xx - px) ** 2 + (g.yy - py) ** 2 <= r_sat ** 2
         if (disc & keepout).any():
             continue
         sats |= disc
         keepout |= cv2.dilate(disc.astype(np.uint8), np.ones((int(gap), int(gap)), np.uint8)) > 0
         placed += 1
         sat_area += int(disc.sum())
-    clinical_mask = clinical_main | sats
-    wood_mask_canonical = wood_main | sats
+    return sats, keepout, placed, sat_area
 
-    # --- clinical photo ---
+
+def _clinical_photo(rng, g: SimpleNamespace, sats, keepout, skin_type: int, lat: dict, S: int, s: float):
+    """The daylight photo; also returns the skin texture, naevi, hyperpigmented ring and vignette the
+    Wood's photo shares (the same skin)."""
     skin = _lab_to_rgb(np.array(SKIN_LAB[skin_type]) + rng.normal(0, [2.0, 1.0, 1.5]))
     depig = _lab_to_rgb(np.array(DEPIGMENTED_LAB) + rng.normal(0, [2.0, 1.0, 1.0]))
     texture = 1 + 0.035 * _smooth_noise(rng, S, 24) + 0.02 * _smooth_noise(rng, S, 96)
     sigma = lat["blur_px"] / TRANSITION_PER_SIGMA
-    alpha = np.maximum(_soften(clinical_main, sigma), _soften(sats, min(sigma, 1.2 * s)))
+    alpha = np.maximum(_soften(g.clinical_main, sigma), _soften(sats, min(sigma, 1.2 * s)))
     if lat["trichrome_px"] > 0:
-        grown = dist <= rim + lat["trichrome_px"]
+        grown = g.dist <= g.rim + lat["trichrome_px"]
         alpha = np.maximum(alpha, 0.45 * _soften(grown, sigma))
     img = skin * (1 - alpha[..., None]) + depig * alpha[..., None]
+    ring = None
     if lat["hyper_rim"] > 0:
-        ring = (dist <= rim + 10 * s) & ~clinical_main
+        ring = (g.dist <= g.rim + 10 * s) & ~g.clinical_main
         # the rim darkens skin outside the lesion only, so the border keeps its recorded blur
         rim_alpha = _soften(ring, 3 * s) * (1 - alpha)
         img *= 1 - lat["hyper_rim"] * rim_alpha[..., None]
     nevi = _nevi(rng, S, s, keepout)
     img *= 1 - 0.5 * nevi[..., None]
     phi = rng.uniform(0, 2 * np.pi)
+    xx, yy = g.xx, g.yy
     ramp = ((xx - S / 2) * math.cos(phi) + (yy - S / 2) * math.sin(phi)) / S
     vignette = ((xx - S / 2) ** 2 + (yy - S / 2) ** 2) / (S / 2) ** 2
     illum = 1 + rng.uniform(0.1, 0.35) * ramp - rng.uniform(0.05, 0.2) * vignette
     img = img * texture[..., None] * illum[..., None] * rng.uniform(0.9, 1.1)
     img += rng.normal(0, 0.012, img.shape).astype(np.float32)
     clinical_rgb = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return clinical_rgb, texture, nevi, ring, vignette
 
-    # --- Wood's photo, canonical frame ---
+
+def _wood_photo(rng, g: SimpleNamespace, sats, skin_type: int, lat: dict, texture, nevi, ring, vignette,
+                S: int, s: float):
+    """The Wood's photo in the canonical frame (float RGB), its border blur sigma and exposure."""
     darkness = 1.0 - 0.07 * (skin_type - 1)
     w_texture = 1 + 1.2 * (texture - 1)  # the same skin, seen under UV
     w_sigma = max(0.6 * lat["blur_px"], 1.0 * s) / TRANSITION_PER_SIGMA
-    fl = np.maximum(_soften(wood_main, w_sigma), _soften(sats, 1.0 * s))
+    fl = np.maximum(_soften(g.wood_main, w_sigma), _soften(sats, 1.0 * s))
     patches = np.clip(0.5 + 0.5 * _smooth_noise(rng, S, 10), 0, 1)
     fl = fl * lat["wood_contrast"] * (1 - lat["patchiness"] * patches)
     wimg = WOOD_BACKGROUND * darkness * w_texture[..., None]
@@ -302,26 +312,30 @@ def _render_case(index: int, case_id: str, patient_id: str, skin_type: int, acti
     exposure = float(rng.uniform(0.75, 1.25))
     wimg = wimg * w_vignette[..., None] * exposure
     wimg += rng.normal(0, 0.015, wimg.shape).astype(np.float32)
+    return wimg, w_sigma, exposure
 
-    has_hair = bool(rng.uniform() < cfg.hair)
-    if has_hair:
-        hair_layer = np.zeros((S, S), np.uint8)
-        for _ in range(int(rng.integers(5, 25))):
-            p0 = rng.uniform(0, S, 2)
-            direction = rng.uniform(0, 2 * np.pi)
-            length, bend = rng.uniform(0.15, 0.5) * S, rng.uniform(-0.8, 0.8)
-            t = np.linspace(0, 1, 24)
-            ang = direction + bend * t
-            pts = p0 + np.cumsum(np.stack([np.cos(ang), np.sin(ang)], 1) * length / 24, 0)
-            cv2.polylines(hair_layer, [pts.astype(np.int32)], False, 255, max(1, int(round(1.5 * s))),
-                          lineType=cv2.LINE_AA)
-        hair_alpha = (hair_layer.astype(np.float32) / 255.0)[..., None] * 0.85
-        hair_rgb = np.array([0.10, 0.07, 0.05], np.float32)
-        clinical_rgb = ((clinical_rgb / 255.0) * (1 - hair_alpha) + hair_rgb * hair_alpha)
-        clinical_rgb = (np.clip(clinical_rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
-        wimg = wimg * (1 - hair_alpha) + 0.03 * hair_alpha
 
-    # --- the Wood's camera moved: similarity transform about the image centre ---
+def _add_hair(rng, clinical_rgb, wimg, S: int, s: float):
+    """Draw hairs over both photos (dark on daylight, near-black under UV)."""
+    hair_layer = np.zeros((S, S), np.uint8)
+    for _ in range(int(rng.integers(5, 25))):
+        p0 = rng.uniform(0, S, 2)
+        direction = rng.uniform(0, 2 * np.pi)
+        length, bend = rng.uniform(0.15, 0.5) * S, rng.uniform(-0.8, 0.8)
+        t = np.linspace(0, 1, 24)
+        ang = direction + bend * t
+        pts = p0 + np.cumsum(np.stack([np.cos(ang), np.sin(ang)], 1) * length / 24, 0)
+        cv2.polylines(hair_layer, [pts.astype(np.int32)], False, 255, max(1, int(round(1.5 * s))),
+                      lineType=cv2.LINE_AA)
+    hair_alpha = (hair_layer.astype(np.float32) / 255.0)[..., None] * 0.85
+    hair_rgb = np.array([0.10, 0.07, 0.05], np.float32)
+    clinical_rgb = ((clinical_rgb / 255.0) * (1 - hair_alpha) + hair_rgb * hair_alpha)
+    clinical_rgb = (np.clip(clinical_rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return clinical_rgb, wimg * (1 - hair_alpha) + 0.03 * hair_alpha
+
+
+def _move_wood_camera(rng, wimg, wood_mask_canonical, S: int):
+    """The Wood's camera moved: a similarity transform about the image centre of photo and mask."""
     rot, scale = float(rng.uniform(-8, 8)), float(rng.uniform(0.9, 1.1))
     shift = rng.uniform(-0.04, 0.04, 2) * S
     M = cv2.getRotationMatrix2D((S / 2, S / 2), rot, scale)
@@ -330,10 +344,12 @@ def _render_case(index: int, case_id: str, patient_id: str, skin_type: int, acti
                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     wood_mask = cv2.warpAffine(wood_mask_canonical.astype(np.uint8), M, (S, S),
                                flags=cv2.INTER_NEAREST, borderValue=0) > 0
+    return wood_rgb, wood_mask, rot, scale, shift
 
-    # --- files ---
-    q_lo, q_hi = cfg.jpeg_quality
-    quality = int(rng.integers(q_lo, q_hi + 1))
+
+def _write_case_files(out: Path, case_id: str, quality: int, q_lo: int, clinical_rgb, wood_rgb,
+                      clinical_mask, wood_mask) -> dict:
+    """Photos (JPEG), masks (PNG) and YOLO labels of one case, each through vitfeat.atomic."""
     names = {
         "clinical": f"images/{case_id}_clinical.jpg", "wood": f"images/{case_id}_wood.jpg",
         "clinical_mask": f"masks/{case_id}_clinical.png", "wood_mask": f"masks/{case_id}_wood.png",
@@ -346,15 +362,38 @@ def _render_case(index: int, case_id: str, patient_id: str, skin_type: int, acti
         stem = f"{case_id}_{modality}.txt"
         write_bytes(out / "labels" / stem, "\n".join(yolo_label_lines(mask, "polygon")).encode() + b"\n")
         write_bytes(out / "labels-boxes" / stem, "\n".join(yolo_label_lines(mask, "box")).encode() + b"\n")
+    return names
+
+
+def _render_case(index: int, case_id: str, patient_id: str, skin_type: int, active: bool,
+                 observed: str, cfg: SynthConfig, out: Path) -> dict:
+    """Render, write and describe one case; every random draw comes from ``rng`` in a fixed order."""
+    rng = np.random.default_rng([cfg.seed, index])
+    S = cfg.size
+    s = S / 512.0
+    lat = _draw_latents(rng, cfg, active)
+    g = _lesion_geometry(rng, S, lat)
+    sats, keepout, placed, sat_area = _place_satellites(rng, g, lat, S, s)
+    clinical_mask = g.clinical_main | sats
+    wood_mask_canonical = g.wood_main | sats
+    clinical_rgb, texture, nevi, ring, vignette = _clinical_photo(rng, g, sats, keepout, skin_type, lat, S, s)
+    wimg, w_sigma, exposure = _wood_photo(rng, g, sats, skin_type, lat, texture, nevi, ring, vignette, S, s)
+    has_hair = bool(rng.uniform() < cfg.hair)
+    if has_hair:
+        clinical_rgb, wimg = _add_hair(rng, clinical_rgb, wimg, S, s)
+    wood_rgb, wood_mask, rot, scale, shift = _move_wood_camera(rng, wimg, wood_mask_canonical, S)
+    q_lo, q_hi = cfg.jpeg_quality
+    quality = int(rng.integers(q_lo, q_hi + 1))
+    names = _write_case_files(out, case_id, quality, q_lo, clinical_rgb, wood_rgb, clinical_mask, wood_mask)
 
     truth = CaseTruth(
         case_id=case_id, patient_id=patient_id, label=LABELS[int(active)], observed_label=observed,
-        skin_type=skin_type, area_ratio=round(area_ratio, 5), blur_px=round(lat["blur_px"], 4),
+        skin_type=skin_type, area_ratio=round(g.area_ratio, 5), blur_px=round(lat["blur_px"], 4),
         wood_blur_px=round(w_sigma * TRANSITION_PER_SIGMA, 4), n_satellites=placed,
         satellite_area_px=float(sat_area), wood_contrast=round(lat["wood_contrast"], 4),
         patchiness=round(lat["patchiness"], 4), trichrome_px=round(lat["trichrome_px"], 3),
-        hyper_rim=round(lat["hyper_rim"], 4), elongation=round(elong, 4),
-        clinical_area_px=int(clinical_main.sum()), wood_area_px=int(wood_main.sum()),
+        hyper_rim=round(lat["hyper_rim"], 4), elongation=round(g.elong, 4),
+        clinical_area_px=int(g.clinical_main.sum()), wood_area_px=int(g.wood_main.sum()),
         wood_rotation_deg=round(rot, 4), wood_scale=round(scale, 5), wood_shift_x=round(float(shift[0]), 3),
         wood_shift_y=round(float(shift[1]), 3), wood_exposure=round(exposure, 4), hair=has_hair,
         jpeg_quality=quality,
