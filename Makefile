@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(BIN)/vitfeat demo artifacts/demo
 
 test: $(STAMP)
+	$(BIN)/ruff check vitfeat tests benchmarks
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
