@@ -28,7 +28,7 @@ from vitfeat.evaluation.calibration import CALIBRATION  # noqa: E402
 from vitfeat.evaluation.decision import decision_curve  # noqa: E402
 from vitfeat.evaluation.metrics import HEADLINE  # noqa: E402
 from vitfeat.pipelines.nested import NAME as NESTED  # noqa: E402
-from vitfeat.pipelines.tripod import tripod_markdown, write_model_card  # noqa: E402
+from vitfeat.pipelines.tripod import tripod_html, tripod_markdown, write_model_card  # noqa: E402
 
 TOP_CURVES = 5
 METRIC_LABELS = {"balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1", "auroc": "AUROC",
@@ -366,7 +366,7 @@ def write_report(run_dir) -> tuple[Path, Path]:
 
     tripod_md = tripod_markdown(meta, summary, board)
     md.append(tripod_md)
-    parts.append("<h2>TRIPOD+AI items</h2><pre style='white-space:pre-wrap'>" + html.escape(tripod_md) + "</pre>")
+    parts.append(tripod_html(meta, summary, board))
     write_model_card(run, meta, summary, board)
 
     prov = meta.get("extraction") or {}

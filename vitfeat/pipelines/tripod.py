@@ -7,6 +7,7 @@ blinding, ethics, funding, ...) is listed for the author to complete, never gues
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import pandas as pd
@@ -48,9 +49,10 @@ def tripod_items(meta: dict, summary: dict, board: pd.DataFrame) -> list[tuple[s
         events = min(counts.values())
         items.append((f"Outcome '{target}'", ", ".join(f"{k}: {v} cases" for k, v in counts.items())
                       + (f"; positive class '{positive}'" if positive else "")))
+        epp = events / max(summary["n_features"], 1)
+        caution = " (fewer than 10 per predictor: a high risk of overfitting, read the CIs)" if epp < 10 else ""
         items.append((f"Sample size '{target}'", f"{events} cases in the smallest class, "
-                      f"{events / max(summary['n_features'], 1):.2f} events per candidate predictor "
-                      "(fewer than 10 per predictor: a high risk of overfitting, read the CIs)"))
+                      f"{epp:.2f} events per candidate predictor{caution}"))
         rows = board[board["target"] == target]
         best = rows[rows["pipeline"] == info["pipeline"]]
         nested = rows[rows["pipeline"] == "nested-selection"]
@@ -78,6 +80,15 @@ def tripod_markdown(meta: dict, summary: dict, board: pd.DataFrame) -> str:
     lines += [f"| {k} | {v} |" for k, v in tripod_items(meta, summary, board)]
     lines += ["", "For the author to fill in (the tool cannot know):", ""] + [f"- [ ] {t}" for t in FOR_THE_AUTHOR]
     return "\n".join(lines) + "\n"
+
+
+def tripod_html(meta: dict, summary: dict, board: pd.DataFrame) -> str:
+    """The TRIPOD+AI section of report.html: a two-column table and the author's checklist."""
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td style='white-space:normal;text-align:left'>"
+                   f"{html.escape(v)}</td></tr>" for k, v in tripod_items(meta, summary, board))
+    todo = "".join(f"<li>{html.escape(t)}</li>" for t in FOR_THE_AUTHOR)
+    return (f"<h2>TRIPOD+AI items</h2><table class=kv>{rows}</table>"
+            f"<p>For the author to fill in (the tool cannot know):</p><ul>{todo}</ul>")
 
 
 def write_model_card(run_dir, meta: dict, summary: dict, board: pd.DataFrame) -> Path:
