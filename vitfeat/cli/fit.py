@@ -78,6 +78,14 @@ def register(subparsers) -> None:
                    help="positive class of binary targets (sensitivity, AUROC, PR-AUC refer to it); default: a "
                         "known disease-stage name (non-stable, active, unstable, progressive, melanoma, ...), "
                         "else the minority class, with a warning")
+    p.add_argument("--calibrate", choices=["sigmoid", "isotonic"],
+                   help="calibrate every pipeline's probabilities (CalibratedClassifierCV on patient-grouped "
+                        "inner folds of each training part; recorded in run.json)")
+    p.add_argument("--operating-point", metavar="RULE",
+                   help="decision threshold of binary targets: sensitivity=0.90, specificity=0.90 or youden; "
+                        "chosen on inner grouped folds of each training part (operating_point.csv: sensitivity, "
+                        "specificity, PPV, NPV out of fold with CIs), then on all cases for the saved model, "
+                        "which predict uses")
     p.add_argument("--config", metavar="YAML", help="YAML file with any of these options")
     p.set_defaults(func=run)
 
@@ -91,7 +99,8 @@ def run(args) -> int:
                  "nested": args.nested, "inner_folds": args.inner_folds,
                  "n_iter": args.n_iter, "jobs": args.jobs, "seed": args.seed, "n_boot": args.n_boot,
                  "positive": args.positive,
-                 "prefilter": args.prefilter, "backend": args.backend, "scheduler": args.scheduler}
+                 "prefilter": args.prefilter, "backend": args.backend, "scheduler": args.scheduler,
+                 "calibrate": args.calibrate, "operating_point": args.operating_point}
     try:
         if args.config:
             config = FitConfig.from_yaml(args.config, **overrides)

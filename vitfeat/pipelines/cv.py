@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed, effective_n_jobs
+from sklearn.base import clone
 from sklearn.model_selection import RandomizedSearchCV
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
@@ -29,6 +30,7 @@ from vitfeat.pipelines import zoo
 from vitfeat.atomic import atomic_path
 from vitfeat.evaluation.folds import grouped_kfold
 from vitfeat.evaluation.metrics import proba_columns
+from vitfeat.pipelines.operating import GroupedCalibratedClassifier, choose_threshold
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +70,36 @@ def build_estimator(name: str, search: str, n_iter: int, seed: int, n_classes_mi
                               random_state=seed, n_jobs=1, error_score=np.nan)
 
 
-def fit_estimator(name: str, X, y, groups, *, search="none", n_iter=10, seed=0, prefilter=False):
-    """Fit pipeline ``name`` (with nested search if asked) on X, y; return (estimator, params)."""
+def fit_estimator(name: str, X, y, groups, *, search="none", n_iter=10, seed=0, prefilter=False,
+                  calibrate=None):
+    """Fit pipeline ``name`` (with nested search if asked) on X, y; return (estimator, params).
+
+    ``calibrate`` (``sigmoid``/``isotonic``) wraps the (searched) pipeline in
+    :class:`~vitfeat.pipelines.operating.GroupedCalibratedClassifier`, whose calibration folds are
+    grouped by these ``groups`` (patients of this training part only).
+    """
     min_patients = min(len(np.unique(groups[y == k])) for k in np.unique(y))
     est = build_estimator(name, search, n_iter, seed, min_patients, prefilter)
+    params = {}
     if isinstance(est, RandomizedSearchCV):
         est.fit(X, y, groups=groups)
-        return est.best_estimator_, {k: _plain(v) for k, v in est.best_params_.items()}
-    est.fit(X, y)
-    return est, {}
+        est, params = est.best_estimator_, {k: _plain(v) for k, v in est.best_params_.items()}
+    elif not calibrate:
+        est.fit(X, y)
+    if calibrate:
+        est = GroupedCalibratedClassifier(clone(est), calibrate, seed=seed).fit(X, y, groups=groups)
+    return est, params
+
+
+def fold_threshold(name: str, X, y, groups, positive: int, rule: str, *, search="none", n_iter=10, seed=0,
+                   prefilter=False, calibrate=None) -> float:
+    """Operating-point threshold for pipeline ``name`` from patient-grouped inner folds of this
+    training part (X, y, groups), each inner model fitted exactly like the outer one."""
+    def fit_model(X_in, y_in, groups_in):
+        return fit_estimator(name, X_in, y_in, groups_in, search=search, n_iter=n_iter, seed=seed,
+                             prefilter=prefilter, calibrate=calibrate)[0]
+
+    return choose_threshold(None, X, y, groups, str(positive), rule, seed=seed, fit_model=fit_model)
 
 
 def _plain(v):
@@ -84,7 +107,7 @@ def _plain(v):
 
 
 def _run_task(task: Task, X, y, groups, n_classes, search, n_iter, seed, threads=1, prefilter=False,
-              registered=None):
+              registered=None, calibrate=None, operating_point=None, positive=None):
     zoo.restore_registered(registered)  # custom pipelines registered in the main process
     start, cpu = time.perf_counter(), time.process_time()
     try:
@@ -93,14 +116,19 @@ def _run_task(task: Task, X, y, groups, n_classes, search, n_iter, seed, threads
         with threadpool_limits(threads):
             est, params = fit_estimator(task.pipeline, X[task.train], y[task.train], groups[task.train],
                                         search=search, n_iter=n_iter, seed=seed + task.repeat,
-                                        prefilter=prefilter)
+                                        prefilter=prefilter, calibrate=calibrate)
+            threshold = np.nan
+            if operating_point and positive is not None:  # chosen on the training part only
+                threshold = fold_threshold(task.pipeline, X[task.train], y[task.train], groups[task.train],
+                                           positive, operating_point, search=search, n_iter=n_iter,
+                                           seed=seed + task.repeat, prefilter=prefilter, calibrate=calibrate)
         fitted = time.perf_counter() - start
         params = dict(params, _cpu_s=round(time.process_time() - cpu, 3))
         raw = est.predict_proba(X[task.test])
         # A training part may lack a class: put each column where its class belongs.
         proba = np.zeros((len(task.test), n_classes))
         proba[:, np.asarray(est.classes_, dtype=int)] = raw
-        return {"proba": proba, "fit_time": fitted, "params": params, "error": None}
+        return {"proba": proba, "fit_time": fitted, "params": params, "error": None, "threshold": threshold}
     except Exception as exc:  # noqa: BLE001  (a failing pipeline must not stop the others)
         return {"proba": None, "fit_time": time.perf_counter() - start, "params": {},
                 "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=3)}
@@ -119,7 +147,8 @@ def _load_cached(path: Path | None):
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            return {"proba": z["proba"], "fit_time": meta["fit_time"], "params": meta["params"], "error": None}
+            return {"proba": z["proba"], "fit_time": meta["fit_time"], "params": meta["params"], "error": None,
+                    "threshold": meta.get("threshold", np.nan)}
     except Exception:  # noqa: BLE001  (a torn cache file is recomputed, not trusted)
         return None
 
@@ -127,7 +156,8 @@ def _load_cached(path: Path | None):
 def _save_cached(path: Path | None, result: dict) -> None:
     if path is None or result["error"]:
         return
-    meta = json.dumps({"fit_time": result["fit_time"], "params": result["params"]}, default=str)
+    meta = json.dumps({"fit_time": result["fit_time"], "params": result["params"],
+                       "threshold": result.get("threshold", np.nan)}, default=str)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no suffix
         np.savez(fh, proba=result["proba"], meta=np.array(meta))
 
@@ -136,8 +166,13 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
                    classes=None, search: str = "none", n_iter: int = 10, n_jobs: int = 1, seed: int = 0,
                    cache_dir=None, cache_key: dict | None = None, target: str = "label",
                    progress: bool = True, prefilter: bool = False, backend: str = "loky",
-                   scheduler: str | None = None):
+                   scheduler: str | None = None, calibrate: str | None = None,
+                   operating_point: str | None = None, positive: str | None = None):
     """Run every pipeline on every (repeat, fold) of ``plan``.
+
+    ``calibrate`` wraps each fold's pipeline in patient-grouped calibration; ``operating_point``
+    (with the binary target's ``positive`` class) chooses a threshold inside each training part,
+    written to the ``threshold`` column of ``oof``.
 
     Returns ``(oof, fold_info, failures)``: ``oof`` in the ``oof_predictions.csv`` format,
     ``fold_info`` with fit time and chosen hyperparameters per task, ``failures`` a list of dicts.
@@ -148,6 +183,7 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
     groups = np.asarray(groups).astype(str)
     case_ids = np.asarray(case_ids).astype(str)
     position = {c: i for i, c in enumerate(case_ids)}
+    positive_index = classes.index(str(positive)) if positive is not None and len(classes) == 2 else None
     cache_dir = Path(cache_dir) if cache_dir else None
     if cache_dir:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -168,6 +204,8 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
         key = dict(cache_key or {}, target=target, pipeline=task.pipeline, repeat=task.repeat, fold=task.fold,
                    spec=specs[task.pipeline],
                    search=search, n_iter=n_iter, seed=seed, test=hashlib.md5(task.test.tobytes()).hexdigest())
+        if calibrate or operating_point:  # only then: earlier caches stay valid
+            key.update(calibrate=calibrate, operating_point=operating_point, positive=positive)
         path = _cache_path(cache_dir, key)
         cached = _load_cached(path)
         if cached is not None:
@@ -182,7 +220,8 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
     with fit_backend(backend, scheduler, n_jobs) as (n_jobs, threads):
         runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
         jobs = (delayed(_indexed)(i, _run_task, tasks[i], X, y, groups, len(classes), search, n_iter, seed, threads,
-                                  prefilter, zoo.registered_factories()) for i, _ in todo)
+                                  prefilter, zoo.registered_factories(), calibrate, operating_point,
+                                  positive_index) for i, _ in todo)
         for i, result in runner(jobs) if todo else []:
             _save_cached(paths[i], result)
             results[i] = result
@@ -208,6 +247,8 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
                              "y_true": y_labels[task.test],
                              "y_pred": np.asarray(classes)[res["proba"].argmax(1)]})
         part[proba_columns(classes)] = res["proba"]
+        if operating_point and positive_index is not None:
+            part["threshold"] = res.get("threshold", np.nan)
         oof_parts.append(part)
     oof = pd.concat(oof_parts, ignore_index=True) if oof_parts else pd.DataFrame()
     failed = {f["pipeline"] for f in failures}

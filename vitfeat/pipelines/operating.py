@@ -50,31 +50,32 @@ def threshold_from_scores(y_positive: np.ndarray, score: np.ndarray, rule: str) 
 
 
 def choose_threshold(estimator, X, y, groups, positive: str, rule: str, *, n_splits: int = 3,
-                     seed: int = 0) -> float:
+                     seed: int = 0, fit_model=None) -> float:
     """Threshold for ``rule`` from patient-grouped inner out-of-fold probabilities of ``estimator``
-    fitted on (``X``, ``y``) only — call it with a training part, never with the test fold."""
-    X, y, groups = np.asarray(X), np.asarray(y).astype(str), np.asarray(groups)
+    fitted on (``X``, ``y``) only — call it with a training part, never with the test fold.
+
+    ``fit_model(X, y, groups) -> fitted estimator``, when given, replaces ``clone(estimator).fit``
+    (so the inner fits are made exactly like the outer ones: search, calibration with groups).
+    """
+    X, y, groups = np.asarray(X), np.asarray(y), np.asarray(groups)
+    positive = str(positive)
     score = np.full(len(y), np.nan)
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    for train, test in splitter.split(X, y, groups):
-        model = clone(estimator).fit(X[train], y[train])
-        pos = list(model.classes_).index(positive)
+    for train, test in splitter.split(X, y.astype(str), groups):
+        if fit_model is None:
+            model = clone(estimator).fit(X[train], y[train])
+        else:
+            model = fit_model(X[train], y[train], groups[train])
+        pos = [str(c) for c in model.classes_].index(positive)
         score[test] = model.predict_proba(X[test])[:, pos]
-    return threshold_from_scores(y == positive, score, rule)
+    return threshold_from_scores(y.astype(str) == positive, score, rule)
 
 
 def operating_metrics(y_true, score, threshold: float, positive: str) -> dict[str, float]:
     """Sensitivity, specificity, PPV and NPV of ``score >= threshold`` (NaN where undefined)."""
     truth = np.asarray(y_true).astype(str) == positive
     called = np.asarray(score) >= threshold
-    tp, fp = np.sum(truth & called), np.sum(~truth & called)
-    fn, tn = np.sum(truth & ~called), np.sum(~truth & ~called)
-
-    def ratio(a, b):
-        return float(a / (a + b)) if a + b else np.nan
-
-    return {"sensitivity": ratio(tp, fn), "specificity": ratio(tn, fp), "ppv": ratio(tp, fp),
-            "npv": ratio(tn, fn), "threshold": float(threshold)}
+    return dict(_rates(truth, called), threshold=float(threshold))
 
 
 def out_of_fold_operating_point(estimator, X, y, groups, positive: str, rule: str, outer_splits,
@@ -133,3 +134,44 @@ class GroupedCalibratedClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         """Most probable class."""
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def operating_point_table(oof, positive: str, rule: str, *, n_boot: int = 500, seed: int = 0):
+    """Per pipeline: sensitivity, specificity, PPV and NPV of the out-of-fold calls at each fold's
+    own threshold (column ``threshold`` of ``oof``, chosen inside that fold's training part), pooled
+    over folds and repeats, with a patient-bootstrap 95 % CI; plus the thresholds' range."""
+    import pandas as pd
+
+    score_col = f"proba_{positive}"
+    rows = []
+    rng = np.random.default_rng(seed)
+    for name, part in oof.dropna(subset=["threshold"]).groupby("pipeline", sort=False):
+        truth = part["y_true"].astype(str).to_numpy() == str(positive)
+        called = part[score_col].to_numpy() >= part["threshold"].to_numpy()
+        patients = part["patient_id"].astype(str).to_numpy()
+        by_patient = [np.flatnonzero(patients == p) for p in np.unique(patients)]
+        point = _rates(truth, called)
+        boot = []
+        for _ in range(n_boot):
+            idx = np.concatenate([by_patient[i] for i in rng.integers(len(by_patient), size=len(by_patient))])
+            boot.append(_rates(truth[idx], called[idx]))
+        row = {"pipeline": name, "rule": rule, "positive": str(positive),
+               "threshold_min": float(part["threshold"].min()), "threshold_max": float(part["threshold"].max())}
+        for key, value in point.items():
+            samples = np.array([b[key] for b in boot], dtype=float)
+            samples = samples[np.isfinite(samples)]
+            row[key] = value
+            row[f"{key}_ci_low"] = float(np.quantile(samples, 0.025)) if len(samples) else np.nan
+            row[f"{key}_ci_high"] = float(np.quantile(samples, 0.975)) if len(samples) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _rates(truth: np.ndarray, called: np.ndarray) -> dict[str, float]:
+    tp, fp = np.sum(truth & called), np.sum(~truth & called)
+    fn, tn = np.sum(truth & ~called), np.sum(~truth & ~called)
+
+    def ratio(a, b):
+        return float(a / (a + b)) if a + b else np.nan
+
+    return {"sensitivity": ratio(tp, fn), "specificity": ratio(tn, fp), "ppv": ratio(tp, fp), "npv": ratio(tn, fn)}

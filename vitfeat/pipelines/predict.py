@@ -144,6 +144,11 @@ def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool
             raw = entry["model"].predict_proba(X)
             proba[np.ix_(ok, np.asarray(entry["model"].classes_, dtype=int))] = raw
         pred = np.where(ok, np.asarray(classes, dtype=object)[np.nan_to_num(proba, nan=-1).argmax(1)], None)
+        if entry.get("threshold") is not None and entry.get("positive") in classes and len(classes) == 2:
+            # fit --operating-point: positive when its probability reaches the threshold saved with the model
+            pos = classes.index(entry["positive"])
+            called = np.asarray(classes, dtype=object)[np.where(proba[:, pos] >= entry["threshold"], pos, 1 - pos)]
+            pred = np.where(ok, called, None)
         out[f"{target}_pred"] = pred
         for k, c in enumerate(classes):
             out[f"{target}_proba_{c}"] = proba[:, k]

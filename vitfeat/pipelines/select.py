@@ -19,7 +19,8 @@ import yaml
 from vitfeat import __version__
 from vitfeat.atomic import write_text
 from vitfeat.pipelines import nested, zoo
-from vitfeat.pipelines.cv import cross_validate, feature_columns, fit_estimator
+from vitfeat.pipelines.cv import cross_validate, feature_columns, fit_estimator, fold_threshold
+from vitfeat.pipelines.operating import operating_point_table
 from vitfeat.evaluation.folds import make_folds, read_folds, same_folds, write_folds
 from vitfeat.evaluation.metrics import HEADLINE, flatten, proba_columns, score_oof
 from vitfeat.evaluation.positive import positive_class
@@ -59,6 +60,8 @@ class FitConfig:
     prefilter: str = "auto"  # in-fold near-constant/near-duplicate filter (vitfeat.pipelines.prefilter)
     backend: str = "loky"  # or "dask" (scheduler: address, or a local cluster when None)
     scheduler: str | None = None
+    calibrate: str | None = None  # sigmoid or isotonic: patient-grouped CalibratedClassifierCV
+    operating_point: str | None = None  # sensitivity=0.90, specificity=0.90 or youden (binary targets)
 
     @classmethod
     def from_yaml(cls, path, **overrides) -> "FitConfig":
@@ -251,6 +254,7 @@ class FitResult:
     model: dict  # model.skops: {"features", "targets"}
     summary: dict  # data_summary.json, with "warnings"
     run: dict  # run.json
+    operating_point: pd.DataFrame | None = None  # operating_point.csv (fit --operating-point)
 
 
 def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True) -> FitResult:
@@ -304,7 +308,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     table_hash = file_hash(features)
     n_splits = int(plan["fold"].max()) + 1
     oofs, infos, boards, fold_scores, failures, models = [], [], [], [], [], {}
-    nested_picks = []
+    nested_picks, operating = [], []
     for target in config.targets:
         has = frame[target].notna().to_numpy()
         y = frame.loc[has, target].astype(str).to_numpy()
@@ -318,8 +322,12 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
             classes=classes, search=config.search, n_iter=config.n_iter, n_jobs=config.jobs, seed=config.seed,
             cache_dir=cache_dir, cache_key={"table": table_hash, "features": len(features_cols)},
             target=target, progress=progress, prefilter=use_prefilter, backend=config.backend,
-            scheduler=config.scheduler)
+            scheduler=config.scheduler, calibrate=config.calibrate, operating_point=config.operating_point,
+            positive=positive)
         failures += fails
+        if config.operating_point and positive is not None and len(oof):
+            operating.append(operating_point_table(oof, positive, config.operating_point, n_boot=config.n_boot,
+                                                   seed=config.seed).assign(target=target))
         if config.nested and len(pipelines) > 1 and len(oof):
             nested_oof, picks = nested_selection(
                 X[has], y, frame.loc[has, "patient_id"], frame.loc[has, "case_id"], sub_plan, pipelines, oof,
@@ -341,9 +349,15 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         best = next(n for n in board["pipeline"] if n in pipelines)
         est, params = fit_estimator(best, X[has], np.searchsorted(classes, y), frame.loc[has, "patient_id"]
                                     .astype(str).to_numpy(), search=config.search, n_iter=config.n_iter,
-                                    seed=config.seed, prefilter=use_prefilter)
+                                    seed=config.seed, prefilter=use_prefilter, calibrate=config.calibrate)
         models[target] = {"pipeline": best, "classes": classes, "positive": positive, "model": est,
-                          "params": params}
+                          "params": params, "calibrate": config.calibrate}
+        if config.operating_point and positive is not None:  # chosen on all data like in each fold
+            models[target]["operating_point"] = config.operating_point
+            models[target]["threshold"] = fold_threshold(
+                best, X[has], np.searchsorted(classes, y), frame.loc[has, "patient_id"].astype(str).to_numpy(),
+                classes.index(positive), config.operating_point, search=config.search, n_iter=config.n_iter,
+                seed=config.seed, prefilter=use_prefilter, calibrate=config.calibrate)
         log.info("target %s: best pipeline %s", target, best)
 
     boards_all = pd.concat(boards, ignore_index=True)
@@ -359,12 +373,14 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         "n_splits": n_splits, "repeats": int(plan["repeat"].nunique()),
         "extraction": provenance, "failures": failures, "headline_metrics": HEADLINE,
         "prefilter": {"mode": config.prefilter, "active": use_prefilter, "auto_width": AUTO_WIDTH},
+        "calibrate": config.calibrate, "operating_point": config.operating_point,
     }
     return FitResult(
         plan=plan, config=config_dict, oof=pd.concat(oofs, ignore_index=True), leaderboard=boards_all,
         fold_scores=pd.concat(fold_scores, ignore_index=True), fold_fits=pd.concat(infos, ignore_index=True),
         nested_selection=pd.concat(nested_picks, ignore_index=True) if nested_picks else None,
-        model={"features": features_cols, "targets": models}, summary=summary, run=run_meta)
+        model={"features": features_cols, "targets": models}, summary=summary, run=run_meta,
+        operating_point=pd.concat(operating, ignore_index=True) if operating else None)
 
 
 def write_fit(result: FitResult, out_dir) -> Path:
@@ -392,6 +408,8 @@ def write_fit(result: FitResult, out_dir) -> Path:
     write_csv(result.fold_fits, out / "fold_fits.csv")
     if result.nested_selection is not None:
         write_csv(result.nested_selection, out / "nested_selection.csv")
+    if result.operating_point is not None:
+        write_csv(result.operating_point, out / "operating_point.csv")
     save_model(result.model, out / "model.skops")
     write_json(result.summary, out / "data_summary.json")
     write_json(result.run, out / "run.json")
