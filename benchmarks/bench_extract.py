@@ -107,8 +107,8 @@ def bench_synth(n: int, size: int, jobs: int, seed: int, repeats: int) -> None:
           f"{result.frame.shape[1] - 4} features")
     print(f"extract --jobs {jobs}: {wall:.1f} s, {n / wall:.1f} cases/s ({result.n_failed} failed)")
     load_ms, feat_ms, fam_ms = per_core_times(manifest, min(n, 40), repeats)
-    print(f"one core (CPU time, best of {repeats} passes), per paired case: {load_ms:.1f} ms decode + masks, {feat_ms:.1f} ms features, "
-          f"{load_ms + feat_ms:.1f} ms in all (target < 50 ms)")
+    print(f"one core (CPU time, best of {repeats} passes), per paired case: {load_ms:.1f} ms decode + masks, "
+          f"{feat_ms:.1f} ms features, {load_ms + feat_ms:.1f} ms in all (target < 50 ms)")
     print("  per family (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in fam_ms.items()))
 
     f = result.frame.merge(pd.read_csv(out / "truth.csv"), on="case_id")
@@ -118,20 +118,27 @@ def bench_synth(n: int, size: int, jobs: int, seed: int, repeats: int) -> None:
         return spearmanr(a, b, nan_policy="omit")[0]
 
     print("== truth recovery (Spearman unless noted)")
-    print(f"area ratio, registered vs truth:             {rho(f['pair_wood_area_ratio'], f['area_ratio']):.3f} "
+    print("area ratio, registered vs truth:             "
+          f"{rho(f['pair_wood_area_ratio'], f['area_ratio']):.3f} "
           f"(target 0.9; registration accepted for {f['pair_wood_registration_ok'].mean():.0%} of pairs)")
-    print(f"area ratio, registration-free vs truth:      {rho(f['pair_wood_area_ratio_unregistered'], f['area_ratio']):.3f}")
-    print(f"area ratio, registration-free vs truth*zoom^2: {rho(f['pair_wood_area_ratio_unregistered'], observed):.3f} "
+    print("area ratio, registration-free vs truth:      "
+          f"{rho(f['pair_wood_area_ratio_unregistered'], f['area_ratio']):.3f}")
+    print("area ratio, registration-free vs truth*zoom^2: "
+          f"{rho(f['pair_wood_area_ratio_unregistered'], observed):.3f} "
           "(what the photos show)")
-    print(f"border transition width vs blur_px:          {rho(f['clinical_border_transition_width'], f['blur_px']):.3f} "
+    print("border transition width vs blur_px:          "
+          f"{rho(f['clinical_border_transition_width'], f['blur_px']):.3f} "
           f"(crossing {rho(f['clinical_border_crossing_width'], f['blur_px']):.3f}, "
           f"inner {rho(f['clinical_border_inner_transition_width'], f['blur_px']):.3f}; target 0.8)")
-    print(f"Wood's transition width vs wood_blur_px:     {rho(f['wood_border_transition_width'], f['wood_blur_px']):.3f}")
+    print("Wood's transition width vs wood_blur_px:     "
+          f"{rho(f['wood_border_transition_width'], f['wood_blur_px']):.3f}")
     for mod in ("clinical", "wood"):
         exact = (f[f"{mod}_satellites_count"] == f["n_satellites"]).mean()
         print(f"{mod} satellite count exact:                {exact:.1%} (target 90 %)")
-    print(f"trichrome width vs trichrome_px:             {rho(f['clinical_color_trichrome_width'], f['trichrome_px']):.3f}")
-    print(f"Wood's uniformity (CV) vs patchiness:        {rho(f['wood_fluorescence_uniformity_cv'], f['patchiness']):.3f}")
+    print("trichrome width vs trichrome_px:             "
+          f"{rho(f['clinical_color_trichrome_width'], f['trichrome_px']):.3f}")
+    print("Wood's uniformity (CV) vs patchiness:        "
+          f"{rho(f['wood_fluorescence_uniformity_cv'], f['patchiness']):.3f}")
 
 
 def bench_ph2(n: int, repeats: int) -> None:

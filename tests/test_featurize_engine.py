@@ -194,7 +194,8 @@ def test_max_side_shrinks_photos_and_masks_and_is_recorded(synth, tmp_path):
     # The setting is part of the cache key: the native run must not reuse the shrunk values.
     again = extract(synth, None, families=["shape"], cache_dir=tmp_path / "c", progress=False)
     assert again.n_cached == 0
-    assert extract(synth, None, families=["shape"], max_side=64, cache_dir=tmp_path / "c", progress=False).n_cached == 16
+    shrunk = extract(synth, None, families=["shape"], max_side=64, cache_dir=tmp_path / "c", progress=False)
+    assert shrunk.n_cached == 16
     with pytest.raises(ValueError, match="max_side"):
         extract(synth, None, families=["shape"], max_side=8, progress=False)
 

@@ -20,8 +20,8 @@ label, ...      no         target columns (default ``label``); any number of the
 =============== ========== ==========================================================
 
 Paths are relative to the manifest's folder (or to ``data_root`` when the manifest records one).
-:func:`load_manifest` checks everything and reports **every** problem at once, with the row number (1-based data row, as a spreadsheet shows it
-below the header) and the column.
+:func:`load_manifest` checks everything and reports **every** problem at once, with the row number
+(1-based data row, as a spreadsheet shows it below the header) and the column.
 """
 
 from __future__ import annotations
@@ -635,7 +635,9 @@ def _integrity_errors(path: Path) -> list[str]:
         try:
             with Image.open(path) as img:
                 img.verify()
-        except Exception as exc:  # PIL raises several types for a damaged PNG
+        # PIL raises several unrelated types for a damaged PNG (SyntaxError, OSError, struct.error, ...);
+        # any of them means the file is reported as a problem, with the message
+        except Exception as exc:  # noqa: BLE001
             return [f"{path}: truncated or corrupt PNG ({exc})"]
     return []
 

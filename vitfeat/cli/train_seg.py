@@ -52,7 +52,8 @@ def register(kinds) -> None:
     p.add_argument("--lr", type=float, help="initial learning rate (default 1e-3)")
     p.add_argument("--lrf", type=float, help="final learning rate = lr * lrf (default 0.01)")
     p.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 1e-2)")
-    p.add_argument("--loss", choices=["bce+dice", "bce+jaccard", "ce+dice"], help="default: bce+dice (binary), ce+dice (multiclass)")
+    p.add_argument("--loss", choices=["bce+dice", "bce+jaccard", "ce+dice"],
+                   help="default: bce+dice (binary), ce+dice (multiclass)")
     p.add_argument("--scheduler", choices=["cosine", "plateau"], help="default cosine")
     p.add_argument("--patience", type=int, help="plateau scheduler: epochs before halving the lr (default 5)")
     p.add_argument("--encoder", default="resnet34", help="smp/timm encoder of unet/deeplab (default resnet34)")

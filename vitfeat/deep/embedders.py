@@ -159,7 +159,9 @@ def create_from_hub(backbone: Backbone, kwargs: dict):
     with hub_offline():
         try:
             return timm.create_model(backbone.timm_name, pretrained=True, **kwargs)
-        except Exception as exc:  # huggingface_hub raises several types (LocalEntryNotFound, OSError, ...)
+        # huggingface_hub raises several types (LocalEntryNotFound, OSError, ...); every one means
+        # "not available offline", re-raised below as one clear error naming the way out
+        except Exception as exc:  # noqa: BLE001
             cfg = timm.models.get_pretrained_cfg(backbone.timm_name)
             hub_id = getattr(cfg, "hf_hub_id", None) or backbone.timm_name
             raise WeightsUnavailableError(
@@ -176,8 +178,9 @@ class Embedder:
     """A timm backbone in eval mode that turns RGB uint8 crops into ``(N, D)`` float32 vectors.
 
     ``device="auto"`` uses CUDA when present. On CUDA, inference runs in channels_last memory format
-    under autocast (``amp=True``, ``amp_dtype`` float16 by default, or bfloat16); on CPU in float32. Inputs are resized to the backbone's
-    square input size and normalised with the mean/std of its pretrained configuration.
+    under autocast (``amp=True``, ``amp_dtype`` float16 by default, or bfloat16); on CPU in float32.
+    Inputs are resized to the backbone's square input size and normalised with the mean/std of its
+    pretrained configuration.
     """
 
     def __init__(self, backbone: str, weights: str | Path = "hub", *, img_size: int | None = None,

@@ -34,7 +34,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DEFAULT_FAMILIES", "CaseArrays", "ExtractResult", "Family", "available_families", "default_families", "describe_column", "describe_group",
+    "DEFAULT_FAMILIES", "CaseArrays", "ExtractResult", "Family", "available_families", "default_families",
+    "describe_column", "describe_group",
     "extract", "family_help", "family_table", "get_family",
     "load_config", "read_features", "register_family", "register_family_factory", "write_features",
 ]

@@ -272,7 +272,8 @@ def _run_batch_family(fam: Family, spec: tuple, cases: list[Case], results: list
         if not res["hashes"]:  # inputs unreadable: the case already carries its error
             continue
         mask_info = _mask_info(res["masks"], mask_describe, max_side)
-        key_path = _cache_path(Path(cache_dir), spec[0], _cache_key(spec, res["hashes"], mask_info)) if cache_dir else None
+        key_path = (_cache_path(Path(cache_dir), spec[0], _cache_key(spec, res["hashes"], mask_info))
+                    if cache_dir else None)
         cached = _cache_read(key_path) if key_path else None
         if cached is not None:
             res["features"][spec[0]] = cached

@@ -40,8 +40,10 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1280px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}
 h1{border-bottom:3px solid #2b6cb0;padding-bottom:.2em} h2{color:#2b6cb0;margin-top:1.6em} h3{margin-bottom:.3em}
-table{border-collapse:collapse;font-size:.8em;margin:.6em 0} .scroll{overflow-x:auto} th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#edf2f7} td{white-space:nowrap} small{color:#666} td:nth-child(2),td:nth-child(3){text-align:left} tr.best{background:#f0fff4;font-weight:600}
+table{border-collapse:collapse;font-size:.8em;margin:.6em 0} .scroll{overflow-x:auto}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#edf2f7} td{white-space:nowrap} small{color:#666} td:nth-child(2),td:nth-child(3){text-align:left}
+tr.best{background:#f0fff4;font-weight:600}
 .warn{background:#fffaf0;border-left:4px solid #dd6b20;padding:.4em .8em;margin:.3em 0}
 .note{color:#555;font-size:.9em} img{max-width:100%;border:1px solid #eee;margin:.3em 0}
 .kv td:first-child{text-align:left;font-weight:600} code{background:#f7fafc;padding:0 .2em}
@@ -288,7 +290,8 @@ def write_report(run_dir) -> tuple[Path, Path]:
             + "</ul></details>")
 
     if summary.get("warnings"):
-        parts.append("<h2>Warnings</h2>" + "".join(f"<div class=warn>{html.escape(w)}</div>" for w in summary["warnings"]))
+        parts.append("<h2>Warnings</h2>"
+                     + "".join(f"<div class=warn>{html.escape(w)}</div>" for w in summary["warnings"]))
         md.append("## Warnings\n\n" + "\n".join(f"- {w}" for w in summary["warnings"]) + "\n")
 
     for target, tboard in board.groupby("target", sort=False):
@@ -297,9 +300,11 @@ def write_report(run_dir) -> tuple[Path, Path]:
         toof = oof[oof["target"] == target]
         tfolds = fold_scores[fold_scores["target"] == target]
         table, md_table = _leaderboard_table(tboard, classes)
-        best = tboard[tboard["pipeline"] == info["pipeline"]].iloc[0]  # the refitted one, not an included run
+        # the refitted one, not an included run
+        best = tboard[tboard["pipeline"] == info["pipeline"]].iloc[0]
         parts.append(f"<h2>Target: {html.escape(target)}</h2>")
-        lead = (f"Best pipeline: <b>{html.escape(str(best['pipeline']))}</b> ({html.escape(str(best['description']))}): "
+        lead = (f"Best pipeline: <b>{html.escape(str(best['pipeline']))}</b> "
+                f"({html.escape(str(best['description']))}): "
                 f"balanced accuracy {_fmt(best, 'balanced_accuracy')}, AUROC {_fmt(best, 'auroc')}. "
                 f"This pipeline, refitted on all cases, is saved in <code>model.skops</code>.")
         honest = tboard[tboard["pipeline"] == NESTED]

@@ -241,7 +241,8 @@ class JointAugment:
         image, mask = np.ascontiguousarray(image), np.ascontiguousarray(mask)
         if self.rotate_degrees and torch.rand(()) < self.rotate_p:
             h, w = mask.shape
-            m = cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), _uniform(-self.rotate_degrees, self.rotate_degrees), 1.0)
+            angle = _uniform(-self.rotate_degrees, self.rotate_degrees)
+            m = cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), angle, 1.0)
             image = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
             mask = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
         if self.jitter:

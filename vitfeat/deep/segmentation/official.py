@@ -97,7 +97,9 @@ def load_official(path, model=None):
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files
+    # torch.load raises many types for a bad file (UnpicklingError, RuntimeError, EOFError, ...);
+    # all are turned into one ValueError naming the file
+    except Exception as exc:  # noqa: BLE001
         raise ValueError(f"{path}: cannot read as a torch checkpoint ({exc})") from None
     model = model or UltraLightVMUNet()
     try:

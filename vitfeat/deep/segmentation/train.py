@@ -355,7 +355,8 @@ def _make_scheduler(optimizer, config: SegConfig):
         # closed form in the epoch number (not CosineAnnealingLR's recursion), so that a resumed run
         # whose epochs grew follows the longer cosine from where it stands
         def factor(epoch: int) -> float:
-            return config.lrf + (1 - config.lrf) * 0.5 * (1 + math.cos(math.pi * min(epoch, config.epochs) / config.epochs))
+            progress = min(epoch, config.epochs) / config.epochs
+            return config.lrf + (1 - config.lrf) * 0.5 * (1 + math.cos(math.pi * progress))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5,

@@ -8,7 +8,8 @@ connections, and a mirrored decoder. See ``/work/shared/notes/ultralight.md`` (o
 The Mamba blocks are mambapy's pure-PyTorch ``MambaBlock`` (same parameter names and shapes as
 mamba_ssm's ``Mamba``). The module names around them differ from the original repository's, so an
 official checkpoint loads through ``official.py`` (``vitfeat seg import-official``), not directly.
-On a CUDA tensor, when mamba_ssm is installed, the selective scan runs in mamba_ssm's fused kernel instead of mambapy's parallel scan.
+On a CUDA tensor, when mamba_ssm is installed, the selective scan runs in mamba_ssm's fused kernel
+instead of mambapy's parallel scan.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ try:  # the CUDA kernel is optional; the pure-PyTorch scan gives the same number
     from mamba_ssm.ops.selective_scan_interface import (
         selective_scan_fn as _cuda_selective_scan,
     )
-except Exception:  # ImportError, or a broken CUDA build
+except Exception:  # noqa: BLE001 - optional: ImportError, or a broken CUDA build raising anything
     _cuda_selective_scan = None
 
 DEFAULT_WIDTHS = (8, 16, 24, 32, 48, 64)
@@ -120,7 +121,7 @@ class ChannelAttentionBridge(nn.Module):
         pooled = torch.cat([t.mean((2, 3)) for t in skips], dim=1)  # (B, sum C)
         mixed = self.mix(pooled.unsqueeze(1))  # (B, 1, sum C)
         weights = []
-        for head, t in zip(self.heads, skips):
+        for head, _t in zip(self.heads, skips):
             if self.split_att == "fc":
                 a = head(mixed).squeeze(1)
             else:
