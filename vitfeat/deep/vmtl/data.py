@@ -34,6 +34,9 @@ class LoadedCase:
     crop_boxes: dict  # modality -> (x0, y0, x1, y1) in original pixels when cropped (VMSL)
     sizes: dict  # modality -> (H, W) of the original photo
     labels: dict = field(default_factory=dict)  # target -> class name, for multi-target runs
+    # modality -> annotated lesion box (x0, y0, x1, y1) in pixels of the prepared (S, S) image;
+    # preferred to the mask's bounding box as the detection target
+    boxes: dict = field(default_factory=dict)
 
 
 def _resize(img, size, nearest=False):
@@ -46,9 +49,30 @@ def _crop(arr, box):
     return arr[y0:y1, x0:x1]
 
 
-def prepare_case(case_id: str, patient_id: str, label, images: dict, masks: dict, imgsz: int, roi=None) -> LoadedCase:
-    """Crop (when ``roi(modality, image, mask) -> box|None`` says so) and resize one case's arrays."""
-    out_images, out_masks, boxes, sizes = {}, {}, {}, {}
+def _prepared_box(box, crop, shape, imgsz):
+    """An annotated box (original pixels) in the prepared image's pixels: shifted by the crop,
+    clipped to it and scaled to ``imgsz``; None when nothing of it is left inside."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    height, width = shape[:2]
+    if crop is not None:
+        x0, x1 = x0 - crop[0], x1 - crop[0]
+        y0, y1 = y0 - crop[1], y1 - crop[1]
+    x0, x1 = max(x0, 0.0), min(x1, float(width))
+    y0, y1 = max(y0, 0.0), min(y1, float(height))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    sx, sy = imgsz / width, imgsz / height
+    return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+
+
+def prepare_case(case_id: str, patient_id: str, label, images: dict, masks: dict, imgsz: int, roi=None,
+                 boxes: dict | None = None) -> LoadedCase:
+    """Crop (when ``roi(modality, image, mask) -> box|None`` says so) and resize one case's arrays.
+
+    ``boxes`` maps a modality to its annotated lesion box ``(x0, y0, x1, y1)`` in original pixels;
+    it follows the same crop and resize.
+    """
+    out_images, out_masks, crop_boxes, sizes, out_boxes = {}, {}, {}, {}, {}
     for mod in MODALITIES:
         img = images.get(mod)
         if img is None:
@@ -57,13 +81,19 @@ def prepare_case(case_id: str, patient_id: str, label, images: dict, masks: dict
         sizes[mod] = img.shape[:2]
         box = roi(mod, img, mask) if roi is not None else None
         if box is not None:
-            boxes[mod] = tuple(int(v) for v in box)
-            img = _crop(img, box)
-            mask = _crop(mask, box) if mask is not None else None
+            crop_boxes[mod] = tuple(int(v) for v in box)
+            img = _crop(img, crop_boxes[mod])
+            mask = _crop(mask, crop_boxes[mod]) if mask is not None else None
+        annotated = (boxes or {}).get(mod)
+        if annotated is not None:
+            prepared = _prepared_box(annotated, crop_boxes.get(mod), img.shape, imgsz)
+            if prepared is not None:
+                out_boxes[mod] = prepared
         out_images[mod] = _resize(img, imgsz)
         if mask is not None:
             out_masks[mod] = _resize(mask.astype(np.uint8), imgsz, nearest=True).astype(bool)
-    return LoadedCase(case_id, patient_id, None if label is None else str(label), out_images, out_masks, boxes, sizes)
+    return LoadedCase(case_id, patient_id, None if label is None else str(label), out_images, out_masks,
+                      crop_boxes, sizes, boxes=out_boxes)
 
 
 def load_case(case, imgsz: int, target=None, roi=None) -> LoadedCase:
@@ -73,7 +103,8 @@ def load_case(case, imgsz: int, target=None, roi=None) -> LoadedCase:
     masks = {m: read_mask(case.mask(m)) for m in images if case.mask(m) is not None}
     targets = [] if target is None else [target] if isinstance(target, str) else list(target)
     label = case.targets.get(targets[0]) if targets else None
-    loaded = prepare_case(case.case_id, case.patient_id, label, images, masks, imgsz, roi)
+    boxes = {m: case.box(m) for m in images if case.box(m) is not None}
+    loaded = prepare_case(case.case_id, case.patient_id, label, images, masks, imgsz, roi, boxes)
     loaded.labels = {t: str(case.targets.get(t)) for t in targets}
     return loaded
 
@@ -131,6 +162,15 @@ def mask_to_box(mask: np.ndarray | torch.Tensor):
     return torch.tensor([(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h], dtype=torch.float32)
 
 
+def box_to_mask(box, size: int) -> np.ndarray:
+    """Rasterise a box ``(x0, y0, x1, y1)`` (pixels) as a (size, size) bool mask, so that it can
+    follow the geometric augmentation alongside the lesion mask."""
+    out = np.zeros((size, size), bool)
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    out[max(y0, 0):max(y1, y0 + 1), max(x0, 0):max(x1, x0 + 1)] = True
+    return out
+
+
 def build_transform(train: bool, mean, std):
     """Geometric + photometric augmentation for training (masks follow the geometry), then the
     one normalisation shared with inference."""
@@ -178,12 +218,21 @@ class PairedDataset(Dataset):
                 has_mask = False
             else:
                 image = tv_tensors.Image(torch.from_numpy(img).permute(2, 0, 1))
-                m = tv_tensors.Mask(torch.from_numpy(mask if mask is not None else np.zeros((s, s), bool))[None].to(torch.uint8))
+                annotated = case.boxes.get(mod)
+                # the annotated box travels as a second mask channel: same flips, affine and crop
+                channels = [mask if mask is not None else np.zeros((s, s), bool)]
+                if annotated is not None:
+                    channels.append(box_to_mask(annotated, s))
+                m = tv_tensors.Mask(torch.from_numpy(np.stack(channels)).to(torch.uint8))
                 image, m = self.transform(image, m)
+                m = m.as_subclass(torch.Tensor).float()
                 item[mod] = image.as_subclass(torch.Tensor)
-                item[f"{mod}_mask"] = m.as_subclass(torch.Tensor).float()
+                item[f"{mod}_mask"] = m[:1]
                 has_mask = mask is not None
-            box = mask_to_box(item[f"{mod}_mask"]) if has_mask else None
+            if img is not None and case.boxes.get(mod) is not None:
+                box = mask_to_box(m[1])
+            else:
+                box = mask_to_box(item[f"{mod}_mask"]) if has_mask else None
             item[f"has_{mod}"] = img is not None
             item[f"has_{mod}_mask"] = has_mask
             item[f"has_{mod}_box"] = box is not None
