@@ -102,6 +102,8 @@ def test_fit_records_calibration_and_the_operating_point(fitted):
     bundle = load_model(root / "run" / "model.skops")
     assert isinstance(bundle["targets"]["label"]["model"], GroupedCalibratedClassifier)
     assert bundle["targets"]["label"]["threshold"] == threshold
+    card = (root / "run" / "model_card.md").read_text()
+    assert f"at least {threshold:.3f}" in card and f"sensitivity {row['sensitivity']:.2f}" in card
 
 
 def test_predict_uses_the_saved_threshold(fitted, tmp_path):

@@ -12,6 +12,7 @@ changes a test fold and shows the threshold does not move).
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -175,3 +176,32 @@ def _rates(truth: np.ndarray, called: np.ndarray) -> dict[str, float]:
         return float(a / (a + b)) if a + b else np.nan
 
     return {"sensitivity": ratio(tp, fn), "specificity": ratio(tn, fp), "ppv": ratio(tp, fp), "npv": ratio(tn, fn)}
+
+
+def operating_point_summary(run_dir, meta: dict) -> str:
+    """One plain sentence per target on the decision rule of a run (``model_card.md``): argmax, or
+    the saved threshold with its out-of-fold sensitivity, specificity, PPV and NPV (95 % CI) from
+    ``operating_point.csv``."""
+    import pandas as pd
+
+    rule = meta.get("operating_point")
+    if not rule:
+        return "argmax of the predicted probabilities (no operating point chosen)"
+    path = Path(run_dir) / "operating_point.csv"
+    table = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    lines = []
+    for target, entry in (meta.get("targets") or {}).items():
+        if entry.get("threshold") is None:
+            lines.append(f"{target}: argmax (not a binary target, so no operating point)")
+            continue
+        text = (f"{target}: '{entry['positive']}' when its probability is at least {entry['threshold']:.3f} "
+                f"({rule}, chosen on patient-grouped inner folds of all cases)")
+        row = table[(table.get("target") == target) & (table.get("pipeline") == entry.get("pipeline"))] \
+            if len(table) else table
+        if len(row):
+            r = row.iloc[0]
+            text += "; out of fold, each fold's own threshold: " + ", ".join(
+                f"{k} {r[k]:.2f} [{r[k + '_ci_low']:.2f}-{r[k + '_ci_high']:.2f}]"
+                for k in ("sensitivity", "specificity", "ppv", "npv"))
+        lines.append(text)
+    return "\n".join(f"- {line}" for line in lines)

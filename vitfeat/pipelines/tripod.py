@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from vitfeat.atomic import write_text
+from vitfeat.pipelines.operating import operating_point_summary
 
 FOR_THE_AUTHOR = [
     "Source of data and study design (cohort, registry, trial), setting and centres, dates of recruitment",
@@ -101,7 +102,7 @@ def write_model_card(run_dir, meta: dict, summary: dict, board: pd.DataFrame) ->
             "## Data", ""] + [f"- {k}: {v}" for k, v in items.items() if not k.startswith("Performance")]
     text += ["", "## Performance and calibration", ""] + [f"- {k}: {v}" for k, v in items.items()
                                                           if k.startswith("Performance")]
-    text += ["", "## Operating point", "", "argmax of the predicted probabilities (no operating point chosen)", "",
+    text += ["", "## Operating point", "", operating_point_summary(run, meta), "",
              "## Warnings", ""] + [f"- {w}" for w in summary.get("warnings", [])] + ["", "## Limits", "",
                                                                                      items["Limitations"]]
     return write_text(run / "model_card.md", "\n".join(text) + "\n")
