@@ -122,3 +122,15 @@ def test_predict_uses_the_saved_threshold(fitted, tmp_path):
     middle = (p >= cut) & (p < 0.5)
     assert (after.loc[middle, "label_pred"] == POS).all()
     assert (after["label_pred"] == np.where(p >= cut, POS, "stable")).all()
+
+
+def test_a_bad_rule_or_method_is_refused_before_any_fit(tmp_path):
+    from vitfeat.pipelines.select import FitConfig, fit_run
+
+    path = write_feature_table(_table(40), tmp_path / "features.parquet")
+    with pytest.raises(ValueError, match="sensitivity=0.90, specificity=0.90 or youden"):
+        fit_run(path, tmp_path / "run", FitConfig(pipelines=["logreg"], operating_point="accuracy=0.9"),
+                progress=False)
+    with pytest.raises(ValueError, match="sigmoid or isotonic"):
+        fit_run(path, tmp_path / "run", FitConfig(pipelines=["logreg"], calibrate="platt"), progress=False)
+    assert not (tmp_path / "run" / ".cv_cache").exists()

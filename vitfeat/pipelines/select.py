@@ -20,7 +20,7 @@ from vitfeat import __version__
 from vitfeat.atomic import write_text
 from vitfeat.pipelines import nested, zoo
 from vitfeat.pipelines.cv import cross_validate, feature_columns, fit_estimator, fold_threshold
-from vitfeat.pipelines.operating import operating_point_table
+from vitfeat.pipelines.operating import operating_point_table, parse_rule
 from vitfeat.evaluation.folds import make_folds, read_folds, same_folds, write_folds
 from vitfeat.evaluation.metrics import HEADLINE, flatten, proba_columns, score_oof
 from vitfeat.evaluation.positive import positive_class
@@ -277,6 +277,10 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     FitResult
     """
     started = time.time()
+    if config.calibrate not in (None, "sigmoid", "isotonic"):
+        raise ValueError(f"calibrate {config.calibrate!r}: use sigmoid or isotonic")
+    if config.operating_point:
+        parse_rule(config.operating_point)  # a bad rule fails before any fit
     zoo.add_custom_pipelines(config.custom)
     pipelines = zoo.expand_names(config.pipelines)
 
@@ -316,6 +320,9 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         if len(classes) < 2:
             raise ValueError(f"target '{target}' has a single class ({classes[0]}); nothing to learn")
         positive = binary_positive(classes, y, config.positive, target)
+        if config.operating_point and positive is None:
+            log.warning("target %s has %d classes: --operating-point applies to binary targets only; "
+                        "it is predicted by argmax", target, len(classes))
         sub_plan = plan[plan["case_id"].isin(set(frame.loc[has, "case_id"]))]
         oof, info, fails = cross_validate(
             X[has], y, frame.loc[has, "patient_id"], frame.loc[has, "case_id"], sub_plan, pipelines,
