@@ -14,6 +14,7 @@ import json
 import logging
 import textwrap
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -30,6 +31,8 @@ from sklearn.feature_selection import f_classif  # noqa: E402
 from sklearn.metrics import log_loss  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from vitfeat.atomic import write_text  # noqa: E402
+
 from vitfeat.pipelines.persist import (  # noqa: E402
     load_model,
     read_feature_table,
@@ -45,31 +48,6 @@ LINEAR_MODELS = ("LogisticRegression", "RidgeClassifier", "SGDClassifier", "Line
 
 MODALITY_TEXT = {"clinical": "in the clinical (daylight) photo", "wood": "under Wood's lamp",
                  "pair": "comparing the Wood's-lamp and daylight photos"}
-FAMILY_TEXT = {
-    "border": "border sharpness (how abruptly the lesion edge fades into skin)",
-    "shape": "lesion shape and size (area, compactness, irregularity)",
-    "area": "lesion area", "firstorder": "brightness and colour statistics inside the lesion",
-    "color": "colour (CIELAB) statistics", "colour": "colour (CIELAB) statistics",
-    "contrast": "contrast between lesion and surrounding skin",
-    "texture": "texture (GLCM, wavelets)", "glcm": "texture regularity (GLCM)", "wavelet": "fine texture (wavelets)",
-    "satellites": "satellite (confetti-like) macules around the lesion",
-    "satellite": "satellite (confetti-like) macules around the lesion",
-    "intensity": "fluorescence intensity and its uniformity",
-    "fluorescence": "fluorescence contrast and uniformity",
-    "trichrome": "intermediate-tone (trichrome) zone", "koebner": "linear (Koebner) lesions",
-    "registration": "agreement between the two photos after registration",
-    "deep": "deep-network image embedding (not directly interpretable)",
-    "pair": "lesion extent under Wood's lamp versus daylight (area ratio, overlap)",
-    "wood": "fluorescence contrast and uniformity",
-}
-
-
-#: Feature-name fragments worth a clinical phrase of their own.
-FEATURE_HINTS = {"transition_width": "border blur (width of the lesion-to-skin transition)",
-                 "crossing_width": "border blur (width of the lesion-to-skin transition)",
-                 "edge_gradient": "border sharpness (edge gradient)", "satellites_count": "number of satellite macules",
-                 "trichrome": "intermediate-tone (trichrome) zone", "uniformity": "uniformity of fluorescence",
-                 "delta_e": "colour difference between lesion and surrounding skin (CIEDE2000)"}
 
 
 def feature_group(name: str) -> tuple[str, str]:
@@ -79,24 +57,39 @@ def feature_group(name: str) -> tuple[str, str]:
 
 
 def describe_group(modality: str, family: str) -> str:
-    what = FAMILY_TEXT.get(family, family.replace("-", " "))
-    where = MODALITY_TEXT.get(modality, modality)
-    if modality == "pair" and family in ("area", "pair", "shape", "wood"):
-        return "lesion area under Wood's lamp relative to daylight (Wood's-to-clinical area ratio, overlap)"
-    if modality == "wood" and family in ("wood", "fluorescence"):
-        return "fluorescence contrast and uniformity under Wood's lamp"
-    return f"{what} {where}"
+    """Plain-language description of a column group: the family's own declaration
+    (:func:`vitfeat.featurize.describe_group`), else the family's name for undeclared families."""
+    from vitfeat.featurize import describe_group as declared
+
+    try:
+        return declared(modality, family)
+    except KeyError:
+        return f"{family.replace('-', ' ')} features {MODALITY_TEXT.get(modality, modality)}"
 
 
 def describe_feature(name: str) -> str:
-    modality, family = feature_group(name)
-    if modality == "pair" and "area" in name and "ratio" in name:
-        return "Wood's-to-clinical lesion area ratio" + (" (without registration)" if "unregistered" in name else "")
-    rest = name.split("_", 2)[2] if name.count("_") >= 2 else name
-    for key, text in FEATURE_HINTS.items():
-        if key in name:
-            return f"{text} {MODALITY_TEXT.get(modality, modality)} ({rest.replace('_', ' ')})"
-    return f"{describe_group(modality, family)}: {rest.replace('_', ' ')}"
+    """Plain-language description of a feature column: the declaring family's wording
+    (:func:`vitfeat.featurize.describe_column`), else its group and bare name for undeclared ones."""
+    from vitfeat.featurize import describe_column
+
+    try:
+        return describe_column(name)
+    except KeyError:
+        modality, family = feature_group(name)
+        rest = name.split("_", 2)[2] if name.count("_") >= 2 else name
+        return f"{describe_group(modality, family)}: {rest.replace('_', ' ')}"
+
+
+def _group_text(modality: str, family: str, members: list[str]) -> str:
+    """The group's description; an undeclared group also names (up to three of) its features."""
+    from vitfeat.featurize import describe_group as declared
+
+    try:
+        return declared(modality, family)
+    except KeyError:
+        bare = [m.split("_", 2)[2].replace("_", " ") if m.count("_") >= 2 else m for m in members[:3]]
+        more = f" and {len(members) - 3} more" if len(members) > 3 else ""
+        return f"{describe_group(modality, family)} ({', '.join(bare)}{more})"
 
 
 def correlation_clusters(X: np.ndarray, names: list[str], threshold: float = 0.3) -> np.ndarray:
@@ -189,8 +182,8 @@ def explain_cases(bundle: dict, target: str, X: np.ndarray, top: int = 3) -> lis
         k = int(np.asarray(model.classes_)[proba[i].argmax()])
         contrib = values[i, :, k]
         order = np.argsort(-np.abs(contrib))[:top]
-        value = (lambda j: X[i, raw_col[j]] if raw_col[j] is not None else Xt[i, j])
-        texts.append("; ".join(f"{tnames[j]}={value(j):.3g} ({'+' if contrib[j] >= 0 else '-'}"
+        shown = {j: X[i, raw_col[j]] if raw_col[j] is not None else Xt[i, j] for j in order}
+        texts.append("; ".join(f"{tnames[j]}={shown[j]:.3g} ({'+' if contrib[j] >= 0 else '-'}"
                                f"{abs(contrib[j]):.2f} toward {classes[k]})" for j in order))
     return texts
 
@@ -211,14 +204,34 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, cluster_threshold: float = 0.3,
-                max_shap_cases: int = 1000, seed: int = 0, progress: bool = True) -> Path:
-    """Write ``RUN_DIR/explain/<target>/`` (CSV tables, PNG plots, explain.html, summary.json) and re-render
-    the run's report so that it links the explanation. Returns the explain directory."""
-    from vitfeat.dataset import file_hash
-    from vitfeat.pipelines.report import write_report
+@dataclass
+class Explanation:
+    """What :func:`compute_explanation` found for one target of a fitted run (nothing written yet)."""
 
-    run = Path(run_dir)
+    target: str
+    pipeline: str
+    classes: list[str]
+    positive: str | None
+    frame: pd.DataFrame  # the cases explained (feature table rows with a label, no errors)
+    y: np.ndarray
+    cluster_table: pd.DataFrame
+    group_table: pd.DataFrame
+    modality_table: pd.DataFrame
+    group_columns: dict[str, list[str]]
+    relevance: pd.Series  # ANOVA F of each feature with the target, on its own
+    shap_by_feature: pd.Series
+    shap_note: str
+    shap_values: np.ndarray | None = None
+    shap_data: np.ndarray | None = None
+    shap_names: list[str] = field(default_factory=list)
+    table_path: Path | None = None
+    provenance: dict = field(default_factory=dict)
+
+
+def _load_cases(run: Path, target: str | None):
+    """``(bundle, target, frame, X, y, table_path, provenance)`` of a fitted sklearn run."""
+    from vitfeat.dataset import file_hash
+
     meta = json.loads((run / "run.json").read_text())
     if meta.get("kind") != "sklearn":
         raise ValueError(f"{run}: explain works on sklearn runs (this run's kind is '{meta.get('kind')}')")
@@ -226,52 +239,52 @@ def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, clust
     target = target or next(iter(bundle["targets"]))
     if target not in bundle["targets"]:
         raise ValueError(f"{run}: no model for target '{target}' (targets: {', '.join(bundle['targets'])})")
-    entry = bundle["targets"][target]
-    names, classes = bundle["features"], entry["classes"]
     table_path = Path(meta["features_path"])
     if not table_path.is_file():
         raise FileNotFoundError(f"{table_path}: the run's feature table is gone; explain needs it")
     if file_hash(table_path) != meta["features_hash"]:
         raise ValueError(f"{table_path}: changed since the run was fitted (content hash differs); re-run fit")
-    frame, _ = read_feature_table(table_path)
+    frame, provenance = read_feature_table(table_path)
     if "error" in frame.columns:
         frame = frame[frame["error"].fillna("").astype(str).str.strip() == ""]
     frame = frame[frame[target].notna()].reset_index(drop=True)
-    X = frame[names].to_numpy(dtype=float, copy=True)
+    X = frame[bundle["features"]].to_numpy(dtype=float, copy=True)
     X[~np.isfinite(X)] = np.nan
-    y = np.searchsorted(classes, frame[target].astype(str).to_numpy())
-    out = run / "explain" / target
-    out.mkdir(parents=True, exist_ok=True)
+    y = np.searchsorted(bundle["targets"][target]["classes"], frame[target].astype(str).to_numpy())
+    return bundle, target, frame, X, y, table_path, provenance
 
-    cluster_of = correlation_clusters(X, names, cluster_threshold)
+
+def _column_groups(X, names, cluster_threshold) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Column indices of each correlated-feature cluster and of each ``<modality>_<family>`` group."""
     clusters: dict[str, list[int]] = {}
-    for j, c in enumerate(cluster_of):
+    for j, c in enumerate(correlation_clusters(X, names, cluster_threshold)):
         clusters.setdefault(f"cluster_{c:03d}", []).append(j)
     families: dict[str, list[int]] = {}
     for j, n in enumerate(names):
         families.setdefault("_".join(feature_group(n)), []).append(j)
+    return clusters, families
 
+
+def _held_out_importance(run: Path, entry, frame, X, y, clusters, families, *, n_repeats, seed, progress):
+    """Grouped permutation importance per fold of the run's first repeat (clusters, families)."""
     plan = pd.read_csv(run / "folds.csv", dtype={"case_id": str})
     plan = plan[plan["repeat"] == plan["repeat"].min()]
-    fold_of = dict(zip(plan["case_id"], plan["fold"]))
-    folds = frame["case_id"].map(fold_of).to_numpy()
+    folds = frame["case_id"].map(dict(zip(plan["case_id"], plan["fold"]))).to_numpy()
+    classes_idx = list(range(len(entry["classes"])))
     perm_cluster, perm_family = [], []
     for fold in tqdm(sorted(pd.unique(folds[~pd.isna(folds)])), desc="permutation importance", disable=not progress):
         test = folds == fold
         # the final pipeline with its chosen hyperparameters, refitted without this fold's patients
         est = clone(entry["model"]).fit(X[~test], y[~test])
         kw = dict(n_repeats=n_repeats, seed=seed + int(fold))
-        perm_cluster.append(grouped_permutation_importance(est, X[test], y[test], clusters, list(range(len(classes))), **kw))
-        perm_family.append(grouped_permutation_importance(est, X[test], y[test], families, list(range(len(classes))), **kw))
-    perm_cluster = pd.DataFrame(perm_cluster)
-    perm_family = pd.DataFrame(perm_family)
+        perm_cluster.append(grouped_permutation_importance(est, X[test], y[test], clusters, classes_idx, **kw))
+        perm_family.append(grouped_permutation_importance(est, X[test], y[test], families, classes_idx, **kw))
+    return pd.DataFrame(perm_cluster), pd.DataFrame(perm_family)
 
+
+def _cluster_table(clusters, names, perm_cluster, relevance) -> pd.DataFrame:
     # A cluster is named by its member most related to the target on its own (ANOVA F), so a
     # cluster of co-varying activity signs is not named after whichever column came first.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        filled = np.nan_to_num(np.where(np.isnan(X), np.nanmedian(X, axis=0), X))
-        relevance = np.nan_to_num(f_classif(filled, y)[0])
     rows = []
     for key, cols in clusters.items():
         members = [names[j] for j in sorted(cols, key=lambda j: -relevance[j])]
@@ -279,77 +292,208 @@ def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, clust
         description = describe_feature(members[0])
         if len(members) > 1:
             description += f" — with {len(members) - 1} correlated feature(s) from {', '.join(groups)}"
-        rows.append({"cluster": key, "importance": perm_cluster[key].mean(), "sd_over_folds": perm_cluster[key].std(ddof=1),
+        rows.append({"cluster": key, "importance": perm_cluster[key].mean(),
+                     "sd_over_folds": perm_cluster[key].std(ddof=1),
                      "n_features": len(cols), "lead_feature": members[0], "description": description,
                      "groups": ";".join(groups), "features": ";".join(members)})
-    cluster_table = pd.DataFrame(rows).sort_values("importance", ascending=False)
+    return pd.DataFrame(rows).sort_values("importance", ascending=False)
 
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(X), size=min(len(X), max_shap_cases), replace=False)
-    values, tnames, Xt, shap_note = shap_values(entry["model"], X[pick], names, classes, entry.get("positive"))
+
+def _group_table(families, names, perm_family, shap_by_feature) -> pd.DataFrame:
+    rows = []
+    for key, cols in families.items():
+        modality, family = key.split("_", 1)
+        members = [names[j] for j in cols]
+        shap_sum = float(shap_by_feature.reindex(members).fillna(0).sum()) if len(shap_by_feature) else np.nan
+        rows.append({"group": key, "modality": modality, "family": family,
+                     "description": _group_text(modality, family, members),
+                     "permutation_importance": perm_family[key].mean(),
+                     "permutation_sd": perm_family[key].std(ddof=1), "shap_mean_abs_sum": shap_sum,
+                     "n_features": len(cols)})
+    table = pd.DataFrame(rows).sort_values("permutation_importance", ascending=False)
+    # Shuffling 58 texture columns at once destroys more than shuffling 5: divide by the group's size
+    # so large and small families can be compared per feature (the total stays the ranking).
+    table["importance_per_feature"] = table["permutation_importance"] / table["n_features"]
+    table["shap_per_feature"] = table["shap_mean_abs_sum"] / table["n_features"]
+    return table
+
+
+def compute_explanation(run_dir, target: str | None = None, *, n_repeats: int = 5, cluster_threshold: float = 0.3,
+                        max_shap_cases: int = 1000, seed: int = 0, progress: bool = True) -> Explanation:
+    """Permutation importance on held-out folds and SHAP of the final model, writing nothing.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A run directory written by ``fit`` (sklearn kind).
+    target : str, optional
+        The target to explain (default: the run's first).
+    n_repeats, cluster_threshold, max_shap_cases, seed, progress
+        Shuffles per group, the correlation-cluster cut (``1 - |rho|``), the SHAP sample size, the
+        random seed and the progress bar.
+
+    Returns
+    -------
+    Explanation
+        The tables (clusters, feature groups, modalities) and the SHAP summary.
+    """
+    run = Path(run_dir)
+    bundle, target, frame, X, y, table_path, provenance = _load_cases(run, target)
+    entry, names = bundle["targets"][target], bundle["features"]
+    clusters, families = _column_groups(X, names, cluster_threshold)
+    perm_cluster, perm_family = _held_out_importance(run, entry, frame, X, y, clusters, families,
+                                                     n_repeats=n_repeats, seed=seed, progress=progress)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        filled = np.nan_to_num(np.where(np.isnan(X), np.nanmedian(X, axis=0), X))
+        relevance = np.nan_to_num(f_classif(filled, y)[0])
+
+    pick = np.random.default_rng(seed).choice(len(X), size=min(len(X), max_shap_cases), replace=False)
+    values, tnames, Xt, shap_note = shap_values(entry["model"], X[pick], names, entry["classes"], entry.get("positive"))
     shap_by_feature = pd.Series(dtype=float)
     if values is not None:
-        k = classes.index(entry["positive"]) if entry.get("positive") else None
+        k = entry["classes"].index(entry["positive"]) if entry.get("positive") else None
         mean_abs = np.abs(values[:, :, k]).mean(0) if k is not None else np.abs(values).mean((0, 2))
         shap_by_feature = pd.Series(mean_abs, index=tnames).sort_values(ascending=False)
 
-    fam_rows = []
-    for key, cols in families.items():
-        modality, family = key.split("_", 1)
-        shap_sum = float(shap_by_feature.reindex([names[j] for j in cols]).fillna(0).sum()) if len(shap_by_feature) else np.nan
-        fam_rows.append({"group": key, "modality": modality, "family": family,
-                         "description": describe_group(modality, family), "permutation_importance": perm_family[key].mean(),
-                         "permutation_sd": perm_family[key].std(ddof=1), "shap_mean_abs_sum": shap_sum,
-                         "n_features": len(cols)})
-    fam_table = pd.DataFrame(fam_rows).sort_values("permutation_importance", ascending=False)
-    # Shuffling 58 texture columns at once destroys more than shuffling 5: divide by the group's size
-    # so large and small families can be compared per feature (the total stays the ranking).
-    fam_table["importance_per_feature"] = fam_table["permutation_importance"] / fam_table["n_features"]
-    fam_table["shap_per_feature"] = fam_table["shap_mean_abs_sum"] / fam_table["n_features"]
-    modality_table = (fam_table.groupby("modality")[["permutation_importance", "shap_mean_abs_sum"]].sum()
+    group_table = _group_table(families, names, perm_family, shap_by_feature)
+    modality_table = (group_table.groupby("modality")[["permutation_importance", "shap_mean_abs_sum"]].sum()
                       .sort_values("permutation_importance", ascending=False).reset_index())
+    return Explanation(target=target, pipeline=entry["pipeline"], classes=list(entry["classes"]),
+                       positive=entry.get("positive"), frame=frame, y=y,
+                       cluster_table=_cluster_table(clusters, names, perm_cluster, relevance),
+                       group_table=group_table, modality_table=modality_table,
+                       group_columns={k: [names[j] for j in cols] for k, cols in families.items()},
+                       relevance=pd.Series(relevance, index=names), shap_by_feature=shap_by_feature,
+                       shap_note=shap_note, shap_values=values, shap_data=Xt, shap_names=tnames,
+                       table_path=table_path, provenance=provenance)
 
-    write_csv(cluster_table, out / "importance_clusters.csv")
-    write_csv(fam_table, out / "importance_groups.csv")
-    write_csv(modality_table, out / "importance_modalities.csv")
-    if len(shap_by_feature):
-        write_csv(shap_by_feature.rename("shap_mean_abs").rename_axis("feature").reset_index(), out / "shap_features.csv")
 
-    figures = [_save(_bar(fam_table.set_index("description")["permutation_importance"],
-                          "Feature groups: permutation importance on held-out folds", "increase in log loss"),
-                     out / "groups_permutation.png"),
-               _save(_bar(cluster_table.set_index("description")["importance"],
-                          "Correlated-feature clusters: permutation importance", "increase in log loss"),
-                     out / "clusters_permutation.png")]
-    if values is not None:
-        import shap
+def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, cluster_threshold: float = 0.3,
+                max_shap_cases: int = 1000, seed: int = 0, progress: bool = True, n_galleries: int = 3) -> Path:
+    """Write ``RUN_DIR/explain/<target>/`` (CSV tables, PNG plots, case galleries, explain.html,
+    summary.json) and re-render the run's report so that it links the explanation.
 
-        k = classes.index(entry["positive"]) if entry.get("positive") else int(np.bincount(y).argmin())
-        figures.append(_save(_bar(shap_by_feature, f"Mean |SHAP| of the final model ({shap_note})", "mean |SHAP value|"),
-                             out / "shap_bar.png"))
-        shap.plots.beeswarm(shap.Explanation(values[:, :, k], data=Xt, feature_names=tnames), max_display=15,
-                            show=False)
-        fig = plt.gcf()
-        fig.suptitle(f"SHAP beeswarm, pushes toward '{classes[k]}'", fontsize=10)
-        figures.append(_save(fig, out / "shap_beeswarm.png"))
+    Parameters are those of :func:`compute_explanation`; ``n_galleries`` top feature groups get a
+    case gallery. Returns the explain directory.
+    """
+    from vitfeat.pipelines.report import write_report
 
-    top_groups = [{"group": r.group, "description": r.description, "importance": float(r.permutation_importance)}
-                  for r in fam_table.itertuples()]
-    write_json({"target": target, "pipeline": entry["pipeline"], "shap": shap_note, "top_groups": top_groups,
-                "top_clusters": cluster_table.head(15)[["cluster", "lead_feature", "description", "importance"]]
-                .to_dict("records")}, out / "summary.json")
-    _write_html(out, target, entry["pipeline"], fam_table, cluster_table, figures, shap_note)
-    write_report(run)
+    result = compute_explanation(run_dir, target, n_repeats=n_repeats, cluster_threshold=cluster_threshold,
+                                 max_shap_cases=max_shap_cases, seed=seed, progress=progress)
+    out = write_explanation(result, Path(run_dir) / "explain" / result.target, n_galleries=n_galleries)
+    write_report(Path(run_dir))
     return out
 
 
-def _write_html(out: Path, target, pipeline, fam_table, cluster_table, figures, shap_note) -> None:
+def lead_feature(result: Explanation, group: str) -> tuple[str, str]:
+    """``(feature, how_chosen)``: the group's most important feature — largest mean |SHAP| of the
+    final model where SHAP covers the group's columns, else largest ANOVA F with the target."""
+    members = result.group_columns[group]
+    shap = result.shap_by_feature.reindex(members).dropna()
+    if len(shap) and shap.max() > 0:
+        return str(shap.idxmax()), "largest mean |SHAP| of the final model in the group"
+    return str(result.relevance.reindex(members).idxmax()), "largest ANOVA F with the target in the group"
+
+
+def write_galleries(result: Explanation, out: Path, n_groups: int = 3) -> list[dict]:
+    """A case gallery (``gallery_<group>.png`` and ``.csv``) for each of the top ``n_groups`` groups.
+
+    Never raises for missing photos: the gallery is skipped with a logged warning and the reason is
+    returned as ``note`` (shown in explain.html).
+    """
+    from vitfeat.pipelines.gallery import draw_gallery, extreme_cases, find_photos
+
+    photos, problem = find_photos(result.provenance, result.table_path)
+    galleries = []
+    for group in result.group_table["group"].head(n_groups):
+        feature, how = lead_feature(result, group)
+        item = {"group": group, "feature": feature, "description": describe_feature(feature), "chosen_by": how,
+                "png": None, "csv": None, "note": problem}
+        chosen = extreme_cases(result.frame, feature, result.target)
+        item["csv"] = write_csv(chosen.assign(feature=feature), out / f"gallery_{group}.csv").name
+        if problem is None:
+            try:
+                title = f"{group}: {feature} — lowest four and highest four cases"
+                item["png"] = draw_gallery(chosen, photos, title, out / f"gallery_{group}.png").name
+            except (OSError, ValueError) as err:  # a moved or unreadable photo: the rest of explain goes on
+                item["note"] = str(err)
+        if item["note"]:
+            log.warning("case gallery for %s skipped: %s", group, item["note"])
+        galleries.append(item)
+    return galleries
+
+
+def write_explanation(result: Explanation, out: Path, n_galleries: int = 3) -> Path:
+    """Write the tables, figures, case galleries, summary.json and explain.html of ``result`` to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(result.cluster_table, out / "importance_clusters.csv")
+    write_csv(result.group_table, out / "importance_groups.csv")
+    write_csv(result.modality_table, out / "importance_modalities.csv")
+    if len(result.shap_by_feature):
+        write_csv(result.shap_by_feature.rename("shap_mean_abs").rename_axis("feature").reset_index(),
+                  out / "shap_features.csv")
+    figures = _write_figures(result, out)
+    galleries = write_galleries(result, out, n_galleries)
+    top_groups = [{"group": r.group, "description": r.description, "importance": float(r.permutation_importance)}
+                  for r in result.group_table.itertuples()]
+    write_json({"target": result.target, "pipeline": result.pipeline, "shap": result.shap_note,
+                "top_groups": top_groups, "galleries": galleries,
+                "top_clusters": result.cluster_table.head(15)[["cluster", "lead_feature", "description", "importance"]]
+                .to_dict("records")}, out / "summary.json")
+    _write_html(out, result, figures, galleries)
+    return out
+
+
+def _write_figures(result: Explanation, out: Path) -> list[str]:
+    figures = [_save(_bar(result.group_table.set_index("description")["permutation_importance"],
+                          "Feature groups: permutation importance on held-out folds", "increase in log loss"),
+                     out / "groups_permutation.png"),
+               _save(_bar(result.cluster_table.set_index("description")["importance"],
+                          "Correlated-feature clusters: permutation importance", "increase in log loss"),
+                     out / "clusters_permutation.png")]
+    if result.shap_values is None:
+        return figures
+    import shap
+
+    classes = result.classes
+    k = classes.index(result.positive) if result.positive else int(np.bincount(result.y).argmin())
+    figures.append(_save(_bar(result.shap_by_feature, f"Mean |SHAP| of the final model ({result.shap_note})",
+                              "mean |SHAP value|"), out / "shap_bar.png"))
+    shap.plots.beeswarm(shap.Explanation(result.shap_values[:, :, k], data=result.shap_data,
+                                         feature_names=result.shap_names), max_display=15, show=False)
+    fig = plt.gcf()
+    fig.suptitle(f"SHAP beeswarm, pushes toward '{classes[k]}'", fontsize=10)
+    figures.append(_save(fig, out / "shap_beeswarm.png"))
+    return figures
+
+
+def _gallery_html(galleries: list[dict]) -> str:
+    if not galleries:
+        return ""
+    parts = ["<h2>Case galleries</h2><p>For each of the top feature groups, its most important feature on the "
+             "run's own cases: the four with the lowest and the four with the highest value (clinical photo, "
+             "Wood's photo beside it where there is one, lesion outlined in red, labelled with class and value).</p>"]
+    for g in galleries:
+        parts.append(f"<h3>{html.escape(g['group'])}: <code>{html.escape(g['feature'])}</code></h3>"
+                     f"<p>{html.escape(g['description'])} — chosen as the {html.escape(g['chosen_by'])}. "
+                     f"Cases: <code>{html.escape(g['csv'])}</code>.</p>")
+        if g["png"]:
+            parts.append(f'<img src="{html.escape(g["png"])}" alt="case gallery for {html.escape(g["group"])}">')
+        else:
+            parts.append(f"<p><b>No gallery:</b> {html.escape(g['note'] or '')}</p>")
+    return "\n".join(parts)
+
+
+def _write_html(out: Path, result: Explanation, figures: list[str], galleries: list[dict]) -> None:
     def table(frame, cols):
         head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(f'{v:.4f}' if isinstance(v, float) else str(v))}</td>"
                                         for v in row) + "</tr>" for row in frame[cols].itertuples(index=False))
         return f"<table><tr>{head}</tr>{body}</table>"
 
+    target, pipeline, shap_note = result.target, result.pipeline, result.shap_note
+    cluster_cols = ["cluster", "description", "importance", "n_features", "features"]
     page = f"""<!doctype html><html lang=en><head><meta charset=utf-8><title>Explanation: {html.escape(target)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse;font-size:.85em}}td,th{{border:1px solid #ccc;padding:2px 6px}}th{{background:#edf2f7}}
@@ -363,10 +507,9 @@ model relies on that group. Correlated features are shuffled together. {html.esc
 <h2>Feature groups</h2><p>Ranked by the rise in log loss when the whole group is shuffled. Large groups
 gain from their size, so <code>importance_per_feature</code> (that rise divided by the number of features
 in the group) and <code>shap_per_feature</code> (summed mean |SHAP| divided likewise) compare groups of
-different sizes.</p>{table(fam_table, ['description', 'group', 'permutation_importance', 'permutation_sd',
+different sizes.</p>{table(result.group_table, ['description', 'group', 'permutation_importance', 'permutation_sd',
                    'importance_per_feature', 'shap_mean_abs_sum', 'shap_per_feature', 'n_features'])}
-<h2>Correlated-feature clusters</h2>{table(cluster_table.head(40), ['cluster', 'description', 'importance', 'n_features', 'features'])}
+{_gallery_html(galleries)}
+<h2>Correlated-feature clusters</h2>{table(result.cluster_table.head(40), cluster_cols)}
 </body></html>"""
-    tmp = out / ".explain.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out / "explain.html")
+    write_text(out / "explain.html", page)
