@@ -20,7 +20,8 @@ def _unzip(archive: Path, dest: Path, max_total: int) -> None:
             members = zf.infolist()
             total = sum(m.file_size for m in members)
             if total > max_total:
-                raise AppInputError(f"images zip: unpacks to {total / 1e6:.0f} MB, over the {max_total / 1e6:.0f} MB limit")
+                raise AppInputError(f"images zip: unpacks to {total / 1e6:.0f} MB, "
+                                    f"over the {max_total / 1e6:.0f} MB limit")
             root = dest.resolve()
             for m in members:
                 target = (dest / m.filename).resolve()

@@ -44,7 +44,8 @@ def top_features(run, features_path, target: str, top: int = 5) -> tuple[list[di
     warnings = _range_warnings(train, schema, X[0]) if train is not None else [
         "the run's feature table has moved: percentiles and range checks are unavailable"]
     # Explained with the run's cases as background (a lone case would be its own baseline: all zeros).
-    background = train[schema].to_numpy(dtype=float, copy=True)[:200] if train is not None else np.empty((0, len(schema)))
+    background = (train[schema].to_numpy(dtype=float, copy=True)[:200] if train is not None
+                  else np.empty((0, len(schema))))
     background[~np.isfinite(background)] = np.nan
     values, tnames, _, _ = shap_values(model, np.vstack([X, background]), schema, classes, entry.get("positive"))
     k = int(np.asarray(model.classes_)[model.predict_proba(X)[0].argmax()])

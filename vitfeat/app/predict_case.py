@@ -125,8 +125,12 @@ class RunInfo:
     def performance(self, target: str) -> dict:
         """The run's honest score for ``target``: the nested-selection row when present."""
         targets = self.meta.get("targets") or {}
-        info = {"target": target, "positive": (targets.get(target) or {}).get("positive"),
-                "pipeline": (targets.get(target) or {}).get("pipeline")}
+        # feature runs keep {target: {positive, pipeline}}; VMTL runs a list of target names plus
+        # top-level ``positive_class`` and ``pipeline``
+        per_target = (targets.get(target) or {}) if isinstance(targets, dict) else {}
+        positive = per_target.get("positive") or (self.meta.get("positive_class") or {}).get(target)
+        info = {"target": target, "positive": positive,
+                "pipeline": per_target.get("pipeline") or self.meta.get("pipeline")}
         board = self.leaderboard
         if board is None or "pipeline" not in board.columns:
             return info

@@ -23,9 +23,10 @@ def model_summary(run) -> str:
                            for t, cc in (summary.get("class_counts") or {}).items())
         parts.append(f"### Data\n{summary.get('n_cases', '?')} cases from {summary.get('n_patients', '?')} "
                      f"patients, {summary.get('n_features', '?')} features; classes — {counts}")
-    for target, info in (run.meta.get("targets") or {}).items():
+    targets = run.meta.get("targets") or {}
+    for target in targets:  # a dict in feature runs, a list of names in VMTL runs
         perf = run.performance(target)
-        parts.append(f"**{target}**: model {info.get('pipeline')}, positive class {info.get('positive')}")
+        parts.append(f"**{target}**: model {perf.get('pipeline')}, positive class {perf.get('positive')}")
         if perf.get("mean") is not None:
             which = ("nested-selection: the selection procedure scored on held-out patients" if perf.get("nested")
                      else f"{perf['row']}, cross-validated; optimistic, the run has no nested-selection row")

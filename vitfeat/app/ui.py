@@ -97,7 +97,10 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
         if man is None or not case_id:
             return None, None, None, None
         row = man[man["case_id"].astype(str) == str(case_id)].iloc[0]
-        get = (lambda c: str(row[c]) if c in row and pd.notna(row[c]) else None)
+
+        def get(c):
+            return str(row[c]) if c in row and pd.notna(row[c]) else None
+
         return get("clinical"), get("wood"), get("clinical_mask"), get("wood_mask")
 
     def case_choices(run_name):
