@@ -143,3 +143,34 @@ def test_yolo_roi_crops_around_the_detected_box_not_the_full_image(tmp_path):
     np.testing.assert_allclose(vector, features.embedder.embed([expected])[0], rtol=1e-5, atol=1e-6)
     assert not np.allclose(vector, features.embedder.embed([full])[0], rtol=1e-3, atol=1e-4)
     assert np.isnan([v for k, v in row.items() if k.startswith("wood_")]).all()
+
+
+def test_mask_roi_prefers_the_manifest_box_to_the_masks_bounding_box():
+    """An annotated box (manifest ``clinical_box``) decides the crop; without one the mask does."""
+    family = get_family(f"{SPEC}:margin=0")
+    features = family.func
+    case = _case("a", with_wood=False)
+    with pytest.warns(UserWarning):  # random weights are announced when the model is built
+        size = features.embedder.img_size
+    from_mask = crop_roi(case.clinical, mask=case.clinical_mask, margin=0.0, size=size)[0]
+    np.testing.assert_array_equal(features.crop(case, "clinical"), from_mask)
+    case.boxes = {"clinical": (5.0, 50.0, 45.0, 90.0)}
+    from_box = crop_roi(case.clinical, box=case.boxes["clinical"], margin=0.0, size=size)[0]
+    assert not np.array_equal(from_box, from_mask)
+    np.testing.assert_array_equal(features.crop(case, "clinical"), from_box)
+
+
+def test_engine_scales_manifest_boxes_with_max_side(tmp_path):
+    """Boxes are in pixels of the photo on disk; after --max-side they must follow the photo."""
+    from PIL import Image
+
+    from vitfeat.dataset import load_manifest
+    from vitfeat.featurize.engine import load_case_arrays
+
+    Image.fromarray(np.zeros((100, 200, 3), np.uint8)).save(tmp_path / "c.png")
+    (tmp_path / "m.csv").write_text('case_id,clinical,clinical_box\na,c.png,"20,10,120,90"\n')
+    case = next(load_manifest(tmp_path / "m.csv", require_targets=False).cases())
+    arrays = load_case_arrays(case, {"clinical": "auto"}, max_side=100)
+    assert arrays.clinical.shape[:2] == (50, 100)
+    np.testing.assert_allclose(arrays.box("clinical"), (10, 5, 60, 45))
+    assert arrays.box("wood") is None

@@ -155,6 +155,9 @@ class DeepFeatures:
                 return crop_roi(image, size=size)[0]
             if mode == "yolo":
                 return crop_roi(image, box=self._yolo_box(image), margin=margin, size=size)[0]
+            box = case.box(modality)
+            if box is not None:  # an annotated box is preferred to the mask's bounding box
+                return crop_roi(image, box=box, margin=margin, size=size)[0]
             return crop_roi(image, mask=case.mask(modality), margin=margin, size=size)[0]
         except ValueError as exc:
             raise ValueError(f"case {case.case_id}, {modality}: {exc}") from None

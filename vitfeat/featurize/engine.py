@@ -102,9 +102,12 @@ def _cache_key(family: tuple, inputs: dict, mask_info: dict) -> str:
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
 
 
-def _mask_info(plan: dict, mask_describe, max_side: int | None) -> dict:
+def _mask_info(plan: dict, mask_describe, max_side: int | None, case: Case | None = None) -> dict:
     """What, besides the image files and the family, a cached value depends on."""
     info = {"plan": plan, "model": mask_describe}
+    boxes = _case_boxes(case) if case is not None else {}
+    if boxes:  # absent without boxes, so that caches written before boxes existed stay valid
+        info["boxes"] = boxes
     if any(str(source).startswith("auto") for source in plan.values()):
         info["auto_mask_version"] = AUTO_MASK_VERSION
     if max_side:  # absent when unset, so that caches written before the option existed stay valid
@@ -180,10 +183,10 @@ def load_case_arrays(case: Case, plan: dict, max_side: int | None = None) -> Cas
     ``max_side``: shrink photos (and given masks) so that the longest side is at most this many px
     before anything else, so that pixel-unit features and defaults mean the same on every camera.
     """
-    arrays, masks = {}, {}
+    arrays, masks, native_sizes = {}, {}, {}
     for modality, source in plan.items():
         rgb = read_image(case.image(modality))
-        native = rgb.shape[:2]
+        native = native_sizes[modality] = rgb.shape[:2]
         rgb = fit_to_max_side(rgb, max_side)
         arrays[modality] = rgb
         if source == "given":
@@ -199,7 +202,30 @@ def load_case_arrays(case: Case, plan: dict, max_side: int | None = None) -> Cas
             mask = auto_mask(rgb, modality)
         masks[modality] = mask
     return CaseArrays(case_id=case.case_id, clinical=arrays["clinical"], wood=arrays.get("wood"),
-                      clinical_mask=masks.get("clinical"), wood_mask=masks.get("wood"), mask_source=dict(plan))
+                      clinical_mask=masks.get("clinical"), wood_mask=masks.get("wood"), mask_source=dict(plan),
+                      boxes=_scaled_boxes(case, native_sizes, arrays))
+
+
+def _case_boxes(case: Case) -> dict:
+    """The manifest's boxes of a case, ``{modality: (x0, y0, x1, y1)}``; empty when it has none."""
+    boxes = {}
+    for modality in ("clinical", "wood"):
+        box = case.box(modality)
+        if box is not None:
+            boxes[modality] = tuple(float(v) for v in box)
+    return boxes
+
+
+def _scaled_boxes(case: Case, native_sizes: dict, arrays: dict) -> dict:
+    """Boxes in pixels of the photos as loaded (``max_side`` may have shrunk them)."""
+    scaled = {}
+    for modality, box in _case_boxes(case).items():
+        if modality not in arrays:
+            continue
+        (h0, w0), (h1, w1) = native_sizes[modality], arrays[modality].shape[:2]
+        sx, sy = w1 / w0, h1 / h0
+        scaled[modality] = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+    return scaled
 
 
 def _extract_case(case: Case, families: list[tuple], mask_spec: str, mask_describe: dict | None,
@@ -219,7 +245,7 @@ def _extract_case(case: Case, families: list[tuple], mask_spec: str, mask_descri
     except (ImageReadError, OSError) as exc:
         result["errors"].append(_io_message(exc))
         return result
-    mask_info = _mask_info(plan, mask_describe, max_side)
+    mask_info = _mask_info(plan, mask_describe, max_side, case)
     todo = []
     for fam in families:
         cached = None
@@ -271,7 +297,7 @@ def _run_batch_family(fam: Family, spec: tuple, cases: list[Case], results: list
     for case, res in zip(cases, results):
         if not res["hashes"]:  # inputs unreadable: the case already carries its error
             continue
-        mask_info = _mask_info(res["masks"], mask_describe, max_side)
+        mask_info = _mask_info(res["masks"], mask_describe, max_side, case)
         key_path = (_cache_path(Path(cache_dir), spec[0], _cache_key(spec, res["hashes"], mask_info))
                     if cache_dir else None)
         cached = _cache_read(key_path) if key_path else None

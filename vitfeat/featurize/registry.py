@@ -37,6 +37,8 @@ class CaseArrays:
     clinical_mask: np.ndarray | None = None
     wood_mask: np.ndarray | None = None
     mask_source: dict = field(default_factory=dict)
+    #: Annotated lesion boxes ``{modality: (x0, y0, x1, y1)}`` in pixels of the (resized) photo.
+    boxes: dict = field(default_factory=dict)
     memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def image(self, modality: str) -> np.ndarray | None:
@@ -44,6 +46,10 @@ class CaseArrays:
 
     def mask(self, modality: str) -> np.ndarray | None:
         return getattr(self, f"{modality}_mask")
+
+    def box(self, modality: str) -> tuple[float, float, float, float] | None:
+        """The manifest's lesion box for ``modality`` (preferred to a mask's bounding box), or None."""
+        return self.boxes.get(modality)
 
 
 @dataclass(frozen=True)
