@@ -37,12 +37,28 @@ log = logging.getLogger(__name__)
 MODALITY_PREFIXES = ("clinical_", "wood_", "pair_")
 
 
+def _refuse_text_in_numeric_columns(frame: pd.DataFrame) -> None:
+    """A feature column of numbers with some text in it would otherwise be dropped silently."""
+    for c in frame.columns:
+        if (not str(c).startswith(MODALITY_PREFIXES) or c in PATH_COLUMNS
+                or pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])):
+            continue
+        numbers = pd.to_numeric(frame[c], errors="coerce")
+        bad = frame[c].notna() & numbers.isna()
+        if numbers.notna().any() and bad.any():
+            first = bad.idxmax()
+            case = f"case '{frame.at[first, 'case_id']}'" if "case_id" in frame.columns else f"row {first}"
+            raise ValueError(f"feature column '{c}': {case} holds text {frame.at[first, c]!r} where a number is "
+                             f"expected ({int(bad.sum())} such value(s)); fix the table or blank them to mark missing")
+
+
 def feature_columns(frame: pd.DataFrame) -> list[str]:
     """Numeric columns named ``<modality>_<family>_<feature>``; targets and ids never qualify."""
     cols = [c for c in frame.columns
             if str(c).startswith(MODALITY_PREFIXES) and c not in PATH_COLUMNS
             and pd.api.types.is_numeric_dtype(frame[c])
             and not pd.api.types.is_bool_dtype(frame[c])]
+    _refuse_text_in_numeric_columns(frame)
     if not cols:
         raise ValueError("the table has no numeric feature columns named <modality>_<family>_<feature> "
                          "(modality clinical, wood or pair)")
