@@ -50,7 +50,8 @@ def throughput(backbone: str, imgsz: int, batch: int, device: torch.device, step
     masks[:, :, imgsz // 4: imgsz // 2, imgsz // 4: imgsz // 2] = 1
     box = torch.tensor([[0.375, 0.375, 0.25, 0.25]]).repeat(n, 1)
     yes = torch.ones(n, dtype=torch.bool)
-    items = [{"case_id": [f"c{i}" for i in range(k, k + batch)], "clinical": torch.randn(batch, 3, imgsz, imgsz, generator=g),
+    items = [{"case_id": [f"c{i}" for i in range(k, k + batch)],
+              "clinical": torch.randn(batch, 3, imgsz, imgsz, generator=g),
               "wood": torch.randn(batch, 3, imgsz, imgsz, generator=g), "has_wood": yes[:batch],
               "clinical_mask": masks[:batch], "wood_mask": masks[:batch], "has_clinical_mask": yes[:batch],
               "has_wood_mask": yes[:batch], "clinical_box": box[:batch], "wood_box": box[:batch],
@@ -164,7 +165,8 @@ def main() -> None:
     device = select_device(args.device, mps=False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"}
+    report = {"device": torch.cuda.get_device_name(0) if device.type == "cuda"
+              else f"cpu x{torch.get_num_threads()} threads"}
 
     if not args.throughput_only:
         from vitfeat.deep.vmtl import VMTLConfig, train_vmtl
@@ -212,7 +214,8 @@ def main() -> None:
             label = f"{name} (best features)" if name == best else name
             print(f"{label:<34} {_ci(r['balanced_accuracy']):<28} {_ci(r['auroc'])}")
         secs = [h["epoch_seconds"] for h in epochs]
-        print(f"VMTL {cfg.pipeline_name} (focal gamma {cfg.focal_gamma:g}) @ {args.imgsz}px on {report['device']}: {len(epochs)} epochs over "
+        print(f"VMTL {cfg.pipeline_name} (focal gamma {cfg.focal_gamma:g}) @ {args.imgsz}px on {report['device']}: "
+              f"{len(epochs)} epochs over "
               f"{args.folds} folds, median epoch {np.median(secs):.1f} s "
               f"(~{int(np.median([h['n_train'] for h in epochs]))} training images + validation), "
               f"training wall {wall / 60:.1f} min")

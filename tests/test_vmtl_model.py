@@ -98,7 +98,8 @@ def test_every_task_loss_is_finite_and_decreases():
 
 def test_focal_loss_reduces_to_cross_entropy_and_weighting_learns_log_variances():
     logits, y = torch.randn(10, 3), torch.randint(0, 3, (10,))
-    torch.testing.assert_close(focal_loss(logits, y, gamma=0.0, smoothing=0.0), torch.nn.functional.cross_entropy(logits, y))
+    torch.testing.assert_close(focal_loss(logits, y, gamma=0.0, smoothing=0.0),
+                               torch.nn.functional.cross_entropy(logits, y))
     assert focal_loss(logits, y, gamma=3.0) < focal_loss(logits, y, gamma=0.0)  # easy cases down-weighted
     w = UncertaintyWeighting(["cls", "seg"], {"cls": 2.0}, {"cls": -0.3})
     total = w({"cls": torch.tensor(1.0), "seg": torch.tensor(0.5)})
@@ -126,7 +127,8 @@ def test_augmentation_in_training_only_and_one_normalisation():
     val = PairedDataset([case], ["active", "stable"], S, mean, std, train=False)
     a, b = val[0], val[0]
     torch.testing.assert_close(a["clinical"], b["clinical"])
-    ref = (torch.from_numpy(img).permute(2, 0, 1).float() / 255 - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    ref = ((torch.from_numpy(img).permute(2, 0, 1).float() / 255 - torch.tensor(mean)[:, None, None])
+           / torch.tensor(std)[:, None, None])
     torch.testing.assert_close(a["clinical"], ref)
     assert a["label"] == 1 and a["has_clinical_mask"] and not a["has_wood"]
     np.testing.assert_allclose(a["clinical_box"].numpy(), mask_to_box(mask).numpy())

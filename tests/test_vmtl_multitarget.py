@@ -75,7 +75,8 @@ def test_vmtl_info_reports_the_originals_counts_and_flops(capsys):
     info = json.loads(capsys.readouterr().out)
     modules = {m["name"]: m for m in info["modules"]}
     assert info["total"] == 45_004_053 and modules["cross_attention"]["parameters"] == 8_855_813
-    assert info["trainable"] == info["total"] - sum(modules["backbone"][k] for k in ("parameters",)) + modules["backbone"]["trainable"]
+    assert info["trainable"] == (info["total"] - sum(modules["backbone"][k] for k in ("parameters",))
+                                 + modules["backbone"]["trainable"])
     assert modules["backbone"]["trainable"] < modules["backbone"]["parameters"]  # stages 0-2 frozen
     # convnextv2_tiny is about 4.5 GFLOPs (MACs) per 224 px image; two images, 2 FLOPs per MAC
     assert 17e9 < info["flops_by_module"]["backbone"] < 19e9 and info["flops"] > info["flops_by_module"]["backbone"]

@@ -36,7 +36,8 @@ def test_original_has_the_published_parameter_counts(original):
     assert counts == ORIGINAL_COUNTS
     assert sum(p.numel() for p in original.parameters()) == 45_004_053
     # stages 0-2 of the backbone frozen, stem and stages_3 train
-    assert not any(p.requires_grad for n, p in original.backbone.named_parameters() if n.startswith(("stages_0", "stages_1", "stages_2")))
+    assert not any(p.requires_grad for n, p in original.backbone.named_parameters()
+                   if n.startswith(("stages_0", "stages_1", "stages_2")))
     assert all(p.requires_grad for n, p in original.backbone.named_parameters() if n.startswith(("stem", "stages_3")))
 
 
@@ -97,7 +98,8 @@ def test_box_loss_compares_the_spatial_mean_and_down_weights_box_free_batches():
     case1 = ((1 - 0.5) ** 2 + (1 - 0.5) ** 2 + 1 + 1) / 4  # compared with (0.5, 0.5, 0, 0)
     assert box_mean_mse(det, boxes, has).item() == pytest.approx((case0 + case1) / 2)
     none = torch.tensor([False, False])
-    assert box_mean_mse(det, boxes, none).item() == pytest.approx(0.1 * (((0.4 - 0.5) ** 2 + (0.6 - 0.5) ** 2 + 0.04 + 0.04) / 4 + case1) / 2)
+    assert box_mean_mse(det, boxes, none).item() == pytest.approx(
+        0.1 * (((0.4 - 0.5) ** 2 + (0.6 - 0.5) ** 2 + 0.04 + 0.04) / 4 + case1) / 2)
 
 
 def test_reconstruction_loss_is_against_both_inputs():
@@ -195,7 +197,8 @@ def test_original_trains_on_fits_folds_and_keeps_the_best_psr(synth_small, tmp_p
     run = train_vmtl(synth_small, tmp_path / "run", folds, cfg, progress=False)
     metrics = json.loads((run / "metrics.json").read_text())
     block = metrics["original_metrics"]
-    assert block["positive"] == "active" and {"precision", "specificity", "recall", "psr", "auc"} <= set(block["pooled"])
+    assert block["positive"] == "active"
+    assert {"precision", "specificity", "recall", "psr", "auc"} <= set(block["pooled"])
     assert block["published"] == {"precision": 0.910, "specificity": 0.934, "recall": 0.909} and block["protocol"]
     plan = pd.read_csv(folds, dtype={"case_id": str})
     for fold in (0, 1):
@@ -209,7 +212,8 @@ def test_original_trains_on_fits_folds_and_keeps_the_best_psr(synth_small, tmp_p
         assert seen["best_val_psr"] >= best - 1e-12  # the kept weights are the global P*S*R maximum
         if seen["best_epoch"] != "initial":
             stage, epoch = seen["best_epoch"]
-            assert next(h for h in history if (h["stage"], h["epoch"]) == (stage, epoch))["val_psr"] == seen["best_val_psr"]
+            best_row = next(h for h in history if (h["stage"], h["epoch"]) == (stage, epoch))
+            assert best_row["val_psr"] == seen["best_val_psr"]
 
     from vitfeat.deep.vmtl.predict import predict_run
 
@@ -237,9 +241,12 @@ def test_task_losses_route_each_target_as_the_original():
     losses = original_task_losses(out, batch, ("cls", "box", "seg", "recon", "con"), cfg, margins, positive_index=1)
     seg = torch.nn.functional.binary_cross_entropy_with_logits(out["seg_wood"][:1], batch["wood_mask"][:1])
     assert losses["seg"].item() == pytest.approx(seg.item())
-    assert losses["box"].item() == pytest.approx(box_mean_mse(out["detection"], batch["clinical_box"], batch["has_clinical_box"]).item())
+    assert losses["box"].item() == pytest.approx(
+        box_mean_mse(out["detection"], batch["clinical_box"], batch["has_clinical_box"]).item())
     wood = batch["wood"].clone()
     wood[1] = batch["clinical"][1]
-    assert losses["recon"].item() == pytest.approx(recon_both_mse(out["reconstruction"], batch["clinical"], wood).item())
-    assert losses["con"].item() == pytest.approx(margins(out["z_clinical"], out["z_wood"], torch.tensor([False, True])).item())
+    assert losses["recon"].item() == pytest.approx(
+        recon_both_mse(out["reconstruction"], batch["clinical"], wood).item())
+    assert losses["con"].item() == pytest.approx(
+        margins(out["z_clinical"], out["z_wood"], torch.tensor([False, True])).item())
     assert set(original_task_losses(out, batch, ("recon", "cls"), cfg, margins, 1)) == {"recon", "cls"}

@@ -34,7 +34,8 @@ def setup(synth_small, tmp_path_factory):
     root = tmp_path_factory.mktemp("vmtl")
     man = load_manifest(synth_small)
     truth = pd.read_csv(synth_small.parent / "truth.csv", dtype={"case_id": str, "patient_id": str})
-    table = man.frame[["case_id", "patient_id", "label"]].merge(truth[["case_id", "area_ratio", "blur_px"]], on="case_id")
+    table = man.frame[["case_id", "patient_id", "label"]].merge(
+        truth[["case_id", "area_ratio", "blur_px"]], on="case_id")
     table = table.rename(columns={"area_ratio": "pair_truth_area_ratio", "blur_px": "clinical_truth_blur_px"})
     table["error"] = ""
     features = write_feature_table(table, root / "features.parquet")
@@ -94,7 +95,8 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(setup):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train_vmtl(setup["manifest"], out, setup["fit"] / "folds.csv", VMTLConfig(**TINY), progress=False, callback=stop)
+        train_vmtl(setup["manifest"], out, setup["fit"] / "folds.csv", VMTLConfig(**TINY), progress=False,
+                   callback=stop)
     assert (out / "r0_f0" / "oof.csv").exists() and (out / "r0_f1" / "last.pt").exists()
     assert not (out / "oof_predictions.csv").exists()
     args = ["train", "vmtl", str(setup["manifest"]), "-o", str(out), "--folds-from", str(setup["fit"] / "folds.csv"),
@@ -119,7 +121,8 @@ def test_predict_gives_probability_mask_and_box(setup, tmp_path):
     h, w = read_image(man.loc[row["case_id"], "clinical"]).shape[:2]
     mask = read_image(row["clinical_mask_pred"])
     assert mask.shape[:2] == (h, w)
-    assert 0 <= row["clinical_box_x0"] <= row["clinical_box_x1"] <= w and 0 <= row["clinical_box_y0"] <= row["clinical_box_y1"] <= h
+    assert 0 <= row["clinical_box_x0"] <= row["clinical_box_x1"] <= w
+    assert 0 <= row["clinical_box_y0"] <= row["clinical_box_y1"] <= h
     assert pd.read_csv(tmp_path / "pred.csv").shape == out.shape
 
 
@@ -166,7 +169,8 @@ def test_tiny_model_overfits_16_synth_cases(synth_small):
     for epoch in range(cfg.epochs):
         train_epoch(model, weighting, loader, opt, sched, cfg, torch.device("cpu"), positive_index=0)
         if epoch % 3 == 2:
-            proba = predict_loader(model, torch.utils.data.DataLoader(data, batch_size=16), torch.device("cpu"))["proba"]
+            loader = torch.utils.data.DataLoader(data, batch_size=16)
+            proba = predict_loader(model, loader, torch.device("cpu"))["proba"]
             acc = float((proba.argmax(1) == y).mean())
             if acc == 1.0:
                 break

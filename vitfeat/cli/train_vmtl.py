@@ -78,7 +78,8 @@ def register(kinds) -> None:
     p.add_argument("--workers", type=int, help="data-loader workers (default 0)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 is often "
                                                "fastest for small models on a busy machine)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in DIR (its saved config is used)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in DIR (its saved config is used)")
     p.set_defaults(func=run)
 
 
@@ -117,7 +118,8 @@ def run(args) -> int:
                  positive_class=args.positive, epochs=args.epochs,
                  patience=args.patience, imgsz=args.imgsz, batch=args.batch, lr=args.lr,
                  tasks=tuple(t.strip() for t in args.tasks.split(",")) if args.tasks else None,
-                 roi=_parse_roi(args.roi), focal_gamma=args.focal_gamma, augment=False if args.no_augment else None, seed=args.seed,
+                 roi=_parse_roi(args.roi), focal_gamma=args.focal_gamma, augment=False if args.no_augment else None,
+                 seed=args.seed,
                  device=args.device, num_workers=args.workers, threads=args.threads)
     given = {k: v for k, v in given.items() if v is not None}
     saved = Path(args.out) / "config.yaml"

@@ -138,7 +138,8 @@ def fit_original(model, inner_train, inner_val, fold_dir, cfg, classes, positive
     else:
         initial = _val_scores(model, val_loader, device, val_y, positive_index)
         state = {"stage": 0, "epoch": -1, "stage_best": -math.inf, "bad_epochs": 0, "best_score": initial["psr"],
-                 "best_epoch": "initial", "history": [], "seen_train": [], "seen_val": sorted(c.case_id for c in inner_val)}
+                 "best_epoch": "initial", "history": [], "seen_train": [],
+                 "seen_val": sorted(c.case_id for c in inner_val)}
         save_checkpoint({"model": model.state_dict(), "epoch": "initial", "classes": classes}, best)
 
     for stage in range(state["stage"], len(STAGE_TASKS)):

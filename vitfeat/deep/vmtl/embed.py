@@ -42,7 +42,8 @@ class VMTLEmbedder:
     def embed(self, cases) -> np.ndarray:
         """(N, D) embeddings of ``CaseArrays`` (out of fold where the case is in the plan)."""
         loaded = [prepare_case(c.case_id, c.case_id, None, {"clinical": c.clinical, "wood": c.wood},
-                               {m: k for m, k in (("clinical", c.clinical_mask), ("wood", c.wood_mask)) if k is not None},
+                               {m: k for m, k in (("clinical", c.clinical_mask), ("wood", c.wood_mask))
+                                if k is not None},
                                self.cfg.imgsz, self.roi) for c in cases]
         owner = [self.model_of.get(c.case_id) for c in cases]
         out = None
@@ -51,7 +52,8 @@ class VMTLEmbedder:
             if not idx:
                 continue
             data = PairedDataset([loaded[i] for i in idx], [], self.cfg.imgsz, self.mean, self.std, train=False)
-            emb = predict_loader(model, make_loader(data, self.cfg, shuffle=False), torch.device(self.cfg.device))["embedding"]
+            emb = predict_loader(model, make_loader(data, self.cfg, shuffle=False),
+                                 torch.device(self.cfg.device))["embedding"]
             if out is None:
                 out, weight = np.zeros((len(cases), emb.shape[1])), np.zeros(len(cases))
             out[idx] += emb

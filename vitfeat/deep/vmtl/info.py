@@ -52,7 +52,8 @@ def variant_info(variant: str, backbone: str | None = None, imgsz: int = 224, n_
                         "trainable": sum(p.numel() for p in own if p.requires_grad)})
     by_module = counter.get_flop_counts()
     top = type(model).__name__
-    flops_by_module = {k.split(".", 1)[1]: int(sum(v.values())) for k, v in by_module.items() if k.startswith(f"{top}.")}
+    flops_by_module = {k.split(".", 1)[1]: int(sum(v.values()))
+                       for k, v in by_module.items() if k.startswith(f"{top}.")}
     return {"variant": variant, "backbone": cfg.backbone, "imgsz": imgsz, "modules": modules,
             "total": sum(p.numel() for p in model.parameters()),
             "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),

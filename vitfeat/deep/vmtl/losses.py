@@ -98,5 +98,6 @@ def task_losses(model, out: dict, batch: dict, cfg, positive_index: int) -> dict
             losses["box"] = losses.get("box", 0.0) + box_loss(out[f"box_{mod}"][has_box], batch[f"{mod}_box"][has_box])
     hw = batch["has_wood"]
     if "con" in tasks and hw.any():
-        losses["con"] = contrastive_loss(out["z_clinical"][hw], out["z_wood"][hw], (y[hw] == positive_index), cfg.margins)
+        losses["con"] = contrastive_loss(out["z_clinical"][hw], out["z_wood"][hw], (y[hw] == positive_index),
+                                         cfg.margins)
     return losses

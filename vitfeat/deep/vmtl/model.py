@@ -30,7 +30,8 @@ def create_backbone(name: str, weights: str = "hub", imgsz: int | None = None, *
     elif weights != "hub":
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"weights file not found: {path} (expected hub, random or a .pth/.safetensors file)")
+            raise FileNotFoundError(f"weights file not found: {path} "
+                                    "(expected hub, random or a .pth/.safetensors file)")
         create = lambda kw: timm.create_model(name, pretrained=True,  # noqa: E731
                                               pretrained_cfg_overlay=dict(file=str(path.resolve())), **kw)
     else:
@@ -162,7 +163,8 @@ class VMTLNet(nn.Module):
         self.aux_wood = mlp_head(dim, n_classes, cfg.dropout)
         tasks = set(cfg.tasks)
         self.seg_head = UpDecoder(dim, 1, 2) if "seg" in tasks else None
-        self.box_head = nn.Sequential(nn.Linear(dim, dim // 2), nn.GELU(), nn.Linear(dim // 2, 4)) if "box" in tasks else None
+        self.box_head = (nn.Sequential(nn.Linear(dim, dim // 2), nn.GELU(), nn.Linear(dim // 2, 4))
+                         if "box" in tasks else None)
         self.recon_head = UpDecoder(dim, 3, 3) if "recon" in tasks else None
         self.embedding_dim = neck
 

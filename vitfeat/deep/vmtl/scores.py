@@ -46,7 +46,8 @@ def original_metrics(y_true: np.ndarray, y_pred: np.ndarray, p_positive: np.ndar
     true_pos, pred_pos = y_true == positive, y_pred == positive
     tn, fp = int(np.sum(~true_pos & ~pred_pos)), int(np.sum(~true_pos & pred_pos))
     out["specificity"] = tn / (tn + fp) if tn + fp else 0.0
-    out["auc"] = (float(roc_auc_score(true_pos, p_positive)) if p_positive is not None and 0 < true_pos.sum() < len(y_true)
+    out["auc"] = (float(roc_auc_score(true_pos, p_positive))
+                  if p_positive is not None and 0 < true_pos.sum() < len(y_true)
                   else float("nan"))
     out["psr"] = out["precision"] * out["specificity"] * out["recall"]
     return out

@@ -233,7 +233,8 @@ def _fit_joint(model, inner_train, inner_val, fold_dir, cfg, classes, positive_i
         extra = loop.state.extra
         extra["seen_val"] = sorted(set(extra.get("seen_val", [])) | set(val["case_id"]))
         extra["seen_train"] = sorted(set(extra.get("seen_train", [])) | set(drawn))
-        return {"val_loss": loss, "val_balanced_accuracy": float(balanced_accuracy_score(val_ys[0], probas[0].argmax(1))),
+        return {"val_loss": loss,
+                "val_balanced_accuracy": float(balanced_accuracy_score(val_ys[0], probas[0].argmax(1))),
                 "n_train": len(drawn)}
 
     def report(row, loop):
@@ -259,7 +260,8 @@ def _fit_joint(model, inner_train, inner_val, fold_dir, cfg, classes, positive_i
         if callback is not None:  # after last.pt is written: an interruption here loses nothing
             callback(epoch=epoch, state=loop.state)
     st = loop.state
-    return {"history": st.history, "seen_train": st.extra.get("seen_train", []), "seen_val": st.extra.get("seen_val", []),
+    return {"history": st.history, "seen_train": st.extra.get("seen_train", []),
+            "seen_val": st.extra.get("seen_val", []),
             "best_epoch": -1 if st.best_epoch is None else st.best_epoch, "best_loss": st.best_value,
             "epoch": st.epoch, "selection": "validation log-loss (inner split)"}
 
@@ -299,7 +301,8 @@ def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes
     if not (fold_dir / "best.pt").exists():  # no finite validation loss in any epoch
         log.warning("fold r%d f%d: no epoch had a finite validation loss; the last weights predict the test fold",
                     repeat, fold)
-        save_checkpoint({"model": model.state_dict(), "epoch": state["epoch"], "classes": classes}, fold_dir / "best.pt")
+        save_checkpoint({"model": model.state_dict(), "epoch": state["epoch"], "classes": classes},
+                        fold_dir / "best.pt")
     model.load_state_dict(load_checkpoint(fold_dir / "best.pt", device)["model"])
     test_loader = make_loader(PairedDataset(test_cases, classes, cfg.imgsz, mean, std, train=False), cfg, shuffle=False)
     pred = predict_loader(model, test_loader, device)
@@ -390,7 +393,8 @@ def _train_vmtl(manifest, out_dir, folds_from, config, *, resume, progress, call
         test_ids = set(test["case_id"])
         train_ids = set(plan[(plan["repeat"] == repeat) & (plan["fold"] != fold)]["case_id"])
         if (fold_dir / "oof.csv").exists():
-            rows = pd.read_csv(fold_dir / "oof.csv", dtype={"case_id": str, "patient_id": str, "y_true": str, "y_pred": str})
+            rows = pd.read_csv(fold_dir / "oof.csv",
+                               dtype={"case_id": str, "patient_id": str, "y_true": str, "y_pred": str})
         else:
             test_cases = [by_id[i] for i in sorted(test_ids) if i in by_id]
             train_cases = [by_id[i] for i in sorted(train_ids) if i in by_id]
