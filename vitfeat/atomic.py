@@ -1,6 +1,8 @@
 """Atomic file output: write to a temporary sibling, then rename over the target.
 
 A reader (or a resumed run) sees either the old file or the complete new one, never half a file.
+Every file the project writes goes through one of these helpers; libraries that insist on writing
+by path (matplotlib, torch, OpenCV, pandas' parquet) get a temporary path from :func:`atomic_path`.
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -16,10 +20,22 @@ from typing import Iterator
 def atomic_path(path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
 
-    The suffix is kept (``.x.tmp.png``) so that writers choosing a format by extension still work.
+    The temporary name is unique per call (process id plus a random part), so two writers of the same
+    target - two processes or two threads - never share a half-written file; the last rename wins.
+    The suffix is kept (``.x.<id>.tmp.png``) so that writers choosing a format by extension still work.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final file. Its folder must exist.
+
+    Yields
+    ------
+    pathlib.Path
+        Where the caller writes the content.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -28,20 +44,51 @@ def atomic_path(path) -> Iterator[Path]:
 
 
 def write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns ``path``."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
 def write_text(path, text: str) -> Path:
-    return write_bytes(path, text.encode())
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns ``path``."""
+    return write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path, obj, indent: int | None = 2) -> Path:
+    """Write ``obj`` as JSON (non-JSON values through ``str``) to ``path`` atomically; returns ``path``."""
     return write_text(path, json.dumps(obj, indent=indent, default=str))
 
 
-def write_csv(path, frame) -> Path:
+def write_csv(path, frame, **to_csv_kwargs) -> Path:
+    """Write a DataFrame as CSV atomically (``index=False`` unless given); returns ``path``."""
+    to_csv_kwargs.setdefault("index", False)
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+        frame.to_csv(tmp, **to_csv_kwargs)
     return Path(path)
+
+
+def write_table(path, frame) -> Path:
+    """Write a DataFrame without its index atomically: Parquet for ``.parquet``/``.pq``, else CSV."""
+    if Path(path).suffix.lower() in (".parquet", ".pq"):
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
+        return Path(path)
+    return write_csv(path, frame)
+
+
+def write_figure(path, fig, **savefig_kwargs) -> Path:
+    """``fig.savefig`` atomically (the format follows ``path``'s suffix unless given); returns ``path``.
+
+    The figure is left open; closing it is the caller's business.
+    """
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, **savefig_kwargs)
+    return Path(path)
+
+
+def copy_file(src, dst) -> Path:
+    """Copy ``src`` over ``dst`` atomically; returns ``dst``."""
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)

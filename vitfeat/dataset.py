@@ -38,6 +38,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vitfeat.atomic import atomic_path, write_table
+
 ID_COLUMNS = ("case_id", "patient_id")
 IMAGE_COLUMNS = ("clinical", "wood")
 MASK_COLUMNS = ("clinical_mask", "wood_mask")
@@ -309,8 +311,9 @@ def _alpha_only(img: Image.Image) -> bool:
 
 
 def write_mask(path, mask: np.ndarray) -> None:
-    """Write a boolean mask as an 8-bit 0/255 PNG."""
-    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(path, format="PNG")
+    """Write a boolean mask as an 8-bit 0/255 PNG, atomically (see :mod:`vitfeat.atomic`)."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(tmp, format="PNG")
 
 
 def file_hash(path, chunk: int = 1 << 20) -> str:
@@ -735,10 +738,4 @@ def write_manifest(frame: pd.DataFrame, path, *, relative_to=None, data_root=Non
     for col in present:
         out[col] = [None if v is None else os.path.relpath(v, base) for v in absolute[col]]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        out.to_parquet(tmp, index=False)
-    else:
-        out.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return write_table(path, out)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from vitfeat.atomic import atomic_path, write_text
+from vitfeat.atomic import atomic_path, copy_file, write_csv, write_text
 from vitfeat.dataset import (
     ImageReadError,
     Manifest,
@@ -175,7 +174,7 @@ def export_yolo_dataset(manifest: Manifest | str | os.PathLike, out_dir, *, task
         if task == "detect" and isinstance(rec.get(f"{modality}_box"), str):  # annotated box (issue #11, data)
             lines = [_box_line(parse_box(rec[f"{modality}_box"]), image.shape[1], image.shape[0])]
         write_text(out / "labels" / rec["split"] / f"{stem}.txt", "\n".join(lines) + "\n")
-    usable[["case_id", "patient_id", "split", "error"]].to_csv(out / "split.csv", index=False)
+    write_csv(out / "split.csv", usable[["case_id", "patient_id", "split", "error"]])
     ok = usable[usable["error"] == ""]
     if not (ok["split"] == "train").any() or not (ok["split"] == "val").any():
         raise ValueError(f"{manifest.path}: the patient-grouped split left an empty train or val part "
@@ -264,9 +263,7 @@ def train_yolo(manifest, out_dir, *, task: str = "segment", modality: str = "cli
     best = weights / "best.pt" if (weights / "best.pt").is_file() else last
     if not best.is_file():
         raise RuntimeError(f"YOLO training in {out / 'train'} produced no checkpoint")
-    tmp = out / ".model.pt.tmp"
-    shutil.copyfile(best, tmp)
-    os.replace(tmp, out / "model.pt")
+    copy_file(best, out / "model.pt")
     split = pd.read_csv(data_yaml.parent / "split.csv", keep_default_na=False)
     info = {
         "kind": "yolo", "task": task, "modality": modality, "imgsz": int(imgsz), "epochs": int(epochs),
@@ -400,16 +397,12 @@ def predict_manifest(model, manifest, out_dir, *, modality: str = "clinical") ->
             continue
         det = predictor.detect(image)
         mask_path = out / "masks" / f"{_safe_stem(case.case_id)}.png"
-        tmp = mask_path.with_name(f".{mask_path.stem}.tmp.png")
-        write_mask(tmp, det.union_mask(image.shape))
-        os.replace(tmp, mask_path)
+        write_mask(mask_path, det.union_mask(image.shape))  # atomic itself
         if not len(det.boxes):
             rows.append({**base, "mask": str(mask_path)})
         for i, (box, c) in enumerate(zip(det.boxes, det.conf)):
             rows.append({**base, "box_index": i, "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3],
                          "conf": float(c), "mask": str(mask_path)})
     table = pd.DataFrame(rows, columns=["case_id", "box_index", "x0", "y0", "x1", "y1", "conf", "mask", "error"])
-    tmp = out / ".boxes.csv.tmp"
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out / "boxes.csv")
+    write_csv(out / "boxes.csv", table)
     return table

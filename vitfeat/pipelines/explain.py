@@ -31,7 +31,7 @@ from sklearn.feature_selection import f_classif  # noqa: E402
 from sklearn.metrics import log_loss  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from vitfeat.atomic import write_text  # noqa: E402
+from vitfeat.atomic import write_figure, write_text  # noqa: E402
 
 from vitfeat.pipelines.persist import (  # noqa: E402
     load_model,
@@ -199,7 +199,7 @@ def _bar(series: pd.Series, title: str, xlabel: str):
 
 
 def _save(fig, path: Path) -> str:
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    write_figure(path, fig, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path.name
 

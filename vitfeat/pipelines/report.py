@@ -24,6 +24,7 @@ from sklearn.metrics import (  # noqa: E402
     RocCurveDisplay,
 )
 
+from vitfeat.atomic import write_text  # noqa: E402
 from vitfeat.evaluation.calibration import CALIBRATION  # noqa: E402
 from vitfeat.evaluation.decision import decision_curve  # noqa: E402
 from vitfeat.evaluation.metrics import HEADLINE  # noqa: E402
@@ -392,7 +393,5 @@ def write_report(run_dir) -> tuple[Path, Path]:
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
     html_path, md_path = run / "report.html", run / "report.md"
     for path, text in ((html_path, page), (md_path, "\n".join(md) + "\n")):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_text(path, text)
     return html_path, md_path

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from vitfeat.atomic import write_csv, write_figure, write_text
 from vitfeat.dataset import read_image, read_mask
 
 TABLE_METRICS = ("dice", "iou", "accuracy", "precision", "recall", "specificity", "f1")
@@ -129,10 +129,8 @@ def _save_figure(fig, path) -> Path:
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
+    write_figure(path, fig, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -142,12 +140,8 @@ def compare_runs(dirs, out_dir, n_cases: int = 6) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = metrics_table(dirs)
-    tmp = out / ".metrics.csv.tmp"
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out / "metrics.csv")
-    md = out / ".metrics.md.tmp"
-    md.write_text(_markdown(table))
-    os.replace(md, out / "metrics.md")
+    write_csv(out / "metrics.csv", table)
+    write_text(out / "metrics.md", _markdown(table))
     written = {"metrics_csv": out / "metrics.csv", "metrics_md": out / "metrics.md",
                "curves": plot_curves(dirs, out / "curves.png"),
                "overlays": plot_overlays(dirs, out / "overlays.png", n_cases)}

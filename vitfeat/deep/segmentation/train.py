@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from vitfeat.atomic import write_text
+from vitfeat.atomic import write_csv, write_text
 from vitfeat.deep.runtime import load_checkpoint, select_device
 from vitfeat.deep.segmentation import data as segdata
 from vitfeat.deep.segmentation.metrics import SegmentationMeter
@@ -254,7 +254,7 @@ def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split
                 for name in segdata.SPLITS}
     failures = skipped + [f for d in datasets.values() for f in d.failures]
     if failures:
-        pd.DataFrame(failures).to_csv(out / "failures.csv", index=False)
+        write_csv(out / "failures.csv", pd.DataFrame(failures))
         log.warning("%d case(s) left out; see %s", len(failures), out / "failures.csv")
     if len(datasets["train"]) == 0:
         raise ValueError("no readable training case")

@@ -8,7 +8,6 @@ each scored out of fold.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import cv2
@@ -17,6 +16,7 @@ import pandas as pd
 import torch
 import yaml
 
+from vitfeat.atomic import write_csv
 from vitfeat.dataset import MODALITIES, load_manifest, write_mask
 from vitfeat.deep.runtime import select_device
 from vitfeat.deep.vmtl.config import VMTLConfig
@@ -121,7 +121,5 @@ def predict_run(run_dir, manifest_path, out_path=None, *, masks_dir=None, device
     if out_path is not None:
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_path.with_name(f".{out_path.name}.tmp")
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, out_path)
+        write_csv(out_path, frame)
     return frame
