@@ -10,10 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-
-gradio = pytest.importorskip("gradio")  # a declared dependency; the import error would name it
 from gradio_client import Client, handle_file
+from PIL import Image
 
 from vitfeat.pipelines.predict import predict_run
 
