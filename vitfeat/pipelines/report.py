@@ -8,6 +8,7 @@ import base64
 import html
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -256,19 +257,20 @@ def _read(run: Path):
     return board, oof, folds, summary, meta
 
 
-def write_report(run_dir) -> tuple[Path, Path]:
-    """(Re)write ``report.html`` and ``report.md`` in ``run_dir``; return their paths."""
-    run = Path(run_dir)
-    board, oof, fold_scores, summary, meta = _read(run)
-    parts, md = [], []
-    title = f"vitfeat model comparison — {run.name}"
-    parts.append(f"<h1>{html.escape(title)}</h1><p class=note>Created {meta.get('created', '')} by vitfeat "
-                 f"{meta.get('vitfeat_version', '')}. Every score comes from out-of-fold predictions: each case "
-                 f"was predicted by a model that never saw that patient. {meta['n_splits']} folds grouped by "
-                 f"patient, {meta['repeats']} repeat(s).</p>")
-    md.append(f"# {title}\n\nOut-of-fold scores, {meta['n_splits']} patient-grouped folds, "
-              f"{meta['repeats']} repeat(s). Fold mean ± fold SD; pooled OOF value [patient-bootstrap 95 % CI].\n")
+@dataclass
+class Report:
+    """The content of a run's report, computed by :func:`compute_report` (nothing written yet)."""
 
+    html: str
+    markdown: str
+    meta: dict
+    summary: dict
+    board: pd.DataFrame
+
+
+def _data_section(summary: dict) -> tuple[list[str], list[str]]:
+    """HTML parts and Markdown lines describing the cases, classes, failures and warnings."""
+    parts, md = [], []
     parts.append("<h2>Data</h2><table class=kv>")
     rows = [("Cases", summary["n_cases"]), ("Patients", summary["n_patients"]), ("Features", summary["n_features"]),
             ("Modalities", ", ".join(summary["modalities"])),
@@ -294,87 +296,92 @@ def write_report(run_dir) -> tuple[Path, Path]:
         parts.append("<h2>Warnings</h2>"
                      + "".join(f"<div class=warn>{html.escape(w)}</div>" for w in summary["warnings"]))
         md.append("## Warnings\n\n" + "\n".join(f"- {w}" for w in summary["warnings"]) + "\n")
+    return parts, md
 
-    for target, tboard in board.groupby("target", sort=False):
-        info = meta["targets"][target]
-        classes, positive = info["classes"], info.get("positive")
-        toof = oof[oof["target"] == target]
-        tfolds = fold_scores[fold_scores["target"] == target]
-        table, md_table = _leaderboard_table(tboard, classes)
-        # the refitted one, not an included run
-        best = tboard[tboard["pipeline"] == info["pipeline"]].iloc[0]
-        parts.append(f"<h2>Target: {html.escape(target)}</h2>")
-        lead = (f"Best pipeline: <b>{html.escape(str(best['pipeline']))}</b> "
-                f"({html.escape(str(best['description']))}): "
-                f"balanced accuracy {_fmt(best, 'balanced_accuracy')}, AUROC {_fmt(best, 'auroc')}. "
-                f"This pipeline, refitted on all cases, is saved in <code>model.skops</code>.")
-        honest = tboard[tboard["pipeline"] == NESTED]
-        if len(honest):
-            lead += (f" Picking the best of these pipelines is itself scored by nested selection (inner CV on "
-                     f"each training part only): balanced accuracy {_fmt(honest.iloc[0], 'balanced_accuracy')}, "
-                     f"AUROC {_fmt(honest.iloc[0], 'auroc')} — the figure to quote for the chosen model.")
-        if positive:
-            lead += f" Sensitivity and specificity refer to '{html.escape(positive)}' as the positive class."
-        parts.append(f"<p>{lead}</p><h3>Leaderboard</h3><p class=note>Mean ± SD over test folds; "
-                     "below: the score of all out-of-fold predictions pooled, with its 95 % bootstrap CI over "
-                     "patients. Ranked by mean balanced accuracy.</p>" + table)
-        md.append(f"## Target: {target}\n\nBest: **{best['pipeline']}** — balanced accuracy "
-                  f"{_fmt(best, 'balanced_accuracy')}, AUROC {_fmt(best, 'auroc')}."
-                  + (f" Nested selection (the figure to quote): balanced accuracy "
-                     f"{_fmt(honest.iloc[0], 'balanced_accuracy')}, AUROC {_fmt(honest.iloc[0], 'auroc')}."
-                     if len(honest) else "") + "\n\n" + md_table)
-        parts.append("<h3>ROC and precision–recall curves</h3><p class=note>Pooled out-of-fold predictions;"
-                     " two classes: mean curve over all repeats, band from the lowest to the highest repeat"
-                     " (more classes: first repeat). The diagonal of the ROC plot is a coin toss.</p>")
-        parts.append(_img(_curves(toof, tboard, classes, positive, "roc"), f"ROC curves {target}"))
-        parts.append(_img(_curves(toof, tboard, classes, positive, "pr"), f"PR curves {target}"))
-        parts.append("<h3>Confusion matrices</h3><p class=note>Rows: true class; columns: predicted class.</p>")
-        parts.append(_img(_confusions(toof, tboard, classes), f"confusion matrices {target}"))
-        parts.append("<h3>Calibration</h3><p class=note>Points on the diagonal mean a predicted 70 % "
-                     "happens 70 % of the time.</p>")
-        parts.append(_img(_calibration(toof, tboard, classes, positive), f"calibration {target}"))
-        cal_html, cal_md = _calibration_table(tboard)
-        if cal_html:
-            parts.append("<p class=note>Brier score and log loss: lower is better (they mix discrimination "
-                         "and calibration). ECE: mean gap between predicted and observed rate over 10 "
-                         "equal-width bins. Calibration slope/intercept: logistic regression of the outcome on "
-                         "logit(p); 1 and 0 are perfect, a slope below 1 means predictions too extreme.</p>"
-                         + cal_html)
-            md.append("### Calibration\n\nOut of fold; lower Brier/log loss/ECE is better; slope 1 and "
-                      "intercept 0 are perfect.\n\n" + cal_md)
-        if len(classes) == 2 and positive:
-            dca_html, dca_md = _decision_curves(toof, tboard, positive)
-            parts.append("<h3>Decision curves</h3><p class=note>Net benefit of treating the cases the model "
-                         "calls positive at each threshold probability, against treating everyone or no one "
-                         "(Vickers &amp; Elkin 2006). A model helps where its curve lies above both.</p>" + dca_html)
-            md.append("### Decision curves (net benefit, first repeat)\n\n" + dca_md)
-        parts.append("<h3>Fold spread</h3>")
-        parts.append(_img(_fold_spread(tfolds, tboard), f"fold spread {target}"))
-        parts.append("<h3>What drives the prediction</h3>")
-        explain_summary = run / "explain" / target / "summary.json"
-        if explain_summary.is_file():
-            ex = json.loads(explain_summary.read_text())
-            link = f"explain/{target}/explain.html"
-            parts.append(f"<p>See <a href=\"{html.escape(link)}\">the explanation report</a>. Most important "
-                         "feature groups (permutation importance on held-out folds):</p><ol>" + "".join(
-                             f"<li>{html.escape(g['description'])} <span class=note>({html.escape(g['group'])}, "
-                             f"{g['importance']:.3f})</span></li>" for g in ex.get("top_groups", [])[:8]) + "</ol>")
-            parts.append("<p>Most important single signals (clusters of correlated features, named by one "
-                         "member):</p><ol>" + "".join(
-                             f"<li>{html.escape(c['description'])} <span class=note>({html.escape(c['lead_feature'])}, "
-                             f"{c['importance']:.3f})</span></li>" for c in ex.get("top_clusters", [])[:8]) + "</ol>")
-            md.append(f"### What drives the prediction\n\nSee [{link}]({link}). Top feature groups: "
-                      + "; ".join(g["description"] for g in ex.get("top_groups", [])[:5]) + ". Top single signals: "
-                      + "; ".join(c["lead_feature"] for c in ex.get("top_clusters", [])[:5]) + ".\n")
-        else:
-            parts.append(f"<p>Run <code>vitfeat explain {html.escape(str(run))} --target {html.escape(target)}</code> "
-                         "to add SHAP and permutation importances; they are then linked here.</p>")
 
-    tripod_md = tripod_markdown(meta, summary, board)
-    md.append(tripod_md)
-    parts.append(tripod_html(meta, summary, board))
-    write_model_card(run, meta, summary, board)
+def _target_section(run: Path, target: str, tboard: pd.DataFrame, oof: pd.DataFrame,
+                    fold_scores: pd.DataFrame, meta: dict) -> tuple[list[str], list[str]]:
+    """HTML parts and Markdown lines for one target: leaderboard, curves, calibration, explanations."""
+    parts, md = [], []
+    info = meta["targets"][target]
+    classes, positive = info["classes"], info.get("positive")
+    toof = oof[oof["target"] == target]
+    tfolds = fold_scores[fold_scores["target"] == target]
+    table, md_table = _leaderboard_table(tboard, classes)
+    # the refitted one, not an included run
+    best = tboard[tboard["pipeline"] == info["pipeline"]].iloc[0]
+    parts.append(f"<h2>Target: {html.escape(target)}</h2>")
+    lead = (f"Best pipeline: <b>{html.escape(str(best['pipeline']))}</b> "
+            f"({html.escape(str(best['description']))}): "
+            f"balanced accuracy {_fmt(best, 'balanced_accuracy')}, AUROC {_fmt(best, 'auroc')}. "
+            f"This pipeline, refitted on all cases, is saved in <code>model.skops</code>.")
+    honest = tboard[tboard["pipeline"] == NESTED]
+    if len(honest):
+        lead += (f" Picking the best of these pipelines is itself scored by nested selection (inner CV on "
+                 f"each training part only): balanced accuracy {_fmt(honest.iloc[0], 'balanced_accuracy')}, "
+                 f"AUROC {_fmt(honest.iloc[0], 'auroc')} — the figure to quote for the chosen model.")
+    if positive:
+        lead += f" Sensitivity and specificity refer to '{html.escape(positive)}' as the positive class."
+    parts.append(f"<p>{lead}</p><h3>Leaderboard</h3><p class=note>Mean ± SD over test folds; "
+                 "below: the score of all out-of-fold predictions pooled, with its 95 % bootstrap CI over "
+                 "patients. Ranked by mean balanced accuracy.</p>" + table)
+    md.append(f"## Target: {target}\n\nBest: **{best['pipeline']}** — balanced accuracy "
+              f"{_fmt(best, 'balanced_accuracy')}, AUROC {_fmt(best, 'auroc')}."
+              + (f" Nested selection (the figure to quote): balanced accuracy "
+                 f"{_fmt(honest.iloc[0], 'balanced_accuracy')}, AUROC {_fmt(honest.iloc[0], 'auroc')}."
+                 if len(honest) else "") + "\n\n" + md_table)
+    parts.append("<h3>ROC and precision–recall curves</h3><p class=note>Pooled out-of-fold predictions;"
+                 " two classes: mean curve over all repeats, band from the lowest to the highest repeat"
+                 " (more classes: first repeat). The diagonal of the ROC plot is a coin toss.</p>")
+    parts.append(_img(_curves(toof, tboard, classes, positive, "roc"), f"ROC curves {target}"))
+    parts.append(_img(_curves(toof, tboard, classes, positive, "pr"), f"PR curves {target}"))
+    parts.append("<h3>Confusion matrices</h3><p class=note>Rows: true class; columns: predicted class.</p>")
+    parts.append(_img(_confusions(toof, tboard, classes), f"confusion matrices {target}"))
+    parts.append("<h3>Calibration</h3><p class=note>Points on the diagonal mean a predicted 70 % "
+                 "happens 70 % of the time.</p>")
+    parts.append(_img(_calibration(toof, tboard, classes, positive), f"calibration {target}"))
+    cal_html, cal_md = _calibration_table(tboard)
+    if cal_html:
+        parts.append("<p class=note>Brier score and log loss: lower is better (they mix discrimination "
+                     "and calibration). ECE: mean gap between predicted and observed rate over 10 "
+                     "equal-width bins. Calibration slope/intercept: logistic regression of the outcome on "
+                     "logit(p); 1 and 0 are perfect, a slope below 1 means predictions too extreme.</p>"
+                     + cal_html)
+        md.append("### Calibration\n\nOut of fold; lower Brier/log loss/ECE is better; slope 1 and "
+                  "intercept 0 are perfect.\n\n" + cal_md)
+    if len(classes) == 2 and positive:
+        dca_html, dca_md = _decision_curves(toof, tboard, positive)
+        parts.append("<h3>Decision curves</h3><p class=note>Net benefit of treating the cases the model "
+                     "calls positive at each threshold probability, against treating everyone or no one "
+                     "(Vickers &amp; Elkin 2006). A model helps where its curve lies above both.</p>" + dca_html)
+        md.append("### Decision curves (net benefit, first repeat)\n\n" + dca_md)
+    parts.append("<h3>Fold spread</h3>")
+    parts.append(_img(_fold_spread(tfolds, tboard), f"fold spread {target}"))
+    parts.append("<h3>What drives the prediction</h3>")
+    explain_summary = run / "explain" / target / "summary.json"
+    if explain_summary.is_file():
+        ex = json.loads(explain_summary.read_text())
+        link = f"explain/{target}/explain.html"
+        parts.append(f"<p>See <a href=\"{html.escape(link)}\">the explanation report</a>. Most important "
+                     "feature groups (permutation importance on held-out folds):</p><ol>" + "".join(
+                         f"<li>{html.escape(g['description'])} <span class=note>({html.escape(g['group'])}, "
+                         f"{g['importance']:.3f})</span></li>" for g in ex.get("top_groups", [])[:8]) + "</ol>")
+        parts.append("<p>Most important single signals (clusters of correlated features, named by one "
+                     "member):</p><ol>" + "".join(
+                         f"<li>{html.escape(c['description'])} <span class=note>({html.escape(c['lead_feature'])}, "
+                         f"{c['importance']:.3f})</span></li>" for c in ex.get("top_clusters", [])[:8]) + "</ol>")
+        md.append(f"### What drives the prediction\n\nSee [{link}]({link}). Top feature groups: "
+                  + "; ".join(g["description"] for g in ex.get("top_groups", [])[:5]) + ". Top single signals: "
+                  + "; ".join(c["lead_feature"] for c in ex.get("top_clusters", [])[:5]) + ".\n")
+    else:
+        parts.append(f"<p>Run <code>vitfeat explain {html.escape(str(run))} --target {html.escape(target)}</code> "
+                     "to add SHAP and permutation importances; they are then linked here.</p>")
+    return parts, md
 
+
+def _provenance_section(run: Path, meta: dict) -> tuple[list[str], list[str]]:
+    """HTML parts and Markdown lines naming the feature table, extraction and config."""
+    parts, md = [], []
     prov = meta.get("extraction") or {}
     parts.append("<h2>Provenance</h2><table class=kv>" + "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in [
@@ -388,10 +395,56 @@ def write_report(run_dir) -> tuple[Path, Path]:
     parts.append(f"<details><summary>config.yaml</summary><pre>{html.escape(config)}</pre></details>")
     md.append(f"## Provenance\n\n- feature table: `{meta.get('features_path')}` (hash {meta.get('features_hash')})\n"
               f"- config: `config.yaml`\n")
+    return parts, md
+
+
+def compute_report(run_dir) -> Report:
+    """Build the HTML and Markdown report of the run in ``run_dir`` from its saved outputs.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        A finished run folder (``leaderboard.csv``, ``oof_predictions.csv``, ``run.json``, ...).
+
+    Returns
+    -------
+    Report
+        Page text and the run data it was built from; :func:`write_report` writes it.
+    """
+    run = Path(run_dir)
+    board, oof, fold_scores, summary, meta = _read(run)
+    parts, md = [], []
+    title = f"vitfeat model comparison — {run.name}"
+    parts.append(f"<h1>{html.escape(title)}</h1><p class=note>Created {meta.get('created', '')} by vitfeat "
+                 f"{meta.get('vitfeat_version', '')}. Every score comes from out-of-fold predictions: each case "
+                 f"was predicted by a model that never saw that patient. {meta['n_splits']} folds grouped by "
+                 f"patient, {meta['repeats']} repeat(s).</p>")
+    md.append(f"# {title}\n\nOut-of-fold scores, {meta['n_splits']} patient-grouped folds, "
+              f"{meta['repeats']} repeat(s). Fold mean ± fold SD; pooled OOF value [patient-bootstrap 95 % CI].\n")
+
+    for section_parts, section_md in [_data_section(summary)] + [
+            _target_section(run, target, tboard, oof, fold_scores, meta)
+            for target, tboard in board.groupby("target", sort=False)]:
+        parts += section_parts
+        md += section_md
+    tripod_md = tripod_markdown(meta, summary, board)
+    md.append(tripod_md)
+    parts.append(tripod_html(meta, summary, board))
+    section_parts, section_md = _provenance_section(run, meta)
+    parts += section_parts
+    md += section_md
 
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+    return Report(html=page, markdown="\n".join(md) + "\n", meta=meta, summary=summary, board=board)
+
+
+def write_report(run_dir) -> tuple[Path, Path]:
+    """(Re)write ``report.html``, ``report.md`` and the model card in ``run_dir``; return the report paths."""
+    run = Path(run_dir)
+    report = compute_report(run)
+    write_model_card(run, report.meta, report.summary, report.board)
     html_path, md_path = run / "report.html", run / "report.md"
-    for path, text in ((html_path, page), (md_path, "\n".join(md) + "\n")):
-        write_text(path, text)
+    write_text(html_path, report.html)
+    write_text(md_path, report.markdown)
     return html_path, md_path
