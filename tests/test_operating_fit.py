@@ -104,6 +104,10 @@ def test_fit_records_calibration_and_the_operating_point(fitted):
     assert bundle["targets"]["label"]["threshold"] == threshold
     card = (root / "run" / "model_card.md").read_text()
     assert f"at least {threshold:.3f}" in card and f"sensitivity {row['sensitivity']:.2f}" in card
+    report = (root / "run" / "report.html").read_text()
+    section = report[report.index("<h3>Operating point</h3>"):]
+    assert f"{row['sensitivity']:.2f} [{row['sensitivity_ci_low']:.2f}–" in section.split("</table>")[0]
+    assert "### Operating point" in (root / "run" / "report.md").read_text()
 
 
 def test_predict_uses_the_saved_threshold(fitted, tmp_path):

@@ -299,6 +299,38 @@ def _data_section(summary: dict) -> tuple[list[str], list[str]]:
     return parts, md
 
 
+_OPERATING_COLUMNS = ("sensitivity", "specificity", "ppv", "npv")
+
+
+def _operating_point_section(run: Path, target: str, meta: dict) -> tuple[list[str], list[str]]:
+    """The table of ``operating_point.csv`` for one target (fit --operating-point), or nothing."""
+    path = run / "operating_point.csv"
+    rule = meta.get("operating_point")
+    if not rule or not path.is_file():
+        return [], []
+    table = pd.read_csv(path)
+    table = table[table["target"] == target] if "target" in table else table
+    if not len(table):
+        return [], []
+
+    def cell(row, key):
+        return f"{row[key]:.2f} [{row[key + '_ci_low']:.2f}–{row[key + '_ci_high']:.2f}]"
+
+    header = ["pipeline", "fold thresholds", *_OPERATING_COLUMNS]
+    rows = [[str(r["pipeline"]), f"{r['threshold_min']:.3f}–{r['threshold_max']:.3f}",
+             *(cell(r, k) for k in _OPERATING_COLUMNS)] for _, r in table.iterrows()]
+    html_rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows)
+    note = (f"Decision rule <code>{html.escape(rule)}</code>: each outer fold's threshold was chosen by "
+            "patient-grouped inner CV on its training part only and applied to its test part; figures are "
+            "pooled out of fold with 95 % patient-bootstrap CIs.")
+    parts = [f"<h3>Operating point</h3><p class=note>{note}</p><table><tr>"
+             + "".join(f"<th>{h}</th>" for h in header) + f"</tr>{html_rows}</table>"]
+    md = ["### Operating point\n\n" + f"Rule `{rule}` (thresholds chosen inside each training part).\n\n"
+          + "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
+          + "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"]
+    return parts, md
+
+
 def _target_section(run: Path, target: str, tboard: pd.DataFrame, oof: pd.DataFrame,
                     fold_scores: pd.DataFrame, meta: dict) -> tuple[list[str], list[str]]:
     """HTML parts and Markdown lines for one target: leaderboard, curves, calibration, explanations."""
@@ -330,6 +362,9 @@ def _target_section(run: Path, target: str, tboard: pd.DataFrame, oof: pd.DataFr
               + (f" Nested selection (the figure to quote): balanced accuracy "
                  f"{_fmt(honest.iloc[0], 'balanced_accuracy')}, AUROC {_fmt(honest.iloc[0], 'auroc')}."
                  if len(honest) else "") + "\n\n" + md_table)
+    parts_op, md_op = _operating_point_section(run, target, meta)
+    parts += parts_op
+    md += md_op
     parts.append("<h3>ROC and precision–recall curves</h3><p class=note>Pooled out-of-fold predictions;"
                  " two classes: mean curve over all repeats, band from the lowest to the highest repeat"
                  " (more classes: first repeat). The diagonal of the ROC plot is a coin toss.</p>")
