@@ -107,9 +107,7 @@ def run_check(args) -> int:
         from vitfeat.cli.main import CLIError
 
         raise CLIError(str(exc)) from None
-    for problem in problems:
-        print(problem)
-    fatal = sum(p.fatal for p in problems)
+    fatal = _print_problems(problems)
     print(f"{args.path}: {len(frame)} cases, {frame['patient_id'].nunique() if 'patient_id' in frame else 0} "
           f"patients, targets {targets or 'none'}; {fatal} error(s), {len(problems) - fatal} warning(s)")
     return 1 if fatal else 0
@@ -135,9 +133,14 @@ def run_import(args) -> int:
         raise CLIError(str(exc)) from None
     path = write_manifest(frame, args.output, data_root=args.root)
     _, _, problems = validate_manifest(path, require_targets=False)
-    for problem in problems:
-        print(problem)
-    fatal = sum(p.fatal for p in problems)
+    fatal = _print_problems(problems)
     print(f"wrote {len(frame)} cases to {path}: {fatal} error(s), {len(problems) - fatal} warning(s) "
           f"(vitfeat manifest check {path})")
     return 1 if fatal else 0
+
+
+def _print_problems(problems) -> int:
+    """Print every problem and warning, one per line; return how many are fatal."""
+    for problem in problems:
+        print(problem)
+    return sum(p.fatal for p in problems)

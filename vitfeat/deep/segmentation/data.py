@@ -281,6 +281,23 @@ class OriginalAugment:
         return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 
 
+def _read_items(items: list[SegItem], values, failures: list, progress: bool):
+    """Yield ``(item, image, class mask)`` of each readable item; unreadable ones go to ``failures``."""
+    from tqdm.auto import tqdm
+
+    for item in tqdm(items, desc="loading images", disable=not progress, leave=False):
+        try:
+            image = read_image(item.image)
+            mask = read_class_mask(item.mask, values)
+            if image.shape[:2] != mask.shape:
+                raise ImageReadError(f"{item.mask}: mask size {mask.shape[::-1]} differs from image "
+                                     f"size {image.shape[1::-1]}")
+        except ImageReadError as exc:
+            failures.append({"case_id": item.case_id, "path": str(item.image), "error": str(exc)})
+            continue
+        yield item, image, mask
+
+
 class OriginalRecipeDataset(Dataset):
     """A split prepared as UltraLight prepares it: PIL-bilinear resize of images and of 0/255 masks
     (soft mask edges, /255), the split-level z-score then per-image [0, 255] rescale, and (training)
@@ -288,21 +305,10 @@ class OriginalRecipeDataset(Dataset):
     (S, S) in [0, 1]); the network input needs no further normalisation (mode ``none``)."""
 
     def __init__(self, items: list[SegItem], imgsz: int, augment: bool = False, progress: bool = False):
-        from tqdm.auto import tqdm
-
         self.imgsz = imgsz
         self.transform = OriginalAugment() if augment else None
         self.items, self.failures, images, masks = [], [], [], []
-        for item in tqdm(items, desc="loading images", disable=not progress, leave=False):
-            try:
-                image = read_image(item.image)
-                mask = read_class_mask(item.mask, None)
-                if image.shape[:2] != mask.shape:
-                    raise ImageReadError(f"{item.mask}: mask size {mask.shape[::-1]} differs from image "
-                                         f"size {image.shape[1::-1]}")
-            except ImageReadError as exc:
-                self.failures.append({"case_id": item.case_id, "path": str(item.image), "error": str(exc)})
-                continue
+        for item, image, mask in _read_items(items, None, self.failures, progress):
             images.append(resize_bilinear(image, imgsz))
             masks.append(resize_bilinear((mask * 255).astype(np.uint8), imgsz).astype(np.float32) / 255.0)
             self.items.append(item)
@@ -328,21 +334,10 @@ class SegmentationDataset(Dataset):
 
     def __init__(self, items: list[SegItem], imgsz: int, values: list[int] | None = None,
                  augment: bool = False, progress: bool = False):
-        from tqdm.auto import tqdm
-
         self.imgsz = imgsz
         self.transform = build_augmentation() if augment else None
         self.items, self.failures, images, masks = [], [], [], []
-        for item in tqdm(items, desc="loading images", disable=not progress, leave=False):
-            try:
-                image = read_image(item.image)
-                mask = read_class_mask(item.mask, values)
-                if image.shape[:2] != mask.shape:
-                    raise ImageReadError(f"{item.mask}: mask size {mask.shape[::-1]} differs from image "
-                                         f"size {image.shape[1::-1]}")
-            except ImageReadError as exc:
-                self.failures.append({"case_id": item.case_id, "path": str(item.image), "error": str(exc)})
-                continue
+        for item, image, mask in _read_items(items, values, self.failures, progress):
             images.append(resize_image(image, imgsz))
             masks.append(cv2.resize(mask, (imgsz, imgsz), interpolation=cv2.INTER_NEAREST))
             self.items.append(item)
