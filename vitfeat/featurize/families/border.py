@@ -26,8 +26,6 @@ import numpy as np
 from vitfeat.featurize.registry import CaseArrays, register_family
 from vitfeat.featurize.views import ImageView, nan_dict, view
 
-FEATURES = ("transition_width", "crossing_width", "inner_transition_width", "width_spread", "edge_gradient",
-            "edge_gradient_norm", "contrast")
 BIN_PX = 0.5
 
 
@@ -152,7 +150,7 @@ DESCRIPTIONS = {
     "edge_gradient_norm": "edge gradient relative to the lesion-skin contrast",
     "contrast": "brightness difference between lesion and surrounding skin",
 }
-assert tuple(DESCRIPTIONS) == FEATURES
+FEATURES = tuple(DESCRIPTIONS)  # column order: as declared
 
 
 @register_family("border", version="4", defaults={"band_px": 32.0, "n_sectors": 12}, features=DESCRIPTIONS,

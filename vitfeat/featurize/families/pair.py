@@ -18,9 +18,6 @@ from vitfeat.featurize.registration import register_pair
 from vitfeat.featurize.registry import CaseArrays, register_family
 from vitfeat.featurize.views import nan_dict, view
 
-FEATURES = ("area_ratio", "area_ratio_unregistered", "total_area_ratio", "iou", "outside_fraction",
-            "registration_score", "registration_inliers", "registration_ok", "registration_scale")
-
 
 DESCRIPTIONS = {
     "area_ratio": "lesion area under Wood's lamp over its daylight area, after aligning the two photos "
@@ -34,7 +31,7 @@ DESCRIPTIONS = {
     "registration_ok": "1 when the alignment was trusted, 0 when it fell back",
     "registration_scale": "camera zoom between the two photos (linear scale of the alignment)",
 }
-assert tuple(DESCRIPTIONS) == FEATURES
+FEATURES = tuple(DESCRIPTIONS)  # column order: as declared
 
 
 @register_family("pair", version="3", modalities=("pair",), needs_wood=True, features=DESCRIPTIONS,

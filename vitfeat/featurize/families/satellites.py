@@ -13,7 +13,6 @@ import numpy as np
 from vitfeat.featurize.registry import CaseArrays, register_family
 from vitfeat.featurize.views import nan_dict, view
 
-FEATURES = ("count", "area_fraction", "mean_area_fraction", "mean_distance")
 DEFAULTS = {"min_area_px": 8, "max_area_fraction": 0.25, "max_distance": 4.0}
 
 
@@ -61,7 +60,7 @@ DESCRIPTIONS = {
     "mean_area_fraction": "average satellite size relative to the main lesion's area",
     "mean_distance": "average distance of satellites from the main lesion, in lesion radii",
 }
-assert tuple(DESCRIPTIONS) == FEATURES
+FEATURES = tuple(DESCRIPTIONS)  # column order: as declared
 
 
 @register_family("satellites", version="1", defaults=DEFAULTS, features=DESCRIPTIONS, order=60)

@@ -14,12 +14,6 @@ from scipy.spatial.distance import pdist
 from vitfeat.featurize.registry import CaseArrays, register_family
 from vitfeat.featurize.views import nan_dict, view
 
-FEATURES = (
-    "area_fraction", "pixel_area", "mesh_area", "perimeter", "perimeter_area_ratio", "circularity",
-    "sphericity", "solidity", "convexity", "major_axis", "minor_axis", "elongation", "eccentricity",
-    "max_diameter", "n_components", "fractal_dimension", "fourier_energy",
-)
-
 
 # Marching squares at the 0.5 level on a binary mask, cell by cell. A cell is a 2x2 block of pixel
 # centres; its code has bit k set when corner k (TL, TR, BR, BL) is inside. The contour crosses the
@@ -153,7 +147,7 @@ DESCRIPTIONS = {
     "fractal_dimension": "box-counting dimension of the outline (higher: more irregular border)",
     "fourier_energy": "share of the outline's shape energy beyond its lowest harmonics (irregularity)",
 }
-assert tuple(DESCRIPTIONS) == FEATURES
+FEATURES = tuple(DESCRIPTIONS)  # column order: as declared
 
 
 @register_family("shape", version="2", modalities=("clinical", "wood"), defaults={"min_component_px": 5},

@@ -13,9 +13,6 @@ import numpy as np
 from vitfeat.featurize.registry import CaseArrays, register_family
 from vitfeat.featurize.views import nan_dict, view
 
-FEATURES = ("contrast_ratio", "michelson", "uniformity_cv", "uniformity_iqr", "uniform_fraction",
-            "border_contrast", "blue_ratio")
-
 
 DESCRIPTIONS = {
     "contrast_ratio": "lesion over surrounding-skin brightness under Wood's lamp",
@@ -26,7 +23,7 @@ DESCRIPTIONS = {
     "border_contrast": "contrast just inside vs just outside the edge, relative to the overall contrast",
     "blue_ratio": "blue over red in the lesion under Wood's lamp (blue-white fluorescence)",
 }
-assert tuple(DESCRIPTIONS) == FEATURES
+FEATURES = tuple(DESCRIPTIONS)  # column order: as declared
 
 
 @register_family("wood", version="2", modalities=("wood",), needs_wood=True, features=DESCRIPTIONS,
