@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -24,7 +26,16 @@ def _noise(seed, n=60, p=20, patients=40):
     return X, y, ids, pids, make_folds(frame, "label", n_splits=5, seed=seed)
 
 
-def test_inner_selection_never_sees_the_outer_test_fold(monkeypatch):
+def _picks_match_outer_rows(oof, picks, outer):
+    """Every case is predicted once, by the pipeline picked for its fold, exactly as in the outer CV."""
+    assert sorted(oof["case_id"]) == sorted(outer["case_id"].unique()) and set(oof["pipeline"]) == {NAME}
+    for pick in picks.itertuples():
+        rows = oof[oof["fold"] == pick.fold].drop(columns="pipeline").reset_index(drop=True)
+        same = outer[(outer["pipeline"] == pick.picked) & (outer["fold"] == pick.fold)]
+        pd.testing.assert_frame_equal(rows, same.drop(columns="pipeline").reset_index(drop=True))
+
+
+def test_independent_inner_folds_never_see_the_outer_test_fold(monkeypatch):
     X, y, ids, pids, plan = _noise(0)
     seen = []
 
@@ -34,20 +45,63 @@ def test_inner_selection_never_sees_the_outer_test_fold(monkeypatch):
 
     outer, _, _ = cross_validate(X, y, pids, ids, plan, FAST[:3], progress=False)
     monkeypatch.setattr(nested_module, "cross_validate", spy)
-    oof, picks = nested_selection(X, y, pids, ids, plan, FAST[:3], outer, classes=["active", "stable"])
+    oof, picks = nested_selection(X, y, pids, ids, plan, FAST[:3], outer, classes=["active", "stable"],
+                                  inner_folds=3)
     assert len(seen) == plan["fold"].nunique() == len(picks)
+    assert set(picks["inner_folds"]) == {"3 independent folds"}
     for (_, fold), test in plan.groupby(["repeat", "fold"]):
         test_cases, test_patients = set(test["case_id"]), set(test["patient_id"])
         inner_cases = seen[fold]
         assert not inner_cases & test_cases
         assert not {p for c, p in zip(ids, pids) if c in inner_cases} & test_patients
-    # every case is predicted once, by the pipeline picked for its fold, exactly as in the outer CV
-    assert sorted(oof["case_id"]) == sorted(ids) and set(oof["pipeline"]) == {NAME}
-    for pick in picks.itertuples():
-        rows = oof[oof["fold"] == pick.fold].drop(columns="pipeline").reset_index(drop=True)
-        same = outer[(outer["pipeline"] == pick.picked) & (outer["fold"] == pick.fold)]
-        pd.testing.assert_frame_equal(rows, same.drop(columns="pipeline").reset_index(drop=True))
+    _picks_match_outer_rows(oof, picks, outer)
 
+
+def _shuffle_fold(X, y, plan, fold, seed):
+    """Features and labels of one outer test fold replaced by noise and shuffled labels."""
+    rng = np.random.default_rng(seed)
+    X, y = X.copy(), y.copy()
+    in_fold = np.isin(np.arange(len(y)), plan.index[plan["fold"] == fold])
+    X[in_fold] = rng.normal(size=(in_fold.sum(), X.shape[1])) * 5
+    y[in_fold] = rng.permutation(["active", "stable"] * (in_fold.sum() // 2 + 1))[:in_fold.sum()]
+    return X, y
+
+
+def test_shared_inner_folds_pick_without_the_outer_test_fold():
+    """With the default scheme (the other outer folds as inner folds, each inner fit shared by two
+    outer folds), wrecking an outer test fold's features and labels leaves that fold's inner scores
+    and pick unchanged: nothing of it took part in choosing its pipeline."""
+    X, y, ids, pids, plan = _noise(0)
+    plan = plan.set_index("case_id").loc[ids].reset_index()  # row i of the plan is case i
+    outer, _, _ = cross_validate(X, y, pids, ids, plan, FAST, progress=False)
+    oof, picks = nested_selection(X, y, pids, ids, plan, FAST, outer, classes=["active", "stable"])
+    assert len(picks) == plan["fold"].nunique()
+    assert picks["inner_folds"].iloc[0] == "outer folds 1,2,3,4"
+    _picks_match_outer_rows(oof, picks, outer)
+    for fold in (0, 3):
+        X2, y2 = _shuffle_fold(X, y, plan, fold, seed=fold)
+        outer2, _, _ = cross_validate(X2, y2, pids, ids, plan, FAST, progress=False)
+        _, picks2 = nested_selection(X2, y2, pids, ids, plan, FAST, outer2, classes=["active", "stable"])
+        mine, mine2 = picks[picks["fold"] == fold].iloc[0], picks2[picks2["fold"] == fold].iloc[0]
+        assert mine2["inner_balanced_accuracy"] == mine["inner_balanced_accuracy"]
+        assert mine2["picked"] == mine["picked"]
+        other = picks2[picks2["fold"] != fold]["inner_balanced_accuracy"]  # the others did see it
+        assert (other.to_numpy() != picks[picks["fold"] != fold]["inner_balanced_accuracy"].to_numpy()).any()
+
+
+def test_shared_inner_scores_equal_an_explicit_cross_validation():
+    """The shared inner predictions of outer fold k are those of a plain CV on the other folds."""
+    X, y, ids, pids, plan = _noise(2)
+    outer, _, _ = cross_validate(X, y, pids, ids, plan, FAST[:2], progress=False)
+    _, picks = nested_selection(X, y, pids, ids, plan, FAST[:2], outer, classes=["active", "stable"])
+    k = 2
+    keep = ~plan.set_index("case_id").loc[ids, "fold"].eq(k).to_numpy()
+    inner_plan = plan[plan["fold"] != k]
+    inner, _, _ = cross_validate(X[keep], y[keep], pids[keep], ids[keep], inner_plan, FAST[:2], progress=False)
+    expected = {name: round(float(np.mean([
+        (part["y_pred"][part["y_true"] == c] == c).mean() for c in ("active", "stable")])), 4)
+        for name, part in inner.groupby("pipeline")}
+    assert json.loads(picks.loc[picks["fold"] == k, "inner_balanced_accuracy"].iloc[0]) == expected
 
 
 def test_fit_run_reports_the_nested_row(tmp_path):

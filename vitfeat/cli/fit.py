@@ -61,8 +61,10 @@ def register(subparsers) -> None:
     p.add_argument("--n-iter", type=int, help="random-search candidates per fit (default 10)")
     p.add_argument("--no-nested", dest="nested", action="store_const", const=False,
                    help="skip nested selection (the honest score of picking the best pipeline; it costs "
-                        "pipelines x inner folds extra fits per outer fold)")
-    p.add_argument("--inner-folds", type=int, help="inner folds of nested selection (default 3)")
+                        "pipelines x folds x (folds - 1) / 2 extra fits, e.g. 10 per pipeline for 5 folds)")
+    p.add_argument("--inner-folds", type=int,
+                   help="independent inner folds per outer fold for nested selection (default: the other outer "
+                        "folds, so that each inner fit serves two outer folds)")
     p.add_argument("--jobs", type=int, help="parallel fits (default 1; models themselves use one thread each)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--n-boot", type=int, help="bootstrap resamples for the CIs (default 500)")

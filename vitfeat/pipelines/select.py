@@ -51,7 +51,7 @@ class FitConfig:
     search: str = "none"
     n_iter: int = 10
     nested: bool = True  # score the selection procedure itself (see vitfeat.pipelines.nested)
-    inner_folds: int = 3
+    inner_folds: int | None = None  # None: the other outer folds (inner fits shared, see nested.py)
     jobs: int = 1
     seed: int = 0
     n_boot: int = 500
