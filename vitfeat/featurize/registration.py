@@ -87,12 +87,15 @@ def _centroid(mask: np.ndarray | None):
 def register_pair(clinical: np.ndarray, wood: np.ndarray, clinical_mask: np.ndarray | None = None,
                   wood_mask: np.ndarray | None = None, n_features: int = 500, min_inliers: int = 8,
                   scale_range: tuple[float, float] = (0.6, 1.6), margin_px: int = 7,
-                  max_side: int = 384) -> Registration:
+                  max_side: int = 384, clinical_components=None, wood_components=None) -> Registration:
     """Similarity map clinical -> Wood's in full-resolution pixel coordinates.
 
     Photos larger than ``max_side`` are registered downscaled (geometry needs no more detail).
+    ``clinical_components`` / ``wood_components``: the masks' ``cv2.connectedComponentsWithStats``
+    (8-connectivity) when the caller has them already (:attr:`ImageView.components`).
     """
-    landmarks = register_landmarks(clinical_mask, wood_mask, scale_range)
+    landmarks = register_landmarks(clinical_mask, wood_mask, scale_range,
+                                   clinical_components=clinical_components, wood_components=wood_components)
     if landmarks is not None:
         return landmarks
     orb = cv2.ORB_create(n_features)
@@ -118,9 +121,15 @@ def register_pair(clinical: np.ndarray, wood: np.ndarray, clinical_mask: np.ndar
     return Registration(matrix, 0.0, 0, "centroid")
 
 
-def _lesion_points(mask: np.ndarray, max_points: int = 12):
-    """(main lesion centroid, its equivalent radius, centroids of the small components around it)."""
-    n, _, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+def _lesion_points(mask: np.ndarray, max_points: int = 12, components=None):
+    """(main lesion centroid, its equivalent radius, centroids of the small components around it).
+
+    ``components``: the mask's ``connectedComponentsWithStats`` (8-connectivity) if already known;
+    only the rows of the lesion components (1 ...) of its stats and centroids are read.
+    """
+    if components is None:
+        components = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    n, _, stats, centroids = components
     if n <= 2:
         return None
     areas = stats[1:, cv2.CC_STAT_AREA]
@@ -138,7 +147,42 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]])
 
 
-def register_landmarks(clinical_mask, wood_mask, scale_range=(0.6, 1.6), tolerance: float = 0.02):
+def _best_satellite_map(sat_c, sat_w, main_c, main_w, scale_range, tol):
+    """(matched, partner, main_err) of the best map proposed by two clinical and two Wood's satellites.
+
+    Every correspondence (clinical i1 < i2, Wood's j1 != j2) proposes the similarity mapping the two
+    onto the two (:func:`_similarity` of two points, in complex form); all are scored at once.
+    The best has the most satellites landing within ``tol`` of a Wood's one, then the smallest
+    error on the main lesions' centroids, then comes first in (i1, i2, j1, j2) order. None when no
+    proposal has a scale within ``scale_range``.
+    """
+    n_c, n_w = len(sat_c), len(sat_w)
+    i1, i2 = np.triu_indices(n_c, k=1)
+    j1, j2 = np.nonzero(~np.eye(n_w, dtype=bool))
+    i1, i2 = np.repeat(i1, len(j1)), np.repeat(i2, len(j1))
+    j1, j2 = np.tile(j1, n_c * (n_c - 1) // 2), np.tile(j2, n_c * (n_c - 1) // 2)
+    zc, zw = sat_c[:, 0] + 1j * sat_c[:, 1], sat_w[:, 0] + 1j * sat_w[:, 1]
+    s1, s2, d1, d2 = zc[i1], zc[i2], zw[j1], zw[j2]
+    mean_s, mean_d = (s1 + s2) / 2, (d1 + d2) / 2
+    cs1, cs2, cd1, cd2 = s1 - mean_s, s2 - mean_s, d1 - mean_d, d2 - mean_d
+    a = (cd1 * np.conj(cs1) + cd2 * np.conj(cs2)) / (np.abs(cs1) ** 2 + np.abs(cs2) ** 2)
+    b = mean_d - a * mean_s
+    scale = np.hypot(a.real, a.imag)
+    plausible = np.nonzero((scale >= scale_range[0]) & (scale <= scale_range[1]))[0]
+    if len(plausible) == 0:
+        return None
+    a, b = a[plausible], b[plausible]
+    mapped = a[:, None] * zc[None, :] + b[:, None]  # (proposal, clinical satellite)
+    dist = np.abs(mapped[:, :, None] - zw[None, None, :])  # (proposal, clinical, Wood's satellite)
+    matched = dist.min(axis=2) <= tol
+    main_err = np.abs(a * complex(*main_c) + b - complex(*main_w))
+    # lexsort: last key first -> most matched, then smallest main error, then first proposal.
+    best = np.lexsort((np.arange(len(a)), main_err, -matched.sum(axis=1)))[0]
+    return matched[best], dist[best].argmin(axis=1), float(main_err[best])
+
+
+def register_landmarks(clinical_mask, wood_mask, scale_range=(0.6, 1.6), tolerance: float = 0.02, *,
+                       clinical_components=None, wood_components=None):
     """Similarity from the satellite macules seen in both masks, or None when they do not suffice.
 
     Satellites do not change between the two photos (only the camera moved), so their centroids
@@ -149,30 +193,14 @@ def register_landmarks(clinical_mask, wood_mask, scale_range=(0.6, 1.6), toleran
     """
     if clinical_mask is None or wood_mask is None:
         return None
-    pc, pw = _lesion_points(clinical_mask), _lesion_points(wood_mask)
+    pc = _lesion_points(clinical_mask, components=clinical_components)
+    pw = _lesion_points(wood_mask, components=wood_components)
     if pc is None or pw is None or len(pc[2]) < 2 or len(pw[2]) < 2:
         return None
     (main_c, radius_c, sat_c), (main_w, _, sat_w) = pc, pw
     tol = tolerance * float(np.hypot(*wood_mask.shape))
-    best, best_key = None, None
-    for i1 in range(len(sat_c)):
-        for i2 in range(i1 + 1, len(sat_c)):
-            for j1 in range(len(sat_w)):
-                for j2 in range(len(sat_w)):
-                    if j1 == j2:
-                        continue
-                    m = _similarity(sat_c[[i1, i2]], sat_w[[j1, j2]])
-                    scale = np.hypot(m[0, 0], m[1, 0])
-                    if not scale_range[0] <= scale <= scale_range[1]:
-                        continue
-                    mapped = sat_c @ m[:, :2].T + m[:, 2]
-                    dist = np.linalg.norm(mapped[:, None, :] - sat_w[None, :, :], axis=2)
-                    matched = dist.min(axis=1) <= tol
-                    main_err = float(np.linalg.norm(main_c @ m[:, :2].T + m[:, 2] - main_w))
-                    key = (int(matched.sum()), -main_err)
-                    if best_key is None or key > best_key:
-                        best_key, best = key, (matched, dist.argmin(axis=1), main_err)
-    if best is None or best_key[0] < 2:
+    best = _best_satellite_map(sat_c, sat_w, main_c, main_w, scale_range, tol)
+    if best is None or best[0].sum() < 2:
         return None
     matched, partner, main_err = best
     if main_err > 0.5 * radius_c * 2:  # the main lesions must roughly coincide too

@@ -51,14 +51,13 @@ class ImageView:
         Labelled within the mask's bounding box only (cheaper), then placed in image coordinates;
         row 0 (background) of ``stats`` describes the box's background, not the image's.
         """
-        rows, cols = np.nonzero(self.mask.any(axis=1))[0], np.nonzero(self.mask.any(axis=0))[0]
-        if len(rows) == 0:
+        if self.area == 0:
             return cv2.connectedComponentsWithStats(self.mask.astype(np.uint8), connectivity=8)
-        y0, x0 = rows[0], cols[0]
-        crop = self.mask[y0:rows[-1] + 1, x0:cols[-1] + 1].astype(np.uint8)
+        y0, y1, x0, x1 = self.mask_box
+        crop = self.mask[y0:y1, x0:x1].view(np.uint8)
         n, crop_labels, stats, centroids = cv2.connectedComponentsWithStats(crop, connectivity=8)
         labels = np.zeros(self.mask.shape, np.int32)
-        labels[y0:rows[-1] + 1, x0:cols[-1] + 1] = crop_labels
+        labels[y0:y1, x0:x1] = crop_labels
         stats = stats.copy()
         stats[:, cv2.CC_STAT_LEFT] += x0
         stats[:, cv2.CC_STAT_TOP] += y0
@@ -83,16 +82,38 @@ class ImageView:
     # whole photo makes distance transforms, colour conversion and filtering 3-5x cheaper.
 
     @cached_property
+    def mask_box(self) -> tuple[int, int, int, int]:
+        """The mask's bounding box in image pixels, ``(y0, y1, x0, x1)`` with exclusive ends."""
+        ys, xs = np.nonzero(self.mask.any(axis=1))[0], np.nonzero(self.mask.any(axis=0))[0]
+        return int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+
+    @cached_property
     def roi(self) -> tuple[slice, slice]:
         margin = max(DISTANCE_MARGIN, int(np.ceil(self.ring_width)) + 4)
         h, w = self.mask.shape
-        ys, xs = np.nonzero(self.mask.any(axis=1))[0], np.nonzero(self.mask.any(axis=0))[0]
-        return (slice(max(ys[0] - margin, 0), min(ys[-1] + margin + 1, h)),
-                slice(max(xs[0] - margin, 0), min(xs[-1] + margin + 1, w)))
+        y0, y1, x0, x1 = self.mask_box
+        return (slice(max(y0 - margin, 0), min(y1 + margin, h)),
+                slice(max(x0 - margin, 0), min(x1 + margin, w)))
 
     @property
     def roi_origin(self) -> tuple[int, int]:
         return self.roi[0].start, self.roi[1].start
+
+    def near(self, px: float) -> tuple[slice, slice]:
+        """Slices, in ROI coordinates, of a window holding every ROI pixel with ``distance_roi <= px``.
+
+        Families that look at a band around the edge (border profile, colour zones, the Wood's
+        border contrast) work on this window instead of the whole ROI: the same pixels in the same
+        (row-major) order, so the same results, from a fraction of the array operations. Sound
+        because neither the chamfer nor the exact Euclidean distance is ever shorter than the
+        chessboard distance: a pixel ``m`` rows or columns beyond the mask's bounding box has
+        ``distance_roi >= m - 0.5``.
+        """
+        grow = int(np.ceil(max(px, 0.0))) + 1
+        (ry, rx), (h, w) = self.roi_origin, self.mask_roi.shape
+        y0, y1, x0, x1 = self.mask_box
+        return (slice(max(y0 - ry - grow, 0), min(y1 - ry + grow, h)),
+                slice(max(x0 - rx - grow, 0), min(x1 - rx + grow, w)))
 
     @cached_property
     def mask_roi(self) -> np.ndarray:
@@ -123,12 +144,16 @@ class ImageView:
     @cached_property
     def distance_roi(self) -> np.ndarray:
         """Signed distance to the lesion boundary in px: negative inside, positive outside (float32)."""
-        m = self.mask_roi.astype(np.uint8)
-        outside = cv2.distanceTransform(1 - m, cv2.DIST_L2, DISTANCE_KERNEL)
-        inside = cv2.distanceTransform(m, cv2.DIST_L2, DISTANCE_KERNEL)
+        m = self.mask_roi.view(np.uint8)
+        signed = cv2.distanceTransform(1 - m, cv2.DIST_L2, DISTANCE_KERNEL)  # outside the lesion
+        # Inside distances need only the mask's box grown by one background pixel (or up to the ROI's
+        # edge): every path to a background pixel beyond crosses that ring first, and both
+        # distances grow with each coordinate offset, so the nearest background pixel is in the box.
+        box = self.near(0.0)
+        inside = cv2.distanceTransform(np.ascontiguousarray(m[box]), cv2.DIST_L2, DISTANCE_KERNEL)
         # Each transform is 0 where the other is not, so the signed distance is their difference;
         # the half-pixel shift puts the zero level on the pixel edge between lesion and skin.
-        signed = outside - inside
+        signed[box] -= inside
         signed -= 0.5
         signed += self.mask_roi
         return signed

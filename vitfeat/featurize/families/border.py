@@ -56,15 +56,22 @@ def _inner_width(centres: np.ndarray, means: np.ndarray, plateau_from: float) ->
     return 2.0 * _crossing(d, q, 0.8)
 
 
-def _sobel_magnitude(grey: np.ndarray, where: np.ndarray) -> np.ndarray:
+def _sobel_magnitude(grey: np.ndarray, where: np.ndarray, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Sobel gradient magnitude / 8 (grey units per px) at the ``where`` pixels only.
 
     The edge is a thin set of pixels: evaluating the 3x3 kernels there is far cheaper than
-    filtering the whole region.
+    filtering the whole region. ``where`` may cover a window of ``grey`` starting at ``offset``
+    (row, col). The image is padded (reflect-101, OpenCV's default border) only when a pixel
+    lies on its border; elsewhere the kernels read ``grey`` itself, with the same arithmetic.
     """
-    g = np.pad(grey, 1, mode="reflect")  # OpenCV's default border (reflect-101)
     y, x = np.nonzero(where)
-    y, x = y + 1, x + 1
+    y, x = y + offset[0], x + offset[1]
+    h, w = grey.shape
+    if len(y) and (y.min() == 0 or x.min() == 0 or y.max() == h - 1 or x.max() == w - 1):
+        g = np.pad(grey, 1, mode="reflect")
+        y, x = y + 1, x + 1
+    else:
+        g = grey
     gx = (g[y - 1, x + 1] + 2 * g[y, x + 1] + g[y + 1, x + 1] - g[y - 1, x - 1] - 2 * g[y, x - 1] - g[y + 1, x - 1])
     gy = (g[y + 1, x - 1] + 2 * g[y + 1, x] + g[y + 1, x + 1] - g[y - 1, x - 1] - 2 * g[y - 1, x] - g[y - 1, x + 1])
     return np.hypot(gx, gy) / 8.0
@@ -79,14 +86,19 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
     main = v.main_label
     r_eq = np.sqrt(stats[main, cv2.CC_STAT_AREA] / np.pi)
     r_in = float(np.clip(0.8 * r_eq, 3.0, band_px))
-    d = v.distance_roi
+    # The band lies within band_px of the lesion: work on that window of the ROI (same pixels).
+    win = v.near(band_px)
+    d = v.distance_roi[win]
     # Other lesion components (satellites) are not part of the main edge's profile.
     band = (d > -r_in) & (d <= band_px)
     if v.components[0] > 2:
+        labels = labels[win]
         band &= (labels == main) | (labels == 0)
     ys, xs = np.nonzero(band)
     dd = d[ys, xs]
-    grey = v.grey_roi[ys, xs]
+    grey = v.grey_roi[win][ys, xs]
+    ys += win[0].start  # ROI coordinates from here on
+    xs += win[1].start
     # Bins are anchored at the edge, centred on multiples of BIN_PX: the pixel distances nearest
     # the edge (+-0.5, +-1.5 px along the axes) fall mid-bin, not on bin edges where rounding would
     # move whole rows of pixels from one bin to the next from one image to another.
@@ -134,7 +146,9 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
     if len(widths) >= 3 and widths.mean() > 0:
         out["width_spread"] = float(widths.std() / widths.mean())
 
-    grad = float(np.mean(_sobel_magnitude(v.grey_roi, np.abs(d) <= 1.0)))
+    edge = v.near(1.0)
+    grad = float(np.mean(_sobel_magnitude(v.grey_roi, np.abs(v.distance_roi[edge]) <= 1.0,
+                                          (edge[0].start, edge[1].start))))
     out["edge_gradient"] = grad
     if abs(contrast) > 1e-6:
         out["edge_gradient_norm"] = grad / abs(contrast)

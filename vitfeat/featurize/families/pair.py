@@ -44,7 +44,9 @@ def pair(case: CaseArrays, modality: str = "pair") -> dict:
         return out
     reg = case.memo.get("registration")
     if reg is None:
-        reg = case.memo["registration"] = register_pair(vc.rgb, vw.rgb, vc.mask, vw.mask)
+        reg = case.memo["registration"] = register_pair(vc.rgb, vw.rgb, vc.mask, vw.mask,
+                                                             clinical_components=vc.components,
+                                                             wood_components=vw.components)
     a_c = int(vc.components[2][vc.main_label, 4])  # column 4: cv2.CC_STAT_AREA
     a_w = int(vw.components[2][vw.main_label, 4])
     out["area_ratio"] = a_w / (a_c * reg.area_scale)
