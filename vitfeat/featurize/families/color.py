@@ -32,8 +32,11 @@ def color_features(v: ImageView, band_px: float = 24.0) -> dict:
     out = nan_dict(FEATURES)
     if not v.has_lesion or not v.ring_roi.any():
         return out
-    lab8 = v.lab8_roi
-    mask_u8, ring_u8 = v.mask_roi.astype(np.uint8), v.ring_roi.astype(np.uint8)
+    # Lesion and ring lie within the ring's outer distance: their window of the ROI suffices
+    # (integer sums over the same pixels, so the same statistics).
+    win = v.near(2.0 + v.ring_width)
+    lab8 = v.lab8_roi[win]
+    mask_u8, ring_u8 = v.mask_roi[win].view(np.uint8), v.ring_roi[win].view(np.uint8)
     stats = {}
     for region, m in (("lesion", mask_u8), ("ring", ring_u8)):
         mean8, std8 = (x.ravel() for x in cv2.meanStdDev(lab8, mask=m))  # no pixel copies
@@ -49,12 +52,13 @@ def color_features(v: ImageView, band_px: float = 24.0) -> dict:
     out["delta_b"] = float(l_mean[2] - r_mean[2])
     out["ring_ita"], out["lesion_ita"] = _ita(r_mean), _ita(l_mean)
 
-    d = v.distance_roi
+    win = v.near(2 * band_px)  # the zones below lie within 2 band_px of the lesion
+    d = v.distance_roi[win]
     far = (d > band_px) & (d <= 2 * band_px)
     if far.any():
-        L8 = np.ascontiguousarray(lab8[..., 0])
+        L8 = np.ascontiguousarray(v.lab8_roi[win][..., 0])
         l_lesion = float(stats["lesion"][0])
-        l_skin = cv2.mean(L8, mask=far.astype(np.uint8))[0] * 100.0 / 255.0
+        l_skin = cv2.mean(L8, mask=far.view(np.uint8))[0] * 100.0 / 255.0
         if abs(l_lesion - l_skin) > 1.0:
             zone = (d > 0) & (d <= band_px)
             t = (L8[zone] * (100.0 / 255.0) - l_skin) / (l_lesion - l_skin)

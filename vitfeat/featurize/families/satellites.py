@@ -30,9 +30,10 @@ def satellite_features(mask: np.ndarray, min_area_px: int = 8, max_area_fraction
     main_area = float(stats[main, cv2.CC_STAT_AREA])
     r_eq = np.sqrt(main_area / np.pi)
     # All components lie in the mask's bounding box, so distances computed there are exact.
-    rows, cols = np.nonzero(labels.any(axis=1))[0], np.nonzero(labels.any(axis=0))[0]
-    oy, ox = rows[0], cols[0]
-    crop = labels[oy:rows[-1] + 1, ox:cols[-1] + 1]
+    # (The box from the components' stats: no scan of the labels image.)
+    left, top = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
+    oy, ox = int(top.min()), int(left.min())
+    crop = labels[oy:int((top + stats[1:, cv2.CC_STAT_HEIGHT]).max()), ox:int((left + stats[1:, cv2.CC_STAT_WIDTH]).max())]
     dist_to_main = cv2.distanceTransform((crop != main).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     keep, dists = [], []
     for k in range(1, n):

