@@ -58,22 +58,29 @@ def _high_pass(rgb: np.ndarray, sigma: float = 15.0) -> np.ndarray:
     detail = grey - low
     # Stretch +-3 SD of the detail to 0-255 (meanStdDev: no sorting, unlike percentiles).
     mean, std = (float(x[0, 0]) for x in cv2.meanStdDev(detail))
-    return np.clip((detail - (mean - 3 * std)) * (255.0 / max(6 * std, 1e-6)), 0, 255).astype(np.uint8)
+    # In place: the same float32 arithmetic as the plain expression, without its temporaries.
+    np.subtract(detail, mean - 3 * std, out=detail)
+    np.multiply(detail, 255.0 / max(6 * std, 1e-6), out=detail)
+    return np.clip(detail, 0, 255, out=detail).astype(np.uint8)
+
+
+def _as_u8(mask: np.ndarray) -> np.ndarray:
+    """A mask as 0/1 uint8 for OpenCV: a view, no copy, when it is bool already."""
+    return np.asarray(mask, dtype=bool).view(np.uint8)
 
 
 def _skin_mask(mask: np.ndarray | None, shape, margin_px: int) -> np.ndarray:
-    skin = np.full(shape[:2], 255, np.uint8)
-    if mask is not None and mask.any():
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin_px + 1, 2 * margin_px + 1))
-        skin[cv2.dilate(mask.astype(np.uint8), kernel) > 0] = 0
-    return skin
+    if mask is None or not mask.any():
+        return np.full(shape[:2], 255, np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin_px + 1, 2 * margin_px + 1))
+    return cv2.compare(cv2.dilate(_as_u8(mask), kernel), 0, cv2.CMP_EQ)  # 255 off the lesion, else 0
 
 
 def _prepared(rgb: np.ndarray, mask: np.ndarray | None, scale: float, margin_px: int):
     if scale < 1.0:
         rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         if mask is not None:
-            mask = cv2.resize(mask.astype(np.uint8), rgb.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
+            mask = cv2.resize(_as_u8(mask), rgb.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
     return _high_pass(rgb), _skin_mask(mask, rgb.shape, margin_px)
 
 
