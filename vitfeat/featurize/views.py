@@ -132,6 +132,15 @@ class ImageView:
         """
         return cv2.cvtColor(np.ascontiguousarray(self.rgb[self.roi]), cv2.COLOR_RGB2Lab)
 
+    def lab8_window(self, window: tuple[slice, slice]) -> np.ndarray:
+        """:attr:`lab8_roi` over a window of the ROI (e.g. :meth:`near`), converting only that window.
+
+        The conversion is per pixel, so the values equal the ROI's; a ROI already converted is sliced.
+        """
+        if "lab8_roi" in self.__dict__:
+            return self.lab8_roi[window]
+        return cv2.cvtColor(np.ascontiguousarray(self.rgb[self.roi][window]), cv2.COLOR_RGB2Lab)
+
     @property
     def lab_roi(self) -> np.ndarray:
         """CIELAB as float32 (L* in [0, 100]); converts :attr:`lab8_roi` on each access."""

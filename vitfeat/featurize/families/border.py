@@ -56,6 +56,42 @@ def _inner_width(centres: np.ndarray, means: np.ndarray, plateau_from: float) ->
     return 2.0 * _crossing(d, q, 0.8)
 
 
+def _inner_widths(centres: np.ndarray, means: np.ndarray, plateau_from: float) -> np.ndarray:
+    """:func:`_inner_width` of every row of ``means`` (one profile per sector), same values.
+
+    Rows without empty bins inside the lesion (nearly all) are computed together; the others,
+    whose empty bins :func:`_inner_width` drops one by one, go through it.
+    """
+    widths = np.full(len(means), np.nan)
+    inside = centres < 0
+    d, profiles = centres[inside][::-1], means[:, inside][:, ::-1]  # from the boundary inward
+    full = ~np.isnan(profiles).any(axis=1)
+    for k in np.nonzero(~full)[0]:
+        widths[k] = _inner_width(centres, means[k], plateau_from)
+    if len(d) < 4 or not full.any():
+        return widths
+    rows = np.nonzero(full)[0]
+    i = profiles[rows]
+    at_edge = i[:, 0]
+    deep = d <= -plateau_from
+    plateau = i[:, deep].mean(axis=1) if deep.any() else i[:, -1]
+    flat = np.abs(plateau - at_edge) < 1e-6
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = (i - at_edge[:, None]) / (plateau - at_edge)[:, None]
+    above = q >= 0.8
+    first = above.argmax(axis=1)
+    for row, k, j in zip(rows, range(len(rows)), first):
+        if flat[k] or not above[k, j]:
+            continue  # NaN, as _inner_width gives
+        if j == 0:
+            widths[row] = 2.0 * float(abs(d[0]))
+            continue
+        q0, q1 = q[k, j - 1], q[k, j]
+        t = (0.8 - q0) / (q1 - q0) if q1 != q0 else 0.0
+        widths[row] = 2.0 * float(abs(d[j - 1] + t * (d[j] - d[j - 1])))
+    return widths
+
+
 def _sobel_magnitude(grey: np.ndarray, where: np.ndarray, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Sobel gradient magnitude / 8 (grey units per px) at the ``where`` pixels only.
 
@@ -136,12 +172,13 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
     # Per-sector inner widths: angle of each pixel about the main lesion's centroid.
     cx, cy = centroids[main] - np.array(v.roi_origin[::-1])
     angle = np.arctan2(ys.astype(np.float32) - np.float32(cy), xs.astype(np.float32) - np.float32(cx))
-    sector = ((angle + np.pi) * (n_sectors / (2 * np.pi))).astype(np.int64) % n_sectors
+    sector = ((angle + np.pi) * (n_sectors / (2 * np.pi))).astype(np.intp)
+    sector[sector == n_sectors] = 0  # angle +pi is -pi (no integer division for one edge value)
     key = sector * n_bins + idx
     s_counts = np.bincount(key, minlength=n_sectors * n_bins).reshape(n_sectors, n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         s_means = (np.bincount(key, grey, n_sectors * n_bins).reshape(n_sectors, n_bins) / s_counts)
-    widths = np.array([_inner_width(centres, s_means[k], plateau_from) for k in range(n_sectors)])
+    widths = _inner_widths(centres, s_means, plateau_from)
     widths = widths[np.isfinite(widths)]
     if len(widths) >= 3 and widths.mean() > 0:
         out["width_spread"] = float(widths.std() / widths.mean())

@@ -29,6 +29,10 @@ def satellite_features(mask: np.ndarray, min_area_px: int = 8, max_area_fraction
     main = 1 + int(np.argmax(areas))
     main_area = float(stats[main, cv2.CC_STAT_AREA])
     r_eq = np.sqrt(main_area / np.pi)
+    sized = [k for k in range(1, n) if k != main
+             and min_area_px <= stats[k, cv2.CC_STAT_AREA] <= max_area_fraction * main_area]
+    if not sized:  # no component of satellite size: no distances to compute
+        return {**out, "count": 0.0, "area_fraction": 0.0, "mean_area_fraction": 0.0}
     # All components lie in the mask's bounding box, so distances computed there are exact.
     # (The box from the components' stats: no scan of the labels image.)
     left, top = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
@@ -36,12 +40,8 @@ def satellite_features(mask: np.ndarray, min_area_px: int = 8, max_area_fraction
     crop = labels[oy:int((top + stats[1:, cv2.CC_STAT_HEIGHT]).max()), ox:int((left + stats[1:, cv2.CC_STAT_WIDTH]).max())]
     dist_to_main = cv2.distanceTransform((crop != main).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     keep, dists = [], []
-    for k in range(1, n):
-        if k == main:
-            continue
+    for k in sized:
         area = stats[k, cv2.CC_STAT_AREA]
-        if area < min_area_px or area > max_area_fraction * main_area:
-            continue
         x, y, w, h = stats[k, :4]
         box = (slice(y - oy, y - oy + h), slice(x - ox, x - ox + w))
         gap = float(dist_to_main[box][crop[box] == k].min())
