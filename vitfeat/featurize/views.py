@@ -50,12 +50,20 @@ class ImageView:
 
         Labelled within the mask's bounding box only (cheaper), then placed in image coordinates;
         row 0 (background) of ``stats`` describes the box's background, not the image's.
+        A mask of one piece (most lesions) skips the labelling, whose statistics pass is the
+        costly part: see :func:`_single_component`.
         """
         if self.area == 0:
             return cv2.connectedComponentsWithStats(self.mask.astype(np.uint8), connectivity=8)
         y0, y1, x0, x1 = self.mask_box
-        crop = self.mask[y0:y1, x0:x1].view(np.uint8)
-        n, crop_labels, stats, centroids = cv2.connectedComponentsWithStats(crop, connectivity=8)
+        crop = np.ascontiguousarray(self.mask[y0:y1, x0:x1]).view(np.uint8)
+        single = _single_component(crop)
+        if single is not None:
+            n, crop_labels, stats, centroids = single
+        else:
+            # 16-bit labels are a quarter faster; a box has at most size/4 8-connected pieces.
+            ltype = cv2.CV_16U if crop.size < 4 * 65535 else cv2.CV_32S
+            n, crop_labels, stats, centroids = cv2.connectedComponentsWithStats(crop, connectivity=8, ltype=ltype)
         labels = np.zeros(self.mask.shape, np.int32)
         labels[y0:y1, x0:x1] = crop_labels
         stats = stats.copy()
@@ -181,6 +189,35 @@ class ImageView:
         """Lesion pixels with a background pixel among their 8 neighbours."""
         m = self.mask_roi.astype(np.uint8)
         return self.mask_roi & (cv2.erode(m, np.ones((3, 3), np.uint8), borderValue=1) == 0)
+
+
+def _single_component(crop: np.ndarray):
+    """``connectedComponentsWithStats(crop, connectivity=8)`` of a 0/1 uint8 mask box holding one
+    8-connected piece, or None when it holds more.
+
+    Outer contours (``findContours``, 8-connected like the labelling) count the pieces, islands in
+    holes included (``RETR_CCOMP`` puts them at the top level); with one piece the labels are the
+    mask, its box is the whole crop, and its area and centroid are the moments' (exact integer
+    sums, as the labelling's). Several times faster than the labelling with statistics.
+    """
+    _, hierarchy = cv2.findContours(crop, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None or np.count_nonzero(hierarchy[0][:, 3] == -1) != 1:
+        return None
+    h, w = crop.shape
+    m = cv2.moments(crop, binaryImage=True)
+    area = int(m["m00"])
+    background = crop == 0
+    rows, cols = np.nonzero(background.any(axis=1))[0], np.nonzero(background.any(axis=0))[0]  # its box
+    if len(rows):
+        bg = [cols[0], rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1, h * w - area]
+    else:
+        bg = [0, 0, 0, 0, 0]
+    stats = np.array([bg, [0, 0, w, h, area]], np.int32)
+    centroids = np.array([[np.nan, np.nan], [m["m10"] / m["m00"], m["m01"] / m["m00"]]])
+    if h * w > area:  # the background's: the whole box's coordinate sums minus the lesion's
+        centroids[0] = ((h * w * (w - 1) / 2 - m["m10"]) / (h * w - area),
+                        (w * h * (h - 1) / 2 - m["m01"]) / (h * w - area))
+    return 2, crop.astype(np.int32), stats, centroids
 
 
 def lab8_to_lab(values: np.ndarray) -> np.ndarray:

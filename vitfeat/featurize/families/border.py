@@ -80,15 +80,14 @@ def _inner_widths(centres: np.ndarray, means: np.ndarray, plateau_from: float) -
         q = (i - at_edge[:, None]) / (plateau - at_edge)[:, None]
     above = q >= 0.8
     first = above.argmax(axis=1)
-    for row, k, j in zip(rows, range(len(rows)), first):
-        if flat[k] or not above[k, j]:
-            continue  # NaN, as _inner_width gives
-        if j == 0:
-            widths[row] = 2.0 * float(abs(d[0]))
-            continue
-        q0, q1 = q[k, j - 1], q[k, j]
-        t = (0.8 - q0) / (q1 - q0) if q1 != q0 else 0.0
-        widths[row] = 2.0 * float(abs(d[j - 1] + t * (d[j] - d[j - 1])))
+    rows_k = np.arange(len(rows))
+    found = ~flat & above[rows_k, first]  # else NaN, as _inner_width gives
+    prev = np.maximum(first - 1, 0)
+    q0, q1 = q[rows_k, prev], q[rows_k, first]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(q1 != q0, (0.8 - q0) / (q1 - q0), 0.0)
+    crossing = np.where(first == 0, np.abs(d[0]), np.abs(d[prev] + t * (d[first] - d[prev])))
+    widths[rows[found]] = 2.0 * crossing[found]
     return widths
 
 
