@@ -49,8 +49,8 @@ class Registration:
         return warped > 0
 
 
-def _high_pass(rgb: np.ndarray, sigma: float = 15.0) -> np.ndarray:
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+def _high_pass(grey_u8: np.ndarray, sigma: float = 15.0) -> np.ndarray:
+    grey = grey_u8.astype(np.float32)
     # The low-pass is computed at 1/8 resolution: a wide blur at full size costs 10x more.
     h, w = grey.shape
     small = cv2.resize(grey, (max(w // 8, 1), max(h // 8, 1)), interpolation=cv2.INTER_AREA)
@@ -76,12 +76,20 @@ def _skin_mask(mask: np.ndarray | None, shape, margin_px: int) -> np.ndarray:
     return cv2.compare(cv2.dilate(_as_u8(mask), kernel), 0, cv2.CMP_EQ)  # 255 off the lesion, else 0
 
 
-def _prepared(rgb: np.ndarray, mask: np.ndarray | None, scale: float, margin_px: int):
+def _prepared(image: np.ndarray, mask: np.ndarray | None, scale: float, margin_px: int):
+    """High-passed grey image and the skin mask ORB looks in, at ``scale``.
+
+    An RGB photo is converted to grey before it is shrunk: area averaging of one channel instead
+    of three, the costliest step of the preparation (the grey of a shrunk photo and the shrunk
+    grey differ only by rounding).
+    """
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     if scale < 1.0:
-        rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         if mask is not None:
-            mask = cv2.resize(_as_u8(mask), rgb.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
-    return _high_pass(rgb), _skin_mask(mask, rgb.shape, margin_px)
+            mask = cv2.resize(_as_u8(mask), image.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
+    return _high_pass(image), _skin_mask(mask, image.shape, margin_px)
 
 
 def _centroid(mask: np.ndarray | None):
@@ -97,7 +105,10 @@ def register_pair(clinical: np.ndarray, wood: np.ndarray, clinical_mask: np.ndar
                   max_side: int = 384, clinical_components=None, wood_components=None) -> Registration:
     """Similarity map clinical -> Wood's in full-resolution pixel coordinates.
 
-    Photos larger than ``max_side`` are registered downscaled (geometry needs no more detail).
+    ``clinical`` and ``wood``: the RGB photos or their grey (ITU-R 601 luma, as
+    ``cv2.COLOR_RGB2GRAY``) images; registration works on grey, so a caller that has it already
+    (:attr:`ImageView.grey_u8`) saves the conversion. Photos larger than ``max_side`` are
+    registered downscaled (geometry needs no more detail).
     ``clinical_components`` / ``wood_components``: the masks' ``cv2.connectedComponentsWithStats``
     (8-connectivity) when the caller has them already (:attr:`ImageView.components`).
     """

@@ -34,7 +34,7 @@ DESCRIPTIONS = {
 FEATURES = tuple(DESCRIPTIONS)  # column order: as declared
 
 
-@register_family("pair", version="3", modalities=("pair",), needs_wood=True, features=DESCRIPTIONS,
+@register_family("pair", version="4", modalities=("pair",), needs_wood=True, features=DESCRIPTIONS,
                  column_group="wood", order=30)
 def pair(case: CaseArrays, modality: str = "pair") -> dict:
     """Wood's-to-clinical area ratio (registered and registration-free), IoU, registration quality."""
@@ -44,7 +44,8 @@ def pair(case: CaseArrays, modality: str = "pair") -> dict:
         return out
     reg = case.memo.get("registration")
     if reg is None:
-        reg = case.memo["registration"] = register_pair(vc.rgb, vw.rgb, vc.mask, vw.mask,
+        # The views' grey images and components: computed once per case for every family.
+        reg = case.memo["registration"] = register_pair(vc.grey_u8, vw.grey_u8, vc.mask, vw.mask,
                                                              clinical_components=vc.components,
                                                              wood_components=vw.components)
     a_c = int(vc.components[2][vc.main_label, 4])  # column 4: cv2.CC_STAT_AREA
