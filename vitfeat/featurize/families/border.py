@@ -57,38 +57,37 @@ def _inner_width(centres: np.ndarray, means: np.ndarray, plateau_from: float) ->
 
 
 def _inner_widths(centres: np.ndarray, means: np.ndarray, plateau_from: float) -> np.ndarray:
-    """:func:`_inner_width` of every row of ``means`` (one profile per sector), same values.
+    """:func:`_inner_width` of every row of ``means`` (one profile per sector), all rows at once.
 
-    Rows without empty bins inside the lesion (nearly all) are computed together; the others,
-    whose empty bins :func:`_inner_width` drops one by one, go through it.
+    Empty bins (NaN) are skipped as :func:`_inner_width` skips them: the crossing is interpolated
+    between consecutive non-empty bins. The plateau means are masked sums, so they may differ
+    from :func:`_inner_width`'s in the last bit (a different summation order), nothing more.
     """
-    widths = np.full(len(means), np.nan)
     inside = centres < 0
-    d, profiles = centres[inside][::-1], means[:, inside][:, ::-1]  # from the boundary inward
-    full = ~np.isnan(profiles).any(axis=1)
-    for k in np.nonzero(~full)[0]:
-        widths[k] = _inner_width(centres, means[k], plateau_from)
-    if len(d) < 4 or not full.any():
-        return widths
-    rows = np.nonzero(full)[0]
-    i = profiles[rows]
-    at_edge = i[:, 0]
-    deep = d <= -plateau_from
-    plateau = i[:, deep].mean(axis=1) if deep.any() else i[:, -1]
-    flat = np.abs(plateau - at_edge) < 1e-6
+    d, i = centres[inside][::-1], means[:, inside][:, ::-1]  # from the boundary inward
+    n_rows, n = i.shape
+    ok = ~np.isnan(i)
+    rows = np.arange(n_rows)
+    first_ok = ok.argmax(axis=1)
+    last_ok = n - 1 - ok[:, ::-1].argmax(axis=1)
+    at_edge = i[rows, first_ok]
+    deep = ok & (d <= -plateau_from)
+    n_deep = deep.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
+        plateau = np.where(n_deep > 0, np.where(deep, i, 0.0).sum(axis=1) / n_deep, i[rows, last_ok])
         q = (i - at_edge[:, None]) / (plateau - at_edge)[:, None]
-    above = q >= 0.8
-    first = above.argmax(axis=1)
-    rows_k = np.arange(len(rows))
-    found = ~flat & above[rows_k, first]  # else NaN, as _inner_width gives
-    prev = np.maximum(first - 1, 0)
-    q0, q1 = q[rows_k, prev], q[rows_k, first]
+    above = ok & (q >= 0.8)
+    j = above.argmax(axis=1)
+    # The non-empty bin before j: the running maximum of the indices of non-empty bins.
+    previous = np.maximum.accumulate(np.where(ok, np.arange(n), -1), axis=1)
+    prev = np.where(j > 0, previous[rows, np.maximum(j - 1, 0)], -1)
+    p = np.maximum(prev, 0)
+    q0, q1 = q[rows, p], q[rows, j]
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.where(q1 != q0, (0.8 - q0) / (q1 - q0), 0.0)
-    crossing = np.where(first == 0, np.abs(d[0]), np.abs(d[prev] + t * (d[first] - d[prev])))
-    widths[rows[found]] = 2.0 * crossing[found]
-    return widths
+    crossing = np.where(prev < 0, np.abs(d[j]), np.abs(d[p] + t * (d[j] - d[p])))
+    valid = (ok.sum(axis=1) >= 4) & (np.abs(plateau - at_edge) >= 1e-6) & above.any(axis=1)
+    return np.where(valid, 2.0 * crossing, np.nan)
 
 
 def _sobel_magnitude(grey: np.ndarray, where: np.ndarray, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
