@@ -8,16 +8,19 @@ process pools oversubscribe the cores and run slower, not faster.
         [--pipelines all] [--nested] [--prefilter auto|off|on] [--compare-defaults]
 
 --compare-defaults runs the same table and folds twice, one after the other in fresh processes on
-the same machine: first with the earlier settings (255 histogram bins in the gradient-boosting
-models, no pre-filter), then with the current ones, and prints the wall-time ratio and every
-pipeline's AUROC difference.
+the same machine: first with the code of the commit issue #17 was measured on (``--baseline``,
+default af39ea7: 255 histogram bins, no pre-filter, 3 independent inner folds per outer fold),
+extracted with ``git archive`` and put first on PYTHONPATH, then with the current code; it prints
+the wall-time ratio and every pipeline's AUROC difference. Needs the git history of this checkout.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -29,6 +32,9 @@ import pandas as pd
 from vitfeat.pipelines.demo_data import make_feature_table, write_feature_table
 from vitfeat.pipelines.select import FitConfig, fit_run
 
+#: The commit issue #17's 956 s were measured on (before any of its changes).
+BASELINE = "af39ea7"
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,24 +43,28 @@ def main() -> None:
     ap.add_argument("--features", type=int, default=300)
     ap.add_argument("--pipelines", default="all")
     ap.add_argument("--nested", action="store_true",
-                    help="also run nested selection (pipelines x 3 inner folds more fits per outer fold)")
+                    help="also run nested selection (its inner fits are not in the per-pipeline table; wall "
+                         "time has them)")
     ap.add_argument("--prefilter", default="auto", choices=["auto", "off", "on"])
     ap.add_argument("--compare-defaults", action="store_true",
                     help="run the earlier settings and the current ones side by side and print the ratio")
+    ap.add_argument("--baseline", default=BASELINE, metavar="REV",
+                    help=f"commit whose code --compare-defaults runs as 'before' (default {BASELINE})")
     ap.add_argument("--emit-json", help=argparse.SUPPRESS)
+    ap.add_argument("--table", help=argparse.SUPPRESS)  # a table written by the comparing parent
     args = ap.parse_args()
     if args.compare_defaults:
         compare(args)
         return
 
     with tempfile.TemporaryDirectory() as tmp:
-        table = make_feature_table(args.cases, args.features, n_informative=10, cases_per_patient=2,
-                                   weights=[0.7], seed=0, missing_rate=0.01)
-        path = write_feature_table(table, Path(tmp) / "features.parquet")
+        path = Path(args.table) if args.table else write_feature_table(bench_table(args),
+                                                                        Path(tmp) / "features.parquet")
+        known = {f.name for f in dataclasses.fields(FitConfig)}  # the baseline's FitConfig lacks later options
+        options = {k: v for k, v in dict(pipelines=args.pipelines.split(","), folds=5, jobs=args.jobs,
+                                         nested=args.nested, prefilter=args.prefilter).items() if k in known}
         start, main_cpu = time.perf_counter(), time.process_time()
-        run = fit_run(path, Path(tmp) / "run", FitConfig(pipelines=args.pipelines.split(","), folds=5, jobs=args.jobs,
-                                                                nested=args.nested, prefilter=args.prefilter),
-                      progress=False)
+        run = fit_run(path, Path(tmp) / "run", FitConfig(**options), progress=False)
         total = time.perf_counter() - start
         main_cpu = time.process_time() - main_cpu
         fits = pd.read_csv(run / "fold_fits.csv")
@@ -81,24 +91,44 @@ def main() -> None:
             "auroc": dict(zip(board["pipeline"], board["auroc_mean"].astype(float)))}))
 
 
+def bench_table(args):
+    return make_feature_table(args.cases, args.features, n_informative=10, cases_per_patient=2,
+                              weights=[0.7], seed=0, missing_rate=0.01)
+
+
 def compare(args) -> None:
-    """Earlier settings, then current ones, each in a fresh process (the fits' workers read the
-    settings when they start), on the same generated table and folds."""
-    common = [sys.executable, __file__, "--jobs", str(args.jobs), "--cases", str(args.cases),
-              "--features", str(args.features), "--pipelines", args.pipelines] + (["--nested"] if args.nested else [])
+    """The baseline commit's code, then the current code, each in a fresh process on the same
+    table (written once, here) and the same folds (both make them from the same seed)."""
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        runs = (("earlier settings (255 bins, no pre-filter)", {"VITFEAT_GBM_BINS": "255"}, "off"),
-                ("current settings", {}, args.prefilter))
+        baseline_tree = Path(tmp) / "baseline"
+        baseline_tree.mkdir()
+        repo = Path(__file__).resolve().parents[1]
+        archive = subprocess.run(["git", "-C", str(repo), "archive", args.baseline, "vitfeat"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(baseline_tree)], input=archive, check=True)
+        table = write_feature_table(bench_table(args), Path(tmp) / "features.parquet")
+        common = [sys.executable, __file__, "--jobs", str(args.jobs), "--cases", str(args.cases),
+                  "--features", str(args.features), "--pipelines", args.pipelines, "--table", str(table)]
+        common += ["--nested"] if args.nested else []
+        runs = ((f"baseline {args.baseline} (255 bins, no pre-filter, 3 independent inner folds)",
+                 {"PYTHONPATH": str(baseline_tree)}, "off"),
+                ("current code", {}, args.prefilter))
         for label, env, prefilter in runs:
             print(f"== {label}", flush=True)
             out = Path(tmp) / f"{len(results)}.json"
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             subprocess.run(common + ["--prefilter", prefilter, "--emit-json", str(out)], check=True,
                            env=dict(os.environ, **env))
-            results[label] = json.loads(out.read_text())
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            # every process of the run (main, workers, nested fits): neighbours on the machine do not count
+            results[label] = dict(json.loads(out.read_text()), all_cpu=(after.ru_utime + after.ru_stime)
+                                  - (before.ru_utime + before.ru_stime))
     (old_label, old), (new_label, new) = results.items()
     print(f"== side by side: wall {old['wall']:.1f} s -> {new['wall']:.1f} s, ratio {old['wall'] / new['wall']:.2f}x; "
-          f"CV fit CPU {old['fit_cpu']:.1f} s -> {new['fit_cpu']:.1f} s, ratio {old['fit_cpu'] / new['fit_cpu']:.2f}x")
+          f"CV fit CPU {old['fit_cpu']:.1f} s -> {new['fit_cpu']:.1f} s, ratio {old['fit_cpu'] / new['fit_cpu']:.2f}x; "
+          f"CPU of all processes {old['all_cpu']:.1f} s -> {new['all_cpu']:.1f} s, "
+          f"ratio {old['all_cpu'] / new['all_cpu']:.2f}x")
     print("mean AUROC per pipeline: earlier / current / difference")
     worst = 0.0
     for name, before in old["auroc"].items():

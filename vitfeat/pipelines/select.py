@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from joblib import Parallel, delayed
 
 from vitfeat import __version__
 from vitfeat.atomic import write_text
@@ -166,10 +167,15 @@ def warnings_for(summary: dict, n_splits: int, n_pipelines: int, failures: list,
     return out
 
 
-def leaderboard_rows(oof: pd.DataFrame, info: pd.DataFrame, target: str, classes, positive, n_boot, seed):
+def leaderboard_rows(oof: pd.DataFrame, info: pd.DataFrame, target: str, classes, positive, n_boot, seed,
+                     n_jobs: int = 1):
+    """Leaderboard rows and per-fold scores of every pipeline in ``oof``; the rows' patient
+    bootstraps are independent of each other, so they run ``n_jobs`` at a time."""
     rows, fold_rows = [], []
-    for name, part in oof.groupby("pipeline", sort=False):
-        scores = score_oof(part, classes, positive=positive, n_boot=n_boot, seed=seed)
+    parts = list(oof.groupby("pipeline", sort=False))
+    all_scores = Parallel(n_jobs=min(n_jobs, len(parts)) or 1)(
+        delayed(score_oof)(part, classes, positive=positive, n_boot=n_boot, seed=seed) for _, part in parts)
+    for (name, part), scores in zip(parts, all_scores):
         times = info.loc[info["pipeline"] == name, "fit_time"] if len(info) else pd.Series(dtype=float)
         row = {"target": target, "pipeline": name,
                "description": nested.DESCRIPTION if name == nested.NAME
@@ -350,7 +356,8 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
             oof = pd.concat([oof, read_included(run_dir, target, classes, sub_plan)], ignore_index=True)
         if not len(oof):
             raise RuntimeError(f"every pipeline failed for target '{target}': {fails[0]['error'] if fails else ''}")
-        board, per_fold = leaderboard_rows(oof, info, target, classes, positive, config.n_boot, config.seed)
+        board, per_fold = leaderboard_rows(oof, info, target, classes, positive, config.n_boot, config.seed,
+                                           n_jobs=config.jobs if config.backend == "loky" else 1)
         oofs.append(oof), infos.append(info), boards.append(board), fold_scores.append(per_fold)
 
         best = next(n for n in board["pipeline"] if n in pipelines)

@@ -44,6 +44,7 @@ class Part:
     description: str
     needs_scaling: bool = False
     search_space: dict = field(default_factory=dict)  # keys relative to the step
+    cost: float = 1.0  # rough CPU of one fit relative to the others, to start the slow fits first
 
 
 #: Histogram bins of the gradient-boosting models. Split search costs bins x features per node, and
@@ -85,31 +86,31 @@ CLASSIFIERS = {
     for p in [
         Part("logreg", "classifier",
              lambda rs: LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000),
-             "L2-regularised logistic regression (class-balanced)", needs_scaling=True,
+             "L2-regularised logistic regression (class-balanced)", needs_scaling=True, cost=0.1,
              search_space={"C": loguniform(1e-3, 1e2)}),
         Part("svm", "classifier", _svm, "RBF support vector machine with Platt probabilities",
-             needs_scaling=True,
+             needs_scaling=True, cost=0.1,
              search_space={"estimator__C": loguniform(1e-2, 1e2), "estimator__gamma": loguniform(1e-4, 1e-1)}),
         Part("rf", "classifier",
              lambda rs: RandomForestClassifier(n_estimators=200, min_samples_leaf=2, class_weight="balanced",
                                                n_jobs=1, random_state=rs),
-             "random forest (class-balanced)",
+             "random forest (class-balanced)", cost=0.4,
              search_space={"max_features": uniform(0.05, 0.5), "min_samples_leaf": randint(1, 10)}),
         Part("et", "classifier",
              lambda rs: ExtraTreesClassifier(n_estimators=200, min_samples_leaf=2, class_weight="balanced",
                                              n_jobs=1, random_state=rs),
-             "extremely randomised trees (class-balanced)",
+             "extremely randomised trees (class-balanced)", cost=0.2,
              search_space={"max_features": uniform(0.05, 0.5), "min_samples_leaf": randint(1, 10)}),
         Part("hgb", "classifier",
              # no class_weight: sample weights make scikit-learn's HGB about 8x slower; the
              # sampler variants (hgb+ros, ...) handle imbalance instead.
              lambda rs: HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15,
                                                        max_bins=GBM_BINS, random_state=rs),
-             "histogram gradient boosting (scikit-learn)",
+             "histogram gradient boosting (scikit-learn)", cost=1.0,
              search_space={"learning_rate": loguniform(0.01, 0.3), "max_leaf_nodes": randint(4, 32)}),
-        Part("xgb", "classifier", _xgb, "XGBoost gradient-boosted trees",
+        Part("xgb", "classifier", _xgb, "XGBoost gradient-boosted trees", cost=1.2,
              search_space={"learning_rate": loguniform(0.01, 0.3), "max_depth": randint(2, 7)}),
-        Part("lgbm", "classifier", _lgbm, "LightGBM gradient-boosted trees",
+        Part("lgbm", "classifier", _lgbm, "LightGBM gradient-boosted trees", cost=1.5,
              search_space={"learning_rate": loguniform(0.01, 0.3), "num_leaves": randint(4, 32)}),
     ]
 }
@@ -251,6 +252,17 @@ def search_space(name: str) -> dict:
         return {}
     clf, _, _ = _parse(name)
     return {f"classifier__{k}": v for k, v in clf.search_space.items()}
+
+
+def relative_cost(name: str) -> float:
+    """Rough CPU of one fit of pipeline ``name`` relative to the others (1 for registered ones).
+
+    The CV runner starts the slowest fits first, so that the cores do not wait on one long fit at
+    the end (longest-processing-time-first scheduling); results do not depend on it."""
+    if name in _REGISTRY:
+        return 1.0
+    clf, sampler, _ = _parse(name)
+    return clf.cost * (1.3 if sampler is not None and sampler.name != "rus" else 1.0)
 
 
 def describe(name: str) -> str:
