@@ -55,12 +55,28 @@ def outer_contour(mask: np.ndarray) -> np.ndarray:
     return np.concatenate([longest, longest[:1]])  # closed
 
 
-def _occupied_boxes(cells: np.ndarray) -> int:
-    """Number of distinct (row, col) rows of an int array: marks on a grid, no sorting."""
-    cells = cells - cells.min(axis=0)
+def _box_counts(points: np.ndarray, n_sizes: int) -> list[int]:
+    """Boxes of side 2, 4, ..., 2**n_sizes (aligned on multiples of the side) holding a point.
+
+    The occupied boxes of side 2 are marked on a grid; each larger side merges 2x2 blocks of the
+    previous grid (a box of side 2s holds a point exactly when one of its four boxes of side s
+    does), so there is no sorting and no pass over the points but the first.
+    """
+    cells = points // 2
+    origin = cells.min(axis=0)
+    cells = cells - origin
     grid = np.zeros(tuple(cells.max(axis=0) + 1), bool)
     grid[cells[:, 0], cells[:, 1]] = True
-    return int(np.count_nonzero(grid))
+    counts = [int(np.count_nonzero(grid))]
+    for _ in range(n_sizes - 1):
+        front = origin % 2  # keep the boxes aligned on absolute multiples of their side
+        h, w = grid.shape[0] + front[0], grid.shape[1] + front[1]
+        padded = np.zeros((h + h % 2, w + w % 2), bool)
+        padded[front[0]:h, front[1]:w] = grid
+        grid = padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2).any(axis=(1, 3))
+        origin = origin // 2
+        counts.append(int(np.count_nonzero(grid)))
+    return counts
 
 
 def box_counting_dimension(points: np.ndarray) -> float:
@@ -71,8 +87,7 @@ def box_counting_dimension(points: np.ndarray) -> float:
     sizes = 2 ** np.arange(1, max(2, int(np.log2(max(extent, 4))) - 1))
     if len(sizes) < 2:
         return float("nan")
-    pts = points.astype(np.int64)
-    counts = [_occupied_boxes(pts // s) for s in sizes]
+    counts = _box_counts(points.astype(np.int64), len(sizes))
     slope = np.polyfit(np.log(1.0 / sizes), np.log(counts), 1)[0]
     return float(slope)
 
