@@ -5,11 +5,13 @@
 
 Prints:
 1. synth (N paired cases at SIZE px): cases/s of a full extraction with --jobs J (no cache),
-   and per-case time on one core (images decoded + masks read, then features), per family;
+   and per-case time on one core (images decoded + masks read, then features), per family (a
+   table with each family's share, the shared per-image intermediates on their own, and the
+   ratio of features to decode time);
 2. truth recovery on the same cases: Spearman of the measured area ratio and border transition
    width with truth.csv, and the share of cases with the exact satellite count;
 3. PH2 (when ../shared/data/ph2 exists): per-image time of vitfeat's full single-image set vs
-   pyradiomics' default 2D extraction (original + wavelet), when pyradiomics is installed
+   pyradiomics' default 2D extraction (original + wavelet) and their ratio, when pyradiomics is installed
    (`pip install versioneer wheel && pip install --no-build-isolation pyradiomics`), and the
    relative difference of the shape and first-order features both define.
 """
@@ -83,6 +85,39 @@ def per_core_times(manifest, n: int, repeats: int) -> tuple[float, float, dict]:
     return load_best * k, sum(fam_best.values()) * k, {name: t * k for name, t in fam_best.items()}
 
 
+def shared_intermediate_times(manifest, n: int, repeats: int) -> dict:
+    """CPU ms per case of the per-image intermediates the families share (:mod:`vitfeat.featurize.views`).
+
+    They are computed once per image, on first use, so :func:`per_core_times` charges each to the
+    first family that reads it; this times them on their own (best of ``repeats``).
+    """
+    from vitfeat.featurize.views import view
+
+    def cielab(v):  # the window the colour family converts
+        return v.lab8_window(v.near(max(2.0 + v.ring_width, 48.0)))
+
+    parts = {"components": lambda v: v.components, "grey": lambda v: (v.grey_u8, v.grey_roi),
+             "distance": lambda v: v.distance_roi, "ring + boundary": lambda v: (v.ring_roi, v.boundary_roi),
+             "CIELAB": cielab}
+    cases = [load_case_arrays(c, {"clinical": "given", **({"wood": "given"} if c.wood else {})})
+             for c in list(manifest.cases())[:n]]
+    best = dict.fromkeys(parts, np.inf)
+    for _ in range(repeats):
+        spent = dict.fromkeys(parts, 0.0)
+        for arrays in cases:
+            arrays.memo.clear()
+            for modality in ("clinical", "wood"):
+                v = view(arrays, modality)
+                if v is None or not v.has_lesion:
+                    continue
+                for name, part in parts.items():
+                    t0 = CLOCK()
+                    part(v)
+                    spent[name] += CLOCK() - t0
+        best = {k: min(best[k], spent[k]) for k in parts}
+    return {k: t * 1000.0 / len(cases) for k, t in best.items()}
+
+
 def best_ms_per_item(items, func, repeats: int) -> float:
     """Best-of-``repeats`` CPU ms per item of ``func(item)`` over all ``items`` (see per_core_times)."""
     best = np.inf
@@ -110,6 +145,14 @@ def bench_synth(n: int, size: int, jobs: int, seed: int, repeats: int) -> None:
     print(f"one core (CPU time, best of {repeats} passes), per paired case: {load_ms:.1f} ms decode + masks, "
           f"{feat_ms:.1f} ms features, {load_ms + feat_ms:.1f} ms in all (target < 50 ms)")
     print("  per family (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in fam_ms.items()))
+    print(f"  {'family':12s} {'ms/case':>8s} {'share':>6s}")
+    for name, ms in fam_ms.items():
+        print(f"  {name:12s} {ms:8.2f} {ms / feat_ms:6.0%}")
+    print(f"  {'all':12s} {feat_ms:8.2f}   100%")
+    shared = shared_intermediate_times(manifest, min(n, 40), repeats)
+    print(f"  of which per-image intermediates shared by the families ({sum(shared.values()):.1f} ms, charged above to "
+          "the first family that reads each): " + ", ".join(f"{k} {v:.1f}" for k, v in shared.items()))
+    print(f"features / decode: {feat_ms / load_ms:.2f} (measured in this run; issue #17 target <= 3)")
 
     f = result.frame.merge(pd.read_csv(out / "truth.csv"), on="case_id")
     observed = f["area_ratio"] * f["wood_scale"] ** 2
@@ -193,6 +236,7 @@ def bench_ph2(n: int, repeats: int) -> None:
         theirs.append({k.removeprefix("original_"): float(v) for k, v in res.items() if k.startswith("original_")})
     print(f"pyradiomics original + wavelet: {theirs_ms:.1f} ms/image -> vitfeat is {theirs_ms / ours_ms:.1f}x faster "
           "(target 10x)")
+    print(f"PH2 pyradiomics / vitfeat per image: {theirs_ms / ours_ms:.1f} (measured in this run; issue #17 target >= 20)")
     print("agreement on the features both define (relative difference |vitfeat - pyradiomics| / |pyradiomics|):")
     print(f"  {'pyradiomics':42s} {'vitfeat':42s} {'median':>9s} {'max':>9s}")
     for theirs_name, our_name in PYRADIOMICS_PAIRS.items():
