@@ -37,14 +37,20 @@ def marching_squares_measures(mask: np.ndarray) -> tuple[float, float, np.ndarra
     rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
     if len(rows) == 0:
         return 0.0, 0.0, np.empty((0, 2))
-    y0, x0 = rows[0], cols[0]
-    m = np.pad(mask[y0:rows[-1] + 1, x0:cols[-1] + 1], 1).view(np.uint8)
+    padded = np.pad(mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], 1)
+    return _marching_squares_padded(padded, (rows[0], cols[0]))
+
+
+def _marching_squares_padded(padded: np.ndarray, origin) -> tuple[float, float, np.ndarray]:
+    """:func:`marching_squares_measures` of a mask's bounding box (top-left pixel at ``origin``,
+    row and column), padded with one background pixel."""
+    m = padded.view(np.uint8)
     code = m[:-1, :-1] | (m[:-1, 1:] << 1) | (m[1:, 1:] << 2) | (m[1:, :-1] << 3)
     counts = cv2.calcHist([code], [0], None, [16], [0, 16]).ravel().astype(np.int64)  # exact, 5x np.bincount
     hy, hx = coordinates(m[:, :-1] != m[:, 1:])  # between (y, x) and (y, x + 1)
     vy, vx = coordinates(m[:-1, :] != m[1:, :])  # between (y, x) and (y + 1, x)
     vertices = np.concatenate([np.column_stack([hy, hx + 0.5]), np.column_stack([vy + 0.5, vx])])
-    vertices += np.array([y0 - 1.0, x0 - 1.0])
+    vertices += np.array([origin[0] - 1.0, origin[1] - 1.0])
     return float(counts @ _CELL_LENGTH), float(counts @ _CELL_AREA), vertices
 
 
@@ -106,22 +112,28 @@ def fourier_energy(contour: np.ndarray, n_points: int = 128, low_harmonics: int 
     return float(power[np.abs(k) > low_harmonics].sum() / total) if total > 0 else float("nan")
 
 
-def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None) -> dict:
-    """The :data:`FEATURES` of one bool mask (NaN where undefined, e.g. for an empty mask)."""
+def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None, box=None) -> dict:
+    """The :data:`FEATURES` of one bool mask (NaN where undefined, e.g. for an empty mask).
+
+    ``components`` (its ``connectedComponentsWithStats``) and ``box`` (its bounding box
+    ``(y0, y1, x0, x1)``, exclusive ends), when the caller has them, spare scans of the mask.
+    """
     out = nan_dict(FEATURES)
-    area = int(np.count_nonzero(mask))
+    area = int(components[2][1:, cv2.CC_STAT_AREA].sum()) if components is not None else int(np.count_nonzero(mask))
     out["area_fraction"] = area / mask.size
     out["pixel_area"] = float(area)
     if area == 0:
         out["n_components"] = 0.0
         return out
-    mask = np.ascontiguousarray(mask, dtype=bool)
-    perimeter, mesh_area, vertices = marching_squares_measures(mask)
-    # Moments and contours of the mask's bounding box, padded with one background pixel: the same
-    # shapes at a translation (central moments and Fourier energies do not depend on it), from a
-    # fraction of the pixels.
-    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    box = np.pad(mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], 1)
+    mask = np.asarray(mask, dtype=bool)
+    if box is None:
+        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        box = (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
+    # Mesh, moments and contours of the mask's bounding box, padded with one background pixel:
+    # the same shapes at a translation (central moments and Fourier energies do not depend on
+    # it), from a fraction of the pixels.
+    padded = np.pad(mask[box[0]:box[1], box[2]:box[3]], 1)
+    perimeter, mesh_area, vertices = _marching_squares_padded(padded, (box[0], box[2]))
     out.update(mesh_area=mesh_area, perimeter=perimeter)
     if perimeter > 0 and mesh_area > 0:
         out["perimeter_area_ratio"] = perimeter / mesh_area
@@ -137,7 +149,7 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None)
         out["max_diameter"] = float(pdist(hull[:, 0, :].astype(np.float64)).max())
 
     # Population covariance of pixel centres from image moments (same numbers, no coordinate arrays).
-    mom = cv2.moments(box.view(np.uint8), binaryImage=True)
+    mom = cv2.moments(padded.view(np.uint8), binaryImage=True)
     cov = np.array([[mom["mu02"], mom["mu11"]], [mom["mu11"], mom["mu20"]]]) / mom["m00"]
     eig = np.sort(np.linalg.eigvalsh(cov))  # ascending
     minor, major = max(eig[0], 0.0), eig[1]
@@ -152,7 +164,7 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None)
     stats = components[2]
     out["n_components"] = float(np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] >= min_component_px))
     out["fractal_dimension"] = box_counting_dimension(np.round(vertices).astype(np.int64))
-    out["fourier_energy"] = fourier_energy(outer_contour(box))
+    out["fourier_energy"] = fourier_energy(outer_contour(padded))
     return out
 
 
@@ -185,4 +197,5 @@ def shape(case: CaseArrays, modality: str, min_component_px: int = 5) -> dict:
     v = view(case, modality)
     if v.mask is None:
         return nan_dict(FEATURES)
-    return {k: float(x) for k, x in shape_features(v.mask, min_component_px, v.components).items()}
+    box = v.mask_box if v.has_lesion else None
+    return {k: float(x) for k, x in shape_features(v.mask, min_component_px, v.components, box).items()}
