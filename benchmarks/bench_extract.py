@@ -236,7 +236,8 @@ def bench_ph2(n: int, repeats: int) -> None:
         theirs.append({k.removeprefix("original_"): float(v) for k, v in res.items() if k.startswith("original_")})
     print(f"pyradiomics original + wavelet: {theirs_ms:.1f} ms/image -> vitfeat is {theirs_ms / ours_ms:.1f}x faster "
           "(target 10x)")
-    print(f"PH2 pyradiomics / vitfeat per image: {theirs_ms / ours_ms:.1f} (measured in this run; issue #17 target >= 20)")
+    print(f"PH2 pyradiomics / vitfeat per image: {theirs_ms / ours_ms:.1f} "
+          "(measured in this run; issue #17 target >= 20)")
     print("agreement on the features both define (relative difference |vitfeat - pyradiomics| / |pyradiomics|):")
     print(f"  {'pyradiomics':42s} {'vitfeat':42s} {'median':>9s} {'max':>9s}")
     for theirs_name, our_name in PYRADIOMICS_PAIRS.items():

@@ -51,7 +51,8 @@ def satellite_features(mask: np.ndarray, min_area_px: int = 8, max_area_fraction
     # (The box from the components' stats: no scan of the labels image.)
     left, top = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
     oy, ox = int(top.min()), int(left.min())
-    crop = labels[oy:int((top + stats[1:, cv2.CC_STAT_HEIGHT]).max()), ox:int((left + stats[1:, cv2.CC_STAT_WIDTH]).max())]
+    bottom, right = (top + stats[1:, cv2.CC_STAT_HEIGHT]).max(), (left + stats[1:, cv2.CC_STAT_WIDTH]).max()
+    crop = labels[oy:int(bottom), ox:int(right)]
     main_tree = cKDTree(_border_points(crop == main))
     keep, dists = [], []
     for k in sized:

@@ -1,0 +1,245 @@
+"""The shared intermediates and fast paths of issue #17 against the computations they replaced.
+
+Each test recomputes a result the slow, obvious way (the library call or the loop the code used
+before) and checks the fast path gives the same values: bit for bit where the arithmetic is the
+same, to the stated tolerance where only the summation order differs.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import pywt
+from skimage.feature import graycoprops
+
+from vitfeat.featurize import CaseArrays, get_family
+from vitfeat.featurize import views as views_module
+from vitfeat.featurize.families.border import _inner_width, _inner_widths
+from vitfeat.featurize.families.firstorder import firstorder_features
+from vitfeat.featurize.families.satellites import satellite_features
+from vitfeat.featurize.families.shape import _box_counts, shape_features
+from vitfeat.featurize.families.texture import _RING, _LBP_LUT, glcm_properties, haar_wavedec2, lbp_uniform
+from vitfeat.featurize.registration import _best_satellite_map, _similarity, register_pair
+from vitfeat.featurize.views import ImageView, coordinates
+
+RNG = np.random.default_rng(17)
+
+
+def blobs(shape=(160, 180), n=4, holes=True, seed=0):
+    """A bool mask of a few discs (one large), optionally with a hole and an island in it."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.indices(shape)
+    mask = np.hypot(yy - shape[0] / 2, xx - shape[1] / 2) < min(shape) / 4
+    for _ in range(n - 1):
+        cy, cx = rng.integers(5, shape[0] - 5), rng.integers(5, shape[1] - 5)
+        mask |= np.hypot(yy - cy, xx - cx) < rng.uniform(2, 6)
+    if holes:
+        mask &= ~(np.hypot(yy - shape[0] / 2, xx - shape[1] / 2) < min(shape) / 10)
+        mask |= np.hypot(yy - shape[0] / 2, xx - shape[1] / 2) < 3  # an island in the hole
+    return mask
+
+
+def masks_to_try():
+    yield blobs(seed=1)
+    yield blobs(n=1, holes=False, seed=2)  # one piece
+    yield blobs(n=1, holes=True, seed=3)  # ring + island: two pieces
+    edge = np.zeros((90, 100), bool)
+    edge[:40, :35] = True  # touching the image's corner
+    edge[70:, 90:] = True
+    yield edge
+    yield np.ones((30, 40), bool)  # the whole photo
+    diagonal = np.zeros((20, 20), bool)
+    diagonal[[3, 4, 5, 6], [3, 4, 5, 6]] = True  # one 8-connected piece
+    yield diagonal
+
+
+def view_of(mask):
+    grey = RNG.integers(0, 256, mask.shape, dtype=np.uint8)
+    return ImageView(np.dstack([grey, grey // 2, 255 - grey]), mask)
+
+
+@pytest.mark.parametrize("kernel", [cv2.DIST_MASK_5, cv2.DIST_MASK_PRECISE])
+def test_distance_roi_equals_two_transforms_of_the_whole_roi_and_windows_hold_their_band(monkeypatch, kernel):
+    monkeypatch.setattr(views_module, "DISTANCE_KERNEL", kernel)
+    for mask in masks_to_try():
+        v = view_of(mask)
+        m = v.mask_roi.astype(np.uint8)
+        expected = cv2.distanceTransform(1 - m, cv2.DIST_L2, kernel) - cv2.distanceTransform(m, cv2.DIST_L2, kernel)
+        expected = expected - 0.5 + v.mask_roi
+        # The inside transform runs on the mask's box: OpenCV's float rounding may differ by an ulp.
+        np.testing.assert_allclose(v.distance_roi, expected, rtol=0, atol=2e-5)
+        assert np.array_equal(v.distance_roi < 0, v.mask_roi)
+        for px in (0.0, 1.0, 3.0, 24.0, 32.0, 48.0):
+            window = np.zeros(expected.shape, bool)
+            window[v.near(px)] = True
+            assert not np.any((expected <= px) & ~window), px
+
+
+def test_components_of_one_piece_masks_equal_opencv_labelling():
+    for mask in masks_to_try():
+        v = ImageView(np.zeros(mask.shape + (3,), np.uint8), mask)
+        n, labels, stats, centroids = v.components
+        reference = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+        ref_n, ref_labels, ref_stats, ref_centroids = reference
+        assert n == ref_n
+        np.testing.assert_array_equal(labels, ref_labels)
+        np.testing.assert_array_equal(stats[1:], ref_stats[1:])
+        np.testing.assert_array_equal(centroids[1:], ref_centroids[1:])
+
+
+def test_coordinates_equal_nonzero():
+    where = RNG.random((37, 53)) > 0.6
+    for got, expected in zip(coordinates(where), np.nonzero(where)):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_lab8_window_equals_the_slice_of_the_roi_conversion():
+    v = view_of(blobs(seed=4))
+    window = v.near(10.0)
+    fresh = v.lab8_window(window)
+    np.testing.assert_array_equal(fresh, v.lab8_roi[window])
+
+
+@pytest.mark.parametrize("shape", [(64, 96), (63, 95), (101, 57), (9, 8)])
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_haar_wavedec2_equals_pywavelets_bit_for_bit(shape, level):
+    image = RNG.integers(0, 256, shape).astype(np.float32)
+    expected = pywt.wavedec2(image, "haar", level=level)
+    got = haar_wavedec2(image, level)
+    np.testing.assert_array_equal(got[0], expected[0])
+    for ours, theirs in zip(got[1:], expected[1:]):
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_glcm_properties_equal_scikit_image_graycoprops():
+    P = RNG.integers(0, 50, (16, 16, 3, 4)).astype(np.float64)
+    P[:, :, 1] = 0  # an empty region
+    P[:, :, 2] = 0
+    P[5, 5, 2] = 7  # one grey level only: zero standard deviation
+    P /= np.maximum(P.sum(axis=(0, 1), keepdims=True), 1)
+    props = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM")
+    for prop, got in zip(props, glcm_properties(P)):
+        np.testing.assert_array_equal(got, graycoprops(P, prop))
+
+
+def test_lbp_equals_the_numpy_ring_definition_bit_for_bit():
+    grey = RNG.integers(0, 256, (41, 67)).astype(np.uint8)
+    padded = np.pad(grey, 1, mode="edge")
+    h, w = grey.shape
+    pattern = np.zeros((h, w), np.uint8)
+    for bit, (dy, dx) in enumerate(_RING):
+        pattern |= (padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] >= grey).astype(np.uint8) << bit
+    np.testing.assert_array_equal(lbp_uniform(grey), _LBP_LUT[pattern])
+    np.testing.assert_array_equal(lbp_uniform(grey[3:30, 5:60]), lbp_uniform(np.ascontiguousarray(grey[3:30, 5:60])))
+
+
+def test_sector_widths_equal_one_profile_at_a_time():
+    for trial in range(300):
+        n_bins = int(RNG.integers(4, 90))
+        centres = -0.5 * (int(RNG.integers(2, 40)) + 0.5) + (np.arange(n_bins) + 0.5) * 0.5
+        profiles = np.tanh(-centres / RNG.uniform(0.5, 6))[None, :] * RNG.uniform(-50, 50) + 100
+        profiles = profiles + RNG.normal(0, RNG.uniform(0, 5), (12, n_bins))
+        profiles[RNG.random(profiles.shape) < RNG.uniform(0, 0.4)] = np.nan  # empty bins
+        if trial % 10 == 0:
+            profiles[:] = 100.0  # no transition at all
+        plateau_from = RNG.uniform(1, 15)
+        expected = np.array([_inner_width(centres, row, plateau_from) for row in profiles])
+        np.testing.assert_allclose(_inner_widths(centres, profiles, plateau_from), expected, rtol=1e-11, atol=0)
+
+
+def test_satellite_gaps_equal_the_exact_distance_transform():
+    for seed in range(20):
+        mask = blobs(n=8, holes=seed % 2 == 0, seed=seed)
+        n, labels, stats, _ = components = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+        main = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        exact = cv2.distanceTransform((labels != main).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        r_eq = np.sqrt(stats[main, cv2.CC_STAT_AREA] / np.pi)
+        gaps = [exact[labels == k].min() / r_eq for k in range(1, n)
+                if k != main and 8 <= stats[k, cv2.CC_STAT_AREA] <= 0.25 * stats[main, cv2.CC_STAT_AREA]
+                and exact[labels == k].min() <= 4.0 * r_eq]
+        got = satellite_features(mask, components=components)
+        assert got["count"] == len(gaps)
+        if gaps:
+            assert got["mean_distance"] == pytest.approx(np.mean(gaps), rel=1e-6)
+
+
+def _best_satellite_map_loop(sat_c, sat_w, main_c, main_w, scale_range, tol):
+    """The search as it was written before it was vectorised (one proposal at a time)."""
+    best, best_key = None, None
+    for i1 in range(len(sat_c)):
+        for i2 in range(i1 + 1, len(sat_c)):
+            for j1 in range(len(sat_w)):
+                for j2 in range(len(sat_w)):
+                    if j1 == j2:
+                        continue
+                    m = _similarity(sat_c[[i1, i2]], sat_w[[j1, j2]])
+                    if not scale_range[0] <= np.hypot(m[0, 0], m[1, 0]) <= scale_range[1]:
+                        continue
+                    mapped = sat_c @ m[:, :2].T + m[:, 2]
+                    dist = np.linalg.norm(mapped[:, None, :] - sat_w[None, :, :], axis=2)
+                    matched = dist.min(axis=1) <= tol
+                    main_err = float(np.linalg.norm(main_c @ m[:, :2].T + m[:, 2] - main_w))
+                    key = (int(matched.sum()), -main_err)
+                    if best_key is None or key > best_key:
+                        best_key, best = key, (matched, dist.argmin(axis=1), main_err)
+    return best
+
+
+def test_vectorised_landmark_search_equals_the_loop():
+    for _ in range(25):
+        sat_c = RNG.uniform(0, 400, (int(RNG.integers(2, 9)), 2))
+        angle, scale = RNG.uniform(-0.3, 0.3), RNG.uniform(0.7, 1.4)
+        rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        sat_w = sat_c @ rotation.T + RNG.uniform(-30, 30, 2) + RNG.normal(0, 1.0, sat_c.shape)
+        keep = RNG.random(len(sat_w)) > 0.2  # some satellites not seen under Wood's lamp ...
+        sat_w = np.concatenate([sat_w[keep], RNG.uniform(0, 400, (int(RNG.integers(0, 3)), 2))])  # ... others extra
+        if len(sat_w) < 2:
+            continue
+        main_c, main_w = np.array([200.0, 200.0]), np.array([200.0, 200.0]) @ rotation.T
+        expected = _best_satellite_map_loop(sat_c, sat_w, main_c, main_w, (0.6, 1.6), 8.0)
+        got = _best_satellite_map(sat_c, sat_w, main_c, main_w, (0.6, 1.6), 8.0)
+        if expected is None:
+            assert got is None
+            continue
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1][got[0]], expected[1][expected[0]])
+        assert got[2] == pytest.approx(expected[2], rel=1e-9, abs=1e-9)
+
+
+def test_registration_from_the_views_grey_equals_registration_from_rgb():
+    texture = cv2.GaussianBlur(RNG.integers(0, 256, (300, 320, 3), dtype=np.uint8), (0, 0), 1.5)
+    shifted = np.roll(texture, (7, -11), axis=(0, 1))
+    from_rgb = register_pair(texture, shifted)
+    from_grey = register_pair(cv2.cvtColor(texture, cv2.COLOR_RGB2GRAY), cv2.cvtColor(shifted, cv2.COLOR_RGB2GRAY))
+    assert from_rgb.method == from_grey.method == "orb_similarity"
+    np.testing.assert_array_equal(from_rgb.matrix, from_grey.matrix)
+    np.testing.assert_allclose(from_grey.matrix[:, 2], [-11, 7], atol=1.0)
+
+
+def test_firstorder_family_histogram_equals_the_pixel_values():
+    mask = blobs(seed=5)
+    rgb = RNG.integers(0, 256, mask.shape + (3,), dtype=np.uint8)
+    got = get_family("firstorder")(CaseArrays("c", rgb, None, mask, None))
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    expected = firstorder_features(grey[mask])
+    assert {k.removeprefix("clinical_firstorder_"): v for k, v in got.items() if k.startswith("clinical_")} == expected
+
+
+def test_box_counts_equal_counting_distinct_boxes():
+    for _ in range(50):
+        points = RNG.integers(-5, int(RNG.integers(5, 400)), (int(RNG.integers(1, 2000)), 2))
+        n_sizes = int(RNG.integers(1, 8))
+        expected = [len({(a, b) for a, b in (points // s).tolist()}) for s in 2 ** np.arange(1, n_sizes + 1)]
+        assert _box_counts(points, n_sizes) == expected
+
+
+def test_shape_features_given_box_and_components_equal_the_plain_call():
+    mask = blobs(seed=6)
+    v = ImageView(np.zeros(mask.shape + (3,), np.uint8), mask)
+    plain = shape_features(mask)
+    shared = shape_features(mask, components=v.components, box=v.mask_box)
+    assert plain.keys() == shared.keys()
+    for key in plain:
+        assert shared[key] == pytest.approx(plain[key], rel=1e-12, nan_ok=True), key
