@@ -19,7 +19,8 @@ from vitfeat.featurize.families.border import _inner_width, _inner_widths
 from vitfeat.featurize.families.firstorder import firstorder_features
 from vitfeat.featurize.families.satellites import satellite_features
 from vitfeat.featurize.families.shape import _box_counts, shape_features
-from vitfeat.featurize.families.texture import _RING, _LBP_LUT, glcm_properties, haar_wavedec2, lbp_uniform
+from vitfeat.featurize.families.texture import _LBP_LUT, _RING, glcm_properties, haar_wavedec2, lbp_uniform
+from vitfeat.featurize.families.wood import percentiles_of_histogram
 from vitfeat.featurize.registration import _best_satellite_map, _similarity, register_pair
 from vitfeat.featurize.views import ImageView, coordinates
 
@@ -243,3 +244,11 @@ def test_shape_features_given_box_and_components_equal_the_plain_call():
     assert plain.keys() == shared.keys()
     for key in plain:
         assert shared[key] == pytest.approx(plain[key], rel=1e-12, nan_ok=True), key
+
+
+def test_wood_percentiles_from_the_histogram_equal_numpy_percentile():
+    for trial in range(500):
+        values = RNG.integers(0, 256 if trial % 2 else 4, int(RNG.integers(1, 2000))).astype(np.float32)
+        qs = [25, 50, 75, 95] if trial % 3 else list(RNG.uniform(0, 100, 4))
+        counts = np.bincount(values.astype(np.int64), minlength=256)
+        np.testing.assert_array_equal(percentiles_of_histogram(counts, qs), np.percentile(values, qs))
