@@ -136,7 +136,7 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
         band &= (labels == main) | (labels == 0)
     flat = np.flatnonzero(band)  # flat indices and takes: 5x faster than 2-D nonzero and gathers
     dd = np.ascontiguousarray(d).ravel().take(flat)
-    grey = np.ascontiguousarray(v.grey_roi[win]).ravel().take(flat)
+    grey = np.ascontiguousarray(v.grey_u8[v.roi][win]).ravel().take(flat)  # uint8: the same weights, 1/4 the bytes
     ys = flat // band.shape[1]
     xs = flat - ys * band.shape[1]
     ys += win[0].start  # ROI coordinates from here on
