@@ -19,7 +19,15 @@ from vitfeat.featurize.families.border import _inner_width, _inner_widths
 from vitfeat.featurize.families.firstorder import firstorder_features
 from vitfeat.featurize.families.satellites import satellite_features
 from vitfeat.featurize.families.shape import _box_counts, shape_features
-from vitfeat.featurize.families.texture import _LBP_LUT, _RING, glcm_properties, haar_wavedec2, lbp_uniform
+from vitfeat.featurize.families.texture import (
+    _LBP_LUT,
+    _RING,
+    _quantised,
+    _quantised_image,
+    glcm_properties,
+    haar_wavedec2,
+    lbp_uniform,
+)
 from vitfeat.featurize.families.wood import percentiles_of_histogram
 from vitfeat.featurize.registration import _best_satellite_map, _similarity, register_pair
 from vitfeat.featurize.views import ImageView, coordinates
@@ -252,3 +260,16 @@ def test_wood_percentiles_from_the_histogram_equal_numpy_percentile():
         qs = [25, 50, 75, 95] if trial % 3 else list(RNG.uniform(0, 100, 4))
         counts = np.bincount(values.astype(np.int64), minlength=256)
         np.testing.assert_array_equal(percentiles_of_histogram(counts, qs), np.percentile(values, qs))
+
+
+def test_glcm_levels_by_table_equal_the_gathered_quantisation():
+    grey = RNG.integers(0, 256, (70, 90)).astype(np.uint8)
+    yy, xx = np.indices(grey.shape)
+    r = np.hypot(yy - 35, xx - 45)
+    regions = [r < 15, (r >= 18) & (r < 30), r > 1000]  # the last one empty
+    q, present = _quantised_image(grey, regions, 16)
+    assert present == [0, 1]
+    expected = np.zeros(grey.shape, np.uint8)
+    for k in present:
+        expected[regions[k]] = _quantised(grey, regions[k], 16) + 1 + k * 16
+    np.testing.assert_array_equal(q, expected)
