@@ -16,6 +16,7 @@ from skimage.feature import graycoprops
 from vitfeat.featurize import CaseArrays, get_family
 from vitfeat.featurize import views as views_module
 from vitfeat.featurize.families.border import _inner_width, _inner_widths
+from vitfeat.featurize.families.color import ciede2000
 from vitfeat.featurize.families.firstorder import firstorder_features
 from vitfeat.featurize.families.satellites import satellite_features
 from vitfeat.featurize.families.shape import _box_counts, shape_features
@@ -273,3 +274,14 @@ def test_glcm_levels_by_table_equal_the_gathered_quantisation():
     for k in present:
         expected[regions[k]] = _quantised(grey, regions[k], 16) + 1 + k * 16
     np.testing.assert_array_equal(q, expected)
+
+
+def test_ciede2000_equals_scikit_image():
+    from skimage.color import deltaE_ciede2000
+
+    pairs = [RNG.uniform([0, -80, -80], [100, 80, 80], (2, 3)) for _ in range(2000)]
+    pairs += [np.array([[50.0, 0.0, 0.0], [60.0, 0.0, 0.0]]),  # no chroma
+              np.array([[50.0, 10.0, -0.1], [50.0, 10.0, 0.1]]),  # hue across 0
+              np.array([[50.0, -10.0, 0.1], [55.0, -10.0, -0.1]])]  # hue across pi
+    for lab1, lab2 in pairs:
+        assert ciede2000(lab1, lab2) == pytest.approx(float(deltaE_ciede2000(lab1, lab2)), rel=1e-12, abs=1e-12)

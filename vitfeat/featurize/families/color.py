@@ -10,9 +10,10 @@ wide one.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
-from skimage.color import deltaE_ciede2000
 
 from vitfeat.featurize.registry import CaseArrays, register_family
 from vitfeat.featurize.views import ImageView, lab8_to_lab, nan_dict, view
@@ -21,6 +22,49 @@ _STATS = [f"{region}_{ch}_{stat}" for region in ("lesion", "ring") for ch in ("L
           for stat in ("mean", "std")]
 FEATURES = tuple(_STATS) + ("delta_e", "delta_L", "delta_b", "ring_ita", "lesion_ita",
                             "trichrome_width", "trichrome_fraction")
+
+
+def _polar_2pi(x: float, y: float) -> tuple[float, float]:
+    angle = math.atan2(y, x)
+    return math.hypot(x, y), angle + 2 * math.pi if angle < 0 else angle
+
+
+def ciede2000(lab1, lab2) -> float:
+    """CIEDE2000 colour difference of two CIELAB colours (kL = kC = kH = 1).
+
+    scikit-image's ``deltaE_ciede2000``, step for step, on two colours as Python floats: the
+    array version's set-up costs more than the formula for one pair (0.15 ms per call); the
+    results agree to ~1e-15 (a test holds them together).
+    """
+    (L1, a1, b1), (L2, a2, b2) = (float(x) for x in lab1[:3]), (float(x) for x in lab2[:3])
+    c_bar = 0.5 * (math.hypot(a1, b1) + math.hypot(a2, b2))
+    c7 = c_bar**7
+    scale = 1 + 0.5 * (1 - math.sqrt(c7 / (c7 + 25**7)))
+    C1, h1 = _polar_2pi(a1 * scale, b1)
+    C2, h2 = _polar_2pi(a2 * scale, b2)
+    tmp = (0.5 * (L1 + L2) - 50) ** 2
+    L_term = (L2 - L1) / (1 + 0.015 * tmp / math.sqrt(20 + tmp))
+    c_bar = 0.5 * (C1 + C2)
+    C_term = (C2 - C1) / (1 + 0.045 * c_bar)
+    h_diff, h_sum, CC = h2 - h1, h1 + h2, C1 * C2
+    dH = h_diff - 2 * math.pi if h_diff > math.pi else h_diff + 2 * math.pi if h_diff < -math.pi else h_diff
+    if CC == 0.0:
+        dH = 0.0
+    dH_term = 2 * math.sqrt(CC) * math.sin(dH / 2)
+    h_bar = h_sum
+    if CC != 0.0 and abs(h_diff) > math.pi:
+        h_bar += 2 * math.pi if h_sum < 2 * math.pi else -2 * math.pi
+    if CC == 0.0:
+        h_bar *= 2
+    h_bar *= 0.5
+    T = (1 - 0.17 * math.cos(h_bar - math.radians(30)) + 0.24 * math.cos(2 * h_bar)
+         + 0.32 * math.cos(3 * h_bar + math.radians(6)) - 0.20 * math.cos(4 * h_bar - math.radians(63)))
+    H_term = dH_term / (1 + 0.015 * c_bar * T)
+    c7 = c_bar**7
+    rotation = 2 * math.sqrt(c7 / (c7 + 25**7))
+    dtheta = math.radians(30) * math.exp(-(((math.degrees(h_bar) - 275) / 25) ** 2))
+    R_term = -math.sin(2 * dtheta) * rotation * C_term * H_term
+    return math.sqrt(max(L_term**2 + C_term**2 + H_term**2 + R_term, 0.0))
 
 
 def _ita(lab_mean: np.ndarray) -> float:
@@ -55,7 +99,7 @@ def color_features(v: ImageView, band_px: float = 24.0) -> dict:
             out[f"{region}_{ch}_mean"] = float(mean[i])
             out[f"{region}_{ch}_std"] = float(std[i])
     l_mean, r_mean = stats["lesion"], stats["ring"]
-    out["delta_e"] = float(deltaE_ciede2000(l_mean[None], r_mean[None])[0])
+    out["delta_e"] = ciede2000(l_mean, r_mean)
     out["delta_L"] = float(l_mean[0] - r_mean[0])
     out["delta_b"] = float(l_mean[2] - r_mean[2])
     out["ring_ita"], out["lesion_ita"] = _ita(r_mean), _ita(l_mean)
