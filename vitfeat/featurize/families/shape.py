@@ -61,28 +61,26 @@ def outer_contour(mask: np.ndarray) -> np.ndarray:
     return np.concatenate([longest, longest[:1]])  # closed
 
 
+def _spread_bits(v: np.ndarray) -> np.ndarray:
+    """The bits of 32-bit integers moved to the even positions of 64-bit ones (Morton order)."""
+    v = v.astype(np.uint64) & np.uint64(0xFFFFFFFF)
+    for shift, magic in ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF), (4, 0x0F0F0F0F0F0F0F0F),
+                         (2, 0x3333333333333333), (1, 0x5555555555555555)):
+        v = (v | (v << np.uint64(shift))) & np.uint64(magic)
+    return v
+
+
 def _box_counts(points: np.ndarray, n_sizes: int) -> list[int]:
     """Boxes of side 2, 4, ..., 2**n_sizes (aligned on multiples of the side) holding a point.
 
-    The occupied boxes of side 2 are marked on a grid; each larger side merges 2x2 blocks of the
-    previous grid (a box of side 2s holds a point exactly when one of its four boxes of side s
-    does), so there is no sorting and no pass over the points but the first.
+    Points sorted once by their Morton code (row and column bits interleaved) lie box after box
+    at every box size, so each count is the number of changes of the code's high bits along
+    the sorted array: one sort for all sizes.
     """
-    cells = points // 2
-    origin = cells.min(axis=0)
-    cells = cells - origin
-    grid = np.zeros(tuple(cells.max(axis=0) + 1), bool)
-    grid[cells[:, 0], cells[:, 1]] = True
-    counts = [int(np.count_nonzero(grid))]
-    for _ in range(n_sizes - 1):
-        front = origin % 2  # keep the boxes aligned on absolute multiples of their side
-        h, w = grid.shape[0] + front[0], grid.shape[1] + front[1]
-        padded = np.zeros((h + h % 2, w + w % 2), bool)
-        padded[front[0]:h, front[1]:w] = grid
-        grid = padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2).any(axis=(1, 3))
-        origin = origin // 2
-        counts.append(int(np.count_nonzero(grid)))
-    return counts
+    # Shift to non-negative coordinates by a multiple of the largest side: the boxes stay aligned.
+    points = points - (points.min(axis=0) >> n_sizes << n_sizes)
+    codes = np.sort(_spread_bits(points[:, 0]) << np.uint64(1) | _spread_bits(points[:, 1]))
+    return [int(np.count_nonzero(np.diff(codes >> np.uint64(2 * k)))) + 1 for k in range(1, n_sizes + 1)]
 
 
 def box_counting_dimension(points: np.ndarray) -> float:
