@@ -78,3 +78,20 @@ def test_auto_threshold(mode, width, expected):
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="auto, off, on"):
         prefilter_active("sometimes", 10)
+
+
+def test_remembered_fits_are_keyed_by_content_and_settings():
+    """Pipelines of one fold share the filter's work; a changed table or threshold is refitted."""
+    from vitfeat.pipelines import prefilter
+
+    X = _table()
+    prefilter._RECENT.clear()
+    first = NearDuplicateFilter().fit(X).get_support(indices=True).tolist()
+    assert len(prefilter._RECENT) == 1
+    assert NearDuplicateFilter().fit(X.copy()).get_support(indices=True).tolist() == first
+    assert len(prefilter._RECENT) == 1  # same rows: remembered
+    changed = X.copy()
+    changed[:, 5] = np.random.default_rng(3).normal(size=len(X))  # the duplicate column is no longer one
+    assert NearDuplicateFilter().fit(changed).get_support(indices=True).tolist() == [0, 1, 2, 5]
+    assert NearDuplicateFilter(max_mode_fraction=0.999).fit(X).get_support(indices=True).tolist() == [0, 1, 2, 4]
+    assert len(prefilter._RECENT) == 3

@@ -7,6 +7,9 @@ every pipeline, keeping the leaderboard comparison fair.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -58,30 +61,7 @@ class NearDuplicateFilter(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         X = validate_data(self, X, dtype=float, ensure_all_finite="allow-nan")
-        n_rows, n_cols = X.shape
-        constant = np.zeros(n_cols, dtype=bool)
-        for j in range(n_cols):
-            column = X[:, j][~np.isnan(X[:, j])]
-            if len(column) == 0:
-                constant[j] = True
-                continue
-            _, counts = np.unique(column, return_counts=True)
-            constant[j] = counts.max() > self.max_mode_fraction * len(column)
-        duplicate = np.zeros(n_cols, dtype=bool)
-        candidates = np.flatnonzero(~constant)
-        if len(candidates) > 1:
-            filled = X[:, candidates]
-            filled = np.where(np.isnan(filled), np.nanmean(filled, axis=0), filled)
-            centred = filled - filled.mean(axis=0)
-            norms = np.linalg.norm(centred, axis=0)
-            norms[norms == 0] = 1.0
-            corr = np.abs((centred / norms).T @ (centred / norms))
-            kept: list[int] = []
-            for position in range(len(candidates)):
-                if kept and corr[position, kept].max() > self.max_abs_correlation:
-                    duplicate[candidates[position]] = True
-                else:
-                    kept.append(position)
+        constant, duplicate = _filtered_columns(X, self.max_mode_fraction, self.max_abs_correlation)
         self.support_ = ~(constant | duplicate)
         if not self.support_.any():  # never hand an empty table to the classifier
             self.support_[np.flatnonzero(~constant)[:1] if (~constant).any() else [0]] = True
@@ -104,3 +84,56 @@ class NearDuplicateFilter(TransformerMixin, BaseEstimator):
         names = np.asarray(input_features if input_features is not None
                            else getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)]))
         return names[self.support_]
+
+
+#: Results of recent fits in this process. Every pipeline of a CV fold fits the filter on the same
+#: imputed training rows, so a worker computes it once per training part instead of once per pipeline.
+_RECENT: OrderedDict = OrderedDict()
+_RECENT_SIZE = 32
+
+
+def _filtered_columns(X: np.ndarray, max_mode_fraction: float, max_abs_correlation: float):
+    """``(near-constant, near-duplicate)`` column masks of ``X``, remembered by content."""
+    key = (hashlib.blake2b(np.ascontiguousarray(X).view(np.uint8), digest_size=16).hexdigest(), X.shape,
+           max_mode_fraction, max_abs_correlation)
+    if key in _RECENT:
+        _RECENT.move_to_end(key)
+        constant, duplicate = _RECENT[key]
+        return constant.copy(), duplicate.copy()
+    constant = _near_constant(X, max_mode_fraction)
+    duplicate = _near_duplicate(X, constant, max_abs_correlation)
+    _RECENT[key] = (constant.copy(), duplicate.copy())
+    if len(_RECENT) > _RECENT_SIZE:
+        _RECENT.popitem(last=False)
+    return constant, duplicate
+
+
+def _near_constant(X: np.ndarray, max_mode_fraction: float) -> np.ndarray:
+    constant = np.zeros(X.shape[1], dtype=bool)
+    for j in range(X.shape[1]):
+        column = X[:, j][~np.isnan(X[:, j])]
+        if len(column) == 0:
+            constant[j] = True
+            continue
+        _, counts = np.unique(column, return_counts=True)
+        constant[j] = counts.max() > max_mode_fraction * len(column)
+    return constant
+
+
+def _near_duplicate(X: np.ndarray, constant: np.ndarray, max_abs_correlation: float) -> np.ndarray:
+    duplicate = np.zeros(X.shape[1], dtype=bool)
+    candidates = np.flatnonzero(~constant)
+    if len(candidates) > 1:
+        filled = X[:, candidates]
+        filled = np.where(np.isnan(filled), np.nanmean(filled, axis=0), filled)
+        centred = filled - filled.mean(axis=0)
+        norms = np.linalg.norm(centred, axis=0)
+        norms[norms == 0] = 1.0
+        corr = np.abs((centred / norms).T @ (centred / norms))
+        kept: list[int] = []
+        for position in range(len(candidates)):
+            if kept and corr[position, kept].max() > max_abs_correlation:
+                duplicate[candidates[position]] = True
+            else:
+                kept.append(position)
+    return duplicate
