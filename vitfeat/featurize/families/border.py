@@ -146,10 +146,21 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
     # move whole rows of pixels from one bin to the next from one image to another.
     start = -BIN_PX * (np.ceil(r_in / BIN_PX) + 0.5)
     n_bins = int(np.ceil((band_px - start) / BIN_PX))
-    idx = np.clip(((dd - start) / BIN_PX).astype(np.int64), 0, n_bins - 1)
-    counts = np.bincount(idx, minlength=n_bins)
+    position = dd - start
+    position /= BIN_PX
+    idx = np.clip(position, 0, n_bins - 1, out=position).astype(np.intp)  # = truncating, then clipping
+    # Per-sector profiles (for width_spread): angle of each pixel about the main lesion's centroid.
+    cx, cy = centroids[main] - np.array(v.roi_origin[::-1])
+    angle = np.arctan2(ys.astype(np.float32) - np.float32(cy), xs.astype(np.float32) - np.float32(cx))
+    sector = ((angle + np.pi) * (n_sectors / (2 * np.pi))).astype(np.intp)
+    sector[sector == n_sectors] = 0  # angle +pi is -pi (no integer division for one edge value)
+    key = sector * n_bins + idx
+    s_counts = np.bincount(key, minlength=n_sectors * n_bins).reshape(n_sectors, n_bins)
+    s_sums = np.bincount(key, grey, n_sectors * n_bins).reshape(n_sectors, n_bins)
+    # The whole edge's profile from the sectors': sums of integer grey levels are exact in any order.
+    counts = s_counts.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.bincount(idx, grey, n_bins) / counts
+        means = s_sums.sum(axis=0) / counts
     centres = start + (np.arange(n_bins) + 0.5) * BIN_PX
 
     plateau_from = 0.6 * r_in
@@ -175,15 +186,8 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
         if slope.size and slope.max() > 0:
             out["transition_width"] = float(2 * 1.2815515655446004 / np.sqrt(2 * np.pi) * abs(contrast) / slope.max())
 
-    # Per-sector inner widths: angle of each pixel about the main lesion's centroid.
-    cx, cy = centroids[main] - np.array(v.roi_origin[::-1])
-    angle = np.arctan2(ys.astype(np.float32) - np.float32(cy), xs.astype(np.float32) - np.float32(cx))
-    sector = ((angle + np.pi) * (n_sectors / (2 * np.pi))).astype(np.intp)
-    sector[sector == n_sectors] = 0  # angle +pi is -pi (no integer division for one edge value)
-    key = sector * n_bins + idx
-    s_counts = np.bincount(key, minlength=n_sectors * n_bins).reshape(n_sectors, n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
-        s_means = (np.bincount(key, grey, n_sectors * n_bins).reshape(n_sectors, n_bins) / s_counts)
+        s_means = s_sums / s_counts
     widths = _inner_widths(centres, s_means, plateau_from)
     widths = widths[np.isfinite(widths)]
     if len(widths) >= 3 and widths.mean() > 0:
