@@ -54,3 +54,24 @@ def test_figure_table_copy_and_mask(tmp_path):
     write_mask(tmp_path / "m.png", mask)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "m.png")) == 255, mask)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.csv", "f.png", "m.png", "t.csv"]
+
+
+def test_sweep_removes_temporaries_of_dead_writers_only(tmp_path):
+    """What a SIGKILLed writer left behind is swept; a live writer's file, and every other file, stay."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    left_behind = tmp_path / f".rf-r0f1-abc.{dead_pid}-0123abcd.tmp.npz"
+    in_progress = tmp_path / f".rf-r0f2-abc.{os.getpid()}-89abcdef.tmp.npz"
+    finished, hidden_other = tmp_path / "rf-r0f1-abc.npz", tmp_path / ".keep.tmp.notes"
+    for path in (left_behind, in_progress, finished, hidden_other):
+        path.write_bytes(b"x")
+    assert atomic.sweep_temporaries(tmp_path) == 1
+    assert not left_behind.exists()
+    assert in_progress.exists() and finished.exists() and hidden_other.exists()
+    with atomic.atomic_path(tmp_path / "table.csv") as tmp:  # the name atomic_path makes is recognised
+        tmp.write_text("a")
+        assert atomic._TEMPORARY.match(tmp.name)

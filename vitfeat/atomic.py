@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -41,6 +42,43 @@ def atomic_path(path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_TEMPORARY = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.tmp(\.[^.]*)?$")
+
+
+def sweep_temporaries(folder) -> int:
+    """Delete the temporary files of :func:`atomic_path` in ``folder`` whose writer process is gone.
+
+    A killed process leaves its half-written temporary behind (the target itself is never torn); a
+    resumed run calls this on its cache folder. Files of live processes are left alone.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+
+    Returns
+    -------
+    int
+        How many files were deleted.
+    """
+    removed = 0
+    for entry in Path(folder).glob(".*.tmp*"):
+        match = _TEMPORARY.match(entry.name)
+        if match and entry.is_file() and not _process_alive(int(match.group(1))):
+            entry.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def write_bytes(path, data: bytes) -> Path:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from vitfeat.dataset import PATH_COLUMNS
 from vitfeat.pipelines import zoo
-from vitfeat.atomic import atomic_path
+from vitfeat.atomic import atomic_path, sweep_temporaries
 from vitfeat.evaluation.folds import grouped_kfold
 from vitfeat.evaluation.metrics import proba_columns
 from vitfeat.pipelines.operating import GroupedCalibratedClassifier, choose_threshold
@@ -204,6 +204,8 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
     cache_dir = Path(cache_dir) if cache_dir else None
     if cache_dir:
         cache_dir.mkdir(parents=True, exist_ok=True)
+        if swept := sweep_temporaries(cache_dir):
+            log.info("removed %d half-written cache file(s) of an interrupted run", swept)
 
     tasks = []
     for (repeat, fold), part in plan.groupby(["repeat", "fold"]):
