@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import pywt
-from skimage.feature import graycoprops
+from skimage.feature import graycomatrix, graycoprops
 
 from vitfeat.featurize import CaseArrays, get_family
 from vitfeat.featurize import views as views_module
@@ -25,12 +25,13 @@ from vitfeat.featurize.families.texture import (
     _RING,
     _quantised,
     _quantised_image,
+    cooccurrence,
     glcm_properties,
     haar_wavedec2,
     lbp_uniform,
 )
 from vitfeat.featurize.families.wood import percentiles_of_histogram
-from vitfeat.featurize.registration import _best_satellite_map, _similarity, register_pair
+from vitfeat.featurize.registration import _best_satellite_map, _similarity, _skin_mask, register_pair
 from vitfeat.featurize.views import ImageView, coordinates
 
 RNG = np.random.default_rng(17)
@@ -86,6 +87,49 @@ def test_distance_roi_equals_two_transforms_of_the_whole_roi_and_windows_hold_th
             assert not np.any((expected <= px) & ~window), px
 
 
+@pytest.fixture
+def without_ipp():
+    """OpenCV without its IPP kernels: its plain chamfer transform sums exactly the same steps in any
+    window, so windowed and whole-ROI distances can be compared bit for bit."""
+    was = cv2.ipp.useIPP()
+    cv2.ipp.setUseIPP(False)
+    yield
+    cv2.ipp.setUseIPP(was)
+
+
+@pytest.mark.parametrize("kernel", [cv2.DIST_MASK_5, cv2.DIST_MASK_PRECISE])
+def test_distance_near_ring_and_boundary_equal_the_whole_roi_computation(monkeypatch, kernel, without_ipp):
+    # The windowed transforms must give exactly the whole-ROI values inside every window a family
+    # reads, including windows beyond the first (prefetched) one and windows clipped by the photo.
+    monkeypatch.setattr(views_module, "DISTANCE_KERNEL", kernel)
+    for mask in masks_to_try():
+        whole = view_of(mask).distance_roi
+        v = view_of(mask)
+        for px in (32.0, 1.0, 3.0, 0.0, 48.0, 60.0, 200.0, 5.5):
+            np.testing.assert_array_equal(v.distance_near(px), whole[v.near(px)], err_msg=str(px))
+        fresh = view_of(mask)
+        outer = 2.0 + fresh.ring_width
+        np.testing.assert_array_equal(fresh.ring_roi, (whole > 2.0) & (whole <= outer))
+        m = fresh.mask_roi.astype(np.uint8)
+        eroded = cv2.erode(m, np.ones((3, 3), np.uint8), borderValue=1)
+        np.testing.assert_array_equal(fresh.boundary_roi, fresh.mask_roi & (eroded == 0))
+
+
+def test_distance_near_with_ipp_within_one_ulp_and_on_the_same_side_of_every_fixed_threshold():
+    # OpenCV's IPP chamfer kernel may round a sum differently in another window (1 float32 ulp);
+    # chamfer lengths (steps 1, 1.4, 2.1969) never come near the fixed thresholds the families
+    # compare with (band edges, 0.5-px bin edges), so no comparison changes.
+    for mask in masks_to_try():
+        whole = view_of(mask).distance_roi
+        v = view_of(mask)
+        for px in (32.0, 1.0, 3.0, 48.0):
+            got, expected = v.distance_near(px), whole[v.near(px)]
+            np.testing.assert_allclose(got, expected, rtol=2.5e-7, atol=0)
+            for threshold in (-3.0, 0.0, 1.0, 2.0, 3.0, 24.0, 32.0, 48.0):
+                np.testing.assert_array_equal(got <= threshold, expected <= threshold)
+            np.testing.assert_array_equal(np.floor((got + 0.25) * 2), np.floor((expected + 0.25) * 2))
+
+
 def test_components_of_one_piece_masks_equal_opencv_labelling():
     for mask in masks_to_try():
         v = ImageView(np.zeros(mask.shape + (3,), np.uint8), mask)
@@ -121,6 +165,25 @@ def test_haar_wavedec2_equals_pywavelets_bit_for_bit(shape, level):
     for ours, theirs in zip(got[1:], expected[1:]):
         for a, b in zip(ours, theirs):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(57, 83), (1, 9), (9, 1), (2, 2), (140, 120)])
+@pytest.mark.parametrize("levels", [2, 17, 33, 256])
+def test_cooccurrence_equals_scikit_image_graycomatrix(shape, levels):
+    q = RNG.integers(0, levels, shape).astype(np.uint8)
+    q[: shape[0] // 3] = 0  # a block of one level, as outside the regions
+    expected = graycomatrix(q, [1], [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], levels=levels, symmetric=True)
+    got = cooccurrence(q, levels)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_skin_mask_dilated_on_the_lesion_box_equals_dilating_the_whole_mask():
+    for mask in masks_to_try():
+        for margin in (1, 7):
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+            expected = cv2.compare(cv2.dilate(mask.astype(np.uint8), kernel), 0, cv2.CMP_EQ)
+            np.testing.assert_array_equal(_skin_mask(mask, mask.shape, margin), expected)
 
 
 def test_glcm_properties_equal_scikit_image_graycoprops():

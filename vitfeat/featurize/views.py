@@ -20,6 +20,9 @@ DISTANCE_MARGIN = 72
 #: degrees off the axes), exact along axes and diagonals, and 3x cheaper than the exact transform.
 #: Features bin distances in 0.5-px steps within ~30 px of the edge, so the error stays under one bin.
 DISTANCE_KERNEL = cv2.DIST_MASK_5
+#: The farthest (px) the built-in families read distances with their defaults (colour: 2 x 24 px);
+#: the first :meth:`ImageView.distance_near` computes this window (or the ring's, if wider).
+DISTANCE_PREFETCH_PX = 48.0
 
 
 class ImageView:
@@ -160,35 +163,79 @@ class ImageView:
 
     @cached_property
     def distance_roi(self) -> np.ndarray:
-        """Signed distance to the lesion boundary in px: negative inside, positive outside (float32)."""
-        m = self.mask_roi.view(np.uint8)
+        """Signed distance to the lesion boundary in px: negative inside, positive outside (float32).
+
+        Over the whole ROI; families read :meth:`distance_near`, which computes only the window
+        they look at (the same values there).
+        """
+        h, w = self.mask_roi.shape
+        return self._signed_distance((slice(0, h), slice(0, w)))
+
+    def _signed_distance(self, window: tuple[slice, slice]) -> np.ndarray:
+        """The signed distance over ``window`` (ROI coordinates; a window holding the mask's box)."""
+        m = self.mask_roi[window].view(np.uint8)
         signed = cv2.distanceTransform(1 - m, cv2.DIST_L2, DISTANCE_KERNEL)  # outside the lesion
         # Inside distances need only the mask's box grown by one background pixel (or up to the ROI's
         # edge): every path to a background pixel beyond crosses that ring first, and both
         # distances grow with each coordinate offset, so the nearest background pixel is in the box.
-        box = self.near(0.0)
+        box = _inside(self.near(0.0), window)
         inside = cv2.distanceTransform(np.ascontiguousarray(m[box]), cv2.DIST_L2, DISTANCE_KERNEL)
         # Each transform is 0 where the other is not, so the signed distance is their difference;
         # the half-pixel shift puts the zero level on the pixel edge between lesion and skin.
         signed[box] -= inside
         signed -= 0.5
-        signed += self.mask_roi
+        signed += m
         return signed
+
+    def distance_near(self, px: float) -> np.ndarray:
+        """``distance_roi[near(px)]``, computed over a window of the ROI instead of the whole ROI.
+
+        Same values: the mask lies within the window, and the chamfer distance from a pixel to the
+        nearest lesion pixel follows a monotone path (each chamfer step moves towards the target),
+        which stays inside the rectangle spanned by the two pixels, hence inside any window holding
+        both. The first call computes the window that every built-in family reads with its defaults
+        (:data:`DISTANCE_PREFETCH_PX`, the ring's outer edge), so one transform serves them all; a
+        farther request computes its own, larger window.
+        """
+        window = self.near(px)
+        held = self.__dict__.get("_distance_window")
+        if held is None or not _contains(held[0], window):
+            reach = max(px, DISTANCE_PREFETCH_PX, 2.0 + self.ring_width)
+            held = self._distance_window = (self.near(reach), self._signed_distance(self.near(reach)))
+        return held[1][_inside(window, held[0])]
 
     @cached_property
     def ring_roi(self) -> np.ndarray:
         """Perilesional skin: outside the lesion, within ``ring_width`` px of its boundary.
 
-        A gap of 2 px keeps the blurred edge itself out of the "normal skin" reference.
+        A gap of 2 px keeps the blurred edge itself out of the "normal skin" reference. Filled on
+        the window :meth:`near` its outer edge only: every pixel beyond is farther (see there).
         """
-        d = self.distance_roi
-        return (d > 2.0) & (d <= 2.0 + self.ring_width)
+        outer = 2.0 + self.ring_width
+        ring = np.zeros(self.mask_roi.shape, bool)
+        d = self.distance_near(outer)
+        ring[self.near(outer)] = (d > 2.0) & (d <= outer)
+        return ring
 
     @cached_property
     def boundary_roi(self) -> np.ndarray:
         """Lesion pixels with a background pixel among their 8 neighbours."""
-        m = self.mask_roi.astype(np.uint8)
-        return self.mask_roi & (cv2.erode(m, np.ones((3, 3), np.uint8), borderValue=1) == 0)
+        # On the mask's box grown by 2 px (clipped to the ROI, whose edges count as lesion as before):
+        # the 3x3 neighbourhoods of its lesion pixels lie within it.
+        window = self.near(1.0)
+        m = self.mask_roi[window]
+        boundary = np.zeros(self.mask_roi.shape, bool)
+        boundary[window] = m & (cv2.erode(m.view(np.uint8), np.ones((3, 3), np.uint8), borderValue=1) == 0)
+        return boundary
+
+
+def _inside(window: tuple[slice, slice], outer: tuple[slice, slice]) -> tuple[slice, slice]:
+    """``window`` (ROI coordinates) as slices of the ``outer`` window that contains it."""
+    return tuple(slice(w.start - o.start, w.stop - o.start) for w, o in zip(window, outer))
+
+
+def _contains(outer: tuple[slice, slice], window: tuple[slice, slice]) -> bool:
+    return all(o.start <= w.start and w.stop <= o.stop for o, w in zip(outer, window))
 
 
 def _single_component(crop: np.ndarray):

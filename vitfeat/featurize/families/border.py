@@ -128,7 +128,7 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
     r_in = float(np.clip(0.8 * r_eq, 3.0, band_px))
     # The band lies within band_px of the lesion: work on that window of the ROI (same pixels).
     win = v.near(band_px)
-    d = v.distance_roi[win]
+    d = v.distance_near(band_px)
     # Other lesion components (satellites) are not part of the main edge's profile.
     band = (d > -r_in) & (d <= band_px)
     if v.components[0] > 2:
@@ -194,7 +194,7 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
         out["width_spread"] = float(widths.std() / widths.mean())
 
     edge = v.near(1.0)
-    grad = float(np.mean(_sobel_magnitude(v.grey_roi, np.abs(v.distance_roi[edge]) <= 1.0,
+    grad = float(np.mean(_sobel_magnitude(v.grey_roi, np.abs(v.distance_near(1.0)) <= 1.0,
                                           (edge[0].start, edge[1].start))))
     out["edge_gradient"] = grad
     if abs(contrast) > 1e-6:

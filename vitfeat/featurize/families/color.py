@@ -105,7 +105,7 @@ def color_features(v: ImageView, band_px: float = 24.0) -> dict:
     out["ring_ita"], out["lesion_ita"] = _ita(r_mean), _ita(l_mean)
 
     win = v.near(2 * band_px)  # the zones below lie within 2 band_px of the lesion
-    d = v.distance_roi[win]
+    d = v.distance_near(2 * band_px)
     far = (d > band_px) & (d <= 2 * band_px)
     if far.any():
         L8 = np.ascontiguousarray(lab8_outer[_inside(win, outer)][..., 0])

@@ -69,7 +69,7 @@ def wood(case: CaseArrays, modality: str = "wood") -> dict:
         # Share of the lesion fluorescing at least halfway between skin and the lesion's bright end.
         out["uniform_fraction"] = float(np.mean(lesion >= r_mean + 0.5 * (bright - r_mean)))
         edge = v.near(3.0)  # the 3 px bands either side of the edge: a smaller window, same pixels
-        grey, d = v.grey_roi[edge], v.distance_roi[edge]
+        grey, d = v.grey_roi[edge], v.distance_near(3.0)
         inner, outer = grey[(d > -3) & (d <= 0)], grey[(d > 0) & (d <= 3)]
         if inner.size and outer.size:
             out["border_contrast"] = float((inner.mean() - outer.mean()) / max(l_mean - r_mean, 1.0))
