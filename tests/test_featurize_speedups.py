@@ -23,8 +23,12 @@ from vitfeat.featurize.families.shape import _box_counts, shape_features
 from vitfeat.featurize.families.texture import (
     _LBP_LUT,
     _RING,
+    _entropies,
+    _lbp,
+    _lbp_features,
     _quantised,
     _quantised_image,
+    _region_histograms,
     cooccurrence,
     glcm_properties,
     haar_wavedec2,
@@ -176,6 +180,39 @@ def test_cooccurrence_equals_scikit_image_graycomatrix(shape, levels):
     got = cooccurrence(q, levels)
     assert got.dtype == expected.dtype
     np.testing.assert_array_equal(got, expected)
+
+
+def _histogram_entropy(row: np.ndarray) -> float:
+    counts, _ = np.histogram(row, 16)
+    p = counts[counts > 0] / row.size
+    return float(-np.sum(p * np.log2(p)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_entropies_equal_np_histogram_per_row_and_constant_rows_give_zero(dtype):
+    rows = (RNG.standard_normal((3, 2501)) * [[0.01], [5.0], [300.0]]).astype(dtype)
+    rows[1, ::7] = np.round(rows[1, ::7])  # repeated values, some on bin edges
+    got = _entropies(rows)
+    for value, row in zip(got, rows):
+        assert value == pytest.approx(_histogram_entropy(row), rel=1e-12)
+    rows[0] = 4.0  # a constant subband (a saturated region): entropy 0, no error
+    assert _entropies(rows) == [0.0, *got[1:]]
+    assert np.isnan(_entropies(rows[:, :1])).all()
+
+
+def test_region_histograms_equal_one_masked_histogram_per_region():
+    mask = blobs(seed=8)
+    ring = ~mask & (RNG.random(mask.shape) > 0.3)
+    empty = np.zeros(mask.shape, bool)
+    grey = RNG.integers(0, 256, mask.shape, dtype=np.uint8)
+    codes = lbp_uniform(grey)
+    for values, n_bins in ((grey, 256), (codes, 10)):
+        got = _region_histograms(values, [mask, ring, empty], n_bins)
+        for counts, region in zip(got, (mask, ring, empty)):
+            expected = cv2.calcHist([values], [0], region.view(np.uint8), [n_bins], [0, n_bins]).ravel()
+            np.testing.assert_array_equal(counts, expected.astype(np.int64))
+    for counts, region in zip(_region_histograms(codes, [mask, ring], 10), (mask, ring)):
+        assert _lbp_features(counts) == _lbp(codes, region)
 
 
 def test_skin_mask_dilated_on_the_lesion_box_equals_dilating_the_whole_mask():

@@ -74,25 +74,35 @@ def _entropies(rows: np.ndarray, bins: int = 16) -> list[float]:
     """Shannon entropy (bits) of each row's ``np.histogram(row, bins)``, all rows binned in one pass.
 
     NaN for fewer than 2 values, 0 for a constant row. The bins are ``np.histogram``'s (equal
-    widths between the row's minimum and maximum), computed without its per-call overhead.
+    widths between the row's minimum and maximum), computed without its per-call overhead: the
+    bin index is the truncated float32 ``(value - min) * (bins / spread)``, held in uint8 and
+    counted by one OpenCV histogram (exact integer counts) when every row's bins fit in 256.
     """
     k, n = rows.shape
     if n < 2:
         return [float("nan")] * k
     lo, hi = rows.min(axis=1), rows.max(axis=1)
     spread = hi.astype(np.float64) - lo.astype(np.float64)
-    with np.errstate(divide="ignore"):
-        scale = (bins / spread).astype(rows.dtype)  # a Python-float factor would be cast to the data type too
-    idx = np.minimum(((rows - lo[:, None]) * scale[:, None]).astype(np.int64), bins - 1)
-    idx += (np.arange(k) * bins)[:, None]
-    counts = np.bincount(idx.ravel(), minlength=k * bins).reshape(k, bins)
+    flat = spread <= 0  # constant rows: entropy 0 below; index 0 avoids 0 * inf
+    # In the data type, as a Python-float factor would be cast to it too.
+    scale = (bins / np.where(flat, 1.0, spread)).astype(rows.dtype)
+    position = np.subtract(rows, lo[:, None])
+    np.multiply(position, scale[:, None], out=position)
+    if k * bins <= 256 and rows.dtype == np.float32:
+        idx = position.astype(np.uint8)  # positions lie in [0, bins + rounding]: truncation as int64's
+        np.minimum(idx, bins - 1, out=idx)
+        idx += (np.arange(k, dtype=np.uint8) * np.uint8(bins))[:, None]
+        counts = cv2.calcHist([idx], [0], None, [k * bins], [0, k * bins]).ravel().astype(np.int64).reshape(k, bins)
+    else:
+        idx = np.minimum(position.astype(np.int64), bins - 1)
+        idx += (np.arange(k) * bins)[:, None]
+        counts = np.bincount(idx.ravel(), minlength=k * bins).reshape(k, bins)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = counts / n
+        terms = p * np.log2(p)  # elementwise as per row; empty bins (nan) are left out below
     out = []
-    for row_counts, row_spread in zip(counts, spread):
-        if row_spread <= 0:
-            out.append(0.0)
-            continue
-        p = row_counts[row_counts > 0] / n
-        out.append(float(-np.sum(p * np.log2(p))))
+    for row_counts, row_terms, row_flat in zip(counts, terms, flat):
+        out.append(0.0 if row_flat else float(-np.sum(row_terms[row_counts > 0])))
     return out
 
 
@@ -166,20 +176,19 @@ def _quantise(values: np.ndarray, hist: np.ndarray, levels: int) -> np.ndarray:
 def _quantised_image(grey_u8: np.ndarray, regions: list[np.ndarray], levels: int) -> tuple[np.ndarray, list[int]]:
     """The co-occurrence image of :func:`_glcm` for uint8 grey, without gathering any pixel.
 
-    Each region's histogram comes from OpenCV's masked histogram, and its quantisation is a
+    The regions' histograms come from one OpenCV histogram (:func:`_region_histograms`), and each quantisation is a
     256-entry table (the level depends on the grey value only, through the same float32
     arithmetic as :func:`_quantised`) applied to the whole image by ``cv2.LUT``.
     """
     q = np.zeros(grey_u8.shape, np.uint8)
     present = []
     table_in = np.arange(256, dtype=np.float32)
-    for k, region in enumerate(regions):
+    for k, (region, hist) in enumerate(zip(regions, _region_histograms(grey_u8, regions, 256))):
         region_u8 = region.view(np.uint8)
-        hist = cv2.calcHist([grey_u8], [0], region_u8, [256], [0, 256]).ravel().astype(np.int64)
         if hist.sum() < 16:
             continue
         table = _quantise(table_in, hist, levels) + np.uint8(1 + k * levels)
-        np.copyto(q, cv2.LUT(grey_u8, table), where=region)
+        cv2.copyTo(cv2.LUT(grey_u8, table), region_u8, q)  # = np.copyto(..., where=region), 6x faster
         present.append(k)
     return q, present
 
@@ -278,15 +287,40 @@ def glcm_properties(P: np.ndarray) -> list[np.ndarray]:
     return [by_name[p] for p in GLCM_PROPS]
 
 
-def _lbp(codes: np.ndarray, region: np.ndarray) -> dict:
-    # Code counts in the region straight from the code image (OpenCV's masked histogram).
-    counts = cv2.calcHist([np.ascontiguousarray(codes)], [0], region.view(np.uint8), [N_LBP], [0, N_LBP]).ravel()
+def _region_ids(regions: list[np.ndarray]) -> np.ndarray:
+    """uint8 image: ``k + 1`` on (disjoint) region ``k``, 0 elsewhere."""
+    ids = regions[0].astype(np.uint8)
+    for k, region in enumerate(regions[1:], start=2):
+        ids += region.view(np.uint8) * np.uint8(k)
+    return ids
+
+
+def _region_histograms(values: np.ndarray, regions: list[np.ndarray], n_bins: int) -> np.ndarray:
+    """``(region, bin)`` counts of the integer ``values`` (0..n_bins-1, uint8) in each of the disjoint
+    ``regions``: one unmasked OpenCV histogram of ``value + n_bins * region id`` instead of a masked
+    histogram per region (the same integer counts, one pass)."""
+    total = n_bins * (len(regions) + 1)
+    dtype = np.uint8 if total <= 256 else np.uint16
+    codes = _region_ids(regions).astype(dtype) * dtype(n_bins)
+    codes += values
+    counts = cv2.calcHist([codes], [0], None, [total], [0, total]).ravel().astype(np.int64)  # exact below 2**24
+    return counts.reshape(len(regions) + 1, n_bins)[1:]
+
+
+def _lbp_features(counts: np.ndarray) -> dict:
+    """LBP histogram features from one region's code counts."""
     n = int(counts.sum())
     if n == 0:
         return nan_dict([f"lbp_{i}" for i in range(N_LBP)] + ["lbp_entropy"])
-    hist = counts.astype(np.int64) / n
+    hist = counts / n
     p = hist[hist > 0]
     return {**{f"lbp_{i}": float(h) for i, h in enumerate(hist)}, "lbp_entropy": float(-np.sum(p * np.log2(p)))}
+
+
+def _lbp(codes: np.ndarray, region: np.ndarray) -> dict:
+    """LBP features of one region (reference for the one-pass :func:`_region_histograms` path)."""
+    counts = cv2.calcHist([np.ascontiguousarray(codes)], [0], region.view(np.uint8), [N_LBP], [0, N_LBP]).ravel()
+    return _lbp_features(counts.astype(np.int64))
 
 
 def texture_features(v: ImageView, levels: int = 2, glcm_levels: int = 16) -> dict:
@@ -306,8 +340,9 @@ def texture_features(v: ImageView, levels: int = 2, glcm_levels: int = 16) -> di
     codes = lbp_uniform(grey_u8)
     out = {}
     glcms = _glcm(grey_u8, list(regions.values()), glcm_levels)  # the same integer levels, in uint8
-    for (prefix, region), glcm in zip(regions.items(), glcms):
-        feats = {**_wavelet(coeffs, region, levels), **glcm, **_lbp(codes, region)}
+    lbp_counts = _region_histograms(codes, list(regions.values()), N_LBP)
+    for (prefix, region), glcm, counts in zip(regions.items(), glcms, lbp_counts):
+        feats = {**_wavelet(coeffs, region, levels), **glcm, **_lbp_features(counts)}
         out.update({prefix + k: x for k, x in feats.items()})
     return out
 
