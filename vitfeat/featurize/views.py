@@ -166,7 +166,7 @@ class ImageView:
         """Signed distance to the lesion boundary in px: negative inside, positive outside (float32).
 
         Over the whole ROI; families read :meth:`distance_near`, which computes only the window
-        they look at (the same values there).
+        they look at (the same values there, to 1 float32 ulp: see there).
         """
         h, w = self.mask_roi.shape
         return self._signed_distance((slice(0, h), slice(0, w)))
@@ -195,7 +195,9 @@ class ImageView:
         which stays inside the rectangle spanned by the two pixels, hence inside any window holding
         both. The first call computes the window that every built-in family reads with its defaults
         (:data:`DISTANCE_PREFETCH_PX`, the ring's outer edge), so one transform serves them all; a
-        farther request computes its own, larger window.
+        farther request computes its own, larger window. Bit for bit with OpenCV's plain chamfer
+        code; its IPP kernel (on by default) may round a sum 1 float32 ulp differently in another
+        window, never across a threshold the families compare with (see tests/test_featurize_speedups.py).
         """
         window = self.near(px)
         held = self.__dict__.get("_distance_window")
