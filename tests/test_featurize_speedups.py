@@ -131,7 +131,8 @@ def test_distance_near_with_ipp_within_one_ulp_and_on_the_same_side_of_every_fix
             np.testing.assert_allclose(got, expected, rtol=2.5e-7, atol=0)
             for threshold in (-3.0, 0.0, 1.0, 2.0, 3.0, 24.0, 32.0, 48.0):
                 np.testing.assert_array_equal(got <= threshold, expected <= threshold)
-            np.testing.assert_array_equal(np.floor((got + 0.25) * 2), np.floor((expected + 0.25) * 2))
+            near = np.abs(expected) < 1e4  # a mask without background leaves OpenCV's "no zero pixel" value
+            np.testing.assert_array_equal(np.floor((got[near] + 0.25) * 2), np.floor((expected[near] + 0.25) * 2))
 
 
 def test_components_of_one_piece_masks_equal_opencv_labelling():
