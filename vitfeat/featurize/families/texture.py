@@ -176,9 +176,9 @@ def _quantise(values: np.ndarray, hist: np.ndarray, levels: int) -> np.ndarray:
 def _quantised_image(grey_u8: np.ndarray, regions: list[np.ndarray], levels: int) -> tuple[np.ndarray, list[int]]:
     """The co-occurrence image of :func:`_glcm` for uint8 grey, without gathering any pixel.
 
-    The regions' histograms come from one OpenCV histogram (:func:`_region_histograms`), and each quantisation is a
-    256-entry table (the level depends on the grey value only, through the same float32
-    arithmetic as :func:`_quantised`) applied to the whole image by ``cv2.LUT``.
+    The regions' histograms come from one OpenCV histogram (:func:`_region_histograms`), and each
+    quantisation is a 256-entry table (the level depends on the grey value only, through the same
+    float32 arithmetic as :func:`_quantised`) applied to the whole image by ``cv2.LUT``.
     """
     q = np.zeros(grey_u8.shape, np.uint8)
     present = []
@@ -238,7 +238,7 @@ def cooccurrence(q: np.ndarray, levels: int) -> np.ndarray:
     """``graycomatrix(q, [1], [0, pi/4, pi/2, 3 pi/4], levels, symmetric=True)`` of a uint8 image.
 
     The same counts (uint32, shape ``(levels, levels, 1, 4)``) from one OpenCV histogram of the
-    pair codes ``level_1 * levels + level_2`` per direction: ~1.7x faster than scikit-image's loop.
+    pair codes ``level_1 * levels + level_2`` per direction (0.16 vs 0.26 ms at 300 x 300 px, 33 levels).
     """
     if levels * levels > 65536:  # pair codes would not fit in 16 bits
         return graycomatrix(q, [1], [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], levels=levels, symmetric=True)
@@ -252,8 +252,9 @@ def cooccurrence(q: np.ndarray, levels: int) -> np.ndarray:
             P[:, :, 0, a] = 0
             continue
         codes = cv2.add(first_part[r0:r1, c0:c1], codes_of[r0 + dr:r1 + dr, c0 + dc:c1 + dc])
-        counts = cv2.calcHist([codes], [0], None, [levels * levels], [0, levels * levels]).reshape(levels, levels)
-        P[:, :, 0, a] = counts + counts.T  # exact: float32 holds counts below 2**24
+        counts = cv2.calcHist([codes], [0], None, [levels * levels], [0, levels * levels])
+        counts = counts.astype(np.uint32).reshape(levels, levels)  # exact: float32 holds counts below 2**24
+        P[:, :, 0, a] = counts + counts.T
     return P
 
 
