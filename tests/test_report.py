@@ -89,3 +89,23 @@ def test_tripod_section_and_model_card_are_filled_from_the_run(tmp_path):
     card = (run / "model_card.md").read_text()
     board = pd.read_csv(run / "leaderboard.csv")
     assert "## Performance and calibration" in card and f"{board['brier_value'].iloc[0]:.3f}" in card
+
+
+def test_report_repeats_the_extraction_warnings(tmp_path):
+    """What extract warned about (masks, images) reaches the fit's report and data_summary.json,
+    capped with a count of the rest."""
+    from vitfeat.pipelines.select import MAX_EXTRACTION_WARNINGS
+
+    table = make_feature_table(60, 6, n_informative=3, cases_per_patient=2, seed=2)
+    said = [f"row {i + 2} (case C{i:05d}): clinical mask is empty" for i in range(MAX_EXTRACTION_WARNINGS + 3)]
+    path = write_feature_table(table, tmp_path / "features.parquet",
+                               {"vitfeat_version": "test", "families": {}, "manifest_warnings": said})
+    run = fit_run(path, tmp_path / "run", FitConfig(pipelines=["logreg"], folds=3, n_boot=10), progress=False)
+    page = html.unescape((run / "report.html").read_text())
+    md = (run / "report.md").read_text()
+    for warning in said[:MAX_EXTRACTION_WARNINGS]:
+        assert f"Extraction: {warning}" in page and f"Extraction: {warning}" in md
+    assert said[-1] not in page
+    assert "Extraction: 3 more warning(s)" in page
+    summary = json.loads((run / "data_summary.json").read_text())
+    assert sum(w.startswith("Extraction: ") for w in summary["warnings"]) == MAX_EXTRACTION_WARNINGS + 1

@@ -167,6 +167,21 @@ def warnings_for(summary: dict, n_splits: int, n_pipelines: int, failures: list,
     return out
 
 
+#: At most this many of the extraction's warnings are repeated in the fit's report (all are in the table's provenance).
+MAX_EXTRACTION_WARNINGS = 20
+
+
+def extraction_warnings(provenance: dict) -> list[str]:
+    """The warnings ``vitfeat extract`` raised about the manifest (masks, images, targets), so that
+    the fit's report shows them beside its own; the first :data:`MAX_EXTRACTION_WARNINGS`, then a count."""
+    found = [str(w) for w in (provenance or {}).get("manifest_warnings") or []]
+    out = [f"Extraction: {w}" for w in found[:MAX_EXTRACTION_WARNINGS]]
+    if len(found) > MAX_EXTRACTION_WARNINGS:
+        out.append(f"Extraction: {len(found) - MAX_EXTRACTION_WARNINGS} more warning(s) in the feature table's "
+                   "provenance (manifest_warnings)")
+    return out
+
+
 def leaderboard_rows(oof: pd.DataFrame, info: pd.DataFrame, target: str, classes, positive, n_boot, seed,
                      n_jobs: int = 1):
     """Leaderboard rows and per-fold scores of every pipeline in ``oof``; the rows' patient
@@ -377,6 +392,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     boards_all = pd.concat(boards, ignore_index=True)
     summary = summarize_data(frame, features_cols, config.targets, failed)
     summary["warnings"] = warnings_for(summary, n_splits, len(pipelines) + len(config.include), failures, boards_all)
+    summary["warnings"] += extraction_warnings(provenance)
     run_meta = {
         "kind": "sklearn", "vitfeat_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
