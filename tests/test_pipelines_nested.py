@@ -89,19 +89,30 @@ def test_shared_inner_folds_pick_without_the_outer_test_fold():
         assert (other.to_numpy() != picks[picks["fold"] != fold]["inner_balanced_accuracy"].to_numpy()).any()
 
 
-def test_shared_inner_scores_equal_an_explicit_cross_validation():
-    """The shared inner predictions of outer fold k are those of a plain CV on the other folds."""
-    X, y, ids, pids, plan = _noise(2)
-    outer, _, _ = cross_validate(X, y, pids, ids, plan, FAST[:2], progress=False)
-    _, picks = nested_selection(X, y, pids, ids, plan, FAST[:2], outer, classes=["active", "stable"])
+def _inner_scores(calibrate):
+    X, y, ids, pids, plan = _noise(2, n=90, patients=60)
+    outer, _, _ = cross_validate(X, y, pids, ids, plan, FAST[:2], progress=False, calibrate=calibrate)
+    _, picks = nested_selection(X, y, pids, ids, plan, FAST[:2], outer, classes=["active", "stable"],
+                                calibrate=calibrate)
     k = 2
     keep = ~plan.set_index("case_id").loc[ids, "fold"].eq(k).to_numpy()
     inner_plan = plan[plan["fold"] != k]
-    inner, _, _ = cross_validate(X[keep], y[keep], pids[keep], ids[keep], inner_plan, FAST[:2], progress=False)
+    inner, _, _ = cross_validate(X[keep], y[keep], pids[keep], ids[keep], inner_plan, FAST[:2], progress=False,
+                                 calibrate=calibrate)
     expected = {name: round(float(np.mean([
         (part["y_pred"][part["y_true"] == c] == c).mean() for c in ("active", "stable")])), 4)
         for name, part in inner.groupby("pipeline")}
-    assert json.loads(picks.loc[picks["fold"] == k, "inner_balanced_accuracy"].iloc[0]) == expected
+    return json.loads(picks.loc[picks["fold"] == k, "inner_balanced_accuracy"].iloc[0]), expected
+
+
+def test_shared_inner_scores_equal_an_explicit_cross_validation():
+    """The shared inner predictions of outer fold k are those of a plain CV on the other folds,
+    fitted like the outer models: calibrated ones too when the run calibrates."""
+    plain, expected_plain = _inner_scores(None)
+    assert plain == expected_plain
+    calibrated, expected_calibrated = _inner_scores("sigmoid")
+    assert calibrated == expected_calibrated
+    assert calibrated != plain  # calibration changes the inner predictions, so the check has teeth
 
 
 def test_fit_run_reports_the_nested_row(tmp_path):

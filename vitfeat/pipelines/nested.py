@@ -35,7 +35,8 @@ DESCRIPTION = ("the selection procedure itself, scored honestly: in each outer f
 def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipelines, outer_oof: pd.DataFrame, *,
                      classes, inner_folds: int | None = None, search: str = "none", n_iter: int = 10,
                      n_jobs: int = 1, seed: int = 0, cache_dir=None, cache_key=None, target: str = "label",
-                     prefilter: bool = False, backend: str = "loky", scheduler: str | None = None):
+                     prefilter: bool = False, backend: str = "loky", scheduler: str | None = None,
+                     calibrate: str | None = None):
     """Score the selection procedure in every outer fold of ``plan``.
 
     Parameters
@@ -52,8 +53,9 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
         None: the inner folds of an outer fold are the other outer folds of its repeat (inner fits
         shared between outer folds); an int: that many independent inner folds per outer fold.
         Repeats with fewer than 3 outer folds always use 3 independent inner folds.
-    classes, search, n_iter, n_jobs, seed, cache_dir, cache_key, target, prefilter, backend, scheduler
-        As for :func:`~vitfeat.pipelines.cv.cross_validate`.
+    classes, search, n_iter, n_jobs, seed, cache_dir, cache_key, target, prefilter, backend, scheduler, calibrate
+        As for :func:`~vitfeat.pipelines.cv.cross_validate`; the inner fits are made exactly like the
+        outer ones (calibrated too when ``calibrate`` is set), so the pick ranks the models it reports.
 
     Returns
     -------
@@ -69,7 +71,8 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
     if len(pipelines) < 2:  # nothing to choose between
         return pd.DataFrame(), pd.DataFrame()
     common = dict(classes=classes, search=search, n_iter=n_iter, n_jobs=n_jobs, seed=seed, cache_dir=cache_dir,
-                  target=target, progress=False, prefilter=prefilter, backend=backend, scheduler=scheduler)
+                  target=target, progress=False, prefilter=prefilter, backend=backend, scheduler=scheduler,
+                  calibrate=calibrate)
     rows, choices = [], []
     for repeat, repeat_plan in plan.groupby("repeat"):
         if inner_folds is None and repeat_plan["fold"].nunique() >= 3:

@@ -362,7 +362,8 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
                 classes=classes, inner_folds=config.inner_folds, search=config.search, n_iter=config.n_iter,
                 n_jobs=config.jobs, seed=config.seed, cache_dir=cache_dir,
                 cache_key={"table": table_hash, "features": len(features_cols)}, target=target,
-                prefilter=use_prefilter, backend=config.backend, scheduler=config.scheduler)
+                prefilter=use_prefilter, backend=config.backend, scheduler=config.scheduler,
+                calibrate=config.calibrate)
             if len(nested_oof):
                 oof = pd.concat([oof, nested_oof], ignore_index=True)
                 nested_picks.append(picks)
