@@ -114,6 +114,7 @@ def _shared_inner_predictions(X, y_labels, groups, case_ids, repeat_plan, pipeli
     if not len(pair_oof):
         return {}
     pair_oof = pair_oof.assign(case_fold=pair_oof["case_id"].astype(str).map(fold_of))
+    # a prediction of a case in fold a by the {a, b} fit serves the choice in outer fold b, and back
     pair_oof["outer_fold"] = [a + b - own for (a, b), own in zip((pairs[p] for p in pair_oof["fold"]),
                                                                   pair_oof["case_fold"])]
     pair_oof = pair_oof.assign(repeat=repeat)
