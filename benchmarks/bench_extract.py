@@ -96,7 +96,7 @@ def shared_intermediate_times(manifest, n: int, repeats: int) -> dict:
     def cielab(v):  # the window the colour family converts
         return v.lab8_window(v.near(max(2.0 + v.ring_width, 48.0)))
 
-    parts = {"components": lambda v: v.components, "grey": lambda v: (v.grey_u8, v.grey_roi),
+    parts = {"components": lambda v: v.components_box, "grey": lambda v: (v.grey_u8, v.grey_roi),
              # distance: the window the families read (the first distance_near computes it for all)
              "distance": lambda v: v.distance_near(0.0), "ring + boundary": lambda v: (v.ring_roi, v.boundary_roi),
              "CIELAB": cielab}

@@ -15,7 +15,7 @@ from skimage.feature import graycomatrix, graycoprops
 
 from vitfeat.featurize import CaseArrays, get_family
 from vitfeat.featurize import views as views_module
-from vitfeat.featurize.families.border import _inner_width, _inner_widths
+from vitfeat.featurize.families.border import _inner_width, _inner_widths, border_features
 from vitfeat.featurize.families.color import ciede2000
 from vitfeat.featurize.families.firstorder import firstorder_features
 from vitfeat.featurize.families.satellites import satellite_features
@@ -145,6 +145,58 @@ def test_components_of_one_piece_masks_equal_opencv_labelling():
         np.testing.assert_array_equal(labels, ref_labels)
         np.testing.assert_array_equal(stats[1:], ref_stats[1:])
         np.testing.assert_array_equal(centroids[1:], ref_centroids[1:])
+
+
+def test_components_box_holds_the_whole_labelling_within_the_mask_box():
+    for mask in [*masks_to_try(), np.zeros((20, 30), bool)]:
+        v = view_of(mask)
+        n, box_labels, stats, centroids = v.components_box
+        reference = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+        ref_n, ref_labels, ref_stats, ref_centroids = reference
+        assert n == ref_n
+        np.testing.assert_array_equal(stats[1:], ref_stats[1:])
+        np.testing.assert_array_equal(centroids[1:], ref_centroids[1:])
+        (y0, x0), (h, w) = v.labels_origin, box_labels.shape
+        np.testing.assert_array_equal(box_labels, ref_labels[y0:y0 + h, x0:x0 + w])
+        beyond = np.ones(mask.shape, bool)
+        beyond[y0:y0 + h, x0:x0 + w] = False
+        assert not ref_labels[beyond].any()  # nothing lost beyond the box
+        if mask.any():
+            window = v.near(5.0)
+            box, labels = v.labels_window(window)
+            whole = ref_labels[v.roi][window]
+            np.testing.assert_array_equal(labels, whole[box])
+            rest = np.ones(whole.shape, bool)
+            rest[box] = False
+            assert not whole[rest].any()
+
+
+class _WholeImageLabels(ImageView):
+    """A view whose components carry the labels of the whole image (what the families read before)."""
+
+    labels_origin = (0, 0)
+
+    @property
+    def components_box(self):
+        return cv2.connectedComponentsWithStats(self.mask.view(np.uint8), connectivity=8)
+
+
+def test_border_and_satellites_from_the_box_labels_equal_them_from_the_whole_labelling():
+    for seed in range(6):
+        mask = blobs(shape=(200, 220), n=9, holes=False, seed=seed)  # a holed ring is too thin for a profile
+        grey = np.where(mask, 60, 190).astype(np.uint8)
+        grey = cv2.GaussianBlur(grey, (0, 0), 2.0) + RNG.integers(0, 8, mask.shape, dtype=np.uint8)
+        rgb = np.dstack([grey, grey, grey])
+        box_view, whole_view = ImageView(rgb, mask), _WholeImageLabels(rgb, mask)
+        assert box_view.components_box[0] > 2  # satellites: the labels are read
+        got, expected = border_features(box_view), border_features(whole_view)
+        assert np.isfinite(got["contrast"]) and np.isfinite(got["edge_gradient"])
+        assert got.keys() == expected.keys()
+        for key in got:
+            np.testing.assert_equal(got[key], expected[key], err_msg=key)
+        sat = satellite_features(mask, components=box_view.components_box, labels_origin=box_view.labels_origin)
+        whole = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+        assert sat == satellite_features(mask, components=whole)
 
 
 def test_coordinates_equal_nonzero():

@@ -48,13 +48,16 @@ class ImageView:
         return int(np.count_nonzero(self.mask)) if self.mask is not None else 0
 
     @cached_property
-    def components(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-        """``cv2.connectedComponentsWithStats`` of the mask (8-connectivity): n, labels, stats, centroids.
+    def components_box(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """``cv2.connectedComponentsWithStats`` of the mask (8-connectivity) with the labels of its
+        bounding box only: n, labels over :attr:`mask_box` (origin :attr:`labels_origin`), stats, centroids.
 
-        Labelled within the mask's bounding box only (cheaper), then placed in image coordinates;
-        row 0 (background) of ``stats`` describes the box's background, not the image's.
-        A mask of one piece (most lesions) skips the labelling, whose statistics pass is the
-        costly part: see :func:`_single_component`.
+        Every lesion label lies within the box, so the labels beyond it (all 0) are not stored: the
+        families read the box, which spares allocating and filling an image-sized int32 array.
+        ``stats`` and ``centroids`` are in image coordinates; row 0 (background) of ``stats``
+        describes the box's background, not the image's. A mask of one piece (most lesions) skips
+        the labelling, whose statistics pass is the costly part (see :func:`_single_component`);
+        its labels are then the 0/1 box itself (uint8: the same values as the labelling's int32).
         """
         if self.area == 0:
             return cv2.connectedComponentsWithStats(self.mask.astype(np.uint8), connectivity=8)
@@ -67,17 +70,32 @@ class ImageView:
             # 16-bit labels are a quarter faster; a box has at most size/4 8-connected pieces.
             ltype = cv2.CV_16U if crop.size < 4 * 65535 else cv2.CV_32S
             n, crop_labels, stats, centroids = cv2.connectedComponentsWithStats(crop, connectivity=8, ltype=ltype)
-        labels = np.zeros(self.mask.shape, np.int32)
-        labels[y0:y1, x0:x1] = crop_labels
         stats = stats.copy()
         stats[:, cv2.CC_STAT_LEFT] += x0
         stats[:, cv2.CC_STAT_TOP] += y0
-        return n, labels, stats, centroids + np.array([x0, y0], np.float64)
+        return n, crop_labels, stats, centroids + np.array([x0, y0], np.float64)
+
+    @property
+    def labels_origin(self) -> tuple[int, int]:
+        """Image (row, column) of the first label of :attr:`components_box`."""
+        return (self.mask_box[0], self.mask_box[2]) if self.area else (0, 0)
+
+    @cached_property
+    def components(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """:attr:`components_box` with the labels placed in an image-sized int32 array, as
+        ``cv2.connectedComponentsWithStats`` of the whole mask gives them."""
+        n, box_labels, stats, centroids = self.components_box
+        if self.area == 0:
+            return n, box_labels, stats, centroids
+        y0, y1, x0, x1 = self.mask_box
+        labels = np.zeros(self.mask.shape, np.int32)
+        labels[y0:y1, x0:x1] = box_labels
+        return n, labels, stats, centroids
 
     @cached_property
     def main_label(self) -> int:
         """Label of the largest component (the main lesion); 0 when the mask is empty."""
-        n, _, stats, _ = self.components
+        n, _, stats, _ = self.components_box
         return 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if n > 1 else 0
 
     @cached_property
@@ -160,6 +178,18 @@ class ImageView:
     @cached_property
     def labels_roi(self) -> np.ndarray:
         return self.components[1][self.roi]
+
+    def labels_window(self, window: tuple[slice, slice]) -> tuple[tuple[slice, slice], np.ndarray]:
+        """The component labels within ``window`` (ROI coordinates) where :attr:`components_box`
+        holds them: ``(box, labels)`` with ``box`` as slices of the window; ``labels_roi[window]``
+        is 0 beyond ``box``."""
+        (ry, rx), (ly, lx) = self.roi_origin, self.labels_origin
+        labels = self.components_box[1]
+        parts = []
+        for w, start, size in zip(window, (ly - ry, lx - rx), labels.shape):
+            lo, hi = max(start, w.start), min(start + size, w.stop)
+            parts.append((slice(lo - w.start, hi - w.start), slice(lo - start, hi - start)))
+        return (parts[0][0], parts[1][0]), labels[parts[0][1], parts[1][1]]
 
     @cached_property
     def distance_roi(self) -> np.ndarray:
@@ -266,7 +296,7 @@ def _single_component(crop: np.ndarray):
     if h * w > area:  # the background's: the whole box's coordinate sums minus the lesion's
         centroids[0] = ((h * w * (w - 1) / 2 - m["m10"]) / (h * w - area),
                         (w * h * (h - 1) / 2 - m["m01"]) / (h * w - area))
-    return 2, crop.astype(np.int32), stats, centroids
+    return 2, crop, stats, centroids
 
 
 def lab8_to_lab(values: np.ndarray) -> np.ndarray:

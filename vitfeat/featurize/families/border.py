@@ -121,8 +121,7 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
     out = nan_dict(FEATURES)
     if not v.has_lesion or v.area < 16:
         return out
-    _, _, stats, centroids = v.components
-    labels = v.labels_roi
+    _, _, stats, centroids = v.components_box
     main = v.main_label
     r_eq = np.sqrt(stats[main, cv2.CC_STAT_AREA] / np.pi)
     r_in = float(np.clip(0.8 * r_eq, 3.0, band_px))
@@ -131,9 +130,9 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
     d = v.distance_near(band_px)
     # Other lesion components (satellites) are not part of the main edge's profile.
     band = (d > -r_in) & (d <= band_px)
-    if v.components[0] > 2:
-        labels = labels[win]
-        band &= (labels == main) | (labels == 0)
+    if v.components_box[0] > 2:  # labels of the mask's box only: beyond it, background
+        box, labels = v.labels_window(win)
+        band[box] &= (labels == main) | (labels == 0)
     flat = np.flatnonzero(band)  # flat indices and takes: 5x faster than 2-D nonzero and gathers
     dd = np.ascontiguousarray(d).ravel().take(flat)
     grey = np.ascontiguousarray(v.grey_u8[v.roi][win]).ravel().take(flat)  # uint8: the same weights, 1/4 the bytes

@@ -46,10 +46,10 @@ def pair(case: CaseArrays, modality: str = "pair") -> dict:
     if reg is None:
         # The views' grey images and components: computed once per case for every family.
         reg = case.memo["registration"] = register_pair(vc.grey_u8, vw.grey_u8, vc.mask, vw.mask,
-                                                             clinical_components=vc.components,
-                                                             wood_components=vw.components)
-    a_c = int(vc.components[2][vc.main_label, 4])  # column 4: cv2.CC_STAT_AREA
-    a_w = int(vw.components[2][vw.main_label, 4])
+                                                             clinical_components=vc.components_box,
+                                                             wood_components=vw.components_box)
+    a_c = int(vc.components_box[2][vc.main_label, 4])  # column 4: cv2.CC_STAT_AREA
+    a_w = int(vw.components_box[2][vw.main_label, 4])
     out["area_ratio"] = a_w / (a_c * reg.area_scale)
     out["area_ratio_unregistered"] = (a_w / vw.mask.size) / (a_c / vc.mask.size)
     out["total_area_ratio"] = vw.area / (vc.area * reg.area_scale)

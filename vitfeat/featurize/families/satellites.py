@@ -31,8 +31,12 @@ def _border_points(component: np.ndarray) -> np.ndarray:
 
 
 def satellite_features(mask: np.ndarray, min_area_px: int = 8, max_area_fraction: float = 0.25,
-                       max_distance: float = 4.0, components=None) -> dict:
-    """Satellite statistics of a bool mask (``components``: its precomputed connectedComponentsWithStats)."""
+                       max_distance: float = 4.0, components=None, labels_origin=(0, 0)) -> dict:
+    """Satellite statistics of a bool mask (``components``: its precomputed connectedComponentsWithStats).
+
+    ``labels_origin``: the image (row, column) where ``components``' labels start, when they cover
+    only a part of the image holding every lesion pixel (:attr:`ImageView.components_box`).
+    """
     out = nan_dict(FEATURES)
     if components is None:
         components = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
@@ -52,7 +56,8 @@ def satellite_features(mask: np.ndarray, min_area_px: int = 8, max_area_fraction
     left, top = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
     oy, ox = int(top.min()), int(left.min())
     bottom, right = (top + stats[1:, cv2.CC_STAT_HEIGHT]).max(), (left + stats[1:, cv2.CC_STAT_WIDTH]).max()
-    crop = labels[oy:int(bottom), ox:int(right)]
+    ly, lx = labels_origin
+    crop = labels[oy - ly:int(bottom) - ly, ox - lx:int(right) - lx]
     main_tree = cKDTree(_border_points(crop == main))
     keep, dists = [], []
     for k in sized:
@@ -87,4 +92,4 @@ def satellites(case: CaseArrays, modality: str, min_area_px: int = 8, max_area_f
     v = view(case, modality)
     if v.mask is None:
         return nan_dict(FEATURES)
-    return satellite_features(v.mask, min_area_px, max_area_fraction, max_distance, v.components)
+    return satellite_features(v.mask, min_area_px, max_area_fraction, max_distance, v.components_box, v.labels_origin)

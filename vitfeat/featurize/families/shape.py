@@ -113,7 +113,7 @@ def fourier_energy(contour: np.ndarray, n_points: int = 128, low_harmonics: int 
 def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None, box=None) -> dict:
     """The :data:`FEATURES` of one bool mask (NaN where undefined, e.g. for an empty mask).
 
-    ``components`` (its ``connectedComponentsWithStats``) and ``box`` (its bounding box
+    ``components`` (its ``connectedComponentsWithStats``; only the statistics are read) and ``box`` (its bounding box
     ``(y0, y1, x0, x1)``, exclusive ends), when the caller has them, spare scans of the mask.
     """
     out = nan_dict(FEATURES)
@@ -196,4 +196,4 @@ def shape(case: CaseArrays, modality: str, min_component_px: int = 5) -> dict:
     if v.mask is None:
         return nan_dict(FEATURES)
     box = v.mask_box if v.has_lesion else None
-    return {k: float(x) for k, x in shape_features(v.mask, min_component_px, v.components, box).items()}
+    return {k: float(x) for k, x in shape_features(v.mask, min_component_px, v.components_box, box).items()}
