@@ -233,6 +233,9 @@ def test_cooccurrence_equals_scikit_image_graycomatrix(shape, levels):
     got = cooccurrence(q, levels)
     assert got.dtype == expected.dtype
     np.testing.assert_array_equal(got, expected)
+    strided = q.T  # a view with non-unit strides: the shifted views OpenCV histograms are views too
+    expected = graycomatrix(strided, [1], [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], levels=levels, symmetric=True)
+    np.testing.assert_array_equal(cooccurrence(strided, levels), expected)
 
 
 def _histogram_entropy(row: np.ndarray) -> float:

@@ -237,23 +237,22 @@ GLCM_OFFSETS = ((0, 1), (1, 1), (1, 0), (1, -1))
 def cooccurrence(q: np.ndarray, levels: int) -> np.ndarray:
     """``graycomatrix(q, [1], [0, pi/4, pi/2, 3 pi/4], levels, symmetric=True)`` of a uint8 image.
 
-    The same counts (uint32, shape ``(levels, levels, 1, 4)``) from one OpenCV histogram of the
-    pair codes ``level_1 * levels + level_2`` per direction (0.16 vs 0.26 ms at 300 x 300 px, 33 levels).
+    The same counts (uint32, shape ``(levels, levels, 1, len(GLCM_OFFSETS))``) from one 2-D OpenCV
+    histogram per direction of the image and its shifted view (8-bit, table-driven; no pair codes
+    to build): 0.16 vs 0.24 ms at 250 x 260 px, 33 levels.
     """
-    if levels * levels > 65536:  # pair codes would not fit in 16 bits
+    if q.dtype != np.uint8 or levels > 256:
         return graycomatrix(q, [1], [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], levels=levels, symmetric=True)
     h, w = q.shape
-    codes_of = q.astype(np.uint16)
-    first_part = codes_of * np.uint16(levels)
     P = np.empty((levels, levels, 1, len(GLCM_OFFSETS)), np.uint32)
     for a, (dr, dc) in enumerate(GLCM_OFFSETS):
         r0, r1, c0, c1 = max(0, -dr), h - max(0, dr), max(0, -dc), w - max(0, dc)
         if r1 <= r0 or c1 <= c0:
             P[:, :, 0, a] = 0
             continue
-        codes = cv2.add(first_part[r0:r1, c0:c1], codes_of[r0 + dr:r1 + dr, c0 + dc:c1 + dc])
-        counts = cv2.calcHist([codes], [0], None, [levels * levels], [0, levels * levels])
-        counts = counts.astype(np.uint32).reshape(levels, levels)  # exact: float32 holds counts below 2**24
+        pairs = [q[r0:r1, c0:c1], q[r0 + dr:r1 + dr, c0 + dc:c1 + dc]]  # (first, second) level of each pair
+        counts = cv2.calcHist(pairs, [0, 1], None, [levels, levels], [0, levels, 0, levels])
+        counts = counts.astype(np.uint32)  # exact: float32 holds counts below 2**24
         P[:, :, 0, a] = counts + counts.T
     return P
 
