@@ -29,6 +29,7 @@ from vitfeat.featurize.families.texture import (
     _quantised,
     _quantised_image,
     _region_histograms,
+    _region_ids,
     cooccurrence,
     glcm_properties,
     haar_wavedec2,
@@ -267,6 +268,8 @@ def test_region_histograms_equal_one_masked_histogram_per_region():
         for counts, region in zip(got, (mask, ring, empty)):
             expected = cv2.calcHist([values], [0], region.view(np.uint8), [n_bins], [0, n_bins]).ravel()
             np.testing.assert_array_equal(counts, expected.astype(np.int64))
+        ids = _region_ids([mask, ring, empty])  # given by the caller: the same counts
+        np.testing.assert_array_equal(_region_histograms(values, [mask, ring, empty], n_bins, ids), got)
     for counts, region in zip(_region_histograms(codes, [mask, ring], 10), (mask, ring)):
         assert _lbp_features(counts) == _lbp(codes, region)
 

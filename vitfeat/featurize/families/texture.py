@@ -173,7 +173,8 @@ def _quantise(values: np.ndarray, hist: np.ndarray, levels: int) -> np.ndarray:
     return np.clip((values - lo) / max(hi - lo, 1e-6) * levels, 0, levels - 1).astype(np.uint8)
 
 
-def _quantised_image(grey_u8: np.ndarray, regions: list[np.ndarray], levels: int) -> tuple[np.ndarray, list[int]]:
+def _quantised_image(grey_u8: np.ndarray, regions: list[np.ndarray], levels: int,
+                     ids: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
     """The co-occurrence image of :func:`_glcm` for uint8 grey, without gathering any pixel.
 
     The regions' histograms come from one OpenCV histogram (:func:`_region_histograms`), and each
@@ -183,7 +184,7 @@ def _quantised_image(grey_u8: np.ndarray, regions: list[np.ndarray], levels: int
     q = np.zeros(grey_u8.shape, np.uint8)
     present = []
     table_in = np.arange(256, dtype=np.float32)
-    for k, (region, hist) in enumerate(zip(regions, _region_histograms(grey_u8, regions, 256))):
+    for k, (region, hist) in enumerate(zip(regions, _region_histograms(grey_u8, regions, 256, ids))):
         region_u8 = region.view(np.uint8)
         if hist.sum() < 16:
             continue
@@ -193,7 +194,7 @@ def _quantised_image(grey_u8: np.ndarray, regions: list[np.ndarray], levels: int
     return q, present
 
 
-def _glcm(grey: np.ndarray, regions: list[np.ndarray], levels: int) -> list[dict]:
+def _glcm(grey: np.ndarray, regions: list[np.ndarray], levels: int, ids: np.ndarray | None = None) -> list[dict]:
     """GLCM properties of several disjoint regions from one co-occurrence pass.
 
     Region k's pixels get levels ``1 + k*levels ...`` and everything else level 0, so one
@@ -202,7 +203,7 @@ def _glcm(grey: np.ndarray, regions: list[np.ndarray], levels: int) -> list[dict
     """
     names = [f"glcm_{p.lower()}" for p in GLCM_PROPS]
     if grey.dtype == np.uint8:
-        q, present = _quantised_image(grey, regions, levels)
+        q, present = _quantised_image(grey, regions, levels, ids)
     else:
         q, present = np.zeros(grey.shape, np.uint8), []
         for k, region in enumerate(regions):
@@ -295,16 +296,25 @@ def _region_ids(regions: list[np.ndarray]) -> np.ndarray:
     return ids
 
 
-def _region_histograms(values: np.ndarray, regions: list[np.ndarray], n_bins: int) -> np.ndarray:
+def _region_histograms(values: np.ndarray, regions: list[np.ndarray], n_bins: int,
+                       ids: np.ndarray | None = None) -> np.ndarray:
     """``(region, bin)`` counts of the integer ``values`` (0..n_bins-1, uint8) in each of the disjoint
     ``regions``: one unmasked OpenCV histogram of ``value + n_bins * region id`` instead of a masked
-    histogram per region (the same integer counts, one pass)."""
-    total = n_bins * (len(regions) + 1)
-    dtype = np.uint8 if total <= 256 else np.uint16
-    codes = _region_ids(regions).astype(dtype) * dtype(n_bins)
+    histogram per region (the same integer counts, one pass). ``ids``: :func:`_region_ids` of the
+    regions, when the caller has it.
+
+    When the codes would not fit in 8 bits (e.g. 256 grey levels), a 2-D histogram of region id
+    and value gives the same counts on OpenCV's 8-bit table path, without building 16-bit codes.
+    """
+    ids = _region_ids(regions) if ids is None else ids
+    n_ids = len(regions) + 1
+    if n_bins * n_ids > 256:
+        counts = cv2.calcHist([ids, values], [0, 1], None, [n_ids, n_bins], [0, n_ids, 0, n_bins])
+        return counts.astype(np.int64)[1:]  # exact below 2**24
+    codes = ids * np.uint8(n_bins)
     codes += values
-    counts = cv2.calcHist([codes], [0], None, [total], [0, total]).ravel().astype(np.int64)  # exact below 2**24
-    return counts.reshape(len(regions) + 1, n_bins)[1:]
+    counts = cv2.calcHist([codes], [0], None, [n_bins * n_ids], [0, n_bins * n_ids]).ravel().astype(np.int64)
+    return counts.reshape(n_ids, n_bins)[1:]
 
 
 def _lbp_features(counts: np.ndarray) -> dict:
@@ -339,8 +349,9 @@ def texture_features(v: ImageView, levels: int = 2, glcm_levels: int = 16) -> di
     grey_u8 = v.grey_u8[v.roi][y0:y1, x0:x1]
     codes = lbp_uniform(grey_u8)
     out = {}
-    glcms = _glcm(grey_u8, list(regions.values()), glcm_levels)  # the same integer levels, in uint8
-    lbp_counts = _region_histograms(codes, list(regions.values()), N_LBP)
+    ids = _region_ids(list(regions.values()))  # shared by the grey and LBP histograms
+    glcms = _glcm(grey_u8, list(regions.values()), glcm_levels, ids)  # the same integer levels, in uint8
+    lbp_counts = _region_histograms(codes, list(regions.values()), N_LBP, ids)
     for (prefix, region), glcm, counts in zip(regions.items(), glcms, lbp_counts):
         feats = {**_wavelet(coeffs, region, levels), **glcm, **_lbp_features(counts)}
         out.update({prefix + k: x for k, x in feats.items()})
