@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vitfeat.featurize.views import satellite_sized
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -159,10 +161,11 @@ def _lesion_points(mask: np.ndarray, max_points: int = 12, components=None):
     n, _, stats, centroids = components
     if n <= 2:
         return None
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    main = int(np.argmax(areas))
-    small = [k for k in np.argsort(-areas) if k != main and 8 <= areas[k] <= 0.25 * areas[main]][:max_points]
-    return centroids[1 + main], np.sqrt(areas[main] / np.pi), centroids[[1 + k for k in small]]
+    main, sized = satellite_sized(stats)  # the satellites family's size rule and defaults
+    sized = set(sized)
+    largest_first = 1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA])
+    small = [k for k in largest_first if k in sized][:max_points]
+    return centroids[main], np.sqrt(stats[main, cv2.CC_STAT_AREA] / np.pi), centroids[small]
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -175,14 +175,10 @@ class ImageView:
         """CIELAB as float32 (L* in [0, 100]); converts :attr:`lab8_roi` on each access."""
         return lab8_to_lab(self.lab8_roi.astype(np.float32))
 
-    @cached_property
-    def labels_roi(self) -> np.ndarray:
-        return self.components[1][self.roi]
-
     def labels_window(self, window: tuple[slice, slice]) -> tuple[tuple[slice, slice], np.ndarray]:
         """The component labels within ``window`` (ROI coordinates) where :attr:`components_box`
-        holds them: ``(box, labels)`` with ``box`` as slices of the window; ``labels_roi[window]``
-        is 0 beyond ``box``."""
+        holds them: ``(box, labels)`` with ``box`` as slices of the window; the labels of the
+        whole image (:attr:`components`) are 0 in the window beyond ``box``."""
         (ry, rx), (ly, lx) = self.roi_origin, self.labels_origin
         labels = self.components_box[1]
         parts = []
@@ -297,6 +293,16 @@ def _single_component(crop: np.ndarray):
         centroids[0] = ((h * w * (w - 1) / 2 - m["m10"]) / (h * w - area),
                         (w * h * (h - 1) / 2 - m["m01"]) / (h * w - area))
     return 2, crop, stats, centroids
+
+
+def satellite_sized(stats: np.ndarray, min_area_px: int = 8, max_area_fraction: float = 0.25) -> tuple[int, list[int]]:
+    """``(main, sized)`` from ``cv2.connectedComponentsWithStats``' stats (row 0 the background, at
+    least one lesion component): the label of the largest component and, in label order, those of the
+    others of satellite size (``min_area_px`` .. ``max_area_fraction`` of the main one's area)."""
+    areas = stats[:, cv2.CC_STAT_AREA]
+    main = 1 + int(np.argmax(areas[1:]))
+    limit = max_area_fraction * float(areas[main])
+    return main, [k for k in range(1, len(stats)) if k != main and min_area_px <= areas[k] <= limit]
 
 
 def lab8_to_lab(values: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from vitfeat.featurize.registry import CaseArrays, register_family
-from vitfeat.featurize.views import nan_dict, view
+from vitfeat.featurize.views import nan_dict, satellite_sized, view
 
 DEFAULTS = {"min_area_px": 8, "max_area_fraction": 0.25, "max_distance": 4.0}
 
@@ -43,12 +43,9 @@ def satellite_features(mask: np.ndarray, min_area_px: int = 8, max_area_fraction
     n, labels, stats, _ = components
     if n <= 1:
         return out
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    main = 1 + int(np.argmax(areas))
+    main, sized = satellite_sized(stats, min_area_px, max_area_fraction)
     main_area = float(stats[main, cv2.CC_STAT_AREA])
     r_eq = np.sqrt(main_area / np.pi)
-    sized = [k for k in range(1, n) if k != main
-             and min_area_px <= stats[k, cv2.CC_STAT_AREA] <= max_area_fraction * main_area]
     if not sized:  # no component of satellite size: no distances to compute
         return {**out, "count": 0.0, "area_fraction": 0.0, "mean_area_fraction": 0.0}
     # All components lie in the mask's bounding box, so distances computed there are exact.
