@@ -298,7 +298,26 @@ def _read_items(items: list[SegItem], values, failures: list, progress: bool):
         yield item, image, mask
 
 
-class OriginalRecipeDataset(Dataset):
+class _InMemorySplit(Dataset):
+    """A split held in memory: ``images`` (N, S, S, 3), ``masks`` (N, S, S), the ``items`` they came
+    from and an optional joint ``transform(image, mask)``; items are (image (3, S, S), mask) tensors."""
+
+    items: list
+    images: np.ndarray
+    masks: np.ndarray
+    transform = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        image, mask = self.images[index], self.masks[index]
+        if self.transform is not None:
+            image, mask = self.transform(image, mask)
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(mask)
+
+
+class OriginalRecipeDataset(_InMemorySplit):
     """A split prepared as UltraLight prepares it: PIL-bilinear resize of images and of 0/255 masks
     (soft mask edges, /255), the split-level z-score then per-image [0, 255] rescale, and (training)
     the original augmentation after normalisation. Items: (float32 (3, S, S) in [0, 255], float32
@@ -315,17 +334,8 @@ class OriginalRecipeDataset(Dataset):
         self.images = split_minmax255(np.stack(images)) if images else np.zeros((0, imgsz, imgsz, 3), np.float32)
         self.masks = np.stack(masks) if masks else np.zeros((0, imgsz, imgsz), np.float32)
 
-    def __len__(self) -> int:
-        return len(self.items)
 
-    def __getitem__(self, index):
-        image, mask = self.images[index], self.masks[index]
-        if self.transform is not None:
-            image, mask = self.transform(image, mask)
-        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(mask)
-
-
-class SegmentationDataset(Dataset):
+class SegmentationDataset(_InMemorySplit):
     """Images and class masks resized to ``imgsz`` squares and held in memory (uint8).
 
     Unreadable cases are left out and listed in ``failures`` (case_id, path, error); the rest go on.
@@ -343,12 +353,3 @@ class SegmentationDataset(Dataset):
             self.items.append(item)
         self.images = np.stack(images) if images else np.zeros((0, imgsz, imgsz, 3), np.uint8)  # (N, S, S, 3)
         self.masks = np.stack(masks) if masks else np.zeros((0, imgsz, imgsz), np.uint8)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index):
-        image, mask = self.images[index], self.masks[index]
-        if self.transform is not None:
-            image, mask = self.transform(image, mask)
-        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(mask)
