@@ -15,11 +15,11 @@ from skimage.feature import graycomatrix, graycoprops
 
 from vitfeat.featurize import CaseArrays, get_family
 from vitfeat.featurize import views as views_module
-from vitfeat.featurize.families.border import _inner_width, _inner_widths, border_features
+from vitfeat.featurize.families.border import _gradient, _inner_width, _inner_widths, border_features
 from vitfeat.featurize.families.color import ciede2000
 from vitfeat.featurize.families.firstorder import firstorder_features
 from vitfeat.featurize.families.satellites import satellite_features
-from vitfeat.featurize.families.shape import _box_counts, shape_features
+from vitfeat.featurize.families.shape import _box_counts, _padded, box_counting_dimension, shape_features
 from vitfeat.featurize.families.texture import (
     _LBP_LUT,
     _RING,
@@ -37,7 +37,7 @@ from vitfeat.featurize.families.texture import (
 )
 from vitfeat.featurize.families.wood import percentiles_of_histogram
 from vitfeat.featurize.registration import _best_satellite_map, _similarity, _skin_mask, register_pair
-from vitfeat.featurize.views import ImageView, coordinates
+from vitfeat.featurize.views import ImageView, _single_component, coordinates
 
 RNG = np.random.default_rng(17)
 
@@ -444,3 +444,40 @@ def test_ciede2000_equals_scikit_image():
               np.array([[50.0, -10.0, 0.1], [55.0, -10.0, -0.1]])]  # hue across pi
     for lab1, lab2 in pairs:
         assert ciede2000(lab1, lab2) == pytest.approx(float(deltaE_ciede2000(lab1, lab2)), rel=1e-12, abs=1e-12)
+
+
+def test_numpy_stand_ins_equal_numpy_bit_for_bit():
+    for n in (2, 3, 7, 150):
+        f = RNG.normal(size=n)
+        np.testing.assert_array_equal(_gradient(f, 0.5), np.gradient(f, 0.5))
+    for mask in masks_to_try():
+        np.testing.assert_array_equal(_padded(mask), np.pad(mask, 1))
+
+
+def test_box_counting_slope_equals_polyfit():
+    for mask in masks_to_try():
+        points = np.argwhere(mask ^ cv2.erode(mask.view(np.uint8), np.ones((3, 3), np.uint8)).astype(bool))
+        extent = int(np.ptp(points, axis=0).max()) + 1 if len(points) else 0
+        sizes = 2 ** np.arange(1, max(2, int(np.log2(max(extent, 4))) - 1))
+        if len(points) < 16 or len(sizes) < 2:
+            assert np.isnan(box_counting_dimension(points))
+            continue
+        expected = np.polyfit(np.log(1.0 / sizes), np.log(_box_counts(points, len(sizes))), 1)[0]
+        assert box_counting_dimension(points) == pytest.approx(expected, rel=1e-12)
+
+
+def test_mask_box_and_the_one_piece_background_row_equal_the_labelling():
+    for mask in masks_to_try():
+        ys, xs = np.nonzero(mask)
+        v = ImageView(np.zeros(mask.shape + (3,), np.uint8), mask)
+        assert v.mask_box == (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
+        crop = np.ascontiguousarray(mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1]).view(np.uint8)
+        single = _single_component(crop)
+        if single is None:
+            continue
+        _, _, ref_stats, ref_centroids = cv2.connectedComponentsWithStats(crop, connectivity=8)
+        if ref_stats[0, cv2.CC_STAT_AREA] == 0:  # no background: OpenCV's row 0 is undefined, ours is 0s
+            assert not single[2][0].any()
+            continue
+        np.testing.assert_array_equal(single[2], ref_stats)  # the background's row 0 too
+        np.testing.assert_allclose(single[3], ref_centroids, rtol=1e-12)

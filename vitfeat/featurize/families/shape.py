@@ -54,6 +54,13 @@ def _marching_squares_padded(padded: np.ndarray, origin) -> tuple[float, float, 
     return float(counts @ _CELL_LENGTH), float(counts @ _CELL_AREA), vertices
 
 
+def _padded(mask: np.ndarray) -> np.ndarray:
+    """``np.pad(mask, 1)`` of a bool mask (one background pixel around it), without np.pad's overhead."""
+    out = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), bool)
+    out[1:-1, 1:-1] = mask
+    return out
+
+
 def outer_contour(mask: np.ndarray) -> np.ndarray:
     """The longest outer boundary (row, col) of a bool mask, traced through pixel centres."""
     contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -92,8 +99,10 @@ def box_counting_dimension(points: np.ndarray) -> float:
     if len(sizes) < 2:
         return float("nan")
     counts = _box_counts(points.astype(np.int64), len(sizes))
-    slope = np.polyfit(np.log(1.0 / sizes), np.log(counts), 1)[0]
-    return float(slope)
+    # The least-squares slope in closed form: np.polyfit's value to float rounding, 10x cheaper.
+    x, y = np.log(1.0 / sizes), np.log(counts)
+    x = x - x.mean()
+    return float(x @ (y - y.mean()) / (x @ x))
 
 
 def fourier_energy(contour: np.ndarray, n_points: int = 128, low_harmonics: int = 4) -> float:
@@ -130,7 +139,7 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None,
     # Mesh, moments and contours of the mask's bounding box, padded with one background pixel:
     # the same shapes at a translation (central moments and Fourier energies do not depend on
     # it), from a fraction of the pixels.
-    padded = np.pad(mask[box[0]:box[1], box[2]:box[3]], 1)
+    padded = _padded(mask[box[0]:box[1], box[2]:box[3]])
     perimeter, mesh_area, vertices = _marching_squares_padded(padded, (box[0], box[2]))
     out.update(mesh_area=mesh_area, perimeter=perimeter)
     if perimeter > 0 and mesh_area > 0:
