@@ -481,3 +481,16 @@ def test_mask_box_and_the_one_piece_background_row_equal_the_labelling():
             continue
         np.testing.assert_array_equal(single[2], ref_stats)  # the background's row 0 too
         np.testing.assert_allclose(single[3], ref_centroids, rtol=1e-12)
+
+
+def test_entropies_of_ragged_rows_equal_one_call_per_row():
+    rows = [RNG.standard_normal(int(n)).astype(np.float32) * 10 for n in RNG.integers(0, 3000, 21)]
+    rows[3] = np.full(50, 2.5, np.float32)  # constant
+    rows[5], rows[7] = rows[5][:1], rows[7][:0]  # too short: NaN
+    got = _entropies(rows)  # 21 rows x 16 bins > 256: the bincount path
+    expected = [_entropies(row[None, :])[0] for row in rows]
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(_entropies(rows[:12]), expected[:12])  # the 8-bit histogram path
+    for value, row in zip(got, rows):
+        if row.size >= 2 and row.min() < row.max():
+            assert value == pytest.approx(_histogram_entropy(row), rel=1e-12)

@@ -46,9 +46,12 @@ class Registration:
         return self.method in ("orb_similarity", "satellite_landmarks")
 
     def warp_mask(self, clinical_mask: np.ndarray, wood_shape) -> np.ndarray:
+        return self.warp_mask_u8(clinical_mask, wood_shape) > 0
+
+    def warp_mask_u8(self, clinical_mask: np.ndarray, wood_shape) -> np.ndarray:
+        """:meth:`warp_mask` as 0/1 uint8 (OpenCV's own output, for counting without a bool pass)."""
         h, w = wood_shape[:2]
-        warped = cv2.warpAffine(clinical_mask.astype(np.uint8), self.matrix, (w, h), flags=cv2.INTER_NEAREST)
-        return warped > 0
+        return cv2.warpAffine(_as_u8(clinical_mask), self.matrix, (w, h), flags=cv2.INTER_NEAREST)
 
 
 def _high_pass(grey_u8: np.ndarray, sigma: float = 15.0) -> np.ndarray:

@@ -12,6 +12,7 @@ Columns read ``pair_wood_<feature>`` (the extent under Wood's lamp, seen from th
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from vitfeat.featurize.registration import register_pair
@@ -53,10 +54,10 @@ def pair(case: CaseArrays, modality: str = "pair") -> dict:
     out["area_ratio"] = a_w / (a_c * reg.area_scale)
     out["area_ratio_unregistered"] = (a_w / vw.mask.size) / (a_c / vc.mask.size)
     out["total_area_ratio"] = vw.area / (vc.area * reg.area_scale)
-    warped = reg.warp_mask(vc.mask, vw.mask.shape)
+    warped = reg.warp_mask_u8(vc.mask, vw.mask.shape)
     # Counts from one intersection: union and outside part follow from the two areas.
-    inter = np.count_nonzero(warped & vw.mask)
-    union = np.count_nonzero(warped) + vw.area - inter
+    inter = cv2.countNonZero(cv2.bitwise_and(warped, np.ascontiguousarray(vw.mask).view(np.uint8)))
+    union = cv2.countNonZero(warped) + vw.area - inter
     out["iou"] = inter / union if union else float("nan")
     out["outside_fraction"] = (vw.area - inter) / vw.area
     out["registration_score"] = reg.score

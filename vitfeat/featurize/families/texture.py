@@ -70,39 +70,47 @@ def lbp_uniform(grey: np.ndarray) -> np.ndarray:
     return cv2.LUT(pattern, _LBP_LUT)  # a table lookup, 10x numpy's fancy indexing
 
 
-def _entropies(rows: np.ndarray, bins: int = 16) -> list[float]:
+def _entropies(rows, bins: int = 16) -> list[float]:
     """Shannon entropy (bits) of each row's ``np.histogram(row, bins)``, all rows binned in one pass.
 
-    NaN for fewer than 2 values, 0 for a constant row. The bins are ``np.histogram``'s (equal
-    widths between the row's minimum and maximum), computed without its per-call overhead: the
-    bin index is the truncated float32 ``(value - min) * (bins / spread)``, held in uint8 and
-    counted by one OpenCV histogram (exact integer counts) when every row's bins fit in 256.
+    ``rows``: a 2-D array, or a list of 1-D arrays of one dtype and any lengths (e.g. the subbands
+    of several regions and levels, in one call). NaN for fewer than 2 values, 0 for a constant row.
+    The bins are ``np.histogram``'s (equal widths between the row's minimum and maximum), computed
+    without its per-call overhead: the bin index is the truncated ``(value - min) * (bins / spread)``
+    in the rows' dtype, counted by one OpenCV histogram (exact integer counts) when every row's bins
+    fit in 256, else by ``np.bincount``.
     """
-    k, n = rows.shape
-    if n < 2:
-        return [float("nan")] * k
-    lo, hi = rows.min(axis=1), rows.max(axis=1)
+    rows = list(rows)
+    out = [float("nan")] * len(rows)
+    used = [i for i, r in enumerate(rows) if r.size >= 2]
+    if not used:
+        return out
+    sizes = np.array([rows[i].size for i in used])
+    values = np.concatenate([rows[i] for i in used])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    lo, hi = np.minimum.reduceat(values, starts), np.maximum.reduceat(values, starts)
     spread = hi.astype(np.float64) - lo.astype(np.float64)
     flat = spread <= 0  # constant rows: entropy 0 below; index 0 avoids 0 * inf
     # In the data type, as a Python-float factor would be cast to it too.
-    scale = (bins / np.where(flat, 1.0, spread)).astype(rows.dtype)
-    position = np.subtract(rows, lo[:, None])
-    np.multiply(position, scale[:, None], out=position)
-    if k * bins <= 256 and rows.dtype == np.float32:
+    scale = (bins / np.where(flat, 1.0, spread)).astype(values.dtype)
+    row_of = np.repeat(np.arange(len(used)), sizes)
+    position = values - lo[row_of]
+    position *= scale[row_of]  # elementwise: the same products as broadcasting one row at a time
+    k = len(used)
+    if k * bins <= 256 and values.dtype == np.float32:
         idx = position.astype(np.uint8)  # positions lie in [0, bins + rounding]: truncation as int64's
         np.minimum(idx, bins - 1, out=idx)
-        idx += (np.arange(k, dtype=np.uint8) * np.uint8(bins))[:, None]
+        idx += (row_of * bins).astype(np.uint8)
         counts = cv2.calcHist([idx], [0], None, [k * bins], [0, k * bins]).ravel().astype(np.int64).reshape(k, bins)
     else:
         idx = np.minimum(position.astype(np.int64), bins - 1)
-        idx += (np.arange(k) * bins)[:, None]
-        counts = np.bincount(idx.ravel(), minlength=k * bins).reshape(k, bins)
+        idx += row_of * bins
+        counts = np.bincount(idx, minlength=k * bins).reshape(k, bins)
     with np.errstate(divide="ignore", invalid="ignore"):
-        p = counts / n
+        p = counts / sizes[:, None]
         terms = p * np.log2(p)  # elementwise as per row; empty bins (nan) are left out below
-    out = []
-    for row_counts, row_terms, row_flat in zip(counts, terms, flat):
-        out.append(0.0 if row_flat else float(-np.sum(row_terms[row_counts > 0])))
+    for i, row_counts, row_terms, row_flat in zip(used, counts, terms, flat):
+        out[i] = 0.0 if row_flat else float(-np.sum(row_terms[row_counts > 0]))
     return out
 
 
@@ -142,17 +150,30 @@ def haar_wavedec2(image: np.ndarray, level: int) -> list:
 
 
 def _wavelet(coeffs, region: np.ndarray, levels: int) -> dict:
-    out = {}
-    for lv in range(1, levels + 1):
-        details = coeffs[-lv]  # coeffs = [cA_n, (details level n), ..., (details level 1)]
-        h, w = details[0].shape
-        m = cv2.resize(region.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-        where = np.flatnonzero(m.view(bool))  # once for the three subbands; bool: numpy's fast path, 4x
-        vals = np.stack([c.ravel().take(where) for c in details])  # (subband, coefficient)
-        energies = np.mean(vals**2, axis=1) if where.size else [float("nan")] * len(SUBBANDS)
-        for sb, energy, entropy in zip(SUBBANDS, energies, _entropies(vals)):
-            out[f"wavelet_L{lv}_{sb}_energy"] = float(energy)
-            out[f"wavelet_L{lv}_{sb}_entropy"] = entropy
+    """Wavelet features of one region (see :func:`_wavelet_features`)."""
+    return _wavelet_features(coeffs, [region], levels)[0]
+
+
+def _wavelet_features(coeffs, regions: list[np.ndarray], levels: int) -> list[dict]:
+    """Per region, mean energy and entropy of each detail subband's coefficients in the region.
+
+    The entropies of every region, level and subband come from one :func:`_entropies` call.
+    """
+    blocks = []  # (region index, level, (subband, coefficient) values)
+    for k, region in enumerate(regions):
+        for lv in range(1, levels + 1):
+            details = coeffs[-lv]  # coeffs = [cA_n, (details level n), ..., (details level 1)]
+            h, w = details[0].shape
+            m = cv2.resize(region.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+            where = np.flatnonzero(m.view(bool))  # once for the three subbands; bool: numpy's fast path, 4x
+            blocks.append((k, lv, np.stack([c.ravel().take(where) for c in details])))
+    entropies = iter(_entropies([row for _, _, vals in blocks for row in vals]))
+    out = [{} for _ in regions]
+    for k, lv, vals in blocks:
+        energies = np.mean(vals**2, axis=1) if vals.shape[1] else [float("nan")] * len(SUBBANDS)
+        for sb, energy in zip(SUBBANDS, energies):
+            out[k][f"wavelet_L{lv}_{sb}_energy"] = float(energy)
+            out[k][f"wavelet_L{lv}_{sb}_entropy"] = next(entropies)
     return out
 
 
@@ -354,8 +375,9 @@ def texture_features(v: ImageView, levels: int = 2, glcm_levels: int = 16) -> di
     ids = _region_ids(list(regions.values()))  # shared by the grey and LBP histograms
     glcms = _glcm(grey_u8, list(regions.values()), glcm_levels, ids)  # the same integer levels, in uint8
     lbp_counts = _region_histograms(codes, list(regions.values()), N_LBP, ids)
-    for (prefix, region), glcm, counts in zip(regions.items(), glcms, lbp_counts):
-        feats = {**_wavelet(coeffs, region, levels), **glcm, **_lbp_features(counts)}
+    wavelets = _wavelet_features(coeffs, list(regions.values()), levels)
+    for prefix, wavelet, glcm, counts in zip(regions, wavelets, glcms, lbp_counts):
+        feats = {**wavelet, **glcm, **_lbp_features(counts)}
         out.update({prefix + k: x for k, x in feats.items()})
     return out
 
