@@ -55,8 +55,10 @@ PYRADIOMICS_PAIRS = {
 }
 
 
-def per_core_times(manifest, n: int, repeats: int) -> tuple[float, float, dict]:
-    """(load ms, features ms, per-family ms) per case, one thread, in this process.
+def per_core_times(manifest, n: int, repeats: int) -> tuple[float, float, dict, list]:
+    """(load ms, features ms, per-family ms) per case, one thread, in this process, and each pass's
+    features / decode ratio (both halves timed in that pass, so a drift of the machine's speed
+    between passes cancels out of it).
 
     CPU time of this process (``time.process_time``), not wall time, and the best of ``repeats``
     passes (as ``timeit`` reports): on a machine shared with other jobs, wall time and single
@@ -67,7 +69,7 @@ def per_core_times(manifest, n: int, repeats: int) -> tuple[float, float, dict]:
     cases = list(manifest.cases())[:n]
     for fam in families:  # warm-up: first calls import and initialise libraries
         fam(load_case_arrays(cases[0], {"clinical": "given", "wood": "given"}))
-    load_best, fam_best = np.inf, {f.name: np.inf for f in families}
+    load_best, fam_best, ratios = np.inf, {f.name: np.inf for f in families}, []
     for _ in range(repeats):
         load_t, fam_t = 0.0, {f.name: 0.0 for f in families}
         for case in cases:
@@ -81,8 +83,9 @@ def per_core_times(manifest, n: int, repeats: int) -> tuple[float, float, dict]:
                 fam_t[fam.name] += CLOCK() - t0
         load_best = min(load_best, load_t)
         fam_best = {k: min(fam_best[k], fam_t[k]) for k in fam_t}
+        ratios.append(sum(fam_t.values()) / load_t)
     k = 1000.0 / len(cases)
-    return load_best * k, sum(fam_best.values()) * k, {name: t * k for name, t in fam_best.items()}
+    return load_best * k, sum(fam_best.values()) * k, {name: t * k for name, t in fam_best.items()}, ratios
 
 
 def shared_intermediate_times(manifest, n: int, repeats: int) -> dict:
@@ -142,7 +145,7 @@ def bench_synth(n: int, size: int, jobs: int, seed: int, repeats: int) -> None:
     print(f"== synth: {n} paired cases at {size} px, {len(DEFAULT_FAMILIES)} handcrafted families, "
           f"{result.frame.shape[1] - 4} features")
     print(f"extract --jobs {jobs}: {wall:.1f} s, {n / wall:.1f} cases/s ({result.n_failed} failed)")
-    load_ms, feat_ms, fam_ms = per_core_times(manifest, min(n, 40), repeats)
+    load_ms, feat_ms, fam_ms, pass_ratios = per_core_times(manifest, min(n, 40), repeats)
     print(f"one core (CPU time, best of {repeats} passes), per paired case: {load_ms:.1f} ms decode + masks, "
           f"{feat_ms:.1f} ms features, {load_ms + feat_ms:.1f} ms in all (target < 50 ms)")
     print("  per family (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in fam_ms.items()))
@@ -154,6 +157,8 @@ def bench_synth(n: int, size: int, jobs: int, seed: int, repeats: int) -> None:
     print(f"  of which per-image intermediates shared by the families ({sum(shared.values()):.1f} ms, charged above to "
           "the first family that reads each): " + ", ".join(f"{k} {v:.1f}" for k, v in shared.items()))
     print(f"features / decode: {feat_ms / load_ms:.2f} (measured in this run; issue #17 target <= 3)")
+    print(f"  per pass (both halves timed in the same pass): median {np.median(pass_ratios):.2f}, "
+          f"range {min(pass_ratios):.2f}-{max(pass_ratios):.2f} over {len(pass_ratios)} passes")
 
     f = result.frame.merge(pd.read_csv(out / "truth.csv"), on="case_id")
     observed = f["area_ratio"] * f["wood_scale"] ** 2
