@@ -94,10 +94,10 @@ def shared_intermediate_times(manifest, n: int, repeats: int) -> dict:
     They are computed once per image, on first use, so :func:`per_core_times` charges each to the
     first family that reads it; this times them on their own (best of ``repeats``).
     """
-    from vitfeat.featurize.views import view
+    from vitfeat.featurize.views import DISTANCE_PREFETCH_PX, view
 
-    def cielab(v):  # the window the colour family converts
-        return v.lab8_window(v.near(max(2.0 + v.ring_width, 48.0)))
+    def cielab(v):  # the window the colour family converts (its default 2 x 24 px bands)
+        return v.lab8_window(v.near(max(2.0 + v.ring_width, DISTANCE_PREFETCH_PX)))
 
     parts = {"components": lambda v: v.components_box, "grey": lambda v: (v.grey_u8, v.grey_roi),
              # distance: the window the families read (the first distance_near computes it for all)

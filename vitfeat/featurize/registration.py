@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vitfeat.featurize.views import satellite_sized
+from vitfeat.featurize.views import bounding_box, grown, satellite_sized
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,7 @@ def _skin_mask(mask: np.ndarray | None, shape, margin_px: int) -> np.ndarray:
     # Dilated on the mask's box grown by the margin only (the same values: nothing beyond it is
     # within reach of a lesion pixel, and dilation's default border adds nothing): 3-4x cheaper.
     h, w = shape[:2]
-    bx, by, bw, bh = cv2.boundingRect(np.ascontiguousarray(_as_u8(mask)))
-    y0, y1 = max(by - margin_px, 0), min(by + bh + margin_px, h)
-    x0, x1 = max(bx - margin_px, 0), min(bx + bw + margin_px, w)
+    y0, y1, x0, x1 = grown(bounding_box(mask), margin_px, (h, w))
     skin = np.full((h, w), 255, np.uint8)
     lesion_box = np.ascontiguousarray(_as_u8(mask)[y0:y1, x0:x1])
     skin[y0:y1, x0:x1] = cv2.compare(cv2.dilate(lesion_box, kernel), 0, cv2.CMP_EQ)  # 255 off the lesion, else 0
@@ -124,7 +122,8 @@ def register_pair(clinical: np.ndarray, wood: np.ndarray, clinical_mask: np.ndar
     (:attr:`ImageView.grey_u8`) saves the conversion. Photos larger than ``max_side`` are
     registered downscaled (geometry needs no more detail).
     ``clinical_components`` / ``wood_components``: the masks' ``cv2.connectedComponentsWithStats``
-    (8-connectivity) when the caller has them already (:attr:`ImageView.components`).
+    (8-connectivity; only their stats and centroids are read, so :attr:`ImageView.components_box`
+    serves) when the caller has them already.
     """
     landmarks = register_landmarks(clinical_mask, wood_mask, scale_range,
                                    clinical_components=clinical_components, wood_components=wood_components)

@@ -113,16 +113,13 @@ class ImageView:
     @cached_property
     def mask_box(self) -> tuple[int, int, int, int]:
         """The mask's bounding box in image pixels, ``(y0, y1, x0, x1)`` with exclusive ends."""
-        x, y, w, h = cv2.boundingRect(np.ascontiguousarray(self.mask).view(np.uint8))  # one SIMD pass
-        return y, y + h, x, x + w
+        return bounding_box(self.mask)
 
     @cached_property
     def roi(self) -> tuple[slice, slice]:
         margin = max(DISTANCE_MARGIN, int(np.ceil(self.ring_width)) + 4)
-        h, w = self.mask.shape
-        y0, y1, x0, x1 = self.mask_box
-        return (slice(max(y0 - margin, 0), min(y1 + margin, h)),
-                slice(max(x0 - margin, 0), min(x1 + margin, w)))
+        y0, y1, x0, x1 = grown(self.mask_box, margin, self.mask.shape)
+        return slice(y0, y1), slice(x0, x1)
 
     @property
     def roi_origin(self) -> tuple[int, int]:
@@ -138,11 +135,10 @@ class ImageView:
         chessboard distance: a pixel ``m`` rows or columns beyond the mask's bounding box has
         ``distance_roi >= m - 0.5``.
         """
-        grow = int(np.ceil(max(px, 0.0))) + 1
-        (ry, rx), (h, w) = self.roi_origin, self.mask_roi.shape
-        y0, y1, x0, x1 = self.mask_box
-        return (slice(max(y0 - ry - grow, 0), min(y1 - ry + grow, h)),
-                slice(max(x0 - rx - grow, 0), min(x1 - rx + grow, w)))
+        (ry, rx), (y0, y1, x0, x1) = self.roi_origin, self.mask_box
+        y0, y1, x0, x1 = grown((y0 - ry, y1 - ry, x0 - rx, x1 - rx), int(np.ceil(max(px, 0.0))) + 1,
+                               self.mask_roi.shape)
+        return slice(y0, y1), slice(x0, x1)
 
     @cached_property
     def mask_roi(self) -> np.ndarray:
@@ -204,7 +200,7 @@ class ImageView:
         # Inside distances need only the mask's box grown by one background pixel (or up to the ROI's
         # edge): every path to a background pixel beyond crosses that ring first, and both
         # distances grow with each coordinate offset, so the nearest background pixel is in the box.
-        box = _inside(self.near(0.0), window)
+        box = within(self.near(0.0), window)
         inside = cv2.distanceTransform(np.ascontiguousarray(m[box]), cv2.DIST_L2, DISTANCE_KERNEL)
         # Each transform is 0 where the other is not, so the signed distance is their difference;
         # the half-pixel shift puts the zero level on the pixel edge between lesion and skin.
@@ -230,7 +226,7 @@ class ImageView:
         if held is None or not _contains(held[0], window):
             reach = max(px, DISTANCE_PREFETCH_PX, 2.0 + self.ring_width)
             held = self._distance_window = (self.near(reach), self._signed_distance(self.near(reach)))
-        return held[1][_inside(window, held[0])]
+        return held[1][within(window, held[0])]
 
     @cached_property
     def ring_roi(self) -> np.ndarray:
@@ -257,9 +253,22 @@ class ImageView:
         return boundary
 
 
-def _inside(window: tuple[slice, slice], outer: tuple[slice, slice]) -> tuple[slice, slice]:
+def within(window: tuple[slice, slice], outer: tuple[slice, slice]) -> tuple[slice, slice]:
     """``window`` (ROI coordinates) as slices of the ``outer`` window that contains it."""
     return tuple(slice(w.start - o.start, w.stop - o.start) for w, o in zip(window, outer))
+
+
+def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """A bool mask's bounding box ``(y0, y1, x0, x1)``, exclusive ends (one OpenCV pass); all 0 when empty."""
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask, dtype=bool).view(np.uint8))
+    return y, y + h, x, x + w
+
+
+def grown(box: tuple[int, int, int, int], margin: int, shape) -> tuple[int, int, int, int]:
+    """``box`` ``(y0, y1, x0, x1)`` grown by ``margin`` px on every side, clipped to an image of ``shape``."""
+    y0, y1, x0, x1 = box
+    h, w = shape[:2]
+    return max(y0 - margin, 0), min(y1 + margin, h), max(x0 - margin, 0), min(x1 + margin, w)
 
 
 def _contains(outer: tuple[slice, slice], window: tuple[slice, slice]) -> bool:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from vitfeat.featurize.registry import CaseArrays, register_family
-from vitfeat.featurize.views import ImageView, lab8_to_lab, nan_dict, view
+from vitfeat.featurize.views import ImageView, lab8_to_lab, nan_dict, view, within
 
 _STATS = [f"{region}_{ch}_{stat}" for region in ("lesion", "ring") for ch in ("L", "a", "b")
           for stat in ("mean", "std")]
@@ -72,11 +72,6 @@ def _ita(lab_mean: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(lab_mean[0] - 50.0, lab_mean[2])))
 
 
-def _inside(window: tuple[slice, slice], outer: tuple[slice, slice]) -> tuple[slice, slice]:
-    """``window`` (ROI coordinates) as slices of the ``outer`` window that contains it."""
-    return tuple(slice(w.start - o.start, w.stop - o.start) for w, o in zip(window, outer))
-
-
 def color_features(v: ImageView, band_px: float = 24.0) -> dict:
     out = nan_dict(FEATURES)
     if not v.has_lesion or not v.ring_roi.any():
@@ -87,7 +82,7 @@ def color_features(v: ImageView, band_px: float = 24.0) -> dict:
     outer = v.near(max(2.0 + v.ring_width, 2 * band_px))
     lab8_outer = v.lab8_window(outer)
     win = v.near(2.0 + v.ring_width)
-    lab8 = lab8_outer[_inside(win, outer)]
+    lab8 = lab8_outer[within(win, outer)]
     mask_u8, ring_u8 = v.mask_roi[win].view(np.uint8), v.ring_roi[win].view(np.uint8)
     stats = {}
     for region, m in (("lesion", mask_u8), ("ring", ring_u8)):
@@ -108,7 +103,7 @@ def color_features(v: ImageView, band_px: float = 24.0) -> dict:
     d = v.distance_near(2 * band_px)
     far = (d > band_px) & (d <= 2 * band_px)
     if far.any():
-        L8 = np.ascontiguousarray(lab8_outer[_inside(win, outer)][..., 0])
+        L8 = np.ascontiguousarray(lab8_outer[within(win, outer)][..., 0])
         l_lesion = float(stats["lesion"][0])
         l_skin = cv2.mean(L8, mask=far.view(np.uint8))[0] * 100.0 / 255.0
         if abs(l_lesion - l_skin) > 1.0:

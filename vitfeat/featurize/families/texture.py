@@ -26,7 +26,7 @@ import numpy as np
 from skimage.feature import graycomatrix
 
 from vitfeat.featurize.registry import CaseArrays, register_family
-from vitfeat.featurize.views import ImageView, nan_dict, view
+from vitfeat.featurize.views import ImageView, bounding_box, grown, nan_dict, view
 
 SUBBANDS = ("LH", "HL", "HH")
 GLCM_PROPS = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM")
@@ -362,20 +362,18 @@ def texture_features(v: ImageView, levels: int = 2, glcm_levels: int = 16) -> di
         return {**nan_dict(names), **nan_dict("ring_" + n for n in names)}
     # Work on the bounding box of lesion + ring: most of the photo is neither.
     mask, ring = v.mask_roi, v.ring_roi
-    bx, by, bw, bh = cv2.boundingRect((mask | ring).astype(np.uint8))
-    pad = 2**levels
-    y0, y1 = max(by - pad, 0), min(by + bh + pad, mask.shape[0])
-    x0, x1 = max(bx - pad, 0), min(bx + bw + pad, mask.shape[1])
+    y0, y1, x0, x1 = grown(bounding_box(mask | ring), 2**levels, mask.shape)
     grey = v.grey_roi[y0:y1, x0:x1]
     regions = {"": mask[y0:y1, x0:x1], "ring_": ring[y0:y1, x0:x1]}
     coeffs = haar_wavedec2(grey, levels)
     grey_u8 = v.grey_u8[v.roi][y0:y1, x0:x1]
     codes = lbp_uniform(grey_u8)
     out = {}
-    ids = _region_ids(list(regions.values()))  # shared by the grey and LBP histograms
-    glcms = _glcm(grey_u8, list(regions.values()), glcm_levels, ids)  # the same integer levels, in uint8
-    lbp_counts = _region_histograms(codes, list(regions.values()), N_LBP, ids)
-    wavelets = _wavelet_features(coeffs, list(regions.values()), levels)
+    masks = list(regions.values())
+    ids = _region_ids(masks)  # shared by the grey and LBP histograms
+    glcms = _glcm(grey_u8, masks, glcm_levels, ids)  # the same integer levels, in uint8
+    lbp_counts = _region_histograms(codes, masks, N_LBP, ids)
+    wavelets = _wavelet_features(coeffs, masks, levels)
     for prefix, wavelet, glcm, counts in zip(regions, wavelets, glcms, lbp_counts):
         feats = {**wavelet, **glcm, **_lbp_features(counts)}
         out.update({prefix + k: x for k, x in feats.items()})
