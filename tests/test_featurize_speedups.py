@@ -21,10 +21,10 @@ from vitfeat.featurize.families.firstorder import firstorder_features
 from vitfeat.featurize.families.satellites import satellite_features
 from vitfeat.featurize.families.shape import _box_counts, _padded, box_counting_dimension, shape_features
 from vitfeat.featurize.families.texture import (
+    N_LBP,
     _LBP_LUT,
     _RING,
     _entropies,
-    _lbp,
     _lbp_features,
     _quantised,
     _quantised_image,
@@ -255,6 +255,12 @@ def test_entropies_equal_np_histogram_per_row_and_constant_rows_give_zero(dtype)
     rows[0] = 4.0  # a constant subband (a saturated region): entropy 0, no error
     assert _entropies(rows) == [0.0, *got[1:]]
     assert np.isnan(_entropies(rows[:, :1])).all()
+
+
+def _lbp(codes: np.ndarray, region: np.ndarray) -> dict:
+    """LBP features of one region from its own masked histogram (what the one-pass path replaced)."""
+    counts = cv2.calcHist([np.ascontiguousarray(codes)], [0], region.view(np.uint8), [N_LBP], [0, N_LBP]).ravel()
+    return _lbp_features(counts.astype(np.int64))
 
 
 def test_region_histograms_equal_one_masked_histogram_per_region():

@@ -13,7 +13,7 @@ import pytest
 import pywt
 from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 
-from vitfeat.featurize.families.texture import GLCM_PROPS, SUBBANDS, _glcm, _quantised, _wavelet, lbp_uniform
+from vitfeat.featurize.families.texture import GLCM_PROPS, SUBBANDS, _glcm, _quantised, _wavelet_features, lbp_uniform
 
 RNG = np.random.default_rng(0)
 
@@ -70,7 +70,7 @@ def test_wavelet_energies_equal_a_direct_pywavelets_cascade():
     grey = RNG.uniform(0, 255, (64, 96))
     left = np.zeros(grey.shape, bool)
     left[:, :48] = True  # halves stay exact halves at every level (48 = 2**3 * 6)
-    ours = _wavelet(pywt.wavedec2(grey, "haar", level=levels), left, levels)
+    ours = _wavelet_features(pywt.wavedec2(grey, "haar", level=levels), [left], levels)[0]
     approx = grey
     for level in range(1, levels + 1):
         approx, details = pywt.dwt2(approx, "haar")

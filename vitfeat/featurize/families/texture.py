@@ -149,11 +149,6 @@ def haar_wavedec2(image: np.ndarray, level: int) -> list:
     return [approx, *details]
 
 
-def _wavelet(coeffs, region: np.ndarray, levels: int) -> dict:
-    """Wavelet features of one region (see :func:`_wavelet_features`)."""
-    return _wavelet_features(coeffs, [region], levels)[0]
-
-
 def _wavelet_features(coeffs, regions: list[np.ndarray], levels: int) -> list[dict]:
     """Per region, mean energy and entropy of each detail subband's coefficients in the region.
 
@@ -348,12 +343,6 @@ def _lbp_features(counts: np.ndarray) -> dict:
     hist = counts / n
     p = hist[hist > 0]
     return {**{f"lbp_{i}": float(h) for i, h in enumerate(hist)}, "lbp_entropy": float(-np.sum(p * np.log2(p)))}
-
-
-def _lbp(codes: np.ndarray, region: np.ndarray) -> dict:
-    """LBP features of one region (reference for the one-pass :func:`_region_histograms` path)."""
-    counts = cv2.calcHist([np.ascontiguousarray(codes)], [0], region.view(np.uint8), [N_LBP], [0, N_LBP]).ravel()
-    return _lbp_features(counts.astype(np.int64))
 
 
 def texture_features(v: ImageView, levels: int = 2, glcm_levels: int = 16) -> dict:
