@@ -262,16 +262,18 @@ def test_fit_killed_mid_cv_resumes_and_equals_an_uninterrupted_run(tables, tmp_p
 
 
 def test_gradient_boosting_bins_follow_the_training_rows():
-    """Histogram bins are sized to the training part (about 8 rows per bin, 63..255), through the
-    same path the CV uses; registered pipelines and unknown sizes keep the libraries' 255."""
+    """Histogram bins are sized to the training part (8 rows per bin for HGB, 63..255; 16 for
+    LightGBM and XGBoost, 31..255), through the same path the CV uses; registered pipelines and
+    unknown sizes keep the libraries' 255."""
     from vitfeat.pipelines import zoo
     from vitfeat.pipelines.cv import fit_estimator
 
     assert [zoo.gbm_bins(n) for n in (None, 100, 480, 1000, 2048, 10_000)] == [255, 63, 63, 124, 255, 255]
+    assert [zoo.gbm_bins(n, 16) for n in (None, 100, 480, 1000, 2048, 4096)] == [255, 31, 31, 61, 127, 255]
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(1000, 5)), np.arange(1000) % 2
     groups = np.array([f"P{i // 2}" for i in range(1000)])
-    for name, param, offset in (("lgbm", "max_bin", 0), ("xgb", "max_bin", 1), ("hgb", "max_bins", 0)):
+    for name, param, bins in (("lgbm", "max_bin", 61), ("xgb", "max_bin", 62), ("hgb", "max_bins", 124)):
         model, _ = fit_estimator(name, X, y, groups)
-        assert model[-1].get_params()[param] == 124 + offset
-        assert zoo.make_pipeline(name)[-1].get_params()[param] == 255 + offset
+        assert model[-1].get_params()[param] == bins
+        assert zoo.make_pipeline(name)[-1].get_params()[param] == 255 + (name == "xgb")

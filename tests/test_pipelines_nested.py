@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from vitfeat.pipelines import nested as nested_module
 from vitfeat.pipelines.cv import cross_validate
@@ -67,21 +68,35 @@ def _shuffle_fold(X, y, plan, fold, seed):
     return X, y
 
 
-def test_shared_inner_folds_pick_without_the_outer_test_fold():
-    """With the default scheme (the other outer folds as inner folds, each inner fit shared by two
-    outer folds), wrecking an outer test fold's features and labels leaves that fold's inner scores
-    and pick unchanged: nothing of it took part in choosing its pipeline."""
+def test_inner_pairs_of_each_scheme():
+    """Neighbours: one pair per fold, every fold in exactly two pairs; others: every pair."""
+    from collections import Counter
+    from itertools import chain
+
+    neighbours = nested_module.inner_pairs(range(5), "neighbours")
+    assert len(neighbours) == len(set(neighbours)) == 5
+    assert set(Counter(chain(*neighbours)).values()) == {2}
+    assert sorted(nested_module.inner_pairs(range(5), "others")) == [(a, b) for a in range(5) for b in range(a + 1, 5)]
+    assert sorted(nested_module.inner_pairs(range(3), "neighbours")) == [(0, 1), (0, 2), (1, 2)]
+
+
+@pytest.mark.parametrize("inner, used", [("neighbours", "outer folds 1,4"), ("others", "outer folds 1,2,3,4")])
+def test_shared_inner_folds_pick_without_the_outer_test_fold(inner, used):
+    """With outer folds as inner folds (each inner fit shared by two outer folds), wrecking an
+    outer test fold's features and labels leaves that fold's inner scores and pick unchanged:
+    nothing of it took part in choosing its pipeline."""
     X, y, ids, pids, plan = _noise(0)
     plan = plan.set_index("case_id").loc[ids].reset_index()  # row i of the plan is case i
     outer, _, _ = cross_validate(X, y, pids, ids, plan, FAST, progress=False)
-    oof, picks = nested_selection(X, y, pids, ids, plan, FAST, outer, classes=["active", "stable"])
+    oof, picks = nested_selection(X, y, pids, ids, plan, FAST, outer, classes=["active", "stable"], inner=inner)
     assert len(picks) == plan["fold"].nunique()
-    assert picks["inner_folds"].iloc[0] == "outer folds 1,2,3,4"
+    assert picks["inner_folds"].iloc[0] == used
     _picks_match_outer_rows(oof, picks, outer)
     for fold in (0, 3):
         X2, y2 = _shuffle_fold(X, y, plan, fold, seed=fold)
         outer2, _, _ = cross_validate(X2, y2, pids, ids, plan, FAST, progress=False)
-        _, picks2 = nested_selection(X2, y2, pids, ids, plan, FAST, outer2, classes=["active", "stable"])
+        _, picks2 = nested_selection(X2, y2, pids, ids, plan, FAST, outer2, classes=["active", "stable"],
+                                     inner=inner)
         mine, mine2 = picks[picks["fold"] == fold].iloc[0], picks2[picks2["fold"] == fold].iloc[0]
         assert mine2["inner_balanced_accuracy"] == mine["inner_balanced_accuracy"]
         assert mine2["picked"] == mine["picked"]
@@ -89,16 +104,20 @@ def test_shared_inner_folds_pick_without_the_outer_test_fold():
         assert (other.to_numpy() != picks[picks["fold"] != fold]["inner_balanced_accuracy"].to_numpy()).any()
 
 
-def _inner_scores(calibrate):
+def _inner_scores(calibrate, inner="neighbours"):
     X, y, ids, pids, plan = _noise(2, n=90, patients=60)
     outer, _, _ = cross_validate(X, y, pids, ids, plan, FAST[:2], progress=False, calibrate=calibrate)
     _, picks = nested_selection(X, y, pids, ids, plan, FAST[:2], outer, classes=["active", "stable"],
-                                calibrate=calibrate)
+                                calibrate=calibrate, inner=inner)
     k = 2
     keep = ~plan.set_index("case_id").loc[ids, "fold"].eq(k).to_numpy()
     inner_plan = plan[plan["fold"] != k]
-    inner, _, _ = cross_validate(X[keep], y[keep], pids[keep], ids[keep], inner_plan, FAST[:2], progress=False,
-                                 calibrate=calibrate)
+    inner_oof, _, _ = cross_validate(X[keep], y[keep], pids[keep], ids[keep], inner_plan, FAST[:2], progress=False,
+                                     calibrate=calibrate)
+    # The plain CV on the other folds predicts fold j from all folds but j and k: the shared fit of
+    # the pair {j, k}. The neighbours scheme scores folds k - 1 and k + 1 only.
+    scored = [1, 3] if inner == "neighbours" else [0, 1, 3, 4]
+    inner = inner_oof[inner_oof["fold"].isin(scored)]
     expected = {name: round(float(np.mean([
         (part["y_pred"][part["y_true"] == c] == c).mean() for c in ("active", "stable")])), 4)
         for name, part in inner.groupby("pipeline")}
@@ -106,10 +125,14 @@ def _inner_scores(calibrate):
 
 
 def test_shared_inner_scores_equal_an_explicit_cross_validation():
-    """The shared inner predictions of outer fold k are those of a plain CV on the other folds,
-    fitted like the outer models: calibrated ones too when the run calibrates."""
+    """The shared inner predictions of outer fold k are those of a plain CV on the other folds (on
+    the folds the scheme scores), fitted like the outer models: calibrated ones too when the run
+    calibrates."""
     plain, expected_plain = _inner_scores(None)
     assert plain == expected_plain
+    others, expected_others = _inner_scores(None, "others")
+    assert others == expected_others
+    assert others != plain  # four folds scored instead of two: the check tells the schemes apart
     calibrated, expected_calibrated = _inner_scores("sigmoid")
     assert calibrated == expected_calibrated
     assert calibrated != plain  # calibration changes the inner predictions, so the check has teeth
@@ -132,3 +155,32 @@ def test_fit_run_reports_the_nested_row(tmp_path):
     single = fit_run(tmp_path / "features.parquet", tmp_path / "one", FitConfig(pipelines=["logreg"], n_boot=50),
                      progress=False)
     assert NAME not in set(pd.read_csv(single / "leaderboard.csv")["pipeline"])  # nothing was selected
+
+
+@pytest.mark.parametrize("inner, fits", [("neighbours", 5), ("others", 10)])
+def test_inner_fits_per_pipeline(monkeypatch, inner, fits):
+    """Neighbours: one shared inner fit per outer fold; others: one per pair of outer folds."""
+    X, y, ids, pids, plan = _noise(3)
+    planned = []
+
+    def spy(X_, y_, groups, case_ids, fold_plan, *args, **kwargs):
+        planned.append(fold_plan["fold"].nunique())
+        return cross_validate(X_, y_, groups, case_ids, fold_plan, *args, **kwargs)
+
+    outer, _, _ = cross_validate(X, y, pids, ids, plan, FAST[:2], progress=False)
+    monkeypatch.setattr(nested_module, "cross_validate", spy)
+    nested_selection(X, y, pids, ids, plan, FAST[:2], outer, classes=["active", "stable"], inner=inner)
+    assert planned == [fits]
+
+
+def test_unknown_inner_scheme_fails_before_any_fit(tmp_path):
+    X, y, ids, pids, _ = _noise(1, n=40)
+    table = pd.DataFrame(X, columns=[f"clinical_shape_f{i}" for i in range(X.shape[1])])
+    table.insert(0, "case_id", ids)
+    table.insert(1, "patient_id", pids)
+    table.insert(2, "label", y)
+    table.to_parquet(tmp_path / "features.parquet")
+    with pytest.raises(ValueError, match="inner_scheme 'all'"):
+        fit_run(tmp_path / "features.parquet", tmp_path / "run", FitConfig(pipelines=["logreg", "svm"],
+                                                                           inner_scheme="all"), progress=False)
+    assert not (tmp_path / "run" / "leaderboard.csv").exists()

@@ -60,11 +60,14 @@ def register(subparsers) -> None:
     p.add_argument("--search", choices=["none", "random"], help="nested hyperparameter search (default none)")
     p.add_argument("--n-iter", type=int, help="random-search candidates per fit (default 10)")
     p.add_argument("--no-nested", dest="nested", action="store_const", const=False,
-                   help="skip nested selection (the honest score of picking the best pipeline; it costs "
-                        "pipelines x folds x (folds - 1) / 2 extra fits, e.g. 10 per pipeline for 5 folds)")
+                   help="skip nested selection (the honest score of picking the best pipeline; it costs one "
+                        "extra fit per pipeline and outer fold, each on (folds - 2) / folds of the cases)")
+    p.add_argument("--inner-scheme", choices=["neighbours", "others"],
+                   help="inner folds of nested selection: the two neighbouring outer folds (default; one inner fit "
+                        "per outer fold, each serving two of them) or all other outer folds (one fit per pair of "
+                        "folds, e.g. 10 instead of 5 per pipeline at 5 folds: a steadier pick for twice the fits)")
     p.add_argument("--inner-folds", type=int,
-                   help="independent inner folds per outer fold for nested selection (default: the other outer "
-                        "folds, so that each inner fit serves two outer folds)")
+                   help="independent inner folds per outer fold for nested selection instead (N per outer fold)")
     p.add_argument("--jobs", type=int, help="parallel fits (default 1; models themselves use one thread each)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--n-boot", type=int, help="bootstrap resamples for the CIs (default 500)")
@@ -99,6 +102,7 @@ def run(args) -> int:
     overrides = {"targets": args.target, "pipelines": args.pipelines, "folds": args.folds, "repeats": args.repeats,
                  "folds_from": args.folds_from, "include": args.include, "search": args.search,
                  "nested": args.nested, "inner_folds": args.inner_folds,
+                 "inner_scheme": args.inner_scheme,
                  "n_iter": args.n_iter, "jobs": args.jobs, "seed": args.seed, "n_boot": args.n_boot,
                  "positive": args.positive,
                  "prefilter": args.prefilter, "backend": args.backend, "scheduler": args.scheduler,

@@ -25,7 +25,7 @@ from vitfeat.pipelines.operating import operating_point_table, parse_rule
 from vitfeat.evaluation.folds import make_folds, read_folds, same_folds, write_folds
 from vitfeat.evaluation.metrics import HEADLINE, flatten, proba_columns, score_oof
 from vitfeat.evaluation.positive import positive_class
-from vitfeat.pipelines.nested import nested_selection
+from vitfeat.pipelines.nested import INNER_SCHEMES, nested_selection
 from vitfeat.pipelines.prefilter import AUTO_WIDTH, prefilter_active
 from vitfeat.pipelines.persist import (
     read_feature_table,
@@ -52,7 +52,8 @@ class FitConfig:
     search: str = "none"
     n_iter: int = 10
     nested: bool = True  # score the selection procedure itself (see vitfeat.pipelines.nested)
-    inner_folds: int | None = None  # None: the other outer folds (inner fits shared, see nested.py)
+    inner_folds: int | None = None  # None: outer folds as inner folds (inner fits shared, see nested.py)
+    inner_scheme: str = "neighbours"  # which outer folds: the two neighbours, or all others (nested.py)
     jobs: int = 1
     seed: int = 0
     n_boot: int = 500
@@ -300,6 +301,8 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     started = time.time()
     if config.calibrate not in (None, "sigmoid", "isotonic"):
         raise ValueError(f"calibrate {config.calibrate!r}: use sigmoid or isotonic")
+    if config.inner_scheme not in INNER_SCHEMES:
+        raise ValueError(f"inner_scheme {config.inner_scheme!r}: use {' or '.join(INNER_SCHEMES)}")
     if config.operating_point:
         parse_rule(config.operating_point)  # a bad rule fails before any fit
     zoo.add_custom_pipelines(config.custom)
@@ -359,8 +362,8 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         if config.nested and len(pipelines) > 1 and len(oof):
             nested_oof, picks = nested_selection(
                 X[has], y, frame.loc[has, "patient_id"], frame.loc[has, "case_id"], sub_plan, pipelines, oof,
-                classes=classes, inner_folds=config.inner_folds, search=config.search, n_iter=config.n_iter,
-                n_jobs=config.jobs, seed=config.seed, cache_dir=cache_dir,
+                classes=classes, inner_folds=config.inner_folds, inner=config.inner_scheme, search=config.search,
+                n_iter=config.n_iter, n_jobs=config.jobs, seed=config.seed, cache_dir=cache_dir,
                 cache_key={"table": table_hash, "features": len(features_cols)}, target=target,
                 prefilter=use_prefilter, backend=config.backend, scheduler=config.scheduler,
                 calibrate=config.calibrate)

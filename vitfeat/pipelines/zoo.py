@@ -43,26 +43,36 @@ class Part:
     description: str
     needs_scaling: bool = False
     search_space: dict = field(default_factory=dict)  # keys relative to the step
-    cost: float = 1.0  # rough CPU of one fit relative to the others, to start the slow fits first
-    binned: bool = False  # a histogram model: make(random_state, bins) sizes its bins to the rows
+    cost: float = 1.0  # CPU of one fit relative to hgb's (measured on 480 x 1,800), to start the slow fits first
+    rows_per_bin: int = 0  # a histogram model (> 0): make(random_state, bins), bins from gbm_bins
 
 
-#: Training rows per histogram bin that the gradient-boosting models aim for. Split search costs
+#: Training rows per histogram bin that scikit-learn's gradient boosting aims for. Split search costs
 #: bins x features at every node, whatever the number of rows; with a few hundred training rows the
 #: libraries' 255 bins hold one or two rows each, finer than any split the data can support.
 ROWS_PER_BIN = 8
+#: The same for LightGBM and XGBoost. Their split search is most of their fit on short wide tables
+#: (LightGBM, 480 x 1,800: 4.5 s at 63 bins, 2.4 s at 31), and on the benchmark's three tables and on
+#: PH2 they held their AUROC at 31 bins where scikit-learn's HGB did not (docs/fit.md).
+ROWS_PER_BIN_LIBRARIES = 16
+#: Below this many training rows the bins stop shrinking (63 bins at 8 rows per bin, 31 at 16).
+MIN_BIN_ROWS = 512
 
 
-def gbm_bins(n_rows: int | None) -> int:
+def gbm_bins(n_rows: int | None, rows_per_bin: int = ROWS_PER_BIN) -> int:
     """Histogram bins for a gradient-boosting fit on ``n_rows`` training rows.
 
-    One bin per :data:`ROWS_PER_BIN` rows, between 63 and 255 (the libraries' default, also used
-    when the size is unknown): 480 rows get 63 bins, 1,000 rows 124, 2,048 rows or more 255.
+    One bin per ``rows_per_bin`` rows, between the bins of :data:`MIN_BIN_ROWS` rows and 255 (the
+    libraries' default, also used when the size is unknown). At 8 rows per bin 480 rows get 63
+    bins, 1,000 rows 124, 2,048 rows or more 255; at 16 rows per bin 480 rows get 31, 1,000 rows 61
+    and 4,096 or more 255.
 
     Parameters
     ----------
     n_rows : int or None
         Rows of the training part.
+    rows_per_bin : int, default :data:`ROWS_PER_BIN`
+        Training rows per bin.
 
     Returns
     -------
@@ -70,7 +80,7 @@ def gbm_bins(n_rows: int | None) -> int:
     """
     if not n_rows:
         return 255
-    return int(min(256, max(64, n_rows // ROWS_PER_BIN))) - 1
+    return int(min(256, max(MIN_BIN_ROWS // rows_per_bin, n_rows // rows_per_bin))) - 1
 
 
 def _lgbm(rs, bins=255):
@@ -120,18 +130,21 @@ CLASSIFIERS = {
         Part("rf", "classifier",
              lambda rs: RandomForestClassifier(n_estimators=200, min_samples_leaf=2, class_weight="balanced",
                                                n_jobs=1, random_state=rs),
-             "random forest (class-balanced)", cost=0.4,
+             "random forest (class-balanced)", cost=0.65,
              search_space={"max_features": uniform(0.05, 0.5), "min_samples_leaf": randint(1, 10)}),
         Part("et", "classifier",
              lambda rs: ExtraTreesClassifier(n_estimators=200, min_samples_leaf=2, class_weight="balanced",
                                              n_jobs=1, random_state=rs),
-             "extremely randomised trees (class-balanced)", cost=0.2,
+             "extremely randomised trees (class-balanced)", cost=0.3,
              search_space={"max_features": uniform(0.05, 0.5), "min_samples_leaf": randint(1, 10)}),
-        Part("hgb", "classifier", _hgb, "histogram gradient boosting (scikit-learn)", cost=1.0, binned=True,
+        Part("hgb", "classifier", _hgb, "histogram gradient boosting (scikit-learn)", cost=1.0,
+             rows_per_bin=ROWS_PER_BIN,
              search_space={"learning_rate": loguniform(0.01, 0.3), "max_leaf_nodes": randint(4, 32)}),
-        Part("xgb", "classifier", _xgb, "XGBoost gradient-boosted trees", cost=1.2, binned=True,
+        Part("xgb", "classifier", _xgb, "XGBoost gradient-boosted trees", cost=0.75,
+             rows_per_bin=ROWS_PER_BIN_LIBRARIES,
              search_space={"learning_rate": loguniform(0.01, 0.3), "max_depth": randint(2, 7)}),
-        Part("lgbm", "classifier", _lgbm, "LightGBM gradient-boosted trees", cost=1.5, binned=True,
+        Part("lgbm", "classifier", _lgbm, "LightGBM gradient-boosted trees", cost=1.15,
+             rows_per_bin=ROWS_PER_BIN_LIBRARIES,
              search_space={"learning_rate": loguniform(0.01, 0.3), "num_leaves": randint(4, 32)}),
     ]
 }
@@ -265,7 +278,8 @@ def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False, n_r
         steps.append(("select", selector.make(random_state)))
     if sampler is not None:
         steps.append(("sampler", sampler.make(random_state)))
-    steps.append(("classifier", clf.make(random_state, gbm_bins(n_rows)) if clf.binned else clf.make(random_state)))
+    steps.append(("classifier", clf.make(random_state, gbm_bins(n_rows, clf.rows_per_bin)) if clf.rows_per_bin
+                  else clf.make(random_state)))
     return Pipeline(steps)
 
 
