@@ -152,6 +152,9 @@ def test_fit_run_reports_the_nested_row(tmp_path):
     picks = pd.read_csv(run / "nested_selection.csv")
     assert len(picks) == 5 and set(picks["picked"]) <= {"logreg", "svm"}
     assert "nested selection" in (run / "report.html").read_text()
+    inner = json.loads((run / "run.json").read_text())["nested_inner"]
+    assert "two neighbouring outer folds" in inner
+    assert f"nested selection with {inner}" in (run / "report.md").read_text()  # the methods line says how
     single = fit_run(tmp_path / "features.parquet", tmp_path / "one", FitConfig(pipelines=["logreg"], n_boot=50),
                      progress=False)
     assert NAME not in set(pd.read_csv(single / "leaderboard.csv")["pipeline"])  # nothing was selected

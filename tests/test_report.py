@@ -84,6 +84,7 @@ def test_tripod_section_and_model_card_are_filled_from_the_run(tmp_path):
     smallest = min(summary["class_counts"][target].values())
     assert f"{smallest / summary['n_features']:.2f} events per candidate predictor" in md
     assert "For the author to fill in" in md and "Ethics approval" in md
+    assert meta["nested_inner"] is None and "no nested selection" in md  # one pipeline: nothing was selected
     page = html.unescape((run / "report.html").read_text())
     assert "<h2>TRIPOD+AI items</h2><table" in page and f"positive class '{positive}'" in page
     card = (run / "model_card.md").read_text()

@@ -109,6 +109,26 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
     return oof, pd.DataFrame(choices)
 
 
+def describe_inner(inner_folds: int | None, inner: str = "neighbours") -> str:
+    """The inner folds of a nested selection in words, for ``run.json`` and the report's methods.
+
+    Parameters
+    ----------
+    inner_folds, inner
+        As for :func:`nested_selection`.
+
+    Returns
+    -------
+    str
+    """
+    if inner_folds:
+        return f"{inner_folds} independent patient-grouped inner folds per outer fold"
+    if inner == "others":
+        return "all other outer folds of the repeat as inner folds (one shared inner fit per pair of folds)"
+    return ("the two neighbouring outer folds of the repeat as inner folds (one shared inner fit per outer "
+            "fold)")
+
+
 def inner_pairs(folds, inner: str = "neighbours") -> list[tuple[int, int]]:
     """The pairs of outer folds whose shared inner fit (trained on every other fold) the scheme needs.
 

@@ -25,7 +25,7 @@ from vitfeat.pipelines.operating import operating_point_table, parse_rule
 from vitfeat.evaluation.folds import make_folds, read_folds, same_folds, write_folds
 from vitfeat.evaluation.metrics import HEADLINE, flatten, proba_columns, score_oof
 from vitfeat.evaluation.positive import positive_class
-from vitfeat.pipelines.nested import INNER_SCHEMES, nested_selection
+from vitfeat.pipelines.nested import INNER_SCHEMES, describe_inner, nested_selection
 from vitfeat.pipelines.prefilter import AUTO_WIDTH, prefilter_active
 from vitfeat.pipelines.persist import (
     read_feature_table,
@@ -408,6 +408,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         "extraction": provenance, "failures": failures, "headline_metrics": HEADLINE,
         "prefilter": {"mode": config.prefilter, "active": use_prefilter, "auto_width": AUTO_WIDTH},
         "calibrate": config.calibrate, "operating_point": config.operating_point,
+        "nested_inner": describe_inner(config.inner_folds, config.inner_scheme) if nested_picks else None,
     }
     return FitResult(
         plan=plan, config=config_dict, oof=pd.concat(oofs, ignore_index=True), leaderboard=boards_all,

@@ -68,11 +68,17 @@ def tripod_items(meta: dict, summary: dict, board: pd.DataFrame) -> list[tuple[s
     items += [("Model building", f"{board['pipeline'].nunique()} pipelines compared; scaling, imputation, "
                                  "resampling and selection fitted inside training folds"),
               ("Internal validation", f"{meta['n_splits']}-fold cross-validation grouped by patient, "
-                                      f"{meta['repeats']} repeat(s); nested selection where the leaderboard "
-                                      "has a nested-selection row"),
+                                      f"{meta['repeats']} repeat(s); "
+                                      + _nested_method(meta)),
               ("Limitations", "internal validation only; single data source unless stated; "
                               "see the warnings section")]
     return items
+
+
+def _nested_method(meta: dict) -> str:
+    if "nested_inner" not in meta:  # a run written before run.json recorded the inner folds
+        return "nested selection where the leaderboard has a nested-selection row"
+    return f"nested selection with {meta['nested_inner']}" if meta["nested_inner"] else "no nested selection"
 
 
 def tripod_markdown(meta: dict, summary: dict, board: pd.DataFrame) -> str:
