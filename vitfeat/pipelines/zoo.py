@@ -54,7 +54,7 @@ ROWS_PER_BIN = 8
 #: The same for LightGBM and XGBoost. Their split search is most of their fit on short wide tables
 #: (LightGBM, 480 x 1,800: 4.5 s at 63 bins, 2.4 s at 31), and on the benchmark's three tables and on
 #: PH2 they held their AUROC at 31 bins where scikit-learn's HGB did not (docs/fit.md).
-ROWS_PER_BIN_LIBRARIES = 16
+ROWS_PER_BIN_LIGHTGBM_XGBOOST = 16
 #: Below this many training rows the bins stop shrinking (63 bins at 8 rows per bin, 31 at 16).
 MIN_BIN_ROWS = 512
 
@@ -141,10 +141,10 @@ CLASSIFIERS = {
              rows_per_bin=ROWS_PER_BIN,
              search_space={"learning_rate": loguniform(0.01, 0.3), "max_leaf_nodes": randint(4, 32)}),
         Part("xgb", "classifier", _xgb, "XGBoost gradient-boosted trees", cost=0.75,
-             rows_per_bin=ROWS_PER_BIN_LIBRARIES,
+             rows_per_bin=ROWS_PER_BIN_LIGHTGBM_XGBOOST,
              search_space={"learning_rate": loguniform(0.01, 0.3), "max_depth": randint(2, 7)}),
         Part("lgbm", "classifier", _lgbm, "LightGBM gradient-boosted trees", cost=1.15,
-             rows_per_bin=ROWS_PER_BIN_LIBRARIES,
+             rows_per_bin=ROWS_PER_BIN_LIGHTGBM_XGBOOST,
              search_space={"learning_rate": loguniform(0.01, 0.3), "num_leaves": randint(4, 32)}),
     ]
 }
