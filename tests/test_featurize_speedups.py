@@ -15,7 +15,14 @@ from skimage.feature import graycomatrix, graycoprops
 
 from vitfeat.featurize import CaseArrays, get_family
 from vitfeat.featurize import views as views_module
-from vitfeat.featurize.families.border import _gradient, _inner_width, _inner_widths, border_features
+from vitfeat.featurize.families.border import (
+    BIN_PX,
+    _gradient,
+    _inner_width,
+    _inner_widths,
+    border_features,
+    sector_profiles,
+)
 from vitfeat.featurize.families.color import ciede2000
 from vitfeat.featurize.families.firstorder import firstorder_features
 from vitfeat.featurize.families.satellites import satellite_features
@@ -500,3 +507,56 @@ def test_entropies_of_ragged_rows_equal_one_call_per_row():
     for value, row in zip(got, rows):
         if row.size >= 2 and row.min() < row.max():
             assert value == pytest.approx(_histogram_entropy(row), rel=1e-12)
+
+
+def _sector_profiles_numpy(v, r_in, band_px, start, n_bins, n_sectors):
+    """The numpy formulation the compiled band pass replaced (border family, version 4)."""
+    _, _, _, centroids = v.components_box
+    main = v.main_label
+    win = v.near(band_px)
+    d = v.distance_near(band_px)
+    band = (d > -r_in) & (d <= band_px)
+    if v.components_box[0] > 2:
+        box, labels = v.labels_window(win)
+        band[box] &= (labels == main) | (labels == 0)
+    flat = np.flatnonzero(band)
+    dd = np.ascontiguousarray(d).ravel().take(flat)
+    grey = np.ascontiguousarray(v.grey_u8[v.roi][win]).ravel().take(flat)
+    ys = flat // band.shape[1] + win[0].start
+    xs = flat % band.shape[1] + win[1].start
+    position = (dd - start) / BIN_PX
+    idx = np.clip(position, 0, n_bins - 1).astype(np.intp)
+    cx, cy = centroids[main] - np.array(v.roi_origin[::-1])
+    angle = np.arctan2(ys.astype(np.float32) - np.float32(cy), xs.astype(np.float32) - np.float32(cx))
+    sector = ((angle + np.pi) * (n_sectors / (2 * np.pi))).astype(np.intp)
+    sector[sector == n_sectors] = 0
+    key = sector * n_bins + idx
+    counts = np.bincount(key, minlength=n_sectors * n_bins).reshape(n_sectors, n_bins)
+    sums = np.bincount(key, grey, n_sectors * n_bins).reshape(n_sectors, n_bins)
+    return counts, sums
+
+
+def _profile_cases():
+    for seed in range(4):
+        mask = blobs(shape=(200, 220), n=9, holes=seed % 2 == 1, seed=seed)  # satellites, holes
+        grey = np.where(mask, 60, 190).astype(np.uint8)
+        grey = cv2.GaussianBlur(grey, (0, 0), 2.0) + RNG.integers(0, 8, mask.shape, dtype=np.uint8)
+        yield ImageView(np.dstack([grey, grey, grey]), mask)
+    for mask in masks_to_try():
+        if mask.sum() >= 16:
+            yield view_of(mask)
+
+
+@pytest.mark.parametrize("band_px, r_in", [(32.0, 3.0), (32.0, 17.3), (12.5, 7.0)])
+def test_compiled_sector_profiles_equal_the_numpy_formulation_bit_for_bit(band_px, r_in):
+    n_sectors = 12
+    start = -BIN_PX * (np.ceil(r_in / BIN_PX) + 0.5)
+    n_bins = int(np.ceil((band_px - start) / BIN_PX))
+    banded = 0
+    for v in _profile_cases():
+        counts, sums = sector_profiles(v, r_in, band_px, start, n_bins, n_sectors)
+        expected_counts, expected_sums = _sector_profiles_numpy(v, r_in, band_px, start, n_bins, n_sectors)
+        np.testing.assert_array_equal(counts, expected_counts)
+        np.testing.assert_array_equal(sums, expected_sums)
+        banded += (counts.sum(axis=1) > 0).all()  # every sector holds band pixels
+    assert banded >= 6  # the comparison is not between empty profiles
