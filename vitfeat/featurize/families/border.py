@@ -20,11 +20,10 @@ ill-defined lesion is rarely blurred evenly.
 
 from __future__ import annotations
 
-import functools
-
 import cv2
 import numpy as np
 
+from vitfeat.featurize.compiled import compiled
 from vitfeat.featurize.registry import CaseArrays, register_family
 from vitfeat.featurize.views import ImageView, coordinates, nan_dict, view
 
@@ -156,7 +155,6 @@ def sector_profiles(v: ImageView, r_in: float, band_px: float, start: float, n_b
     counts : ndarray of int64, shape (n_sectors, n_bins)
     sums : ndarray of float64, shape (n_sectors, n_bins)
     """
-    band_pixels, accumulate = _kernels()
     win = v.near(band_px)  # the band lies within band_px of the lesion: that window of the ROI
     d = v.distance_near(band_px)
     main = v.main_label
@@ -169,16 +167,18 @@ def sector_profiles(v: ImageView, r_in: float, band_px: float, start: float, n_b
     grey = v.grey_u8[v.roi][win]  # uint8: the same weights as float, a quarter of the bytes
     # numpy 2 casts Python scalars to the array's float32 (NEP 50): the kernels take them so.
     f32 = np.float32
-    bins, levels, dy, dx = band_pixels(d, grey, other, other_at[0], other_at[1], f32(-r_in), f32(band_px),
+    bins, levels, dy, dx = _band_pixels(d, grey, other, other_at[0], other_at[1], f32(-r_in), f32(band_px),
                                        f32(start), f32(BIN_PX), n_bins - 1, win[0].start, win[1].start,
                                        f32(cy), f32(cx))
     angle = np.arctan2(dy, dx)  # numpy's SIMD float32 arctan2: many times a scalar loop's speed
-    return accumulate(angle, bins, levels, n_sectors, n_bins, f32(np.pi), f32(n_sectors / (2 * np.pi)))
+    return _accumulate(angle, bins, levels, n_sectors, n_bins, f32(np.pi), f32(n_sectors / (2 * np.pi)))
 
 
 _NO_OTHER = np.zeros((0, 0), np.uint8)
 
 
+@compiled("Tuple((int64[:], uint8[:], float32[:], float32[:]))(float32[:, :], uint8[:, :], uint8[:, :], int64, "
+          "int64, float32, float32, float32, float32, int64, int64, int64, float32, float32)")
 def _band_pixels(d, grey, other, other_y0, other_x0, lo, hi, start, bin_px, last_bin, y0, x0, cy, cx):
     """The band's pixels in row-major order: distance bin, grey level and float32 offsets from the
     centroid (ROI px). ``other`` (placed at ``other_y0, other_x0`` in the window) marks pixels of
@@ -212,6 +212,7 @@ def _band_pixels(d, grey, other, other_y0, other_x0, lo, hi, start, bin_px, last
     return bins[:n], levels[:n], dy[:n], dx[:n]
 
 
+@compiled("Tuple((int64[:, ::1], float64[:, ::1]))(float32[:], int64[:], uint8[:], int64, int64, float32, float32)")
 def _accumulate(angle, bins, levels, n_sectors, n_bins, pi, per_radian):
     """Counts and grey sums per (sector, bin), adding in pixel order as ``np.bincount`` does."""
     counts = np.zeros((n_sectors, n_bins), np.int64)
@@ -223,20 +224,6 @@ def _accumulate(angle, bins, levels, n_sectors, n_bins, pi, per_radian):
         counts[sector, bins[i]] += 1
         sums[sector, bins[i]] += levels[i]
     return counts, sums
-
-
-@functools.cache
-def _kernels():
-    """:func:`_band_pixels` and :func:`_accumulate` compiled (numba; cached on disk after the first run)."""
-    import numba
-
-    a2, f4 = "[:, :]", "float32"
-    band = numba.njit(f"Tuple((int64[:], uint8[:], float32[:], float32[:]))(float32{a2}, uint8{a2}, uint8{a2}, "
-                      f"int64, int64, {f4}, {f4}, {f4}, {f4}, int64, int64, int64, {f4}, {f4})",
-                      cache=True, nogil=True)(_band_pixels)
-    accumulate = numba.njit("Tuple((int64[:, ::1], float64[:, ::1]))(float32[:], int64[:], uint8[:], int64, "
-                            "int64, float32, float32)", cache=True, nogil=True)(_accumulate)
-    return band, accumulate
 
 
 def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) -> dict:
