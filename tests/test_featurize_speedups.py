@@ -44,7 +44,7 @@ from vitfeat.featurize.families.texture import (
 )
 from vitfeat.featurize.families.wood import percentiles_of_histogram
 from vitfeat.featurize.registration import _best_satellite_map, _similarity, _skin_mask, register_pair
-from vitfeat.featurize.views import ImageView, _single_component, coordinates
+from vitfeat.featurize.views import ImageView, _single_component, coordinates, lab8_to_lab
 
 RNG = np.random.default_rng(17)
 
@@ -560,3 +560,39 @@ def test_compiled_sector_profiles_equal_the_numpy_formulation_bit_for_bit(band_p
         np.testing.assert_array_equal(sums, expected_sums)
         banded += (counts.sum(axis=1) > 0).all()  # every sector holds band pixels
     assert banded >= 6  # the comparison is not between empty profiles
+
+
+def _trichrome_numpy(v, band_px=24.0):
+    """The numpy formulation of the colour family's trichrome zone (version 5) that the compiled
+    passes replaced: (trichrome_width, trichrome_fraction), NaN where undefined."""
+    outer = v.near(max(2.0 + v.ring_width, 2 * band_px))
+    lab8_outer = v.lab8_window(outer)
+    l_lesion = lab8_to_lab(cv2.meanStdDev(lab8_outer[views_module.within(v.near(2.0 + v.ring_width), outer)],
+                                          mask=v.mask_roi[v.near(2.0 + v.ring_width)].view(np.uint8))[0].ravel())[0]
+    win = v.near(2 * band_px)
+    d = v.distance_near(2 * band_px)
+    far = (d > band_px) & (d <= 2 * band_px)
+    if not far.any():
+        return float("nan"), float("nan")
+    L8 = np.ascontiguousarray(lab8_outer[views_module.within(win, outer)][..., 0])
+    l_skin = cv2.mean(L8, mask=far.view(np.uint8))[0] * 100.0 / 255.0
+    if abs(l_lesion - l_skin) <= 1.0:
+        return float("nan"), float("nan")
+    zone = (d > 0) & (d <= band_px)
+    t = (L8[zone] * (100.0 / 255.0) - l_skin) / (l_lesion - l_skin)
+    intermediate = np.count_nonzero((t >= 0.25) & (t <= 0.75))
+    return (intermediate / max(np.count_nonzero(v.boundary_roi), 1), intermediate / max(np.count_nonzero(zone), 1))
+
+
+def test_compiled_trichrome_zone_equals_the_numpy_formulation():
+    from vitfeat.featurize.families.color import color_features
+
+    defined = 0
+    for v in _profile_cases():
+        if not v.ring_roi.any():
+            continue
+        got = color_features(v)
+        expected = _trichrome_numpy(v)
+        np.testing.assert_equal((got["trichrome_width"], got["trichrome_fraction"]), expected)
+        defined += np.isfinite(expected[0])
+    assert defined >= 4  # the blobs (the noise images have no lesion-skin contrast): not only NaN compared

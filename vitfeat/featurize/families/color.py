@@ -15,6 +15,7 @@ import math
 import cv2
 import numpy as np
 
+from vitfeat.featurize.compiled import compiled
 from vitfeat.featurize.registry import CaseArrays, register_family
 from vitfeat.featurize.views import ImageView, lab8_to_lab, nan_dict, view, within
 
@@ -101,18 +102,44 @@ def color_features(v: ImageView, band_px: float = 24.0) -> dict:
 
     win = v.near(2 * band_px)  # the zones below lie within 2 band_px of the lesion
     d = v.distance_near(2 * band_px)
-    far = (d > band_px) & (d <= 2 * band_px)
-    if far.any():
-        L8 = np.ascontiguousarray(lab8_outer[within(win, outer)][..., 0])
+    L8 = lab8_outer[within(win, outer)]
+    f32 = np.float32  # numpy 2 compares float32 distances with Python floats in float32 (NEP 50)
+    skin_sum, skin_count = _skin_lightness_sum(d, L8, f32(band_px), f32(2 * band_px))
+    if skin_count:
         l_lesion = float(stats["lesion"][0])
-        l_skin = cv2.mean(L8, mask=far.view(np.uint8))[0] * 100.0 / 255.0
+        l_skin = skin_sum * (1.0 / skin_count) * 100.0 / 255.0  # cv2.mean's arithmetic: sum times 1/count
         if abs(l_lesion - l_skin) > 1.0:
-            zone = (d > 0) & (d <= band_px)
-            t = (L8[zone] * (100.0 / 255.0) - l_skin) / (l_lesion - l_skin)
-            intermediate = np.count_nonzero((t >= 0.25) & (t <= 0.75))
+            intermediate, zone = _intermediate_count(d, L8, f32(band_px), 100.0 / 255.0, l_skin, l_lesion - l_skin)
             out["trichrome_width"] = intermediate / max(np.count_nonzero(v.boundary_roi), 1)
-            out["trichrome_fraction"] = intermediate / max(np.count_nonzero(zone), 1)
+            out["trichrome_fraction"] = intermediate / max(zone, 1)
     return out
+
+
+@compiled("UniTuple(int64, 2)(float32[:, :], uint8[:, :, :], float32, float32)")
+def _skin_lightness_sum(d, lab8, near, far):
+    """Sum and count of the 8-bit L* of the pixels with ``near < d <= far`` (the skin beyond the band)."""
+    total = count = 0
+    for y in range(d.shape[0]):
+        for x in range(d.shape[1]):
+            if d[y, x] > near and d[y, x] <= far:
+                total += lab8[y, x, 0]
+                count += 1
+    return total, count
+
+
+@compiled("UniTuple(int64, 2)(float32[:, :], uint8[:, :, :], float32, float64, float64, float64)")
+def _intermediate_count(d, lab8, band, to_lightness, l_skin, contrast):
+    """``(intermediate, zone)``: of the pixels with ``0 < d <= band``, how many have a lightness
+    between a quarter and three quarters of the way from the skin's (``l_skin``) to the lesion's."""
+    intermediate = zone = 0
+    for y in range(d.shape[0]):
+        for x in range(d.shape[1]):
+            if d[y, x] > 0 and d[y, x] <= band:
+                zone += 1
+                t = (lab8[y, x, 0] * to_lightness - l_skin) / contrast
+                if t >= 0.25 and t <= 0.75:
+                    intermediate += 1
+    return intermediate, zone
 
 
 _CHANNEL = {"L": "lightness L*", "a": "redness a*", "b": "yellowness b*"}
