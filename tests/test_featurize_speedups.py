@@ -596,3 +596,13 @@ def test_compiled_trichrome_zone_equals_the_numpy_formulation():
         np.testing.assert_equal((got["trichrome_width"], got["trichrome_fraction"]), expected)
         defined += np.isfinite(expected[0])
     assert defined >= 4  # the blobs (the noise images have no lesion-skin contrast): not only NaN compared
+
+
+def test_compiled_max_distance_equals_pdist():
+    from scipy.spatial.distance import pdist
+
+    from vitfeat.featurize.families.shape import _max_distance
+
+    for n in (2, 3, 17, 240):
+        points = RNG.integers(-300, 300, (n, 2)).astype(np.float64) + RNG.random((n, 2)).round(1)
+        assert _max_distance(points) == pdist(points).max()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.spatial.distance import pdist
 
+from vitfeat.featurize.compiled import compiled
 from vitfeat.featurize.registry import CaseArrays, register_family
 from vitfeat.featurize.views import bounding_box, coordinates, nan_dict, view
 
@@ -118,6 +118,18 @@ def fourier_energy(contour: np.ndarray, n_points: int = 128, low_harmonics: int 
     return float(power[np.abs(k) > low_harmonics].sum() / total) if total > 0 else float("nan")
 
 
+@compiled("float64(float64[:, :])")
+def _max_distance(points):
+    """Largest Euclidean distance between two of the points (rows x, y): ``pdist(points).max()``,
+    the same squares and sums, without the array of all pairwise distances."""
+    best = 0.0
+    for i in range(points.shape[0]):
+        for j in range(i + 1, points.shape[0]):
+            dx, dy = points[i, 0] - points[j, 0], points[i, 1] - points[j, 1]
+            best = max(best, dx * dx + dy * dy)
+    return np.sqrt(best)  # the square root is monotone and correctly rounded: the max of the roots
+
+
 def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None, box=None) -> dict:
     """The :data:`FEATURES` of one bool mask (NaN where undefined, e.g. for an empty mask).
 
@@ -150,7 +162,7 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None,
         out["solidity"] = mesh_area / hull_area
         out["convexity"] = cv2.arcLength(hull, True) / perimeter
     if len(hull) >= 2:
-        out["max_diameter"] = float(pdist(hull[:, 0, :].astype(np.float64)).max())
+        out["max_diameter"] = _max_distance(hull[:, 0, :].astype(np.float64))
 
     # Population covariance of pixel centres from image moments (same numbers, no coordinate arrays).
     mom = cv2.moments(padded.view(np.uint8), binaryImage=True)
