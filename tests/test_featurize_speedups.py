@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import pywt
 from skimage.feature import graycomatrix, graycoprops
@@ -606,3 +607,30 @@ def test_compiled_max_distance_equals_pdist():
     for n in (2, 3, 17, 240):
         points = RNG.integers(-300, 300, (n, 2)).astype(np.float64) + RNG.random((n, 2)).round(1)
         assert _max_distance(points) == pdist(points).max()
+
+
+def test_compiled_passes_equal_the_numpy_formulations_on_real_photos(shared_data):
+    """The border band and the trichrome zone on real vitiligo and dermoscopy photos with their
+    hand-drawn masks (irregular outlines, several pieces, lesions at the photo's edge)."""
+    from vitfeat.dataset import read_image, read_mask
+    from vitfeat.featurize.families.color import color_features
+
+    checked = 0
+    for folder, stride in (("vitiligo-seg", 12), ("ph2", 40), ("isic2017", 20)):
+        labels = pd.read_csv(shared_data / folder / "labels.csv", dtype=str)
+        for row in labels.iloc[::stride].itertuples():
+            v = ImageView(read_image(shared_data / folder / row.image), read_mask(shared_data / folder / row.mask))
+            if not v.has_lesion or v.area < 16:
+                continue
+            r_in = float(np.clip(0.8 * np.sqrt(v.components_box[2][v.main_label, 4] / np.pi), 3.0, 32.0))
+            start = -BIN_PX * (np.ceil(r_in / BIN_PX) + 0.5)
+            n_bins = int(np.ceil((32.0 - start) / BIN_PX))
+            for got, expected in zip(sector_profiles(v, r_in, 32.0, start, n_bins, 12),
+                                     _sector_profiles_numpy(v, r_in, 32.0, start, n_bins, 12)):
+                np.testing.assert_array_equal(got, expected, err_msg=row.image)
+            if v.ring_roi.any():
+                colour = color_features(v)
+                np.testing.assert_equal((colour["trichrome_width"], colour["trichrome_fraction"]),
+                                        _trichrome_numpy(v), err_msg=row.image)
+            checked += 1
+    assert checked >= 15
