@@ -27,7 +27,7 @@ from vitfeat.evaluation.folds import make_folds
 from vitfeat.featurize import extract
 from vitfeat.featurize.table import read_feature_table
 from vitfeat.importers import import_folder
-from vitfeat.pipelines.zoo import make_pipeline
+from vitfeat.pipelines.zoo import CLASSIFIERS, gbm_bins, make_pipeline
 
 PH2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "ph2"
 PIPELINES = ("lgbm", "xgb", "hgb", "lgbm+smote", "lgbm+borderline")
@@ -42,8 +42,7 @@ def fold_auroc(pipeline: str, x: np.ndarray, y: np.ndarray, train: np.ndarray, n
 
 def rule_bins(pipeline: str, n_rows: int) -> int:
     """The histogram bins the rule gives ``pipeline``'s classifier for ``n_rows`` training rows."""
-    params = make_pipeline(pipeline, 0, n_rows=n_rows)[-1].get_params()
-    return params["max_bins"] if "max_bins" in params else params["max_bin"] - pipeline.startswith("xgb")
+    return gbm_bins(n_rows, CLASSIFIERS[pipeline.split("+")[0]].rows_per_bin)
 
 
 def main() -> None:

@@ -138,13 +138,19 @@ def test_shared_inner_scores_equal_an_explicit_cross_validation():
     assert calibrated != plain  # calibration changes the inner predictions, so the check has teeth
 
 
-def test_fit_run_reports_the_nested_row(tmp_path):
-    X, y, ids, pids, _ = _noise(1, n=80)
+def _noise_table(path, seed, n):
+    """:func:`_noise` cases written as a feature table at ``path``."""
+    X, y, ids, pids, _ = _noise(seed, n=n)
     table = pd.DataFrame(X, columns=[f"clinical_shape_f{i}" for i in range(X.shape[1])])
     table.insert(0, "case_id", ids)
     table.insert(1, "patient_id", pids)
     table.insert(2, "label", y)
-    table.to_parquet(tmp_path / "features.parquet")
+    table.to_parquet(path)
+    return path
+
+
+def test_fit_run_reports_the_nested_row(tmp_path):
+    _noise_table(tmp_path / "features.parquet", 1, 80)
     run = fit_run(tmp_path / "features.parquet", tmp_path / "run",
                   FitConfig(pipelines=["logreg", "svm"], n_boot=50), progress=False)
     board = pd.read_csv(run / "leaderboard.csv")
@@ -177,13 +183,26 @@ def test_inner_fits_per_pipeline(monkeypatch, inner, fits):
 
 
 def test_unknown_inner_scheme_fails_before_any_fit(tmp_path):
-    X, y, ids, pids, _ = _noise(1, n=40)
-    table = pd.DataFrame(X, columns=[f"clinical_shape_f{i}" for i in range(X.shape[1])])
-    table.insert(0, "case_id", ids)
-    table.insert(1, "patient_id", pids)
-    table.insert(2, "label", y)
-    table.to_parquet(tmp_path / "features.parquet")
+    _noise_table(tmp_path / "features.parquet", 1, 40)
     with pytest.raises(ValueError, match="inner_scheme 'all'"):
         fit_run(tmp_path / "features.parquet", tmp_path / "run", FitConfig(pipelines=["logreg", "svm"],
                                                                            inner_scheme="all"), progress=False)
     assert not (tmp_path / "run" / "leaderboard.csv").exists()
+
+
+def test_every_repeat_uses_the_chosen_inner_scheme(monkeypatch):
+    """With repeated CV each repeat gets its own shared inner fits, by the same scheme."""
+    X, y, ids, pids, _ = _noise(4)
+    frame = pd.DataFrame({"case_id": ids, "patient_id": pids, "label": y})
+    plan = make_folds(frame, "label", n_splits=5, seed=4, repeats=2)
+    planned = []
+
+    def spy(X_, y_, groups, case_ids, fold_plan, *args, **kwargs):
+        planned.append(fold_plan["fold"].nunique())
+        return cross_validate(X_, y_, groups, case_ids, fold_plan, *args, **kwargs)
+
+    outer, _, _ = cross_validate(X, y, pids, ids, plan, FAST[:2], progress=False)
+    monkeypatch.setattr(nested_module, "cross_validate", spy)
+    _, picks = nested_selection(X, y, pids, ids, plan, FAST[:2], outer, classes=["active", "stable"], inner="others")
+    assert planned == [10, 10]
+    assert set(picks["inner_folds"].str.count(",")) == {3}  # four other outer folds in every repeat

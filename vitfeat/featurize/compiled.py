@@ -3,7 +3,7 @@
 :func:`compiled` turns a plain Python function over arrays and scalars into a numba nopython
 function, compiled on its first call (not at import: numba loads in ~0.4 s) and cached on disk next
 to its module, so a later process loads it instead of compiling. The Python function stays what
-it is, readable and callable on its own (``.py_func``); its tests compare the compiled result with
+it is, readable and callable on its own (``__wrapped__``); its tests compare the compiled result with
 the numpy formulation it replaced, bit for bit.
 """
 
@@ -23,14 +23,13 @@ def compiled(signature: str):
     Returns
     -------
     callable
-        A decorator; the decorated function keeps the plain one as ``py_func``.
+        A decorator; the decorated function keeps the plain one as ``__wrapped__``.
     """
     def decorate(func):
         @functools.wraps(func)
         def call(*args):
             return _jit(func, signature)(*args)
 
-        call.py_func = func
         return call
 
     return decorate

@@ -88,12 +88,12 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
     rows, choices = [], []
     for repeat, repeat_plan in plan.groupby("repeat"):
         if inner_folds is None and repeat_plan["fold"].nunique() >= 3:
-            inner = _shared_inner_predictions(X, y_labels, groups, case_ids, repeat_plan, pipelines, inner,
-                                              dict(cache_key or {}, nested=f"{inner}-outer-folds"), common)
+            predictions = _shared_inner_predictions(X, y_labels, groups, case_ids, repeat_plan, pipelines, inner,
+                                                    dict(cache_key or {}, nested=f"{inner}-outer-folds"), common)
         else:
-            inner = _independent_inner_predictions(X, y_labels, groups, case_ids, repeat_plan, pipelines,
+            predictions = _independent_inner_predictions(X, y_labels, groups, case_ids, repeat_plan, pipelines,
                                                    inner_folds or 3, cache_key, common)
-        for fold, (inner_oof, used) in inner.items():
+        for fold, (inner_oof, used) in predictions.items():
             if not len(inner_oof):
                 continue
             scores = {name: balanced_accuracy_score(part["y_true"], part["y_pred"])

@@ -230,7 +230,7 @@ def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) ->
     out = nan_dict(FEATURES)
     if not v.has_lesion or v.area < 16:
         return out
-    _, _, stats, centroids = v.components_box
+    stats = v.components_box[2]
     main = v.main_label
     r_eq = np.sqrt(stats[main, cv2.CC_STAT_AREA] / np.pi)
     r_in = float(np.clip(0.8 * r_eq, 3.0, band_px))

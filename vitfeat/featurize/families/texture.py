@@ -144,7 +144,8 @@ def _haar_step(x):
 
 
 def haar_wavedec2(image: np.ndarray, level: int) -> list:
-    """``pywt.wavedec2(image, "haar", level=level)`` for float32 images, bit for bit, ~10x faster.
+    """``pywt.wavedec2(image, "haar", level=level)`` for float32 images, bit for bit, ~3x faster
+    (0.15 vs 0.50 ms for 2 levels at 250 x 260 px).
 
     The Haar filters have two taps, so each step is a sum and a difference of neighbouring
     samples: one compiled pass per level (:func:`_haar_step`) instead of PyWavelets' general
