@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from vitfeat.atomic import atomic_path, copy_file, write_csv, write_text
+from vitfeat.names import join_inside, safe_filenames
 from vitfeat.dataset import (
     ImageReadError,
     Manifest,
@@ -157,8 +158,9 @@ def export_yolo_dataset(manifest: Manifest | str | os.PathLike, out_dir, *, task
     usable["error"] = ""
     for sub in ("images/train", "images/val", "labels/train", "labels/val"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    stems = safe_filenames(usable["case_id"])
     for idx, rec in usable.iterrows():
-        stem = _safe_stem(rec["case_id"])
+        stem = stems[str(rec["case_id"])]
         try:
             image = read_image(rec[modality])
             mask = read_mask(rec[f"{modality}_mask"])
@@ -185,10 +187,6 @@ def export_yolo_dataset(manifest: Manifest | str | os.PathLike, out_dir, *, task
     write_text(data_yaml, yaml.safe_dump({"path": str(out.resolve()), "train": "images/train",
                                             "val": "images/val", "names": CLASS_NAMES}, sort_keys=False))
     return data_yaml
-
-
-def _safe_stem(case_id: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(case_id))
 
 
 def _atomic_png(path: Path, bgr: np.ndarray) -> None:
@@ -373,7 +371,8 @@ class YoloPredictor:
 def predict_manifest(model, manifest, out_dir, *, modality: str = "clinical") -> pd.DataFrame:
     """Predict boxes and masks for every case of a manifest.
 
-    Masks go to ``OUT/masks/<case_id>.png``; the returned (and saved ``OUT/boxes.csv``) table has one
+    Masks go to ``OUT/masks/<case_id>.png`` (the id through :func:`vitfeat.names.safe_filename`); the
+    returned (and saved ``OUT/boxes.csv``) table has one
     row per detected box: ``case_id, box_index, x0, y0, x1, y1, conf, mask`` (cases with nothing found
     have one row with empty box fields; cases that fail have the reason in ``error``).
     """
@@ -385,6 +384,7 @@ def predict_manifest(model, manifest, out_dir, *, modality: str = "clinical") ->
     out = Path(out_dir)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     rows = []
+    stems = safe_filenames(manifest.frame["case_id"])  # ids are data: never a path of their own
     for case in manifest.cases():
         path = case.image(modality)
         if path is None:
@@ -396,7 +396,7 @@ def predict_manifest(model, manifest, out_dir, *, modality: str = "clinical") ->
             rows.append({**base, "error": str(exc)})
             continue
         det = predictor.detect(image)
-        mask_path = out / "masks" / f"{_safe_stem(case.case_id)}.png"
+        mask_path = join_inside(out / "masks", stems[str(case.case_id)], ".png")
         write_mask(mask_path, det.union_mask(image.shape))  # atomic itself
         if not len(det.boxes):
             rows.append({**base, "mask": str(mask_path)})
