@@ -330,3 +330,18 @@ def test_browser_messages_carry_no_server_paths_or_library_names():
                           "(PIL.UnidentifiedImageError) and C:\\data\\y.png")
     assert "/srv" not in text and "/tmp" not in text and "PIL" not in text and "C:\\" not in text
     assert "model.skops: modified after fit" in text and "x.png" in text and "y.png" in text
+
+
+def test_manifest_check_names_ids_that_need_renaming(tmp_path, capsys):
+    import cv2
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((32, 32, 3), 120, np.uint8))
+    pd.DataFrame({"case_id": ["../../x", "CON", "fine_id"], "clinical": ["0.png", "1.png", "2.png"],
+                  "label": ["a", "b", "a"]}).to_csv(tmp_path / "m.csv", index=False)
+    code = main(["manifest", "check", str(tmp_path / "m.csv")])
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert code == 0  # a warning, not an error: the files get safe names
+    assert "row 1" in text and "'../../x' is not a safe file name" in text and safe_filename("../../x") in text
+    assert "row 2" in text and "'CON'" in text and "fine_id' is not" not in text
