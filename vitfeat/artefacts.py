@@ -161,27 +161,53 @@ def verify_run(run_dir, required=(), *, trust_modified: bool | None = None) -> d
     missing = [f"{run / name}: missing (the run is incomplete)" for name in required if not (run / name).is_file()]
     if missing:
         raise RunIntegrityError("; ".join(missing))
+    check_artefacts(run, meta, trust_modified=trust_modified, source=run / RUN_FILE)
+    return meta
+
+
+def check_artefacts(directory, meta: dict, *, trust_modified: bool | None = None, source=None) -> None:
+    """Check the files listed in ``meta["artefacts"]`` (``{relative path: sha256}``) inside ``directory``.
+
+    Parameters
+    ----------
+    directory : path-like
+        The run or model directory.
+    meta : dict
+        Its metadata (``run.json``, ``segmenter.json`` ...).
+    trust_modified : bool, optional
+        Warn instead of refusing (default: False, or True inside :func:`trusting_modified`).
+    source : path-like, optional
+        The metadata file, for messages.
+
+    Raises
+    ------
+    RunIntegrityError
+        A recorded file is missing, lies outside ``directory`` or has another SHA-256.
+    """
+    run = Path(directory)
+    trust_modified = _TRUSTING.get() if trust_modified is None else trust_modified
+    source = source or run
+    shown = Path(str(source)).name
     recorded = meta.get("artefacts")
     if not isinstance(recorded, dict):
-        log.warning("%s: no artefact hashes recorded (written by an older vitfeat); not verified", run / RUN_FILE)
-        return meta
+        log.warning("%s: no artefact hashes recorded (written by an older vitfeat); not verified", source)
+        return
     problems = []
     for name, expected in recorded.items():
         path = run / str(name)
         if Path(str(name)).is_absolute() or ".." in Path(str(name)).parts:
-            raise RunIntegrityError(f"{run / RUN_FILE}: artefact {str(name)!r} lies outside the run directory")
+            raise RunIntegrityError(f"{source}: artefact {str(name)!r} lies outside the run directory")
         if not path.is_file():
-            problems.append(f"{path}: missing (recorded in {RUN_FILE})")
+            problems.append(f"{path}: missing (recorded in {shown})")
         elif file_sha256(path) != expected:
-            problems.append(f"{path}: modified after fit (its SHA-256 differs from the one in {RUN_FILE})")
+            problems.append(f"{path}: modified after fit (its SHA-256 differs from the one in {shown})")
     if problems and not trust_modified:
         raise RunIntegrityError("; ".join(problems) + " (pass --trust-modified to use it anyway)")
     if problems:
         message = "using a modified run as asked: " + "; ".join(problems)
         warnings.warn(message, stacklevel=2)
         log.warning(message)
-    return meta
 
 
-__all__ = ["RUN_FILE", "RunIntegrityError", "artefact_hashes", "file_sha256", "read_run_json", "trusting_modified",
-           "verify_run"]
+__all__ = ["RUN_FILE", "RunIntegrityError", "artefact_hashes", "check_artefacts", "file_sha256", "read_run_json",
+           "trusting_modified", "verify_run"]
