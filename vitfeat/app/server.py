@@ -12,9 +12,13 @@ from vitfeat.app.predict_case import MAX_UPLOAD_BYTES
 
 
 def launch(run_dirs, *, host: str = "127.0.0.1", port: int | None = 7860, max_bytes: int = MAX_UPLOAD_BYTES,
-           block: bool = True, **build_kwargs):
-    """Build and launch the app; returns ``(app, cache_dir)``. ``share`` is always off."""
-    cache = Path(tempfile.mkdtemp(prefix="vitfeat-gradio-"))
+           block: bool = True, cache=None, **build_kwargs):
+    """Build and launch the app; returns ``(app, cache_dir)``. ``share`` is always off.
+
+    ``cache`` is the folder Gradio keeps uploads in (a fresh private one by default); whoever
+    launches removes it afterwards.
+    """
+    cache = Path(cache) if cache is not None else Path(tempfile.mkdtemp(prefix="vitfeat-gradio-"))
     os.environ["GRADIO_TEMP_DIR"] = str(cache)  # uploads land here, not in a shared /tmp/gradio
     from vitfeat.app.ui import build_app
 
@@ -57,14 +61,15 @@ def serve(run_dirs, *, host: str = "127.0.0.1", port: int = 7860, max_bytes: int
     trust_modified : bool, default False
         Serve runs whose files changed after fit, with a warning, instead of refusing them.
     """
-    app, cache = None, None
+    app = None
+    # made here, not in launch: a signal while launch blocks must still find the folder to remove
+    cache = Path(tempfile.mkdtemp(prefix="vitfeat-gradio-"))
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like Ctrl-C: the finally runs
     try:
-        app, cache = launch(run_dirs, host=host, port=port, max_bytes=max_bytes, block=True,
-                            trust_modified=trust_modified)
+        app, _ = launch(run_dirs, host=host, port=port, max_bytes=max_bytes, block=True, cache=cache,
+                        trust_modified=trust_modified)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if app is not None:
             app.close()
-        if cache is not None:
-            shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
