@@ -387,7 +387,7 @@ def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, clust
     result = compute_explanation(run_dir, target, n_repeats=n_repeats, cluster_threshold=cluster_threshold,
                                  max_shap_cases=max_shap_cases, seed=seed, progress=progress,
                                  trust_modified=trust_modified)
-    out = write_explanation(result, Path(run_dir) / "explain" / result.target, n_galleries=n_galleries)
+    out = write_explanation(result, join_inside(Path(run_dir) / "explain", result.target), n_galleries=n_galleries)
     write_report(Path(run_dir))
     return out
 
