@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--out", default="predictions.csv", help="output CSV (default predictions.csv)")
     p.add_argument("--allow-extra", action="store_true", help="ignore feature columns the model does not use")
     p.add_argument("--explain", action="store_true", help="add a per-case explanation column")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_check=[("out", "file")])
 
 
 def run(args) -> int:

@@ -310,4 +310,7 @@ def fit_backend(backend: str, scheduler: str | None, n_jobs: int):
 
 
 def _indexed(i, func, *args):
+    from vitfeat.lifecycle import exit_with_parent
+
+    exit_with_parent()  # in a worker process: gone with the main process, even after kill -9
     return i, func(*args)
