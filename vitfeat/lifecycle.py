@@ -66,17 +66,24 @@ class Terminated(KeyboardInterrupt):
     """Raised in the main thread when the process receives SIGTERM (see :func:`stop_on_sigterm`)."""
 
 
-def stop_on_sigterm() -> None:
+def stop_on_sigterm():
     """Turn SIGTERM into :class:`Terminated`, so that ``finally`` blocks run and the command can say
     what is kept (finished results are in the caches; a rerun resumes) instead of vanishing.
 
     Only from the main thread (``signal`` allows no other); elsewhere nothing happens.
+
+    Returns
+    -------
+    object
+        The handler it replaced (give it to ``signal.signal`` to restore it), or None.
     """
     if threading.current_thread() is not threading.main_thread():
-        return
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
 
     def _raise(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
         raise Terminated()
 
     signal.signal(signal.SIGTERM, _raise)
+    return previous

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 
 from vitfeat import __version__
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from vitfeat.atomic import DISK_FULL_ERRNOS, OutputError, check_output
     from vitfeat.lifecycle import Terminated, stop_on_sigterm
 
-    stop_on_sigterm()
+    previous_sigterm = stop_on_sigterm()
     try:
         for attr, kind in getattr(args, "output_check", ()):  # set by each command with an output
             if getattr(args, attr, None) is not None:
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished work is kept and a re-run resumes", file=sys.stderr)
         return 130
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":
