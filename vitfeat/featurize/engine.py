@@ -77,7 +77,9 @@ class ExtractResult:
             if len(self.failures) > 10:
                 lines.append(f"  ... {len(self.failures) - 10} more in the 'error' column")
         if self.warnings:
-            lines.append(f"{len(self.warnings)} warning(s) from the manifest check:")
+            source = ("the manifest check and the cache" if any(w.startswith("cache entry ") for w in self.warnings)
+                      else "the manifest check")
+            lines.append(f"{len(self.warnings)} warning(s) from {source}:")
             lines += [f"  {w}" for w in self.warnings[:10]]
             if len(self.warnings) > 10:
                 lines.append(f"  ... {len(self.warnings) - 10} more (vitfeat manifest check)")
