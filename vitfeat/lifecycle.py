@@ -19,6 +19,8 @@ _LOCK = threading.Lock()
 
 #: How often (seconds) a worker looks whether its parent is still there.
 POLL_S = 0.5
+#: The environment variable holding the main process's pid, inherited by its workers.
+MAIN_PID_VARIABLE = "VITFEAT_MAIN_PID"
 
 
 def exit_with_parent(poll_s: float = POLL_S) -> bool:
@@ -44,8 +46,9 @@ def exit_with_parent(poll_s: float = POLL_S) -> bool:
         if pid in _WATCHED:
             return True
         _WATCHED.add(pid)
-    parent = os.getppid()
-    threading.Thread(target=_watch, args=(parent, poll_s), name="vitfeat-exit-with-parent", daemon=True).start()
+    main_pid = int(os.environ.get(MAIN_PID_VARIABLE) or 0)
+    threading.Thread(target=_watch, args=(main_pid, os.getppid(), poll_s), name="vitfeat-exit-with-parent",
+                     daemon=True).start()
     return True
 
 
@@ -55,11 +58,48 @@ def _is_worker_process() -> bool:
     return name.startswith(("LokyProcess", "Dask")) or "loky" in name.lower()
 
 
-def _watch(parent: int, poll_s: float) -> None:
+def _watch(main_pid: int, parent: int, poll_s: float) -> None:
     while True:
-        time.sleep(poll_s)
-        if os.getppid() != parent:  # re-parented: the parent died
+        if main_pid and main_pid != os.getpid():
+            if not _alive(main_pid):
+                os._exit(1)
+        elif os.getppid() != parent:  # no main process recorded: re-parented means the parent died
             os._exit(1)
+        time.sleep(poll_s)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mark_main_process() -> None:
+    """Record this process's pid for the workers it starts (they inherit the environment).
+
+    A worker checks the pid itself rather than its parent, because it may be killed before it
+    gets to start its watchdog (while importing), after which its parent is already someone else.
+    """
+    if not _is_worker_process():
+        os.environ[MAIN_PID_VARIABLE] = str(os.getpid())
+
+
+def loky_workers_exit_with_parent():
+    """A ``joblib.parallel_config`` for the loky backend whose workers run :func:`exit_with_parent`
+    as soon as they start, before their first task, so that idle workers go too.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        Enter it around the ``joblib.Parallel`` calls.
+    """
+    from joblib import parallel_config
+
+    return parallel_config(backend="loky", initializer=exit_with_parent)
 
 
 class Terminated(KeyboardInterrupt):
@@ -87,3 +127,6 @@ def stop_on_sigterm():
 
     signal.signal(signal.SIGTERM, _raise)
     return previous
+
+
+_mark_main_process()

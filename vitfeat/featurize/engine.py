@@ -35,7 +35,7 @@ from vitfeat.dataset import (
     read_image,
     read_mask,
 )
-from vitfeat.lifecycle import exit_with_parent
+from vitfeat.lifecycle import exit_with_parent, loky_workers_exit_with_parent
 from vitfeat.featurize.masks import AUTO_MASK_VERSION, auto_mask, mask_predictor, parse_mask_source
 from vitfeat.featurize.registry import CaseArrays, Family, default_families, get_family
 
@@ -505,6 +505,7 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
             n_jobs = -1
         else:
             n_jobs = jobs
+            stack.enter_context(loky_workers_exit_with_parent())
         runner = Parallel(n_jobs=n_jobs, return_as="generator")
         results = list(tqdm(runner(tasks), total=len(cases), desc="extract", unit="case", disable=not progress))
     for fam, spec in batched:
