@@ -97,4 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m vitfeat.cli.main`: run the imported module's main, so that the CLIError the commands
+    # raise (vitfeat.cli.main.CLIError) is the class caught there, not a __main__ copy of it
+    from vitfeat.cli.main import main as _main
+
+    sys.exit(_main())
