@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--trust-modified", action="store_true",
                    help="use a run whose files changed after fit (their SHA-256 differs from run.json) with a "
                         "warning, instead of refusing it")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_check=[("out", "file")])
 
 
 def run(args) -> int:

@@ -291,7 +291,10 @@ def fit_backend(backend: str, scheduler: str | None, n_jobs: int):
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}' (use {' or '.join(BACKENDS)})")
     if backend == "loky":
-        yield n_jobs, max(1, (os.cpu_count() or 1) // max(1, effective_n_jobs(n_jobs)))
+        from vitfeat.lifecycle import loky_workers_exit_with_parent
+
+        with loky_workers_exit_with_parent():  # no worker outlives a killed main process
+            yield n_jobs, max(1, (os.cpu_count() or 1) // max(1, effective_n_jobs(n_jobs)))
         return
     from dask.distributed import Client, LocalCluster
     from joblib import parallel_config
@@ -311,4 +314,7 @@ def fit_backend(backend: str, scheduler: str | None, n_jobs: int):
 
 
 def _indexed(i, func, *args):
+    from vitfeat.lifecycle import exit_with_parent
+
+    exit_with_parent()  # in a worker process: gone with the main process, even after kill -9
     return i, func(*args)
