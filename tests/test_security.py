@@ -345,3 +345,44 @@ def test_manifest_check_names_ids_that_need_renaming(tmp_path, capsys):
     assert code == 0  # a warning, not an error: the files get safe names
     assert "row 1" in text and "'../../x' is not a safe file name" in text and safe_filename("../../x") in text
     assert "row 2" in text and "'CON'" in text and "fine_id' is not" not in text
+
+
+class _Payload:
+    """Unpickling this calls ``builtins.exec`` on attacker text (the classic pickle attack)."""
+
+    def __init__(self, canary):
+        self.canary = str(canary)
+
+    def __reduce__(self):
+        return builtins.exec, (f"open({self.canary!r}, 'w').write('pwned')",)
+
+
+def test_a_yolo_checkpoint_that_runs_code_is_refused_before_unpickling(tmp_path):
+    import torch
+
+    from vitfeat.deep.runtime import UnsafeCheckpointError
+    from vitfeat.deep.yolo import YoloPredictor
+
+    canary = tmp_path / "canary"
+    path = tmp_path / "model.pt"
+    torch.save({"model": _Payload(canary), "train_args": {"imgsz": 64}}, path)
+    with pytest.raises(UnsafeCheckpointError, match="builtins.exec"):
+        YoloPredictor(path)
+    assert not canary.exists()
+    torch.load(path, weights_only=False)  # what ultralytics would have done: the payload is real
+    assert canary.read_text() == "pwned"
+
+
+def test_a_real_yolo_architecture_checkpoint_passes_the_gate(tmp_path, yolo_config_dir):
+    import copy
+
+    import torch
+
+    from vitfeat.deep.runtime import check_pickled_checkpoint
+    from vitfeat.deep.yolo import _ultralytics
+
+    model = _ultralytics().YOLO("yolov8n-seg.yaml")
+    path = tmp_path / "model.pt"
+    torch.save({"model": copy.deepcopy(model.model).half(), "train_args": {"imgsz": 64}, "version": "8"}, path)
+    found = check_pickled_checkpoint(path)
+    assert "ultralytics.nn.tasks.SegmentationModel" in found

@@ -325,6 +325,9 @@ class YoloPredictor:
         self.path = path.resolve()
         self.info = json.loads(info_path.read_text()) if info_path.is_file() else {}
         ul = _ultralytics()
+        from vitfeat.deep.runtime import check_pickled_checkpoint
+
+        check_pickled_checkpoint(self.path)  # ultralytics unpickles the whole model: vet what it names first
         self.model = ul.YOLO(str(self.path))
         self.task = self.model.task
         if self.task not in TASKS:
