@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from vitfeat.artefacts import artefact_hashes, check_artefacts
 from vitfeat.atomic import atomic_path, copy_file, write_csv, write_text
 from vitfeat.names import join_inside, safe_filenames
 from vitfeat.dataset import (
@@ -272,6 +273,7 @@ def train_yolo(manifest, out_dir, *, task: str = "segment", modality: str = "cli
         "val_patients": sorted(split.loc[split["split"] == "val", "patient_id"].astype(str).unique().tolist()),
         "metrics": {k: float(v) for k, v in (getattr(results, "results_dict", None) or {}).items()},
         "ultralytics": ul.__version__,
+        "artefacts": artefact_hashes(out, ["model.pt"]),
     }
     write_text(out / "yolo.json", json.dumps(info, indent=2))
     return out / "model.pt"
@@ -324,6 +326,8 @@ class YoloPredictor:
             raise FileNotFoundError(f"YOLO model not found: {path}")
         self.path = path.resolve()
         self.info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        if self.info and self.path.name == "model.pt":
+            check_artefacts(info_path.parent, self.info, source=info_path)
         ul = _ultralytics()
         from vitfeat.deep.runtime import check_pickled_checkpoint
 
