@@ -292,6 +292,9 @@ def describe_column(column: str) -> str:
     KeyError
         When no declared family writes such a column.
     """
+    for suffix, unit in (("_mm2", "mm²"), ("_mm", "mm")):  # physical units (vitfeat.featurize.units)
+        if column.endswith(suffix):
+            return f"{describe_column(column[:-len(suffix)]).replace('(px)', '').replace('  ', ' ')}, in {unit}"
     found = _match(column)
     if found is not None:
         family, modality, bare = found
