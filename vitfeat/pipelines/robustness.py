@@ -496,9 +496,13 @@ def run_robustness(manifest, out_dir, *, perturbations=None, repeats: int = 1, s
         warnings.append(f"{result.n_failed} version(s) failed to extract (see the 'error' column); their cases "
                         "are left out of the affected features' ICC")
     icc = feature_icc(table, feature_cols)
-    undefined = int(icc["icc"].isna().sum())
-    if undefined:
-        warnings.append(f"{undefined} feature(s) have no ICC (constant, or missing in every case)")
+    absent = int((icc["n_cases"] < 2).sum())
+    constant = int(icc["icc"].isna().sum()) - absent
+    if absent:
+        warnings.append(f"{absent} feature(s) have no ICC: missing in (nearly) every case (e.g. Wood's features "
+                        "without Wood's photos)")
+    if constant:
+        warnings.append(f"{constant} feature(s) have no ICC: the same value in every version of every case")
     by_pert = icc_by_perturbation(table, feature_cols)
     params = versions[["case_id", "perturbation", "repeat"]].copy()
     params["params"] = [json.dumps(p, sort_keys=True) for p in versions["params"]]
