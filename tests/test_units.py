@@ -84,3 +84,14 @@ def test_bad_pixels_per_mm_argument_is_named(tmp_path, bad):
     man = _manifest(tmp_path, {"s100": np.nan})
     with pytest.raises(ValueError, match="--pixels-per-mm: pixels_per_mm"):
         extract(man, None, families=["shape"], progress=False, pixels_per_mm=bad)
+
+
+def test_predict_extracts_with_the_recorded_scale(tmp_path):
+    from vitfeat.featurize import read_features
+    from vitfeat.pipelines.predict import extract_like_run
+
+    man = _manifest(tmp_path, {"s100": np.nan})
+    first = extract(man, tmp_path / "train.parquet", families=["shape"], progress=False, pixels_per_mm=2.0)
+    assert first.provenance["pixels_per_mm"] == 2.0
+    again, _ = read_features(extract_like_run(man, first.provenance, tmp_path / "new.parquet"))
+    assert again["clinical_shape_perimeter_mm"].iloc[0] == first.frame["clinical_shape_perimeter_mm"].iloc[0]
