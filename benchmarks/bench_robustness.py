@@ -42,7 +42,8 @@ def main(argv=None) -> None:
     for label, dt in timings:
         print(f"  {label:>6}: {dt:7.1f} s total, {1000 * dt / versions:7.1f} ms per case x perturbation")
     goal = timings[0][1] * 100 * 11 / versions
-    print(f"  cold time scaled to 100 cases x 10 perturbations: {goal / 60:.1f} min (goal < 10 min)")
+    note = " (worker start-up dominates in --quick: an overestimate)" if args.quick else ""
+    print(f"  cold time scaled to 100 cases x 10 perturbations: {goal / 60:.1f} min (goal < 10 min){note}")
 
 
 if __name__ == "__main__":
