@@ -153,6 +153,11 @@ def test_robustness_run_writes_its_tables_and_resumes(synth_small, tmp_path):
     again = run_robustness(man, out, **kwargs)
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
     pd.testing.assert_frame_equal(again.icc, res.icc)
+    # another seed in the same folder draws (and renders) new versions instead of reusing the old ones
+    other = run_robustness(man, out, **{**kwargs, "seed": 6})
+    assert not other.icc["icc"].equals(res.icc["icc"])
+    new_angles = pd.read_csv(out / "perturbations.csv").query("perturbation == 'rotation'")["params"]
+    assert set(new_angles).isdisjoint(params.loc[params["perturbation"] == "rotation", "params"])
 
 
 def test_cli_names_an_unknown_perturbation(synth_small, tmp_path, capsys):

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from vitfeat import __version__
 from vitfeat.atomic import write_bytes, write_csv, write_figure, write_json, write_text
-from vitfeat.dataset import load_manifest, read_image, read_mask, write_mask
+from vitfeat.dataset import file_hash, load_manifest, read_image, read_mask, write_mask
 from vitfeat.evaluation.icc import EXCELLENT, GOOD, icc_1_1_many
 from vitfeat.featurize import describe_column, extract, write_features
 from vitfeat.featurize.engine import fit_to_max_side
@@ -139,19 +139,32 @@ def _load_reference(case, masks: str, max_side: int | None) -> tuple[dict, dict,
     return images, out_masks, sources
 
 
+def _read_record(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # absent or torn: render again
+
+
 def _render_case(case, versions: list[tuple[str, int]], folder: str, seed: int, masks: str,
                  max_side: int | None) -> list[dict]:
     """Worker: write every version of one case (skipping those already written); their manifest rows."""
     cv2.setNumThreads(1)
     base = Path(folder) / _slug(case.case_id)
     rows, reference = [], None
+    # What a written version depends on besides its name: a re-run with another seed, mask source,
+    # max_side or changed input files renders it again instead of reusing it.
+    inputs = {c: file_hash(p) for c in ("clinical", "wood", "clinical_mask", "wood_mask")
+              if (p := getattr(case, c)) is not None}
+    settings = {"seed": int(seed), "masks": masks, "max_side": max_side, "inputs": inputs}
     for name, repeat in versions:
         vdir = base / f"{name}_r{repeat}"
         record = vdir / "params.json"
         row = {"case_id": f"{case.case_id}@{name}#{repeat}", "patient_id": case.case_id,
                "source_case": case.case_id, "perturbation": name, "repeat": repeat}
-        if record.is_file():  # written last: the version is complete
-            rows.append({**row, **json.loads(record.read_text())})
+        done = _read_record(record)  # written last: the version is complete
+        if done is not None and done.get("settings") == settings:
+            rows.append({**row, **{k: v for k, v in done.items() if k != "settings"}})
             continue
         if reference is None:
             reference = _load_reference(case, masks, max_side)
@@ -168,7 +181,7 @@ def _render_case(case, versions: list[tuple[str, int]], folder: str, seed: int, 
             files[modality] = str((vdir / f"{modality}.png").relative_to(folder))
             files[f"{modality}_mask"] = str((vdir / f"{modality}_mask.png").relative_to(folder))
         info = {"files": files, "params": params, "mask_source": sources}
-        write_json(record, info)
+        write_json(record, {**info, "settings": settings})
         rows.append({**row, **info})
     return rows
 
