@@ -253,6 +253,8 @@ def _jpeg(images, masks, rng):
 
     def recompress(img, _m):
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise ValueError(f"OpenCV could not JPEG-encode a {img.shape} photo")
         return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
     return _each_photo(images, recompress), masks, {"jpeg_quality": quality}

@@ -112,6 +112,8 @@ def _slug(case_id: str) -> str:
 
 def _png(path: Path, rgb: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"{path}: OpenCV could not encode the perturbed photo as PNG")
     write_bytes(path, buf.tobytes())
 
 
@@ -351,7 +353,8 @@ def _box_plot(icc: pd.DataFrame, order: list[str]):
 
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(order) + 2), 3.6))
     data = [icc.loc[icc["family"] == f, "icc"].dropna().to_numpy() for f in order]
-    ax.boxplot(data, tick_labels=order) if _mpl_tick_labels() else ax.boxplot(data, labels=order)
+    labels = {"tick_labels" if _mpl_tick_labels() else "labels": order}  # renamed in matplotlib 3.9
+    ax.boxplot(data, **labels)
     for y, style in ((GOOD, "--"), (EXCELLENT, ":")):
         ax.axhline(y, color="grey", linestyle=style, linewidth=1)
     ax.set_ylabel("ICC(1,1) across perturbations")
