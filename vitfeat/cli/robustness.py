@@ -13,14 +13,14 @@ measurement, McGraw & Wong; F-based 95 % CI) across the versions of each case.
 Perturbations (default: all but none; the unperturbed 'none' version is always added):
 {perturbations}
 
-OUT_DIR gets: perturbed_features.parquet (one row per case x perturbation x repeat), feature_icc.csv
+DIR gets: perturbed_features.parquet (one row per case x perturbation x repeat), feature_icc.csv
 (feature, family, modality, icc, icc_low, icc_high, n_cases, n_perturbations),
 feature_icc_by_perturbation.csv, perturbations.csv (every drawn parameter), robustness.md/.html with
-icc_by_family.png. Versions are written under OUT_DIR/perturbed and features cached under
-OUT_DIR/.vitfeat-cache, so an interrupted run resumes. Cases without a given mask use the automatic
+icc_by_family.png. Versions are written under DIR/perturbed and features cached under
+DIR/.vitfeat-cache, so an interrupted run resumes. Cases without a given mask use the automatic
 mask of the unperturbed photo, moved with each version.
 
-Use the result in fit: vitfeat fit FEATURES -o RUN --feature-icc OUT_DIR/feature_icc.csv --min-icc 0.75
+Use the result in fit: vitfeat fit FEATURES -o RUN --feature-icc DIR/feature_icc.csv --min-icc 0.75
 
 Examples:
   vitfeat robustness data/synth/manifest.csv -o artifacts/robustness --jobs 2
