@@ -16,6 +16,7 @@ wood_box        no         lesion box ``x0,y0,x1,y1`` in pixels of the Wood's ph
 split           no         a split kept from the source (e.g. YOLO train/val/test); not a target
 data_root       no         the folder paths are relative to (written by ``manifest import`` when
                            the manifest lies outside the data folder); one value for all rows
+pixels_per_mm   no         scale of the stored photos; adds ``_mm``/``_mm2`` size features
 label, ...      no         target columns (default ``label``); any number of them
 =============== ========== ==========================================================
 
@@ -47,7 +48,8 @@ PATH_COLUMNS = IMAGE_COLUMNS + MASK_COLUMNS
 BOX_COLUMNS = ("clinical_box", "wood_box")
 MODALITIES = ("clinical", "wood")
 DATA_ROOT_COLUMN = "data_root"
-RESERVED_COLUMNS = ID_COLUMNS + PATH_COLUMNS + BOX_COLUMNS + ("error", "split", DATA_ROOT_COLUMN)
+SCALE_COLUMN = "pixels_per_mm"  # optional: adds millimetre versions of sizes (vitfeat.featurize.units)
+RESERVED_COLUMNS = ID_COLUMNS + PATH_COLUMNS + BOX_COLUMNS + ("error", "split", DATA_ROOT_COLUMN, SCALE_COLUMN)
 DEFAULT_TARGET = "label"
 
 #: Degenerate-input thresholds of :func:`validate_manifest` (warnings, not errors).
@@ -482,7 +484,7 @@ def validate_manifest(
     targets, target_problems = _check_targets(frame, targets, require_targets, folds)
     problems += target_problems + _check_ids(frame)
     escaped, path_problems = _resolve_paths(frame, root, allow_outside_root)
-    problems += path_problems + _check_box_syntax(frame)
+    problems += path_problems + _check_box_syntax(frame) + _check_scale(frame)
     if check_files:
         rules = dict(threshold=mask_threshold, inverted=masks_inverted, min_area=min_mask_area,
                      min_side=min_image_side)
@@ -697,6 +699,24 @@ def _check_box_syntax(frame: pd.DataFrame) -> list[Problem]:
                     parse_box(value)
                 except ValueError as exc:
                     problems.append(Problem(row, col, str(exc)))
+    return problems
+
+
+def _check_scale(frame: pd.DataFrame) -> list[Problem]:
+    """``pixels_per_mm`` values that are not positive numbers (empty cells are allowed: no scale)."""
+    if SCALE_COLUMN not in frame.columns:
+        return []
+    problems = []
+    for row, value in enumerate(frame[SCALE_COLUMN], start=1):
+        if _is_empty(value):
+            continue
+        try:
+            scale = float(value)
+        except (TypeError, ValueError):
+            problems.append(Problem(row, SCALE_COLUMN, f"'{value}' is not a number (pixels per millimetre)"))
+            continue
+        if not np.isfinite(scale) or scale <= 0:
+            problems.append(Problem(row, SCALE_COLUMN, f"{value} must be a positive number of pixels per millimetre"))
     return problems
 
 

@@ -62,6 +62,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-side", type=int, default=None, metavar="PX",
                    help="shrink photos whose longest side exceeds PX before extracting (e.g. 512 for phone "
                         "photos): pixel-unit features and defaults then mean the same on every camera")
+    p.add_argument("--pixels-per-mm", type=float, default=None, metavar="X",
+                   help="scale of the stored photos for rows without a manifest pixels_per_mm value: adds _mm/_mm2 "
+                        "versions of length and area features")
     p.add_argument("--targets", nargs="+", default=None, help="target columns to carry over (default: label)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--skip-invalid", action="store_true",
@@ -92,7 +95,7 @@ def run(args) -> int:
             backend=options.get("backend", "loky"), scheduler=options.get("scheduler"),
             family_config=options.get("family_config"), batch_size=int(options.get("batch_size", 16)),
             targets=options.get("targets"), progress=not args.no_progress, max_side=options.get("max_side"),
-            skip_invalid=args.skip_invalid,
+            skip_invalid=args.skip_invalid, pixels_per_mm=args.pixels_per_mm,
         )
     except (ManifestError, FileNotFoundError, KeyError, ValueError) as exc:
         raise CLIError(str(exc).strip("'\"")) from None

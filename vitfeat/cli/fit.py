@@ -91,6 +91,10 @@ def register(subparsers) -> None:
                         "chosen on inner grouped folds of each training part (operating_point.csv: sensitivity, "
                         "specificity, PPV, NPV out of fold with CIs), then on all cases for the saved model, "
                         "which predict uses")
+    p.add_argument("--feature-icc", metavar="FILE",
+                   help="feature_icc.csv from `vitfeat robustness`: drop features whose ICC is below --min-icc before "
+                        "anything else (from perturbed images, not labels: no leakage; recorded in run.json)")
+    p.add_argument("--min-icc", type=float, metavar="X", help="ICC threshold of --feature-icc (default 0.75)")
     p.add_argument("--config", metavar="YAML", help="YAML file with any of these options")
     p.set_defaults(func=run, output_check=[("out", "dir")])
 
@@ -106,7 +110,8 @@ def run(args) -> int:
                  "n_iter": args.n_iter, "jobs": args.jobs, "seed": args.seed, "n_boot": args.n_boot,
                  "positive": args.positive,
                  "prefilter": args.prefilter, "backend": args.backend, "scheduler": args.scheduler,
-                 "calibrate": args.calibrate, "operating_point": args.operating_point}
+                 "calibrate": args.calibrate, "operating_point": args.operating_point,
+                 "feature_icc": args.feature_icc, "min_icc": args.min_icc}
     try:
         if args.config:
             config = FitConfig.from_yaml(args.config, **overrides)

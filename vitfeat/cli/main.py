@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = [
     "vitfeat.cli.manifest",
     "vitfeat.cli.extract",
     "vitfeat.cli.fit",
+    "vitfeat.cli.robustness",
     "vitfeat.cli.predict",
     "vitfeat.cli.serve",
     "vitfeat.cli.explain",

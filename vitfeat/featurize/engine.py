@@ -38,6 +38,7 @@ from vitfeat.dataset import (
 from vitfeat.lifecycle import exit_with_parent, loky_workers_exit_with_parent
 from vitfeat.featurize.masks import AUTO_MASK_VERSION, auto_mask, mask_predictor, parse_mask_source
 from vitfeat.featurize.registry import CaseArrays, Family, default_families, get_family
+from vitfeat.featurize.units import add_physical_units, case_scales
 
 # read_features / write_features are re-exported: callers import them from the engine too.
 from vitfeat.featurize.table import (  # noqa: F401
@@ -449,7 +450,7 @@ def resolve_families(families, family_config: dict | None = None) -> list[tuple[
 def extract(manifest, output=None, *, families=None, masks: str = "given", jobs: int = 1, fmt: str | None = None,
             cache_dir=None, backend: str = "loky", scheduler: str | None = None, family_config: dict | None = None,
             batch_size: int = 16, targets=None, progress: bool = True, max_side: int | None = None,
-            skip_invalid: bool = False) -> ExtractResult:
+            skip_invalid: bool = False, pixels_per_mm: float | None = None) -> ExtractResult:
     """Extract features for every case of ``manifest`` (path or :class:`~vitfeat.dataset.Manifest`).
 
     ``output``: where to write the table (None: return it only). ``fmt``: parquet or csv (default
@@ -461,6 +462,8 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
     same across cameras; recorded in the provenance and reused by ``predict``. ``skip_invalid``:
     rows of a manifest path with fatal problems are not extracted but written with their reason in
     ``error`` (features empty), instead of stopping the run (``extract --skip-invalid``).
+    ``pixels_per_mm``: the scale of rows whose manifest has no ``pixels_per_mm`` value; with a scale,
+    length and area features gain ``_mm``/``_mm2`` versions (:mod:`vitfeat.featurize.units`).
     """
     if max_side is not None and (int(max_side) != max_side or max_side < 32):
         raise ValueError(f"max_side must be a whole number of pixels >= 32 (got {max_side!r})")
@@ -480,6 +483,7 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
     kind, mask_path = parse_mask_source(masks)
     mask_describe = mask_predictor(mask_path, kind).describe() if mask_path else None
     resolved = resolve_families(families, family_config)
+    scales = case_scales(man, pixels_per_mm)  # a bad scale fails before any work
     per_case = [spec for fam, spec in resolved if fam.batch_func is None]
     batched = [(fam, spec) for fam, spec in resolved if fam.batch_func is not None]
     if output is not None:
@@ -512,6 +516,7 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
         _run_batch_family(fam, spec, cases, results, mask_describe, cache, batch_size, progress, max_side)
 
     frame = assemble(man, results, [spec for _, spec in resolved])
+    frame = add_physical_units(frame, cases, scales, max_side)
     failures = {r["case_id"]: "; ".join(r["errors"]) for r in results if r["errors"]}
     if invalid is not None and len(invalid):
         frame = pd.concat([frame, invalid], ignore_index=True)[frame.columns]
@@ -522,6 +527,8 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
         "families": {spec[0]: {"version": spec[1], "config": spec[2]} for _, spec in resolved},
         "masks": masks,
         "max_side": int(max_side) if max_side else None,
+        "pixels_per_mm": float(pixels_per_mm) if pixels_per_mm is not None else None,
+        "physical_units": bool(scales),
         "mask_model": mask_describe,
         "mask_source": {r["case_id"]: r["masks"] for r in results},
         "content_hashes": {r["case_id"]: r["hashes"] for r in results},

@@ -254,6 +254,26 @@ def _match(column: str) -> tuple[Family, str, str] | None:
     return None
 
 
+def column_family(column: str) -> tuple[str, str]:
+    """``(family, modality)`` of a feature column: the declaring family's name, else the name's
+    second field (``clinical_deep_resnet50_007`` -> ``('deep', 'clinical')``).
+
+    Parameters
+    ----------
+    column : str
+        A ``<modality>_<family>_<feature>`` column.
+
+    Returns
+    -------
+    tuple of str
+    """
+    found = _match(column)
+    if found is not None:
+        return found[0].name, found[1]
+    parts = column.split("_")
+    return (parts[1] if len(parts) > 2 else "unknown"), parts[0]
+
+
 def describe_group(modality: str, family: str) -> str:
     """Plain-language description of a ``<modality>_<family>_`` column group (``'wood', 'shape'``)."""
     for fam in _declared_families():
@@ -272,6 +292,9 @@ def describe_column(column: str) -> str:
     KeyError
         When no declared family writes such a column.
     """
+    for suffix, unit in (("_mm2", "mm²"), ("_mm", "mm")):  # physical units (vitfeat.featurize.units)
+        if column.endswith(suffix):
+            return f"{describe_column(column[:-len(suffix)]).replace('(px)', '').replace('  ', ' ')}, in {unit}"
     found = _match(column)
     if found is not None:
         family, modality, bare = found

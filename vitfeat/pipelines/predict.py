@@ -48,7 +48,8 @@ def extract_like_run(manifest_path, extraction: dict, out_path, *, jobs: int = 1
     from vitfeat.featurize import extract
 
     recorded = extraction.get("families") or {}
-    kwargs = {"masks": extraction.get("masks", "given"), "jobs": jobs, "max_side": extraction.get("max_side")}
+    kwargs = {"masks": extraction.get("masks", "given"), "jobs": jobs, "max_side": extraction.get("max_side"),
+              "pixels_per_mm": extraction.get("pixels_per_mm")}  # extract --pixels-per-mm (issue #29)
     if recorded:
         kwargs["families"] = list(recorded)
         kwargs["family_config"] = {name: dict(entry.get("config") or {}) for name, entry in recorded.items()

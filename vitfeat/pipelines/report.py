@@ -30,6 +30,7 @@ from vitfeat.names import join_inside  # noqa: E402
 from vitfeat.evaluation.calibration import CALIBRATION  # noqa: E402
 from vitfeat.evaluation.decision import decision_curve  # noqa: E402
 from vitfeat.evaluation.metrics import HEADLINE  # noqa: E402
+from vitfeat.pipelines.icc_filter import report_sections  # noqa: E402
 from vitfeat.pipelines.nested import NAME as NESTED  # noqa: E402
 from vitfeat.pipelines.tripod import tripod_html, tripod_markdown, write_model_card  # noqa: E402
 
@@ -458,7 +459,7 @@ def compute_report(run_dir) -> Report:
     md.append(f"# {title}\n\nOut-of-fold scores, {meta['n_splits']} patient-grouped folds, "
               f"{meta['repeats']} repeat(s). Fold mean ± fold SD; pooled OOF value [patient-bootstrap 95 % CI].\n")
 
-    for section_parts, section_md in [_data_section(summary)] + [
+    for section_parts, section_md in [_data_section(summary), report_sections(meta)] + [
             _target_section(run, target, tboard, oof, fold_scores, meta)
             for target, tboard in board.groupby("target", sort=False)]:
         parts += section_parts

@@ -27,6 +27,7 @@ from vitfeat.evaluation.folds import make_folds, read_folds, same_folds, write_f
 from vitfeat.evaluation.metrics import HEADLINE, flatten, proba_columns, score_oof
 from vitfeat.evaluation.positive import positive_class
 from vitfeat.pipelines.nested import INNER_SCHEMES, describe_inner, nested_selection
+from vitfeat.pipelines.icc_filter import apply_icc_filter
 from vitfeat.pipelines.prefilter import AUTO_WIDTH, prefilter_active
 from vitfeat.pipelines.persist import (
     read_feature_table,
@@ -65,6 +66,8 @@ class FitConfig:
     scheduler: str | None = None
     calibrate: str | None = None  # sigmoid or isotonic: patient-grouped CalibratedClassifierCV
     operating_point: str | None = None  # sensitivity=0.90, specificity=0.90 or youden (binary targets)
+    feature_icc: str | None = None  # feature_icc.csv of vitfeat robustness: drop features below min_icc first
+    min_icc: float | None = None  # default 0.75 with feature_icc (vitfeat.pipelines.icc_filter)
 
     @classmethod
     def from_yaml(cls, path, **overrides) -> "FitConfig":
@@ -320,6 +323,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     frame = table[error == ""].reset_index(drop=True)
     frame = frame.dropna(subset=config.targets, how="all").reset_index(drop=True)
     features_cols = feature_columns(frame)
+    features_cols, icc_filter, icc_key = apply_icc_filter(features_cols, config.feature_icc, config.min_icc)
     use_prefilter = prefilter_active(config.prefilter, len(features_cols))
     X = frame[features_cols].to_numpy(dtype=float, copy=True)
     X[~np.isfinite(X)] = np.nan  # inf from a division-by-zero feature is treated as missing
@@ -352,7 +356,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         oof, info, fails = cross_validate(
             X[has], y, frame.loc[has, "patient_id"], frame.loc[has, "case_id"], sub_plan, pipelines,
             classes=classes, search=config.search, n_iter=config.n_iter, n_jobs=config.jobs, seed=config.seed,
-            cache_dir=cache_dir, cache_key={"table": table_hash, "features": len(features_cols)},
+            cache_dir=cache_dir, cache_key={"table": table_hash, "features": len(features_cols), **icc_key},
             target=target, progress=progress, prefilter=use_prefilter, backend=config.backend,
             scheduler=config.scheduler, calibrate=config.calibrate, operating_point=config.operating_point,
             positive=positive)
@@ -365,7 +369,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
                 X[has], y, frame.loc[has, "patient_id"], frame.loc[has, "case_id"], sub_plan, pipelines, oof,
                 classes=classes, inner_folds=config.inner_folds, inner=config.inner_scheme, search=config.search,
                 n_iter=config.n_iter, n_jobs=config.jobs, seed=config.seed, cache_dir=cache_dir,
-                cache_key={"table": table_hash, "features": len(features_cols)}, target=target,
+                cache_key={"table": table_hash, "features": len(features_cols), **icc_key}, target=target,
                 prefilter=use_prefilter, backend=config.backend, scheduler=config.scheduler,
                 calibrate=config.calibrate)
             if len(nested_oof):
@@ -410,6 +414,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         "prefilter": {"mode": config.prefilter, "active": use_prefilter, "auto_width": AUTO_WIDTH},
         "calibrate": config.calibrate, "operating_point": config.operating_point,
         "nested_inner": describe_inner(config.inner_folds, config.inner_scheme) if nested_picks else None,
+        "feature_icc": icc_filter,
     }
     return FitResult(
         plan=plan, config=config_dict, oof=pd.concat(oofs, ignore_index=True), leaderboard=boards_all,
