@@ -64,6 +64,7 @@ class FitConfig:
     scheduler: str | None = None
     calibrate: str | None = None  # sigmoid or isotonic: patient-grouped CalibratedClassifierCV
     operating_point: str | None = None  # sensitivity=0.90, specificity=0.90 or youden (binary targets)
+    coverage: float = 0.9  # conformal prediction sets (vitfeat.pipelines.conformal)
 
     @classmethod
     def from_yaml(cls, path, **overrides) -> "FitConfig":
@@ -277,6 +278,7 @@ class FitResult:
     summary: dict  # data_summary.json, with "warnings"
     run: dict  # run.json
     operating_point: pd.DataFrame | None = None  # operating_point.csv (fit --operating-point)
+    scope: dict | None = None  # applicability check + conformal sets (vitfeat.pipelines.applicability)
 
 
 def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True) -> FitResult:
@@ -394,6 +396,10 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         log.info("target %s: best pipeline %s", target, best)
 
     boards_all = pd.concat(boards, ignore_index=True)
+    from vitfeat.pipelines.applicability import fit_for_run
+
+    scope = fit_for_run(frame, X, features_cols, plan, provenance, pd.concat(oofs, ignore_index=True), models,
+                        coverage=config.coverage)
     summary = summarize_data(frame, features_cols, config.targets, failed)
     summary["warnings"] = warnings_for(summary, n_splits, len(pipelines) + len(config.include), failures, boards_all)
     summary["warnings"] += extraction_warnings(provenance)
@@ -409,13 +415,14 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         "prefilter": {"mode": config.prefilter, "active": use_prefilter, "auto_width": AUTO_WIDTH},
         "calibrate": config.calibrate, "operating_point": config.operating_point,
         "nested_inner": describe_inner(config.inner_folds, config.inner_scheme) if nested_picks else None,
+        "applicability": scope["run_json"], "conformal": scope["conformal"],
     }
     return FitResult(
         plan=plan, config=config_dict, oof=pd.concat(oofs, ignore_index=True), leaderboard=boards_all,
         fold_scores=pd.concat(fold_scores, ignore_index=True), fold_fits=pd.concat(infos, ignore_index=True),
         nested_selection=pd.concat(nested_picks, ignore_index=True) if nested_picks else None,
         model={"features": features_cols, "targets": models}, summary=summary, run=run_meta,
-        operating_point=pd.concat(operating, ignore_index=True) if operating else None)
+        operating_point=pd.concat(operating, ignore_index=True) if operating else None, scope=scope)
 
 
 def write_fit(result: FitResult, out_dir) -> Path:
@@ -446,6 +453,10 @@ def write_fit(result: FitResult, out_dir) -> Path:
     if result.operating_point is not None:
         write_csv(result.operating_point, out / "operating_point.csv")
     save_model(result.model, out / "model.skops")
+    if result.scope is not None:
+        from vitfeat.pipelines.applicability import write_scope
+
+        write_scope(result.scope, out)
     write_json(result.summary, out / "data_summary.json")
     write_json(result.run, out / "run.json")
     return out
