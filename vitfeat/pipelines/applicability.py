@@ -167,8 +167,11 @@ class Applicability:
         self.reference = Z.astype(np.float32)
         self.k = int(max(1, min(k, n - _largest_group(groups))))
         own = _knn_distance(Z, Z, self.k, groups_ref=groups, groups_query=groups)
-        finite = own[np.isfinite(own)]
-        self.threshold = float(np.quantile(finite, 1 - flag_rate)) if len(finite) else math.inf
+        # the conformal quantile (rank ceil((n + 1)(1 - rate))): a new exchangeable case exceeds it with
+        # probability <= rate (conformal outlier detection, Bates et al. 2023, Ann. Statist.)
+        from vitfeat.pipelines.conformal import conformal_quantile
+
+        self.threshold = conformal_quantile(own, 1 - flag_rate)
         names = [feature_group(c) for c, u in zip(features, used) if u]
         self.group_names = sorted(set(names))
         self.group_of = np.array([self.group_names.index(g) for g in names], dtype=int)
@@ -531,3 +534,55 @@ def add_scope_columns(out: pd.DataFrame, run_dir, meta: dict, frame: pd.DataFram
         member = prediction_sets(out[cols].to_numpy(dtype=float), q)
         out[f"{target}_prediction_set"] = [format_set(r, classes) for r in member]
     return out
+
+
+def report_section(meta: dict) -> tuple[list[str], list[str]]:
+    """HTML parts and Markdown lines of the report's "When the model cannot answer" section:
+    out-of-fold flags with the metrics with and without the flagged cases, and the conformal sets'
+    out-of-fold coverage. Empty for runs without the check.
+
+    Parameters
+    ----------
+    meta : dict
+        The run's run.json.
+    """
+    import html
+
+    scope, conformal = meta.get("applicability"), meta.get("conformal") or {}
+    if not scope:
+        return [], []
+    n, flagged = scope.get("oof_assessed", 0), scope.get("oof_flagged", 0)
+    lines = [f"Applicability check ({scope['method']}; k = {scope['k']}, threshold set in each training part so "
+             f"that {scope['flag_rate']:.0%} of its cases lie beyond it). Out of fold, fitted on each training "
+             f"part and applied to its test fold: {flagged} of {n} cases ({flagged / max(n, 1):.1%}) were flagged "
+             "as outside what the model learnt."]
+    needs = scope.get("needs") or {}
+    lines.append(f"The model needs: {' + '.join(needs.get('modalities') or ['clinical'])} photo(s); masks: "
+                 f"{needs.get('mask_source', '?')} (Wood's photos in {needs.get('wood_share', 0):.0%} of training "
+                 "cases).")
+    if scope.get("note"):
+        lines.append(scope["note"] + ".")
+    rows = []
+    for target, eff in (scope.get("oof_effect") or {}).items():
+        def fmt(v):
+            return "n/a" if v is None else f"{v:.3f}"
+
+        rows.append((target, eff["all"]["n"], fmt(eff["all"]["balanced_accuracy"]), fmt(eff["all"]["auroc"]),
+                     eff["in_scope"]["n"], fmt(eff["in_scope"]["balanced_accuracy"]),
+                     fmt(eff["in_scope"]["auroc"])))
+    for target, c in conformal.items():
+        cov = "n/a" if c.get("empirical_coverage") is None else f"{c['empirical_coverage']:.1%}"
+        two = "n/a" if c.get("two_class_share") is None else f"{c['two_class_share']:.1%}"
+        lines.append(f"Target {target}: conformal prediction sets at {c['coverage']:.0%} coverage (LAC score, "
+                     f"cross-conformal on the out-of-fold predictions): empirical coverage out of fold {cov}; "
+                     f"{two} of the sets hold both classes (\"the model cannot separate the stages for this lesion\").")
+    head = ("target", "cases", "balanced accuracy", "AUROC", "in-scope cases", "balanced accuracy (in scope)",
+            "AUROC (in scope)")
+    parts = ["<h2>When the model cannot answer</h2>"] + [f"<p>{html.escape(t)}</p>" for t in lines]
+    md = ["## When the model cannot answer\n"] + [t + "\n" for t in lines]
+    if rows:
+        parts.append("<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows) + "</table>")
+        md.append("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n" + "\n".join(
+            "| " + " | ".join(str(v) for v in r) + " |" for r in rows) + "\n")
+    return parts, md
