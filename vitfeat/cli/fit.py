@@ -91,6 +91,9 @@ def register(subparsers) -> None:
                         "chosen on inner grouped folds of each training part (operating_point.csv: sensitivity, "
                         "specificity, PPV, NPV out of fold with CIs), then on all cases for the saved model, "
                         "which predict uses")
+    p.add_argument("--coverage", type=float,
+                   help="coverage of the conformal prediction sets predict writes (default 0.9; calibrated on the "
+                        "out-of-fold predictions, recorded in run.json)")
     p.add_argument("--config", metavar="YAML", help="YAML file with any of these options")
     p.set_defaults(func=run)
 
@@ -106,7 +109,8 @@ def run(args) -> int:
                  "n_iter": args.n_iter, "jobs": args.jobs, "seed": args.seed, "n_boot": args.n_boot,
                  "positive": args.positive,
                  "prefilter": args.prefilter, "backend": args.backend, "scheduler": args.scheduler,
-                 "calibrate": args.calibrate, "operating_point": args.operating_point}
+                 "calibrate": args.calibrate, "operating_point": args.operating_point,
+                 "coverage": args.coverage}
     try:
         if args.config:
             config = FitConfig.from_yaml(args.config, **overrides)

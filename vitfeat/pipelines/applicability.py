@@ -364,6 +364,14 @@ def fit_for_run(frame: pd.DataFrame, X: np.ndarray, features: list[str], plan: p
     """
     from vitfeat.pipelines.conformal import cross_conformal
 
+    conformal, conformal_oof = {}, []
+    for target, m in models.items():
+        part = oof[(oof["target"] == target) & (oof["pipeline"] == m["pipeline"])]
+        if len(part):
+            res = cross_conformal(part, m["classes"], coverage)
+            conformal_oof.append(res.pop("sets").assign(target=target))
+            conformal[target] = res
+    conformal_oof = pd.concat(conformal_oof, ignore_index=True) if conformal_oof else None
     manifest = (provenance or {}).get("manifest")
     quality = None
     if manifest and Path(manifest).is_file():
@@ -375,7 +383,12 @@ def fit_for_run(frame: pd.DataFrame, X: np.ndarray, features: list[str], plan: p
             log.warning("applicability: the training photos could not be read for the image gates: %s", exc)
     note = None if quality else "image gates not fitted: the training photos (the table's manifest) were not found"
     patients = frame["patient_id"].astype(str).to_numpy()
-    check = Applicability.fit(X, features, patients, quality)
+    try:
+        check = Applicability.fit(X, features, patients, quality)
+    except ValueError as exc:  # too few cases, or no feature varies: the run goes on without a check
+        log.warning("applicability check not fitted: %s", exc)
+        return {"check": None, "oof_flags": None, "conformal": conformal, "conformal_oof": conformal_oof,
+                "run_json": None}
 
     first = plan[plan["repeat"] == plan["repeat"].min()]
     first = first.drop_duplicates("case_id")
@@ -386,7 +399,11 @@ def fit_for_run(frame: pd.DataFrame, X: np.ndarray, features: list[str], plan: p
         test = folds == k
         train = ~test & np.isfinite(folds)
         sub_q = None if quality is None else {m: [r for r, t in zip(rows, train) if t] for m, rows in quality.items()}
-        fold_check = Applicability.fit(X[train], features, patients[train], sub_q)
+        try:
+            fold_check = Applicability.fit(X[train], features, patients[train], sub_q)
+        except ValueError as exc:
+            log.warning("applicability check not fitted in fold %d (its test cases stay unflagged): %s", k, exc)
+            continue
         test_q = None if quality is None else {m: [r for r, t in zip(rows, test) if t] for m, rows in quality.items()}
         ins, why = fold_check.assess(X[test], test_q)
         flags.append(pd.DataFrame({"case_id": frame.loc[test, "case_id"].astype(str).to_numpy(), "fold": int(k),
@@ -395,21 +412,17 @@ def fit_for_run(frame: pd.DataFrame, X: np.ndarray, features: list[str], plan: p
     oof_flags = pd.concat(flags, ignore_index=True) if flags else pd.DataFrame(
         columns=["case_id", "fold", "in_scope", "scope_reason", "distance"])
 
-    conformal, conformal_oof, effect = {}, [], {}
+    effect = {}
     for target, m in models.items():
         part = oof[(oof["target"] == target) & (oof["pipeline"] == m["pipeline"])]
-        if not len(part):
-            continue
-        res = cross_conformal(part, m["classes"], coverage)
-        conformal_oof.append(res.pop("sets").assign(target=target))
-        conformal[target] = res
-        effect[target] = scope_effect(part, oof_flags, m["classes"], m.get("positive"))
+        if len(part):
+            effect[target] = scope_effect(part, oof_flags, m["classes"], m.get("positive"))
     run_json = check.to_json() | {
         "needs": needs_of(frame, features, provenance),
         "oof_flagged": int((~oof_flags["in_scope"].astype(bool)).sum()), "oof_assessed": int(len(oof_flags)),
         "oof_effect": effect, "note": note}
     return {"check": check, "oof_flags": oof_flags, "conformal": conformal, "run_json": run_json,
-            "conformal_oof": pd.concat(conformal_oof, ignore_index=True) if conformal_oof else None}
+            "conformal_oof": conformal_oof}
 
 
 def scope_effect(part: pd.DataFrame, flags: pd.DataFrame, classes, positive) -> dict:
@@ -480,8 +493,9 @@ def write_scope(scope: dict, run_dir) -> None:
     """
     from vitfeat.atomic import write_csv
 
-    scope["check"].save(run_dir)
-    write_csv(Path(run_dir) / "applicability_oof.csv", scope["oof_flags"])
+    if scope.get("check") is not None:
+        scope["check"].save(run_dir)
+        write_csv(Path(run_dir) / "applicability_oof.csv", scope["oof_flags"])
     if scope.get("conformal_oof") is not None:
         write_csv(Path(run_dir) / "conformal_oof.csv", scope["conformal_oof"])
 

@@ -307,6 +307,8 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         raise ValueError(f"inner_scheme {config.inner_scheme!r}: use {' or '.join(INNER_SCHEMES)}")
     if config.operating_point:
         parse_rule(config.operating_point)  # a bad rule fails before any fit
+    if not 0 < float(config.coverage) < 1:
+        raise ValueError(f"coverage {config.coverage!r}: the conformal coverage lies between 0 and 1 (e.g. 0.9)")
     zoo.add_custom_pipelines(config.custom)
     pipelines = zoo.expand_names(config.pipelines)
 
