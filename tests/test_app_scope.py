@@ -84,6 +84,7 @@ def paired_run(tmp_path_factory):
 def test_paired_model_needs_the_wood_photo_and_names_its_mask_source(paired_run):
     from vitfeat.app.predict_case import AppInputError, predict_pair
     from vitfeat.app.scope import mask_note
+    from vitfeat.app.summary import model_summary
     from vitfeat.app.ui import inputs_for
     from vitfeat.app.predict_case import RunInfo
 
@@ -98,5 +99,6 @@ def test_paired_model_needs_the_wood_photo_and_names_its_mask_source(paired_run)
                          wood_mask=data / case["wood_mask"], details=False)
     assert given["mask_source"] == "uploaded" and not any("hand-drawn" in w for w in given["warnings"])
     info = RunInfo(run)
+    assert "needs a clinical and a Wood's-lamp photo" in model_summary(info)
     assert "hand-drawn" in mask_note(info) and inputs_for(info) == {
         "wood_visible": True, "mask_note": mask_note(info), "masks_open": True}

@@ -118,3 +118,32 @@ def verdict_lines(result: dict) -> list[str]:
     if result.get("in_scope") is True:
         lines.append("In scope: the photo resembles the training cases.")
     return lines
+
+
+def scope_summary(run) -> str | None:
+    """The Model tab's paragraph on what the model needs and when it declines to answer (None for
+    runs without a recorded check).
+
+    Parameters
+    ----------
+    run : RunInfo
+        The run.
+    """
+    scope = run.meta.get("applicability")
+    if not scope:
+        return None
+    needs = run_needs(run)
+    photos = "a clinical and a Wood's-lamp photo" if "wood" in needs["modalities"] else "one clinical photo"
+    masks = {"given": "hand-drawn masks (upload one, or it draws one automatically)",
+             "auto": "masks it draws automatically"}.get(needs["mask_source"], f"masks from {needs['mask_source']}")
+    n, flagged = scope.get("oof_assessed", 0), scope.get("oof_flagged", 0)
+    lines = [f"### What it needs and when it cannot answer\nThis model needs {photos}, with {masks}. It answers "
+             f"\"cannot assess\" when a photo fails an image-quality gate learnt from the training photos or lies "
+             f"far from every training case (k-nearest-neighbour distance on the features). Out of fold "
+             f"{flagged} of {n} training cases ({flagged / max(n, 1):.0%}) were flagged so."]
+    for target, c in (run.meta.get("conformal") or {}).items():
+        if c.get("empirical_coverage") is not None:
+            lines.append(f"{target}: prediction sets at {c['coverage']:.0%} coverage held the true class for "
+                         f"{c['empirical_coverage']:.0%} of cases out of fold; {c['two_class_share']:.0%} of them "
+                         f"named both classes ({CANNOT_SEPARATE}).")
+    return "\n\n".join(lines)
