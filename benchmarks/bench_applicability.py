@@ -157,6 +157,8 @@ def main() -> None:
         flagged = ~held["in_scope"].astype(bool)
         print(f"held-out in-distribution cases: {int(flagged.sum())}/{len(held)} flagged ({flagged.mean():.1%}; "
               "goal <= 5 %)")
+        for reason in held.loc[flagged, "scope_reason"].head(3):
+            print(f"  e.g. {reason[:150]}")
         out["kind"] = out["case_id"].map(kinds)
         total = ~out["in_scope"].astype(bool)
         print(f"probes: {int(total.sum())}/{len(out)} flagged ({total.mean():.1%}; goal >= 95 %)")
