@@ -102,3 +102,16 @@ def test_paired_model_needs_the_wood_photo_and_names_its_mask_source(paired_run)
     assert "needs a clinical and a Wood's-lamp photo" in model_summary(info)
     assert "hand-drawn" in mask_note(info) and inputs_for(info) == {
         "wood_visible": True, "mask_note": mask_note(info), "masks_open": True}
+
+
+def test_a_wood_photo_given_to_a_clinical_only_model_is_left_out_and_said_so(served_clinical):
+    from vitfeat.app.predict_case import predict_pair
+
+    manifest = served_clinical["manifest"]
+    case = pd.read_csv(manifest.with_name("manifest.csv")).iloc[2]  # the paired synth manifest beside it
+    photo, wood = manifest.parent / case["clinical"], manifest.parent / case["wood"]
+    alone = predict_pair(served_clinical["run"], photo, details=False)
+    both = predict_pair(served_clinical["run"], photo, wood, details=False)
+    assert both["probabilities"] == alone["probabilities"]
+    assert any("Wood's-lamp photo was not used" in w for w in both["warnings"])
+    assert not any("Wood" in w for w in alone["warnings"])

@@ -230,6 +230,11 @@ def predict_pair(run: RunInfo | str | Path, clinical, wood=None, *, clinical_mas
         raise AppInputError("this model needs a Wood's-lamp photo: it was trained on clinical + Wood's-lamp pairs, "
                             "so please add the Wood's-lamp photo (a prediction without it would be outside what "
                             "the model learned)")
+    from vitfeat.app.scope import never_saw_wood
+
+    ignored_wood = wood is not None and never_saw_wood(run)  # a clinical-only model: the Wood's photo is unused
+    if ignored_wood:
+        wood = wood_mask = None
     tmp = Path(tempfile.mkdtemp(prefix="vitfeat-app-"))
     try:
         row = {"case_id": "upload", "patient_id": "upload"}
@@ -253,7 +258,7 @@ def predict_pair(run: RunInfo | str | Path, clinical, wood=None, *, clinical_mas
         except (ValueError, FileNotFoundError) as exc:
             raise AppInputError(str(exc).replace(str(tmp) + "/", "")) from None
         result = _answer(run, out.iloc[0])
-        from vitfeat.app.scope import run_needs, scope_fields
+        from vitfeat.app.scope import scope_fields
 
         fields, scope_warnings = scope_fields(run, out.iloc[0], result["target"],
                                               masks_uploaded=clinical_mask is not None)
@@ -262,7 +267,10 @@ def predict_pair(run: RunInfo | str | Path, clinical, wood=None, *, clinical_mas
         result["warnings"] += scope_warnings
         if result["in_scope"] is False:
             result["stage"] = None  # the probabilities stay in the answer; the page shows "cannot assess"
-        if wood is None and not (run.kind == "sklearn" and run_needs(run)["modalities"] == ["clinical"]):
+        if ignored_wood:
+            result["warnings"].append("this model was trained on clinical photos only: the Wood's-lamp photo was "
+                                      "not used")
+        elif wood is None and not never_saw_wood(run):
             result["warnings"].append("no Wood's-lamp photo: the model answers from the clinical photo alone, "
                                       "which it saw less often (or never) in training")
         result["warnings"] += _size_warnings(run, arrays["clinical"])

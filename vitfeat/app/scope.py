@@ -14,7 +14,7 @@ CANNOT_SEPARATE = "the model cannot separate the stages for this lesion"
 
 
 def run_needs(run) -> dict:
-    """``{"modalities", "mask_source", "recorded"}`` of a :class:`~vitfeat.app.RunInfo`.
+    """``{"modalities", "mask_source", "recorded", "wood_share"}`` of a :class:`~vitfeat.app.RunInfo`.
 
     Runs fitted before ``fit`` recorded its needs fall back to the feature names (a Wood's or
     pair feature means the model needs the Wood's photo) and ``recorded`` is False.
@@ -28,10 +28,16 @@ def run_needs(run) -> dict:
     mask_source = str((run.meta.get("extraction") or {}).get("masks") or "given")
     if needs:
         return {"modalities": list(needs.get("modalities") or ["clinical"]),
-                "mask_source": str(needs.get("mask_source") or mask_source), "recorded": True}
+                "mask_source": str(needs.get("mask_source") or mask_source), "recorded": True,
+                "wood_share": float(needs.get("wood_share") or 0.0)}
     wood = run.kind == "sklearn" and any(c.startswith(("wood_", "pair_")) for c in run.feature_columns)
     return {"modalities": ["clinical", "wood"] if wood else ["clinical"], "mask_source": mask_source,
-            "recorded": False}
+            "recorded": False, "wood_share": None}
+
+
+def never_saw_wood(run) -> bool:
+    """True for a feature model whose training cases had no Wood's photo at all (recorded by fit)."""
+    return run.kind == "sklearn" and run_needs(run)["wood_share"] == 0.0
 
 
 def mask_note(run) -> str | None:
