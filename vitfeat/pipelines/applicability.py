@@ -592,6 +592,9 @@ def report_section(meta: dict) -> tuple[list[str], list[str]]:
                      f"{two} of the sets hold both classes (\"the model cannot separate the stages for this lesion\").")
     head = ("target", "cases", "balanced accuracy", "AUROC", "in-scope cases", "balanced accuracy (in scope)",
             "AUROC (in scope)")
+    if rows:
+        lines.append("Scores of the saved model's pipeline out of fold (first repeat), on all cases and on the "
+                     "cases the check left in scope:")
     parts = ["<h2>When the model cannot answer</h2>"] + [f"<p>{html.escape(t)}</p>" for t in lines]
     md = ["## When the model cannot answer\n"] + [t + "\n" for t in lines]
     if rows:
