@@ -95,7 +95,7 @@ def register(subparsers) -> None:
                    help="coverage of the conformal prediction sets predict writes (default 0.9; calibrated on the "
                         "out-of-fold predictions, recorded in run.json)")
     p.add_argument("--config", metavar="YAML", help="YAML file with any of these options")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_check=[("out", "dir")])
 
 
 def run(args) -> int:
