@@ -179,3 +179,19 @@ def test_fit_records_the_check_and_predict_flags_a_blank_photo(synth_run, tmp_pa
     assert not out.at["blank", "in_scope"] and "sharpness" in out.at["blank", "scope_reason"]
     assert out.at["blank", "label_pred"] in ("active", "stable")  # still written; the flag says not to trust it
     assert out.at["same", "label_prediction_set"] in ("{active}", "{stable}", "{active, stable}")
+
+
+def test_a_swapped_applicability_file_is_refused(synth_run, tmp_path):
+    import shutil
+
+    from vitfeat.pipelines.predict import predict_run
+
+    manifest, run = synth_run
+    copy = shutil.copytree(run, tmp_path / "run")
+    with np.load(copy / "applicability.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["reference"] = arrays["reference"] * 0  # every case would look like the training cases' centre
+    with open(copy / "applicability.npz", "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    with pytest.raises(ValueError, match="applicability.npz"):
+        predict_run(copy, manifest, tmp_path / "pred.csv")
