@@ -70,9 +70,12 @@ class RunInfo:
 
     @property
     def needs_wood(self) -> bool:
-        """Whether the model reads Wood's-lamp features (or the VMTL run was trained on pairs)."""
+        """Whether the model needs the Wood's-lamp photo: from what fit recorded (the training cases'
+        modalities), else from the feature names (older runs)."""
         if self.kind == "sklearn":
-            return any(c.startswith(("wood_", "pair_")) for c in self.feature_columns)
+            from vitfeat.app.scope import run_needs
+
+            return "wood" in run_needs(self)["modalities"]
         return False  # VMTL models take a missing Wood's photo (a warning says it is missing)
 
     @cached_property
@@ -249,8 +252,14 @@ def predict_pair(run: RunInfo | str | Path, clinical, wood=None, *, clinical_mas
     if clinical is None:
         raise AppInputError("a clinical photo is required")
     if wood is None and run.needs_wood:
-        raise AppInputError("this model was trained on clinical + Wood's-lamp pairs: please add the Wood's-lamp "
-                            "photo (a prediction without it would be outside what the model learned)")
+        raise AppInputError("this model needs a Wood's-lamp photo: it was trained on clinical + Wood's-lamp pairs, "
+                            "so please add the Wood's-lamp photo (a prediction without it would be outside what "
+                            "the model learned)")
+    from vitfeat.app.scope import never_saw_wood
+
+    ignored_wood = wood is not None and never_saw_wood(run)  # a clinical-only model: the Wood's photo is unused
+    if ignored_wood:
+        wood = wood_mask = None
     tmp = Path(tempfile.mkdtemp(prefix="vitfeat-app-"))
     try:
         row = {"case_id": "upload", "patient_id": "upload"}
@@ -274,7 +283,19 @@ def predict_pair(run: RunInfo | str | Path, clinical, wood=None, *, clinical_mas
         except (ValueError, FileNotFoundError) as exc:
             raise AppInputError(public_message(str(exc).replace(str(tmp) + "/", ""))) from None
         result = _answer(run, out.iloc[0])
-        if wood is None:
+        from vitfeat.app.scope import scope_fields
+
+        fields, scope_warnings = scope_fields(run, out.iloc[0], result["target"],
+                                              masks_uploaded=clinical_mask is not None)
+        result.update(fields)
+        result["coverage"] = ((run.meta.get("conformal") or {}).get(result["target"]) or {}).get("coverage")
+        result["warnings"] += scope_warnings
+        if result["in_scope"] is False:
+            result["stage"] = None  # the probabilities stay in the answer; the page shows "cannot assess"
+        if ignored_wood:
+            result["warnings"].append("this model was trained on clinical photos only: the Wood's-lamp photo was "
+                                      "not used")
+        elif wood is None and not never_saw_wood(run):
             result["warnings"].append("no Wood's-lamp photo: the model answers from the clinical photo alone, "
                                       "which it saw less often (or never) in training")
         result["warnings"] += _size_warnings(run, arrays["clinical"])

@@ -43,5 +43,10 @@ def model_summary(run) -> str:
     warnings = summary.get("warnings") or []
     if warnings:
         parts.append("### Warnings\n" + "\n".join(f"- {w}" for w in warnings))
+    from vitfeat.app.scope import scope_summary
+
+    scope = scope_summary(run)  # what the model needs, how often it declines (issue #27)
+    if scope:
+        parts.append(scope)
     parts.append("### Intended use and limits\n" + INTENDED_USE)
     return "\n\n".join(parts)

@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 
 
 def _stage_markdown(result: dict) -> str:
+    from vitfeat.app.scope import verdict_lines
+
     perf = result["performance"]
-    probs = " · ".join(f"{c}: **{p:.1%}**" for c, p in result["probabilities"].items())
-    lines = [f"## Predicted stage: {result['stage']}", f"Probabilities — {probs}"]
+    lines = verdict_lines(result)  # the stage, or "Cannot assess" with the reason (issue #27)
     if perf.get("mean") is not None:
         ci = (f" (95% CI {perf['ci_low']:.2f}–{perf['ci_high']:.2f})" if perf.get("ci_low") is not None else "")
         which = ("nested-selection score (the whole selection procedure, scored on held-out patients)"
@@ -57,7 +58,18 @@ def _features_rows(result: dict):
 
 def _api_json(result: dict) -> dict:
     return {k: result[k] for k in ("run", "target", "stage", "probabilities", "warnings", "performance")} | {
-        "areas": result.get("areas") or {}, "top_features": result.get("top_features") or []}
+        "areas": result.get("areas") or {}, "top_features": result.get("top_features") or []} | {
+        k: result.get(k) for k in ("prediction_set", "in_scope", "scope_reason", "mask_source", "model")}
+
+
+def inputs_for(run) -> dict:
+    """Which uploads the Stage tab shows for ``run``: the Wood's box only for models that use it,
+    the mask section open (with a plain note) for models fitted with drawn masks."""
+    from vitfeat.app.scope import mask_note, run_needs
+
+    note = mask_note(run)
+    return {"wood_visible": run.kind != "sklearn" or "wood" in run_needs(run)["modalities"],
+            "mask_note": note or "", "masks_open": bool(note)}
 
 
 def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS,
@@ -121,20 +133,27 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
 
     # Answers (overlay images, CSVs) are served from Gradio's cache: deleted after at most 10 minutes.
     with gr.Blocks(title="vitfeat — vitiligo staging", analytics_enabled=False, delete_cache=(300, 600)) as app:
-        gr.Markdown("# vitfeat — vitiligo stage from a clinical and a Wood's-lamp photo\nResearch tool: the "
+        gr.Markdown("# vitfeat — vitiligo stage from a lesion photo\nResearch tool: the "
                     "stage is a model's estimate with the uncertainty shown beside it, not a diagnosis.")
         run_box = gr.Dropdown(names, value=names[0], label="Model (fitted run)", interactive=len(names) > 1)
         with gr.Tab("Stage a lesion"):
-            with gr.Row():
-                clinical = gr.File(label="Clinical photo (required)", type="filepath", elem_id="clinical")
-                wood = gr.File(label="Wood's-lamp photo", type="filepath", elem_id="wood")
-            with gr.Accordion("Optional lesion masks, or one of the run's own cases", open=False):
-                with gr.Row():
-                    clinical_mask = gr.File(label="Clinical mask", type="filepath")
-                    wood_mask = gr.File(label="Wood's mask", type="filepath")
-                case = gr.Dropdown(case_choices(names[0])["choices"], label="Run case", value=None)
-            go = gr.Button("Stage this lesion", variant="primary", elem_id="stage-button")
-            summary = gr.Markdown(elem_id="stage-result")
+            needs = inputs_for(runs[names[0]])  # what the model needs, from what fit recorded (issue #27)
+            with gr.Row(equal_height=False):  # inputs left, the answer right: both above the fold
+                with gr.Column(scale=1, min_width=320):
+                    with gr.Row():
+                        clinical = gr.File(label="Clinical photo (required)", type="filepath", elem_id="clinical",
+                                           height=120)
+                        wood = gr.File(label="Wood's-lamp photo (required by this model)", type="filepath",
+                                       elem_id="wood", height=120, visible=needs["wood_visible"])
+                    mask_hint = gr.Markdown(needs["mask_note"], elem_id="mask-note")
+                    with gr.Accordion("Lesion masks, or one of the run's own cases", open=needs["masks_open"]):
+                        with gr.Row():
+                            clinical_mask = gr.File(label="Clinical mask", type="filepath", height=100)
+                            wood_mask = gr.File(label="Wood's mask", type="filepath", height=100)
+                        case = gr.Dropdown(case_choices(names[0])["choices"], label="Run case", value=None)
+                    go = gr.Button("Stage this lesion", variant="primary", elem_id="stage-button")
+                with gr.Column(scale=1, min_width=320):
+                    summary = gr.Markdown(elem_id="stage-result")
             with gr.Row():
                 img_c = gr.Image(label="Clinical, lesion outlined", elem_id="overlay-clinical", format="png")
                 img_w = gr.Image(label="Wood's, lesion outlined", elem_id="overlay-wood", format="png")
@@ -146,6 +165,9 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
                      [answer, summary, img_c, img_w, img_r, table], api_name="predict")
             case.change(pick_case, [run_box, case], [clinical, wood, clinical_mask, wood_mask], api_name=False)
             run_box.change(case_choices, [run_box], [case], api_name=False)
+            run_box.change(lambda n: (gr.update(visible=inputs_for(runs[n])["wood_visible"]),
+                                      inputs_for(runs[n])["mask_note"]), [run_box], [wood, mask_hint],
+                           api_name=False)
         with gr.Tab("Batch"):
             gr.Markdown("A manifest (CSV with `case_id`, `clinical`, `wood`, optional masks) plus a zip of the "
                         "images it names, or a folder on this server. Nothing is kept after the answer.")

@@ -95,6 +95,9 @@ def register(subparsers) -> None:
                    help="feature_icc.csv from `vitfeat robustness`: drop features whose ICC is below --min-icc before "
                         "anything else (from perturbed images, not labels: no leakage; recorded in run.json)")
     p.add_argument("--min-icc", type=float, metavar="X", help="ICC threshold of --feature-icc (default 0.75)")
+    p.add_argument("--coverage", type=float,
+                   help="coverage of the conformal prediction sets predict writes (default 0.9; calibrated on the "
+                        "out-of-fold predictions, recorded in run.json)")
     p.add_argument("--config", metavar="YAML", help="YAML file with any of these options")
     p.set_defaults(func=run, output_check=[("out", "dir")])
 
@@ -111,7 +114,7 @@ def run(args) -> int:
                  "positive": args.positive,
                  "prefilter": args.prefilter, "backend": args.backend, "scheduler": args.scheduler,
                  "calibrate": args.calibrate, "operating_point": args.operating_point,
-                 "feature_icc": args.feature_icc, "min_icc": args.min_icc}
+                 "feature_icc": args.feature_icc, "min_icc": args.min_icc, "coverage": args.coverage}
     try:
         if args.config:
             config = FitConfig.from_yaml(args.config, **overrides)

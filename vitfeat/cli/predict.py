@@ -18,6 +18,12 @@ then per target <target>_pred and one <target>_proba_<class> column per class; w
 <target>_why, the three features that pushed each case's prediction most (SHAP; tree and linear
 models). A VMTL run directory (run.json kind "vmtl") is handed to the VMTL predictor.
 
+Runs fitted with the applicability check add in_scope (False: the case lies outside what the model
+learnt, so do not trust its prediction, which is still written) and scope_reason (which image gate
+failed or which feature group lies far outside the training cases), and per target
+<target>_prediction_set, the conformal prediction set at the coverage the run records (e.g.
+{active, stable}: the model cannot separate the stages for this case).
+
 Before anything is loaded, every file the run recorded in run.json is checked against its SHA-256:
 a modified, swapped or missing file is refused with its name ("modified after fit"); --trust-modified
 uses it anyway, with a warning. model.skops is loaded with an exact-type allow-list: a model file
@@ -54,5 +60,7 @@ def run(args) -> int:
         raise CLIError(str(exc)) from None
     n_failed = int((out["error"].fillna("") != "").sum()) if "error" in out.columns else 0
     failed = f", {n_failed} failed (see the error column)" if n_failed else ""
+    if "in_scope" in out.columns and (~out["in_scope"].astype(bool)).any():
+        failed += f", {int((~out['in_scope'].astype(bool)).sum())} outside what the model learnt (see scope_reason)"
     print(f"{len(out)} case(s) predicted{failed}: {args.out}")
     return 0

@@ -148,7 +148,7 @@ def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool
         features_path = extract_like_run(input_path, meta.get("extraction") or {}, features_path)
     else:
         features_path = input_path
-    frame, _ = read_feature_table(features_path)
+    frame, table_provenance = read_feature_table(features_path)
     bundle = load_model(run / "model.skops")
     schema = bundle["features"]
     check_schema(frame, schema, features_path, allow_extra=allow_extra)
@@ -180,6 +180,9 @@ def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool
             if ok.any():
                 why[ok] = explain_cases(bundle, target, X)
             out[f"{target}_why"] = why
+    from vitfeat.pipelines.applicability import add_scope_columns
+
+    add_scope_columns(out, run, meta, frame, schema, table_provenance)  # in_scope, scope_reason, prediction sets
     if out_path:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         write_csv(out, out_path)

@@ -464,6 +464,11 @@ def compute_report(run_dir) -> Report:
             for target, tboard in board.groupby("target", sort=False)]:
         parts += section_parts
         md += section_md
+    from vitfeat.pipelines.applicability import report_section
+
+    section_parts, section_md = report_section(meta)  # out-of-scope flags and conformal sets (issue #27)
+    parts += section_parts
+    md += section_md
     tripod_md = tripod_markdown(meta, summary, board)
     md.append(tripod_md)
     parts.append(tripod_html(meta, summary, board))

@@ -68,6 +68,7 @@ class FitConfig:
     operating_point: str | None = None  # sensitivity=0.90, specificity=0.90 or youden (binary targets)
     feature_icc: str | None = None  # feature_icc.csv of vitfeat robustness: drop features below min_icc first
     min_icc: float | None = None  # default 0.75 with feature_icc (vitfeat.pipelines.icc_filter)
+    coverage: float = 0.9  # conformal prediction sets (vitfeat.pipelines.conformal)
 
     @classmethod
     def from_yaml(cls, path, **overrides) -> "FitConfig":
@@ -281,6 +282,7 @@ class FitResult:
     summary: dict  # data_summary.json, with "warnings"
     run: dict  # run.json
     operating_point: pd.DataFrame | None = None  # operating_point.csv (fit --operating-point)
+    scope: dict | None = None  # applicability check + conformal sets (vitfeat.pipelines.applicability)
 
 
 def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True) -> FitResult:
@@ -309,6 +311,8 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         raise ValueError(f"inner_scheme {config.inner_scheme!r}: use {' or '.join(INNER_SCHEMES)}")
     if config.operating_point:
         parse_rule(config.operating_point)  # a bad rule fails before any fit
+    if not 0 < float(config.coverage) < 1:
+        raise ValueError(f"coverage {config.coverage!r}: the conformal coverage lies between 0 and 1 (e.g. 0.9)")
     zoo.add_custom_pipelines(config.custom)
     pipelines = zoo.expand_names(config.pipelines)
 
@@ -399,6 +403,10 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         log.info("target %s: best pipeline %s", target, best)
 
     boards_all = pd.concat(boards, ignore_index=True)
+    from vitfeat.pipelines.applicability import fit_for_run
+
+    scope = fit_for_run(frame, X, features_cols, plan, provenance, pd.concat(oofs, ignore_index=True), models,
+                        coverage=config.coverage)
     summary = summarize_data(frame, features_cols, config.targets, failed)
     summary["warnings"] = warnings_for(summary, n_splits, len(pipelines) + len(config.include), failures, boards_all)
     summary["warnings"] += extraction_warnings(provenance)
@@ -415,18 +423,20 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         "calibrate": config.calibrate, "operating_point": config.operating_point,
         "nested_inner": describe_inner(config.inner_folds, config.inner_scheme) if nested_picks else None,
         "feature_icc": icc_filter,
+        "applicability": scope["run_json"], "conformal": scope["conformal"],
     }
     return FitResult(
         plan=plan, config=config_dict, oof=pd.concat(oofs, ignore_index=True), leaderboard=boards_all,
         fold_scores=pd.concat(fold_scores, ignore_index=True), fold_fits=pd.concat(infos, ignore_index=True),
         nested_selection=pd.concat(nested_picks, ignore_index=True) if nested_picks else None,
         model={"features": features_cols, "targets": models}, summary=summary, run=run_meta,
-        operating_point=pd.concat(operating, ignore_index=True) if operating else None)
+        operating_point=pd.concat(operating, ignore_index=True) if operating else None, scope=scope)
 
 
 #: The files of a run whose SHA-256 ``run.json`` records (``predict``/``explain``/``serve`` verify them).
 RUN_ARTEFACTS = ("folds.csv", "config.yaml", "oof_predictions.csv", "leaderboard.csv", "fold_scores.csv",
-                 "fold_fits.csv", "nested_selection.csv", "operating_point.csv", "model.skops", "data_summary.json")
+                 "fold_fits.csv", "nested_selection.csv", "operating_point.csv", "model.skops", "data_summary.json",
+                 "applicability.npz", "applicability_oof.csv", "conformal_oof.csv")
 
 
 def write_fit(result: FitResult, out_dir) -> Path:
@@ -457,6 +467,10 @@ def write_fit(result: FitResult, out_dir) -> Path:
     if result.operating_point is not None:
         write_csv(result.operating_point, out / "operating_point.csv")
     save_model(result.model, out / "model.skops")
+    if result.scope is not None:
+        from vitfeat.pipelines.applicability import write_scope
+
+        write_scope(result.scope, out)
     write_json(result.summary, out / "data_summary.json")
     written = [name for name in RUN_ARTEFACTS if (out / name).is_file()]
     write_json(dict(result.run, artefacts=artefact_hashes(out, written)), out / "run.json")
