@@ -127,7 +127,10 @@ def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool
         features_path = extract_like_run(input_path, meta.get("extraction") or {}, features_path)
     else:
         features_path = input_path
-    frame, _ = read_feature_table(features_path)
+    frame, provenance = read_feature_table(features_path)
+    from vitfeat.pipelines.table_checks import check_table_matches_run  # issue #25: same names, same meaning
+
+    check_table_matches_run(provenance, meta.get("extraction") or {}, features_path, run)
     bundle = load_model(run / "model.skops")
     schema = bundle["features"]
     check_schema(frame, schema, features_path, allow_extra=allow_extra)

@@ -319,6 +319,10 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     frame = table[error == ""].reset_index(drop=True)
     frame = frame.dropna(subset=config.targets, how="all").reset_index(drop=True)
     features_cols = feature_columns(frame)
+    from vitfeat.pipelines.table_checks import check_fit_table  # issue #25: named before any fit
+
+    table_warnings = check_fit_table(table, frame, features, config.targets, features_cols,
+                                     None if config.folds_from else config.folds)
     use_prefilter = prefilter_active(config.prefilter, len(features_cols))
     X = frame[features_cols].to_numpy(dtype=float, copy=True)
     X[~np.isfinite(X)] = np.nan  # inf from a division-by-zero feature is treated as missing
@@ -396,7 +400,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     boards_all = pd.concat(boards, ignore_index=True)
     summary = summarize_data(frame, features_cols, config.targets, failed)
     summary["warnings"] = warnings_for(summary, n_splits, len(pipelines) + len(config.include), failures, boards_all)
-    summary["warnings"] += extraction_warnings(provenance)
+    summary["warnings"] += extraction_warnings(provenance) + table_warnings
     run_meta = {
         "kind": "sklearn", "vitfeat_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
