@@ -33,7 +33,11 @@ def _is_manifest(frame: pd.DataFrame) -> bool:
 
 def _peek(path: Path) -> pd.DataFrame:
     if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path).head(0)
+        try:
+            return pd.read_parquet(path).head(0)
+        except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+            raise ValueError(f"{path}: not a readable Parquet table (truncated, damaged or not Parquet): "
+                             f"{exc}") from None
     if path.suffix.lower() in (".csv", ".tsv", ".txt"):
         return pd.read_csv(path, nrows=0, sep="\t" if path.suffix.lower() == ".tsv" else ",")
     raise ValueError(f"{path}: input must be a manifest (.csv/.parquet) or a feature table (.parquet/.csv)")

@@ -318,7 +318,10 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     failed = table.loc[error != "", ["case_id"]].assign(error=error[error != ""])
     frame = table[error == ""].reset_index(drop=True)
     frame = frame.dropna(subset=config.targets, how="all").reset_index(drop=True)
-    features_cols = feature_columns(frame)
+    try:
+        features_cols = feature_columns(frame)
+    except ValueError as exc:
+        raise ValueError(f"{features}: {exc}") from None
     from vitfeat.pipelines.table_checks import check_fit_table  # issue #25: named before any fit
 
     table_warnings = check_fit_table(table, frame, features, config.targets, features_cols,

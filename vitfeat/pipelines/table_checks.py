@@ -155,7 +155,8 @@ def check_table_matches_run(provenance: dict, extraction: dict, features_path, r
             shown = "; ".join(f"{k}={table_cfg.get(k)!r} in the table, {run_cfg.get(k)!r} in the run"
                               for k in changed)
             problems.append(f"family '{name}' was extracted with other options ({shown})")
-    if (extraction.get("max_side") or None) != (provenance.get("max_side") or None):
+    both = "max_side" in extraction and "max_side" in provenance  # a stub record (hand-made) has no such key
+    if both and (extraction.get("max_side") or None) != (provenance.get("max_side") or None):
         problems.append(f"max_side is {provenance.get('max_side')} in the table but was "
                         f"{extraction.get('max_side')} when the run was fitted")
     if problems:
