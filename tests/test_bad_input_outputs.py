@@ -117,6 +117,19 @@ def test_disk_full_during_extract_names_the_path_and_a_rerun_resumes(synth_small
     assert out.exists()
 
 
+def test_disk_full_in_a_worker_names_the_cache_entry(synth_small, tmp_path):
+    """A worker process (--jobs 2) that cannot write its cache entry: the error crosses the process
+    boundary with the entry's final path; no temporary is left."""
+    out = tmp_path / "out" / "feats.parquet"
+    argv = ["extract", str(synth_small), "-o", str(out), "--families", "shape", "--no-progress", "--jobs", "2"]
+    proc = _limited(argv, 1_000, tmp_path)  # no cache entry (~1.5 kB) fits
+    assert proc.returncode == 28, proc.stderr
+    cache = out.parent / ".vitfeat-cache"
+    assert f"error: {cache}/shape/" in proc.stderr and ".json: no space left on device" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(cache.rglob("*.json")) == [] and _temporaries(cache) == [] and not out.exists()
+
+
 def test_disk_full_during_fit_names_the_path_and_a_rerun_resumes(tiny_table, tmp_path, caplog):
     run = tmp_path / "run"
     argv = ["fit", str(tiny_table), "-o", str(run), "--pipelines", "logreg", "--folds", "3", "--no-nested",
