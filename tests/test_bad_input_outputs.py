@@ -53,6 +53,7 @@ BAD_OUTPUTS = [
     (["synth", "{t}/a_file.txt", "--n", "4"], "{t}/a_file.txt", "is an existing file"),
     (["demo", "{t}/a_file.txt"], "{t}/a_file.txt", "is an existing file"),
     (["seg", "compare", "{t}/a_dir", "-o", "{t}/a_file.txt"], "{t}/a_file.txt", "is an existing file"),
+    (["extract", "{m}", "-o", "{t}/" + "n" * 300 + ".parquet"], "{t}/nnnn", "too long for a file name"),
     (["train", "vmtl", "{m}", "-o", "/sys/vmtl", "--folds-from", "{t}/folds.csv"], "/sys/vmtl", "not writable"),
 ]
 
@@ -80,7 +81,7 @@ def test_missing_parents_that_can_be_created_are_fine(tmp_path):
     assert list(tmp_path.iterdir()) == []  # and leaves no probe behind
 
 
-@pytest.mark.parametrize("path", ["", "   ", "a\0b"])
+@pytest.mark.parametrize("path", ["", "   ", "a\0b", "x" * 300 + ".parquet", "/".join(["d" * 200] * 25)])
 def test_empty_or_nul_output_refused(path):
     with pytest.raises(OutputError):
         check_output(path)
