@@ -648,7 +648,18 @@ def _check_ids(frame: pd.DataFrame) -> list[Problem]:
     for cid, idx in frame[dup].groupby("case_id").groups.items():
         nums = ", ".join(str(i + 1) for i in idx)
         problems.append(Problem(int(idx[0]) + 1, "case_id", f"duplicate case_id '{cid}' (rows {nums})"))
-    return problems
+    return problems + _renamed_ids(frame["case_id"])
+
+
+def _renamed_ids(ids: pd.Series) -> list[Problem]:
+    """Warn about ids that cannot be file names as they are (``../x``, ``CON``, ``a/b``, 300 characters)."""
+    from vitfeat.names import safe_filenames
+
+    present = [(row, str(cid)) for row, cid in enumerate(ids, start=1) if not _is_empty(cid)]
+    safe = safe_filenames(cid for _, cid in present)
+    return [Problem(row, "case_id", f"case_id {cid[:60]!r} is not a safe file name; files derived from it "
+                                    f"(masks, predictions) are named {safe[cid]!r}", fatal=False)
+            for row, cid in present if safe[cid] != cid]
 
 
 def _resolve_paths(frame: pd.DataFrame, root: Path, allow_outside_root: bool) -> tuple[set, list[Problem]]:

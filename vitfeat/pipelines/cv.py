@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from vitfeat.dataset import PATH_COLUMNS
+from vitfeat.names import safe_filename
 from vitfeat.pipelines import zoo
 from vitfeat.atomic import atomic_path, sweep_temporaries
 from vitfeat.evaluation.folds import grouped_kfold
@@ -155,7 +156,7 @@ def _cache_path(cache_dir: Path | None, key: dict) -> Path | None:
     if cache_dir is None:
         return None
     digest = hashlib.blake2b(json.dumps(key, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
-    return cache_dir / f"{key['pipeline'].replace('/', '_')}-r{key['repeat']}f{key['fold']}-{digest}.npz"
+    return cache_dir / f"{safe_filename(key['pipeline'])}-r{key['repeat']}f{key['fold']}-{digest}.npz"
 
 
 def _load_cached(path: Path | None):
