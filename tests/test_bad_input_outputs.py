@@ -53,6 +53,7 @@ BAD_OUTPUTS = [
     (["synth", "{t}/a_file.txt", "--n", "4"], "{t}/a_file.txt", "is an existing file"),
     (["demo", "{t}/a_file.txt"], "{t}/a_file.txt", "is an existing file"),
     (["seg", "compare", "{t}/a_dir", "-o", "{t}/a_file.txt"], "{t}/a_file.txt", "is an existing file"),
+    (["extract", "{m}", "-o", "{t}/" + "n" * 300 + ".parquet"], "{t}/nnnn", "too long for a file name"),
     (["train", "vmtl", "{m}", "-o", "/sys/vmtl", "--folds-from", "{t}/folds.csv"], "/sys/vmtl", "not writable"),
 ]
 
@@ -80,7 +81,7 @@ def test_missing_parents_that_can_be_created_are_fine(tmp_path):
     assert list(tmp_path.iterdir()) == []  # and leaves no probe behind
 
 
-@pytest.mark.parametrize("path", ["", "   ", "a\0b"])
+@pytest.mark.parametrize("path", ["", "   ", "a\0b", "x" * 300 + ".parquet", "/".join(["d" * 200] * 25)])
 def test_empty_or_nul_output_refused(path):
     with pytest.raises(OutputError):
         check_output(path)
@@ -115,6 +116,19 @@ def test_disk_full_during_extract_names_the_path_and_a_rerun_resumes(synth_small
     assert main(argv) == 0  # room again: the rerun reads every result from the cache
     assert "0 family result(s) computed, 48 read from cache" in capsys.readouterr().out
     assert out.exists()
+
+
+def test_disk_full_in_a_worker_names_the_cache_entry(synth_small, tmp_path):
+    """A worker process (--jobs 2) that cannot write its cache entry: the error crosses the process
+    boundary with the entry's final path; no temporary is left."""
+    out = tmp_path / "out" / "feats.parquet"
+    argv = ["extract", str(synth_small), "-o", str(out), "--families", "shape", "--no-progress", "--jobs", "2"]
+    proc = _limited(argv, 1_000, tmp_path)  # no cache entry (~1.5 kB) fits
+    assert proc.returncode == 28, proc.stderr
+    cache = out.parent / ".vitfeat-cache"
+    assert f"error: {cache}/shape/" in proc.stderr and ".json: no space left on device" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(cache.rglob("*.json")) == [] and _temporaries(cache) == [] and not out.exists()
 
 
 def test_disk_full_during_fit_names_the_path_and_a_rerun_resumes(tiny_table, tmp_path, caplog):

@@ -104,6 +104,10 @@ def check_output(path, kind: str = "file") -> Path:
     if "\0" in str(raw):
         raise OutputError(f"{raw!r}: an output path cannot hold a NUL byte")
     path = Path(raw)
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    if longest > 255 or len(os.fsencode(raw)) > 4096:
+        raise OutputError(f"{str(path)[:120]}...: too long for a file name (a name may have 255 bytes, a path "
+                          f"4096; this one has a {longest}-byte name and {len(os.fsencode(raw))} bytes in all)")
     if kind == "file" and path.is_dir():
         raise OutputError(f"{path}: is an existing folder, but a file is expected here "
                           f"(e.g. {path / ('output' + (path.suffix or '.parquet'))})")

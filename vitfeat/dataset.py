@@ -167,6 +167,41 @@ def _opt_box(value):
     return None if _is_empty(value) else parse_box(value)
 
 
+def id_strings(values: pd.Series) -> pd.Series:
+    """Identifiers as text, numbers written the way a person types them: ``7``, not ``7.0``.
+
+    A spreadsheet or pandas turns a column of numeric ids into floats (``1.0``); compared as text
+    with the same ids elsewhere (``1``) they would not match. Missing values stay missing.
+
+    Parameters
+    ----------
+    values : pandas.Series
+        An id column (``case_id``, ``patient_id``) of any dtype.
+
+    Returns
+    -------
+    pandas.Series
+        Strings (object dtype), missing values as None.
+    """
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        def text(v):
+            if pd.isna(v):
+                return None
+            return str(int(v)) if float(v).is_integer() else repr(float(v))
+        return values.map(text).astype(object)
+    return values.map(lambda v: None if _is_empty(v) else str(v)).astype(object)
+
+
+def same_id(a, b) -> bool:
+    """Whether two identifiers name the same thing: equal as text, or equal as numbers (``"7"``, ``7.0``)."""
+    if str(a).strip() == str(b).strip():
+        return True
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
 def _opt_path(value) -> Path | None:
     return None if _is_empty(value) else Path(value)
 

@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
 from vitfeat.atomic import write_csv
+from vitfeat.dataset import same_id
 
 FOLD_COLUMNS = ["case_id", "patient_id", "repeat", "fold"]
 
@@ -157,7 +158,8 @@ def read_folds(path, frame: pd.DataFrame | None = None) -> pd.DataFrame:
                 raise ValueError(f"{path}: repeat {repeat} lists {len(extra)} case(s) absent from the "
                                  f"table, e.g. '{sorted(extra)[0]}'")
         pid = dict(zip(frame["case_id"].astype(str), frame["patient_id"].astype(str)))
-        wrong = plan[plan["case_id"].map(pid) != plan["patient_id"]]
+        # matched by value: a plan written as text ("7") and a table read as numbers ("7.0") agree
+        wrong = plan[[not same_id(pid[c], p) for c, p in zip(plan["case_id"], plan["patient_id"])]]
         if len(wrong):
             row = wrong.iloc[0]
             raise ValueError(f"{path}: case '{row.case_id}' has patient '{row.patient_id}' in the fold plan "

@@ -10,6 +10,7 @@ import pandas as pd
 
 from vitfeat.atomic import atomic_path, write_text
 from vitfeat.atomic import write_csv as atomic_write_csv
+from vitfeat.dataset import id_strings
 
 PROVENANCE_KEY = b"vitfeat"
 FORMATS = ("parquet", "csv")
@@ -107,7 +108,11 @@ def read_feature_table(path) -> tuple[pd.DataFrame, dict]:
     if suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid / ArrowIOError derive from these
+            raise ValueError(f"{path}: not a readable Parquet table (truncated, damaged or not Parquet): "
+                             f"{exc}") from None
         meta = (table.schema.metadata or {}).get(PROVENANCE_KEY)
         frame, provenance = table.to_pandas(), json.loads(meta) if meta else {}
     elif suffix == ".csv":
@@ -118,10 +123,10 @@ def read_feature_table(path) -> tuple[pd.DataFrame, dict]:
         raise ValueError(f"{path}: feature tables are .parquet (or .csv), not '{path.suffix}'")
     if "case_id" not in frame.columns:
         raise ValueError(f"{path}: feature table has no 'case_id' column")
-    frame["case_id"] = frame["case_id"].astype(str)
+    frame["case_id"] = id_strings(frame["case_id"]).astype(str)  # 7, not 7.0, for ids stored as numbers
     if "patient_id" not in frame.columns:
         frame["patient_id"] = frame["case_id"]
-    frame["patient_id"] = frame["patient_id"].fillna(frame["case_id"]).astype(str)
+    frame["patient_id"] = id_strings(frame["patient_id"]).fillna(frame["case_id"]).astype(str)
     return frame, provenance
 
 

@@ -33,7 +33,11 @@ def _is_manifest(frame: pd.DataFrame) -> bool:
 
 def _peek(path: Path) -> pd.DataFrame:
     if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path).head(0)
+        try:
+            return pd.read_parquet(path).head(0)
+        except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+            raise ValueError(f"{path}: not a readable Parquet table (truncated, damaged or not Parquet): "
+                             f"{exc}") from None
     if path.suffix.lower() in (".csv", ".tsv", ".txt"):
         return pd.read_csv(path, nrows=0, sep="\t" if path.suffix.lower() == ".tsv" else ",")
     raise ValueError(f"{path}: input must be a manifest (.csv/.parquet) or a feature table (.parquet/.csv)")
@@ -149,6 +153,9 @@ def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool
     else:
         features_path = input_path
     frame, table_provenance = read_feature_table(features_path)
+    from vitfeat.pipelines.table_checks import check_table_matches_run  # issue #25: same names, same meaning
+
+    check_table_matches_run(table_provenance, meta.get("extraction") or {}, features_path, run)
     bundle = load_model(run / "model.skops")
     schema = bundle["features"]
     check_schema(frame, schema, features_path, allow_extra=allow_extra)

@@ -326,7 +326,14 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     failed = table.loc[error != "", ["case_id"]].assign(error=error[error != ""])
     frame = table[error == ""].reset_index(drop=True)
     frame = frame.dropna(subset=config.targets, how="all").reset_index(drop=True)
-    features_cols = feature_columns(frame)
+    try:
+        features_cols = feature_columns(frame)
+    except ValueError as exc:
+        raise ValueError(f"{features}: {exc}") from None
+    from vitfeat.pipelines.table_checks import check_fit_table  # issue #25: named before any fit
+
+    table_warnings = check_fit_table(table, frame, features, config.targets, features_cols,
+                                     None if config.folds_from else config.folds)
     features_cols, icc_filter, icc_key = apply_icc_filter(features_cols, config.feature_icc, config.min_icc)
     use_prefilter = prefilter_active(config.prefilter, len(features_cols))
     X = frame[features_cols].to_numpy(dtype=float, copy=True)
@@ -409,7 +416,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
                         coverage=config.coverage)
     summary = summarize_data(frame, features_cols, config.targets, failed)
     summary["warnings"] = warnings_for(summary, n_splits, len(pipelines) + len(config.include), failures, boards_all)
-    summary["warnings"] += extraction_warnings(provenance)
+    summary["warnings"] += extraction_warnings(provenance) + table_warnings
     run_meta = {
         "kind": "sklearn", "vitfeat_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
