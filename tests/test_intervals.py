@@ -94,6 +94,6 @@ def test_holm_by_hand():
 def test_bootstrap_ci_is_withheld_below_95_percent_valid():
     samples = np.r_[np.linspace(0, 1, 4), np.full(496, np.nan)]
     out = bootstrap_ci(samples, 500)
-    assert out["n_valid"] == 4 and np.isnan(out["ci_low"]) and "only 4 of 500" in out["ci_note"]
+    assert out["n_boot_valid"] == 4 and np.isnan(out["ci_low"]) and "only 4 of 500" in out["ci_note"]
     ok = bootstrap_ci(np.r_[np.linspace(0, 1, 480), np.full(20, np.nan)], 500)
-    assert ok["n_valid"] == 480 and ok["ci_note"] == "" and ok["ci_low"] == pytest.approx(0.025, abs=0.01)
+    assert ok["n_boot_valid"] == 480 and ok["ci_note"] == "" and ok["ci_low"] == pytest.approx(0.025, abs=0.01)

@@ -91,6 +91,21 @@ def register(subparsers) -> None:
                         "chosen on inner grouped folds of each training part (operating_point.csv: sensitivity, "
                         "specificity, PPV, NPV out of fold with CIs), then on all cases for the saved model, "
                         "which predict uses")
+    p.add_argument("--metric", choices=["balanced_accuracy", "auroc", "macro_f1", "log_loss", "brier"],
+                   help="selection metric: ranks the leaderboard and is maximised by nested selection "
+                        "(default balanced_accuracy; the report states it)")
+    p.add_argument("--ci", choices=["auto", "analytic", "bootstrap"],
+                   help="intervals of binary targets: DeLong (AUROC) and Wilson (sensitivity, specificity, PPV, "
+                        "NPV) or the patient bootstrap; auto (default): analytic when each patient has one case")
+    p.add_argument("--test-split", metavar="COLUMN",
+                   help="column (table or manifest) with train/test values: fit and select on train, score the "
+                        "chosen model once on test (test_predictions.csv, test_metrics.csv)")
+    p.add_argument("--test-fraction", type=float, metavar="F",
+                   help="draw a patient-grouped, stratified test split of this share of patients instead "
+                        "(recorded in test_split.csv)")
+    p.add_argument("--subgroup", action="append", metavar="COLUMN",
+                   help="report metrics per value of this column (table or manifest), e.g. fitzpatrick; "
+                        "repeatable (subgroup_metrics.csv)")
     p.add_argument("--config", metavar="YAML", help="YAML file with any of these options")
     p.set_defaults(func=run)
 
@@ -106,7 +121,9 @@ def run(args) -> int:
                  "n_iter": args.n_iter, "jobs": args.jobs, "seed": args.seed, "n_boot": args.n_boot,
                  "positive": args.positive,
                  "prefilter": args.prefilter, "backend": args.backend, "scheduler": args.scheduler,
-                 "calibrate": args.calibrate, "operating_point": args.operating_point}
+                 "calibrate": args.calibrate, "operating_point": args.operating_point,
+                 "metric": args.metric, "ci": args.ci, "test_split": args.test_split,
+                 "test_fraction": args.test_fraction, "subgroups": args.subgroup}
     try:
         if args.config:
             config = FitConfig.from_yaml(args.config, **overrides)

@@ -222,12 +222,12 @@ def bootstrap_ci(samples, n_resamples: int, min_share: float = MIN_VALID_SHARE) 
     Returns
     -------
     dict
-        ``{"ci_low", "ci_high", "n_valid", "ci_note"}``; ``ci_note`` is empty when the interval is shown,
+        ``{"ci_low", "ci_high", "n_boot_valid", "ci_note"}``; ``ci_note`` is empty when the interval is shown,
         else the reason it is withheld.
     """
     s = np.asarray(samples, dtype=float)
     s = s[np.isfinite(s)]
-    out = {"ci_low": np.nan, "ci_high": np.nan, "n_valid": int(len(s)), "ci_note": ""}
+    out = {"ci_low": np.nan, "ci_high": np.nan, "n_boot_valid": int(len(s)), "ci_note": ""}
     if n_resamples <= 0:
         out["ci_note"] = "no bootstrap"
         return out
