@@ -29,6 +29,7 @@ from vitfeat.atomic import write_text  # noqa: E402
 from vitfeat.evaluation.calibration import CALIBRATION  # noqa: E402
 from vitfeat.evaluation.decision import decision_curve  # noqa: E402
 from vitfeat.evaluation.metrics import HEADLINE  # noqa: E402
+from vitfeat.pipelines import report_review  # noqa: E402
 from vitfeat.pipelines.nested import NAME as NESTED  # noqa: E402
 from vitfeat.pipelines.tripod import tripod_html, tripod_markdown, write_model_card  # noqa: E402
 
@@ -75,6 +76,9 @@ def _fmt(row, metric: str, html_cell: bool = False) -> str:
         pooled = row.get(f"{metric}_value")
         ci = f"pooled {pooled:.2f} [{lo:.2f}–{hi:.2f}]"
         text += f"<br><small>{ci}</small>" if html_cell else f"; {ci}"
+    elif isinstance(row.get(f"{metric}_ci_note"), str) and row.get(f"{metric}_ci_note"):  # withheld: say why
+        ci = f"pooled {row.get(f'{metric}_value'):.2f} [—] {row.get(f'{metric}_ci_note')}"
+        text += f"<br><small>{html.escape(ci)}</small>" if html_cell else f"; {ci}"
     return text
 
 
@@ -355,8 +359,9 @@ def _target_section(run: Path, target: str, tboard: pd.DataFrame, oof: pd.DataFr
     if positive:
         lead += f" Sensitivity and specificity refer to '{html.escape(positive)}' as the positive class."
     parts.append(f"<p>{lead}</p><h3>Leaderboard</h3><p class=note>Mean ± SD over test folds; "
-                 "below: the score of all out-of-fold predictions pooled, with its 95 % bootstrap CI over "
-                 "patients. Ranked by mean balanced accuracy.</p>" + table)
+                 "below: the score of all out-of-fold predictions pooled, with its 95 % CI ("
+                 f"{html.escape(report_review.ci_words(meta))}). Ranked by the fold mean of "
+                 f"{html.escape(meta.get('metric', 'balanced_accuracy'))}.</p>" + table)
     md.append(f"## Target: {target}\n\nBest: **{best['pipeline']}** — balanced accuracy "
               f"{_fmt(best, 'balanced_accuracy')}, AUROC {_fmt(best, 'auroc')}."
               + (f" Nested selection (the figure to quote): balanced accuracy "
@@ -365,6 +370,9 @@ def _target_section(run: Path, target: str, tboard: pd.DataFrame, oof: pd.DataFr
     parts_op, md_op = _operating_point_section(run, target, meta)
     parts += parts_op
     md += md_op
+    parts_rv, md_rv = report_review.target_extras(run, target, meta, tboard)
+    parts += parts_rv
+    md += md_rv
     parts.append("<h3>ROC and precision–recall curves</h3><p class=note>Pooled out-of-fold predictions;"
                  " two classes: mean curve over all repeats, band from the lowest to the highest repeat"
                  " (more classes: first repeat). The diagonal of the ROC plot is a coin toss.</p>")
@@ -425,11 +433,11 @@ def _provenance_section(run: Path, meta: dict) -> tuple[list[str], list[str]]:
             ("Feature families", ", ".join(f"{k} v{v.get('version', '?')}" if isinstance(v, dict) else str(k)
                                            for k, v in (prov.get("families") or {}).items()) or "unknown"),
             ("Mask source", prov.get("masks", "unknown")),
-            ("Run time", f"{meta.get('elapsed_s', '?')} s")]) + "</table>")
+            ("Run time", f"{meta.get('elapsed_s', '?')} s"), *report_review.provenance_rows(meta)]) + "</table>")
     config = (run / "config.yaml").read_text() if (run / "config.yaml").is_file() else ""
     parts.append(f"<details><summary>config.yaml</summary><pre>{html.escape(config)}</pre></details>")
     md.append(f"## Provenance\n\n- feature table: `{meta.get('features_path')}` (hash {meta.get('features_hash')})\n"
-              f"- config: `config.yaml`\n")
+              f"- config: `config.yaml`\n" + "".join(f"- {k}: {v}\n" for k, v in report_review.provenance_rows(meta)))
     return parts, md
 
 
@@ -455,8 +463,12 @@ def compute_report(run_dir) -> Report:
                  f"was predicted by a model that never saw that patient. {meta['n_splits']} folds grouped by "
                  f"patient, {meta['repeats']} repeat(s).</p>")
     md.append(f"# {title}\n\nOut-of-fold scores, {meta['n_splits']} patient-grouped folds, "
-              f"{meta['repeats']} repeat(s). Fold mean ± fold SD; pooled OOF value [patient-bootstrap 95 % CI].\n")
+              f"{meta['repeats']} repeat(s). Fold mean ± fold SD; pooled OOF value [95 % CI: "
+              f"{report_review.ci_words(meta)}].\n")
 
+    summary_html, summary_md = report_review.clinician_summary(run, meta, board, summary)
+    parts.append(summary_html)
+    md.append(summary_md)
     for section_parts, section_md in [_data_section(summary)] + [
             _target_section(run, target, tboard, oof, fold_scores, meta)
             for target, tboard in board.groupby("target", sort=False)]:
