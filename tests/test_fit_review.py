@@ -151,3 +151,17 @@ def test_two_runs_on_different_data_each_name_their_own(tmp_path):
         assert str(Path(other).resolve()) not in report
         hashes.add(prov["data_hash"])
     assert len(hashes) == 2
+
+
+def test_synth_writes_the_fitzpatrick_type_that_fit_reads_from_the_manifest(synth_small):
+    from vitfeat.pipelines.subgroups import case_columns
+    from vitfeat.synth import FITZPATRICK
+
+    manifest = pd.read_csv(synth_small)
+    truth = pd.read_csv(Path(synth_small).parent / "truth.csv")
+    assert list(manifest["fitzpatrick"]) == [FITZPATRICK[t] for t in truth["skin_type"]]
+    table = manifest[["case_id", "label"]]  # extract keeps ids and targets only
+    with_column = case_columns(table, {"manifest": str(synth_small)}, ["fitzpatrick"])
+    assert list(with_column["fitzpatrick"]) == list(manifest["fitzpatrick"])
+    with pytest.raises(ValueError, match="column\\(s\\) hospital not found"):
+        case_columns(table, {"manifest": str(synth_small)}, ["hospital"])

@@ -80,12 +80,16 @@ def register(subparsers) -> None:
                    help="Dask scheduler address (e.g. tcp://10.0.0.5:8786); without it --backend dask starts a "
                         "local cluster of --jobs worker processes")
     p.add_argument("--positive", metavar="CLASS",
-                   help="positive class of binary targets (sensitivity, AUROC, PR-AUC refer to it); default: a "
-                        "known disease-stage name (non-stable, active, unstable, progressive, melanoma, ...), "
-                        "else the minority class, with a warning")
-    p.add_argument("--calibrate", choices=["sigmoid", "isotonic"],
+                   help="positive class of binary targets (sensitivity, AUROC, PR-AUC refer to it); default: the "
+                        "disease or abnormal class (vitiligo, non-stable, active, progressive, melanoma, lesion, "
+                        "...), or the class that is not normal/healthy/control/benign/stable/nevus; labels that "
+                        "say neither are refused until you choose (the report says which and why)")
+    p.add_argument("--calibrate", choices=["sigmoid", "isotonic", "sigmoid:single", "sigmoid:ensemble",
+                                            "isotonic:single", "isotonic:ensemble"],
                    help="calibrate every pipeline's probabilities (CalibratedClassifierCV on patient-grouped "
-                        "inner folds of each training part; recorded in run.json)")
+                        "inner folds of each training part; recorded in run.json); :single (the default, chosen by "
+                        "benchmarks/bench_calibration_mode.py) fits one calibrator on the pooled inner predictions, "
+                        ":ensemble averages one per inner fold")
     p.add_argument("--operating-point", metavar="RULE",
                    help="decision threshold of binary targets: sensitivity=0.90, specificity=0.90 or youden; "
                         "chosen on inner grouped folds of each training part (operating_point.csv: sensitivity, "

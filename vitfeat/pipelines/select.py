@@ -21,7 +21,7 @@ from vitfeat import __version__
 from vitfeat.atomic import write_text
 from vitfeat.pipelines import fit_extras, nested, zoo
 from vitfeat.pipelines.cv import cross_validate, feature_columns, fit_estimator, fold_threshold
-from vitfeat.pipelines.operating import operating_point_table, parse_rule
+from vitfeat.pipelines.operating import operating_point_table, parse_calibrate, parse_rule
 from vitfeat.evaluation.folds import make_folds, read_folds, same_folds, write_folds
 from vitfeat.evaluation.metrics import HEADLINE, flatten, proba_columns, score_oof
 from vitfeat.evaluation.positive import positive_class
@@ -306,8 +306,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     FitResult
     """
     started = time.time()
-    if config.calibrate not in (None, "sigmoid", "isotonic"):
-        raise ValueError(f"calibrate {config.calibrate!r}: use sigmoid or isotonic")
+    config.calibrate = parse_calibrate(config.calibrate)  # sigmoid -> sigmoid:single (the measured default)
     if config.inner_scheme not in INNER_SCHEMES:
         raise ValueError(f"inner_scheme {config.inner_scheme!r}: use {' or '.join(INNER_SCHEMES)}")
     if config.operating_point:
