@@ -26,5 +26,5 @@ def test_ambiguous_labels_are_refused_when_strict_and_explicit_wins():
 
 def test_the_reason_names_the_rule():
     assert "disease or abnormal" in positive_reason(["normal", "vitiligo"], "vitiligo")
-    assert "'benign' names the healthy" in positive_reason(["benign", "suspicious"], "suspicious")
+    assert "the other class, 'benign', names the healthy" in positive_reason(["benign", "suspicious"], "suspicious")
     assert "--positive" in positive_reason(["normal", "vitiligo"], "normal", explicit="normal")

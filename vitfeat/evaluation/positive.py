@@ -76,12 +76,12 @@ def positive_reason(classes, positive: str, explicit: str | None = None) -> str:
     classes = [str(c) for c in classes]
     other = next((c for c in classes if c != str(positive)), "")
     if explicit is not None and str(explicit) == str(positive):
-        return f"'{positive}' was chosen with --positive"
+        return "chosen with --positive"
     if _normalise(positive) in POSITIVE_NAMES:
-        return f"'{positive}' names the disease or abnormal state (the rule of vitfeat.evaluation.positive)"
+        return "it names the disease or abnormal state"
     if _normalise(other) in NEGATIVE_NAMES:
-        return f"'{other}' names the healthy, benign or stable state, so '{positive}' is positive"
-    return f"no class name decides it; '{positive}' is the minority class"
+        return f"the other class, '{other}', names the healthy, benign or stable state"
+    return "no class name decides it; the minority class"
 
 
 def positive_class(classes, y=None, explicit: str | None = None, target: str | None = None,
