@@ -96,9 +96,10 @@ def test_positive_class_and_reason_are_recorded(run):
     (dict(test_split="lopsided"), "has no case of class"),
     (dict(metric="accuracy"), "--metric 'accuracy'"),
     (dict(test_split="original_split", test_fraction=0.2), "not both"),
+    (dict(targets=["score"]), "distinct numbers, a measurement rather than classes"),
 ])
 def test_bad_input_is_named_before_any_fit(tmp_path, config, message):
-    table = _table(tmp_path / "t.parquet", constant="x",
+    table = _table(tmp_path / "t.parquet", constant="x", score=lambda f: np.arange(len(f)) * 0.1,
                    lopsided=lambda f: np.where(f["label"] == "normal", "train", "test"))  # one class per part
     with pytest.raises(ValueError, match=message):
         fit_run(table, tmp_path / "run", FitConfig(**dict(FAST, **config)), progress=False)

@@ -68,7 +68,7 @@ def prepare(frame: pd.DataFrame, provenance: dict, config, source: str = "the fe
         if numeric.notna().all() and len(classes[t]) > MAX_NUMERIC_CLASSES:
             raise ValueError(f"{source}: target '{t}' has {len(classes[t])} distinct numbers, a measurement rather "
                              f"than classes; --metric {config.metric} scores classification")
-    check_metric(config.metric, {t: len(c) for t, c in classes.items()})
+    check_metric(config.metric)
     if config.positive is not None:
         binary = {t: c for t, c in classes.items() if len(c) == 2}
         if not any(str(config.positive) in c for c in binary.values()):

@@ -24,15 +24,14 @@ METRICS = {
 DEFAULT = "balanced_accuracy"
 
 
-def check_metric(metric: str, n_classes_by_target: dict | None = None) -> str:
-    """Return ``metric`` when it is a known selection metric that fits every target.
+def check_metric(metric: str) -> str:
+    """Return ``metric`` when it is a known selection metric (each fits any target of two or more
+    classes; :func:`vitfeat.pipelines.fit_extras.prepare` refuses targets that look continuous).
 
     Parameters
     ----------
     metric : str
         One of :data:`METRICS`.
-    n_classes_by_target : dict, optional
-        ``{target: number of classes}``, to refuse metrics that do not fit a target.
 
     Returns
     -------
@@ -42,13 +41,10 @@ def check_metric(metric: str, n_classes_by_target: dict | None = None) -> str:
     Raises
     ------
     ValueError
-        Unknown metric, or one that needs more classes than a target has.
+        Unknown metric.
     """
     if metric not in METRICS:
         raise ValueError(f"--metric {metric!r}: use one of {', '.join(METRICS)}")
-    for target, k in (n_classes_by_target or {}).items():
-        if k < 2:
-            raise ValueError(f"--metric {metric}: target '{target}' has a single class; no metric fits it")
     return metric
 
 
