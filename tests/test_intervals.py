@@ -97,3 +97,41 @@ def test_bootstrap_ci_is_withheld_below_95_percent_valid():
     assert out["n_boot_valid"] == 4 and np.isnan(out["ci_low"]) and "only 4 of 500" in out["ci_note"]
     ok = bootstrap_ci(np.r_[np.linspace(0, 1, 480), np.full(20, np.nan)], 500)
     assert ok["n_boot_valid"] == 480 and ok["ci_note"] == "" and ok["ci_low"] == pytest.approx(0.025, abs=0.01)
+
+
+def _oof(n=40, n_pos=2, seed=0):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    y = np.array(["vitiligo"] * n_pos + ["normal"] * (n - n_pos))
+    p = np.clip(rng.uniform(0, 0.5, n) + (y == "vitiligo") * 0.4, 0.01, 0.99)
+    return pd.DataFrame({"y_true": y, "y_pred": np.where(p >= 0.5, "vitiligo", "normal"), "proba_normal": 1 - p,
+                         "proba_vitiligo": p, "repeat": 0, "fold": np.arange(n) % 4, "patient_id": np.arange(n)})
+
+
+def test_score_oof_withholds_a_bootstrap_ci_from_too_few_valid_resamples():
+    from vitfeat.evaluation.metrics import score_oof
+    from vitfeat.pipelines.report import _fmt
+    from vitfeat.pipelines.report_review import board_cell
+
+    scores = score_oof(_oof(), ["normal", "vitiligo"], positive="vitiligo", n_boot=200, ci="bootstrap")
+    auroc = scores["auroc"]  # 2 positives in 40: about 1 resample in 7 has none
+    assert auroc["n_boot_valid"] < 0.95 * 200 and np.isnan(auroc["ci_low"])
+    assert f"only {auroc['n_boot_valid']} of 200" in auroc["ci_note"]
+    row = {f"auroc_{k}": v for k, v in auroc.items()}
+    assert "[—] CI withheld" in _fmt(row, "auroc") and "[— CI withheld" in board_cell(row, "auroc")
+    # the analytic interval does not need resamples
+    analytic = score_oof(_oof(), ["normal", "vitiligo"], positive="vitiligo", n_boot=200, ci="auto")
+    assert analytic["auroc"]["ci_method"] == "DeLong"
+    assert analytic["sensitivity"]["ci_method"] == "Wilson" and np.isfinite(analytic["sensitivity"]["ci_low"])
+    assert analytic["ppv"]["ci_low"] <= analytic["ppv"]["value"] <= analytic["ppv"]["ci_high"]
+
+
+def test_auto_keeps_the_patient_bootstrap_when_patients_have_several_cases():
+    from vitfeat.evaluation.metrics import score_oof
+
+    frame = _oof(n=80, n_pos=30)
+    frame["patient_id"] = np.arange(80) // 2
+    scores = score_oof(frame, ["normal", "vitiligo"], positive="vitiligo", n_boot=100, ci="auto")
+    assert scores["auroc"]["ci_method"] == "patient bootstrap"
+    assert scores["sensitivity"]["ci_method"] == "patient bootstrap"

@@ -71,3 +71,22 @@ def test_the_clip_is_flagged_when_one_case_at_one_moves_the_slope():
     assert flagged["n_clipped"] == 1 and flagged["clip_matters"]
     assert flagged["slope_alt"] < flagged["slope"]
     assert not clip_sensitivity(*_predictions("calibrated", n=200, seed=4))["clip_matters"]
+
+
+def test_single_calibration_is_one_model_and_ensemble_one_per_inner_fold():
+    from sklearn.linear_model import LogisticRegression
+
+    from vitfeat.pipelines.operating import GroupedCalibratedClassifier, parse_calibrate
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = (X[:, 0] + rng.normal(0, 1, 120) > 0).astype(int)
+    groups = np.arange(120) // 2
+    single = GroupedCalibratedClassifier(LogisticRegression(), "sigmoid").fit(X, y, groups=groups)
+    ensemble = GroupedCalibratedClassifier(LogisticRegression(), "sigmoid:ensemble").fit(X, y, groups=groups)
+    assert len(single.calibrated_.calibrated_classifiers_) == 1
+    assert len(ensemble.calibrated_.calibrated_classifiers_) == 3
+    assert parse_calibrate("sigmoid") == "sigmoid:single"
+    assert parse_calibrate("isotonic:ensemble") == "isotonic:ensemble"
+    with pytest.raises(ValueError, match="use sigmoid or isotonic"):
+        parse_calibrate("sigmoid:bagged")
