@@ -166,3 +166,15 @@ def test_synth_writes_the_fitzpatrick_type_that_fit_reads_from_the_manifest(synt
     assert list(with_column["fitzpatrick"]) == list(manifest["fitzpatrick"])
     with pytest.raises(ValueError, match="column\\(s\\) hospital not found"):
         case_columns(table, {"manifest": str(synth_small)}, ["hospital"])
+
+
+def test_an_operating_point_decides_the_leaderboard_calls(tmp_path):
+    table = _table(tmp_path / "t.parquet")
+    run = fit_run(table, tmp_path / "run", FitConfig(operating_point="sensitivity=0.90", **FAST), progress=False)
+    oof = pd.read_csv(run / "oof_predictions.csv")
+    called = oof["proba_vitiligo"] >= oof["threshold"]
+    assert (oof["y_pred"] == np.where(called, "vitiligo", "normal")).all()
+    board = pd.read_csv(run / "leaderboard.csv").set_index("pipeline")
+    operating = pd.read_csv(run / "operating_point.csv").set_index("pipeline")
+    for name in operating.index:
+        assert board.at[name, "sensitivity_value"] == pytest.approx(operating.at[name, "sensitivity"])
