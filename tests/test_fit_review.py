@@ -178,3 +178,31 @@ def test_an_operating_point_decides_the_leaderboard_calls(tmp_path):
     operating = pd.read_csv(run / "operating_point.csv").set_index("pipeline")
     for name in operating.index:
         assert board.at[name, "sensitivity_value"] == pytest.approx(operating.at[name, "sensitivity"])
+
+
+def test_multiclass_roc_curves_average_over_all_repeats():
+    import matplotlib.pyplot as plt
+
+    from vitfeat.pipelines.report import _curves
+
+    rng = np.random.default_rng(0)
+    classes = ["a", "b", "c"]
+    rows = []
+    for repeat in range(3):
+        p = rng.dirichlet(np.ones(3), 60)
+        rows.append(pd.DataFrame({"pipeline": "m", "repeat": repeat, "y_true": np.array(classes)[np.arange(60) % 3],
+                                  **{f"proba_{c}": p[:, i] for i, c in enumerate(classes)}}))
+    oof = pd.concat(rows, ignore_index=True)
+    seen = []
+    original = plt.Axes.plot
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("label"))
+        return original(self, *args, **kwargs)
+
+    plt.Axes.plot = spy
+    try:
+        _curves(oof, pd.DataFrame({"pipeline": ["m"]}), classes, None, "roc")
+    finally:
+        plt.Axes.plot = original
+    assert seen.count("m (3 repeats)") == 3  # one panel per class, each over the three repeats

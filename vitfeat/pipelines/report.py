@@ -21,8 +21,6 @@ from sklearn.calibration import CalibrationDisplay  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
     ConfusionMatrixDisplay,
-    PrecisionRecallDisplay,
-    RocCurveDisplay,
 )
 
 from vitfeat.atomic import write_text  # noqa: E402
@@ -151,8 +149,6 @@ def _curve_over_repeats(part: pd.DataFrame, positive, kind: str, name: str, ax) 
 
 def _curves(oof: pd.DataFrame, board: pd.DataFrame, classes, positive, kind: str) -> str:
     top = list(board["pipeline"][:TOP_CURVES])
-    display = RocCurveDisplay if kind == "roc" else PrecisionRecallDisplay
-    first = oof[oof["repeat"] == oof["repeat"].min()]
     if len(classes) == 2:
         fig, ax = plt.subplots(figsize=(5.2, 4.4))
         for name in top:
@@ -161,10 +157,8 @@ def _curves(oof: pd.DataFrame, board: pd.DataFrame, classes, positive, kind: str
     else:
         fig, axes = plt.subplots(1, len(classes), figsize=(4.4 * len(classes), 4.0), layout="constrained")
         for ax, cls in zip(axes, classes):
-            for name in top[:3]:
-                part = first[first["pipeline"] == name]
-                display.from_predictions(np.where(part["y_true"] == cls, cls, "rest"), part[f"proba_{cls}"],
-                                         pos_label=cls, name=name, ax=ax)
+            for name in top[:3]:  # one class against the rest, mean over all repeats as for two classes
+                _curve_over_repeats(oof[oof["pipeline"] == name], cls, kind, name, ax)
             ax.set_title(f"{cls} vs rest")
     for ax in fig.axes:
         ax.legend(fontsize=7, loc="lower right" if kind == "roc" else "lower left")
@@ -374,8 +368,8 @@ def _target_section(run: Path, target: str, tboard: pd.DataFrame, oof: pd.DataFr
     parts += parts_rv
     md += md_rv
     parts.append("<h3>ROC and precision–recall curves</h3><p class=note>Pooled out-of-fold predictions;"
-                 " two classes: mean curve over all repeats, band from the lowest to the highest repeat"
-                 " (more classes: first repeat). The diagonal of the ROC plot is a coin toss.</p>")
+                 " mean curve over all repeats (more classes: each class against the rest), band from the lowest"
+                 " to the highest repeat. The diagonal of the ROC plot is a coin toss.</p>")
     parts.append(_img(_curves(toof, tboard, classes, positive, "roc"), f"ROC curves {target}"))
     parts.append(_img(_curves(toof, tboard, classes, positive, "pr"), f"PR curves {target}"))
     parts.append("<h3>Confusion matrices</h3><p class=note>Rows: true class; columns: predicted class.</p>")
