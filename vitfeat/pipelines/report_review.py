@@ -127,7 +127,7 @@ def clinician_summary(run, meta: dict, board: pd.DataFrame, summary: dict) -> tu
         limits = [f"{summary['n_patients']} patients"]
         if test is None:
             limits.append("internal validation only (cross-validation; no held-out or external test)")
-        limits.append("all cases from one source; performance elsewhere is unknown until tested")
+        limits.append("only the sources of this table were tested; performance elsewhere is unknown")
         if len(tboard) > 2:
             limits.append(f"the top row was picked among {len(tboard)} rows on the same folds (winner's curse)")
         lines.append("<b>Main limits</b>: " + "; ".join(limits) + ".")
