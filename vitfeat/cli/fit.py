@@ -19,6 +19,9 @@ RUN_DIR gets: leaderboard.csv (balanced accuracy, macro-F1, AUROC, PR-AUC, sensi
 specificity, per-class F1, fit time: fold mean, fold SD, patient-bootstrap 95 % CI),
 oof_predictions.csv, folds.csv, fold_scores.csv, nested_selection.csv, config.yaml, report.html (self-contained),
 report.md, model.skops (best pipeline per target, with its feature schema) and run.json.
+comparisons.csv (the best pipeline against each other one: DeLong, Nadeau-Bengio, Holm);
+with --test-split/--test-fraction test_predictions.csv, test_metrics.csv, test_split.csv; with
+--subgroup subgroup_metrics.csv. The report opens with a summary for clinicians.
 An interrupted run resumes from RUN_DIR/.cv_cache.
 
 Pipelines: a classifier (logreg, svm, rf, et, hgb, xgb, lgbm), optionally '+' a sampler
@@ -31,6 +34,7 @@ Examples:
   vitfeat fit features.parquet -o run2 --target label --target activity --search random
   vitfeat fit features.parquet -o run3 --folds-from run/folds.csv --include runs/vmtl
   vitfeat fit features.parquet -o run4 --config fit.yaml
+  vitfeat fit features.parquet -o run5 --test-split original_split --subgroup fitzpatrick --metric auroc
 
 fit.yaml (any option; command-line options override it):
   targets: [label]
