@@ -148,5 +148,12 @@ def run(args) -> int:
         for row in part.head(5).itertuples():
             print(f"  {row.rank:>2}. {row.pipeline:<20} balanced accuracy {row.balanced_accuracy_mean:.3f} "
                   f"± {row.balanced_accuracy_sd:.3f}  AUROC {row.auroc_mean:.3f}")
+    if (run_dir / "test_metrics.csv").is_file():  # the held-out test split, scored once
+        test = pd.read_csv(run_dir / "test_metrics.csv")
+        for (target, pipeline), part in test.groupby(["target", "pipeline"], sort=False):
+            m = part.set_index("metric")
+            print(f"target {target}, held-out test ({pipeline}, {int(m['n_cases'].iloc[0])} cases): " + ", ".join(
+                f"{k} {m.at[k, 'value']:.3f} [{m.at[k, 'ci_low']:.3f}-{m.at[k, 'ci_high']:.3f}]"
+                for k in ("balanced_accuracy", "auroc") if k in m.index))
     print(f"report: {run_dir / 'report.html'}")
     return 0
