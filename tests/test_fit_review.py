@@ -206,3 +206,19 @@ def test_multiclass_roc_curves_average_over_all_repeats():
     finally:
         plt.Axes.plot = original
     assert seen.count("m (3 repeats)") == 3  # one panel per class, each over the three repeats
+
+
+def test_cli_flags_reach_the_run(tmp_path, capsys):
+    from vitfeat.cli.main import main
+
+    table = _table(tmp_path / "t.parquet")
+    rc = main(["fit", str(table), "-o", str(tmp_path / "run"), "--pipelines", "logreg", "--folds", "3",
+               "--n-boot", "20", "--no-nested", "--test-split", "original_split", "--subgroup", "site",
+               "--metric", "auroc", "--ci", "bootstrap", "--calibrate", "sigmoid:ensemble"])
+    assert rc == 0
+    assert "held-out test (logreg" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["metric"] == "auroc" and meta["ci"] == "bootstrap" and meta["calibrate"] == "sigmoid:ensemble"
+    assert (tmp_path / "run" / "subgroup_metrics.csv").is_file()
+    assert main(["fit", str(table), "-o", str(tmp_path / "bad"), "--positive", "healed"]) == 2
+    assert "'healed' is not a class" in capsys.readouterr().err
