@@ -222,3 +222,25 @@ def test_cli_flags_reach_the_run(tmp_path, capsys):
     assert (tmp_path / "run" / "subgroup_metrics.csv").is_file()
     assert main(["fit", str(table), "-o", str(tmp_path / "bad"), "--positive", "healed"]) == 2
     assert "'healed' is not a class" in capsys.readouterr().err
+
+
+def test_tiny_subgroups_are_listed_not_scored_with_one_warning():
+    from vitfeat.pipelines.subgroups import subgroup_metrics
+
+    rng = np.random.default_rng(0)
+    n = 60
+    y = np.where(np.arange(n) % 2 == 0, "vitiligo", "normal")
+    p = np.clip(rng.uniform(0, 0.6, n) + (y == "vitiligo") * 0.3, 0, 1)
+    rows = pd.DataFrame({"pipeline": "m", "target": "label", "repeat": 0, "case_id": [f"c{i}" for i in range(n)],
+                         "y_true": y, "y_pred": np.where(p >= 0.5, "vitiligo", "normal"),
+                         "proba_vitiligo": p, "proba_normal": 1 - p})
+    groups = pd.DataFrame({"case_id": rows["case_id"], "type": ["V"] * 4 + ["VI"] * 3 + ["II"] * 53})
+    table, warned = subgroup_metrics(rows, groups, ["type"], ["normal", "vitiligo"], "vitiligo")
+    assert table.loc[table["subgroup"] == "V", "metric"].tolist() == [""]
+    assert "not scored: 4 case(s)" in table.loc[table["subgroup"] == "V", "note"].iloc[0]
+    assert len(warned) == 1 and "2 group(s) too small" in warned[0]
+    big = table[(table["subgroup"] == "II") & (table["metric"] == "sensitivity")].iloc[0]
+    part = rows[groups["type"] == "II"]
+    assert big["value"] == pytest.approx(((part["y_pred"] == "vitiligo") & (part["y_true"] == "vitiligo")).sum()
+                                         / (part["y_true"] == "vitiligo").sum())
+    assert big["ci_low"] < big["value"] < big["ci_high"]

@@ -125,6 +125,7 @@ def subgroup_metrics(predictions: pd.DataFrame, groups: pd.DataFrame, columns, c
     repeats = int(predictions["repeat"].nunique()) if "repeat" in predictions else 1
     rows, warned = [], []
     for column in columns:
+        small_groups = []
         values = predictions["case_id"].astype(str).map(lookup[column]).fillna("(missing)").astype(str)
         for value, part in predictions.groupby(values.to_numpy(), sort=True):
             n = int(part["case_id"].nunique())
@@ -140,7 +141,7 @@ def subgroup_metrics(predictions: pd.DataFrame, groups: pd.DataFrame, columns, c
                 note = (f"not scored: {n} case(s), per class "
                         + ", ".join(f"{c} {int(per_class.get(c, 0))}" for c in classes)
                         + f" (needs {MIN_CASES} cases and {MIN_PER_CLASS} per class)")
-                warned.append(f"Subgroup {column} = {value} ({source}): too small to score; {note[12:]}.")
+                small_groups.append(f"{value} ({note[12:]})")
                 rows.append(dict(base, metric="", value=np.nan, ci_low=np.nan, ci_high=np.nan, note=note))
                 continue
             if positive is not None:
@@ -152,6 +153,11 @@ def subgroup_metrics(predictions: pd.DataFrame, groups: pd.DataFrame, columns, c
                                                 average="macro", zero_division=0), np.nan, np.nan)]
             for metric, value_, low, high in scored:
                 rows.append(dict(base, metric=metric, value=float(value_), ci_low=low, ci_high=high))
+        if small_groups:
+            warned.append(f"Subgroup column '{column}' ({source}): {len(small_groups)} group(s) too small to score "
+                          f"(needs {MIN_CASES} cases and {MIN_PER_CLASS} per class): "
+                          + "; ".join(g.replace(f" (needs {MIN_CASES} cases and {MIN_PER_CLASS} per class)", "")
+                                      for g in small_groups) + ".")
     cols = ["subgroup_column", "subgroup", "n", "n_positive", "metric", "value", "ci_low", "ci_high",
             "target", "pipeline", "source", "note"]
     return pd.DataFrame(rows, columns=cols), warned
