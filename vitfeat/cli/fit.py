@@ -115,7 +115,7 @@ def register(subparsers) -> None:
                    help="report metrics per value of this column (table or manifest), e.g. fitzpatrick; "
                         "repeatable (subgroup_metrics.csv)")
     p.add_argument("--config", metavar="YAML", help="YAML file with any of these options")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_check=[("out", "dir")])
 
 
 def run(args) -> int:

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vitfeat import __version__
+from vitfeat.artefacts import artefact_hashes
 from vitfeat.atomic import write_csv, write_text
 from vitfeat.dataset import load_manifest
 from vitfeat.deep.runtime import load_checkpoint, save_checkpoint, select_device
@@ -421,6 +422,8 @@ def _train_vmtl(manifest, out_dir, folds_from, config, *, resume, progress, call
            "n_cases": len(man.frame), "failed": [f[0] for f in failures],
            "manifest": str(Path(manifest).resolve()), "folds_from": str(Path(folds_from).resolve()),
            "versions": {"vitfeat": __version__, "torch": torch.__version__, "python": platform.python_version()}}
+    recorded = ["config.yaml", "oof_predictions.csv"] + [f"{f['dir']}/best.pt" for f in fold_info]
+    run["artefacts"] = artefact_hashes(out, [name for name in recorded if (out / name).is_file()])
     write_text(out / "run.json", json.dumps(run, indent=1, default=str))
     return out
 
