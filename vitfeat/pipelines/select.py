@@ -469,7 +469,7 @@ def write_fit(result: FitResult, out_dir) -> Path:
         write_csv(table, out / name)
     save_model(result.model, out / "model.skops")
     write_json(result.summary, out / "data_summary.json")
-    written = [name for name in RUN_ARTEFACTS if (out / name).is_file()]
+    written = [name for name in RUN_ARTEFACTS if (out / name).is_file()] + list(result.tables)
     write_json(dict(result.run, artefacts=artefact_hashes(out, written)), out / "run.json")
     return out
 
