@@ -52,6 +52,8 @@ def test_the_test_split_is_held_out_and_scored_once(run):
     assert auroc["ci_low"] < auroc["value"] <= auroc["ci_high"] and auroc["ci_method"] == "DeLong"
     report = (run / "report.md").read_text()
     assert "Held-out test against cross-validation" in report and "Summary for clinicians" in report
+    recorded = json.loads((run / "run.json").read_text())["artefacts"]
+    assert {"test_metrics.csv", "comparisons.csv", "subgroup_metrics.csv"} <= set(recorded)
 
 
 def test_comparisons_use_delong_on_the_same_oof_and_holm(run):
