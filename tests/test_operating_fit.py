@@ -86,7 +86,7 @@ def fitted(tmp_path_factory):
 def test_fit_records_calibration_and_the_operating_point(fitted):
     root, _ = fitted
     run = json.loads((root / "run" / "run.json").read_text())
-    assert run["calibrate"] == "sigmoid" and run["operating_point"] == "sensitivity=0.90"
+    assert run["calibrate"] == "sigmoid:single" and run["operating_point"] == "sensitivity=0.90"
     threshold = run["targets"]["label"]["threshold"]
     assert 0 <= threshold <= 1
     board = pd.read_csv(root / "run" / "operating_point.csv")

@@ -41,6 +41,9 @@ LABELS = ("stable", "active")
 TRANSITION_PER_SIGMA = 2 * 1.2815515655446004
 
 # Typical constitutive skin colour (CIELAB L*, a*, b*) per Fitzpatrick type.
+#: Manifest column ``fitzpatrick`` (the skin type that sets the photos' skin colour and the Wood's photo's
+#: darkness), so ``fit --subgroup fitzpatrick`` can report results per skin type.
+FITZPATRICK = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V", 6: "VI"}
 SKIN_LAB = {1: (72, 9, 14), 2: (66, 10, 16), 3: (59, 11, 18), 4: (51, 12, 19), 5: (42, 12, 17), 6: (33, 10, 13)}
 DEPIGMENTED_LAB = (86, 6, 8)
 WOOD_BACKGROUND = np.array([0.20, 0.10, 0.36], np.float32)
@@ -399,7 +402,7 @@ def _render_case(index: int, case_id: str, patient_id: str, skin_type: int, acti
         jpeg_quality=quality,
     )
     return {"row": {"case_id": case_id, "patient_id": patient_id, **{k: str(out / v) for k, v in names.items()},
-                    "label": observed}, "truth": asdict(truth)}
+                    "label": observed, "fitzpatrick": FITZPATRICK[skin_type]}, "truth": asdict(truth)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,9 @@ RUN_DIR gets: leaderboard.csv (balanced accuracy, macro-F1, AUROC, PR-AUC, sensi
 specificity, per-class F1, fit time: fold mean, fold SD, patient-bootstrap 95 % CI),
 oof_predictions.csv, folds.csv, fold_scores.csv, nested_selection.csv, config.yaml, report.html (self-contained),
 report.md, model.skops (best pipeline per target, with its feature schema) and run.json.
+comparisons.csv (the best pipeline against each other one: DeLong, Nadeau-Bengio, Holm);
+with --test-split/--test-fraction test_predictions.csv, test_metrics.csv, test_split.csv; with
+--subgroup subgroup_metrics.csv. The report opens with a summary for clinicians.
 An interrupted run resumes from RUN_DIR/.cv_cache.
 
 Pipelines: a classifier (logreg, svm, rf, et, hgb, xgb, lgbm), optionally '+' a sampler
@@ -31,6 +34,7 @@ Examples:
   vitfeat fit features.parquet -o run2 --target label --target activity --search random
   vitfeat fit features.parquet -o run3 --folds-from run/folds.csv --include runs/vmtl
   vitfeat fit features.parquet -o run4 --config fit.yaml
+  vitfeat fit features.parquet -o run5 --test-split original_split --subgroup fitzpatrick --metric auroc
 
 fit.yaml (any option; command-line options override it):
   targets: [label]
@@ -80,12 +84,16 @@ def register(subparsers) -> None:
                    help="Dask scheduler address (e.g. tcp://10.0.0.5:8786); without it --backend dask starts a "
                         "local cluster of --jobs worker processes")
     p.add_argument("--positive", metavar="CLASS",
-                   help="positive class of binary targets (sensitivity, AUROC, PR-AUC refer to it); default: a "
-                        "known disease-stage name (non-stable, active, unstable, progressive, melanoma, ...), "
-                        "else the minority class, with a warning")
-    p.add_argument("--calibrate", choices=["sigmoid", "isotonic"],
+                   help="positive class of binary targets (sensitivity, AUROC, PR-AUC refer to it); default: the "
+                        "disease or abnormal class (vitiligo, non-stable, active, progressive, melanoma, lesion, "
+                        "...), or the class that is not normal/healthy/control/benign/stable/nevus; labels that "
+                        "say neither are refused until you choose (the report says which and why)")
+    p.add_argument("--calibrate", choices=["sigmoid", "isotonic", "sigmoid:single", "sigmoid:ensemble",
+                                            "isotonic:single", "isotonic:ensemble"],
                    help="calibrate every pipeline's probabilities (CalibratedClassifierCV on patient-grouped "
-                        "inner folds of each training part; recorded in run.json)")
+                        "inner folds of each training part; recorded in run.json); :single (the default, chosen by "
+                        "benchmarks/bench_calibration_mode.py) fits one calibrator on the pooled inner predictions, "
+                        ":ensemble averages one per inner fold")
     p.add_argument("--operating-point", metavar="RULE",
                    help="decision threshold of binary targets: sensitivity=0.90, specificity=0.90 or youden; "
                         "chosen on inner grouped folds of each training part (operating_point.csv: sensitivity, "
@@ -98,6 +106,21 @@ def register(subparsers) -> None:
     p.add_argument("--coverage", type=float,
                    help="coverage of the conformal prediction sets predict writes (default 0.9; calibrated on the "
                         "out-of-fold predictions, recorded in run.json)")
+    p.add_argument("--metric", choices=["balanced_accuracy", "auroc", "macro_f1", "log_loss", "brier"],
+                   help="selection metric: ranks the leaderboard and is maximised by nested selection "
+                        "(default balanced_accuracy; the report states it)")
+    p.add_argument("--ci", choices=["auto", "analytic", "bootstrap"],
+                   help="intervals of binary targets: DeLong (AUROC) and Wilson (sensitivity, specificity, PPV, "
+                        "NPV) or the patient bootstrap; auto (default): analytic when each patient has one case")
+    p.add_argument("--test-split", metavar="COLUMN",
+                   help="column (table or manifest) with train/test values: fit and select on train, score the "
+                        "chosen model once on test (test_predictions.csv, test_metrics.csv)")
+    p.add_argument("--test-fraction", type=float, metavar="F",
+                   help="draw a patient-grouped, stratified test split of this share of patients instead "
+                        "(recorded in test_split.csv)")
+    p.add_argument("--subgroup", action="append", metavar="COLUMN",
+                   help="report metrics per value of this column (table or manifest), e.g. fitzpatrick; "
+                        "repeatable (subgroup_metrics.csv)")
     p.add_argument("--config", metavar="YAML", help="YAML file with any of these options")
     p.set_defaults(func=run, output_check=[("out", "dir")])
 
@@ -114,7 +137,9 @@ def run(args) -> int:
                  "positive": args.positive,
                  "prefilter": args.prefilter, "backend": args.backend, "scheduler": args.scheduler,
                  "calibrate": args.calibrate, "operating_point": args.operating_point,
-                 "feature_icc": args.feature_icc, "min_icc": args.min_icc, "coverage": args.coverage}
+                 "feature_icc": args.feature_icc, "min_icc": args.min_icc, "coverage": args.coverage,
+                 "metric": args.metric, "ci": args.ci, "test_split": args.test_split,
+                 "test_fraction": args.test_fraction, "subgroups": args.subgroup}
     try:
         if args.config:
             config = FitConfig.from_yaml(args.config, **overrides)
@@ -131,5 +156,12 @@ def run(args) -> int:
         for row in part.head(5).itertuples():
             print(f"  {row.rank:>2}. {row.pipeline:<20} balanced accuracy {row.balanced_accuracy_mean:.3f} "
                   f"± {row.balanced_accuracy_sd:.3f}  AUROC {row.auroc_mean:.3f}")
+    if (run_dir / "test_metrics.csv").is_file():  # the held-out test split, scored once
+        test = pd.read_csv(run_dir / "test_metrics.csv")
+        for (target, pipeline), part in test.groupby(["target", "pipeline"], sort=False):
+            m = part.set_index("metric")
+            print(f"target {target}, held-out test ({pipeline}, {int(m['n_cases'].iloc[0])} cases): " + ", ".join(
+                f"{k} {m.at[k, 'value']:.3f} [{m.at[k, 'ci_low']:.3f}-{m.at[k, 'ci_high']:.3f}]"
+                for k in ("balanced_accuracy", "auroc") if k in m.index))
     print(f"report: {run_dir / 'report.html'}")
     return 0

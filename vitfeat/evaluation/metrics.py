@@ -24,6 +24,7 @@ from sklearn.metrics import (
 from sklearn.preprocessing import label_binarize
 
 from vitfeat.evaluation.calibration import CALIBRATION, calibration_metrics  # noqa: F401
+from vitfeat.evaluation.intervals import bootstrap_ci
 from vitfeat.evaluation.positive import POSITIVE_NAMES, positive_class  # noqa: F401  (re-exported)
 
 HEADLINE = ["balanced_accuracy", "macro_f1", "auroc", "pr_auc", "sensitivity", "specificity"]
@@ -132,8 +133,15 @@ def fast_metrics(y_true, y_pred, proba, classes, positive) -> dict[str, float]:
 
 
 def score_oof(oof_frame: pd.DataFrame, classes, *, positive: str | None = None, n_boot: int = 500,
-              seed: int = 0) -> dict:
-    """Score one pipeline's OOF predictions for one target (see module docstring)."""
+              seed: int = 0, ci: str = "auto") -> dict:
+    """Score one pipeline's OOF predictions for one target (see module docstring).
+
+    Every metric gets ``n_boot_valid`` (resamples that gave a value) and ``ci_note`` (why an interval
+    is withheld: fewer than 95 % valid resamples, :func:`vitfeat.evaluation.intervals.bootstrap_ci`).
+    ``ci``: ``bootstrap`` (patient bootstrap for every metric), ``analytic`` (binary targets: DeLong
+    for AUROC, Wilson for sensitivity, specificity, PPV and NPV; :mod:`vitfeat.evaluation.analytic`)
+    or ``auto`` (analytic when each patient has one case, else the patient bootstrap).
+    """
     classes = [str(c) for c in classes]
     if len(classes) < 2:
         raise ValueError("scoring needs at least two classes")
@@ -165,16 +173,19 @@ def score_oof(oof_frame: pd.DataFrame, classes, *, positive: str | None = None, 
     result = {}
     for name, value in pooled.items():
         fold_values = per_fold[name].to_numpy(dtype=float)
-        boot_values = boots[name].dropna().to_numpy(dtype=float) if name in boots else np.array([])
+        boot_values = boots[name].to_numpy(dtype=float) if name in boots else np.array([])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             result[name] = {
                 "value": float(value),
                 "mean": float(np.nanmean(fold_values)) if np.isfinite(fold_values).any() else np.nan,
                 "sd": float(np.nanstd(fold_values, ddof=1)) if np.isfinite(fold_values).sum() > 1 else np.nan,
-                "ci_low": float(np.percentile(boot_values, 2.5)) if len(boot_values) else np.nan,
-                "ci_high": float(np.percentile(boot_values, 97.5)) if len(boot_values) else np.nan,
+                **{k: v for k, v in bootstrap_ci(boot_values, n_boot).items()},
+                "ci_method": "patient bootstrap" if n_boot else "",
             }
+    from vitfeat.evaluation.analytic import add_analytic_intervals
+
+    add_analytic_intervals(result, frame, classes, positive, ci)
     result["_per_fold"] = per_fold
     result["_positive"] = positive
     return result

@@ -270,6 +270,9 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
         part[proba_columns(classes)] = res["proba"]
         if operating_point and positive_index is not None:
             part["threshold"] = res.get("threshold", np.nan)
+            if np.isfinite(part["threshold"].iloc[0]):  # the in-fold threshold decides, not argmax
+                called = res["proba"][:, positive_index] >= part["threshold"].iloc[0]
+                part["y_pred"] = np.where(called, classes[positive_index], classes[1 - positive_index])
         oof_parts.append(part)
     oof = pd.concat(oof_parts, ignore_index=True) if oof_parts else pd.DataFrame()
     failed = {f["pipeline"] for f in failures}

@@ -502,20 +502,25 @@ def _write_html(out: Path, result: Explanation, figures: list[str], galleries: l
     cluster_cols = ["cluster", "description", "importance", "n_features", "features"]
     page = f"""<!doctype html><html lang=en><head><meta charset=utf-8><title>Explanation: {html.escape(target)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse;font-size:.85em}}td,th{{border:1px solid #ccc;padding:2px 6px}}th{{background:#edf2f7}}
-img{{max-width:100%}}</style></head><body>
+table{{border-collapse:collapse;font-size:.85em;max-width:100%}}td,th{{border:1px solid #ccc;padding:2px 6px}}
+th{{background:#edf2f7}}td{{overflow-wrap:anywhere}}img{{max-width:100%}}summary{{cursor:pointer;font-weight:600}}
+</style></head><body>
 <h1>What drives '{html.escape(target)}' ({html.escape(pipeline)})</h1>
 <p>Permutation importance is measured on held-out folds: a model trained without those patients predicts
 them with one group of features shuffled; the more the predictions worsen (log loss rises), the more the
 model relies on that group. Correlated features are shuffled together. {html.escape(shap_note)}.</p>
 <p><a href="../../report.html">Back to the report</a></p>
-{''.join(f'<img src="{f}" alt="{f}"><br>' for f in figures)}
-<h2>Feature groups</h2><p>Ranked by the rise in log loss when the whole group is shuffled. Large groups
-gain from their size, so <code>importance_per_feature</code> (that rise divided by the number of features
-in the group) and <code>shap_per_feature</code> (summed mean |SHAP| divided likewise) compare groups of
+{''.join(f'<img src="{f}" alt="{f}"><br>' for f in figures[:1])}
+<details><summary>More figures: clusters{' and SHAP' if len(figures) > 2 else ''}</summary>
+{''.join(f'<img src="{f}" alt="{f}"><br>' for f in figures[1:])}</details>
+<h2>Feature groups</h2><details><summary>Table of the feature groups</summary>
+<p>Ranked by the rise in log loss when the whole group is shuffled. Large groups gain from their size,
+so <code>importance_per_feature</code> (that rise divided by the number of features in the group)
+and <code>shap_per_feature</code> (summed mean |SHAP| divided likewise) compare groups of
 different sizes.</p>{table(result.group_table, ['description', 'group', 'permutation_importance', 'permutation_sd',
-                   'importance_per_feature', 'shap_mean_abs_sum', 'shap_per_feature', 'n_features'])}
-{_gallery_html(galleries)}
-<h2>Correlated-feature clusters</h2>{table(result.cluster_table.head(40), cluster_cols)}
+                   'importance_per_feature', 'shap_mean_abs_sum', 'shap_per_feature', 'n_features'])}</details>
+<details><summary>Case galleries</summary>{_gallery_html(galleries)}</details>
+<h2>Correlated-feature clusters</h2><details><summary>Table of the 40 strongest clusters</summary>
+{table(result.cluster_table.head(40), cluster_cols)}</details>
 </body></html>"""
     write_text(out / "explain.html", page)

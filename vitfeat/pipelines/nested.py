@@ -28,6 +28,7 @@ import pandas as pd
 from sklearn.metrics import balanced_accuracy_score
 
 from vitfeat.pipelines.cv import cross_validate
+from vitfeat.pipelines.selection_metric import score_rows
 from vitfeat.evaluation.folds import make_folds
 
 NAME = "nested-selection"
@@ -43,7 +44,8 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
                      classes, inner_folds: int | None = None, inner: str = "neighbours", search: str = "none",
                      n_iter: int = 10, n_jobs: int = 1, seed: int = 0, cache_dir=None, cache_key=None,
                      target: str = "label", prefilter: bool = False, backend: str = "loky",
-                     scheduler: str | None = None, calibrate: str | None = None):
+                     scheduler: str | None = None, calibrate: str | None = None, metric: str = "balanced_accuracy",
+                     positive: str | None = None):
     """Score the selection procedure in every outer fold of ``plan``.
 
     Parameters
@@ -66,6 +68,11 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
     classes, search, n_iter, n_jobs, seed, cache_dir, cache_key, target, prefilter, backend, scheduler, calibrate
         As for :func:`~vitfeat.pipelines.cv.cross_validate`; the inner fits are made exactly like the
         outer ones (calibrated too when ``calibrate`` is set), so the pick ranks the models it reports.
+    metric, positive : str
+        The selection metric (``fit --metric``, :mod:`vitfeat.pipelines.selection_metric`) maximised on
+        the inner predictions, and the positive class of a binary target. The column
+        ``inner_balanced_accuracy`` keeps its name and holds that metric's inner scores (``inner_metric``
+        names it; loss metrics negated).
 
     Returns
     -------
@@ -96,7 +103,8 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
         for fold, (inner_oof, used) in predictions.items():
             if not len(inner_oof):
                 continue
-            scores = {name: balanced_accuracy_score(part["y_true"], part["y_pred"])
+            scores = {name: (balanced_accuracy_score(part["y_true"], part["y_pred"]) if metric == "balanced_accuracy"
+                             else score_rows(part, metric, classes, positive))
                       for name, part in inner_oof.groupby("pipeline", sort=False)}
             picked = max(scores, key=lambda name: (scores[name], -list(pipelines).index(name)))
             chosen = outer_oof[(outer_oof["pipeline"] == picked) & (outer_oof["repeat"] == repeat)
@@ -104,7 +112,7 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
             rows.append(chosen.assign(pipeline=NAME))
             choices.append({"target": target, "repeat": int(repeat), "fold": int(fold), "picked": picked,
                             "inner_balanced_accuracy": json.dumps({k: round(v, 4) for k, v in scores.items()}),
-                            "inner_folds": used})
+                            "inner_folds": used, "inner_metric": metric})
     oof = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     return oof, pd.DataFrame(choices)
 

@@ -96,9 +96,40 @@ def out_of_fold_operating_point(estimator, X, y, groups, positive: str, rule: st
     return thresholds, score, called
 
 
+#: ``fit --calibrate sigmoid`` means ``sigmoid:<this>``: one calibrator on the pooled inner out-of-fold
+#: predictions of a model refitted on the whole training part (``single``), or one (model, calibrator) pair
+#: per inner fold, averaged (``ensemble``, scikit-learn's default). Chosen by
+#: benchmarks/bench_calibration_mode.py (numbers in docs/fit.md).
+DEFAULT_CALIBRATION_MODE = "single"
+CALIBRATION_MODES = ("single", "ensemble")
+
+
+def parse_calibrate(text: str | None) -> str | None:
+    """``sigmoid`` -> ``sigmoid:single`` (the default mode), ``isotonic:ensemble`` kept; None kept.
+
+    Parameters
+    ----------
+    text : str or None
+        ``METHOD`` or ``METHOD:MODE`` (method sigmoid or isotonic, mode single or ensemble).
+
+    Returns
+    -------
+    str or None
+        ``METHOD:MODE``.
+    """
+    if text is None:
+        return None
+    method, _, mode = str(text).partition(":")
+    mode = mode or DEFAULT_CALIBRATION_MODE
+    if method not in ("sigmoid", "isotonic") or mode not in CALIBRATION_MODES:
+        raise ValueError(f"calibrate {text!r}: use sigmoid or isotonic, optionally with :single or :ensemble")
+    return f"{method}:{mode}"
+
+
 class GroupedCalibratedClassifier(ClassifierMixin, BaseEstimator):
     """scikit-learn's :class:`~sklearn.calibration.CalibratedClassifierCV` with its internal folds
-    grouped by patient (``fit --calibrate sigmoid|isotonic``).
+    grouped by patient (``fit --calibrate sigmoid|isotonic``, optionally ``:single`` or ``:ensemble``,
+    see :data:`DEFAULT_CALIBRATION_MODE`).
 
     ``fit(X, y, groups=...)`` builds :class:`~sklearn.model_selection.StratifiedGroupKFold` splits of
     the data it is given (a training part) and hands them to ``CalibratedClassifierCV`` as an explicit
@@ -114,8 +145,7 @@ class GroupedCalibratedClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, groups=None):
         """Fit the calibrated ensemble on (``X``, ``y``); ``groups`` are patient ids."""
-        if self.method not in ("sigmoid", "isotonic"):
-            raise ValueError(f"--calibrate {self.method!r}: use sigmoid or isotonic")
+        method, mode = parse_calibrate(self.method).split(":")
         y = np.asarray(y)
         if groups is None:
             warnings.warn("calibration folds without patient ids: each case treated as its own patient",
@@ -123,8 +153,8 @@ class GroupedCalibratedClassifier(ClassifierMixin, BaseEstimator):
             groups = np.arange(len(y))
         splitter = StratifiedGroupKFold(n_splits=self.n_splits, shuffle=True, random_state=self.seed)
         self.splits_ = list(splitter.split(X, y, np.asarray(groups)))
-        self.calibrated_ = CalibratedClassifierCV(clone(self.estimator), method=self.method,
-                                                  cv=self.splits_).fit(X, y)
+        self.calibrated_ = CalibratedClassifierCV(clone(self.estimator), method=method, cv=self.splits_,
+                                                  ensemble=mode == "ensemble").fit(X, y)
         self.classes_ = self.calibrated_.classes_
         return self
 

@@ -21,8 +21,6 @@ from sklearn.calibration import CalibrationDisplay  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
     ConfusionMatrixDisplay,
-    PrecisionRecallDisplay,
-    RocCurveDisplay,
 )
 
 from vitfeat.atomic import write_text  # noqa: E402
@@ -31,6 +29,7 @@ from vitfeat.evaluation.calibration import CALIBRATION  # noqa: E402
 from vitfeat.evaluation.decision import decision_curve  # noqa: E402
 from vitfeat.evaluation.metrics import HEADLINE  # noqa: E402
 from vitfeat.pipelines.icc_filter import report_sections  # noqa: E402
+from vitfeat.pipelines import report_review  # noqa: E402
 from vitfeat.pipelines.nested import NAME as NESTED  # noqa: E402
 from vitfeat.pipelines.tripod import tripod_html, tripod_markdown, write_model_card  # noqa: E402
 
@@ -77,6 +76,9 @@ def _fmt(row, metric: str, html_cell: bool = False) -> str:
         pooled = row.get(f"{metric}_value")
         ci = f"pooled {pooled:.2f} [{lo:.2f}–{hi:.2f}]"
         text += f"<br><small>{ci}</small>" if html_cell else f"; {ci}"
+    elif isinstance(row.get(f"{metric}_ci_note"), str) and row.get(f"{metric}_ci_note"):  # withheld: say why
+        ci = f"pooled {row.get(f'{metric}_value'):.2f} [—] {row.get(f'{metric}_ci_note')}"
+        text += f"<br><small>{html.escape(ci)}</small>" if html_cell else f"; {ci}"
     return text
 
 
@@ -149,8 +151,6 @@ def _curve_over_repeats(part: pd.DataFrame, positive, kind: str, name: str, ax) 
 
 def _curves(oof: pd.DataFrame, board: pd.DataFrame, classes, positive, kind: str) -> str:
     top = list(board["pipeline"][:TOP_CURVES])
-    display = RocCurveDisplay if kind == "roc" else PrecisionRecallDisplay
-    first = oof[oof["repeat"] == oof["repeat"].min()]
     if len(classes) == 2:
         fig, ax = plt.subplots(figsize=(5.2, 4.4))
         for name in top:
@@ -159,10 +159,8 @@ def _curves(oof: pd.DataFrame, board: pd.DataFrame, classes, positive, kind: str
     else:
         fig, axes = plt.subplots(1, len(classes), figsize=(4.4 * len(classes), 4.0), layout="constrained")
         for ax, cls in zip(axes, classes):
-            for name in top[:3]:
-                part = first[first["pipeline"] == name]
-                display.from_predictions(np.where(part["y_true"] == cls, cls, "rest"), part[f"proba_{cls}"],
-                                         pos_label=cls, name=name, ax=ax)
+            for name in top[:3]:  # one class against the rest, mean over all repeats as for two classes
+                _curve_over_repeats(oof[oof["pipeline"] == name], cls, kind, name, ax)
             ax.set_title(f"{cls} vs rest")
     for ax in fig.axes:
         ax.legend(fontsize=7, loc="lower right" if kind == "roc" else "lower left")
@@ -357,8 +355,9 @@ def _target_section(run: Path, target: str, tboard: pd.DataFrame, oof: pd.DataFr
     if positive:
         lead += f" Sensitivity and specificity refer to '{html.escape(positive)}' as the positive class."
     parts.append(f"<p>{lead}</p><h3>Leaderboard</h3><p class=note>Mean ± SD over test folds; "
-                 "below: the score of all out-of-fold predictions pooled, with its 95 % bootstrap CI over "
-                 "patients. Ranked by mean balanced accuracy.</p>" + table)
+                 "below: the score of all out-of-fold predictions pooled, with its 95 % CI ("
+                 f"{html.escape(report_review.ci_words(meta))}). Ranked by the fold mean of "
+                 f"{html.escape(meta.get('metric', 'balanced_accuracy'))}.</p>" + table)
     md.append(f"## Target: {target}\n\nBest: **{best['pipeline']}** — balanced accuracy "
               f"{_fmt(best, 'balanced_accuracy')}, AUROC {_fmt(best, 'auroc')}."
               + (f" Nested selection (the figure to quote): balanced accuracy "
@@ -367,9 +366,12 @@ def _target_section(run: Path, target: str, tboard: pd.DataFrame, oof: pd.DataFr
     parts_op, md_op = _operating_point_section(run, target, meta)
     parts += parts_op
     md += md_op
+    parts_rv, md_rv = report_review.target_extras(run, target, meta, tboard)
+    parts += parts_rv
+    md += md_rv
     parts.append("<h3>ROC and precision–recall curves</h3><p class=note>Pooled out-of-fold predictions;"
-                 " two classes: mean curve over all repeats, band from the lowest to the highest repeat"
-                 " (more classes: first repeat). The diagonal of the ROC plot is a coin toss.</p>")
+                 " mean curve over all repeats (more classes: each class against the rest), band from the lowest"
+                 " to the highest repeat. The diagonal of the ROC plot is a coin toss.</p>")
     parts.append(_img(_curves(toof, tboard, classes, positive, "roc"), f"ROC curves {target}"))
     parts.append(_img(_curves(toof, tboard, classes, positive, "pr"), f"PR curves {target}"))
     parts.append("<h3>Confusion matrices</h3><p class=note>Rows: true class; columns: predicted class.</p>")
@@ -427,11 +429,11 @@ def _provenance_section(run: Path, meta: dict) -> tuple[list[str], list[str]]:
             ("Feature families", ", ".join(f"{k} v{v.get('version', '?')}" if isinstance(v, dict) else str(k)
                                            for k, v in (prov.get("families") or {}).items()) or "unknown"),
             ("Mask source", prov.get("masks", "unknown")),
-            ("Run time", f"{meta.get('elapsed_s', '?')} s")]) + "</table>")
+            ("Run time", f"{meta.get('elapsed_s', '?')} s"), *report_review.provenance_rows(meta)]) + "</table>")
     config = (run / "config.yaml").read_text() if (run / "config.yaml").is_file() else ""
     parts.append(f"<details><summary>config.yaml</summary><pre>{html.escape(config)}</pre></details>")
     md.append(f"## Provenance\n\n- feature table: `{meta.get('features_path')}` (hash {meta.get('features_hash')})\n"
-              f"- config: `config.yaml`\n")
+              f"- config: `config.yaml`\n" + "".join(f"- {k}: {v}\n" for k, v in report_review.provenance_rows(meta)))
     return parts, md
 
 
@@ -457,8 +459,12 @@ def compute_report(run_dir) -> Report:
                  f"was predicted by a model that never saw that patient. {meta['n_splits']} folds grouped by "
                  f"patient, {meta['repeats']} repeat(s).</p>")
     md.append(f"# {title}\n\nOut-of-fold scores, {meta['n_splits']} patient-grouped folds, "
-              f"{meta['repeats']} repeat(s). Fold mean ± fold SD; pooled OOF value [patient-bootstrap 95 % CI].\n")
+              f"{meta['repeats']} repeat(s). Fold mean ± fold SD; pooled OOF value [95 % CI: "
+              f"{report_review.ci_words(meta)}].\n")
 
+    summary_html, summary_md = report_review.clinician_summary(run, meta, board, summary)
+    parts.append(summary_html)
+    md.append(summary_md)
     for section_parts, section_md in [_data_section(summary), report_sections(meta)] + [
             _target_section(run, target, tboard, oof, fold_scores, meta)
             for target, tboard in board.groupby("target", sort=False)]:

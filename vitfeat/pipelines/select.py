@@ -20,15 +20,16 @@ from joblib import Parallel, delayed
 from vitfeat import __version__
 from vitfeat.artefacts import artefact_hashes
 from vitfeat.atomic import write_text
-from vitfeat.pipelines import nested, zoo
+from vitfeat.pipelines import fit_extras, nested, zoo
 from vitfeat.pipelines.cv import cross_validate, feature_columns, fit_estimator, fold_threshold
-from vitfeat.pipelines.operating import operating_point_table, parse_rule
+from vitfeat.pipelines.operating import operating_point_table, parse_calibrate, parse_rule
 from vitfeat.evaluation.folds import make_folds, read_folds, same_folds, write_folds
 from vitfeat.evaluation.metrics import HEADLINE, flatten, proba_columns, score_oof
 from vitfeat.evaluation.positive import positive_class
 from vitfeat.pipelines.nested import INNER_SCHEMES, describe_inner, nested_selection
 from vitfeat.pipelines.icc_filter import apply_icc_filter
 from vitfeat.pipelines.prefilter import AUTO_WIDTH, prefilter_active
+from vitfeat.pipelines.selection_metric import leaderboard_order
 from vitfeat.pipelines.persist import (
     read_feature_table,
     save_model,
@@ -69,6 +70,11 @@ class FitConfig:
     feature_icc: str | None = None  # feature_icc.csv of vitfeat robustness: drop features below min_icc first
     min_icc: float | None = None  # default 0.75 with feature_icc (vitfeat.pipelines.icc_filter)
     coverage: float = 0.9  # conformal prediction sets (vitfeat.pipelines.conformal)
+    metric: str = "balanced_accuracy"  # ranks the leaderboard, nested selection maximises it (selection_metric)
+    ci: str = "auto"  # intervals: auto, analytic (DeLong/Wilson) or bootstrap (vitfeat.evaluation.analytic)
+    test_split: str | None = None  # column with train/test values: fit on train, score the chosen model on test
+    test_fraction: float | None = None  # or a drawn patient-grouped, stratified test split of this share
+    subgroups: list = field(default_factory=list)  # columns for subgroup_metrics.csv
 
     @classmethod
     def from_yaml(cls, path, **overrides) -> "FitConfig":
@@ -92,7 +98,7 @@ class FitConfig:
             raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}; "
                              f"valid: {', '.join(cls.__dataclass_fields__)}")
         data.update({k: v for k, v in overrides.items() if v is not None})
-        for key in ("targets", "pipelines", "include"):
+        for key in ("targets", "pipelines", "include", "subgroups"):
             if isinstance(data.get(key), str):
                 data[key] = [s.strip() for s in data[key].split(",") if s.strip()]
         return cls(**data)
@@ -189,13 +195,13 @@ def extraction_warnings(provenance: dict) -> list[str]:
 
 
 def leaderboard_rows(oof: pd.DataFrame, info: pd.DataFrame, target: str, classes, positive, n_boot, seed,
-                     n_jobs: int = 1):
+                     n_jobs: int = 1, ci: str = "auto", metric: str = "balanced_accuracy"):
     """Leaderboard rows and per-fold scores of every pipeline in ``oof``; the rows' patient
     bootstraps are independent of each other, so they run ``n_jobs`` at a time."""
     rows, fold_rows = [], []
     parts = list(oof.groupby("pipeline", sort=False))
     all_scores = Parallel(n_jobs=min(n_jobs, len(parts)) or 1)(
-        delayed(score_oof)(part, classes, positive=positive, n_boot=n_boot, seed=seed) for _, part in parts)
+        delayed(score_oof)(part, classes, positive=positive, n_boot=n_boot, seed=seed, ci=ci) for _, part in parts)
     for (name, part), scores in zip(parts, all_scores):
         times = info.loc[info["pipeline"] == name, "fit_time"] if len(info) else pd.Series(dtype=float)
         row = {"target": target, "pipeline": name,
@@ -211,8 +217,7 @@ def leaderboard_rows(oof: pd.DataFrame, info: pd.DataFrame, target: str, classes
         fold_rows.append(pd.concat([keys, per_fold], axis=1).assign(target=target, pipeline=name))
     board = pd.DataFrame(rows)
     if len(board):
-        board = board.sort_values([RANK_BY, "auroc_mean"], ascending=False, na_position="last")
-        board.insert(0, "rank", np.arange(1, len(board) + 1))
+        board = leaderboard_order(board, metric)
     return board, pd.concat(fold_rows, ignore_index=True) if fold_rows else pd.DataFrame()
 
 
@@ -229,7 +234,8 @@ def binary_positive(classes, y, explicit: str | None, target: str) -> str | None
     that is not a class of this target is ignored for it (it may name another target's class)."""
     if len(classes) != 2:
         return None
-    return positive_class(classes, y, explicit=explicit if explicit in classes else None, target=target)
+    return positive_class(classes, y, explicit=explicit if explicit in classes else None, target=target,
+                          strict=True)
 
 
 def check_included_positive(run_dir, target: str, positive: str | None) -> None:
@@ -283,6 +289,7 @@ class FitResult:
     run: dict  # run.json
     operating_point: pd.DataFrame | None = None  # operating_point.csv (fit --operating-point)
     scope: dict | None = None  # applicability check + conformal sets (vitfeat.pipelines.applicability)
+    tables: dict = field(default_factory=dict)  # more CSV files: comparisons, test split, subgroups (fit_extras)
 
 
 def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True) -> FitResult:
@@ -305,8 +312,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     FitResult
     """
     started = time.time()
-    if config.calibrate not in (None, "sigmoid", "isotonic"):
-        raise ValueError(f"calibrate {config.calibrate!r}: use sigmoid or isotonic")
+    config.calibrate = parse_calibrate(config.calibrate)  # sigmoid -> sigmoid:single (the measured default)
     if config.inner_scheme not in INNER_SCHEMES:
         raise ValueError(f"inner_scheme {config.inner_scheme!r}: use {' or '.join(INNER_SCHEMES)}")
     if config.operating_point:
@@ -326,6 +332,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     failed = table.loc[error != "", ["case_id"]].assign(error=error[error != ""])
     frame = table[error == ""].reset_index(drop=True)
     frame = frame.dropna(subset=config.targets, how="all").reset_index(drop=True)
+    frame, held_out, split_record = fit_extras.prepare(frame, provenance, config, source=str(features))
     try:
         features_cols = feature_columns(frame)
     except ValueError as exc:
@@ -382,7 +389,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
                 n_iter=config.n_iter, n_jobs=config.jobs, seed=config.seed, cache_dir=cache_dir,
                 cache_key={"table": table_hash, "features": len(features_cols), **icc_key}, target=target,
                 prefilter=use_prefilter, backend=config.backend, scheduler=config.scheduler,
-                calibrate=config.calibrate)
+                calibrate=config.calibrate, metric=config.metric, positive=positive)
             if len(nested_oof):
                 oof = pd.concat([oof, nested_oof], ignore_index=True)
                 nested_picks.append(picks)
@@ -392,7 +399,8 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         if not len(oof):
             raise RuntimeError(f"every pipeline failed for target '{target}': {fails[0]['error'] if fails else ''}")
         board, per_fold = leaderboard_rows(oof, info, target, classes, positive, config.n_boot, config.seed,
-                                           n_jobs=config.jobs if config.backend == "loky" else 1)
+                                           n_jobs=config.jobs if config.backend == "loky" else 1, ci=config.ci,
+                                           metric=config.metric)
         oofs.append(oof), infos.append(info), boards.append(board), fold_scores.append(per_fold)
 
         best = next(n for n in board["pipeline"] if n in pipelines)
@@ -417,6 +425,11 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     summary = summarize_data(frame, features_cols, config.targets, failed)
     summary["warnings"] = warnings_for(summary, n_splits, len(pipelines) + len(config.include), failures, boards_all)
     summary["warnings"] += extraction_warnings(provenance) + table_warnings
+    extras = fit_extras.finish(config, frame=frame, test=held_out, split_record=split_record, models=models,
+                               features=features_cols, board=boards_all, oof=pd.concat(oofs, ignore_index=True),
+                               fold_scores=pd.concat(fold_scores, ignore_index=True),
+                               nested_picks=pd.concat(nested_picks, ignore_index=True) if nested_picks else None)
+    summary["warnings"] += extras.warnings
     run_meta = {
         "kind": "sklearn", "vitfeat_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -431,13 +444,15 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         "nested_inner": describe_inner(config.inner_folds, config.inner_scheme) if nested_picks else None,
         "feature_icc": icc_filter,
         "applicability": scope["run_json"], "conformal": scope["conformal"],
+        **extras.meta, "provenance": fit_extras.run_provenance(config, Path(features).resolve(), table_hash),
     }
     return FitResult(
         plan=plan, config=config_dict, oof=pd.concat(oofs, ignore_index=True), leaderboard=boards_all,
         fold_scores=pd.concat(fold_scores, ignore_index=True), fold_fits=pd.concat(infos, ignore_index=True),
         nested_selection=pd.concat(nested_picks, ignore_index=True) if nested_picks else None,
         model={"features": features_cols, "targets": models}, summary=summary, run=run_meta,
-        operating_point=pd.concat(operating, ignore_index=True) if operating else None, scope=scope)
+        operating_point=pd.concat(operating, ignore_index=True) if operating else None, scope=scope,
+        tables=extras.tables)
 
 
 #: The files of a run whose SHA-256 ``run.json`` records (``predict``/``explain``/``serve`` verify them).
@@ -473,13 +488,15 @@ def write_fit(result: FitResult, out_dir) -> Path:
         write_csv(result.nested_selection, out / "nested_selection.csv")
     if result.operating_point is not None:
         write_csv(result.operating_point, out / "operating_point.csv")
+    for name, table in result.tables.items():
+        write_csv(table, out / name)
     save_model(result.model, out / "model.skops")
     if result.scope is not None:
         from vitfeat.pipelines.applicability import write_scope
 
         write_scope(result.scope, out)
     write_json(result.summary, out / "data_summary.json")
-    written = [name for name in RUN_ARTEFACTS if (out / name).is_file()]
+    written = [name for name in RUN_ARTEFACTS if (out / name).is_file()] + list(result.tables)
     write_json(dict(result.run, artefacts=artefact_hashes(out, written)), out / "run.json")
     return out
 
