@@ -25,7 +25,7 @@ import pandas as pd
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
-from vitfeat import __version__
+from vitfeat._version import __version__
 from vitfeat.atomic import write_json
 from vitfeat.dataset import (
     Case,

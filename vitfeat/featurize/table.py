@@ -127,3 +127,57 @@ def read_feature_table(path) -> tuple[pd.DataFrame, dict]:
 
 #: The engine's historical name for :func:`read_feature_table`.
 read_features = read_feature_table
+
+
+def as_feature_table(features) -> tuple[pd.DataFrame, dict, str, str | None]:
+    """A feature table given as a path or as a DataFrame, normalised the way :func:`read_feature_table` reads it.
+
+    Parameters
+    ----------
+    features : path-like or pandas.DataFrame
+        A table written by ``extract`` or one held in memory (``FeatureExtractor``'s output); a
+        DataFrame's ``attrs["vitfeat"]`` is taken as its provenance.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        The table (a copy for a DataFrame), ``case_id`` and ``patient_id`` as strings.
+    provenance : dict
+        Its provenance (empty when unknown).
+    source : str
+        How messages name it: the path, or ``"feature DataFrame"``.
+    path : str or None
+        The resolved path; None for a DataFrame.
+    """
+    if not isinstance(features, pd.DataFrame):
+        frame, provenance = read_feature_table(features)
+        return frame, provenance, str(features), str(Path(features).resolve())
+    frame = features.copy()
+    if "case_id" not in frame.columns:
+        raise ValueError("feature DataFrame has no 'case_id' column")
+    frame["case_id"] = frame["case_id"].astype(str)
+    if "patient_id" not in frame.columns:
+        frame["patient_id"] = frame["case_id"]
+    frame["patient_id"] = frame["patient_id"].fillna(frame["case_id"]).astype(str)
+    return frame.reset_index(drop=True), dict(features.attrs.get("vitfeat") or {}), "feature DataFrame", None
+
+
+def frame_hash(frame: pd.DataFrame) -> str:
+    """A content hash of a table held in memory (values, column names and order).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table.
+
+    Returns
+    -------
+    str
+        Hex digest.
+    """
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps([str(c) for c in frame.columns]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()

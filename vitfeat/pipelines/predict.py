@@ -129,8 +129,41 @@ def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool
         features_path = input_path
     frame, _ = read_feature_table(features_path)
     bundle = load_model(run / "model.skops")
+    out = predict_features(bundle, frame, features_path, allow_extra=allow_extra, explain=explain)
+    if out_path:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        write_csv(out, out_path)
+    return out
+
+
+def predict_features(bundle: dict, frame: pd.DataFrame, source="features", *, allow_extra: bool = False,
+                     explain: bool = False) -> pd.DataFrame:
+    """Predict every target of a loaded model for the cases of a feature table held in memory.
+
+    The one predict path: ``vitfeat predict``, :func:`vitfeat.load_run` and the app all end here.
+
+    Parameters
+    ----------
+    bundle : dict
+        A model file's content (:func:`~vitfeat.pipelines.persist.load_model`).
+    frame : pandas.DataFrame
+        Feature table with ``case_id`` (``patient_id`` and ``error`` optional) and the model's columns.
+    source : str or path-like
+        How schema errors name the input.
+    allow_extra : bool, default False
+        Ignore feature columns the model was not trained on instead of raising :class:`SchemaError`.
+    explain : bool, default False
+        Add ``<target>_why``: each case's strongest features, in words.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``case_id, patient_id, error``, then per target ``<target>_pred`` and ``<target>_proba_<class>``.
+    """
     schema = bundle["features"]
-    check_schema(frame, schema, features_path, allow_extra=allow_extra)
+    check_schema(frame, schema, source, allow_extra=allow_extra)
+    if "patient_id" not in frame.columns:
+        frame = frame.assign(patient_id=frame["case_id"])
 
     error = frame["error"].fillna("").astype(str) if "error" in frame.columns else pd.Series("", index=frame.index)
     ok = (error.str.strip() == "").to_numpy()
@@ -159,7 +192,56 @@ def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool
             if ok.any():
                 why[ok] = explain_cases(bundle, target, X)
             out[f"{target}_why"] = why
-    if out_path:
-        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        write_csv(out, out_path)
     return out
+
+
+def is_manifest(frame: pd.DataFrame) -> bool:
+    """Whether a table is a manifest (photo paths, no feature columns) rather than a feature table.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table (its columns are enough).
+
+    Returns
+    -------
+    bool
+    """
+    return _is_manifest(frame)
+
+
+def features_like_run(frame: pd.DataFrame, extraction: dict, *, data_root=None, jobs: int = 1) -> pd.DataFrame:
+    """The feature table of a manifest held in memory, extracted as the run's table was (in memory).
+
+    The families, family options, mask source and ``max_side`` come from the run's recorded
+    extraction, and the family versions must match, exactly as for :func:`extract_like_run`.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A manifest (``case_id``, ``clinical``, optional ``wood`` and masks).
+    extraction : dict
+        The run's ``run.json`` ``extraction`` entry (the training table's provenance).
+    data_root : path-like, optional
+        Folder the manifest's paths are relative to (default: its ``data_root`` column).
+    jobs : int, default 1
+        Parallel worker processes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The feature table, as ``vitfeat extract`` would write it.
+    """
+    from vitfeat.featurize.extractor import FeatureExtractor
+
+    recorded = extraction.get("families") or {}
+    _check_family_versions(recorded)
+    options = {"masks": extraction.get("masks", "given"), "max_side": extraction.get("max_side")}
+    if recorded:
+        options["families"] = list(recorded)
+        options["family_config"] = {name: dict(entry.get("config") or {}) for name, entry in recorded.items()
+                                    if isinstance(entry, dict)}
+    extractor = FeatureExtractor(data_root=data_root, n_jobs=jobs, **options)
+    table = extractor.fit_transform(frame)
+    _check_family_versions(recorded, extractor.provenance_)
+    return table

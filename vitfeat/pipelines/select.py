@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 from joblib import Parallel, delayed
 
-from vitfeat import __version__
+from vitfeat._version import __version__
 from vitfeat.atomic import write_text
 from vitfeat.pipelines import nested, zoo
 from vitfeat.pipelines.cv import cross_validate, feature_columns, fit_estimator, fold_threshold
@@ -27,8 +27,8 @@ from vitfeat.evaluation.metrics import HEADLINE, flatten, proba_columns, score_o
 from vitfeat.evaluation.positive import positive_class
 from vitfeat.pipelines.nested import INNER_SCHEMES, describe_inner, nested_selection
 from vitfeat.pipelines.prefilter import AUTO_WIDTH, prefilter_active
+from vitfeat.featurize.table import as_feature_table, frame_hash
 from vitfeat.pipelines.persist import (
-    read_feature_table,
     save_model,
     write_csv,
     write_json,
@@ -285,12 +285,12 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
 
     Parameters
     ----------
-    features : path-like
-        Feature table from ``vitfeat extract``.
+    features : path-like or pandas.DataFrame
+        Feature table from ``vitfeat extract``, or one held in memory (``ModelSelector``).
     config : FitConfig
         What to run.
-    cache_dir : path-like
-        Where finished fold fits are cached, so that an interrupted run resumes.
+    cache_dir : path-like or None
+        Where finished fold fits are cached, so that an interrupted run resumes (None: no cache).
     progress : bool, default True
         Show progress bars.
 
@@ -308,7 +308,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     zoo.add_custom_pipelines(config.custom)
     pipelines = zoo.expand_names(config.pipelines)
 
-    table, provenance = read_feature_table(features)
+    table, provenance, features, features_path = as_feature_table(features)
     for t in config.targets:
         if t not in table.columns:
             others = ", ".join(c for c in table.columns if not c.startswith(("clinical_", "wood_", "pair_")))
@@ -329,11 +329,11 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         plan = make_folds(frame, config.targets, n_splits=config.folds, repeats=config.repeats, seed=config.seed)
     config_dict = asdict(config)
     config_dict["pipelines_expanded"] = pipelines
-    config_dict["features"] = str(Path(features).resolve())
+    config_dict["features"] = features_path
 
     from vitfeat.dataset import file_hash
 
-    table_hash = file_hash(features)
+    table_hash = file_hash(features_path) if features_path else frame_hash(table)
     n_splits = int(plan["fold"].max()) + 1
     oofs, infos, boards, fold_scores, failures, models = [], [], [], [], [], {}
     nested_picks, operating = [], []
@@ -400,7 +400,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     run_meta = {
         "kind": "sklearn", "vitfeat_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "elapsed_s": round(time.time() - started, 1), "features_path": str(Path(features).resolve()),
+        "elapsed_s": round(time.time() - started, 1), "features_path": features_path,
         "features_hash": table_hash, "feature_columns": features_cols,
         "targets": {t: {k: v for k, v in m.items() if k != "model"} for t, m in models.items()},
         "positive_class": {t: m["positive"] for t, m in models.items() if m["positive"] is not None},

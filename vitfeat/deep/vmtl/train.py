@@ -27,7 +27,7 @@ from sklearn.metrics import balanced_accuracy_score, log_loss
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from vitfeat import __version__
+from vitfeat._version import __version__
 from vitfeat.atomic import write_csv, write_text
 from vitfeat.dataset import load_manifest
 from vitfeat.deep.runtime import load_checkpoint, save_checkpoint, select_device
