@@ -18,8 +18,10 @@ _spec = importlib.util.spec_from_file_location("layers", REPO / "benchmarks" / "
 layers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(layers)
 
-CORE = {"vitfeat", "dataset", "atomic", "importers", "synth", "registry", "evaluation", "demo"}
-RANK = {**dict.fromkeys(CORE, 0), "featurize": 1, "pipelines": 2, "deep": 3, "cli": 4, "app": 4}
+CORE = {"_version", "dataset", "atomic", "importers", "synth", "registry", "evaluation", "demo"}
+#: The package module ``vitfeat`` itself is the facade a notebook imports (FeatureExtractor,
+#: ModelSelector, load_run): it sits above every layer and no vitfeat module imports it.
+RANK = {**dict.fromkeys(CORE, 0), "featurize": 1, "pipelines": 2, "deep": 3, "cli": 4, "app": 4, "vitfeat": 5}
 
 #: Known violations in files other helpers own, left for them (each with its reason); remove an
 #: entry as soon as its arrow is gone (`python benchmarks/layers.py --modules` shows what is left).

@@ -142,7 +142,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         Returns
         -------
         pandas.DataFrame
-            The table ``vitfeat extract`` writes (or only its feature columns with ``features_only``).
+            The table ``vitfeat extract`` writes (or only its feature columns with ``features_only``),
+            indexed like ``X``.
 
         Raises
         ------
@@ -150,7 +151,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             Listing every fatal problem with its row and column (a missing file, a missing column).
         """
         check_is_fitted(self, "feature_names_out_")
-        frame = self._extract(X)
+        frame = self._extract(X).set_axis(X.index, axis=0)  # one row per manifest row, in order
         return frame[self.feature_columns_] if self.features_only else frame
 
     def get_feature_names_out(self, input_features=None):
