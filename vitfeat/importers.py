@@ -32,12 +32,13 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from vitfeat.dataset import format_box, oriented_size, write_mask
+from vitfeat.registry import Registry
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 LAYOUTS = ("auto", "vmtl", "yolo-splits", "class-folders", "images-masks", "yolo", "labels-csv")
@@ -580,6 +581,41 @@ def normalise_masks(frame: pd.DataFrame, masks_dir, threshold: float | None = No
     return out
 
 
+@dataclass(frozen=True)
+class Layout:
+    """A folder layout ``manifest import`` reads.
+
+    ``read(root, *, pair, masks_dir, labelme_labels) -> DataFrame`` returns manifest rows with
+    absolute paths (an empty frame when the folder holds no image of this layout).
+    """
+
+    name: str
+    read: Callable[..., pd.DataFrame]
+    description: str
+    #: Look for LabelMe JSON and YOLO labels beside each photo afterwards (the VMTL layout reads its own).
+    annotate_beside: bool = True
+
+
+#: Import layouts by name (entry-point group ``vitfeat.layouts``); ``auto`` picks one (:func:`detect_layout`).
+IMPORT_LAYOUTS: Registry[Layout] = Registry("import layout", "vitfeat.layouts")
+for _layout in (
+    Layout("vmtl", lambda root, *, pair, masks_dir, labelme_labels: import_vmtl(root, masks_dir, labelme_labels),
+           "ROOT/data.csv (pair_id, stability, image_type, image_path) as in the VMTL/VMSL code",
+           annotate_beside=False),
+    Layout("yolo-splits", lambda root, *, pair, masks_dir, labelme_labels: import_yolo_splits(root, masks_dir, pair),
+           "ROOT/images/{train,val,test}, ROOT/labels/{...} and ROOT/data.yaml; the split is kept"),
+    Layout("class-folders", lambda root, *, pair, masks_dir, labelme_labels: import_class_folders(root, pair),
+           "ROOT/<class>/*.jpg: the folder is the label"),
+    Layout("images-masks", lambda root, *, pair, masks_dir, labelme_labels: import_images_masks(root, pair),
+           "ROOT/images/* and ROOT/masks/* with the same stems"),
+    Layout("yolo", lambda root, *, pair, masks_dir, labelme_labels: import_yolo(root, masks_dir, pair),
+           "ROOT/images/* and ROOT/labels/*.txt (boxes or polygons drawn into masks)"),
+    Layout("labels-csv", lambda root, *, pair, masks_dir, labelme_labels: import_labels_csv(root, pair),
+           "a folder with labels.csv (image, mask, label, optional group = patient)"),
+):
+    IMPORT_LAYOUTS.register(_layout.name, _layout)
+
+
 def import_folder(root, layout: str = "auto", *, pair: tuple[str, str] | None = None,
                   patient_regex: str | None = None, masks_dir=None, labelme_labels=None,
                   labels_json=None, classes: dict[str, dict[str, str]] | None = None,
@@ -607,21 +643,15 @@ def import_folder(root, layout: str = "auto", *, pair: tuple[str, str] | None = 
     if layout == "auto":
         layout = detect_layout(root)
     masks_dir = Path(masks_dir) if masks_dir else root / "masks-from-labels"
-    if layout == "class-folders":
-        frame = import_class_folders(root, pair)
-    elif layout == "images-masks":
-        frame = import_images_masks(root, pair)
-    elif layout == "yolo":
-        frame = import_yolo(root, masks_dir, pair)
-    elif layout == "yolo-splits":
-        frame = import_yolo_splits(root, masks_dir, pair)
-    elif layout == "vmtl":
-        frame = import_vmtl(root, masks_dir, labelme_labels)
-    elif layout == "labels-csv":
-        frame = import_labels_csv(root, pair)
-    else:
-        raise LayoutError(f"unknown layout '{layout}' (choose from {', '.join(LAYOUTS)})")
-    if layout != "vmtl" and not frame.empty:
+    if layout not in IMPORT_LAYOUTS:
+        raise LayoutError(f"unknown layout '{layout}' (choose from auto, {', '.join(IMPORT_LAYOUTS)})")
+    spec = IMPORT_LAYOUTS.get(layout)
+    try:
+        frame = spec.read(root, pair=pair, masks_dir=masks_dir, labelme_labels=labelme_labels)
+    except FileNotFoundError as exc:  # a forced layout whose files are not there
+        missing = exc.filename or str(exc)
+        raise LayoutError(f"{root}: not the '{layout}' layout ({spec.description}): {missing} not found") from None
+    if spec.annotate_beside and not frame.empty:
         frame = annotate_beside(frame, masks_dir, labelme_labels)
     if (mask_threshold is not None or masks_inverted) and not frame.empty:
         frame = normalise_masks(frame, masks_dir, mask_threshold, masks_inverted)

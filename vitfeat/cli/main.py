@@ -7,7 +7,8 @@ import importlib
 import logging
 import sys
 
-from vitfeat import __version__
+from vitfeat._version import __version__
+from vitfeat.cli._common import CLIError  # noqa: F401  (defined beside add_command; re-exported here)
 
 # Each module exposes `register(subparsers)`; the order here is the order in `--help`.
 SUBCOMMAND_MODULES = [
@@ -22,6 +23,7 @@ SUBCOMMAND_MODULES = [
     "vitfeat.cli.seg",
     "vitfeat.cli.vmtl",
     "vitfeat.cli.demo",
+    "vitfeat.cli.listing",
 ]
 
 DESCRIPTION = """\
@@ -38,10 +40,6 @@ Typical workflow:
 
 Run `vitfeat COMMAND --help` for each command's options.
 """
-
-
-class CLIError(Exception):
-    """An error whose message is shown to the user as is (exit status 2)."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -104,7 +104,7 @@ def run_check(args) -> int:
             mask_threshold=args.mask_threshold, masks_inverted=args.masks_inverted,
             min_mask_area=args.min_mask_area, min_image_side=args.min_image_side, folds=args.folds)
     except (FileNotFoundError, ValueError) as exc:
-        from vitfeat.cli.main import CLIError
+        from vitfeat.cli._common import CLIError
 
         raise CLIError(str(exc)) from None
     fatal = _print_problems(problems)
@@ -114,7 +114,7 @@ def run_check(args) -> int:
 
 
 def run_import(args) -> int:
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
     from vitfeat.dataset import validate_manifest, write_manifest
     from vitfeat.importers import LayoutError, import_folder, parse_class_maps
 

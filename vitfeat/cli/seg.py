@@ -56,7 +56,7 @@ def register(subparsers) -> None:
 
 
 def run_compare(args) -> int:
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
     from vitfeat.deep.segmentation.compare import compare_runs
 
     try:
@@ -70,7 +70,7 @@ def run_compare(args) -> int:
 
 
 def run_import(args) -> int:
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
     from vitfeat.dataset import ManifestError
     from vitfeat.deep.segmentation.official import import_official
 
@@ -89,7 +89,7 @@ def run_import(args) -> int:
 
 
 def run_info(args) -> int:
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
     from vitfeat.deep.segmentation.info import model_info
 
     if args.imgsz % 32:

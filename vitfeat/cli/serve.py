@@ -31,7 +31,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from vitfeat.app.server import serve
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
 
     try:
         serve(args.runs, host=args.host, port=args.port, max_bytes=int(args.max_upload_mb * 1024 * 1024))

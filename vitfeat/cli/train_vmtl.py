@@ -90,7 +90,7 @@ def _parse_roi(text: str | None):
     for part in text.split(","):
         mod, sep, source = part.partition("=")
         if not sep:
-            from vitfeat.cli.main import CLIError
+            from vitfeat.cli._common import CLIError
 
             raise CLIError(f"--roi: expected MODALITY=SOURCE, got '{part}'")
         roi[mod.strip()] = source.strip()
@@ -106,7 +106,7 @@ def run(args) -> int:
 
     import yaml
 
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
     from vitfeat.dataset import ManifestError
     from vitfeat.deep.embedders import WeightsUnavailableError
     from vitfeat.deep.vmtl import VMTLConfig, preset, train_vmtl

@@ -46,7 +46,7 @@ def register(kinds) -> None:
 
 
 def run(args) -> int:
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
     from vitfeat.dataset import ManifestError
     from vitfeat.deep.yolo import train_yolo
 

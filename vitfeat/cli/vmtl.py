@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 def run_info(args) -> int:
     import json
 
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
     from vitfeat.deep.vmtl.info import format_info, variant_info
     from vitfeat.registry import UnknownNameError
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from vitfeat.dataset import file_hash
 from vitfeat.deep.runtime import hub_offline, hub_reachable, select_device
+from vitfeat.registry import Registry
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
@@ -50,14 +51,36 @@ class Backbone:
     create_kwargs: dict = field(default_factory=dict)
     img_size: int | None = None  # None: the model's pretrained input size
 
+    @property
+    def description(self) -> str:
+        """One line for ``vitfeat list backbone``: the timm model and its fixed build arguments."""
+        extra = ", ".join(f"{k}={v}" for k, v in self.create_kwargs.items())
+        return f"timm {self.timm_name}" + (f" ({extra})" if extra else "")
 
-_BACKBONES: dict[str, Backbone] = {}
+
+#: Backbones by short name (entry-point group ``vitfeat.backbones``); any timm name works besides.
+BACKBONES: Registry[Backbone] = Registry("backbone", "vitfeat.backbones")
+_BACKBONES = BACKBONES._entries  # the registry's dict, under its historical name
 
 
 def register_backbone(name: str, timm_name: str | None = None, **create_kwargs) -> Backbone:
-    """Give a timm model a short vitfeat name (and fixed build arguments such as ``img_size``)."""
+    """Give a timm model a short vitfeat name (and fixed build arguments such as ``img_size``).
+
+    Parameters
+    ----------
+    name : str
+        The short name (``deep:<name>`` families, ``--backbone``).
+    timm_name : str, optional
+        The timm model it builds (default: ``name``).
+    **create_kwargs
+        Fixed keyword arguments of ``timm.create_model`` (``img_size=224``).
+
+    Returns
+    -------
+    Backbone
+    """
     bb = Backbone(name, timm_name or name, dict(create_kwargs), create_kwargs.get("img_size"))
-    _BACKBONES[name] = bb
+    BACKBONES.register(name, bb, overwrite=True)
     return bb
 
 
@@ -72,13 +95,13 @@ register_backbone("samvit_base_patch16", img_size=224)
 
 def available_backbones() -> list[str]:
     """Short names registered here; any other timm model name is accepted too."""
-    return sorted(_BACKBONES)
+    return BACKBONES.list()
 
 
 def get_backbone(name: str) -> Backbone:
     """A registered backbone, or any model timm knows under that name (e.g. ``resnet18``, ``test_vit``)."""
-    if name in _BACKBONES:
-        return _BACKBONES[name]
+    if name in BACKBONES:
+        return BACKBONES.get(name)
     import timm
 
     if not timm.is_model(name):

@@ -121,6 +121,7 @@ def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool
     if not input_path.is_file():
         raise FileNotFoundError(f"{input_path}: input not found")
 
+    bundle = load_model(run / "model.skops")  # a broken run fails before any extraction
     if _is_manifest(_peek(input_path)):
         features_path = Path(out_path or input_path).with_suffix(".features.parquet")
         log.info("extracting features for %s into %s", input_path, features_path)
@@ -128,7 +129,6 @@ def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool
     else:
         features_path = input_path
     frame, _ = read_feature_table(features_path)
-    bundle = load_model(run / "model.skops")
     out = predict_features(bundle, frame, features_path, allow_extra=allow_extra, explain=explain)
     if out_path:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)

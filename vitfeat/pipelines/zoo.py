@@ -31,6 +31,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from vitfeat.pipelines.prefilter import NearDuplicateFilter
+from vitfeat.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,9 @@ def _svm(rs):
     return CalibratedClassifierCV(svc, method="sigmoid", cv=3, ensemble=False)
 
 
-CLASSIFIERS = {
-    p.name: p
-    for p in [
+#: Classifiers by name (entry-point group ``vitfeat.classifiers``); :func:`register_classifier` adds one.
+CLASSIFIERS: Registry[Part] = Registry("classifier", "vitfeat.classifiers")
+for _part in [
         Part("logreg", "classifier",
              lambda rs: LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000),
              "L2-regularised logistic regression (class-balanced)", needs_scaling=True, cost=0.1,
@@ -146,12 +147,12 @@ CLASSIFIERS = {
         Part("lgbm", "classifier", _lgbm, "LightGBM gradient-boosted trees", cost=1.15,
              rows_per_bin=ROWS_PER_BIN_LIGHTGBM_XGBOOST,
              search_space={"learning_rate": loguniform(0.01, 0.3), "num_leaves": randint(4, 32)}),
-    ]
-}
+]:
+    CLASSIFIERS.register(_part.name, _part)
 
-SAMPLERS = {
-    p.name: p
-    for p in [
+#: Resamplers by name (entry-point group ``vitfeat.samplers``); :func:`register_sampler` adds one.
+SAMPLERS: Registry[Part] = Registry("sampler", "vitfeat.samplers")
+for _part in [
         Part("ros", "sampler", lambda rs: RandomOverSampler(random_state=rs),
              "random oversampling of minority classes"),
         Part("smote", "sampler", lambda rs: SMOTE(k_neighbors=3, random_state=rs),
@@ -160,16 +161,68 @@ SAMPLERS = {
              "borderline-SMOTE (oversamples minority cases near the class border)"),
         Part("rus", "sampler", lambda rs: RandomUnderSampler(random_state=rs),
              "random undersampling of majority classes"),
-    ]
-}
+]:
+    SAMPLERS.register(_part.name, _part)
 
-SELECTORS = {
-    p.name: p
-    for p in [
-        Part("kbest", "selector", lambda rs: SelectKBest(f_classif, k=30),
-             "keep the 30 features with the highest ANOVA F score (fitted per training fold)"),
-    ]
-}
+#: Feature selectors by name (entry-point group ``vitfeat.selectors``).
+SELECTORS: Registry[Part] = Registry("feature selector", "vitfeat.selectors")
+SELECTORS.register("kbest", Part("kbest", "selector", lambda rs: SelectKBest(f_classif, k=30),
+                                 "keep the 30 features with the highest ANOVA F score (fitted per training fold)"))
+
+
+def register_classifier(name: str, make: Callable[[int], object], description: str, *, needs_scaling: bool = False,
+                        search_space: dict | None = None, cost: float = 1.0, overwrite: bool = False) -> Part:
+    """Add a classifier to the zoo: every pipeline name may then use it (``name``, ``name+smote``, ...).
+
+    Parameters
+    ----------
+    name : str
+        Its name in pipeline names (no ``+``).
+    make : callable
+        ``make(random_state) -> estimator`` with ``fit``, ``predict_proba`` and ``classes_``.
+    description : str
+        One line, shown by ``vitfeat list classifier`` and in the report.
+    needs_scaling : bool, default False
+        Put a StandardScaler before it.
+    search_space : dict, optional
+        ``{parameter: scipy distribution}`` for ``--search random``.
+    cost : float, default 1.0
+        CPU of one fit relative to hgb's (the CV starts slow fits first).
+    overwrite : bool, default False
+        Replace an existing classifier of that name.
+
+    Returns
+    -------
+    Part
+    """
+    if "+" in name or name == "all":
+        raise ValueError(f"classifier name '{name}' may not contain '+' or be 'all'")
+    part = Part(name, "classifier", make, description, needs_scaling=needs_scaling,
+                search_space=dict(search_space or {}), cost=cost)
+    return CLASSIFIERS.register(name, part, overwrite=overwrite)
+
+
+def register_sampler(name: str, make: Callable[[int], object], description: str, *, overwrite: bool = False) -> Part:
+    """Add a resampler (imblearn ``fit_resample``) to the zoo, usable as ``<classifier>+name``.
+
+    Parameters
+    ----------
+    name : str
+        Its name in pipeline names (no ``+``).
+    make : callable
+        ``make(random_state) -> sampler`` with ``fit_resample``.
+    description : str
+        One line.
+    overwrite : bool, default False
+        Replace an existing sampler of that name.
+
+    Returns
+    -------
+    Part
+    """
+    if "+" in name or name == "all":
+        raise ValueError(f"sampler name '{name}' may not contain '+' or be 'all'")
+    return SAMPLERS.register(name, Part(name, "sampler", make, description), overwrite=overwrite)
 
 #: What ``all`` expands to: every classifier plain, plus the common resampling variants.
 DEFAULT_PIPELINES = ["logreg", "logreg+smote", "svm", "rf", "rf+ros", "et", "hgb", "xgb", "lgbm",
@@ -197,15 +250,41 @@ def register_pipeline(name: str, *, default: bool = False):
     return wrap
 
 
+_BUILT_IN_PARTS = {(registry.kind, name) for registry in (CLASSIFIERS, SAMPLERS, SELECTORS) for name in registry}
+
+
 def registered_factories() -> dict:
-    """The user-registered factories, to hand to worker processes (they start with an empty registry)."""
-    return dict(_REGISTRY)
+    """The user-registered factories and parts, to hand to worker processes (they start with the built-in ones).
+
+    Returns
+    -------
+    dict
+        ``{pipeline name: factory}``, plus ``{"<kind>:<name>": Part}`` for classifiers and samplers
+        registered at run time (:func:`register_classifier`).
+    """
+    out: dict = dict(_REGISTRY)
+    for registry in (CLASSIFIERS, SAMPLERS, SELECTORS):
+        out.update({f"{registry.kind}:{name}": part for name, part in registry.items()
+                    if (registry.kind, name) not in _BUILT_IN_PARTS})
+    return out
 
 
 def restore_registered(factories: dict) -> None:
-    """Register in this (worker) process the factories of :func:`registered_factories`."""
+    """Register in this (worker) process the factories of :func:`registered_factories`.
+
+    Parameters
+    ----------
+    factories : dict
+        What :func:`registered_factories` returned in the main process.
+    """
+    registries = {r.kind: r for r in (CLASSIFIERS, SAMPLERS, SELECTORS)}
     for name, factory in (factories or {}).items():
-        _REGISTRY.setdefault(name, factory)
+        kind, _, part = name.partition(":")
+        if part and kind in registries:
+            if part not in registries[kind]:
+                registries[kind].register(part, factory)
+        else:
+            _REGISTRY.setdefault(name, factory)
 
 
 def available_pipelines() -> list[str]:

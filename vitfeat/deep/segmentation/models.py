@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from vitfeat.registry import Registry
+
 DEFAULT_ENCODER = "resnet34"
 
 
@@ -25,25 +27,63 @@ class Architecture:
     summary: str
 
 
-_ARCHITECTURES: dict[str, Architecture] = {}
+#: Segmentation architectures by name (entry-point group ``vitfeat.seg_architectures``).
+ARCHITECTURES: Registry[Architecture] = Registry("segmentation architecture", "vitfeat.seg_architectures")
+_ARCHITECTURES = ARCHITECTURES._entries  # the registry's dict, in registration order
 
 
 def register_architecture(name: str, normalize: str, uses_encoder: bool, summary: str):
+    """Decorator registering ``build(num_classes=..., [encoder=..., encoder_weights=...]) -> nn.Module``.
+
+    Parameters
+    ----------
+    name : str
+        The architecture's name (``--arch``).
+    normalize : {"imagenet", "minmax255"}
+        The input normalisation it was designed for.
+    uses_encoder : bool
+        Whether ``build`` takes ``encoder`` and ``encoder_weights`` (smp encoders).
+    summary : str
+        One line, shown by ``vitfeat list segmentation``.
+
+    Returns
+    -------
+    callable
+        The decorator; it returns ``build`` unchanged.
+    """
     def wrap(build):
-        _ARCHITECTURES[name] = Architecture(name, build, normalize, uses_encoder, summary)
+        ARCHITECTURES.register(name, Architecture(name, build, normalize, uses_encoder, summary), overwrite=True)
         return build
     return wrap
 
 
 def available_architectures() -> list[str]:
+    """Registered architecture names, in registration order (built-in ones first)."""
+    ARCHITECTURES.load_entry_points()
     return list(_ARCHITECTURES)
 
 
 def get_architecture(name: str) -> Architecture:
+    """The architecture called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A registered name.
+
+    Returns
+    -------
+    Architecture
+
+    Raises
+    ------
+    ValueError
+        Naming the available architectures.
+    """
     try:
-        return _ARCHITECTURES[name]
+        return ARCHITECTURES.get(name)
     except KeyError:
-        raise ValueError(f"unknown architecture '{name}' (available: {', '.join(_ARCHITECTURES)})") from None
+        raise ValueError(f"unknown architecture '{name}' (available: {', '.join(available_architectures())})") from None
 
 
 def build_model(arch: str, num_classes: int = 1, encoder: str = DEFAULT_ENCODER,

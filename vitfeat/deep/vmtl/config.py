@@ -136,6 +136,12 @@ class VMTLConfig:
         return f"{self.variant}:{self.backbone}"
 
     @property
+    def network(self) -> str:
+        """The variant's network, ``"module:Class"`` (:data:`VARIANTS`); the model module builds it from
+        this without importing the registry, so that config, model and original import no one in a circle."""
+        return VARIANTS.get(self.variant).network
+
+    @property
     def all_targets(self) -> tuple:
         """The targets the run is scored on (``targets``, or the single ``target``)."""
         return self.targets or (self.target,)

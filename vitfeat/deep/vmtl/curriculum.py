@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from vitfeat.deep.runtime import load_checkpoint, save_checkpoint
 from vitfeat.deep.vmtl.data import PairedDataset, to_device
+from vitfeat.deep.vmtl.loaders import autocast, make_loader, predict_loader
 from vitfeat.deep.vmtl.losses import UncertaintyWeighting
 from vitfeat.deep.vmtl.original import SummedContrastive, original_task_losses
 from vitfeat.deep.vmtl.scores import original_metrics
@@ -66,8 +67,6 @@ def train_stage_epoch(model, weighting, contrastive, loader, optimizer, cfg, dev
     """One epoch of a stage: the original's NaN handling (a non-finite loss skips the batch; NaN
     gradients are zeroed, infinite ones clamped; more than half the tensors bad skips the step),
     gradient clipping at ``cfg.clip_norm`` over every optimised tensor."""
-    from vitfeat.deep.vmtl.train import autocast
-
     model.train()
     tasks = STAGE_TASKS[stage]
     params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -105,8 +104,6 @@ def train_stage_epoch(model, weighting, contrastive, loader, optimizer, cfg, dev
 
 
 def _val_scores(model, val_loader, device, val_y, positive_index) -> dict:
-    from vitfeat.deep.vmtl.train import predict_loader
-
     proba = predict_loader(model, val_loader, device)["proba"]
     return original_metrics(val_y, proba.argmax(1), proba[:, positive_index], positive_index)
 
@@ -116,8 +113,6 @@ def fit_original(model, inner_train, inner_val, fold_dir, cfg, classes, positive
     """Run the curriculum on ``model`` (already on ``device``); writes ``best.pt``; returns the state.
 
     ``seed_of(step)`` gives the seed of a global epoch step (stage * 1000 + epoch)."""
-    from vitfeat.deep.vmtl.train import make_loader
-
     if len(classes) != 2:
         raise ValueError(f"the original VMTL is binary (stable / non-stable); this target has {len(classes)} "
                          f"classes ({', '.join(classes)})")

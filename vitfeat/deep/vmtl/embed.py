@@ -20,7 +20,7 @@ from vitfeat.dataset import file_hash
 from vitfeat.deep.vmtl.data import PairedDataset, make_roi, prepare_case
 from vitfeat.deep.vmtl.model import normalisation
 from vitfeat.deep.vmtl.predict import load_run
-from vitfeat.deep.vmtl.train import make_loader, predict_loader
+from vitfeat.deep.vmtl.loaders import make_loader, predict_loader
 
 COLUMN_STEM = "pair_deep_vmtl_"
 

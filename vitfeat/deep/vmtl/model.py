@@ -10,6 +10,7 @@ map, because the two photos are not pixel aligned.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import timm
@@ -17,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitfeat.deep.vmtl.config import VMTLConfig
+if TYPE_CHECKING:  # annotations only: config names this module's networks in its variant registry
+    from vitfeat.deep.vmtl.config import VMTLConfig
 
 
 def create_backbone(name: str, weights: str = "hub", imgsz: int | None = None, **kwargs) -> nn.Module:
@@ -245,9 +247,7 @@ def build_model(cfg: VMTLConfig, n_classes) -> nn.Module:
     a multi-target baseline a list with one class count per target."""
     import importlib
 
-    from vitfeat.deep.vmtl.config import VARIANTS
-
-    module, _, attr = VARIANTS.get(cfg.variant).network.partition(":")
+    module, _, attr = cfg.network.partition(":")
     return getattr(importlib.import_module(module), attr)(cfg, n_classes)
 
 

@@ -24,13 +24,16 @@ computation; the published total, 45,004,053, does not count it).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitfeat.deep.vmtl.config import VMTLConfig
 from vitfeat.deep.vmtl.model import create_backbone, encode_wood
+
+if TYPE_CHECKING:  # annotations only: config names this module's network in its variant registry
+    from vitfeat.deep.vmtl.config import VMTLConfig
 
 
 class SFSCrossAttention(nn.Module):

@@ -22,7 +22,7 @@ from vitfeat.deep.runtime import select_device
 from vitfeat.deep.vmtl.config import VMTLConfig
 from vitfeat.deep.vmtl.data import PairedDataset, load_cases, make_roi
 from vitfeat.deep.vmtl.model import build_model, normalisation
-from vitfeat.deep.vmtl.train import make_loader, predict_loader
+from vitfeat.deep.vmtl.loaders import make_loader, predict_loader
 
 
 class RunError(ValueError):

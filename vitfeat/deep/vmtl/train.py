@@ -16,7 +16,6 @@ import math
 import platform
 import warnings
 from collections import defaultdict
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,6 @@ import pandas as pd
 import torch
 import yaml
 from sklearn.metrics import balanced_accuracy_score, log_loss
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vitfeat._version import __version__
@@ -38,6 +36,7 @@ from vitfeat.deep.vmtl.losses import (
     masked_recon_loss,
     task_losses,
 )
+from vitfeat.deep.vmtl.loaders import autocast, make_loader, predict_loader  # noqa: F401  (re-exported)
 from vitfeat.deep.vmtl.model import build_model, normalisation, random_patch_mask
 
 log = logging.getLogger(__name__)
@@ -74,13 +73,6 @@ def make_scheduler(optimizer, cfg: VMTLConfig, steps_per_epoch: int):
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA, nothing elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def _epoch_seed(cfg: VMTLConfig, repeat: int, fold: int, epoch: int) -> int:
@@ -139,49 +131,6 @@ def _recon_loss(model, b, cfg):
     if hw.any():
         loss = loss + masked_recon_loss(rec_w[hw], b["wood"][hw], hidden_w[hw])
     return loss
-
-
-@torch.no_grad()
-def predict_loader(model, loader, device, dense: bool = False) -> dict:
-    """Class probabilities (and, with ``dense``, mask probabilities and boxes) for every item."""
-    model.eval()
-    keys = ("seg_clinical", "seg_wood", "box_clinical", "box_wood") if dense else ()
-    out = defaultdict(list)
-    for batch in loader:
-        b = to_device(batch, device, channels_last=device.type == "cuda")
-        with autocast(device):
-            pred = model(b["clinical"], b["wood"], b["has_wood"], dense=dense)
-        out["case_id"].extend(batch["case_id"])
-        out["proba"].append(torch.softmax(pred["logits"].float(), 1).cpu())
-        for t, logits in enumerate(pred.get("logits_per_target", [])):
-            out[f"proba_target{t}"].append(torch.softmax(logits.float(), 1).cpu())
-        out["embedding"].append(pred["embedding"].float().cpu())
-        out["has_wood"].append(batch["has_wood"])
-        for k in keys:
-            if k in pred:
-                value = torch.sigmoid(pred[k].float()) if k.startswith("seg") else pred[k].float()
-                out[k].append(value.cpu())
-    return {k: (v if k == "case_id" else torch.cat(v).numpy()) for k, v in out.items()}
-
-
-def make_loader(dataset, cfg, shuffle: bool, seed: int = 0) -> DataLoader:
-    """The DataLoader every VMTL stage uses (training, validation, prediction, embedding).
-
-    Parameters
-    ----------
-    dataset : PairedDataset
-    cfg : VMTLConfig
-        Batch size and workers.
-    shuffle : bool
-        Training order (seeded by ``seed``); a last batch of one is dropped then (BatchNorm).
-    seed : int
-        Seed of the shuffling generator.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    # BatchNorm cannot train on a final batch of one
-    drop_last = shuffle and len(dataset) > cfg.batch and len(dataset) % cfg.batch == 1
-    return DataLoader(dataset, batch_size=cfg.batch, shuffle=shuffle, generator=gen, drop_last=drop_last,
-                      num_workers=cfg.num_workers)
 
 
 def oversample(cases, seed: int):
