@@ -143,7 +143,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         -------
         pandas.DataFrame
             The table ``vitfeat extract`` writes (or only its feature columns with ``features_only``),
-            indexed like ``X``.
+            indexed like ``X``; ``attrs["vitfeat"]`` holds the provenance ``extract`` stores in the Parquet.
 
         Raises
         ------
@@ -152,7 +152,10 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "feature_names_out_")
         frame = self._extract(X).set_axis(X.index, axis=0)  # one row per manifest row, in order
-        return frame[self.feature_columns_] if self.features_only else frame
+        if self.features_only:
+            frame = frame[self.feature_columns_]
+        frame.attrs["vitfeat"] = self.provenance_  # how it was extracted: ModelSelector records it in the run
+        return frame
 
     def get_feature_names_out(self, input_features=None):
         """The output columns.
