@@ -18,7 +18,17 @@ T = TypeVar("T")
 
 
 class UnknownNameError(KeyError):
-    """A name that no registry entry carries; the message lists the valid ones."""
+    """A name that no registry entry carries; the message lists the valid ones.
+
+    Parameters
+    ----------
+    kind : str
+        The registry's kind (``"classifier"``).
+    name : str
+        The name asked for.
+    valid : list of str
+        The names registered.
+    """
 
     def __init__(self, kind: str, name: str, valid: list[str]):
         self.kind, self.name, self.valid = kind, name, list(valid)

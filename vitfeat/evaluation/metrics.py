@@ -30,7 +30,18 @@ HEADLINE = ["balanced_accuracy", "macro_f1", "auroc", "pr_auc", "sensitivity", "
 
 
 def proba_columns(classes) -> list[str]:
-    """The probability column names of ``oof_predictions.csv``, in class order."""
+    """The probability column names of ``oof_predictions.csv``, in class order.
+
+    Parameters
+    ----------
+    classes : sequence
+        The classes.
+
+    Returns
+    -------
+    list of str
+        ``proba_<class>`` for each.
+    """
     return [f"proba_{c}" for c in classes]
 
 
@@ -97,7 +108,24 @@ def _binary_ap(y: np.ndarray, score: np.ndarray) -> float:
 
 def fast_metrics(y_true, y_pred, proba, classes, positive) -> dict[str, float]:
     """Same numbers as :func:`_metrics` (a test checks it) at a fraction of the cost of
-    scikit-learn's validated functions; the bootstrap calls it hundreds of times."""
+    scikit-learn's validated functions; the bootstrap calls it hundreds of times.
+
+    Parameters
+    ----------
+    y_true, y_pred : numpy.ndarray of str
+        True and predicted classes.
+    proba : numpy.ndarray of shape (n, n_classes)
+        Class probabilities, columns in the order of ``classes``.
+    classes : list of str
+        The classes, sorted.
+    positive : str or None
+        The positive class of a binary target (sensitivity, AUROC and PR-AUC refer to it).
+
+    Returns
+    -------
+    dict
+        ``{metric: value}``.
+    """
     k = len(classes)
     t = np.searchsorted(classes, y_true)
     p = np.searchsorted(classes, y_pred)
@@ -133,7 +161,28 @@ def fast_metrics(y_true, y_pred, proba, classes, positive) -> dict[str, float]:
 
 def score_oof(oof_frame: pd.DataFrame, classes, *, positive: str | None = None, n_boot: int = 500,
               seed: int = 0) -> dict:
-    """Score one pipeline's OOF predictions for one target (see module docstring)."""
+    """Score one pipeline's OOF predictions for one target (see module docstring).
+
+    Parameters
+    ----------
+    oof_frame : pandas.DataFrame
+        Rows of ``oof_predictions.csv`` of one pipeline and target (``y_true``, ``y_pred``,
+        ``proba_<class>``, ``repeat``, ``fold``, ``patient_id``).
+    classes : sequence
+        The target's classes.
+    positive : str, optional
+        Positive class of a binary target (default: :func:`vitfeat.evaluation.positive.positive_class`).
+    n_boot : int, default 500
+        Patient-bootstrap resamples for the CIs (0: none).
+    seed : int, default 0
+        Bootstrap seed.
+
+    Returns
+    -------
+    dict
+        ``{metric: {"value", "mean", "sd", "ci_low", "ci_high"}}``, plus ``_per_fold`` (a DataFrame)
+        and ``_positive``.
+    """
     classes = [str(c) for c in classes]
     if len(classes) < 2:
         raise ValueError("scoring needs at least two classes")
@@ -181,7 +230,17 @@ def score_oof(oof_frame: pd.DataFrame, classes, *, positive: str | None = None, 
 
 
 def flatten(scores: dict) -> dict:
-    """``{"auroc_value": .., "auroc_mean": .., ...}`` for one leaderboard row."""
+    """``{"auroc_value": .., "auroc_mean": .., ...}`` for one leaderboard row.
+
+    Parameters
+    ----------
+    scores : dict
+        :func:`score_oof`'s result.
+
+    Returns
+    -------
+    dict
+    """
     row = {}
     for name, stats in scores.items():
         if name.startswith("_"):

@@ -16,7 +16,21 @@ FORMATS = ("parquet", "csv")
 
 
 def assemble(manifest, results: list[dict], specs: list[tuple]) -> pd.DataFrame:
-    """One row per manifest case: ids, targets, ``error``, then each family's columns in order."""
+    """One row per manifest case: ids, targets, ``error``, then each family's columns in order.
+
+    Parameters
+    ----------
+    manifest : vitfeat.dataset.Manifest
+        The cases, in order.
+    results : list of dict
+        The engine's per-case results (``features`` by family, ``errors``), in the manifest's order.
+    specs : list of tuple
+        ``(family, version, config)`` of each family, in output order.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     columns: dict[str, list[str]] = {s[0]: [] for s in specs}
     for res in results:
         for name in columns:
@@ -75,7 +89,18 @@ def write_features(frame: pd.DataFrame, path, provenance: dict, fmt: str = "parq
 
 
 def provenance_sidecar(path) -> Path:
-    """The JSON file beside a CSV feature table that holds its provenance."""
+    """The JSON file beside a CSV feature table that holds its provenance.
+
+    Parameters
+    ----------
+    path : path-like
+        The CSV table.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<path>.provenance.json``.
+    """
     path = Path(path)
     return path.with_name(path.name + ".provenance.json")
 
