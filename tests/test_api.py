@@ -172,3 +172,18 @@ def test_load_run_on_a_manifest_equals_vitfeat_predict(synth, tmp_path):
     columns = [f"label_proba_{c}" for c in proba.columns]
     np.testing.assert_allclose(proba.to_numpy(), written[columns].to_numpy(), rtol=0, atol=1e-12)
     assert list(proba.index) == written["case_id"].astype(str).tolist()
+
+
+@pytest.mark.slow
+def test_model_selector_passes_scikit_learns_classifier_checks():
+    """Every check of ``check_estimator`` but two, whose behaviour is vitfeat's on purpose."""
+    import warnings
+
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # each check's tiny data set warns (few patients per fold, no groups)
+        check_estimator(ModelSelector(pipelines=["logreg"], folds=2, nested=False, n_boot=0), expected_failed_checks={
+            "check_classifier_data_not_an_array": "a DataFrame's features are named <modality>_<family>_<feature> "
+                                                  "(the table `extract` writes); arrays are named for it",
+            "check_fit2d_1sample": "the fold planner's message names its own limit (folds need patients)"})

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_array, column_or_1d
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from vitfeat.pipelines.cv import MODALITY_PREFIXES
@@ -153,10 +155,8 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
         """The feature table ``compute_fit`` reads: ids, the target (as text) and the features."""
         if isinstance(X, pd.DataFrame):
             frame = X.copy()
-        else:
-            arr = np.asarray(X, dtype=float)
-            if arr.ndim != 2:
-                raise ValueError(f"X must be 2-D (cases x features), got shape {arr.shape}")
+        else:  # scikit-learn's checks: 2-D, real numbers, not sparse, at least one row and column
+            arr = check_array(X, dtype=float, ensure_all_finite="allow-nan")
             frame = pd.DataFrame(arr, columns=[f"clinical_array_{j}" for j in range(arr.shape[1])])
         target = self.target
         if isinstance(y, str):  # a column of X
@@ -165,10 +165,13 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
             target, values = y, frame[y]
         else:
             if y is None:
-                raise ValueError("y is required: the labels, or the name of a column of X")
+                raise ValueError("ModelSelector requires y to be passed, but the target y is None "
+                                 "(give the labels, or the name of a column of X)")
             if isinstance(y, pd.Series) and y.name is not None and not str(y.name).startswith(MODALITY_PREFIXES):
                 target = str(y.name)
-            values = pd.Series(np.asarray(y, dtype=object).ravel())
+            labels = column_or_1d(np.asarray(y), warn=True)
+            check_classification_targets(labels)  # "Unknown label type" for a continuous target
+            values = pd.Series(labels.astype(object))
             if len(values) != len(frame):
                 raise ValueError(f"y has {len(values)} value(s) but X has {len(frame)} row(s)")
         values = pd.Series(np.asarray(values, dtype=object), index=frame.index)
@@ -240,9 +243,10 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
         if isinstance(X, pd.DataFrame):
             frame = X
         else:
-            arr = np.asarray(X, dtype=float)
-            if arr.ndim != 2 or arr.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has shape {arr.shape}; the model reads {self.n_features_in_} feature(s)")
+            arr = check_array(X, dtype=float, ensure_all_finite="allow-nan")
+            if arr.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {arr.shape[1]} features, but ModelSelector is expecting "
+                                 f"{self.n_features_in_} features as input")
             frame = pd.DataFrame(arr, columns=self.feature_names_in_)
         if "case_id" not in frame.columns:
             frame = frame.assign(case_id=[str(i) for i in range(len(frame))])
