@@ -55,6 +55,13 @@ def registry(kind: str):
 
 
 def register(subparsers) -> None:
+    """Add ``vitfeat list`` to the command line.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The ``vitfeat`` command's subcommands.
+    """
     p = add_command(subparsers, "list", "print a registry: families, classifiers, samplers, backbones, ...",
                     DESCRIPTION.replace("{kinds}", ", ".join(KINDS)))
     p.add_argument("kind", choices=list(KINDS), help="which registry")
@@ -62,6 +69,18 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    """Print the registry ``args.kind``: one line per member, name and description.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments (``kind``).
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
     reg = registry(args.kind)
     names = reg.list()
     width = max((len(n) for n in names), default=0)

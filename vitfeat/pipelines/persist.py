@@ -25,6 +25,20 @@ TRUSTED_MODULE_ROOTS = ("sklearn", "imblearn", "lightgbm", "xgboost", "numpy", "
 
 
 def save_model(bundle: dict, path) -> Path:
+    """Write a model bundle with skops (never pickle), atomically.
+
+    Parameters
+    ----------
+    bundle : dict
+        ``{"features": [...], "targets": {target: {"pipeline", "classes", "positive", "model", ...}}}``.
+    path : path-like
+        The ``.skops`` file.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     import skops.io as sio
 
     with atomic_path(path) as tmp:
@@ -33,7 +47,23 @@ def save_model(bundle: dict, path) -> Path:
 
 
 def load_model(path) -> dict:
-    """Load a model file, refusing any type outside :data:`TRUSTED_MODULE_ROOTS`."""
+    """Load a model file, refusing any type outside :data:`TRUSTED_MODULE_ROOTS`.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``model.skops`` written by :func:`save_model`.
+
+    Returns
+    -------
+    dict
+        The bundle.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        A missing file, a foreign type, or not a vitfeat model (each named with the path).
+    """
     import skops.io as sio
 
     path = Path(path)
@@ -50,8 +80,34 @@ def load_model(path) -> dict:
 
 
 def write_json(obj, path) -> Path:
+    """:func:`vitfeat.atomic.write_json` with the arguments in the run writer's order.
+
+    Parameters
+    ----------
+    obj : object
+        What to write.
+    path : path-like
+        The file.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     return atomic.write_json(path, obj)
 
 
 def write_csv(frame: pd.DataFrame, path) -> Path:
+    """:func:`vitfeat.atomic.write_csv` with the arguments in the run writer's order.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table.
+    path : path-like
+        The file.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     return atomic.write_csv(path, frame)

@@ -41,7 +41,24 @@ def _peek(path: Path) -> pd.DataFrame:
 
 def extract_like_run(manifest_path, extraction: dict, out_path, *, jobs: int = 1) -> Path:
     """Extract features for ``manifest_path`` with the families, family options, mask source and
-    ``max_side`` recorded in a run's feature table (Parquet metadata key ``vitfeat``)."""
+    ``max_side`` recorded in a run's feature table (Parquet metadata key ``vitfeat``).
+
+    Parameters
+    ----------
+    manifest_path : path-like
+        The new cases' manifest.
+    extraction : dict
+        The run's ``run.json`` ``extraction`` entry.
+    out_path : path-like
+        Where the feature table goes.
+    jobs : int, default 1
+        Parallel worker processes.
+
+    Returns
+    -------
+    pathlib.Path
+        The feature table.
+    """
     from vitfeat.dataset import load_manifest
 
     load_manifest(manifest_path, require_targets=False)  # every manifest problem at once, before work
@@ -78,6 +95,24 @@ def _check_family_versions(recorded: dict, provenance: dict | None = None) -> No
 
 
 def check_schema(frame: pd.DataFrame, schema: list[str], source, *, allow_extra: bool = False) -> None:
+    """Refuse a table whose feature columns differ from the model's, naming the columns.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The input table.
+    schema : list of str
+        The model's feature columns.
+    source : str or path-like
+        How the message names the input.
+    allow_extra : bool, default False
+        Accept feature columns the model was not trained on.
+
+    Raises
+    ------
+    SchemaError
+        Listing the missing (and, unless allowed, the extra) columns.
+    """
     present = _feature_like(frame.columns)
     missing = [c for c in schema if c not in frame.columns]
     extra = [c for c in present if c not in set(schema)]
@@ -99,6 +134,23 @@ def predict_run(run_dir, input_path, out_path=None, *, allow_extra: bool = False
 
     Columns: ``case_id, patient_id, error``, then per target ``<target>_pred`` and
     ``<target>_proba_<class>`` (and ``<target>_why`` with ``explain``).
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A run directory (its ``run.json`` kind picks the predictor in :data:`RUN_KINDS`).
+    input_path : path-like
+        A feature table or a manifest.
+    out_path : path-like, optional
+        Where the predictions are written (CSV).
+    allow_extra : bool, default False
+        Ignore feature columns the model was not trained on.
+    explain : bool, default False
+        Add ``<target>_why``.
+
+    Returns
+    -------
+    pandas.DataFrame
     """
     run, input_path = Path(run_dir), Path(input_path)
     meta_path = run / "run.json"
@@ -115,7 +167,17 @@ def predict_run(run_dir, input_path, out_path=None, *, allow_extra: bool = False
 @RUN_KINDS.register("sklearn")
 def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool = False,
                         explain: bool = False) -> pd.DataFrame:
-    """Predict with a run written by ``fit`` (``run.json`` kind ``sklearn``); see :func:`predict_run`."""
+    """Predict with a run written by ``fit`` (``run.json`` kind ``sklearn``); see :func:`predict_run`.
+
+    Parameters
+    ----------
+    run_dir, input_path, out_path, allow_extra, explain
+        As for :func:`predict_run`.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     run, input_path = Path(run_dir), Path(input_path)
     meta = json.loads((run / "run.json").read_text())
     if not input_path.is_file():

@@ -36,7 +36,27 @@ from vitfeat.registry import Registry
 
 @dataclass(frozen=True)
 class Part:
-    """One building block: ``make(random_state)`` returns a fresh estimator."""
+    """One building block: ``make(random_state)`` returns a fresh estimator.
+
+    Attributes
+    ----------
+    name : str
+        Its token in pipeline names.
+    kind : {"classifier", "sampler", "selector"}
+        Which step it fills.
+    make : callable
+        ``make(random_state) -> estimator`` (``make(random_state, bins)`` when ``rows_per_bin``).
+    description : str
+        One line (``vitfeat list``, the report).
+    needs_scaling : bool
+        Put a StandardScaler before it.
+    search_space : dict
+        ``{parameter: distribution}`` for ``--search random``.
+    cost : float
+        CPU of one fit relative to hgb's.
+    rows_per_bin : int
+        For histogram models: training rows per bin (:func:`gbm_bins`).
+    """
 
     name: str
     kind: str  # "classifier" | "sampler" | "selector"
@@ -237,6 +257,18 @@ def register_pipeline(name: str, *, default: bool = False):
     >>> @register_pipeline("my_rf")
     ... def my_rf(random_state=0):
     ...     return make_pipeline("rf+smote", random_state).set_params(classifier__n_estimators=500)
+
+    Parameters
+    ----------
+    name : str
+        The pipeline's name (no ``+``, not ``all``).
+    default : bool, default False
+        Add it to what ``all`` expands to.
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the factory unchanged.
     """
     if "+" in name or name == "all":
         raise ValueError(f"pipeline name '{name}' may not contain '+' or be 'all'")
@@ -293,7 +325,18 @@ def available_pipelines() -> list[str]:
 
 
 def expand_names(spec) -> list[str]:
-    """Turn ``"all"``, ``"lgbm+smote,logreg"`` or a list into a list of pipeline names (checked)."""
+    """Turn ``"all"``, ``"lgbm+smote,logreg"`` or a list into a list of pipeline names (checked).
+
+    Parameters
+    ----------
+    spec : str or list of str
+        Names, comma separated or a list; ``all`` for :data:`DEFAULT_PIPELINES`.
+
+    Returns
+    -------
+    list of str
+        Unique names, in order.
+    """
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[str] = []
     for name in (n.strip() for n in names):
@@ -339,7 +382,23 @@ def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False, n_r
     ``prefilter=True`` puts a :class:`~vitfeat.pipelines.prefilter.NearDuplicateFilter` right after
     imputation (registered pipelines too), so it is fitted on each training part only.
     ``n_rows`` (rows of the training part) sizes the histogram bins of gradient-boosting
-    classifiers (:func:`gbm_bins`); registered pipelines keep their own settings."""
+    classifiers (:func:`gbm_bins`); registered pipelines keep their own settings.
+
+    Parameters
+    ----------
+    name : str
+        A pipeline name (``lgbm+smote``) or a registered one.
+    random_state : int, default 0
+        Seed of every random step.
+    prefilter : bool, default False
+        Add the near-duplicate filter after imputation.
+    n_rows : int, optional
+        Training rows (sizes the histogram bins).
+
+    Returns
+    -------
+    imblearn.pipeline.Pipeline
+    """
     if name in _REGISTRY:
         pipe = _REGISTRY[name](random_state)
         if prefilter and isinstance(pipe, Pipeline):
@@ -363,7 +422,18 @@ def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False, n_r
 
 
 def search_space(name: str) -> dict:
-    """Hyperparameter distributions for RandomizedSearchCV, keyed ``classifier__<param>``."""
+    """Hyperparameter distributions for RandomizedSearchCV, keyed ``classifier__<param>``.
+
+    Parameters
+    ----------
+    name : str
+        A pipeline name (``lgbm+smote``) or a registered one.
+
+    Returns
+    -------
+    dict
+        Empty for registered pipelines.
+    """
     if name in _REGISTRY:
         return {}
     clf, _, _ = _parse(name)
@@ -374,7 +444,17 @@ def relative_cost(name: str) -> float:
     """Rough CPU of one fit of pipeline ``name`` relative to the others (1 for registered ones).
 
     The CV runner starts the slowest fits first, so that the cores do not wait on one long fit at
-    the end (longest-processing-time-first scheduling); results do not depend on it."""
+    the end (longest-processing-time-first scheduling); results do not depend on it.
+
+    Parameters
+    ----------
+    name : str
+        A pipeline name (``lgbm+smote``) or a registered one.
+
+    Returns
+    -------
+    float
+    """
     if name in _REGISTRY:
         return 1.0
     clf, sampler, _ = _parse(name)
@@ -382,6 +462,17 @@ def relative_cost(name: str) -> float:
 
 
 def describe(name: str) -> str:
+    """The pipeline in words: classifier; selection; resampling.
+
+    Parameters
+    ----------
+    name : str
+        A pipeline name (``lgbm+smote``) or a registered one.
+
+    Returns
+    -------
+    str
+    """
     if name in _REGISTRY:
         return f"user-registered pipeline '{name}'"
     clf, sampler, selector = _parse(name)
@@ -397,6 +488,16 @@ def add_custom_pipelines(spec: dict) -> list[str]:
 
         custom:
           big_rf: {base: rf+smote, params: {classifier__n_estimators: 500}}
+
+    Parameters
+    ----------
+    spec : dict
+        ``{name: {"base": pipeline name, "params": {set_params key: value}}}``.
+
+    Returns
+    -------
+    list of str
+        The names registered.
     """
     names = []
     for name, entry in (spec or {}).items():
