@@ -56,7 +56,17 @@ def _images(folder: Path) -> list[Path]:
 
 
 def detect_layout(root) -> str:
-    """Name of the layout of ``root`` (see the module docstring); LayoutError when none fits."""
+    """Name of the layout of ``root`` (see the module docstring); LayoutError when none fits.
+
+    Parameters
+    ----------
+    root : path-like
+        The data folder.
+
+    Returns
+    -------
+    str
+    """
     root = Path(root)
     if (root / "data.csv").is_file() and set(VMTL_COLUMNS) <= set(_csv_header(root / "data.csv")):
         return "vmtl"
@@ -587,6 +597,17 @@ class Layout:
 
     ``read(root, *, pair, masks_dir, labelme_labels) -> DataFrame`` returns manifest rows with
     absolute paths (an empty frame when the folder holds no image of this layout).
+
+    Attributes
+    ----------
+    name : str
+        ``--layout`` value.
+    read : callable
+        The reader.
+    description : str
+        One line (``vitfeat list layout``).
+    annotate_beside : bool
+        Look for LabelMe JSON and YOLO labels beside each photo afterwards.
     """
 
     name: str

@@ -44,7 +44,19 @@ class RandomWeightsWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Backbone:
-    """A named timm backbone: the timm model name and the keyword arguments it is built with."""
+    """A named timm backbone: the timm model name and the keyword arguments it is built with.
+
+    Attributes
+    ----------
+    name : str
+        The short name.
+    timm_name : str
+        The timm model.
+    create_kwargs : dict
+        Fixed ``timm.create_model`` arguments.
+    img_size : int or None
+        Input size (None: the model's pretrained size).
+    """
 
     name: str
     timm_name: str
@@ -99,7 +111,22 @@ def available_backbones() -> list[str]:
 
 
 def get_backbone(name: str) -> Backbone:
-    """A registered backbone, or any model timm knows under that name (e.g. ``resnet18``, ``test_vit``)."""
+    """A registered backbone, or any model timm knows under that name (e.g. ``resnet18``, ``test_vit``).
+
+    Parameters
+    ----------
+    name : str
+        A short name of :data:`BACKBONES` or a timm model name.
+
+    Returns
+    -------
+    Backbone
+
+    Raises
+    ------
+    KeyError
+        Neither.
+    """
     if name in BACKBONES:
         return BACKBONES.get(name)
     import timm

@@ -20,6 +20,21 @@ DEFAULT_ENCODER = "resnet34"
 
 @dataclass(frozen=True)
 class Architecture:
+    """A registered segmentation architecture (:data:`ARCHITECTURES`).
+
+    Attributes
+    ----------
+    name : str
+        ``--arch`` value.
+    build : callable
+        ``build(num_classes=..., [encoder=..., encoder_weights=...]) -> nn.Module`` returning logits.
+    normalize : str
+        ``imagenet`` or ``minmax255``.
+    uses_encoder : bool
+        Takes an smp encoder.
+    summary : str
+        One line.
+    """
     name: str
     build: Callable[..., nn.Module]
     normalize: str  # "imagenet" (pretrained encoders) or "minmax255" (UltraLight's per-image rescale)
