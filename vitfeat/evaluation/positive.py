@@ -30,7 +30,17 @@ def _normalise(name) -> str:
 
 
 def known_positive(classes) -> str | None:
-    """The first class whose name is a known disease-stage name, or None."""
+    """The first class whose name is a known disease-stage name, or None.
+
+    Parameters
+    ----------
+    classes : sequence
+        Class names.
+
+    Returns
+    -------
+    str or None
+    """
     return next((str(c) for c in classes if _normalise(c) in POSITIVE_NAMES), None)
 
 
