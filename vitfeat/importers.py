@@ -116,6 +116,20 @@ def _pair_rows(files: dict[str, Path], masks: dict[str, Path], pair, extra: dict
 
 
 def import_class_folders(root, pair=None) -> pd.DataFrame:
+    """``ROOT/<class>/*.jpg``: the folder is the label (``label`` column).
+
+    Parameters
+    ----------
+    root : path-like
+        The data folder.
+    pair : tuple of str, optional
+        Stem suffixes ``(clinical, wood)`` pairing a case's photos (None: clinical photos only).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Manifest rows, paths absolute.
+    """
     root = Path(root)
     rows = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -129,6 +143,22 @@ def import_class_folders(root, pair=None) -> pd.DataFrame:
 
 
 def import_images_masks(root, pair=None, images="images", masks="masks") -> pd.DataFrame:
+    """``ROOT/images/*`` with masks of the same stem in ``ROOT/masks/``.
+
+    Parameters
+    ----------
+    root : path-like
+        The data folder.
+    pair : tuple of str, optional
+        Stem suffixes ``(clinical, wood)`` pairing a case's photos (None: clinical photos only).
+    images, masks : str
+        The sub-folders.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Manifest rows, paths absolute.
+    """
     root = Path(root)
     files = {p.stem: p for p in _images(root / images)}
     mask_files = {p.stem: p for p in _images(root / masks)} if (root / masks).is_dir() else {}
@@ -136,7 +166,22 @@ def import_images_masks(root, pair=None, images="images", masks="masks") -> pd.D
 
 
 def yolo_mask(label_file, width: int, height: int, classes: Sequence[int] | None = None) -> np.ndarray:
-    """Rasterise a YOLO label file (boxes ``c cx cy w h`` or polygons ``c x1 y1 x2 y2 ...``)."""
+    """Rasterise a YOLO label file (boxes ``c cx cy w h`` or polygons ``c x1 y1 x2 y2 ...``).
+
+    Parameters
+    ----------
+    label_file : path-like
+        The ``.txt`` label file (normalised coordinates).
+    width, height : int
+        The photo's size in pixels.
+    classes : sequence of int, optional
+        Only these class ids (default: all).
+
+    Returns
+    -------
+    numpy.ndarray
+        (height, width) bool.
+    """
     import cv2
 
     mask = np.zeros((height, width), np.uint8)
@@ -166,6 +211,24 @@ def yolo_mask(label_file, width: int, height: int, classes: Sequence[int] | None
 
 
 def import_yolo(root, masks_dir, pair=None, images="images", labels="labels") -> pd.DataFrame:
+    """``ROOT/images/*`` + ``ROOT/labels/*.txt``: masks drawn from the labels into ``masks_dir``.
+
+    Parameters
+    ----------
+    root : path-like
+        The data folder.
+    masks_dir : path-like
+        Where masks drawn from labels are written.
+    pair : tuple of str, optional
+        Stem suffixes ``(clinical, wood)`` pairing a case's photos (None: clinical photos only).
+    images, labels : str
+        The sub-folders.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Manifest rows, paths absolute.
+    """
     root, masks_dir = Path(root), Path(masks_dir)
     masks_dir.mkdir(parents=True, exist_ok=True)
     files = {p.stem: p for p in _images(root / images)}
@@ -333,7 +396,22 @@ def _yolo_label_index(folder: Path) -> dict[str, Path]:
 
 
 def import_vmtl(root, masks_dir, labelme_labels=None) -> pd.DataFrame:
-    """Import the VMTL/VMSL ``datasets/`` layout (see the module docstring)."""
+    """Import the VMTL/VMSL ``datasets/`` layout (see the module docstring).
+
+    Parameters
+    ----------
+    root : path-like
+        The data folder.
+    masks_dir : path-like
+        Where masks drawn from labels are written.
+    labelme_labels : sequence of str, optional
+        LabelMe shape labels that are lesion (default: all).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Manifest rows, paths absolute.
+    """
     root, masks_dir = Path(root), Path(masks_dir)
     table = pd.read_csv(root / "data.csv", dtype=str, encoding="utf-8-sig", sep=None, engine="python")
     table.columns = [c.strip() for c in table.columns]
@@ -390,7 +468,18 @@ def _annotate_from_yolo(rows: list[dict], modality: str, labels: dict[str, Path]
 
 
 def yolo_class_names(data_yaml) -> dict[int, str]:
-    """Class names of a YOLO ``data.yaml`` (``names:`` as a list or an index -> name mapping)."""
+    """Class names of a YOLO ``data.yaml`` (``names:`` as a list or an index -> name mapping).
+
+    Parameters
+    ----------
+    data_yaml : path-like
+        The file.
+
+    Returns
+    -------
+    dict
+        ``{class id: name}``.
+    """
     import yaml
 
     path = Path(data_yaml)
@@ -407,7 +496,22 @@ def yolo_class_names(data_yaml) -> dict[int, str]:
 
 
 def import_yolo_splits(root, masks_dir, pair=None) -> pd.DataFrame:
-    """``images/<split>/`` + ``labels/<split>/`` + ``data.yaml``: one manifest with a ``split`` column."""
+    """``images/<split>/`` + ``labels/<split>/`` + ``data.yaml``: one manifest with a ``split`` column.
+
+    Parameters
+    ----------
+    root : path-like
+        The data folder.
+    masks_dir : path-like
+        Where masks drawn from labels are written.
+    pair : tuple of str, optional
+        Stem suffixes ``(clinical, wood)`` pairing a case's photos (None: clinical photos only).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Manifest rows, paths absolute.
+    """
     root, masks_dir = Path(root), Path(masks_dir)
     names = yolo_class_names(root / "data.yaml") if (root / "data.yaml").is_file() else {}
     frames = []
@@ -441,7 +545,17 @@ BOX_KEYS = ("bbox", "box")
 
 
 def parse_class_maps(specs: Sequence[str] | None) -> dict[str, dict[str, str]]:
-    """``["qd=A:none,B:mild"]`` -> ``{"qd": {"A": "none", "B": "mild"}}``."""
+    """``["qd=A:none,B:mild"]`` -> ``{"qd": {"A": "none", "B": "mild"}}``.
+
+    Parameters
+    ----------
+    specs : sequence of str, optional
+        ``TASK=CODE:name,...`` strings (``--classes``).
+
+    Returns
+    -------
+    dict
+    """
     maps: dict[str, dict[str, str]] = {}
     for spec in specs or ():
         task, sep, pairs = spec.partition("=")
@@ -501,7 +615,21 @@ def read_labels_json(path, classes: dict[str, dict[str, str]] | None = None) -> 
 
 
 def add_task_labels(frame: pd.DataFrame, labels: pd.DataFrame, path="labels JSON") -> pd.DataFrame:
-    """Join task labels to a manifest frame by the stem of each case's clinical (else Wood's) photo."""
+    """Join task labels to a manifest frame by the stem of each case's clinical (else Wood's) photo.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Manifest rows.
+    labels : pandas.DataFrame
+        :func:`read_labels_json`'s table.
+    path : str
+        How warnings name the labels' source.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     by_stem = labels.drop_duplicates("image_stem").set_index("image_stem")
     out = frame.copy()
     matched = set()
@@ -524,6 +652,20 @@ def add_task_labels(frame: pd.DataFrame, labels: pd.DataFrame, path="labels JSON
 
 
 def import_labels_csv(root, pair=None) -> pd.DataFrame:
+    """A folder with ``labels.csv`` (``image``, ``mask``, ``label``, optional ``group`` = patient).
+
+    Parameters
+    ----------
+    root : path-like
+        The data folder.
+    pair : tuple of str, optional
+        Stem suffixes ``(clinical, wood)`` pairing a case's photos (None: clinical photos only).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Manifest rows, paths absolute.
+    """
     root = Path(root)
     table = pd.read_csv(root / "labels.csv", dtype=str)
     if "image" not in table.columns:
@@ -543,7 +685,21 @@ def import_labels_csv(root, pair=None) -> pd.DataFrame:
 
 def annotate_beside(frame: pd.DataFrame, masks_dir, labels=None) -> pd.DataFrame:
     """Masks and boxes from LabelMe files saved beside the photos (``a.jpg`` + ``a.json``, LabelMe's
-    default), for photos that have no mask or box yet."""
+    default), for photos that have no mask or box yet.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Manifest rows.
+    masks_dir : path-like
+        Where masks drawn from labels are written.
+    labels : sequence of str, optional
+        LabelMe shape labels that are lesion (default: all).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     rows = frame.to_dict("records")
     found = False
     for row in rows:
@@ -569,7 +725,24 @@ def _drop_empty(row: dict, modality: str) -> dict:
 
 def normalise_masks(frame: pd.DataFrame, masks_dir, threshold: float | None = None,
                     inverted: bool = False) -> pd.DataFrame:
-    """Rewrite each mask of ``frame`` as a 0/255 PNG in ``masks_dir``, read with the given rule."""
+    """Rewrite each mask of ``frame`` as a 0/255 PNG in ``masks_dir``, read with the given rule.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Manifest rows.
+    masks_dir : path-like
+        Where the rewritten masks go.
+    threshold : float, optional
+        Grey level above which a pixel is lesion.
+    inverted : bool, default False
+        Masks are dark on the lesion.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows, mask paths replaced.
+    """
     from vitfeat.dataset import read_mask
 
     masks_dir = Path(masks_dir) / "normalised"
