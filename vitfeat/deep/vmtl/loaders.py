@@ -17,7 +17,17 @@ from vitfeat.deep.vmtl.data import to_device
 
 
 def autocast(device: torch.device):
-    """bf16 autocast on CUDA, nothing elsewhere."""
+    """bf16 autocast on CUDA, nothing elsewhere.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where the model runs.
+
+    Returns
+    -------
+    context manager
+    """
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
@@ -25,7 +35,24 @@ def autocast(device: torch.device):
 
 @torch.no_grad()
 def predict_loader(model, loader, device, dense: bool = False) -> dict:
-    """Class probabilities (and, with ``dense``, mask probabilities and boxes) for every item."""
+    """Class probabilities (and, with ``dense``, mask probabilities and boxes) for every item.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A VMTL network.
+    loader : torch.utils.data.DataLoader
+        From :func:`make_loader` (``shuffle=False``).
+    device : torch.device
+        Where the model runs.
+    dense : bool, default False
+        Also the segmentation and box outputs.
+
+    Returns
+    -------
+    dict
+        ``case_id`` (list), ``proba``, ``embedding``, ``has_wood`` (arrays), and the dense outputs.
+    """
     model.eval()
     keys = ("seg_clinical", "seg_wood", "box_clinical", "box_wood") if dense else ()
     out = defaultdict(list)
@@ -52,6 +79,7 @@ def make_loader(dataset, cfg, shuffle: bool, seed: int = 0) -> DataLoader:
     Parameters
     ----------
     dataset : PairedDataset
+        The cases.
     cfg : VMTLConfig
         Batch size and workers.
     shuffle : bool

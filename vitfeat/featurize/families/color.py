@@ -160,5 +160,20 @@ assert tuple(DESCRIPTIONS) == FEATURES
 
 @register_family("color", version="5", defaults={"band_px": 24.0}, features=DESCRIPTIONS, order=50)
 def color(case: CaseArrays, modality: str, band_px: float = 24.0) -> dict:
-    """CIELAB statistics in lesion and ring, CIEDE2000 between them, ITA, trichrome zone width."""
+    """CIELAB statistics in lesion and ring, CIEDE2000 between them, ITA, trichrome zone width.
+
+    Parameters
+    ----------
+    case : CaseArrays
+        The case's photos, masks and shared views.
+    modality : str
+        Which photo (the family loops over its modalities).
+    band_px : float, default 24.0
+        Width of the perilesional ring (px).
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}`` (the declared names).
+    """
     return color_features(view(case, modality), band_px)

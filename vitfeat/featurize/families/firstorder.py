@@ -108,7 +108,22 @@ DESCRIPTIONS.update({
 
 @register_family("firstorder", version="1", defaults={"bin_width": 25.0}, features=DESCRIPTIONS, order=80)
 def firstorder(case: CaseArrays, modality: str, bin_width: float = 25.0) -> dict:
-    """Grey-level statistics inside the lesion per modality (pyradiomics definitions)."""
+    """Grey-level statistics inside the lesion per modality (pyradiomics definitions).
+
+    Parameters
+    ----------
+    case : CaseArrays
+        The case's photos, masks and shared views.
+    modality : str
+        Which photo (the family loops over its modalities).
+    bin_width : float, default 25.0
+        Grey-level bin width (pyradiomics' ``binWidth``).
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}`` (the declared names).
+    """
     v = view(case, modality)
     if v.mask is None:
         return nan_dict(FEATURES)

@@ -209,7 +209,22 @@ FEATURES = tuple(DESCRIPTIONS)  # column order: as declared
 @register_family("shape", version="2", modalities=("clinical", "wood"), defaults={"min_component_px": 5},
                  features=DESCRIPTIONS, order=10)
 def shape(case: CaseArrays, modality: str, min_component_px: int = 5) -> dict:
-    """Lesion shape per modality: area, perimeter, circularity, solidity, convexity, axes, fractal dimension."""
+    """Lesion shape per modality: area, perimeter, circularity, solidity, convexity, axes, fractal dimension.
+
+    Parameters
+    ----------
+    case : CaseArrays
+        The case's photos, masks and shared views.
+    modality : str
+        Which photo (the family loops over its modalities).
+    min_component_px : int, default 5
+        Smaller mask components are ignored.
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}`` (the declared names).
+    """
     v = view(case, modality)
     if v.mask is None:
         return nan_dict(FEATURES)

@@ -433,5 +433,22 @@ def _features_of_levels(levels: int) -> dict:
 @register_family("texture", version="2", defaults={"levels": 2, "glcm_levels": 16}, features=features_for,
                  order=70)
 def texture(case: CaseArrays, modality: str, levels: int = 2, glcm_levels: int = 16) -> dict:
-    """Wavelet energies/entropies, GLCM properties and LBP histograms in lesion and ring, per modality."""
+    """Wavelet energies/entropies, GLCM properties and LBP histograms in lesion and ring, per modality.
+
+    Parameters
+    ----------
+    case : CaseArrays
+        The case's photos, masks and shared views.
+    modality : str
+        Which photo (the family loops over its modalities).
+    levels : int, default 2
+        Wavelet decomposition levels.
+    glcm_levels : int, default 16
+        Grey levels of the co-occurrence matrices.
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}`` (the declared names).
+    """
     return texture_features(view(case, modality), levels, glcm_levels)

@@ -49,7 +49,20 @@ FEATURES = tuple(DESCRIPTIONS)  # column order: as declared
 @register_family("wood", version="2", modalities=("wood",), needs_wood=True, features=DESCRIPTIONS,
                  column_group="fluorescence", order=40)
 def wood(case: CaseArrays, modality: str = "wood") -> dict:
-    """Fluorescence contrast (ratio, Michelson), uniformity inside the lesion, contrast at the border."""
+    """Fluorescence contrast (ratio, Michelson), uniformity inside the lesion, contrast at the border.
+
+    Parameters
+    ----------
+    case : CaseArrays
+        The case's photos, masks and shared views.
+    modality : str
+        Which photo (the family loops over its modalities).
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}`` (the declared names).
+    """
     out = nan_dict(FEATURES)
     v = view(case, "wood")
     if v is not None and v.has_lesion and v.ring_roi.any():
