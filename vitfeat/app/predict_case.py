@@ -164,7 +164,31 @@ def _num(value):
 def sanitize_image(src, dest: Path, *, what: str, max_bytes: int = MAX_UPLOAD_BYTES,
                    max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Read an upload under the size and decompression guards and write it to ``dest`` as a PNG
-    without any metadata (EXIF orientation applied first); returns the RGB pixels."""
+    without any metadata (EXIF orientation applied first); returns the RGB pixels.
+
+    Parameters
+    ----------
+    src : path-like
+        The uploaded file.
+    dest : pathlib.Path
+        Where the clean PNG goes (the app's private temporary folder).
+    what : str
+        How messages name it ("clinical photo").
+    max_bytes : int
+        Upload-size limit.
+    max_pixels : int
+        Decompression-bomb guard.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) uint8.
+
+    Raises
+    ------
+    AppInputError
+        A message for the user, without server paths.
+    """
     src = Path(src)
     _check_bytes(src, what, max_bytes)
     try:
@@ -177,6 +201,26 @@ def sanitize_image(src, dest: Path, *, what: str, max_bytes: int = MAX_UPLOAD_BY
 
 def sanitize_mask(src, dest: Path, *, what: str, max_bytes: int = MAX_UPLOAD_BYTES,
                   max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Read an uploaded mask under the same guards and write it to ``dest`` as a clean 0/255 PNG.
+
+    Parameters
+    ----------
+    src : path-like
+        The uploaded file.
+    dest : pathlib.Path
+        Where the clean PNG goes (the app's private temporary folder).
+    what : str
+        How messages name it ("clinical photo").
+    max_bytes : int
+        Upload-size limit.
+    max_pixels : int
+        Decompression-bomb guard.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W) bool.
+    """
     src = Path(src)
     _check_bytes(src, what, max_bytes)
     try:

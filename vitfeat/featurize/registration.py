@@ -29,6 +29,20 @@ from vitfeat.featurize.views import bounding_box, grown, satellite_sized
 
 @dataclass(frozen=True)
 class Registration:
+    """A similarity map from the clinical photo to the Wood's photo (:func:`register_pair`).
+
+    Attributes
+    ----------
+    matrix : numpy.ndarray
+        2x3 affine map, clinical (x, y) -> Wood's (x, y).
+    score : float
+        Share of matched keypoints that agree with the map; 0 for the fallback.
+    n_inliers : int
+        Agreeing matches.
+    method : str
+        How it was found (``orb_similarity``, ``satellite_landmarks`` or a fallback).
+    """
+
     #: 2x3 affine map from clinical pixel coordinates (x, y) to Wood's pixel coordinates.
     matrix: np.ndarray
     #: Share of matched keypoints that agree with the map (RANSAC inliers / matches); 0 for fallback.
@@ -46,10 +60,36 @@ class Registration:
         return self.method in ("orb_similarity", "satellite_landmarks")
 
     def warp_mask(self, clinical_mask: np.ndarray, wood_shape) -> np.ndarray:
+        """The clinical mask carried into the Wood's photo's pixels (nearest neighbour).
+
+        Parameters
+        ----------
+        clinical_mask : numpy.ndarray
+            (H, W) mask in clinical pixels.
+        wood_shape : tuple
+            The Wood's photo's shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Bool mask of the Wood's photo's size.
+        """
         return self.warp_mask_u8(clinical_mask, wood_shape) > 0
 
     def warp_mask_u8(self, clinical_mask: np.ndarray, wood_shape) -> np.ndarray:
-        """:meth:`warp_mask` as 0/1 uint8 (OpenCV's own output, for counting without a bool pass)."""
+        """:meth:`warp_mask` as 0/1 uint8 (OpenCV's own output, for counting without a bool pass).
+
+        Parameters
+        ----------
+        clinical_mask : numpy.ndarray
+            (H, W) mask in clinical pixels.
+        wood_shape : tuple
+            The Wood's photo's shape.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         h, w = wood_shape[:2]
         return cv2.warpAffine(_as_u8(clinical_mask), self.matrix, (w, h), flags=cv2.INTER_NEAREST)
 

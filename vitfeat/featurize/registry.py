@@ -29,6 +29,21 @@ class CaseArrays:
 
     ``memo`` holds intermediates (grey, CIELAB, distance transforms, rings) that several families
     share, so each is computed once per case and image (see :mod:`vitfeat.featurize.views`).
+
+    Attributes
+    ----------
+    case_id : str
+        The case.
+    clinical, wood : numpy.ndarray or None
+        (H, W, 3) uint8 photos.
+    clinical_mask, wood_mask : numpy.ndarray or None
+        (H, W) bool lesion masks.
+    mask_source : dict
+        ``{modality: where its mask came from}``.
+    boxes : dict
+        Annotated lesion boxes in pixels of the (resized) photos.
+    memo : dict
+        Shared intermediates.
     """
 
     case_id: str
@@ -42,13 +57,45 @@ class CaseArrays:
     memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def image(self, modality: str) -> np.ndarray | None:
+        """The photo of ``modality``, or None.
+
+        Parameters
+        ----------
+        modality : {"clinical", "wood"}
+            Which photo.
+
+        Returns
+        -------
+        numpy.ndarray or None
+        """
         return getattr(self, modality)
 
     def mask(self, modality: str) -> np.ndarray | None:
+        """The lesion mask of ``modality``, or None.
+
+        Parameters
+        ----------
+        modality : {"clinical", "wood"}
+            Which photo.
+
+        Returns
+        -------
+        numpy.ndarray or None
+        """
         return getattr(self, f"{modality}_mask")
 
     def box(self, modality: str) -> tuple[float, float, float, float] | None:
-        """The manifest's lesion box for ``modality`` (preferred to a mask's bounding box), or None."""
+        """The manifest's lesion box for ``modality`` (preferred to a mask's bounding box), or None.
+
+        Parameters
+        ----------
+        modality : {"clinical", "wood"}
+            Which photo.
+
+        Returns
+        -------
+        tuple of float or None
+        """
         return self.boxes.get(modality)
 
 
