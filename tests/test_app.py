@@ -195,3 +195,34 @@ def test_the_apps_answer_equals_load_runs(served):
                                                   data_root=data)
     assert answer["probabilities"] == pytest.approx(proba.iloc[0].to_dict(), abs=1e-9)
     assert _files(served["run"]) == before
+
+
+def test_sigterm_stops_serve_and_removes_its_upload_folder(served, tmp_path):
+    """`vitfeat serve` on SIGTERM exits and deletes Gradio's upload cache (nothing uploaded stays)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    port = _free_port()
+    env = dict(os.environ, TMPDIR=str(tmp_path), GRADIO_ANALYTICS_ENABLED="False")
+    proc = subprocess.Popen([sys.executable, "-m", "vitfeat.cli.main", "serve", str(served["run"]), "--port",
+                             str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None, proc.stdout.read().decode()
+            time.sleep(0.5)
+        caches = list(tmp_path.glob("vitfeat-gradio-*"))
+        assert len(caches) == 1
+        (caches[0] / "an-upload.png").write_bytes(b"pretend upload")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not list(tmp_path.glob("vitfeat-gradio-*"))

@@ -18,7 +18,8 @@ _spec = importlib.util.spec_from_file_location("layers", REPO / "benchmarks" / "
 layers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(layers)
 
-CORE = {"_version", "dataset", "atomic", "importers", "synth", "registry", "evaluation", "demo"}
+CORE = {"_version", "dataset", "atomic", "importers", "synth", "registry", "evaluation", "demo", "names",
+        "artefacts"}
 #: The package module ``vitfeat`` itself is the facade a notebook imports (FeatureExtractor,
 #: ModelSelector, load_run): it sits above every layer and no vitfeat module imports it.
 RANK = {**dict.fromkeys(CORE, 0), "featurize": 1, "pipelines": 2, "deep": 3, "cli": 4, "app": 4, "vitfeat": 5}

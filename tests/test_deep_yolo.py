@@ -118,3 +118,17 @@ def test_yolo_roi_crops_in_deep_family(det_run, synth):
         row = family(arrays)
     assert len(row) == 128 and np.isfinite([v for k, v in row.items() if k.startswith("clinical_")]).all()
     assert "roi=yolo:" in family.version
+
+
+def test_swapped_yolo_weights_are_refused(det_run, tmp_path):
+    """yolo.json records model.pt's SHA-256; another file under that name is named, not loaded."""
+    import shutil
+
+    from vitfeat.artefacts import RunIntegrityError
+
+    copy = tmp_path / "yolo"
+    shutil.copytree(det_run, copy)
+    with open(copy / "model.pt", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(RunIntegrityError, match="model.pt: modified after fit"):
+        YoloPredictor(copy / "model.pt")

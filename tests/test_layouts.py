@@ -238,9 +238,9 @@ def test_yolo_detection_export_prefers_the_annotated_box(synth, tmp_path):
     manifest = load_manifest(out, require_targets=False)
     split = pd.read_csv(tmp_path / "yolo" / "split.csv", dtype=str).set_index("case_id")
     for case in manifest.cases():
-        from vitfeat.deep.yolo import _safe_stem
+        from vitfeat.names import safe_filename
 
-        label = tmp_path / "yolo" / "labels" / split.loc[case.case_id, "split"] / f"{_safe_stem(case.case_id)}.txt"
+        label = tmp_path / "yolo" / "labels" / split.loc[case.case_id, "split"] / f"{safe_filename(case.case_id)}.txt"
         cx, cy, w, h = (float(v) for v in label.read_text().split()[1:])
         x0, y0, x1, y1 = case.box("clinical")
         assert abs(cx * 160 - (x0 + x1) / 2) < 0.01 and abs(w * 160 - (x1 - x0)) < 0.01

@@ -190,3 +190,19 @@ def test_compare_and_info_commands(ultralight_run, synth_small, tmp_path, capsys
     assert main(["seg", "info", "--arch", "ultralight", "--imgsz", "256", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["params"] == 49_457 and 0.12 < info["gflops"] < 0.15
+
+
+def test_a_segmenter_with_swapped_weights_is_refused(ultralight_run, tmp_path):
+    """segmenter.json records the weights' SHA-256; a swapped best.pt is named, not loaded."""
+    import shutil
+
+    from vitfeat.artefacts import RunIntegrityError
+
+    copy = tmp_path / "seg"
+    shutil.copytree(ultralight_run, copy)
+    meta = json.loads((copy / "segmenter.json").read_text())
+    assert len(meta["artefacts"]["best.pt"]) == 64
+    with open(copy / "best.pt", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(RunIntegrityError, match="best.pt: modified after fit"):
+        load_segmenter(copy, device="cpu")

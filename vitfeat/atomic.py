@@ -8,10 +8,12 @@ by path (matplotlib, torch, OpenCV, pandas' parquet) get a temporary path from :
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -40,14 +42,99 @@ def atomic_path(path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in DISK_FULL_ERRNOS and not isinstance(exc, DiskFullError):
+            raise DiskFullError(exc.errno, f"no space left on device ({os.strerror(exc.errno)}); nothing was "
+                                           "written under this name", str(path)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: The errors of a write that ran out of room: a full disk, a full quota, a file-size limit.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class DiskFullError(OSError):
+    """A write ran out of room (``ENOSPC``, ``EDQUOT`` or ``EFBIG``); ``filename`` is the final path.
+
+    Raised by :func:`atomic_path` (and so by every writer here) instead of the bare ``OSError``, whose
+    filename is the temporary; the temporary is already removed, the final name is untouched.
+    """
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
+class OutputError(ValueError):
+    """An output path that cannot be written (a folder where a file is expected, read-only, ...)."""
+
+
+def check_output(path, kind: str = "file") -> Path:
+    """Refuse an output path that cannot be written, before any work starts.
+
+    Refused, with the path named: a folder where a file is expected (or a file where a folder is),
+    a parent path that passes through a file, and a location this process cannot write to
+    (read-only file system, no permission, full disk); the check writes and removes a probe file in
+    the nearest existing folder, so it also holds for root and for read-only mounts. Missing parent
+    folders are fine when they can be created (the commands create them).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output the user named.
+    kind : {"file", "dir"}
+        Whether the command writes one file there or a folder of files.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``, unchanged.
+
+    Raises
+    ------
+    OutputError
+        Naming the path and what is wrong with it.
+    """
+    if kind not in ("file", "dir"):
+        raise ValueError(f"kind must be 'file' or 'dir' (got {kind!r})")
+    raw = os.fspath(path)
+    if not str(raw).strip():
+        raise OutputError("the output path is empty")
+    if "\0" in str(raw):
+        raise OutputError(f"{raw!r}: an output path cannot hold a NUL byte")
+    path = Path(raw)
+    if kind == "file" and path.is_dir():
+        raise OutputError(f"{path}: is an existing folder, but a file is expected here "
+                          f"(e.g. {path / ('output' + (path.suffix or '.parquet'))})")
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: is an existing file, but a folder is expected here")
+    folder = path.parent if kind == "file" else path
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise OutputError(f"{path}: its parent {existing} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".vitfeat-probe-", dir=existing)
+    except OSError as exc:
+        if exc.errno in DISK_FULL_ERRNOS:
+            reason = "no space left on device"
+        elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT):
+            reason = f"read-only or not writable ({exc.strerror})"
+        else:
+            reason = exc.strerror or str(exc)
+        where = "" if existing == folder else f" (its nearest existing parent {existing})"
+        raise OutputError(f"{path}: cannot write there{where}: {reason}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
 
 
 _TEMPORARY = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.tmp(\.[^.]*)?$")
 
 
-def sweep_temporaries(folder) -> int:
+def sweep_temporaries(folder, recursive: bool = False) -> int:
     """Delete the temporary files of :func:`atomic_path` in ``folder`` whose writer process is gone.
 
     A killed process leaves its half-written temporary behind (the target itself is never torn); a
@@ -56,7 +143,9 @@ def sweep_temporaries(folder) -> int:
     Parameters
     ----------
     folder : str or os.PathLike
-        The folder to sweep (not recursive).
+        The folder to sweep.
+    recursive : bool, default False
+        Also sweep every folder below ``folder`` (a cache of nested folders).
 
     Returns
     -------
@@ -64,7 +153,8 @@ def sweep_temporaries(folder) -> int:
         How many files were deleted.
     """
     removed = 0
-    for entry in Path(folder).glob(".*.tmp*"):
+    folder = Path(folder)
+    for entry in (folder.rglob(".*.tmp*") if recursive else folder.glob(".*.tmp*")):
         match = _TEMPORARY.match(entry.name)
         if match and entry.is_file() and not _process_alive(int(match.group(1))):
             entry.unlink(missing_ok=True)

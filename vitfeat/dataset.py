@@ -507,7 +507,19 @@ def read_table(path, *, encoding: str | None = None, sep: str | None = None) -> 
         raise FileNotFoundError(f"{path}: manifest not found")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
+        import pyarrow.parquet as pq
+
+        try:
+            names = pq.read_schema(path).names
+            if len(set(names)) == len(names):
+                frame = pd.read_parquet(path)
+            else:  # repeated names: read them apart (as name.1, like a CSV), the check names them
+                unique = [n if names.index(n) == i else f"{n}.{names[:i].count(n)}" for i, n in enumerate(names)]
+                frame = pq.ParquetFile(path).read().rename_columns(unique).to_pandas()
+        except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+            raise ValueError(f"{path}: not a readable Parquet table (truncated or damaged?): {exc}") from None
+        frame.attrs["header"] = list(names)
+        return frame
     if suffix not in (".csv", ".txt", ".tsv"):
         raise ValueError(f"{path}: unsupported manifest format '{suffix}' (use .csv or .parquet)")
     text = _decode(path.read_bytes(), path, encoding)
@@ -521,11 +533,22 @@ def read_table(path, *, encoding: str | None = None, sep: str | None = None) -> 
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: empty file (no header line)") from None
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+    frame.attrs["header"] = _header_names(header, sep)
     return frame
 
 
+def _header_names(header: str, sep: str) -> list[str]:
+    """The column names as written in the header line (pandas renames a repeated one to ``name.1``)."""
+    import csv
+
+    try:
+        return [c.strip().lstrip("\ufeff") for c in next(csv.reader([header.rstrip("\r")], delimiter=sep))]
+    except (csv.Error, StopIteration):
+        return []
+
+
 def _decode(raw: bytes, path: Path, encoding: str | None) -> str:
-    name = encoding or "utf-8-sig"
+    name = encoding or _utf16(raw) or "utf-8-sig"
     try:
         return raw.decode(name)
     except LookupError:
@@ -537,6 +560,19 @@ def _decode(raw: bytes, path: Path, encoding: str | None) -> str:
             f"{path}: not valid {name} text (byte 0x{raw[exc.start]:02x} on line {line}); it looks like "
             f"{guess}: pass --encoding {guess} (encoding='{guess}' in Python), or save the file as UTF-8"
         ) from None
+
+
+def _utf16(raw: bytes) -> str | None:
+    """``utf-16`` for a UTF-16 export (Excel's "Unicode text"): a UTF-16 byte-order mark, or ASCII text
+    with a NUL after (or before) every character; None otherwise."""
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    head = raw[:200]
+    if len(head) >= 4 and head[1::2].count(0) == len(head[1::2]) and head[0::2].count(0) == 0:
+        return "utf-16-le"
+    if len(head) >= 4 and head[0::2].count(0) == len(head[0::2]) and head[1::2].count(0) == 0:
+        return "utf-16-be"
+    return None
 
 
 def _likely_encoding(raw: bytes) -> str:
@@ -639,6 +675,8 @@ def validate_manifest(
         rules = dict(threshold=mask_threshold, inverted=masks_inverted, min_area=min_mask_area,
                      min_side=min_image_side)
         problems += _check_files(frame, max_pixels, escaped, rules)
+    blank = frame.attrs.get("blank_rows") or set()
+    problems = [p for p in problems if p.row not in blank or p.column is None]  # one error per blank row
     frame = frame.reset_index(drop=True)
     frame.attrs["root"] = str(root)
     return frame, targets, sorted(problems, key=lambda p: (p.row or 0, not p.fatal))
@@ -654,6 +692,7 @@ def _read_source(source, root, encoding) -> tuple[pd.DataFrame, Path, list[Probl
     else:
         frame, folder = read_table(source, encoding=encoding), Path(source).resolve().parent
     frame.columns = [str(c).strip() for c in frame.columns]
+    problems += _table_debris(frame)
     for col in ("case_id", "clinical"):
         if col not in frame.columns:
             problems.append(Problem(None, col, f"required column '{col}' is missing "
@@ -666,6 +705,46 @@ def _read_source(source, root, encoding) -> tuple[pd.DataFrame, Path, list[Probl
         elif values:
             root = folder / values[0]  # an absolute value replaces the folder
     return frame, Path(root or folder).resolve(), problems
+
+
+def _table_debris(frame: pd.DataFrame) -> list[Problem]:
+    """Whole-table problems of a spreadsheet export, fixed in place where a user would expect it.
+
+    Repeated column names are fatal (which one is meant?); columns without a name and without a
+    value (Excel's trailing empty columns) are dropped with a warning; rows of empty cells only
+    (a line of separators) at the end are dropped with a warning, elsewhere each is one error.
+    """
+    problems = []
+    header = frame.attrs.get("header") or list(frame.columns)
+    seen: dict[str, list[int]] = {}
+    for pos, name in enumerate(header, start=1):
+        if str(name).strip():
+            seen.setdefault(str(name).strip(), []).append(pos)
+    for name, positions in seen.items():
+        if len(positions) > 1:
+            problems.append(Problem(None, name, f"column '{name}' appears {len(positions)} times (columns "
+                                                f"{', '.join(map(str, positions))}); rename or delete all but one"))
+    empty_cols = [c for pos, c in enumerate(frame.columns)
+                  if (str(c).startswith("Unnamed: ") or not str(c).strip()) and frame[c].map(_is_empty).all()]
+    if empty_cols:
+        frame.drop(columns=empty_cols, inplace=True)
+        problems.append(Problem(None, None, f"{len(empty_cols)} column(s) without a name or a value dropped "
+                                            "(empty columns of a spreadsheet export)", fatal=False))
+    if len(frame.columns):
+        blank = frame.map(_is_empty).all(axis=1).to_numpy()
+        n_trailing = 0
+        while n_trailing < len(blank) and blank[len(blank) - 1 - n_trailing]:
+            n_trailing += 1
+        if n_trailing:
+            rows = f"{len(blank) - n_trailing + 1}-{len(blank)}" if n_trailing > 1 else str(len(blank))
+            frame.drop(index=frame.index[len(blank) - n_trailing:], inplace=True)
+            problems.append(Problem(None, None, f"{n_trailing} empty row(s) at the end (row(s) {rows}, only "
+                                                "separators) dropped", fatal=False))
+        for row in np.flatnonzero(blank[: len(blank) - n_trailing]) + 1:
+            problems.append(Problem(int(row), None, "empty row (only separators); delete it"))
+    frame.attrs["blank_rows"] = {int(r) + 1 for r in np.flatnonzero(blank[: len(blank) - n_trailing])} \
+        if len(frame.columns) else set()
+    return problems
 
 
 def _normalise_columns(frame: pd.DataFrame) -> None:
@@ -711,11 +790,29 @@ def _check_targets(frame, targets, require_targets: bool, folds: int) -> tuple[l
 def _check_ids(frame: pd.DataFrame) -> list[Problem]:
     problems = [Problem(row, "case_id", "empty case_id")
                 for row, cid in enumerate(frame["case_id"], start=1) if _is_empty(cid)]
+    for col in ID_COLUMNS:
+        for row, value in enumerate(frame[col], start=1):
+            bad = sorted({_CONTROL_NAMES.get(ch, f"U+{ord(ch):04X}") for ch in str(value or "")
+                          if ord(ch) < 32 or ord(ch) == 127})
+            if bad:
+                problems.append(Problem(row, col, f"{col} {str(value)!r} holds control character(s) "
+                                                  f"({', '.join(bad)}); ids must be one line of printable text"))
     dup = frame["case_id"].duplicated(keep=False) & frame["case_id"].notna()
     for cid, idx in frame[dup].groupby("case_id").groups.items():
         nums = ", ".join(str(i + 1) for i in idx)
         problems.append(Problem(int(idx[0]) + 1, "case_id", f"duplicate case_id '{cid}' (rows {nums})"))
-    return problems
+    return problems + _renamed_ids(frame["case_id"])
+
+
+def _renamed_ids(ids: pd.Series) -> list[Problem]:
+    """Warn about ids that cannot be file names as they are (``../x``, ``CON``, ``a/b``, 300 characters)."""
+    from vitfeat.names import safe_filenames
+
+    present = [(row, str(cid)) for row, cid in enumerate(ids, start=1) if not _is_empty(cid)]
+    safe = safe_filenames(cid for _, cid in present)
+    return [Problem(row, "case_id", f"case_id {cid[:60]!r} is not a safe file name; files derived from it "
+                                    f"(masks, predictions) are named {safe[cid]!r}", fatal=False)
+            for row, cid in present if safe[cid] != cid]
 
 
 def _resolve_paths(frame: pd.DataFrame, root: Path, allow_outside_root: bool) -> tuple[set, list[Problem]]:
@@ -728,6 +825,12 @@ def _resolve_paths(frame: pd.DataFrame, root: Path, allow_outside_root: bool) ->
                 if col == "clinical":
                     problems.append(Problem(row, col, "empty path; every case needs a clinical image"))
                 resolved.append(None)
+                continue
+            foreign = _foreign_path(value)
+            if foreign:
+                escaped.add((row, col))
+                problems.append(Problem(row, col, f"path {value[:200]!r} {foreign}"))
+                resolved.append(value)
                 continue
             if "\\" in value and os.sep == "/":  # a manifest written on Windows
                 value, backslashed = value.replace("\\", "/"), backslashed + 1
@@ -743,6 +846,34 @@ def _resolve_paths(frame: pd.DataFrame, root: Path, allow_outside_root: bool) ->
         problems.append(Problem(None, None, f"{backslashed} path(s) use Windows backslashes; read as '/'",
                                 fatal=False))
     return escaped, problems
+
+
+_CONTROL_NAMES = {"\n": "newline", "\r": "carriage return", "\t": "tab", "\0": "NUL"}
+#: Longest file name (one path component, bytes) and whole path that POSIX systems accept.
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096
+
+
+def _foreign_path(value: str) -> str | None:
+    """Why a path-column value cannot be read as a local file here, or None when it may be."""
+    import re
+
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
+        return ("is a URL; vitfeat reads local files only: download the images and give their paths "
+                "relative to the manifest")
+    if os.sep == "/" and re.match(r"^[A-Za-z]:[\\/]", value):
+        return ("is a Windows drive path, which this system cannot open: give the path relative to the "
+                "manifest's folder (or set data_root)")
+    if os.sep == "/" and value.startswith("\\\\"):
+        return "is a Windows network (UNC) path, which this system cannot open: copy the images and give local paths"
+    if "\0" in value:
+        return "holds a NUL byte"
+    encoded = value.encode("utf-8", "surrogateescape")
+    longest = max((len(part) for part in encoded.replace(b"\\", b"/").split(b"/")), default=0)
+    if longest > MAX_NAME_BYTES:
+        return f"has a file or folder name of {longest} bytes (at most {MAX_NAME_BYTES})"
+    if len(encoded) > MAX_PATH_BYTES:
+        return f"is {len(encoded)} bytes long (at most {MAX_PATH_BYTES})"
+    return None
 
 
 def _check_box_syntax(frame: pd.DataFrame) -> list[Problem]:

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from vitfeat.dataset import format_box, oriented_size, write_mask
+from vitfeat.names import safe_filename
 from vitfeat.registry import Registry
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -358,7 +359,7 @@ def _annotate_from_labelme(rows: list[dict], json_dirs: dict[str, Path], masks_d
 def _apply_shapes(row: dict, modality: str, shapes: LabelMeShapes, masks_dir: Path) -> None:
     if shapes.mask is not None and f"{modality}_mask" not in row:
         masks_dir.mkdir(parents=True, exist_ok=True)
-        out = masks_dir / f"{_safe_name(row['case_id'])}_{modality}.png"
+        out = masks_dir / f"{safe_filename(row['case_id'])}_{modality}.png"
         write_mask(out, shapes.mask)
         row[f"{modality}_mask"] = out
     if shapes.box() is not None and f"{modality}_box" not in row:
@@ -370,10 +371,6 @@ def _clip_box(box, size):
     w, h = size
     x0, y0, x1, y1 = box
     return max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1)
-
-
-def _safe_name(case_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", case_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -757,7 +754,7 @@ def normalise_masks(frame: pd.DataFrame, masks_dir, threshold: float | None = No
             if not isinstance(value, (str, Path)) or not str(value):
                 written.append(value)
                 continue
-            target = masks_dir / f"{_safe_name(str(case_id))}_{modality}.png"
+            target = masks_dir / f"{safe_filename(str(case_id))}_{modality}.png"
             write_mask(target, read_mask(value, threshold=threshold, inverted=inverted))
             written.append(target)
         out[col] = written

@@ -5,31 +5,76 @@ from __future__ import annotations
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
-from vitfeat.app.predict_case import MAX_UPLOAD_BYTES, AppInputError
+from vitfeat.app.predict_case import MAX_UPLOAD_BYTES, AppInputError, public_message
 
 #: The images of a batch, unpacked, may take at most this many times the upload limit.
 UNPACKED_FACTOR = 40
 
 
+#: At most this many members in a batch archive.
+MAX_MEMBERS = 10_000
+#: A member that expands more than this many times its compressed size is a bomb, whatever its header says.
+MAX_RATIO = 200
+_CHUNK = 1 << 16
+
+
 def _unzip(archive: Path, dest: Path, max_total: int) -> None:
-    """Unpack ``archive`` refusing paths that leave ``dest`` and archives that expand too far."""
+    """Unpack ``archive`` into ``dest`` under a byte budget counted on the bytes actually inflated.
+
+    A zip's headers may lie about sizes, so the declared sizes are only a first check; each member is
+    streamed and the write stops as soon as the real total passes ``max_total`` or a member inflates
+    beyond :data:`MAX_RATIO` times its compressed size. Member names are data: absolute names, ``..``
+    and anything resolving outside ``dest`` are refused; links and special files are never created.
+    """
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            total = sum(m.file_size for m in members)
-            if total > max_total:
-                raise AppInputError(f"images zip: unpacks to {total / 1e6:.0f} MB, "
-                                    f"over the {max_total / 1e6:.0f} MB limit")
+            members = [m for m in zf.infolist() if not m.is_dir()]
+            if len(members) > MAX_MEMBERS:
+                raise AppInputError(f"images zip: {len(members)} files, over the limit of {MAX_MEMBERS}")
+            if sum(m.file_size for m in members) > max_total:
+                raise AppInputError(f"images zip: unpacks to more than the {max_total / 1e6:.0f} MB limit")
             root = dest.resolve()
             for m in members:
-                target = (dest / m.filename).resolve()
-                if not target.is_relative_to(root):
-                    raise AppInputError(f"images zip: member '{m.filename}' points outside the archive")
-            zf.extractall(dest)
+                _member_target(m.filename, dest, root)
+            written = 0
+            for m in members:
+                written = _extract_member(zf, m, _member_target(m.filename, dest, root), written, max_total)
     except zipfile.BadZipFile:
-        raise AppInputError("images zip: not a zip archive") from None
+        raise AppInputError("images zip: not a zip archive (or a damaged one)") from None
+    except (RuntimeError, NotImplementedError, zlib.error):
+        raise AppInputError("images zip: encrypted or damaged members cannot be read") from None
+
+
+def _member_target(name: str, dest: Path, root: Path) -> Path:
+    shown = public_message(name.replace("\x00", "\\0"))[:80]
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0] or "\x00" in name:
+        raise AppInputError(f"images zip: member '{shown}' points outside the archive")
+    target = (dest / name.replace("\\", "/")).resolve()
+    if not target.is_relative_to(root):
+        raise AppInputError(f"images zip: member '{shown}' points outside the archive")
+    return target
+
+
+def _extract_member(zf, member, target: Path, written: int, max_total: int) -> int:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    limit = max(member.compress_size, 1) * MAX_RATIO
+    size = 0
+    with zf.open(member) as src, open(target, "wb") as dst:
+        while chunk := src.read(_CHUNK):
+            size += len(chunk)
+            written += len(chunk)
+            if written > max_total:
+                raise AppInputError(f"images zip: unpacks to more than the {max_total / 1e6:.0f} MB limit "
+                                    "(its headers understate the sizes)")
+            if size > limit:
+                raise AppInputError(f"images zip: member '{public_message(member.filename)[:80]}' expands "
+                                    f"over {MAX_RATIO} times its packed size (a zip bomb?)")
+            dst.write(chunk)
+    return written
 
 
 def predict_batch(run, manifest, archive=None, folder=None, *, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:

@@ -10,8 +10,8 @@ before the answer is returned; nothing is written into the run.
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from vitfeat.artefacts import verify_run
 from vitfeat.dataset import MAX_IMAGE_PIXELS, ImageReadError, read_image, read_mask
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,13 @@ class RunInfo:
     """A fitted run directory and what the app shows about it (read once, never written)."""
 
     path: Path
+    trust_modified: bool = False
     meta: dict = field(init=False)
 
     def __post_init__(self):
         self.path = Path(self.path)
-        meta_path = self.path / "run.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{self.path}: not a run directory (no run.json)")
-        self.meta = json.loads(meta_path.read_text())
+        # once at start-up: a modified or damaged run is refused before the app is served
+        self.meta = verify_run(self.path, trust_modified=self.trust_modified)
 
     @property
     def name(self) -> str:
@@ -63,7 +63,7 @@ class RunInfo:
         """The run as :func:`vitfeat.load_run` opens it (the one predict path)."""
         from vitfeat.pipelines.runs import load_run
 
-        return load_run(self.path)
+        return load_run(self.path, trust_modified=self.trust_modified)
 
     @cached_property
     def bundle(self) -> dict | None:
@@ -241,7 +241,32 @@ def _check_bytes(src: Path, what: str, max_bytes: int) -> None:
 
 def _strip_path(message: str, src: Path) -> str:
     """Drop the server-side temporary path from a message (it means nothing to the user)."""
-    return message.replace(f"{src}: ", "").replace(str(src), "the file")
+    return public_message(message.replace(f"{src}: ", "").replace(str(src), "the file"))
+
+
+_SERVER_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][^\s/\\:'\"()\[\],;]+){2,}[/\\]?")
+
+
+_LIBRARY_NAME = re.compile(r"\b(?:PIL|numpy|np|torch|sklearn|cv2|pandas|pyarrow|skops|gradio|lightgbm|xgboost|imblearn|"
+                           r"scipy|timm|ultralytics|zipfile|builtins)(?:\.[A-Za-z_]\w*)+:?\s?")
+
+
+def public_message(text: str) -> str:
+    """``text`` without server paths or library names: every absolute path is cut to its last component
+    and module-qualified names (``PIL.UnidentifiedImageError``) are dropped.
+
+    Parameters
+    ----------
+    text : str
+        A message about to be shown in the browser.
+
+    Returns
+    -------
+    str
+    """
+    text = _SERVER_PATH.sub(lambda m: re.split(r"[/\\\\]", m.group(0).rstrip("/\\"))[-1] or "the file", str(text))
+    text = _LIBRARY_NAME.sub("", text)
+    return re.sub(r"\(\s*\)", "", text).strip()
 
 
 def predict_pair(run: RunInfo | str | Path, clinical, wood=None, *, clinical_mask=None, wood_mask=None,
@@ -300,7 +325,7 @@ def predict_pair(run: RunInfo | str | Path, clinical, wood=None, *, clinical_mas
             else:
                 out = run.loaded.predictions(manifest)
         except (ValueError, FileNotFoundError) as exc:
-            raise AppInputError(str(exc).replace(str(tmp) + "/", "")) from None
+            raise AppInputError(public_message(str(exc).replace(str(tmp) + "/", ""))) from None
         result = _answer(run, out.iloc[0])
         if wood is None:
             result["warnings"].append("no Wood's-lamp photo: the model answers from the clinical photo alone, "
@@ -316,7 +341,7 @@ def predict_pair(run: RunInfo | str | Path, clinical, wood=None, *, clinical_mas
 def _answer(run: RunInfo, row: pd.Series) -> dict:
     error = str(row.get("error") or "").strip()
     if error and error != "nan":
-        raise AppInputError(f"the photos could not be analysed: {error}")
+        raise AppInputError(public_message(f"the photos could not be analysed: {error}"))
     if "y_pred" in row.index:  # VMTL predictions: y_pred, proba_<class>
         target, pred_col, prefix = str(run.meta.get("target") or "label"), "y_pred", "proba_"
     else:  # feature runs: <target>_pred, <target>_proba_<class>

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -11,9 +12,13 @@ from vitfeat.app.predict_case import MAX_UPLOAD_BYTES
 
 
 def launch(run_dirs, *, host: str = "127.0.0.1", port: int | None = 7860, max_bytes: int = MAX_UPLOAD_BYTES,
-           block: bool = True, **build_kwargs):
-    """Build and launch the app; returns ``(app, cache_dir)``. ``share`` is always off."""
-    cache = Path(tempfile.mkdtemp(prefix="vitfeat-gradio-"))
+           block: bool = True, cache=None, **build_kwargs):
+    """Build and launch the app; returns ``(app, cache_dir)``. ``share`` is always off.
+
+    ``cache`` is the folder Gradio keeps uploads in (a fresh private one by default); whoever
+    launches removes it afterwards.
+    """
+    cache = Path(cache) if cache is not None else Path(tempfile.mkdtemp(prefix="vitfeat-gradio-"))
     os.environ["GRADIO_TEMP_DIR"] = str(cache)  # uploads land here, not in a shared /tmp/gradio
     from vitfeat.app.ui import build_app
 
@@ -25,25 +30,46 @@ def launch(run_dirs, *, host: str = "127.0.0.1", port: int | None = 7860, max_by
     return app, cache
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _case_folders(run_dirs) -> list[str]:
     """The folders of the runs' own training images (the 'run case' picker serves them)."""
     from vitfeat.app.predict_case import RunInfo
 
     folders = set()
     for d in run_dirs:
-        man = (RunInfo(d).meta.get("extraction") or {}).get("manifest")
+        man = (RunInfo(d, trust_modified=True).meta.get("extraction") or {}).get("manifest")
         if man:
             folders.add(str(Path(man).resolve().parent))
     return sorted(folders)
 
 
-def serve(run_dirs, *, host: str = "127.0.0.1", port: int = 7860, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
-    """Serve until interrupted; the upload cache is removed on the way out."""
-    app, cache = None, None
+def serve(run_dirs, *, host: str = "127.0.0.1", port: int = 7860, max_bytes: int = MAX_UPLOAD_BYTES,
+          trust_modified: bool = False) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM); the upload cache is removed on the way out.
+
+    Parameters
+    ----------
+    run_dirs : list of path-like
+        Fitted runs (verified against their recorded SHA-256 first).
+    host, port : str, int
+        Where to listen (loopback by default).
+    max_bytes : int
+        Upload limit.
+    trust_modified : bool, default False
+        Serve runs whose files changed after fit, with a warning, instead of refusing them.
+    """
+    app = None
+    # made here, not in launch: a signal while launch blocks must still find the folder to remove
+    cache = Path(tempfile.mkdtemp(prefix="vitfeat-gradio-"))
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like Ctrl-C: the finally runs
     try:
-        app, cache = launch(run_dirs, host=host, port=port, max_bytes=max_bytes, block=True)
+        app, _ = launch(run_dirs, host=host, port=port, max_bytes=max_bytes, block=True, cache=cache,
+                        trust_modified=trust_modified)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if app is not None:
             app.close()
-        if cache is not None:
-            shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)

@@ -14,6 +14,7 @@ from vitfeat.app.predict_case import (
     AppInputError,
     RunInfo,
     predict_pair,
+    public_message,
 )
 from vitfeat.dataset import MAX_IMAGE_PIXELS
 
@@ -59,7 +60,8 @@ def _api_json(result: dict) -> dict:
         "areas": result.get("areas") or {}, "top_features": result.get("top_features") or []}
 
 
-def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS):
+def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS,
+              trust_modified: bool = False):
     """The app for the fitted runs ``run_dirs`` (a selector when there are several)."""
     import gradio as gr
     import pandas as pd
@@ -69,7 +71,7 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
 
     runs = {}
     for d in run_dirs:
-        info = RunInfo(d)
+        info = RunInfo(d, trust_modified=trust_modified)
         name = info.name if info.name not in runs else str(info.path)
         runs[name] = info
     names = list(runs)
@@ -79,12 +81,11 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
             result = predict_pair(runs[run_name or names[0]], clinical, wood, clinical_mask=clinical_mask,
                                   wood_mask=wood_mask, max_bytes=max_bytes, max_pixels=max_pixels)
         except AppInputError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(public_message(str(exc))) from None
         except KeyError:
             raise gr.Error(f"unknown run '{run_name}' (choose one of {', '.join(names)})") from None
-        except Exception as exc:  # never a stack trace in the page; the log keeps it
-            log.exception("prediction failed")
-            raise gr.Error(f"the prediction failed: {type(exc).__name__}: {exc}") from None
+        except Exception:  # noqa: BLE001  (never a traceback, path or library name in the page; the log has them)
+            raise gr.Error(_internal_error("the prediction")) from None
         finally:
             _forget_uploads(clinical, wood, clinical_mask, wood_mask)
         rows, headers = _features_rows(result)
@@ -112,10 +113,11 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
         try:
             return str(predict_batch(runs[run_name or names[0]], manifest, archive, folder, max_bytes=max_bytes))
         except AppInputError as exc:
-            raise gr.Error(str(exc)) from None
-        except Exception as exc:
-            log.exception("batch failed")
-            raise gr.Error(f"the batch failed: {type(exc).__name__}: {exc}") from None
+            raise gr.Error(public_message(str(exc))) from None
+        except Exception:  # noqa: BLE001  (as above)
+            raise gr.Error(_internal_error("the batch")) from None
+        finally:
+            _forget_uploads(manifest, archive)
 
     # Answers (overlay images, CSVs) are served from Gradio's cache: deleted after at most 10 minutes.
     with gr.Blocks(title="vitfeat — vitiligo staging", analytics_enabled=False, delete_cache=(300, 600)) as app:
@@ -158,6 +160,16 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
             model_md = gr.Markdown(model_summary(runs[names[0]]))
             run_box.change(lambda n: model_summary(runs[n]), [run_box], [model_md], api_name=False)
     return app
+
+
+def _internal_error(what: str) -> str:
+    """A browser-safe message for an unexpected failure; the traceback goes to the server log under a
+    reference the user can quote."""
+    import uuid
+
+    reference = uuid.uuid4().hex[:8]
+    log.exception("%s failed (reference %s)", what, reference)
+    return f"{what} failed because of an internal error (reference {reference}; the server log has the details)"
 
 
 def _forget_uploads(*paths) -> None:

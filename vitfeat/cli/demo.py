@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     p = add_command(subparsers, "demo", "run synth, extract and fit on the embedded default data", DESCRIPTION)
     p.add_argument("out", nargs="?", default="artifacts/demo", help="output folder (default artifacts/demo)")
     p.add_argument("--jobs", type=int, default=-1, help="worker processes (default: all cores)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_check=[("out", "dir")])
 
 
 def run(args) -> int:

@@ -33,6 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--cluster-threshold", type=float, default=0.3,
                    help="features with Spearman |rho| above about 1 - this are grouped (default 0.3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--trust-modified", action="store_true",
+                   help="use a run whose files changed after fit (their SHA-256 differs from run.json) with a "
+                        "warning, instead of refusing it")
     p.set_defaults(func=run)
 
 
@@ -42,7 +45,8 @@ def run(args) -> int:
 
     try:
         out = explain_run(args.run_dir, args.target, n_repeats=args.repeats,
-                          cluster_threshold=args.cluster_threshold, seed=args.seed)
+                          cluster_threshold=args.cluster_threshold, seed=args.seed,
+                          trust_modified=args.trust_modified)
     except (ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
     import json

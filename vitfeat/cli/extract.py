@@ -66,7 +66,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--skip-invalid", action="store_true",
                    help="extract the valid rows; write invalid ones with their reason in `error`")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_check=[("output", "file"), ("cache_dir", "dir")])
 
 
 def run(args) -> int:

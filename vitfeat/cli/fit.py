@@ -92,7 +92,7 @@ def register(subparsers) -> None:
                         "specificity, PPV, NPV out of fold with CIs), then on all cases for the saved model, "
                         "which predict uses")
     p.add_argument("--config", metavar="YAML", help="YAML file with any of these options")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_check=[("out", "dir")])
 
 
 def run(args) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 
 from vitfeat._version import __version__
@@ -62,15 +63,40 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    from vitfeat.atomic import DISK_FULL_ERRNOS, OutputError, check_output
+    from vitfeat.lifecycle import Terminated, stop_on_sigterm
+
+    previous_sigterm = stop_on_sigterm()
     try:
+        for attr, kind in getattr(args, "output_check", ()):  # set by each command with an output
+            if getattr(args, attr, None) is not None:
+                check_output(getattr(args, attr), kind)
         return int(args.func(args) or 0)
-    except CLIError as exc:
+    except (CLIError, OutputError) as exc:
         print(f"vitfeat {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in DISK_FULL_ERRNOS:
+            raise
+        print(f"vitfeat {args.command}: error: {exc.filename}: no space left on device; nothing half-written "
+              "is kept under that name, finished work is cached and a re-run resumes once there is room",
+              file=sys.stderr)
+        return 28
+    except Terminated:
+        print(f"vitfeat {args.command}: terminated (SIGTERM); finished work is kept and a re-run resumes",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted; finished work is kept and a re-run resumes", file=sys.stderr)
         return 130
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m vitfeat.cli.main`: run the imported module's main, so that the CLIError the commands
+    # raise (vitfeat.cli.main.CLIError) is the class caught there, not a __main__ copy of it
+    from vitfeat.cli.main import main as _main
+
+    sys.exit(_main())

@@ -78,7 +78,7 @@ def register(subparsers) -> None:
                      help="read masks as lesion where value >= this, rewritten as 0/255 PNGs in --masks-dir")
     imp.add_argument("--masks-inverted", action="store_true",
                      help="masks are lesion-is-black: rewritten as 0/255 PNGs in --masks-dir")
-    imp.set_defaults(func=run_import)
+    imp.set_defaults(func=run_import, output_check=[("output", "file")])
     parser.set_defaults(func=lambda args: parser.print_help() or 1)
 
 

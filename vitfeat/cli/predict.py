@@ -18,6 +18,11 @@ then per target <target>_pred and one <target>_proba_<class> column per class; w
 <target>_why, the three features that pushed each case's prediction most (SHAP; tree and linear
 models). A VMTL run directory (run.json kind "vmtl") is handed to the VMTL predictor.
 
+Before anything is loaded, every file the run recorded in run.json is checked against its SHA-256:
+a modified, swapped or missing file is refused with its name ("modified after fit"); --trust-modified
+uses it anyway, with a warning. model.skops is loaded with an exact-type allow-list: a model file
+holding any type vitfeat does not write is refused without being constructed.
+
 Examples:
   vitfeat predict artifacts/run new_cases/manifest.csv -o predictions.csv
   vitfeat predict artifacts/run new_features.parquet -o predictions.csv --explain
@@ -31,7 +36,10 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--out", default="predictions.csv", help="output CSV (default predictions.csv)")
     p.add_argument("--allow-extra", action="store_true", help="ignore feature columns the model does not use")
     p.add_argument("--explain", action="store_true", help="add a per-case explanation column")
-    p.set_defaults(func=run)
+    p.add_argument("--trust-modified", action="store_true",
+                   help="use a run whose files changed after fit (their SHA-256 differs from run.json) with a "
+                        "warning, instead of refusing it")
+    p.set_defaults(func=run, output_check=[("out", "file")])
 
 
 def run(args) -> int:
@@ -40,7 +48,8 @@ def run(args) -> int:
     from vitfeat.pipelines.predict import predict_run
 
     try:
-        out = predict_run(args.run_dir, args.input, args.out, allow_extra=args.allow_extra, explain=args.explain)
+        out = predict_run(args.run_dir, args.input, args.out, allow_extra=args.allow_extra, explain=args.explain,
+                          trust_modified=args.trust_modified)
     except (ValueError, FileNotFoundError, ManifestError) as exc:
         raise CLIError(str(exc)) from None
     n_failed = int((out["error"].fillna("") != "").sum()) if "error" in out.columns else 0

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
     cmp_.add_argument("runs", nargs="+", help="`vitfeat train seg` output directories")
     cmp_.add_argument("-o", "--out", required=True, help="output directory (created)")
     cmp_.add_argument("--cases", type=int, default=6, help="test cases on the overlay sheet (default 6)")
-    cmp_.set_defaults(func=run_compare)
+    cmp_.set_defaults(func=run_compare, output_check=[("out", "dir")])
     imp = add_command(sub, "import-official", "official UltraLight VM-UNet weights as a segmenter directory",
                       DESCRIPTION)
     imp.add_argument("checkpoint", help="the original repository's best.pth (state_dict)")
@@ -44,7 +44,7 @@ def register(subparsers) -> None:
     imp.add_argument("--evaluate", metavar="MANIFEST", help="score the model on this manifest's cases")
     imp.add_argument("--split", help="with --evaluate: ordered:TRAIN,VAL,TEST, score the test part only")
     imp.add_argument("--allow-outside-root", action="store_true")
-    imp.set_defaults(func=run_import)
+    imp.set_defaults(func=run_import, output_check=[("out", "dir")])
     info = add_command(sub, "info", "parameters and FLOPs of a segmentation architecture", DESCRIPTION)
     info.add_argument("--arch", default="ultralight", choices=["unet", "deeplabv3", "deeplabv3plus", "ultralight"])
     info.add_argument("--imgsz", type=int, default=256)

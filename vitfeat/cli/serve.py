@@ -12,7 +12,13 @@ Tabs: Stage a lesion / Batch (manifest + zip -> CSV) / Model (the run's summary)
 prediction is the API endpoint /predict (gradio_client).
 
 Privacy: bound to 127.0.0.1 by default and never shared publicly; uploads are copied without EXIF
-into a temporary folder removed after each answer; nothing is written into the run directories.
+into a temporary folder removed after each answer (and Gradio's copy of each upload is deleted once
+answered; SIGTERM removes the whole upload folder); nothing is written into the run directories.
+Errors shown in the page never carry server paths, library names or tracebacks (the server log has them
+under a reference number).
+
+Integrity: each run's files are checked against the SHA-256 in its run.json at start-up; a modified
+run is refused (--trust-modified serves it with a warning).
 
 Examples:
   vitfeat serve artifacts/run
@@ -26,6 +32,9 @@ def register(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted upload (default 25 MB)")
+    p.add_argument("--trust-modified", action="store_true",
+                   help="serve runs whose files changed after fit (their SHA-256 differs from run.json) with a "
+                        "warning, instead of refusing them")
     p.set_defaults(func=run)
 
 
@@ -34,7 +43,8 @@ def run(args) -> int:
     from vitfeat.cli._common import CLIError
 
     try:
-        serve(args.runs, host=args.host, port=args.port, max_bytes=int(args.max_upload_mb * 1024 * 1024))
+        serve(args.runs, host=args.host, port=args.port, max_bytes=int(args.max_upload_mb * 1024 * 1024),
+              trust_modified=args.trust_modified)
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     return 0

@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--label-noise", type=float, default=0.0, help="share of flipped labels in the manifest")
     p.add_argument("--hair", type=float, default=0.25, help="share of cases with hair (default 0.25)")
     p.add_argument("--jobs", type=int, default=-1, help="worker processes (default: all cores)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_check=[("out", "dir")])
 
 
 def run(args) -> int:

@@ -71,7 +71,7 @@ def register(kinds) -> None:
                    "faster on a busy machine with small images)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (epochs may grow)")
     p.add_argument("--allow-outside-root", action="store_true", help="allow paths outside the manifest folder")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_check=[("out", "dir")])
 
 
 def run(args) -> int:

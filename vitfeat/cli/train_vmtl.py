@@ -80,7 +80,7 @@ def register(kinds) -> None:
                                                "fastest for small models on a busy machine)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in DIR (its saved config is used)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_check=[("out", "dir")])
 
 
 def _parse_roi(text: str | None):

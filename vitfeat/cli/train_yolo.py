@@ -42,7 +42,7 @@ def register(kinds) -> None:
     parser.add_argument("--seed", type=int, default=0, help="split and training seed (default: 0)")
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--patience", type=int, default=50, help="early-stopping patience in epochs")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, output_check=[("out", "dir")])
 
 
 def run(args) -> int:

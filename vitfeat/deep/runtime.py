@@ -155,3 +155,66 @@ def load_checkpoint(path: str | os.PathLike, device="cpu"):
     import torch
 
     return torch.load(path, map_location=device, weights_only=True)
+
+
+#: Packages whose torch.nn.Module subclasses a full-model checkpoint (ultralytics') may rebuild.
+MODULE_PACKAGES = ("torch.nn.modules.", "ultralytics.nn.")
+#: Other exact globals such a checkpoint holds: its training arguments and their paths.
+CHECKPOINT_GLOBALS = frozenset({
+    "collections.OrderedDict", "pathlib.PosixPath", "pathlib.WindowsPath", "pathlib.Path",
+    "types.SimpleNamespace", "ultralytics.utils.IterableSimpleNamespace", "builtins.set", "builtins.frozenset",
+    "numpy.dtype", "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
+    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct", "numpy.ndarray",
+    "numpy.dtypes.Float64DType", "numpy.dtypes.Float32DType", "numpy.dtypes.Int64DType",
+})
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint whose pickle would call a function or build a type outside the allow-list."""
+
+
+def check_pickled_checkpoint(path) -> list[str]:
+    """Refuse a full-model checkpoint (loaded by a library with pickle) that names anything but model
+    layers and plain training records, before the library unpickles it.
+
+    Pickle runs code only through the globals a file names; ``torch.serialization`` lists those
+    beyond its own safe set without executing any. Each must be a ``torch.nn.Module`` subclass from
+    :data:`MODULE_PACKAGES` (rebuilt with ``__new__`` and ``__setstate__``, nothing else) or one of
+    :data:`CHECKPOINT_GLOBALS`; a function such as ``os.system`` or ``builtins.exec`` is named and refused.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    list of str
+        The globals found (all allowed).
+
+    Raises
+    ------
+    UnsafeCheckpointError
+        With the offending globals named, or when the file is not a torch checkpoint.
+    """
+    import importlib
+
+    import torch
+
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as exc:  # noqa: BLE001  (zip, pickle and torch errors alike mean "not a checkpoint")
+        raise UnsafeCheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
+    refused = []
+    for name in found:
+        if name in CHECKPOINT_GLOBALS:
+            continue
+        module, _, attr = name.rpartition(".")
+        if name.startswith(MODULE_PACKAGES) and attr.isidentifier():
+            obj = getattr(importlib.import_module(module), attr, None)
+            if isinstance(obj, type) and issubclass(obj, torch.nn.Module):
+                continue
+        refused.append(name)
+    if refused:
+        raise UnsafeCheckpointError(f"{path}: refusing a checkpoint that would call or build "
+                                    f"{', '.join(sorted(refused))} when loaded (tampered, or not a model file)")
+    return sorted(found)

@@ -26,7 +26,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from vitfeat.artefacts import artefact_hashes, check_artefacts
 from vitfeat.atomic import atomic_path, copy_file, write_csv, write_text
+from vitfeat.names import join_inside, safe_filenames
 from vitfeat.dataset import (
     ImageReadError,
     Manifest,
@@ -157,8 +159,9 @@ def export_yolo_dataset(manifest: Manifest | str | os.PathLike, out_dir, *, task
     usable["error"] = ""
     for sub in ("images/train", "images/val", "labels/train", "labels/val"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    stems = safe_filenames(usable["case_id"])
     for idx, rec in usable.iterrows():
-        stem = _safe_stem(rec["case_id"])
+        stem = stems[str(rec["case_id"])]
         try:
             image = read_image(rec[modality])
             mask = read_mask(rec[f"{modality}_mask"])
@@ -185,10 +188,6 @@ def export_yolo_dataset(manifest: Manifest | str | os.PathLike, out_dir, *, task
     write_text(data_yaml, yaml.safe_dump({"path": str(out.resolve()), "train": "images/train",
                                             "val": "images/val", "names": CLASS_NAMES}, sort_keys=False))
     return data_yaml
-
-
-def _safe_stem(case_id: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(case_id))
 
 
 def _atomic_png(path: Path, bgr: np.ndarray) -> None:
@@ -274,6 +273,7 @@ def train_yolo(manifest, out_dir, *, task: str = "segment", modality: str = "cli
         "val_patients": sorted(split.loc[split["split"] == "val", "patient_id"].astype(str).unique().tolist()),
         "metrics": {k: float(v) for k, v in (getattr(results, "results_dict", None) or {}).items()},
         "ultralytics": ul.__version__,
+        "artefacts": artefact_hashes(out, ["model.pt"]),
     }
     write_text(out / "yolo.json", json.dumps(info, indent=2))
     return out / "model.pt"
@@ -326,7 +326,12 @@ class YoloPredictor:
             raise FileNotFoundError(f"YOLO model not found: {path}")
         self.path = path.resolve()
         self.info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        if self.info and self.path.name == "model.pt":
+            check_artefacts(info_path.parent, self.info, source=info_path)
         ul = _ultralytics()
+        from vitfeat.deep.runtime import check_pickled_checkpoint
+
+        check_pickled_checkpoint(self.path)  # ultralytics unpickles the whole model: vet what it names first
         self.model = ul.YOLO(str(self.path))
         self.task = self.model.task
         if self.task not in TASKS:
@@ -373,7 +378,8 @@ class YoloPredictor:
 def predict_manifest(model, manifest, out_dir, *, modality: str = "clinical") -> pd.DataFrame:
     """Predict boxes and masks for every case of a manifest.
 
-    Masks go to ``OUT/masks/<case_id>.png``; the returned (and saved ``OUT/boxes.csv``) table has one
+    Masks go to ``OUT/masks/<case_id>.png`` (the id through :func:`vitfeat.names.safe_filename`); the
+    returned (and saved ``OUT/boxes.csv``) table has one
     row per detected box: ``case_id, box_index, x0, y0, x1, y1, conf, mask`` (cases with nothing found
     have one row with empty box fields; cases that fail have the reason in ``error``).
     """
@@ -385,6 +391,7 @@ def predict_manifest(model, manifest, out_dir, *, modality: str = "clinical") ->
     out = Path(out_dir)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     rows = []
+    stems = safe_filenames(manifest.frame["case_id"])  # ids are data: never a path of their own
     for case in manifest.cases():
         path = case.image(modality)
         if path is None:
@@ -396,7 +403,7 @@ def predict_manifest(model, manifest, out_dir, *, modality: str = "clinical") ->
             rows.append({**base, "error": str(exc)})
             continue
         det = predictor.detect(image)
-        mask_path = out / "masks" / f"{_safe_stem(case.case_id)}.png"
+        mask_path = join_inside(out / "masks", stems[str(case.case_id)], ".png")
         write_mask(mask_path, det.union_mask(image.shape))  # atomic itself
         if not len(det.boxes):
             rows.append({**base, "mask": str(mask_path)})

@@ -26,7 +26,7 @@ from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
 from vitfeat._version import __version__
-from vitfeat.atomic import write_json
+from vitfeat.atomic import sweep_temporaries, write_json
 from vitfeat.dataset import (
     Case,
     ImageReadError,
@@ -35,6 +35,7 @@ from vitfeat.dataset import (
     read_image,
     read_mask,
 )
+from vitfeat.lifecycle import exit_with_parent, loky_workers_exit_with_parent
 from vitfeat.featurize.masks import AUTO_MASK_VERSION, auto_mask, mask_predictor, parse_mask_source
 from vitfeat.featurize.registry import CaseArrays, Family, default_families, get_family
 
@@ -94,7 +95,9 @@ class ExtractResult:
             if len(self.failures) > 10:
                 lines.append(f"  ... {len(self.failures) - 10} more in the 'error' column")
         if self.warnings:
-            lines.append(f"{len(self.warnings)} warning(s) from the manifest check:")
+            source = ("the manifest check and the cache" if any(w.startswith("cache entry ") for w in self.warnings)
+                      else "the manifest check")
+            lines.append(f"{len(self.warnings)} warning(s) from {source}:")
             lines += [f"  {w}" for w in self.warnings[:10]]
             if len(self.warnings) > 10:
                 lines.append(f"  ... {len(self.warnings) - 10} more (vitfeat manifest check)")
@@ -138,15 +141,60 @@ def _cache_path(cache_dir: Path, family_name: str, key: str) -> Path:
     return cache_dir / safe / key[:2] / f"{key}.json"
 
 
-def _cache_read(path: Path) -> dict | None:
+def _cache_read(path: Path, warnings: list | None = None, family: str | None = None,
+                config: dict | None = None) -> dict | None:
+    """The cached values at ``path``, or None when absent or damaged (then recomputed).
+
+    A damaged entry - truncated, zero-length, NUL-filled, not a JSON object of numbers (``{}``, a
+    list), or (for a family that declares its columns) holding other columns than the family
+    writes - is recomputed; the reason, naming the entry, is appended to ``warnings``.
+    """
     try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None  # absent, or a torn write from a killed run: recompute
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return _damaged(path, f"unreadable ({exc.strerror or exc})", warnings)
+    try:
+        values = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        what = ("empty (zero bytes)" if not raw else "NUL-filled" if not raw.strip(b"\0")
+                else "not valid JSON (truncated?)")
+        return _damaged(path, what, warnings)
+    if not isinstance(values, dict) or not values:
+        what = "an empty object" if isinstance(values, dict) else f"a JSON {type(values).__name__}, not an object"
+        return _damaged(path, what, warnings)
+    if not all(isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
+               for k, v in values.items()):
+        return _damaged(path, "holds values that are not numbers", warnings)
+    expected = _declared_columns(family, config)
+    if expected is not None and set(values) != expected:
+        return _damaged(path, f"holds {len(values)} column(s) where family '{family}' writes {len(expected)}",
+                        warnings)
+    return {k: (float("nan") if v is None else float(v)) for k, v in values.items()}
+
+
+def _damaged(path: Path, what: str, warnings: list | None) -> None:
+    message = f"cache entry {path} is damaged ({what}); recomputed"
+    log.warning(message)
+    if warnings is not None:
+        warnings.append(message)
+    return None
+
+
+def _declared_columns(family: str | None, config: dict | None) -> set | None:
+    if family is None:
+        return None
+    try:
+        fam = get_family(family)
+        return set(fam.columns(config)) if fam.features is not None else None
+    except Exception:  # noqa: BLE001 - a family without a static column list: the type checks only
+        return None
 
 
 def _cache_write(path: Path, values: dict) -> None:
+    if not values:  # nothing to keep; an empty entry in the cache can only be damage
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, values, indent=None)
 
@@ -278,9 +326,10 @@ def _extract_case(case: Case, families: list[tuple], mask_spec: str, mask_descri
     if single_thread:
         # Parallelism is across cases; OpenCV's own threads would only compete with the workers.
         cv2.setNumThreads(1)
+        exit_with_parent()  # a worker process: gone with the main process, even after kill -9
     kind, path = parse_mask_source(mask_spec)
     result = {"case_id": case.case_id, "features": {}, "errors": [], "masks": {}, "hashes": {},
-              "n_cached": 0, "n_computed": 0}
+              "n_cached": 0, "n_computed": 0, "warnings": []}
     try:
         plan = _mask_plan(case, kind, path, {"clinical": True, "wood": case.wood is not None})
         result["masks"] = plan
@@ -294,7 +343,8 @@ def _extract_case(case: Case, families: list[tuple], mask_spec: str, mask_descri
     for fam in families:
         cached = None
         if cache_dir:
-            cached = _cache_read(_cache_path(Path(cache_dir), fam[0], _cache_key(fam, hashes, mask_info)))
+            cached = _cache_read(_cache_path(Path(cache_dir), fam[0], _cache_key(fam, hashes, mask_info)),
+                                 result["warnings"], fam[0], fam[2])
         if cached is not None:
             result["features"][fam[0]] = cached
             result["n_cached"] += 1
@@ -344,7 +394,7 @@ def _run_batch_family(fam: Family, spec: tuple, cases: list[Case], results: list
         mask_info = _mask_info(res["masks"], mask_describe, max_side, case)
         key_path = (_cache_path(Path(cache_dir), spec[0], _cache_key(spec, res["hashes"], mask_info))
                     if cache_dir else None)
-        cached = _cache_read(key_path) if key_path else None
+        cached = _cache_read(key_path, res.setdefault("warnings", []), spec[0], spec[2]) if key_path else None
         if cached is not None:
             res["features"][spec[0]] = cached
             res["n_cached"] += 1
@@ -551,6 +601,10 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
         if cache_dir is None:
             cache_dir = output.parent / ".vitfeat-cache"
     cache = str(Path(cache_dir).resolve()) if cache_dir else None
+    if cache and Path(cache).is_dir():
+        swept = sweep_temporaries(cache, recursive=True)  # half-written entries of a killed run
+        if swept:
+            log.info("removed %d temporary file(s) left in %s by a killed run", swept, cache)
 
     cases = list(man.cases())
     parallel = backend == "dask" or jobs != 1
@@ -564,6 +618,7 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
             n_jobs = -1
         else:
             n_jobs = jobs
+            stack.enter_context(loky_workers_exit_with_parent())
         runner = Parallel(n_jobs=n_jobs, return_as="generator")
         results = list(tqdm(runner(tasks), total=len(cases), desc="extract", unit="case", disable=not progress))
     for fam, spec in batched:
@@ -591,4 +646,4 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
     return ExtractResult(frame=frame, path=path, provenance=provenance, n_failed=len(failures),
                          n_cached=sum(r["n_cached"] for r in results),
                          n_computed=sum(r["n_computed"] for r in results), failures=failures,
-                         warnings=provenance["manifest_warnings"])
+                         warnings=provenance["manifest_warnings"] + [w for r in results for w in r.get("warnings", [])])

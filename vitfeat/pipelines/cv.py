@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from vitfeat.dataset import PATH_COLUMNS
+from vitfeat.names import safe_filename
 from vitfeat.pipelines import zoo
 from vitfeat.atomic import atomic_path, sweep_temporaries
 from vitfeat.evaluation.folds import grouped_kfold
@@ -155,7 +156,7 @@ def _cache_path(cache_dir: Path | None, key: dict) -> Path | None:
     if cache_dir is None:
         return None
     digest = hashlib.blake2b(json.dumps(key, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
-    return cache_dir / f"{key['pipeline'].replace('/', '_')}-r{key['repeat']}f{key['fold']}-{digest}.npz"
+    return cache_dir / f"{safe_filename(key['pipeline'])}-r{key['repeat']}f{key['fold']}-{digest}.npz"
 
 
 def _load_cached(path: Path | None):
@@ -290,7 +291,10 @@ def fit_backend(backend: str, scheduler: str | None, n_jobs: int):
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}' (use {' or '.join(BACKENDS)})")
     if backend == "loky":
-        yield n_jobs, max(1, (os.cpu_count() or 1) // max(1, effective_n_jobs(n_jobs)))
+        from vitfeat.lifecycle import loky_workers_exit_with_parent
+
+        with loky_workers_exit_with_parent():  # no worker outlives a killed main process
+            yield n_jobs, max(1, (os.cpu_count() or 1) // max(1, effective_n_jobs(n_jobs)))
         return
     from dask.distributed import Client, LocalCluster
     from joblib import parallel_config
@@ -310,4 +314,7 @@ def fit_backend(backend: str, scheduler: str | None, n_jobs: int):
 
 
 def _indexed(i, func, *args):
+    from vitfeat.lifecycle import exit_with_parent
+
+    exit_with_parent()  # in a worker process: gone with the main process, even after kill -9
     return i, func(*args)

@@ -10,7 +10,6 @@ permutes single columns only, hence the small loop here.
 from __future__ import annotations
 
 import html
-import json
 import logging
 import textwrap
 import warnings
@@ -31,6 +30,8 @@ from sklearn.feature_selection import f_classif  # noqa: E402
 from sklearn.metrics import log_loss  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from vitfeat.artefacts import verify_run  # noqa: E402
+from vitfeat.names import join_inside  # noqa: E402
 from vitfeat.atomic import write_figure, write_text  # noqa: E402
 
 from vitfeat.pipelines.persist import (  # noqa: E402
@@ -228,11 +229,11 @@ class Explanation:
     provenance: dict = field(default_factory=dict)
 
 
-def _load_cases(run: Path, target: str | None):
+def _load_cases(run: Path, target: str | None, trust_modified: bool = False):
     """``(bundle, target, frame, X, y, table_path, provenance)`` of a fitted sklearn run."""
     from vitfeat.dataset import file_hash
 
-    meta = json.loads((run / "run.json").read_text())
+    meta = verify_run(run, ("model.skops",), trust_modified=trust_modified)
     if meta.get("kind") != "sklearn":
         raise ValueError(f"{run}: explain works on sklearn runs (this run's kind is '{meta.get('kind')}')")
     bundle = load_model(run / "model.skops")
@@ -319,7 +320,8 @@ def _group_table(families, names, perm_family, shap_by_feature) -> pd.DataFrame:
 
 
 def compute_explanation(run_dir, target: str | None = None, *, n_repeats: int = 5, cluster_threshold: float = 0.3,
-                        max_shap_cases: int = 1000, seed: int = 0, progress: bool = True) -> Explanation:
+                        max_shap_cases: int = 1000, seed: int = 0, progress: bool = True,
+                        trust_modified: bool = False) -> Explanation:
     """Permutation importance on held-out folds and SHAP of the final model, writing nothing.
 
     Parameters
@@ -331,6 +333,8 @@ def compute_explanation(run_dir, target: str | None = None, *, n_repeats: int = 
     n_repeats, cluster_threshold, max_shap_cases, seed, progress
         Shuffles per group, the correlation-cluster cut (``1 - |rho|``), the SHAP sample size, the
         random seed and the progress bar.
+    trust_modified : bool, default False
+        Use a run whose files changed after fit (with a warning) instead of refusing it.
 
     Returns
     -------
@@ -338,7 +342,7 @@ def compute_explanation(run_dir, target: str | None = None, *, n_repeats: int = 
         The tables (clusters, feature groups, modalities) and the SHAP summary.
     """
     run = Path(run_dir)
-    bundle, target, frame, X, y, table_path, provenance = _load_cases(run, target)
+    bundle, target, frame, X, y, table_path, provenance = _load_cases(run, target, trust_modified)
     entry, names = bundle["targets"][target], bundle["features"]
     clusters, families = _column_groups(X, names, cluster_threshold)
     perm_cluster, perm_family = _held_out_importance(run, entry, frame, X, y, clusters, families,
@@ -370,7 +374,8 @@ def compute_explanation(run_dir, target: str | None = None, *, n_repeats: int = 
 
 
 def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, cluster_threshold: float = 0.3,
-                max_shap_cases: int = 1000, seed: int = 0, progress: bool = True, n_galleries: int = 3) -> Path:
+                max_shap_cases: int = 1000, seed: int = 0, progress: bool = True, n_galleries: int = 3,
+                trust_modified: bool = False) -> Path:
     """Write ``RUN_DIR/explain/<target>/`` (CSV tables, PNG plots, case galleries, explain.html,
     summary.json) and re-render the run's report so that it links the explanation.
 
@@ -380,8 +385,9 @@ def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, clust
     from vitfeat.pipelines.report import write_report
 
     result = compute_explanation(run_dir, target, n_repeats=n_repeats, cluster_threshold=cluster_threshold,
-                                 max_shap_cases=max_shap_cases, seed=seed, progress=progress)
-    out = write_explanation(result, Path(run_dir) / "explain" / result.target, n_galleries=n_galleries)
+                                 max_shap_cases=max_shap_cases, seed=seed, progress=progress,
+                                 trust_modified=trust_modified)
+    out = write_explanation(result, join_inside(Path(run_dir) / "explain", result.target), n_galleries=n_galleries)
     write_report(Path(run_dir))
     return out
 
@@ -411,11 +417,11 @@ def write_galleries(result: Explanation, out: Path, n_groups: int = 3) -> list[d
         item = {"group": group, "feature": feature, "description": describe_feature(feature), "chosen_by": how,
                 "png": None, "csv": None, "note": problem}
         chosen = extreme_cases(result.frame, feature, result.target)
-        item["csv"] = write_csv(chosen.assign(feature=feature), out / f"gallery_{group}.csv").name
+        item["csv"] = write_csv(chosen.assign(feature=feature), join_inside(out, f"gallery_{group}", ".csv")).name
         if problem is None:
             try:
                 title = f"{group}: {feature} — lowest four and highest four cases"
-                item["png"] = draw_gallery(chosen, photos, title, out / f"gallery_{group}.png").name
+                item["png"] = draw_gallery(chosen, photos, title, join_inside(out, f"gallery_{group}", ".png")).name
             except (OSError, ValueError) as err:  # a moved or unreadable photo: the rest of explain goes on
                 item["note"] = str(err)
         if item["note"]:

@@ -3,13 +3,13 @@ with the run's recorded extraction configuration."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from vitfeat.artefacts import read_run_json, trusting_modified, verify_run
 from vitfeat.dataset import PATH_COLUMNS
 from vitfeat.pipelines.cv import MODALITY_PREFIXES
 from vitfeat.pipelines.persist import load_model, read_feature_table, write_csv
@@ -129,39 +129,40 @@ def check_schema(frame: pd.DataFrame, schema: list[str], source, *, allow_extra:
 
 
 def predict_run(run_dir, input_path, out_path=None, *, allow_extra: bool = False,
-                explain: bool = False) -> pd.DataFrame:
+                explain: bool = False, trust_modified: bool = False) -> pd.DataFrame:
     """Predict every target of the run for the cases in ``input_path``; write ``out_path`` if given.
 
-    Columns: ``case_id, patient_id, error``, then per target ``<target>_pred`` and
-    ``<target>_proba_<class>`` (and ``<target>_why`` with ``explain``).
+    The run's artefacts are checked against the SHA-256 recorded in its ``run.json`` first.
 
     Parameters
     ----------
     run_dir : path-like
-        A run directory (its ``run.json`` kind picks the predictor in :data:`RUN_KINDS`).
+        Run directory (``fit``, ``train vmtl``, ...).
     input_path : path-like
-        A feature table or a manifest.
+        Manifest or feature table of the new cases.
     out_path : path-like, optional
-        Where the predictions are written (CSV).
+        Output CSV.
     allow_extra : bool, default False
-        Ignore feature columns the model was not trained on.
+        Ignore feature columns the model does not use.
     explain : bool, default False
         Add ``<target>_why``.
+    trust_modified : bool, default False
+        Use a run whose files changed after it was written (with a warning) instead of refusing it.
 
     Returns
     -------
     pandas.DataFrame
+        ``case_id, patient_id, error``, then per target ``<target>_pred`` and ``<target>_proba_<class>``
+        (and ``<target>_why`` with ``explain``).
     """
     run, input_path = Path(run_dir), Path(input_path)
-    meta_path = run / "run.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{run}: not a run directory (no run.json)")
-    kind = json.loads(meta_path.read_text()).get("kind")
+    kind = verify_run(run, trust_modified=trust_modified).get("kind")
     try:
         predictor = RUN_KINDS.get(str(kind))
     except KeyError as exc:
-        raise ValueError(f"{meta_path}: {exc}") from None
-    return predictor(run, input_path, out_path, allow_extra=allow_extra, explain=explain)
+        raise ValueError(f"{run / 'run.json'}: {exc}") from None
+    with trusting_modified(trust_modified):
+        return predictor(run, input_path, out_path, allow_extra=allow_extra, explain=explain)
 
 
 @RUN_KINDS.register("sklearn")
@@ -179,7 +180,9 @@ def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool
     pandas.DataFrame
     """
     run, input_path = Path(run_dir), Path(input_path)
-    meta = json.loads((run / "run.json").read_text())
+    meta = read_run_json(run)
+    if not (run / "model.skops").is_file():
+        raise FileNotFoundError(f"{run / 'model.skops'}: missing (the run is incomplete; re-run fit)")
     if not input_path.is_file():
         raise FileNotFoundError(f"{input_path}: input not found")
 

@@ -26,6 +26,7 @@ from sklearn.metrics import (  # noqa: E402
 )
 
 from vitfeat.atomic import write_text  # noqa: E402
+from vitfeat.names import join_inside  # noqa: E402
 from vitfeat.evaluation.calibration import CALIBRATION  # noqa: E402
 from vitfeat.evaluation.decision import decision_curve  # noqa: E402
 from vitfeat.evaluation.metrics import HEADLINE  # noqa: E402
@@ -393,7 +394,7 @@ def _target_section(run: Path, target: str, tboard: pd.DataFrame, oof: pd.DataFr
     parts.append("<h3>Fold spread</h3>")
     parts.append(_img(_fold_spread(tfolds, tboard), f"fold spread {target}"))
     parts.append("<h3>What drives the prediction</h3>")
-    explain_summary = run / "explain" / target / "summary.json"
+    explain_summary = join_inside(run / "explain", target) / "summary.json"
     if explain_summary.is_file():
         ex = json.loads(explain_summary.read_text())
         link = f"explain/{target}/explain.html"

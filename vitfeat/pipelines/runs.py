@@ -10,13 +10,13 @@ Predictions go through :func:`vitfeat.pipelines.predict.predict_features`, the f
 
 from __future__ import annotations
 
-import json
 import tempfile
 from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 
+from vitfeat.artefacts import verify_run
 from vitfeat.pipelines.persist import load_model
 from vitfeat.pipelines.predict import features_like_run, is_manifest, predict_features, predict_run
 
@@ -28,6 +28,8 @@ class Run:
     ----------
     path : path-like
         The run directory (it has a ``run.json``).
+    trust_modified : bool, default False
+        Use a run whose files changed after it was written (with a warning) instead of refusing it.
 
     Attributes
     ----------
@@ -38,12 +40,11 @@ class Run:
         columns, the extraction that made the training table, versions.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, *, trust_modified: bool = False):
         self.path = Path(path)
-        meta_path = self.path / "run.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{self.path}: not a run directory (no run.json)")
-        self.metadata = json.loads(meta_path.read_text())
+        self.trust_modified = trust_modified
+        # the SHA-256 of every artefact against run.json, as `vitfeat predict` does
+        self.metadata = verify_run(self.path, trust_modified=trust_modified)
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, kind={self.kind!r}, targets={self.targets})"
@@ -66,6 +67,8 @@ class Run:
         """The model file's content (feature schema, per-target pipelines); sklearn runs only."""
         if self.kind != "sklearn":
             raise ValueError(f"{self.path}: a '{self.kind}' run has no model.skops bundle")
+        if not (self.path / "model.skops").is_file():
+            raise FileNotFoundError(f"{self.path / 'model.skops'}: missing (the run is incomplete; re-run fit)")
         return load_model(self.path / "model.skops")
 
     @property
@@ -158,7 +161,7 @@ class Run:
             if data_root is not None:
                 frame["data_root"] = str(Path(data_root).resolve())
             path = write_csv(Path(tmp) / "manifest.csv", frame)
-            return predict_run(self.path, path)
+            return predict_run(self.path, path, trust_modified=self.trust_modified)
 
     def predict_proba(self, X: pd.DataFrame, target: str | None = None, **kwargs) -> pd.DataFrame:
         """Class probabilities of every case, one column per class (NaN for a case that failed).
@@ -250,19 +253,23 @@ class Run:
         return compute_explanation(self.path, self._target(target), **kwargs)
 
 
-def load_run(path) -> Run:
+def load_run(path, *, trust_modified: bool = False) -> Run:
     """Open a fitted run directory for prediction and explanation in memory.
+
+    Its artefacts are checked against the SHA-256 recorded in ``run.json`` first, as by ``vitfeat predict``.
 
     Parameters
     ----------
     path : path-like
         The run directory (from ``vitfeat fit``, :meth:`vitfeat.ModelSelector.save`, or a VMTL run).
+    trust_modified : bool, default False
+        Use a run whose files changed after it was written (with a warning) instead of refusing it.
 
     Returns
     -------
     Run
     """
-    return Run(path)
+    return Run(path, trust_modified=trust_modified)
 
 
 __all__ = ["Run", "load_run"]

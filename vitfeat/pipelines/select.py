@@ -18,6 +18,7 @@ import yaml
 from joblib import Parallel, delayed
 
 from vitfeat._version import __version__
+from vitfeat.artefacts import artefact_hashes
 from vitfeat.atomic import write_text
 from vitfeat.pipelines import nested, zoo
 from vitfeat.pipelines.cv import cross_validate, feature_columns, fit_estimator, fold_threshold
@@ -418,6 +419,11 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         operating_point=pd.concat(operating, ignore_index=True) if operating else None)
 
 
+#: The files of a run whose SHA-256 ``run.json`` records (``predict``/``explain``/``serve`` verify them).
+RUN_ARTEFACTS = ("folds.csv", "config.yaml", "oof_predictions.csv", "leaderboard.csv", "fold_scores.csv",
+                 "fold_fits.csv", "nested_selection.csv", "operating_point.csv", "model.skops", "data_summary.json")
+
+
 def write_fit(result: FitResult, out_dir) -> Path:
     """Write a computed fit into the run directory (every file through vitfeat.atomic).
 
@@ -447,7 +453,8 @@ def write_fit(result: FitResult, out_dir) -> Path:
         write_csv(result.operating_point, out / "operating_point.csv")
     save_model(result.model, out / "model.skops")
     write_json(result.summary, out / "data_summary.json")
-    write_json(result.run, out / "run.json")
+    written = [name for name in RUN_ARTEFACTS if (out / name).is_file()]
+    write_json(dict(result.run, artefacts=artefact_hashes(out, written)), out / "run.json")
     return out
 
 

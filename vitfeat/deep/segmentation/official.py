@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from vitfeat.artefacts import artefact_hashes
 from vitfeat.atomic import write_csv, write_text
 
 # (our name pattern, official name pattern); \1 is the index, shifted by one where written {+1}
@@ -154,5 +155,6 @@ def import_official(checkpoint, out_dir, *, modality: str = "clinical", imgsz: i
                     split_counts={"train": 0, "val": 0, "test": len(dataset)})
         if dataset.failures:
             write_csv(out / "failures.csv", pd.DataFrame(dataset.failures))
+    meta["artefacts"] = artefact_hashes(out, [meta["weights"]])
     write_text(out / "segmenter.json", json.dumps(meta, indent=2))
     return meta

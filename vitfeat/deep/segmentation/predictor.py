@@ -10,9 +10,11 @@ import cv2
 import numpy as np
 import torch
 
+from vitfeat.artefacts import check_artefacts
 from vitfeat.dataset import file_hash
 from vitfeat.deep.segmentation import data as segdata
 from vitfeat.deep.segmentation.models import DEFAULT_ENCODER, build_model
+from vitfeat.names import join_inside
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,8 @@ class Segmenter:
         self.meta = json.loads(meta_path.read_text())
         if self.meta.get("format") != SEGMENTER_FORMAT:
             raise ValueError(f"{meta_path}: unsupported format {self.meta.get('format')!r}")
-        self.weights = self.directory / self.meta["weights"]
+        check_artefacts(self.directory, self.meta, source=meta_path)
+        self.weights = join_inside(self.directory, self.meta["weights"])
         self.device = select_device(device, mps=False)
         self.threshold = threshold
         self.model = build_model(self.meta["arch"], self.meta["num_classes"],

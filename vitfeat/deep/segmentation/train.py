@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
+from vitfeat.artefacts import artefact_hashes
 from vitfeat.atomic import write_csv, write_text
 from vitfeat.deep.runtime import load_checkpoint, select_device
 from vitfeat.deep.segmentation import data as segdata
@@ -334,6 +335,7 @@ def _finish(out, model, datasets, config, history, device, loss_fn, selection, m
         "torch": torch.__version__,
     }
     write_text(out / "test_metrics.json", json.dumps(test, indent=2))
+    meta["artefacts"] = artefact_hashes(out, [meta["weights"]])
     write_text(out / "segmenter.json", json.dumps(meta, indent=2))
     return meta
 

@@ -7,7 +7,6 @@ each scored out of fold.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
@@ -22,6 +21,8 @@ from vitfeat.deep.runtime import select_device
 from vitfeat.deep.vmtl.config import VMTLConfig
 from vitfeat.deep.vmtl.data import PairedDataset, load_cases, make_roi
 from vitfeat.deep.vmtl.model import build_model, normalisation
+from vitfeat.artefacts import verify_run
+from vitfeat.names import join_inside, safe_filenames
 from vitfeat.deep.vmtl.loaders import make_loader, predict_loader
 
 
@@ -29,13 +30,12 @@ class RunError(ValueError):
     """A directory that is not a usable VMTL run; the message says what is missing."""
 
 
-def load_run(run_dir, device: str | None = None):
+def load_run(run_dir, device: str | None = None, *, trust_modified: bool | None = None):
     """(config, run.json dict, {fold dir name: model in eval mode}) of a finished VMTL run."""
     run_dir = Path(run_dir)
-    meta = run_dir / "run.json"
-    if not meta.is_file():
+    if not (run_dir / "run.json").is_file():
         raise RunError(f"{run_dir}: no run.json (not a finished run; train it or pass --resume)")
-    run = json.loads(meta.read_text())
+    run = verify_run(run_dir, ("config.yaml",), trust_modified=trust_modified)
     if run.get("kind") != "vmtl":
         raise RunError(f"{run_dir}: run.json kind is {run.get('kind')!r}, not 'vmtl'")
     cfg = VMTLConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
@@ -97,6 +97,7 @@ def predict_run(run_dir, manifest_path, out_path=None, *, masks_dir=None, device
     if masks_dir is None and out_path is not None:
         masks_dir = Path(out_path).with_name(f"{Path(out_path).stem}_masks")
     rows = []
+    stems = safe_filenames(case.case_id for case in loaded)  # ids are data: never a path of their own
     for i, case in enumerate(loaded):
         row = {"case_id": case.case_id, "patient_id": case.patient_id,
                "y_pred": classes[int(avg["proba"][i].argmax())], "error": ""}
@@ -109,7 +110,7 @@ def predict_run(run_dir, manifest_path, out_path=None, *, masks_dir=None, device
                 masks_dir = Path(masks_dir)
                 masks_dir.mkdir(parents=True, exist_ok=True)
                 prob = _paste(avg[f"seg_{mod}"][i, 0], case.sizes[mod], crop)
-                path = masks_dir / f"{case.case_id}_{mod}.png"
+                path = join_inside(masks_dir, stems[str(case.case_id)], f"_{mod}.png")
                 write_mask(path, prob >= 0.5)
                 row[f"{mod}_mask_pred"] = str(path)
             if f"box_{mod}" in avg:

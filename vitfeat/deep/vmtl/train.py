@@ -26,6 +26,7 @@ from sklearn.metrics import balanced_accuracy_score, log_loss
 from tqdm.auto import tqdm
 
 from vitfeat._version import __version__
+from vitfeat.artefacts import artefact_hashes
 from vitfeat.atomic import write_csv, write_text
 from vitfeat.dataset import load_manifest
 from vitfeat.deep.runtime import load_checkpoint, save_checkpoint, select_device
@@ -370,6 +371,8 @@ def _train_vmtl(manifest, out_dir, folds_from, config, *, resume, progress, call
            "n_cases": len(man.frame), "failed": [f[0] for f in failures],
            "manifest": str(Path(manifest).resolve()), "folds_from": str(Path(folds_from).resolve()),
            "versions": {"vitfeat": __version__, "torch": torch.__version__, "python": platform.python_version()}}
+    recorded = ["config.yaml", "oof_predictions.csv"] + [f"{f['dir']}/best.pt" for f in fold_info]
+    run["artefacts"] = artefact_hashes(out, [name for name in recorded if (out / name).is_file()])
     write_text(out / "run.json", json.dumps(run, indent=1, default=str))
     return out
 
