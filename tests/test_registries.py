@@ -214,3 +214,17 @@ def test_the_cli_offers_exactly_the_registered_layouts():
     from vitfeat.importers import IMPORT_LAYOUTS, LAYOUTS
 
     assert set(CLI_LAYOUTS) == set(LAYOUTS) == {"auto", *IMPORT_LAYOUTS.list()}
+
+
+@pytest.mark.parametrize("name", _names("segmentation"))
+def test_train_seg_accepts_every_registered_architecture(name):
+    from vitfeat.cli.main import build_parser
+
+    args = build_parser().parse_args(["train", "seg", "m.csv", "-o", "out", "--arch", name])
+    assert args.arch == name
+
+
+def test_train_seg_names_the_registered_architectures_for_an_unknown_one(tmp_path, capsys):
+    assert cli(["train", "seg", str(tmp_path / "m.csv"), "-o", str(tmp_path / "out"), "--arch", "nonet"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown architecture 'nonet'" in err and all(name in err for name in _names("segmentation"))
