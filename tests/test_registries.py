@@ -228,3 +228,10 @@ def test_train_seg_names_the_registered_architectures_for_an_unknown_one(tmp_pat
     assert cli(["train", "seg", str(tmp_path / "m.csv"), "-o", str(tmp_path / "out"), "--arch", "nonet"]) == 2
     err = capsys.readouterr().err
     assert "unknown architecture 'nonet'" in err and all(name in err for name in _names("segmentation"))
+
+
+@pytest.mark.parametrize("name", _names("segmentation"))
+def test_seg_info_accepts_every_registered_architecture(name):
+    from vitfeat.cli.main import build_parser
+
+    assert build_parser().parse_args(["seg", "info", "--arch", name]).arch == name

@@ -46,7 +46,8 @@ def register(subparsers) -> None:
     imp.add_argument("--allow-outside-root", action="store_true")
     imp.set_defaults(func=run_import, output_check=[("out", "dir")])
     info = add_command(sub, "info", "parameters and FLOPs of a segmentation architecture", DESCRIPTION)
-    info.add_argument("--arch", default="ultralight", choices=["unet", "deeplabv3", "deeplabv3plus", "ultralight"])
+    info.add_argument("--arch", default="ultralight", metavar="ARCH",
+                      help="a registered architecture (`vitfeat list segmentation`; default ultralight)")
     info.add_argument("--imgsz", type=int, default=256)
     info.add_argument("--encoder", default="resnet34")
     info.add_argument("--classes", type=int, default=1)
