@@ -227,6 +227,22 @@ def _accumulate(angle, bins, levels, n_sectors, n_bins, pi, per_radian):
 
 
 def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) -> dict:
+    """The border family's features of one photo (see :func:`border`).
+
+    Parameters
+    ----------
+    v : ImageView
+        One photo and its lesion mask.
+    band_px : float, default 32.0
+        Half-width of the band across the border (px).
+    n_sectors : int, default 12
+        Angular sectors along the edge.
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}``.
+    """
     out = nan_dict(FEATURES)
     if not v.has_lesion or v.area < 16:
         return out

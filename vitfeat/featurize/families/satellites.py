@@ -36,6 +36,22 @@ def satellite_features(mask: np.ndarray, min_area_px: int = 8, max_area_fraction
 
     ``labels_origin``: the image (row, column) where ``components``' labels start, when they cover
     only a part of the image holding every lesion pixel (:attr:`ImageView.components_box`).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        (H, W) bool lesion mask.
+    min_area_px, max_area_fraction, max_distance
+        As for :func:`satellites`.
+    components : tuple, optional
+        The mask's ``connectedComponentsWithStats``.
+    labels_origin : tuple of int, default (0, 0)
+        Where the components' labels start.
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}``.
     """
     out = nan_dict(FEATURES)
     if components is None:

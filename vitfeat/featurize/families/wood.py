@@ -19,7 +19,19 @@ def percentiles_of_histogram(counts: np.ndarray, qs) -> np.ndarray:
     """``np.percentile(values, qs)`` (linear method) of the integer levels ``0 .. len(counts) - 1``
     that ``counts`` tallies, bit for bit: numpy's own index, weight and interpolation arithmetic
     (on float32 samples, as the lesion's grey values are), with the order statistics read from
-    the histogram instead of a partition of the pixels."""
+    the histogram instead of a partition of the pixels.
+
+    Parameters
+    ----------
+    counts : numpy.ndarray
+        Pixels per integer level.
+    qs : array-like of float
+        Percentiles.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     n = int(counts.sum())
     cum = np.cumsum(counts)
     virtual = (n - 1) * np.true_divide(np.asarray(qs, dtype=np.float64), 100)
