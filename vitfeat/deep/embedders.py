@@ -138,7 +138,17 @@ def get_backbone(name: str) -> Backbone:
 
 
 def column_stem(name: str) -> str:
-    """The backbone's part of a column name: lower case, characters other than [a-z0-9_] as '_'."""
+    """The backbone's part of a column name: lower case, characters other than [a-z0-9_] as '_'.
+
+    Parameters
+    ----------
+    name : str
+        Backbone name.
+
+    Returns
+    -------
+    str
+    """
     return re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")
 
 
@@ -146,6 +156,15 @@ def describe_weights(weights: str | Path) -> tuple[str, str]:
     """``(kind, identity)`` of a weights spec: kind is hub|file|random; identity goes into cache keys.
 
     A file is identified by its content hash, so that replacing it invalidates cached features.
+
+    Parameters
+    ----------
+    weights : str or path-like
+        ``hub``, ``random`` or a weight file.
+
+    Returns
+    -------
+    tuple of str
     """
     w = str(weights)
     if w in ("hub", "pretrained", ""):
@@ -162,7 +181,21 @@ def describe_weights(weights: str | Path) -> tuple[str, str]:
 
 
 def build_model(backbone: Backbone, weights: str | Path = "hub", *, seed: int = 0):
-    """Create the timm model without classifier (``num_classes=0``: pooled features), in eval mode."""
+    """Create the timm model without classifier (``num_classes=0``: pooled features), in eval mode.
+
+    Parameters
+    ----------
+    backbone : Backbone
+        The backbone.
+    weights : str or path-like, default "hub"
+        ``hub``, ``random`` or a weight file.
+    seed : int, default 0
+        Seed of random initialisation.
+
+    Returns
+    -------
+    torch.nn.Module
+    """
     import timm
     import torch
 
@@ -231,6 +264,25 @@ class Embedder:
     under autocast (``amp=True``, ``amp_dtype`` float16 by default, or bfloat16); on CPU in float32.
     Inputs are resized to the backbone's square input size and normalised with the mean/std of its
     pretrained configuration.
+
+    Parameters
+    ----------
+    backbone : str
+        A registered backbone or timm name.
+    weights : str or path-like, default "hub"
+        ``hub``, ``random`` or a weight file.
+    img_size : int, optional
+        Input size (default: the backbone's).
+    device : str, default "auto"
+        Torch device.
+    batch_size : int, default 32
+        Images per forward pass.
+    amp : bool, default True
+        Autocast on CUDA.
+    seed : int, default 0
+        Seed of random initialisation.
+    amp_dtype : {"float16", "bfloat16"}, default "float16"
+        Autocast precision.
     """
 
     def __init__(self, backbone: str, weights: str | Path = "hub", *, img_size: int | None = None,
@@ -271,6 +323,7 @@ class Embedder:
         return f"{self.backbone.timm_name}|{self.weights_id}|{self.img_size}px"
 
     def describe(self) -> dict:
+        """Provenance stored with the features: backbone, weights and their identity, input size, normalisation."""
         return {
             "backbone": self.backbone.name,
             "timm_model": self.backbone.timm_name,
@@ -315,7 +368,19 @@ class Embedder:
         return out.float().cpu().numpy()
 
     def embed(self, images: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
-        """Embed RGB uint8 images of any size (resized to the input size): ``(N, num_features)`` float32."""
+        """Embed RGB uint8 images of any size (resized to the input size): ``(N, num_features)`` float32.
+
+        Parameters
+        ----------
+        images : sequence of numpy.ndarray
+            (H, W, 3) uint8 crops.
+        progress : bool, default False
+            Progress bar.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         images = list(images)
         if not images:
             return np.zeros((0, self.num_features), np.float32)
