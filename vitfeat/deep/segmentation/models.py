@@ -108,6 +108,21 @@ def build_model(arch: str, num_classes: int = 1, encoder: str = DEFAULT_ENCODER,
     ``encoder_weights`` (smp architectures only): ``None``/"none" (random), "hub" (smp's ImageNet
     weights, downloaded once into the torch/HF cache), or the path of a local state_dict
     (``.pt``/``.pth``/``.safetensors``) for the encoder.
+
+    Parameters
+    ----------
+    arch : str
+        A registered architecture.
+    num_classes : int, default 1
+        Output channels.
+    encoder : str
+        The smp encoder (encoder architectures only).
+    encoder_weights : str, optional
+        See above.
+
+    Returns
+    -------
+    torch.nn.Module
     """
     spec = get_architecture(arch)
     if spec.uses_encoder:
@@ -136,7 +151,15 @@ def _smp_model(cls_name: str, num_classes: int, encoder: str, encoder_weights: s
 
 
 def load_encoder_weights(encoder: nn.Module, path) -> None:
-    """Load a local state_dict into an smp encoder; a file that does not fit fails loudly."""
+    """Load a local state_dict into an smp encoder; a file that does not fit fails loudly.
+
+    Parameters
+    ----------
+    encoder : torch.nn.Module
+        The smp encoder.
+    path : path-like
+        The state_dict file.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: encoder weight file not found")

@@ -40,7 +40,17 @@ class VMTLEmbedder:
         self.roi = make_roi(self.cfg)
 
     def embed(self, cases) -> np.ndarray:
-        """(N, D) embeddings of ``CaseArrays`` (out of fold where the case is in the plan)."""
+        """(N, D) embeddings of ``CaseArrays`` (out of fold where the case is in the plan).
+
+        Parameters
+        ----------
+        cases : list of CaseArrays
+            The cases.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         loaded = [prepare_case(c.case_id, c.case_id, None, {"clinical": c.clinical, "wood": c.wood},
                                {m: k for m, k in (("clinical", c.clinical_mask), ("wood", c.wood_mask))
                                 if k is not None},
@@ -70,7 +80,19 @@ class VMTLEmbedder:
 
 
 def load_embedder(run_dir, device: str | None = None):
-    """The registry ``Family`` for ``deep:vmtl@RUN_DIR``."""
+    """The registry ``Family`` for ``deep:vmtl@RUN_DIR``.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A finished VMTL run.
+    device : str, optional
+        Torch device.
+
+    Returns
+    -------
+    vitfeat.featurize.registry.Family
+    """
     from vitfeat.featurize.registry import Family
 
     emb = VMTLEmbedder(run_dir, device)
