@@ -44,6 +44,7 @@ Run `vitfeat COMMAND --help` for each command's options.
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``vitfeat`` parser with every subcommand of :data:`SUBCOMMAND_MODULES` registered."""
     parser = argparse.ArgumentParser(
         prog="vitfeat", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -56,6 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``vitfeat`` (a :class:`CLIError` is printed as ``vitfeat COMMAND: error: ...``, status 2).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)

@@ -47,6 +47,13 @@ The written manifest is checked at once.
 
 
 def register(subparsers) -> None:
+    """Add the command to ``vitfeat``'s parser.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subcommands of ``vitfeat`` (or of its parent command).
+    """
     parser = add_command(subparsers, "manifest", "validate manifests and build them from folders", DESCRIPTION)
     sub = parser.add_subparsers(dest="manifest_command", metavar="ACTION")
     check = add_command(sub, "check", "validate a manifest and list every problem", CHECK)
@@ -83,7 +90,13 @@ def register(subparsers) -> None:
 
 
 def add_mask_options(parser) -> None:
-    """The mask-reading and degenerate-input options (shared with commands that read masks)."""
+    """The mask-reading and degenerate-input options (shared with commands that read masks).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser.
+    """
     parser.add_argument("--mask-threshold", type=float,
                         help="grey value >= which a mask pixel is lesion (default: 0/k masks binary, "
                              "others at half their maximum, with a warning)")
@@ -95,6 +108,18 @@ def add_mask_options(parser) -> None:
 
 
 def run_check(args) -> int:
+    """Run ``vitfeat manifest check`` with the parsed arguments (a thin shell over the library).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
     from vitfeat.dataset import validate_manifest
 
     try:
@@ -114,6 +139,18 @@ def run_check(args) -> int:
 
 
 def run_import(args) -> int:
+    """Run ``vitfeat manifest import`` with the parsed arguments (a thin shell over the library).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
     from vitfeat.cli._common import CLIError
     from vitfeat.dataset import validate_manifest, write_manifest
     from vitfeat.importers import LayoutError, import_folder, parse_class_maps
