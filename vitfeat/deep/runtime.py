@@ -120,7 +120,15 @@ def ultralytics_offline_env(config_dir: str | os.PathLike | None = None) -> Path
     - ``Arial.ttf`` / ``Arial.Unicode.ttf`` in it (a copy of DejaVu Sans), found before any download;
     - settings ``sync`` off (no analytics, crash reports) once ultralytics is importable.
 
-    Returns the config dir.
+    Parameters
+    ----------
+    config_dir : path-like, optional
+        The folder (default: ``VITFEAT_YOLO_CONFIG_DIR`` or vitfeat's cache).
+
+    Returns
+    -------
+    pathlib.Path
+        The config dir.
     """
     cfg = Path(config_dir or os.environ.get("VITFEAT_YOLO_CONFIG_DIR") or vitfeat_cache_dir() / "ultralytics")
     # ultralytics keeps its files in YOLO_CONFIG_DIR/Ultralytics; fonts are looked up there first.

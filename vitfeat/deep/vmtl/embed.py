@@ -26,6 +26,16 @@ COLUMN_STEM = "pair_deep_vmtl_"
 
 
 class VMTLEmbedder:
+    """A finished VMTL run as a deep feature family: each case embedded by its fold's model.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The run.
+    device : str, optional
+        Torch device.
+    """
+
     def __init__(self, run_dir, device: str | None = None):
         self.run_dir = Path(run_dir)
         self.cfg, self.run, self.models = load_run(self.run_dir, device)
@@ -71,6 +81,19 @@ class VMTLEmbedder:
         return out / weight[:, None]
 
     def batch(self, cases, **_config) -> list[dict]:
+        """The family's batch function: ``{column: value}`` per case.
+
+        Parameters
+        ----------
+        cases : list of CaseArrays
+            The cases.
+        **_config
+            Ignored.
+
+        Returns
+        -------
+        list of dict
+        """
         vectors = self.embed(cases)
         cols = [f"{COLUMN_STEM}{i:04d}" for i in range(vectors.shape[1])]
         return [dict(zip(cols, v.astype(float).tolist())) for v in vectors]
