@@ -252,7 +252,15 @@ def import_yolo(root, masks_dir, pair=None, images="images", labels="labels") ->
 
 @dataclass
 class LabelMeShapes:
-    """What one LabelMe file annotates, in pixels of the photo it was read for."""
+    """What one LabelMe file annotates, in pixels of the photo it was read for.
+
+    Attributes
+    ----------
+    mask : numpy.ndarray or None
+        Union of the lesion polygons and circles.
+    boxes : list of tuple
+        Lesion rectangles ``(x0, y0, x1, y1)``.
+    """
 
     mask: np.ndarray | None  # union of the lesion polygons/circles; None when the file has none
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)  # lesion rectangles
@@ -571,6 +579,17 @@ def read_labels_json(path, classes: dict[str, dict[str, str]] | None = None) -> 
 
     Returns a frame with ``image_stem``, one column per task (letter codes kept, or mapped by
     ``classes``) and ``box`` (``x0,y0,x1,y1``) when records carry a ``bbox``/``box``.
+
+    Parameters
+    ----------
+    path : path-like
+        The JSON file.
+    classes : dict, optional
+        ``{task: {code: name}}`` (:func:`parse_class_maps`).
+
+    Returns
+    -------
+    pandas.DataFrame
     """
     path = Path(path)
     text = path.read_text(encoding="utf-8-sig")

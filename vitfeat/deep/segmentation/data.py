@@ -259,7 +259,19 @@ def _read_grey(path) -> np.ndarray:
 
 
 def read_class_mask(path, values: list[int] | None) -> np.ndarray:
-    """(H, W) uint8 class indices: 0/1 for binary (``values`` None), else the index of each grey value."""
+    """(H, W) uint8 class indices: 0/1 for binary (``values`` None), else the index of each grey value.
+
+    Parameters
+    ----------
+    path : path-like
+        The mask.
+    values : list of int or None
+        The grey values of the classes (:func:`mask_values`), or None for binary.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     if values is None:
         return read_mask(path).astype(np.uint8)
     grey = _read_grey(path)
@@ -291,7 +303,19 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
 
 def resize_bilinear(array: np.ndarray, size: int) -> np.ndarray:
     """PIL bilinear resize of a uint8 image or mask, as ``scipy.misc.imresize(..., 'bilinear')`` in
-    UltraLight's data preparation (PIL's bilinear filter widens its support when shrinking)."""
+    UltraLight's data preparation (PIL's bilinear filter widens its support when shrinking).
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        uint8 image or mask.
+    size : int
+        Output side.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     return np.asarray(Image.fromarray(array).resize((size, size), Image.BILINEAR))
 
 
@@ -316,7 +340,17 @@ def resize_for(image: np.ndarray, size: int, resize: str = "area") -> np.ndarray
 
 def split_minmax255(images: np.ndarray) -> np.ndarray:
     """UltraLight's normalisation of a whole split (N, H, W, 3): the z-score over the split array,
-    then each image min-max scaled to [0, 255] (``loader.py``). float32."""
+    then each image min-max scaled to [0, 255] (``loader.py``). float32.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        (N, H, W, 3) images.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     x = images.astype(np.float64)
     x = (x - x.mean()) / max(float(x.std()), 1e-12)
     lo = x.min(axis=(1, 2, 3), keepdims=True)
@@ -363,7 +397,17 @@ class JointAugment:
     """Random flips, quarter turns and a free rotation applied to image and mask alike (the mask
     with nearest-neighbour sampling, so classes stay classes); brightness, contrast and saturation
     jitter on the image only. OpenCV on arrays: ~0.1 ms per 96 px image, against ~100 ms for
-    torchvision's tensor rotation and hue jitter on CPU."""
+    torchvision's tensor rotation and hue jitter on CPU.
+
+    Parameters
+    ----------
+    rotate_degrees : float, default 45.0
+        Largest free rotation.
+    rotate_p : float, default 0.5
+        Probability of a free rotation.
+    jitter : float, default 0.2
+        Brightness, contrast and saturation jitter.
+    """
 
     def __init__(self, rotate_degrees: float = 45.0, rotate_p: float = 0.5, jitter: float = 0.2):
         self.rotate_degrees, self.rotate_p, self.jitter = rotate_degrees, rotate_p, jitter
@@ -394,7 +438,17 @@ class JointAugment:
 
 
 def build_augmentation(rotate_degrees: float = 45.0) -> JointAugment:
-    """Geometric transforms move image and mask together; colour jitter touches the image only."""
+    """Geometric transforms move image and mask together; colour jitter touches the image only.
+
+    Parameters
+    ----------
+    rotate_degrees : float, default 45.0
+        Largest free rotation.
+
+    Returns
+    -------
+    JointAugment
+    """
     return JointAugment(rotate_degrees)
 
 
@@ -458,7 +512,19 @@ class OriginalRecipeDataset(_InMemorySplit):
     """A split prepared as UltraLight prepares it: PIL-bilinear resize of images and of 0/255 masks
     (soft mask edges, /255), the split-level z-score then per-image [0, 255] rescale, and (training)
     the original augmentation after normalisation. Items: (float32 (3, S, S) in [0, 255], float32
-    (S, S) in [0, 1]); the network input needs no further normalisation (mode ``none``)."""
+    (S, S) in [0, 1]); the network input needs no further normalisation (mode ``none``).
+
+    Parameters
+    ----------
+    items : list of SegItem
+        The split's cases.
+    imgsz : int
+        Side.
+    augment : bool, default False
+        The original's training augmentation.
+    progress : bool, default False
+        Progress bar.
+    """
 
     def __init__(self, items: list[SegItem], imgsz: int, augment: bool = False, progress: bool = False):
         self.imgsz = imgsz
@@ -477,6 +543,19 @@ class SegmentationDataset(_InMemorySplit):
 
     Unreadable cases are left out and listed in ``failures`` (case_id, path, error); the rest go on.
     Items return ``(image uint8 (3, S, S), mask uint8 (S, S))``; normalisation happens on the batch.
+
+    Parameters
+    ----------
+    items : list of SegItem
+        The split's cases.
+    imgsz : int
+        Side.
+    values : list of int, optional
+        Class grey values (multi-class masks).
+    augment : bool, default False
+        Joint augmentation (:func:`build_augmentation`).
+    progress : bool, default False
+        Progress bar.
     """
 
     def __init__(self, items: list[SegItem], imgsz: int, values: list[int] | None = None,
