@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export YOLO_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo test bench bench-deps clean
+.PHONY: install demo test test-all bench bench-deps clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/vitfeat demo artifacts/demo
 
+# `make test` stays fast (tests marked slow are skipped); `make test-all` runs every test.
 test: $(STAMP)
+	$(BIN)/ruff check vitfeat tests benchmarks
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
 	$(BIN)/ruff check vitfeat tests benchmarks
 	$(BIN)/python -m pytest -q
 

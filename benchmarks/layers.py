@@ -3,10 +3,12 @@
     python benchmarks/layers.py            # package -> packages it imports
     python benchmarks/layers.py --modules  # module -> vitfeat modules it imports
     python benchmarks/layers.py --root /tmp/old/vitfeat   # another checkout's picture
+    python benchmarks/layers.py --cycles   # modules that import each other (directly or in a circle)
 
 Reads the sources with ``ast`` (nothing is imported): top-level and function-level ``import`` /
 ``from ... import``, and string literals passed to ``importlib.import_module`` / ``import_module``
-or shaped like entry-point values (``"vitfeat.x.y:attr"``). ``tests/test_architecture.py`` checks
+or shaped like entry-point values (``"vitfeat.x.y:attr"``); imports under ``if TYPE_CHECKING:`` (annotations
+only, never run) are not counted. ``tests/test_architecture.py`` checks
 the arrows against the layers with the same reader.
 """
 
@@ -40,7 +42,10 @@ def imports_of(path: Path, root: Path = ROOT) -> list[tuple[str, str, int]]:
     module = module_name(path, root)
     tree = ast.parse(path.read_text(), filename=str(path))
     found = []
+    type_only = _type_checking_nodes(tree)
     for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             found += [(alias.name, "", node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -58,6 +63,28 @@ def imports_of(path: Path, root: Path = ROOT) -> list[tuple[str, str, int]]:
             if match:
                 found.append((match.group(1), "", node.lineno))
     return found
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """Ids of the nodes inside ``if TYPE_CHECKING:`` blocks: imports for annotations only, never run."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If):
+            test = node.test
+            name = test.attr if isinstance(test, ast.Attribute) else getattr(test, "id", "")
+            if name == "TYPE_CHECKING":
+                for child in node.body:
+                    skipped.update(id(n) for n in ast.walk(child))
+    return skipped
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The import cycles of ``graph``: its strongly connected components of more than one module."""
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_edges_from((module, target) for module, targets in graph.items() for target in targets)
+    return sorted((c for c in nx.strongly_connected_components(g) if len(c) > 1), key=lambda c: sorted(c))
 
 
 def all_modules(root: Path = ROOT) -> dict[str, Path]:
@@ -105,6 +132,10 @@ def package_picture(root: Path = ROOT) -> dict[str, set[str]]:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     root = Path(argv[argv.index("--root") + 1]) if "--root" in argv else ROOT
+    if "--cycles" in argv:
+        for cycle in strongly_connected(module_graph(root)):
+            print(" <-> ".join(sorted(cycle)))
+        return 0
     graph = module_graph(root) if "--modules" in argv else package_picture(root)
     for source in sorted(graph):
         print(f"{source:24s} -> {', '.join(sorted(graph[source]))}")

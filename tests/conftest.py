@@ -14,7 +14,8 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+#: Beside the repository; VITFEAT_SHARED_DATA names it for a checkout elsewhere (a git worktree).
+SHARED_DATA = Path(os.environ.get("VITFEAT_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 
 @pytest.fixture(scope="session")

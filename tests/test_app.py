@@ -182,6 +182,21 @@ def test_upload_over_the_byte_limit_is_refused_before_it_is_read(served):
         predict_pair(served["run"], data / case["clinical"], data / case["wood"], max_bytes=100)
 
 
+def test_the_apps_answer_equals_load_runs(served):
+    """The app answers in memory through load_run's predict path: same probabilities, no table written."""
+    from vitfeat import load_run
+    from vitfeat.app.predict_case import predict_pair
+
+    data, frame = served["data"], pd.read_csv(served["manifest"])
+    case = frame.iloc[[5]]
+    before = _files(served["run"])
+    answer = predict_pair(served["run"], data / case["clinical"].iloc[0], data / case["wood"].iloc[0], details=False)
+    proba = load_run(served["run"]).predict_proba(case.drop(columns=["clinical_mask", "wood_mask"], errors="ignore"),
+                                                  data_root=data)
+    assert answer["probabilities"] == pytest.approx(proba.iloc[0].to_dict(), abs=1e-9)
+    assert _files(served["run"]) == before
+
+
 def test_sigterm_stops_serve_and_removes_its_upload_folder(served, tmp_path):
     """`vitfeat serve` on SIGTERM exits and deletes Gradio's upload cache (nothing uploaded stays)."""
     import os

@@ -147,6 +147,7 @@ def sweep_temporaries(folder, recursive: bool = False) -> int:
     Parameters
     ----------
     folder : str or os.PathLike
+        The folder to sweep.
     recursive : bool, default False
         Also sweep every folder below ``folder`` (a cache of nested folders).
 
@@ -176,24 +177,80 @@ def _process_alive(pid: int) -> bool:
 
 
 def write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; returns ``path``."""
+    """Write ``data`` to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file (its folder must exist).
+    data : bytes
+        The content.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
 def write_text(path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; returns ``path``."""
+    """Write ``text`` (UTF-8) to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    text : str
+        The content.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     return write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path, obj, indent: int | None = 2) -> Path:
-    """Write ``obj`` as JSON (non-JSON values through ``str``) to ``path`` atomically; returns ``path``."""
+    """Write ``obj`` as JSON (non-JSON values through ``str``) to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    obj : object
+        What to write (dicts, lists, numbers, strings; anything else as its ``str``).
+    indent : int or None, default 2
+        JSON indentation (None: one line).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     return write_text(path, json.dumps(obj, indent=indent, default=str))
 
 
 def write_csv(path, frame, **to_csv_kwargs) -> Path:
-    """Write a DataFrame as CSV atomically (``index=False`` unless given); returns ``path``."""
+    """Write a DataFrame as CSV atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    frame : pandas.DataFrame
+        The table.
+    **to_csv_kwargs
+        Passed to ``DataFrame.to_csv`` (``index=False`` unless given).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     to_csv_kwargs.setdefault("index", False)
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, **to_csv_kwargs)
@@ -201,7 +258,20 @@ def write_csv(path, frame, **to_csv_kwargs) -> Path:
 
 
 def write_table(path, frame) -> Path:
-    """Write a DataFrame without its index atomically: Parquet for ``.parquet``/``.pq``, else CSV."""
+    """Write a DataFrame without its index atomically: Parquet for ``.parquet``/``.pq``, else CSV.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; its suffix picks the format.
+    frame : pandas.DataFrame
+        The table.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     if Path(path).suffix.lower() in (".parquet", ".pq"):
         with atomic_path(path) as tmp:
             frame.to_parquet(tmp, index=False)
@@ -210,9 +280,23 @@ def write_table(path, frame) -> Path:
 
 
 def write_figure(path, fig, **savefig_kwargs) -> Path:
-    """``fig.savefig`` atomically (the format follows ``path``'s suffix unless given); returns ``path``.
+    """``fig.savefig`` atomically (the format follows ``path``'s suffix unless given).
 
     The figure is left open; closing it is the caller's business.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file.
+    fig : matplotlib.figure.Figure
+        The figure.
+    **savefig_kwargs
+        Passed to ``Figure.savefig`` (``dpi``, ``format``, ...).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     with atomic_path(path) as tmp:
         fig.savefig(tmp, **savefig_kwargs)
@@ -220,7 +304,20 @@ def write_figure(path, fig, **savefig_kwargs) -> Path:
 
 
 def copy_file(src, dst) -> Path:
-    """Copy ``src`` over ``dst`` atomically; returns ``dst``."""
+    """Copy ``src`` over ``dst`` atomically.
+
+    Parameters
+    ----------
+    src : str or os.PathLike
+        The file to copy.
+    dst : str or os.PathLike
+        Where the copy goes (replaced whole, never torn).
+
+    Returns
+    -------
+    pathlib.Path
+        ``dst``.
+    """
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
     return Path(dst)

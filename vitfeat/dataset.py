@@ -61,7 +61,15 @@ MAX_IMAGE_PIXELS = 64_000_000
 
 
 class ManifestError(ValueError):
-    """Raised by :func:`load_manifest` when a manifest has fatal problems; lists all of them."""
+    """Raised by :func:`load_manifest` when a manifest has fatal problems; lists all of them.
+
+    Parameters
+    ----------
+    path : path-like or str
+        The manifest (``"manifest"`` for a DataFrame).
+    problems : sequence of Problem
+        Every problem found; the fatal ones make the message.
+    """
 
     def __init__(self, path, problems: Sequence["Problem"]):
         self.path = path
@@ -77,6 +85,20 @@ class ImageReadError(ValueError):
 
 @dataclass(frozen=True)
 class Problem:
+    """One problem of a manifest, as ``manifest check`` prints it.
+
+    Attributes
+    ----------
+    row : int or None
+        1-based data row (as a spreadsheet shows it below the header); None for the whole file.
+    column : str or None
+        The column concerned.
+    message : str
+        What is wrong, naming the file where there is one.
+    fatal : bool
+        An error (the manifest cannot be used) rather than a warning.
+    """
+
     row: int | None  # 1-based data row; None for whole-file problems
     column: str | None
     message: str
@@ -91,7 +113,21 @@ class Problem:
 
 @dataclass(frozen=True)
 class Case:
-    """One lesion observation with absolute paths (None where the manifest leaves a path empty)."""
+    """One lesion observation with absolute paths (None where the manifest leaves a path empty).
+
+    Attributes
+    ----------
+    case_id, patient_id : str
+        The case and its patient (the CV group).
+    clinical, wood : pathlib.Path or None
+        The photos.
+    clinical_mask, wood_mask : pathlib.Path or None
+        Their lesion masks.
+    targets : dict
+        ``{target column: value}``.
+    clinical_box, wood_box : tuple of float or None
+        Annotated lesion boxes ``(x0, y0, x1, y1)`` in pixels.
+    """
 
     case_id: str
     patient_id: str
@@ -104,22 +140,67 @@ class Case:
     wood_box: tuple[float, float, float, float] | None = None
 
     def image(self, modality: str) -> Path | None:
+        """The photo of ``modality``, or None.
+
+        Parameters
+        ----------
+        modality : {"clinical", "wood"}
+            Which photo.
+
+        Returns
+        -------
+        pathlib.Path or None
+        """
         return getattr(self, modality)
 
     def mask(self, modality: str) -> Path | None:
+        """The lesion mask of ``modality``, or None.
+
+        Parameters
+        ----------
+        modality : {"clinical", "wood"}
+            Which photo.
+
+        Returns
+        -------
+        pathlib.Path or None
+        """
         return getattr(self, f"{modality}_mask")
 
     def box(self, modality: str) -> tuple[float, float, float, float] | None:
         """The annotated lesion box ``(x0, y0, x1, y1)`` in pixels of that photo, or None.
 
         Consumers (ROI crops, YOLO export, VMTL box targets) prefer it to a mask's bounding box.
+
+        Parameters
+        ----------
+        modality : {"clinical", "wood"}
+            Which photo.
+
+        Returns
+        -------
+        tuple of float or None
         """
         return getattr(self, f"{modality}_box")
 
 
 @dataclass
 class Manifest:
-    """A validated manifest. ``frame`` holds absolute paths; ``problems`` holds non-fatal warnings."""
+    """A validated manifest. ``frame`` holds absolute paths; ``problems`` holds non-fatal warnings.
+
+    Attributes
+    ----------
+    path : pathlib.Path or None
+        The file (None for a DataFrame).
+    root : pathlib.Path
+        The folder the paths were relative to.
+    frame : pandas.DataFrame
+        The rows, paths absolute.
+    targets : list of str
+        Target columns.
+    problems : list of Problem
+        Warnings.
+    """
 
     path: Path | None
     root: Path
@@ -131,6 +212,7 @@ class Manifest:
         return len(self.frame)
 
     def cases(self) -> Iterator[Case]:
+        """The rows as :class:`Case` objects, in order."""
         for row in self.frame.itertuples(index=False):
             rec = row._asdict()
             yield Case(
@@ -143,7 +225,18 @@ class Manifest:
 
 
 def parse_box(value) -> tuple[float, float, float, float]:
-    """Parse ``"x0,y0,x1,y1"`` (pixels); raise ValueError saying what is wrong."""
+    """Parse ``"x0,y0,x1,y1"`` (pixels); raise ValueError saying what is wrong.
+
+    Parameters
+    ----------
+    value : str or sequence
+        The manifest cell.
+
+    Returns
+    -------
+    tuple of float
+        ``(x0, y0, x1, y1)``.
+    """
     parts = [v.strip() for v in str(value).strip().strip("()[]").split(",")]
     if len(parts) != 4:
         raise ValueError(f"box '{value}' needs 4 comma-separated numbers x0,y0,x1,y1, got {len(parts)}")
@@ -159,7 +252,17 @@ def parse_box(value) -> tuple[float, float, float, float]:
 
 
 def format_box(box) -> str:
-    """``(x0, y0, x1, y1)`` as the manifest's ``"x0,y0,x1,y1"`` (whole pixels shown without .0)."""
+    """``(x0, y0, x1, y1)`` as the manifest's ``"x0,y0,x1,y1"`` (whole pixels shown without .0).
+
+    Parameters
+    ----------
+    box : sequence of float
+        Four coordinates.
+
+    Returns
+    -------
+    str
+    """
     return ",".join(f"{float(v):g}" for v in box)
 
 
@@ -242,7 +345,19 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
 
 
 def oriented_size(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
-    """(width, height) after applying the EXIF orientation, read from the header only."""
+    """(width, height) after applying the EXIF orientation, read from the header only.
+
+    Parameters
+    ----------
+    path : path-like
+        The image.
+    max_pixels : int
+        Decompression-bomb guard.
+
+    Returns
+    -------
+    tuple of int
+    """
     with _open_checked(Path(path), max_pixels) as img:
         orientation = img.getexif().get(0x0112, 1)
         w, h = img.size
@@ -263,6 +378,22 @@ def read_image(path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
 
     Grey images are replicated to three channels, 16-bit images scaled to 8 bits, transparent
     images (RGBA, LA, palette with transparency) composited over white, CMYK/YCbCr converted.
+
+    Parameters
+    ----------
+    path : path-like
+        The photo.
+    max_pixels : int
+        Larger images are refused (decompression-bomb guard).
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    ImageReadError
+        Naming the file and the reason.
     """
     path = Path(path)
     with _open_checked(path, max_pixels) as img:
@@ -348,13 +479,34 @@ def _alpha_only(img: Image.Image) -> bool:
 
 
 def write_mask(path, mask: np.ndarray) -> None:
-    """Write a boolean mask as an 8-bit 0/255 PNG, atomically (see :mod:`vitfeat.atomic`)."""
+    """Write a boolean mask as an 8-bit 0/255 PNG, atomically (see :mod:`vitfeat.atomic`).
+
+    Parameters
+    ----------
+    path : path-like
+        The PNG file.
+    mask : numpy.ndarray
+        (H, W), true on the lesion.
+    """
     with atomic_path(path) as tmp:
         Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(tmp, format="PNG")
 
 
 def file_hash(path, chunk: int = 1 << 20) -> str:
-    """Content hash (BLAKE2b, 128 bit) of a file: the cache key part that identifies an image."""
+    """Content hash (BLAKE2b, 128 bit) of a file: the cache key part that identifies an image.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    chunk : int
+        Bytes read at a time.
+
+    Returns
+    -------
+    str
+        Hex digest.
+    """
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(chunk), b""):
@@ -511,6 +663,42 @@ def validate_manifest(
     ``allow_outside_root``. Degenerate masks (empty, full, under ``min_mask_area`` px, touching
     every border) and images under ``min_image_side`` px are warnings (``fatal=False``).
     ``frame.attrs["root"]`` holds the root used.
+
+    Parameters
+    ----------
+    source : path-like or pandas.DataFrame
+        The manifest (CSV/Parquet or a DataFrame).
+    targets : sequence of str, optional
+        Target columns (default ``label`` when present).
+    require_targets : bool, default True
+        Missing or empty targets are errors (fitting) rather than warnings (prediction).
+    root : path-like, optional
+        The folder paths are relative to.
+    allow_outside_root : bool, default False
+        Read paths that leave the root.
+    check_files : bool, default True
+        Open every file (headers only) and check masks.
+    max_pixels : int
+        Decompression-bomb guard.
+    encoding : str, optional
+        The CSV's text encoding (default: detected).
+    mask_threshold : float, optional
+        Grey level above which a mask pixel is lesion (default: the mask reader's rule).
+    masks_inverted : bool, default False
+        Masks are dark on the lesion.
+    min_mask_area : int
+        Smaller masks get a warning (px).
+    min_image_side : int
+        Smaller photos get a warning (px).
+    folds : int
+        Classes with fewer cases get a warning.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        The rows with absolute paths.
+    targets : list of str
+    problems : list of Problem
     """
     frame, root, problems = _read_source(source, root, encoding)
     if any(p.fatal for p in problems):
@@ -855,7 +1043,16 @@ def _mask_warnings(row: int, col: str, path: Path, rules: dict) -> list[Problem]
 def load_manifest(source, **kwargs) -> Manifest:
     """Validate a manifest and return it; raise :class:`ManifestError` listing all fatal problems.
 
-    Keyword arguments are those of :func:`validate_manifest`.
+    Parameters
+    ----------
+    source : path-like or pandas.DataFrame
+        The manifest (a DataFrame needs ``root`` or a ``data_root`` column).
+    **kwargs
+        Those of :func:`validate_manifest` (``targets``, ``require_targets``, ``root``, ...).
+
+    Returns
+    -------
+    Manifest
     """
     frame, targets, problems = validate_manifest(source, **kwargs)
     path = None if isinstance(source, pd.DataFrame) else Path(source)
@@ -872,6 +1069,20 @@ def load_valid_rows(source, **kwargs) -> tuple[Manifest, pd.DataFrame]:
     ``patient_id``, the targets and ``error``: every fatal problem of the row), so that a long run
     loses only what is broken. Whole-file problems (a missing column, an undecodable file) still
     raise :class:`ManifestError`.
+
+    Parameters
+    ----------
+    source : path-like or pandas.DataFrame
+        The manifest.
+    **kwargs
+        Those of :func:`validate_manifest`.
+
+    Returns
+    -------
+    manifest : Manifest
+        The valid rows.
+    invalid : pandas.DataFrame
+        The others, with their reasons in ``error``.
     """
     frame, targets, problems = validate_manifest(source, **kwargs)
     path = None if isinstance(source, pd.DataFrame) else Path(source)

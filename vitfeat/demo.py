@@ -16,7 +16,21 @@ DEMO_SYNTH = dict(n=120, seed=0, size=384, difficulty=0.6, cases_per_patient=1.5
 
 
 def run_demo(out_dir="artifacts/demo", jobs: int = -1, log=print) -> dict:
-    """Run the whole workflow into ``out_dir`` and return the paths it wrote."""
+    """Run the whole workflow into ``out_dir`` and return the paths it wrote.
+
+    Parameters
+    ----------
+    out_dir : path-like, default "artifacts/demo"
+        Output folder.
+    jobs : int, default -1
+        Worker processes.
+    log : callable, default print
+        Where progress lines go.
+
+    Returns
+    -------
+    dict
+    """
     out = Path(out_dir)
     data = out / "data"
     manifest_path = data / "manifest.csv"

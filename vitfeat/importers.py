@@ -32,13 +32,14 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from vitfeat.dataset import format_box, oriented_size, write_mask
 from vitfeat.names import safe_filename
+from vitfeat.registry import Registry
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 LAYOUTS = ("auto", "vmtl", "yolo-splits", "class-folders", "images-masks", "yolo", "labels-csv")
@@ -56,7 +57,17 @@ def _images(folder: Path) -> list[Path]:
 
 
 def detect_layout(root) -> str:
-    """Name of the layout of ``root`` (see the module docstring); LayoutError when none fits."""
+    """Name of the layout of ``root`` (see the module docstring); LayoutError when none fits.
+
+    Parameters
+    ----------
+    root : path-like
+        The data folder.
+
+    Returns
+    -------
+    str
+    """
     root = Path(root)
     if (root / "data.csv").is_file() and set(VMTL_COLUMNS) <= set(_csv_header(root / "data.csv")):
         return "vmtl"
@@ -106,6 +117,20 @@ def _pair_rows(files: dict[str, Path], masks: dict[str, Path], pair, extra: dict
 
 
 def import_class_folders(root, pair=None) -> pd.DataFrame:
+    """``ROOT/<class>/*.jpg``: the folder is the label (``label`` column).
+
+    Parameters
+    ----------
+    root : path-like
+        The data folder.
+    pair : tuple of str, optional
+        Stem suffixes ``(clinical, wood)`` pairing a case's photos (None: clinical photos only).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Manifest rows, paths absolute.
+    """
     root = Path(root)
     rows = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -119,6 +144,22 @@ def import_class_folders(root, pair=None) -> pd.DataFrame:
 
 
 def import_images_masks(root, pair=None, images="images", masks="masks") -> pd.DataFrame:
+    """``ROOT/images/*`` with masks of the same stem in ``ROOT/masks/``.
+
+    Parameters
+    ----------
+    root : path-like
+        The data folder.
+    pair : tuple of str, optional
+        Stem suffixes ``(clinical, wood)`` pairing a case's photos (None: clinical photos only).
+    images, masks : str
+        The sub-folders.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Manifest rows, paths absolute.
+    """
     root = Path(root)
     files = {p.stem: p for p in _images(root / images)}
     mask_files = {p.stem: p for p in _images(root / masks)} if (root / masks).is_dir() else {}
@@ -126,7 +167,22 @@ def import_images_masks(root, pair=None, images="images", masks="masks") -> pd.D
 
 
 def yolo_mask(label_file, width: int, height: int, classes: Sequence[int] | None = None) -> np.ndarray:
-    """Rasterise a YOLO label file (boxes ``c cx cy w h`` or polygons ``c x1 y1 x2 y2 ...``)."""
+    """Rasterise a YOLO label file (boxes ``c cx cy w h`` or polygons ``c x1 y1 x2 y2 ...``).
+
+    Parameters
+    ----------
+    label_file : path-like
+        The ``.txt`` label file (normalised coordinates).
+    width, height : int
+        The photo's size in pixels.
+    classes : sequence of int, optional
+        Only these class ids (default: all).
+
+    Returns
+    -------
+    numpy.ndarray
+        (height, width) bool.
+    """
     import cv2
 
     mask = np.zeros((height, width), np.uint8)
@@ -156,6 +212,24 @@ def yolo_mask(label_file, width: int, height: int, classes: Sequence[int] | None
 
 
 def import_yolo(root, masks_dir, pair=None, images="images", labels="labels") -> pd.DataFrame:
+    """``ROOT/images/*`` + ``ROOT/labels/*.txt``: masks drawn from the labels into ``masks_dir``.
+
+    Parameters
+    ----------
+    root : path-like
+        The data folder.
+    masks_dir : path-like
+        Where masks drawn from labels are written.
+    pair : tuple of str, optional
+        Stem suffixes ``(clinical, wood)`` pairing a case's photos (None: clinical photos only).
+    images, labels : str
+        The sub-folders.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Manifest rows, paths absolute.
+    """
     root, masks_dir = Path(root), Path(masks_dir)
     masks_dir.mkdir(parents=True, exist_ok=True)
     files = {p.stem: p for p in _images(root / images)}
@@ -178,7 +252,15 @@ def import_yolo(root, masks_dir, pair=None, images="images", labels="labels") ->
 
 @dataclass
 class LabelMeShapes:
-    """What one LabelMe file annotates, in pixels of the photo it was read for."""
+    """What one LabelMe file annotates, in pixels of the photo it was read for.
+
+    Attributes
+    ----------
+    mask : numpy.ndarray or None
+        Union of the lesion polygons and circles.
+    boxes : list of tuple
+        Lesion rectangles ``(x0, y0, x1, y1)``.
+    """
 
     mask: np.ndarray | None  # union of the lesion polygons/circles; None when the file has none
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)  # lesion rectangles
@@ -319,7 +401,22 @@ def _yolo_label_index(folder: Path) -> dict[str, Path]:
 
 
 def import_vmtl(root, masks_dir, labelme_labels=None) -> pd.DataFrame:
-    """Import the VMTL/VMSL ``datasets/`` layout (see the module docstring)."""
+    """Import the VMTL/VMSL ``datasets/`` layout (see the module docstring).
+
+    Parameters
+    ----------
+    root : path-like
+        The data folder.
+    masks_dir : path-like
+        Where masks drawn from labels are written.
+    labelme_labels : sequence of str, optional
+        LabelMe shape labels that are lesion (default: all).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Manifest rows, paths absolute.
+    """
     root, masks_dir = Path(root), Path(masks_dir)
     table = pd.read_csv(root / "data.csv", dtype=str, encoding="utf-8-sig", sep=None, engine="python")
     table.columns = [c.strip() for c in table.columns]
@@ -376,7 +473,18 @@ def _annotate_from_yolo(rows: list[dict], modality: str, labels: dict[str, Path]
 
 
 def yolo_class_names(data_yaml) -> dict[int, str]:
-    """Class names of a YOLO ``data.yaml`` (``names:`` as a list or an index -> name mapping)."""
+    """Class names of a YOLO ``data.yaml`` (``names:`` as a list or an index -> name mapping).
+
+    Parameters
+    ----------
+    data_yaml : path-like
+        The file.
+
+    Returns
+    -------
+    dict
+        ``{class id: name}``.
+    """
     import yaml
 
     path = Path(data_yaml)
@@ -393,7 +501,22 @@ def yolo_class_names(data_yaml) -> dict[int, str]:
 
 
 def import_yolo_splits(root, masks_dir, pair=None) -> pd.DataFrame:
-    """``images/<split>/`` + ``labels/<split>/`` + ``data.yaml``: one manifest with a ``split`` column."""
+    """``images/<split>/`` + ``labels/<split>/`` + ``data.yaml``: one manifest with a ``split`` column.
+
+    Parameters
+    ----------
+    root : path-like
+        The data folder.
+    masks_dir : path-like
+        Where masks drawn from labels are written.
+    pair : tuple of str, optional
+        Stem suffixes ``(clinical, wood)`` pairing a case's photos (None: clinical photos only).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Manifest rows, paths absolute.
+    """
     root, masks_dir = Path(root), Path(masks_dir)
     names = yolo_class_names(root / "data.yaml") if (root / "data.yaml").is_file() else {}
     frames = []
@@ -427,7 +550,17 @@ BOX_KEYS = ("bbox", "box")
 
 
 def parse_class_maps(specs: Sequence[str] | None) -> dict[str, dict[str, str]]:
-    """``["qd=A:none,B:mild"]`` -> ``{"qd": {"A": "none", "B": "mild"}}``."""
+    """``["qd=A:none,B:mild"]`` -> ``{"qd": {"A": "none", "B": "mild"}}``.
+
+    Parameters
+    ----------
+    specs : sequence of str, optional
+        ``TASK=CODE:name,...`` strings (``--classes``).
+
+    Returns
+    -------
+    dict
+    """
     maps: dict[str, dict[str, str]] = {}
     for spec in specs or ():
         task, sep, pairs = spec.partition("=")
@@ -446,6 +579,17 @@ def read_labels_json(path, classes: dict[str, dict[str, str]] | None = None) -> 
 
     Returns a frame with ``image_stem``, one column per task (letter codes kept, or mapped by
     ``classes``) and ``box`` (``x0,y0,x1,y1``) when records carry a ``bbox``/``box``.
+
+    Parameters
+    ----------
+    path : path-like
+        The JSON file.
+    classes : dict, optional
+        ``{task: {code: name}}`` (:func:`parse_class_maps`).
+
+    Returns
+    -------
+    pandas.DataFrame
     """
     path = Path(path)
     text = path.read_text(encoding="utf-8-sig")
@@ -487,7 +631,21 @@ def read_labels_json(path, classes: dict[str, dict[str, str]] | None = None) -> 
 
 
 def add_task_labels(frame: pd.DataFrame, labels: pd.DataFrame, path="labels JSON") -> pd.DataFrame:
-    """Join task labels to a manifest frame by the stem of each case's clinical (else Wood's) photo."""
+    """Join task labels to a manifest frame by the stem of each case's clinical (else Wood's) photo.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Manifest rows.
+    labels : pandas.DataFrame
+        :func:`read_labels_json`'s table.
+    path : str
+        How warnings name the labels' source.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     by_stem = labels.drop_duplicates("image_stem").set_index("image_stem")
     out = frame.copy()
     matched = set()
@@ -510,6 +668,20 @@ def add_task_labels(frame: pd.DataFrame, labels: pd.DataFrame, path="labels JSON
 
 
 def import_labels_csv(root, pair=None) -> pd.DataFrame:
+    """A folder with ``labels.csv`` (``image``, ``mask``, ``label``, optional ``group`` = patient).
+
+    Parameters
+    ----------
+    root : path-like
+        The data folder.
+    pair : tuple of str, optional
+        Stem suffixes ``(clinical, wood)`` pairing a case's photos (None: clinical photos only).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Manifest rows, paths absolute.
+    """
     root = Path(root)
     table = pd.read_csv(root / "labels.csv", dtype=str)
     if "image" not in table.columns:
@@ -529,7 +701,21 @@ def import_labels_csv(root, pair=None) -> pd.DataFrame:
 
 def annotate_beside(frame: pd.DataFrame, masks_dir, labels=None) -> pd.DataFrame:
     """Masks and boxes from LabelMe files saved beside the photos (``a.jpg`` + ``a.json``, LabelMe's
-    default), for photos that have no mask or box yet."""
+    default), for photos that have no mask or box yet.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Manifest rows.
+    masks_dir : path-like
+        Where masks drawn from labels are written.
+    labels : sequence of str, optional
+        LabelMe shape labels that are lesion (default: all).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     rows = frame.to_dict("records")
     found = False
     for row in rows:
@@ -555,7 +741,24 @@ def _drop_empty(row: dict, modality: str) -> dict:
 
 def normalise_masks(frame: pd.DataFrame, masks_dir, threshold: float | None = None,
                     inverted: bool = False) -> pd.DataFrame:
-    """Rewrite each mask of ``frame`` as a 0/255 PNG in ``masks_dir``, read with the given rule."""
+    """Rewrite each mask of ``frame`` as a 0/255 PNG in ``masks_dir``, read with the given rule.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Manifest rows.
+    masks_dir : path-like
+        Where the rewritten masks go.
+    threshold : float, optional
+        Grey level above which a pixel is lesion.
+    inverted : bool, default False
+        Masks are dark on the lesion.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows, mask paths replaced.
+    """
     from vitfeat.dataset import read_mask
 
     masks_dir = Path(masks_dir) / "normalised"
@@ -575,6 +778,52 @@ def normalise_masks(frame: pd.DataFrame, masks_dir, threshold: float | None = No
             written.append(target)
         out[col] = written
     return out
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A folder layout ``manifest import`` reads.
+
+    ``read(root, *, pair, masks_dir, labelme_labels) -> DataFrame`` returns manifest rows with
+    absolute paths (an empty frame when the folder holds no image of this layout).
+
+    Attributes
+    ----------
+    name : str
+        ``--layout`` value.
+    read : callable
+        The reader.
+    description : str
+        One line (``vitfeat list layout``).
+    annotate_beside : bool
+        Look for LabelMe JSON and YOLO labels beside each photo afterwards.
+    """
+
+    name: str
+    read: Callable[..., pd.DataFrame]
+    description: str
+    #: Look for LabelMe JSON and YOLO labels beside each photo afterwards (the VMTL layout reads its own).
+    annotate_beside: bool = True
+
+
+#: Import layouts by name (entry-point group ``vitfeat.layouts``); ``auto`` picks one (:func:`detect_layout`).
+IMPORT_LAYOUTS: Registry[Layout] = Registry("import layout", "vitfeat.layouts")
+for _layout in (
+    Layout("vmtl", lambda root, *, pair, masks_dir, labelme_labels: import_vmtl(root, masks_dir, labelme_labels),
+           "ROOT/data.csv (pair_id, stability, image_type, image_path) as in the VMTL/VMSL code",
+           annotate_beside=False),
+    Layout("yolo-splits", lambda root, *, pair, masks_dir, labelme_labels: import_yolo_splits(root, masks_dir, pair),
+           "ROOT/images/{train,val,test}, ROOT/labels/{...} and ROOT/data.yaml; the split is kept"),
+    Layout("class-folders", lambda root, *, pair, masks_dir, labelme_labels: import_class_folders(root, pair),
+           "ROOT/<class>/*.jpg: the folder is the label"),
+    Layout("images-masks", lambda root, *, pair, masks_dir, labelme_labels: import_images_masks(root, pair),
+           "ROOT/images/* and ROOT/masks/* with the same stems"),
+    Layout("yolo", lambda root, *, pair, masks_dir, labelme_labels: import_yolo(root, masks_dir, pair),
+           "ROOT/images/* and ROOT/labels/*.txt (boxes or polygons drawn into masks)"),
+    Layout("labels-csv", lambda root, *, pair, masks_dir, labelme_labels: import_labels_csv(root, pair),
+           "a folder with labels.csv (image, mask, label, optional group = patient)"),
+):
+    IMPORT_LAYOUTS.register(_layout.name, _layout)
 
 
 def import_folder(root, layout: str = "auto", *, pair: tuple[str, str] | None = None,
@@ -604,21 +853,15 @@ def import_folder(root, layout: str = "auto", *, pair: tuple[str, str] | None = 
     if layout == "auto":
         layout = detect_layout(root)
     masks_dir = Path(masks_dir) if masks_dir else root / "masks-from-labels"
-    if layout == "class-folders":
-        frame = import_class_folders(root, pair)
-    elif layout == "images-masks":
-        frame = import_images_masks(root, pair)
-    elif layout == "yolo":
-        frame = import_yolo(root, masks_dir, pair)
-    elif layout == "yolo-splits":
-        frame = import_yolo_splits(root, masks_dir, pair)
-    elif layout == "vmtl":
-        frame = import_vmtl(root, masks_dir, labelme_labels)
-    elif layout == "labels-csv":
-        frame = import_labels_csv(root, pair)
-    else:
-        raise LayoutError(f"unknown layout '{layout}' (choose from {', '.join(LAYOUTS)})")
-    if layout != "vmtl" and not frame.empty:
+    if layout not in IMPORT_LAYOUTS:
+        raise LayoutError(f"unknown layout '{layout}' (choose from auto, {', '.join(IMPORT_LAYOUTS)})")
+    spec = IMPORT_LAYOUTS.get(layout)
+    try:
+        frame = spec.read(root, pair=pair, masks_dir=masks_dir, labelme_labels=labelme_labels)
+    except FileNotFoundError as exc:  # a forced layout whose files are not there
+        missing = exc.filename or str(exc)
+        raise LayoutError(f"{root}: not the '{layout}' layout ({spec.description}): {missing} not found") from None
+    if spec.annotate_beside and not frame.empty:
         frame = annotate_beside(frame, masks_dir, labelme_labels)
     if (mask_threshold is not None or masks_inverted) and not frame.empty:
         frame = normalise_masks(frame, masks_dir, mask_threshold, masks_inverted)

@@ -18,7 +18,17 @@ T = TypeVar("T")
 
 
 class UnknownNameError(KeyError):
-    """A name that no registry entry carries; the message lists the valid ones."""
+    """A name that no registry entry carries; the message lists the valid ones.
+
+    Parameters
+    ----------
+    kind : str
+        The registry's kind (``"classifier"``).
+    name : str
+        The name asked for.
+    valid : list of str
+        The names registered.
+    """
 
     def __init__(self, kind: str, name: str, valid: list[str]):
         self.kind, self.name, self.valid = kind, name, list(valid)
@@ -76,7 +86,13 @@ class Registry(Generic[T]):
         return obj
 
     def unregister(self, name: str) -> None:
-        """Remove ``name`` (no error when absent)."""
+        """Remove ``name`` (no error when absent).
+
+        Parameters
+        ----------
+        name : str
+            The entry's name.
+        """
         self._entries.pop(name, None)
 
     @contextmanager
@@ -84,6 +100,13 @@ class Registry(Generic[T]):
         """Register ``obj`` for the duration of a ``with`` block, then restore the previous state.
 
         Tests use it so that no registration leaks into another test.
+
+        Parameters
+        ----------
+        name : str
+            The entry's name.
+        obj : object
+            The entry.
         """
         previous = self._entries.get(name)
         self._entries[name] = obj
@@ -97,6 +120,15 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """Return the entry called ``name``.
+
+        Parameters
+        ----------
+        name : str
+            The entry's name.
+
+        Returns
+        -------
+        object
 
         Raises
         ------
@@ -114,6 +146,45 @@ class Registry(Generic[T]):
         """Sorted names of all entries, entry points included."""
         self.load_entry_points()
         return sorted(self._entries)
+
+    def list(self) -> list[str]:
+        """Sorted names of all entries, entry points included (timm's ``list_models``).
+
+        Returns
+        -------
+        list of str
+        """
+        return self.names()
+
+    def describe(self, name: str) -> str:
+        """One line about the entry ``name``: its ``description`` or ``summary`` attribute, else the
+        first line of its docstring.
+
+        Parameters
+        ----------
+        name : str
+            The entry's name.
+
+        Returns
+        -------
+        str
+        """
+        entry = self.get(name)
+        for attr in ("description", "summary"):
+            text = getattr(entry, attr, None)
+            if isinstance(text, str) and text.strip():
+                return text.strip().splitlines()[0]
+        doc = getattr(entry, "__doc__", None) if callable(entry) else None
+        return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __repr__(self) -> str:
+        return f"Registry(kind={self.kind!r}, {len(self)} entries)"
 
     def items(self) -> list[tuple[str, T]]:
         """``(name, entry)`` pairs, sorted by name."""
@@ -143,7 +214,17 @@ def _is_module(obj: object) -> bool:
 
 
 def entry_point_modules(group: str) -> list[str]:
-    """Module names that the installed entry points of ``group`` refer to (for the layer test)."""
+    """Module names that the installed entry points of ``group`` refer to (for the layer test).
+
+    Parameters
+    ----------
+    group : str
+        An entry-point group (``vitfeat.families``).
+
+    Returns
+    -------
+    list of str
+    """
     return sorted({point.value.split(":", 1)[0] for point in metadata.entry_points(group=group)})
 
 

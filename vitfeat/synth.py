@@ -52,6 +52,30 @@ WOOD_FLUORESCENCE = np.array([0.78, 0.86, 1.0], np.float32)
 
 @dataclass
 class SynthConfig:
+    """What :func:`generate` makes (written to ``synth.yaml``).
+
+    Attributes
+    ----------
+    n : int
+        Cases.
+    seed : int
+        Random seed (the data set is a function of the configuration).
+    size : int
+        Photo side in pixels (>= 64).
+    difficulty : float
+        0 (stages far apart) to 1 (overlapping).
+    active_fraction : float
+        Share of active cases.
+    cases_per_patient : float
+        Mean cases per patient (>= 1).
+    label_noise : float
+        Share of manifest labels flipped (``truth.csv`` keeps the true ones).
+    hair : float
+        Share of photos with hair.
+    jpeg_quality : tuple of int
+        Range of JPEG qualities.
+    """
+
     n: int = 200
     seed: int = 0
     size: int = 512
@@ -77,7 +101,17 @@ class SynthConfig:
 
 @dataclass
 class CaseTruth:
-    """The generator's latent parameters for one case (one row of truth.csv)."""
+    """The generator's latent parameters for one case (one row of truth.csv).
+
+    Attributes
+    ----------
+    case_id, patient_id : str
+        Ids.
+    label, observed_label : str
+        The true stage and what the manifest says (they differ under label noise).
+    area_ratio, blur_px, n_satellites, wood_contrast, patchiness, trichrome_px, hyper_rim : number
+        The clinical signals the features should recover (see the field comments).
+    """
 
     case_id: str
     patient_id: str
@@ -175,7 +209,21 @@ def _polygons(mask: np.ndarray) -> list[np.ndarray]:
 
 
 def yolo_label_lines(mask: np.ndarray, kind: str, class_id: int = 0) -> list[str]:
-    """YOLO label lines for each connected component: ``box`` (cx cy w h) or ``polygon``."""
+    """YOLO label lines for each connected component: ``box`` (cx cy w h) or ``polygon``.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        (H, W) bool.
+    kind : {"box", "polygon"}
+        Label format.
+    class_id : int, default 0
+        The class written first on each line.
+
+    Returns
+    -------
+    list of str
+    """
     h, w = mask.shape
     lines = []
     for poly in _polygons(mask):
@@ -411,7 +459,17 @@ def _render_case(index: int, case_id: str, patient_id: str, skin_type: int, acti
 
 
 def plan_cases(cfg: SynthConfig) -> pd.DataFrame:
-    """Who is who: case ids, patients, skin types, true and observed labels (cheap, deterministic)."""
+    """Who is who: case ids, patients, skin types, true and observed labels (cheap, deterministic).
+
+    Parameters
+    ----------
+    cfg : SynthConfig
+        The configuration.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     rng = np.random.default_rng([cfg.seed, 10**9])
     rows, patient = [], 0
     while len(rows) < cfg.n:
@@ -437,6 +495,22 @@ def generate(out_dir, n: int = 200, seed: int = 0, size: int = 512, difficulty: 
     Writes ``manifest.csv`` (paths relative to ``out_dir``), ``truth.csv`` (latent parameters per
     case), ``images/``, ``masks/`` (0/255 PNG), YOLO labels (``labels/`` polygons, ``labels-boxes/``
     boxes, one file per image stem) and ``synth.yaml`` (the arguments).
+
+    Parameters
+    ----------
+    out_dir : path-like
+        The folder (created).
+    n, seed, size, difficulty, active_fraction, cases_per_patient, label_noise, hair
+        See :class:`SynthConfig`.
+    jobs : int, default -1
+        Worker processes (-1: all cores).
+    progress : bool, default True
+        Progress bar.
+
+    Returns
+    -------
+    pathlib.Path
+        ``manifest.csv``.
     """
     cfg = SynthConfig(n=n, seed=seed, size=size, difficulty=difficulty, active_fraction=active_fraction,
                       cases_per_patient=cases_per_patient, label_noise=label_noise, hair=hair)

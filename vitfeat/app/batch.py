@@ -83,6 +83,23 @@ def predict_batch(run, manifest, archive=None, folder=None, *, max_bytes: int = 
     Image paths in the manifest are relative to the unpacked ``archive`` or to ``folder``. Returns
     the predictions CSV, written in a fresh temporary folder outside the run (the caller serves it);
     the unpacked images are removed before returning.
+
+    Parameters
+    ----------
+    run : RunInfo
+        The run.
+    manifest : path-like
+        The uploaded manifest.
+    archive : path-like, optional
+        A zip of the images.
+    folder : path-like, optional
+        A folder holding them.
+    max_bytes : int
+        Upload-size limit.
+
+    Returns
+    -------
+    pathlib.Path
     """
     from vitfeat.dataset import ManifestError
     from vitfeat.pipelines.predict import predict_run

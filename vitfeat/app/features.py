@@ -30,12 +30,24 @@ def _percentile(values: np.ndarray, x: float) -> float | None:
 
 def top_features(run, features_path, target: str, top: int = 5) -> tuple[list[dict], list[str]]:
     """``(rows, warnings)``: the ``top`` features by |SHAP| toward the predicted class (or, for
-    models without an exact explainer, by distance from the training median in IQRs)."""
+    models without an exact explainer, by distance from the training median in IQRs).
+
+    Parameters
+    ----------
+    run : vitfeat.app.RunInfo
+        The run.
+    features_path : path-like or pandas.DataFrame
+        The case's feature table (a file, or held in memory).
+    target : str
+        Which target.
+    top : int, default 5
+        How many features.
+    """
     from vitfeat.pipelines.explain import shap_values
     from vitfeat.pipelines.persist import read_feature_table
 
     bundle, schema = run.bundle, run.bundle["features"]
-    frame, _ = read_feature_table(features_path)
+    frame = features_path if isinstance(features_path, pd.DataFrame) else read_feature_table(features_path)[0]
     X = frame[schema].to_numpy(dtype=float, copy=True)[:1]
     X[~np.isfinite(X)] = np.nan
     entry = bundle["targets"][target]

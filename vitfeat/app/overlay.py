@@ -28,7 +28,23 @@ def _mask_plan(case, mask_spec: str) -> dict:
 
 
 def outline(rgb: np.ndarray, mask: np.ndarray, colour, thickness: int = 2) -> np.ndarray:
-    """``rgb`` with the contours of ``mask`` drawn on it (a copy)."""
+    """``rgb`` with the contours of ``mask`` drawn on it (a copy).
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        The photo.
+    mask : numpy.ndarray
+        (H, W) bool.
+    colour : tuple of int
+        RGB colour.
+    thickness : int, default 2
+        Line width at 512 px (scaled with the photo).
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     out = np.ascontiguousarray(rgb.copy())
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     cv2.drawContours(out, contours, -1, colour, max(1, thickness * max(rgb.shape[:2]) // 512))
@@ -37,7 +53,21 @@ def outline(rgb: np.ndarray, mask: np.ndarray, colour, thickness: int = 2) -> np
 
 def case_overlays(manifest, mask_spec: str, max_side: int | None):
     """``(images, areas, warnings)`` for the one case of ``manifest`` (photos and masks exactly as
-    the extraction sees them: same mask source, same ``max_side``)."""
+    the extraction sees them: same mask source, same ``max_side``).
+
+    Parameters
+    ----------
+    manifest : path-like or pandas.DataFrame
+        A one-case manifest.
+    mask_spec : str
+        The run's mask source.
+    max_side : int or None
+        The run's ``max_side``.
+
+    Returns
+    -------
+    tuple
+    """
     from vitfeat.dataset import load_manifest
     from vitfeat.featurize.engine import load_case_arrays
     from vitfeat.featurize.registration import register_pair

@@ -1,9 +1,11 @@
 """One lesion pair through exactly the code of `vitfeat predict`.
 
 The uploaded photos are re-encoded without metadata (EXIF: GPS, dates, device) into a private
-temporary folder with a one-row manifest, and :func:`~vitfeat.pipelines.predict.predict_run` is
-called on it, so the app's stage and probabilities are those of ``vitfeat predict`` on the same
-case. The folder is removed before the answer is returned; nothing is written into the run.
+temporary folder, and a one-row manifest held in memory goes to :func:`vitfeat.load_run`'s
+:meth:`~vitfeat.pipelines.runs.Run.predictions`, which ends in the function behind ``vitfeat
+predict`` (:func:`~vitfeat.pipelines.predict.predict_features`): the app's stage and probabilities
+are those of ``vitfeat predict`` on the same case, and no table is written. The folder is removed
+before the answer is returned; nothing is written into the run.
 """
 
 from __future__ import annotations
@@ -57,12 +59,17 @@ class RunInfo:
         return str(self.meta.get("kind"))
 
     @cached_property
+    def loaded(self):
+        """The run as :func:`vitfeat.load_run` opens it (the one predict path)."""
+        from vitfeat.pipelines.runs import load_run
+
+        return load_run(self.path, trust_modified=self.trust_modified)
+
+    @cached_property
     def bundle(self) -> dict | None:
         if self.kind != "sklearn":
             return None
-        from vitfeat.pipelines.persist import load_model
-
-        return load_model(self.path / "model.skops")
+        return self.loaded.bundle
 
     @property
     def feature_columns(self) -> list[str]:
@@ -160,7 +167,31 @@ def _num(value):
 def sanitize_image(src, dest: Path, *, what: str, max_bytes: int = MAX_UPLOAD_BYTES,
                    max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Read an upload under the size and decompression guards and write it to ``dest`` as a PNG
-    without any metadata (EXIF orientation applied first); returns the RGB pixels."""
+    without any metadata (EXIF orientation applied first); returns the RGB pixels.
+
+    Parameters
+    ----------
+    src : path-like
+        The uploaded file.
+    dest : pathlib.Path
+        Where the clean PNG goes (the app's private temporary folder).
+    what : str
+        How messages name it ("clinical photo").
+    max_bytes : int
+        Upload-size limit.
+    max_pixels : int
+        Decompression-bomb guard.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) uint8.
+
+    Raises
+    ------
+    AppInputError
+        A message for the user, without server paths.
+    """
     src = Path(src)
     _check_bytes(src, what, max_bytes)
     try:
@@ -173,6 +204,26 @@ def sanitize_image(src, dest: Path, *, what: str, max_bytes: int = MAX_UPLOAD_BY
 
 def sanitize_mask(src, dest: Path, *, what: str, max_bytes: int = MAX_UPLOAD_BYTES,
                   max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Read an uploaded mask under the same guards and write it to ``dest`` as a clean 0/255 PNG.
+
+    Parameters
+    ----------
+    src : path-like
+        The uploaded file.
+    dest : pathlib.Path
+        Where the clean PNG goes (the app's private temporary folder).
+    what : str
+        How messages name it ("clinical photo").
+    max_bytes : int
+        Upload-size limit.
+    max_pixels : int
+        Decompression-bomb guard.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W) bool.
+    """
     src = Path(src)
     _check_bytes(src, what, max_bytes)
     try:
@@ -246,8 +297,6 @@ def predict_pair(run: RunInfo | str | Path, clinical, wood=None, *, clinical_mas
         ``stage``, ``target``, ``probabilities`` ({class: p}), ``warnings`` (list), ``performance``,
         and with ``details``: ``areas``, ``overlays`` (RGB arrays), ``top_features`` (list of dicts).
     """
-    from vitfeat.pipelines.predict import predict_run
-
     run = run if isinstance(run, RunInfo) else RunInfo(run)
     if clinical is None:
         raise AppInputError("a clinical photo is required")
@@ -276,10 +325,14 @@ def predict_pair(run: RunInfo | str | Path, clinical, wood=None, *, clinical_mas
                     raise AppInputError(f"{modality} mask: size {m.shape[::-1]} differs from the photo's "
                                         f"{arrays[modality].shape[1::-1]}")
                 row[f"{modality}_mask"] = f"{modality}_mask.png"
-        manifest = tmp / "manifest.csv"
-        pd.DataFrame([row]).to_csv(manifest, index=False)
+        manifest = pd.DataFrame([{**row, "data_root": str(tmp)}])  # in memory: no table is written
+        features = None
         try:
-            out = predict_run(run.path, manifest, tmp / "predictions.csv", trust_modified=run.trust_modified)
+            if run.kind == "sklearn":
+                features = run.loaded.features(manifest)
+                out = run.loaded.predictions(features)
+            else:
+                out = run.loaded.predictions(manifest)
         except (ValueError, FileNotFoundError) as exc:
             raise AppInputError(public_message(str(exc).replace(str(tmp) + "/", ""))) from None
         result = _answer(run, out.iloc[0])
@@ -299,9 +352,8 @@ def predict_pair(run: RunInfo | str | Path, clinical, wood=None, *, clinical_mas
             result["warnings"].append("no Wood's-lamp photo: the model answers from the clinical photo alone, "
                                       "which it saw less often (or never) in training")
         result["warnings"] += _size_warnings(run, arrays["clinical"])
-        features_path = tmp / "predictions.features.parquet"
         if details:
-            result.update(_details(run, manifest, features_path, result))
+            result.update(_details(run, manifest, features, result))
         return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -336,7 +388,7 @@ def _size_warnings(run: RunInfo, rgb: np.ndarray) -> list[str]:
     return []
 
 
-def _details(run: RunInfo, manifest: Path, features_path: Path, result: dict) -> dict:
+def _details(run: RunInfo, manifest: pd.DataFrame, features: pd.DataFrame | None, result: dict) -> dict:
     from vitfeat.app.overlay import case_overlays
 
     extraction = run.meta.get("extraction") or {}
@@ -348,10 +400,10 @@ def _details(run: RunInfo, manifest: Path, features_path: Path, result: dict) ->
         result["warnings"] += warnings
     except Exception as exc:  # noqa: BLE001 - the drawing is an aid; the prediction stands without it
         result["warnings"].append(f"the lesion overlay could not be drawn ({exc})")
-    if run.kind == "sklearn" and features_path.is_file():
+    if run.kind == "sklearn" and features is not None:
         from vitfeat.app.features import top_features
 
-        top, warnings = top_features(run, features_path, result["target"])
+        top, warnings = top_features(run, features, result["target"])
         out["top_features"] = top
         result["warnings"] += warnings
     return out

@@ -17,6 +17,27 @@ def launch(run_dirs, *, host: str = "127.0.0.1", port: int | None = 7860, max_by
 
     ``cache`` is the folder Gradio keeps uploads in (a fresh private one by default); whoever
     launches removes it afterwards.
+
+    Parameters
+    ----------
+    run_dirs : sequence of path-like
+        The runs to serve.
+    host : str, default "127.0.0.1"
+        Address (loopback only by default).
+    port : int, optional
+        Port (None: Gradio's default).
+    max_bytes : int
+        Upload-size limit.
+    block : bool, default True
+        Serve until interrupted.
+    cache : path-like, optional
+        Gradio's upload folder.
+    **build_kwargs
+        Options of the app's layout (``vitfeat.app.ui.build_app``).
+
+    Returns
+    -------
+    tuple
     """
     cache = Path(cache) if cache is not None else Path(tempfile.mkdtemp(prefix="vitfeat-gradio-"))
     os.environ["GRADIO_TEMP_DIR"] = str(cache)  # uploads land here, not in a shared /tmp/gradio

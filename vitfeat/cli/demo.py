@@ -15,6 +15,13 @@ report is. Re-running reuses the data and the feature cache.
 
 
 def register(subparsers) -> None:
+    """Add the command to ``vitfeat``'s parser.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subcommands of ``vitfeat`` (or of its parent command).
+    """
     p = add_command(subparsers, "demo", "run synth, extract and fit on the embedded default data", DESCRIPTION)
     p.add_argument("out", nargs="?", default="artifacts/demo", help="output folder (default artifacts/demo)")
     p.add_argument("--jobs", type=int, default=-1, help="worker processes (default: all cores)")
@@ -22,6 +29,18 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    """Run ``vitfeat demo`` with the parsed arguments (a thin shell over the library).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
     from vitfeat.demo import run_demo
 
     paths = run_demo(args.out, jobs=args.jobs)

@@ -26,6 +26,13 @@ Examples:
 
 
 def register(subparsers) -> None:
+    """Add the command to ``vitfeat``'s parser.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subcommands of ``vitfeat`` (or of its parent command).
+    """
     p = add_command(subparsers, "explain", "feature importance (SHAP, permutation) for a fitted run", DESCRIPTION)
     p.add_argument("run_dir", help="run directory written by `vitfeat fit`")
     p.add_argument("--target", help="which target to explain (default: the run's first)")
@@ -40,7 +47,19 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from vitfeat.cli.main import CLIError
+    """Run ``vitfeat explain`` with the parsed arguments (a thin shell over the library).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
+    from vitfeat.cli._common import CLIError
     from vitfeat.pipelines.explain import explain_run
 
     try:

@@ -126,7 +126,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
     from vitfeat.pipelines.select import FitConfig, fit_run
 
     overrides = {"targets": args.target, "pipelines": args.pipelines, "folds": args.folds, "repeats": args.repeats,

@@ -8,7 +8,8 @@ import logging
 import signal
 import sys
 
-from vitfeat import __version__
+from vitfeat._version import __version__
+from vitfeat.cli._common import CLIError  # noqa: F401  (defined beside add_command; re-exported here)
 
 # Each module exposes `register(subparsers)`; the order here is the order in `--help`.
 SUBCOMMAND_MODULES = [
@@ -24,6 +25,7 @@ SUBCOMMAND_MODULES = [
     "vitfeat.cli.seg",
     "vitfeat.cli.vmtl",
     "vitfeat.cli.demo",
+    "vitfeat.cli.listing",
 ]
 
 DESCRIPTION = """\
@@ -42,11 +44,8 @@ Run `vitfeat COMMAND --help` for each command's options.
 """
 
 
-class CLIError(Exception):
-    """An error whose message is shown to the user as is (exit status 2)."""
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The ``vitfeat`` parser with every subcommand of :data:`SUBCOMMAND_MODULES` registered."""
     parser = argparse.ArgumentParser(
         prog="vitfeat", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -59,6 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``vitfeat`` (a :class:`CLIError` is printed as ``vitfeat COMMAND: error: ...``, status 2).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)

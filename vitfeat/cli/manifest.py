@@ -47,6 +47,13 @@ The written manifest is checked at once.
 
 
 def register(subparsers) -> None:
+    """Add the command to ``vitfeat``'s parser.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subcommands of ``vitfeat`` (or of its parent command).
+    """
     parser = add_command(subparsers, "manifest", "validate manifests and build them from folders", DESCRIPTION)
     sub = parser.add_subparsers(dest="manifest_command", metavar="ACTION")
     check = add_command(sub, "check", "validate a manifest and list every problem", CHECK)
@@ -83,7 +90,13 @@ def register(subparsers) -> None:
 
 
 def add_mask_options(parser) -> None:
-    """The mask-reading and degenerate-input options (shared with commands that read masks)."""
+    """The mask-reading and degenerate-input options (shared with commands that read masks).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser.
+    """
     parser.add_argument("--mask-threshold", type=float,
                         help="grey value >= which a mask pixel is lesion (default: 0/k masks binary, "
                              "others at half their maximum, with a warning)")
@@ -95,6 +108,18 @@ def add_mask_options(parser) -> None:
 
 
 def run_check(args) -> int:
+    """Run ``vitfeat manifest check`` with the parsed arguments (a thin shell over the library).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
     from vitfeat.dataset import validate_manifest
 
     try:
@@ -104,7 +129,7 @@ def run_check(args) -> int:
             mask_threshold=args.mask_threshold, masks_inverted=args.masks_inverted,
             min_mask_area=args.min_mask_area, min_image_side=args.min_image_side, folds=args.folds)
     except (FileNotFoundError, ValueError) as exc:
-        from vitfeat.cli.main import CLIError
+        from vitfeat.cli._common import CLIError
 
         raise CLIError(str(exc)) from None
     fatal = _print_problems(problems)
@@ -114,7 +139,19 @@ def run_check(args) -> int:
 
 
 def run_import(args) -> int:
-    from vitfeat.cli.main import CLIError
+    """Run ``vitfeat manifest import`` with the parsed arguments (a thin shell over the library).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
+    from vitfeat.cli._common import CLIError
     from vitfeat.dataset import validate_manifest, write_manifest
     from vitfeat.importers import LayoutError, import_folder, parse_class_maps
 

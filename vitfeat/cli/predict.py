@@ -49,7 +49,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
     from vitfeat.dataset import ManifestError
     from vitfeat.pipelines.predict import predict_run
 

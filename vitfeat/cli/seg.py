@@ -46,7 +46,8 @@ def register(subparsers) -> None:
     imp.add_argument("--allow-outside-root", action="store_true")
     imp.set_defaults(func=run_import, output_check=[("out", "dir")])
     info = add_command(sub, "info", "parameters and FLOPs of a segmentation architecture", DESCRIPTION)
-    info.add_argument("--arch", default="ultralight", choices=["unet", "deeplabv3", "deeplabv3plus", "ultralight"])
+    info.add_argument("--arch", default="ultralight", metavar="ARCH",
+                      help="a registered architecture (`vitfeat list segmentation`; default ultralight)")
     info.add_argument("--imgsz", type=int, default=256)
     info.add_argument("--encoder", default="resnet34")
     info.add_argument("--classes", type=int, default=1)
@@ -56,7 +57,7 @@ def register(subparsers) -> None:
 
 
 def run_compare(args) -> int:
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
     from vitfeat.deep.segmentation.compare import compare_runs
 
     try:
@@ -70,7 +71,7 @@ def run_compare(args) -> int:
 
 
 def run_import(args) -> int:
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
     from vitfeat.dataset import ManifestError
     from vitfeat.deep.segmentation.official import import_official
 
@@ -89,7 +90,7 @@ def run_import(args) -> int:
 
 
 def run_info(args) -> int:
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
     from vitfeat.deep.segmentation.info import model_info
 
     if args.imgsz % 32:

@@ -27,6 +27,13 @@ Examples:
 
 
 def register(subparsers) -> None:
+    """Add the command to ``vitfeat``'s parser.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subcommands of ``vitfeat`` (or of its parent command).
+    """
     p = add_command(subparsers, "serve", "web app for clinicians (stage a lesion pair)", DESCRIPTION)
     p.add_argument("runs", nargs="+", help="run directories written by `vitfeat fit` or `vitfeat train vmtl`")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
@@ -39,8 +46,20 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    """Run ``vitfeat serve`` with the parsed arguments (a thin shell over the library).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
     from vitfeat.app.server import serve
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
 
     try:
         serve(args.runs, host=args.host, port=args.port, max_bytes=int(args.max_upload_mb * 1024 * 1024),

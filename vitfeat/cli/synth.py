@@ -23,6 +23,13 @@ Examples:
 
 
 def register(subparsers) -> None:
+    """Add the command to ``vitfeat``'s parser.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subcommands of ``vitfeat`` (or of its parent command).
+    """
     p = add_command(subparsers, "synth", "write synthetic paired data with known ground truth", DESCRIPTION)
     p.add_argument("out", help="output folder (created)")
     p.add_argument("--n", type=int, default=200, help="number of cases (default 200)")
@@ -39,7 +46,19 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from vitfeat.cli.main import CLIError
+    """Run ``vitfeat synth`` with the parsed arguments (a thin shell over the library).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
+    from vitfeat.cli._common import CLIError
     from vitfeat.synth import generate
 
     try:

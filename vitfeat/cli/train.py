@@ -19,6 +19,13 @@ Run `vitfeat train KIND --help` for each kind's options.
 
 
 def register(subparsers) -> None:
+    """Add the command to ``vitfeat``'s parser.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subcommands of ``vitfeat`` (or of its parent command).
+    """
     parser = add_command(subparsers, "train", "train deep models (yolo, seg, vmtl)", DESCRIPTION)
     kinds = parser.add_subparsers(dest="kind", metavar="KIND")
     for name in KIND_MODULES:

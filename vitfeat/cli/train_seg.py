@@ -42,7 +42,9 @@ def register(kinds) -> None:
     p = add_command(kinds, "seg", "train a lesion segmenter (UNet, DeepLabV3, UltraLight VM-UNet)", DESCRIPTION)
     p.add_argument("manifest", help="manifest CSV/Parquet with image and mask columns")
     p.add_argument("-o", "--out", required=True, help="output directory (created)")
-    p.add_argument("--arch", default="unet", choices=["unet", "deeplabv3", "deeplabv3plus", "ultralight"])
+    p.add_argument("--arch", default="unet", metavar="ARCH",
+                   help="segmentation architecture: unet (default), deeplabv3, deeplabv3plus, ultralight, or any "
+                        "other registered one (`vitfeat list segmentation`)")
     p.add_argument("--modality", default="clinical", choices=["clinical", "wood"])
     p.add_argument("--recipe", default="vitfeat", choices=["vitfeat", "original"],
                    help="vitfeat's own recipe (default) or UltraLight's published one (original)")
@@ -75,10 +77,16 @@ def register(kinds) -> None:
 
 
 def run(args) -> int:
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
     from vitfeat.dataset import ManifestError
     from vitfeat.deep.segmentation.train import SegConfig, train_segmenter
 
+    from vitfeat.deep.segmentation.models import get_architecture
+
+    try:
+        get_architecture(args.arch)  # the registry names the valid ones
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     if args.threads:
         import torch
 

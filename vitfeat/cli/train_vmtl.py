@@ -45,6 +45,13 @@ Weights: --weights hub (timm pretrained; needs the hub cache when offline), a lo
 
 
 def register(kinds) -> None:
+    """Add the command to ``vitfeat``'s parser.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subcommands of ``vitfeat`` (or of its parent command).
+    """
     p = add_command(kinds, "vmtl", "train the VMTL multi-task model on a fold plan", DESCRIPTION)
     p.add_argument("manifest", help="manifest CSV/Parquet with clinical (and wood, masks) and the target")
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="run directory to write")
@@ -90,7 +97,7 @@ def _parse_roi(text: str | None):
     for part in text.split(","):
         mod, sep, source = part.partition("=")
         if not sep:
-            from vitfeat.cli.main import CLIError
+            from vitfeat.cli._common import CLIError
 
             raise CLIError(f"--roi: expected MODALITY=SOURCE, got '{part}'")
         roi[mod.strip()] = source.strip()
@@ -101,12 +108,24 @@ RUNTIME = ("device", "num_workers", "threads")  # may change when a run is resum
 
 
 def run(args) -> int:
+    """Run ``vitfeat train vmtl`` with the parsed arguments (a thin shell over the library).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
     import dataclasses
     from pathlib import Path
 
     import yaml
 
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
     from vitfeat.dataset import ManifestError
     from vitfeat.deep.embedders import WeightsUnavailableError
     from vitfeat.deep.vmtl import VMTLConfig, preset, train_vmtl

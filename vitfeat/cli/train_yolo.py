@@ -25,6 +25,13 @@ An interrupted run resumes when the same command is run again (DIR/train/weights
 
 
 def register(kinds) -> None:
+    """Add the command to ``vitfeat``'s parser.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subcommands of ``vitfeat`` (or of its parent command).
+    """
     parser = add_command(kinds, "yolo", "train an ultralytics YOLO detector or segmenter", DESCRIPTION)
     parser.add_argument("manifest", help="manifest CSV/Parquet with images and masks of --modality")
     parser.add_argument("-o", "--out", required=True, metavar="DIR", help="output directory")
@@ -46,7 +53,19 @@ def register(kinds) -> None:
 
 
 def run(args) -> int:
-    from vitfeat.cli.main import CLIError
+    """Run ``vitfeat train yolo`` with the parsed arguments (a thin shell over the library).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
+    from vitfeat.cli._common import CLIError
     from vitfeat.dataset import ManifestError
     from vitfeat.deep.yolo import train_yolo
 

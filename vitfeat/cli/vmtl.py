@@ -19,6 +19,13 @@ Examples:
 
 
 def register(subparsers) -> None:
+    """Add the command to ``vitfeat``'s parser.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subcommands of ``vitfeat`` (or of its parent command).
+    """
     parser = add_command(subparsers, "vmtl", "facts about the VMTL variants (parameters, FLOPs)", DESCRIPTION)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     info = add_command(actions, "info", "parameters per module and FLOPs of a VMTL variant")
@@ -31,9 +38,21 @@ def register(subparsers) -> None:
 
 
 def run_info(args) -> int:
+    """Run ``vitfeat vmtl info`` with the parsed arguments (a thin shell over the library).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
     import json
 
-    from vitfeat.cli.main import CLIError
+    from vitfeat.cli._common import CLIError
     from vitfeat.deep.vmtl.info import format_info, variant_info
     from vitfeat.registry import UnknownNameError
 

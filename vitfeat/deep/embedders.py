@@ -29,6 +29,7 @@ import numpy as np
 
 from vitfeat.dataset import file_hash
 from vitfeat.deep.runtime import hub_offline, hub_reachable, select_device
+from vitfeat.registry import Registry
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
@@ -43,21 +44,55 @@ class RandomWeightsWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Backbone:
-    """A named timm backbone: the timm model name and the keyword arguments it is built with."""
+    """A named timm backbone: the timm model name and the keyword arguments it is built with.
+
+    Attributes
+    ----------
+    name : str
+        The short name.
+    timm_name : str
+        The timm model.
+    create_kwargs : dict
+        Fixed ``timm.create_model`` arguments.
+    img_size : int or None
+        Input size (None: the model's pretrained size).
+    """
 
     name: str
     timm_name: str
     create_kwargs: dict = field(default_factory=dict)
     img_size: int | None = None  # None: the model's pretrained input size
 
+    @property
+    def description(self) -> str:
+        """One line for ``vitfeat list backbone``: the timm model and its fixed build arguments."""
+        extra = ", ".join(f"{k}={v}" for k, v in self.create_kwargs.items())
+        return f"timm {self.timm_name}" + (f" ({extra})" if extra else "")
 
-_BACKBONES: dict[str, Backbone] = {}
+
+#: Backbones by short name (entry-point group ``vitfeat.backbones``); any timm name works besides.
+BACKBONES: Registry[Backbone] = Registry("backbone", "vitfeat.backbones")
+_BACKBONES = BACKBONES._entries  # the registry's dict, under its historical name
 
 
 def register_backbone(name: str, timm_name: str | None = None, **create_kwargs) -> Backbone:
-    """Give a timm model a short vitfeat name (and fixed build arguments such as ``img_size``)."""
+    """Give a timm model a short vitfeat name (and fixed build arguments such as ``img_size``).
+
+    Parameters
+    ----------
+    name : str
+        The short name (``deep:<name>`` families, ``--backbone``).
+    timm_name : str, optional
+        The timm model it builds (default: ``name``).
+    **create_kwargs
+        Fixed keyword arguments of ``timm.create_model`` (``img_size=224``).
+
+    Returns
+    -------
+    Backbone
+    """
     bb = Backbone(name, timm_name or name, dict(create_kwargs), create_kwargs.get("img_size"))
-    _BACKBONES[name] = bb
+    BACKBONES.register(name, bb, overwrite=True)
     return bb
 
 
@@ -72,13 +107,28 @@ register_backbone("samvit_base_patch16", img_size=224)
 
 def available_backbones() -> list[str]:
     """Short names registered here; any other timm model name is accepted too."""
-    return sorted(_BACKBONES)
+    return BACKBONES.list()
 
 
 def get_backbone(name: str) -> Backbone:
-    """A registered backbone, or any model timm knows under that name (e.g. ``resnet18``, ``test_vit``)."""
-    if name in _BACKBONES:
-        return _BACKBONES[name]
+    """A registered backbone, or any model timm knows under that name (e.g. ``resnet18``, ``test_vit``).
+
+    Parameters
+    ----------
+    name : str
+        A short name of :data:`BACKBONES` or a timm model name.
+
+    Returns
+    -------
+    Backbone
+
+    Raises
+    ------
+    KeyError
+        Neither.
+    """
+    if name in BACKBONES:
+        return BACKBONES.get(name)
     import timm
 
     if not timm.is_model(name):
@@ -88,7 +138,17 @@ def get_backbone(name: str) -> Backbone:
 
 
 def column_stem(name: str) -> str:
-    """The backbone's part of a column name: lower case, characters other than [a-z0-9_] as '_'."""
+    """The backbone's part of a column name: lower case, characters other than [a-z0-9_] as '_'.
+
+    Parameters
+    ----------
+    name : str
+        Backbone name.
+
+    Returns
+    -------
+    str
+    """
     return re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")
 
 
@@ -96,6 +156,15 @@ def describe_weights(weights: str | Path) -> tuple[str, str]:
     """``(kind, identity)`` of a weights spec: kind is hub|file|random; identity goes into cache keys.
 
     A file is identified by its content hash, so that replacing it invalidates cached features.
+
+    Parameters
+    ----------
+    weights : str or path-like
+        ``hub``, ``random`` or a weight file.
+
+    Returns
+    -------
+    tuple of str
     """
     w = str(weights)
     if w in ("hub", "pretrained", ""):
@@ -112,7 +181,21 @@ def describe_weights(weights: str | Path) -> tuple[str, str]:
 
 
 def build_model(backbone: Backbone, weights: str | Path = "hub", *, seed: int = 0):
-    """Create the timm model without classifier (``num_classes=0``: pooled features), in eval mode."""
+    """Create the timm model without classifier (``num_classes=0``: pooled features), in eval mode.
+
+    Parameters
+    ----------
+    backbone : Backbone
+        The backbone.
+    weights : str or path-like, default "hub"
+        ``hub``, ``random`` or a weight file.
+    seed : int, default 0
+        Seed of random initialisation.
+
+    Returns
+    -------
+    torch.nn.Module
+    """
     import timm
     import torch
 
@@ -181,6 +264,25 @@ class Embedder:
     under autocast (``amp=True``, ``amp_dtype`` float16 by default, or bfloat16); on CPU in float32.
     Inputs are resized to the backbone's square input size and normalised with the mean/std of its
     pretrained configuration.
+
+    Parameters
+    ----------
+    backbone : str
+        A registered backbone or timm name.
+    weights : str or path-like, default "hub"
+        ``hub``, ``random`` or a weight file.
+    img_size : int, optional
+        Input size (default: the backbone's).
+    device : str, default "auto"
+        Torch device.
+    batch_size : int, default 32
+        Images per forward pass.
+    amp : bool, default True
+        Autocast on CUDA.
+    seed : int, default 0
+        Seed of random initialisation.
+    amp_dtype : {"float16", "bfloat16"}, default "float16"
+        Autocast precision.
     """
 
     def __init__(self, backbone: str, weights: str | Path = "hub", *, img_size: int | None = None,
@@ -221,6 +323,7 @@ class Embedder:
         return f"{self.backbone.timm_name}|{self.weights_id}|{self.img_size}px"
 
     def describe(self) -> dict:
+        """Provenance stored with the features: backbone, weights and their identity, input size, normalisation."""
         return {
             "backbone": self.backbone.name,
             "timm_model": self.backbone.timm_name,
@@ -265,7 +368,19 @@ class Embedder:
         return out.float().cpu().numpy()
 
     def embed(self, images: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
-        """Embed RGB uint8 images of any size (resized to the input size): ``(N, num_features)`` float32."""
+        """Embed RGB uint8 images of any size (resized to the input size): ``(N, num_features)`` float32.
+
+        Parameters
+        ----------
+        images : sequence of numpy.ndarray
+            (H, W, 3) uint8 crops.
+        progress : bool, default False
+            Progress bar.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         images = list(images)
         if not images:
             return np.zeros((0, self.num_features), np.float32)

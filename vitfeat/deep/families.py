@@ -48,6 +48,18 @@ DEFAULT_OPTIONS = {"roi": "mask", "margin": 0.1, "size": None, "batch": 32, "dev
 
 @dataclass
 class DeepSpec:
+    """A parsed ``deep:...`` family spec.
+
+    Attributes
+    ----------
+    backbone : str
+        The timm backbone.
+    weights : str
+        ``hub``, ``random`` or a weight file.
+    options : dict
+        ROI, margin, crop size and the other ``key=value`` options.
+    """
+
     backbone: str
     weights: str = "hub"
     options: dict = field(default_factory=lambda: dict(DEFAULT_OPTIONS))
@@ -66,6 +78,15 @@ def parse_spec(spec: str) -> DeepSpec:
     """Parse ``deep:BACKBONE[@WEIGHTS][:key=value...]`` (see the module docstring).
 
     Options are separated by ``:`` rather than ``,`` because family lists are comma-separated.
+
+    Parameters
+    ----------
+    spec : str
+        ``deep:BACKBONE[@WEIGHTS][:key=value...]``.
+
+    Returns
+    -------
+    DeepSpec
     """
     if not spec.startswith(f"{FAMILY}:"):
         raise ValueError(f"not a deep family spec: '{spec}' (expected 'deep:BACKBONE[@WEIGHTS]')")
@@ -99,6 +120,11 @@ class DeepFeatures:
 
     Models are built on first use, in the process that runs the family (the engine runs batch
     families in its main process), so listing or validating families costs nothing.
+
+    Parameters
+    ----------
+    spec : DeepSpec
+        The parsed spec.
     """
 
     def __init__(self, spec: DeepSpec):
@@ -139,11 +165,36 @@ class DeepFeatures:
                 "margin": self.spec.options["margin"], "family_version": self.version}
 
     def columns(self, modality: str) -> list[str]:
+        """The family's column names for ``modality`` (one per embedding dimension).
+
+        Parameters
+        ----------
+        modality : str
+            ``clinical`` or ``wood``.
+
+        Returns
+        -------
+        list of str
+        """
         n = self.embedder.num_features
         width = max(3, len(str(n - 1)))
         return [f"{modality}_{FAMILY}_{self.stem}_{i:0{width}d}" for i in range(n)]
 
     def crop(self, case, modality: str) -> np.ndarray | None:
+        """The lesion crop the backbone embeds (mask, box, YOLO or whole photo, per the spec).
+
+        Parameters
+        ----------
+        case : CaseArrays
+            The case.
+        modality : str
+            ``clinical`` or ``wood``.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            None without that photo.
+        """
         image = case.image(modality)
         if image is None:
             return None
@@ -175,7 +226,19 @@ class DeepFeatures:
         return det.best_box()  # detect model: the most confident box (VMSL's clinical crop)
 
     def batch(self, cases, **config) -> list[dict]:
-        """Features for several cases at once (one forward pass per batch and modality)."""
+        """Features for several cases at once (one forward pass per batch and modality).
+
+        Parameters
+        ----------
+        cases : list of CaseArrays
+            The cases.
+        **config
+            Refused: deep families take their options in the spec.
+
+        Returns
+        -------
+        list of dict
+        """
         if config:
             raise ValueError(f"deep families take their options in the spec (e.g. deep:{self.spec.backbone}"
                              f"@hub:roi=full:margin=0.2), not as config keys: {', '.join(sorted(config))}")
@@ -206,6 +269,15 @@ def make_deep_family(spec: str):
     The factory for the featurize registry: ``deep:...`` spec -> :class:`vitfeat.featurize.registry.Family`.
 
     Registered for the ``deep`` prefix through the ``vitfeat.families`` entry point (setup.cfg).
+
+    Parameters
+    ----------
+    spec : str
+        ``deep:BACKBONE[@WEIGHTS][:key=value...]``.
+
+    Returns
+    -------
+    vitfeat.featurize.registry.Family
     """
     from vitfeat.featurize.registry import Family
 

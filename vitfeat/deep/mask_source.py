@@ -15,7 +15,20 @@ from pathlib import Path
 
 def load_mask_predictor(path, **kwargs):
     """Load the model at ``path`` as a mask predictor; ``kwargs`` go to the model's loader
-    (e.g. ``conf=`` for YOLO, ``device=`` for both)."""
+    (e.g. ``conf=`` for YOLO, ``device=`` for both).
+
+    Parameters
+    ----------
+    path : path-like
+        A segmenter directory or a YOLO ``.pt``.
+    **kwargs
+        Passed to the loader.
+
+    Returns
+    -------
+    object
+        With ``predict(rgb, modality)`` and ``describe()``.
+    """
     path = Path(path).expanduser()
     if path.is_dir() and (path / "segmenter.json").is_file():
         from vitfeat.deep.segmentation import load_segmenter

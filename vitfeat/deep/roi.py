@@ -17,7 +17,18 @@ MIN_CROP_PX = 32
 
 
 def bbox_from_mask(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Bounding box of all lesion pixels of a boolean mask, or None when the mask is empty."""
+    """Bounding box of all lesion pixels of a boolean mask, or None when the mask is empty.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        (H, W) bool.
+
+    Returns
+    -------
+    tuple of int or None
+        ``(x0, y0, x1, y1)``, end-exclusive.
+    """
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
         return None
@@ -31,6 +42,21 @@ def expand_box(box, shape, margin: float = 0.1, square: bool = True) -> tuple[in
     Squaring grows the shorter side around the centre, so that the later resize to the backbone's
     square input does not distort the lesion; near an image edge the square is shifted inwards and,
     if the image itself is too narrow, clipped.
+
+    Parameters
+    ----------
+    box : sequence of float
+        ``(x0, y0, x1, y1)`` in pixels.
+    shape : tuple
+        The image's shape.
+    margin : float, default 0.1
+        Growth on each side, as a fraction of the box's size.
+    square : bool, default True
+        Grow the shorter side to a square.
+
+    Returns
+    -------
+    tuple of int
     """
     h, w = shape[:2]
     x0, y0, x1, y1 = (float(v) for v in box)
@@ -56,7 +82,19 @@ def _fit_interval(start: float, length: float, limit: int) -> tuple[float, float
 
 
 def square_resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize an image (any aspect) to ``size x size``: area averaging when shrinking, cubic when growing."""
+    """Resize an image (any aspect) to ``size x size``: area averaging when shrinking, cubic when growing.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The crop.
+    size : int
+        The side in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     h, w = image.shape[:2]
     interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_CUBIC
     return cv2.resize(np.ascontiguousarray(image), (size, size), interpolation=interp)
@@ -64,7 +102,15 @@ def square_resize(image: np.ndarray, size: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Roi:
-    """Where a crop came from: ``source`` is 'mask', 'box' or 'full' ('full' also for fallbacks)."""
+    """Where a crop came from: ``source`` is 'mask', 'box' or 'full' ('full' also for fallbacks).
+
+    Attributes
+    ----------
+    box : tuple of int
+        ``(x0, y0, x1, y1)`` in pixels of the image.
+    source : str
+        ``mask``, ``box`` or ``full``.
+    """
 
     box: tuple[int, int, int, int]
     source: str
@@ -76,6 +122,25 @@ def select_roi(image_shape, mask: np.ndarray | None = None, box=None, *, margin:
 
     A region whose shorter side (before the margin) is under ``min_size`` pixels falls back to the
     whole image.
+
+    Parameters
+    ----------
+    image_shape : tuple
+        The image's shape.
+    mask : numpy.ndarray, optional
+        (H, W) lesion mask.
+    box : sequence of float, optional
+        An annotated box (preferred to the mask).
+    margin : float, default 0.1
+        Growth on each side, as a fraction of the box's size.
+    square : bool, default True
+        Grow the shorter side to a square.
+    min_size : int
+        A region whose shorter side is smaller falls back to the whole image.
+
+    Returns
+    -------
+    Roi
     """
     h, w = image_shape[:2]
     full = Roi((0, 0, w, h), "full")
@@ -97,6 +162,28 @@ def crop_roi(image: np.ndarray, mask: np.ndarray | None = None, box=None, *, mar
     """Crop the lesion region of ``image`` (see :func:`select_roi`) and resize it to ``size`` square.
 
     ``size=None`` returns the crop at its own resolution.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The photo.
+    mask : numpy.ndarray, optional
+        (H, W) lesion mask.
+    box : sequence of float, optional
+        An annotated box (preferred to the mask).
+    margin : float, default 0.1
+        Growth on each side, as a fraction of the box's size.
+    square : bool, default True
+        Grow the shorter side to a square.
+    min_size : int
+        A region whose shorter side is smaller falls back to the whole image.
+    size : int or None, default 224
+        Output side in pixels (None: the crop's own size).
+
+    Returns
+    -------
+    crop : numpy.ndarray
+    roi : Roi
     """
     roi = select_roi(image.shape, mask, box, margin=margin, square=square, min_size=min_size)
     x0, y0, x1, y1 = roi.box

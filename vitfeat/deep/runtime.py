@@ -18,7 +18,19 @@ HUB_HOST = ("huggingface.co", 443)
 
 def select_device(device: str | None = "auto", *, mps: bool = True) -> "torch.device":  # noqa: F821
     """``"auto"`` picks CUDA when present, then Apple MPS (unless ``mps=False``: training code
-    untested there), else CPU; any torch device string passes."""
+    untested there), else CPU; any torch device string passes.
+
+    Parameters
+    ----------
+    device : str or None, default "auto"
+        ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+    mps : bool, default True
+        Let ``auto`` pick Apple MPS.
+
+    Returns
+    -------
+    torch.device
+    """
     import torch
 
     if device in (None, "", "auto"):
@@ -35,6 +47,15 @@ def hub_reachable(timeout: float = 2.0) -> bool:
     """True if the Hugging Face hub answers a TCP connect within ``timeout`` seconds.
 
     ``HF_HUB_OFFLINE=1`` counts as unreachable: the user said so.
+
+    Parameters
+    ----------
+    timeout : float, default 2.0
+        Seconds to wait.
+
+    Returns
+    -------
+    bool
     """
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         return False
@@ -99,7 +120,15 @@ def ultralytics_offline_env(config_dir: str | os.PathLike | None = None) -> Path
     - ``Arial.ttf`` / ``Arial.Unicode.ttf`` in it (a copy of DejaVu Sans), found before any download;
     - settings ``sync`` off (no analytics, crash reports) once ultralytics is importable.
 
-    Returns the config dir.
+    Parameters
+    ----------
+    config_dir : path-like, optional
+        The folder (default: ``VITFEAT_YOLO_CONFIG_DIR`` or vitfeat's cache).
+
+    Returns
+    -------
+    pathlib.Path
+        The config dir.
     """
     cfg = Path(config_dir or os.environ.get("VITFEAT_YOLO_CONFIG_DIR") or vitfeat_cache_dir() / "ultralytics")
     # ultralytics keeps its files in YOLO_CONFIG_DIR/Ultralytics; fonts are looked up there first.
@@ -139,7 +168,19 @@ def _repoint_loaded_ultralytics(user_dir: Path) -> None:
 
 
 def save_checkpoint(obj, path: str | os.PathLike) -> Path:
-    """``torch.save`` through a temporary sibling: a run killed mid-write keeps the old checkpoint."""
+    """``torch.save`` through a temporary sibling: a run killed mid-write keeps the old checkpoint.
+
+    Parameters
+    ----------
+    obj : object
+        State dicts and plain containers.
+    path : path-like
+        The checkpoint file.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     import torch
 
     from vitfeat.atomic import atomic_path
@@ -151,7 +192,19 @@ def save_checkpoint(obj, path: str | os.PathLike) -> Path:
 
 def load_checkpoint(path: str | os.PathLike, device="cpu"):
     """``torch.load`` with ``weights_only=True``: tensors and plain containers only, so a tampered
-    checkpoint cannot run code. Our checkpoints hold nothing else (histories are plain floats)."""
+    checkpoint cannot run code. Our checkpoints hold nothing else (histories are plain floats).
+
+    Parameters
+    ----------
+    path : path-like
+        The checkpoint file.
+    device : str or torch.device, default "cpu"
+        Where tensors are loaded.
+
+    Returns
+    -------
+    object
+    """
     import torch
 
     return torch.load(path, map_location=device, weights_only=True)

@@ -107,7 +107,17 @@ class LoopSettings:
 
 @dataclass
 class StepOutput:
-    """What ``step(batch)`` returns: the loss to minimise, the batch size, and floats to log."""
+    """What ``step(batch)`` returns: the loss to minimise, the batch size, and floats to log.
+
+    Attributes
+    ----------
+    loss : torch.Tensor
+        Scalar to minimise.
+    n : int
+        Cases in the batch (the logs are averaged by it).
+    logs : dict
+        ``{name: float}`` to average over the epoch.
+    """
 
     loss: torch.Tensor
     n: int
@@ -116,7 +126,23 @@ class StepOutput:
 
 @dataclass
 class LoopState:
-    """Everything of the loop that ``last.pt`` carries besides modules, optimiser and scheduler."""
+    """Everything of the loop that ``last.pt`` carries besides modules, optimiser and scheduler.
+
+    Attributes
+    ----------
+    epoch : int or None
+        Last finished epoch.
+    best_value : float
+        Best validation value so far.
+    best_epoch : int or None
+        Its epoch.
+    bad_epochs : int
+        Epochs since it improved (early stopping).
+    history : list of dict
+        One row per epoch.
+    extra : dict
+        The caller's own resumable state.
+    """
 
     epoch: int | None = None  # last finished epoch
     best_value: float = math.inf
@@ -126,12 +152,29 @@ class LoopState:
     extra: dict = field(default_factory=dict)  # the caller's own resumable state (plain containers)
 
     def as_dict(self) -> dict:
+        """The state as plain containers (what ``last.pt`` stores)."""
         return {"epoch": self.epoch, "best_value": self.best_value, "best_epoch": self.best_epoch,
                 "bad_epochs": self.bad_epochs, "history": self.history, "extra": self.extra}
 
 
 @dataclass
 class LoopResult:
+    """What :meth:`TrainingLoop.run` returns.
+
+    Attributes
+    ----------
+    history : list of dict
+        One row per epoch.
+    best_epoch : int or None
+        The epoch kept.
+    best_value : float
+        Its validation value.
+    stopped_early : bool
+        Patience ran out.
+    skipped_batches : int
+        Batches skipped for non-finite losses or gradients.
+    """
+
     history: list[dict]
     best_epoch: int | None
     best_value: float
@@ -140,7 +183,19 @@ class LoopResult:
 
 
 def autocast(device: torch.device, precision: str = "auto"):
-    """The autocast context of a precision setting on a device (a no-op on CPU and for fp32)."""
+    """The autocast context of a precision setting on a device (a no-op on CPU and for fp32).
+
+    Parameters
+    ----------
+    device : torch.device
+        Where the model runs.
+    precision : {"auto", "bf16", "fp16", "fp32"}, default "auto"
+        The setting (auto: bf16 on CUDA).
+
+    Returns
+    -------
+    context manager
+    """
     if device.type != "cuda" or precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
@@ -198,7 +253,17 @@ class TrainingLoop:
     # -- resume --------------------------------------------------------------------------------
 
     def resume(self, path=None) -> bool:
-        """Load ``last.pt`` (or ``path``) if it exists; returns whether it did."""
+        """Load ``last.pt`` (or ``path``) if it exists; returns whether it did.
+
+        Parameters
+        ----------
+        path : path-like, optional
+            Another checkpoint.
+
+        Returns
+        -------
+        bool
+        """
         path = Path(path) if path is not None else self.last_path
         if path is None or not path.is_file():
             return False
@@ -247,7 +312,18 @@ class TrainingLoop:
                           self.skipped_batches)
 
     def run_epoch(self, epoch: int) -> dict:
-        """One epoch: seeded training, validation, best keeping, scheduler, checkpoint, log row."""
+        """One epoch: seeded training, validation, best keeping, scheduler, checkpoint, log row.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch number (its seed derives from it).
+
+        Returns
+        -------
+        dict
+            The epoch's log row.
+        """
         started = time.perf_counter()
         seed = self.epoch_seed(epoch)
         torch.manual_seed(seed)
@@ -326,7 +402,15 @@ class TrainingLoop:
 
 
 def write_history(directory, history: list[dict]) -> None:
-    """``log.csv`` and ``log.json`` (one row per epoch), each written atomically."""
+    """``log.csv`` and ``log.json`` (one row per epoch), each written atomically.
+
+    Parameters
+    ----------
+    directory : path-like
+        The run folder.
+    history : list of dict
+        One row per epoch.
+    """
     import pandas as pd
 
     directory = Path(directory)

@@ -80,6 +80,19 @@ def mask_to_polygons(mask: np.ndarray, min_area: int = MIN_COMPONENT_PX, epsilon
     """Outer contours of a boolean mask as ``(K, 2)`` float arrays of normalised ``x, y`` in [0, 1].
 
     Holes are not represented (YOLO polygons have none); ``epsilon`` (px) simplifies the outline.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        (H, W) bool lesion mask.
+    min_area : int
+        Smaller components are dropped (px).
+    epsilon : float, default 1.0
+        Douglas-Peucker tolerance (px).
+
+    Returns
+    -------
+    list of numpy.ndarray
     """
     h, w = mask.shape
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -97,7 +110,19 @@ def mask_to_polygons(mask: np.ndarray, min_area: int = MIN_COMPONENT_PX, epsilon
 
 
 def mask_to_boxes(mask: np.ndarray, min_area: int = MIN_COMPONENT_PX) -> list[tuple[float, float, float, float]]:
-    """One box per connected component, YOLO style: normalised ``(cx, cy, w, h)``."""
+    """One box per connected component, YOLO style: normalised ``(cx, cy, w, h)``.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        (H, W) bool lesion mask.
+    min_area : int
+        Smaller components are dropped (px).
+
+    Returns
+    -------
+    list of tuple
+    """
     h, w = mask.shape
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     boxes = []
@@ -109,7 +134,19 @@ def mask_to_boxes(mask: np.ndarray, min_area: int = MIN_COMPONENT_PX) -> list[tu
 
 
 def label_lines(mask: np.ndarray, task: str) -> list[str]:
-    """Lines of a YOLO label file (class 0) for a lesion mask; empty for an empty mask."""
+    """Lines of a YOLO label file (class 0) for a lesion mask; empty for an empty mask.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        (H, W) bool lesion mask.
+    task : {"segment", "detect"}
+        Polygons or boxes.
+
+    Returns
+    -------
+    list of str
+    """
     if task == "segment":
         return ["0 " + " ".join(f"{v:.6f}" for v in poly.ravel()) for poly in mask_to_polygons(mask)]
     return ["0 " + " ".join(f"{v:.6f}" for v in box) for box in mask_to_boxes(mask)]
@@ -124,7 +161,21 @@ def _box_line(box, width: int, height: int) -> str:
 
 
 def grouped_split(frame: pd.DataFrame, val_fraction: float = 0.2, seed: int = 0) -> pd.Series:
-    """'train' / 'val' per row, whole patients on one side (sklearn's GroupShuffleSplit)."""
+    """'train' / 'val' per row, whole patients on one side (sklearn's GroupShuffleSplit).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Rows with ``patient_id``.
+    val_fraction : float, default 0.2
+        Share of patients in validation.
+    seed : int, default 0
+        Split seed.
+
+    Returns
+    -------
+    pandas.Series
+    """
     from sklearn.model_selection import GroupShuffleSplit
 
     groups = frame["patient_id"].astype(str).to_numpy()
@@ -145,6 +196,26 @@ def export_yolo_dataset(manifest: Manifest | str | os.PathLike, out_dir, *, task
     lesion-free). Images are re-encoded as PNG through :func:`vitfeat.dataset.read_image`, so that
     EXIF orientation, 16-bit and grey images mean the same here as everywhere else in vitfeat.
     A case whose files cannot be read is reported in ``split.csv`` (column ``error``) and skipped.
+
+    Parameters
+    ----------
+    manifest : Manifest or path-like
+        The cases.
+    out_dir : path-like
+        The dataset folder.
+    task : {"segment", "detect"}, default "segment"
+        Label format.
+    modality : str, default "clinical"
+        Which photos.
+    val_fraction : float, default 0.2
+        Share of patients in validation.
+    seed : int, default 0
+        Split seed.
+
+    Returns
+    -------
+    pathlib.Path
+        ``data.yaml``.
     """
     _check_task(task)
     if not isinstance(manifest, Manifest):
@@ -211,6 +282,17 @@ def resolve_model_source(model: str | os.PathLike | None, task: str) -> str:
 
     Names of hub checkpoints (``yolo11n.pt``) that are not local files are refused: they would
     trigger a download.
+
+    Parameters
+    ----------
+    model : str or path-like or None
+        The ``--model`` value (None: the task's default architecture, trained from scratch).
+    task : {"segment", "detect"}
+        What the model does.
+
+    Returns
+    -------
+    str
     """
     model = str(model or DEFAULT_MODELS[task])
     if model.endswith((".yaml", ".yml")):
@@ -233,6 +315,22 @@ def train_yolo(manifest, out_dir, *, task: str = "segment", modality: str = "cli
 
     If ``DIR`` holds an unfinished run (``train/weights/last.pt`` and no ``model.pt``), training resumes
     from it. ``overrides`` go to ultralytics' ``train()`` as is (e.g. ``lr0``, ``mosaic``).
+
+    Parameters
+    ----------
+    manifest : Manifest or path-like
+        The cases.
+    out_dir : path-like
+        The run folder.
+    task, modality, epochs, imgsz, model, batch, device, val_fraction, seed, workers, patience
+        The ``vitfeat train yolo`` options.
+    **overrides
+        More ultralytics training arguments.
+
+    Returns
+    -------
+    pathlib.Path
+        ``DIR/model.pt``.
     """
     _check_task(task)
     out = Path(out_dir)
@@ -286,14 +384,34 @@ def train_yolo(manifest, out_dir, *, task: str = "segment", modality: str = "cli
 
 @dataclass
 class Detection:
-    """YOLO output for one image, in the image's own pixel coordinates."""
+    """YOLO output for one image, in the image's own pixel coordinates.
+
+    Attributes
+    ----------
+    boxes : numpy.ndarray
+        (N, 4) ``x0, y0, x1, y1``, by decreasing confidence.
+    conf : numpy.ndarray
+        (N,) confidences.
+    masks : numpy.ndarray or None
+        (N, H, W) instance masks of a segment model.
+    """
 
     boxes: np.ndarray  # (N, 4) x0, y0, x1, y1, sorted by decreasing confidence
     conf: np.ndarray  # (N,)
     masks: np.ndarray | None  # (N, H, W) bool for segment models, None for detect models
 
     def union_mask(self, shape) -> np.ndarray:
-        """All instances as one lesion mask; a detect model's boxes are filled."""
+        """All instances as one lesion mask; a detect model's boxes are filled.
+
+        Parameters
+        ----------
+        shape : tuple
+            The image's shape.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         if self.masks is not None and len(self.masks):
             return self.masks.any(axis=0)
         out = np.zeros(shape[:2], bool)
@@ -315,6 +433,17 @@ class YoloPredictor:
     ``predict(image, modality)`` returns a bool lesion mask of the image's size (the contract of
     :func:`vitfeat.deep.mask_source.load_mask_predictor`); ``detect(image)`` returns boxes,
     confidences and instance masks.
+
+    Parameters
+    ----------
+    path : path-like
+        ``model.pt`` of ``vitfeat train yolo``.
+    conf : float, default 0.25
+        Confidence threshold.
+    imgsz : int, optional
+        Inference size (default: the training size).
+    device : str, default "auto"
+        Torch device.
     """
 
     def __init__(self, path, *, conf: float = 0.25, imgsz: int | None = None, device: str = "auto"):
@@ -344,13 +473,24 @@ class YoloPredictor:
         self.device = "cpu" if dev.type == "cpu" else str(dev)
 
     def describe(self) -> dict:
+        """Provenance recorded with the features it masked: path, hash, task, threshold, size."""
         from vitfeat.dataset import file_hash
 
         return {"kind": "yolo", "path": str(self.path), "sha": file_hash(self.path), "task": self.task,
                 "conf": self.conf, "imgsz": self.imgsz, "trained_on": self.info.get("modality")}
 
     def detect(self, image: np.ndarray) -> Detection:
-        """Run the model on one RGB uint8 image."""
+        """Run the model on one RGB uint8 image.
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            (H, W, 3) uint8 RGB photo.
+
+        Returns
+        -------
+        Detection
+        """
         h, w = image.shape[:2]
         # ultralytics treats numpy input as BGR (OpenCV order).
         res = self.model.predict(np.ascontiguousarray(image[:, :, ::-1]), imgsz=self.imgsz, conf=self.conf,
@@ -371,7 +511,19 @@ class YoloPredictor:
         return Detection(boxes=boxes[order], conf=conf[order], masks=masks)
 
     def predict(self, image: np.ndarray, modality: str | None = None) -> np.ndarray:
-        """Lesion mask ``(H, W) bool`` for an RGB uint8 image (``modality`` is accepted for the contract)."""
+        """Lesion mask ``(H, W) bool`` for an RGB uint8 image (``modality`` is accepted for the contract).
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            (H, W, 3) uint8 RGB photo.
+        modality : str, optional
+            Ignored.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         return self.detect(image).union_mask(image.shape)
 
 
@@ -382,6 +534,21 @@ def predict_manifest(model, manifest, out_dir, *, modality: str = "clinical") ->
     returned (and saved ``OUT/boxes.csv``) table has one
     row per detected box: ``case_id, box_index, x0, y0, x1, y1, conf, mask`` (cases with nothing found
     have one row with empty box fields; cases that fail have the reason in ``error``).
+
+    Parameters
+    ----------
+    model : path-like or YoloPredictor
+        The trained model.
+    manifest : Manifest or path-like
+        The cases.
+    out_dir : path-like
+        Output folder.
+    modality : str, default "clinical"
+        Which photos.
+
+    Returns
+    -------
+    pandas.DataFrame
     """
     from vitfeat.dataset import write_mask
 

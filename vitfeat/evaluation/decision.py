@@ -18,7 +18,21 @@ THRESHOLDS = np.round(np.arange(0.01, 1.0, 0.01), 2)
 
 
 def net_benefit(y_positive, score, thresholds=THRESHOLDS) -> np.ndarray:
-    """Net benefit of calling ``score >= t`` positive, for each threshold ``t`` in (0, 1)."""
+    """Net benefit of calling ``score >= t`` positive, for each threshold ``t`` in (0, 1).
+
+    Parameters
+    ----------
+    y_positive : array-like of bool
+        Whether each case is positive.
+    score : array-like of float
+        The positive-class probability.
+    thresholds : array-like of float
+        Probability thresholds, strictly between 0 and 1.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     y = np.asarray(y_positive).astype(bool)
     s = np.asarray(score, dtype=float)
     t = np.asarray(thresholds, dtype=float)
@@ -31,7 +45,19 @@ def net_benefit(y_positive, score, thresholds=THRESHOLDS) -> np.ndarray:
 
 
 def treat_all(y_positive, thresholds=THRESHOLDS) -> np.ndarray:
-    """Net benefit of treating everyone: prevalence - (1 - prevalence) * t / (1 - t)."""
+    """Net benefit of treating everyone: prevalence - (1 - prevalence) * t / (1 - t).
+
+    Parameters
+    ----------
+    y_positive : array-like of bool
+        Whether each case is positive.
+    thresholds : array-like of float
+        Probability thresholds, strictly between 0 and 1.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     prevalence = float(np.mean(np.asarray(y_positive).astype(bool)))
     t = np.asarray(thresholds, dtype=float)
     return prevalence - (1 - prevalence) * t / (1 - t)
@@ -40,7 +66,27 @@ def treat_all(y_positive, thresholds=THRESHOLDS) -> np.ndarray:
 def decision_curve(y_positive, score, patient_ids, thresholds=THRESHOLDS, n_boot: int = 200,
                    seed: int = 0) -> pd.DataFrame:
     """One row per threshold: ``net_benefit`` with its patient-bootstrap 95 % band
-    (``nb_low``, ``nb_high``), ``treat_all`` and ``treat_none``."""
+    (``nb_low``, ``nb_high``), ``treat_all`` and ``treat_none``.
+
+    Parameters
+    ----------
+    y_positive : array-like of bool
+        Whether each case is positive.
+    score : array-like of float
+        The positive-class probability.
+    patient_ids : array-like
+        The bootstrap resamples patients.
+    thresholds : array-like of float
+        Probability thresholds, strictly between 0 and 1.
+    n_boot : int, default 200
+        Bootstrap resamples.
+    seed : int, default 0
+        Bootstrap seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     y = np.asarray(y_positive).astype(bool)
     s = np.asarray(score, dtype=float)
     rows_of = list(pd.Series(np.arange(len(y))).groupby(np.asarray(patient_ids).astype(str)).indices.values())

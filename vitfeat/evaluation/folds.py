@@ -29,6 +29,24 @@ def make_folds(frame: pd.DataFrame, stratify_by, n_splits: int = 5, repeats: int
     """StratifiedGroupKFold by ``patient_id``, stratified on the ``stratify_by`` column(s).
 
     With several targets the strata are their joint values, so every label keeps its balance.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Cases with ``case_id``, ``patient_id`` and the stratification column(s).
+    stratify_by : str or list of str
+        Target column(s).
+    n_splits : int, default 5
+        Folds.
+    repeats : int, default 1
+        Repetitions with reshuffled folds (seeds ``seed``, ``seed + 1``, ...).
+    seed : int, default 0
+        Shuffling seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The plan: ``case_id, patient_id, repeat, fold``.
     """
     cols = [stratify_by] if isinstance(stratify_by, str) else list(stratify_by)
     strata = frame[cols].astype(str).agg("|".join, axis=1).to_numpy()
@@ -114,7 +132,18 @@ def grouped_split(groups, y=None, *, val_fraction: float = 0.2, seed: int = 0) -
 
 def check_folds(plan: pd.DataFrame) -> None:
     """Raise if a patient's cases sit in the test parts of two folds of one repeat, or a case is
-    missing/duplicated in a repeat."""
+    missing/duplicated in a repeat.
+
+    Parameters
+    ----------
+    plan : pandas.DataFrame
+        A fold plan (:data:`FOLD_COLUMNS`).
+
+    Raises
+    ------
+    ValueError
+        Naming the patient or case.
+    """
     missing = [c for c in FOLD_COLUMNS if c not in plan.columns]
     if missing:
         raise ValueError(f"fold plan lacks column(s) {', '.join(missing)} (needs {', '.join(FOLD_COLUMNS)})")
@@ -131,12 +160,41 @@ def check_folds(plan: pd.DataFrame) -> None:
 
 
 def write_folds(plan: pd.DataFrame, path) -> Path:
-    """Write a fold plan to ``path`` (atomically) with the columns of :data:`FOLD_COLUMNS`."""
+    """Write a fold plan to ``path`` (atomically) with the columns of :data:`FOLD_COLUMNS`.
+
+    Parameters
+    ----------
+    plan : pandas.DataFrame
+        A fold plan (:data:`FOLD_COLUMNS`).
+    path : path-like
+        ``folds.csv``.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     return write_csv(path, plan[FOLD_COLUMNS])
 
 
 def read_folds(path, frame: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Read ``folds.csv``; with ``frame``, check it covers exactly the frame's cases and patients."""
+    """Read ``folds.csv``; with ``frame``, check it covers exactly the frame's cases and patients.
+
+    Parameters
+    ----------
+    path : path-like
+        ``folds.csv`` of a run.
+    frame : pandas.DataFrame, optional
+        The table it must cover (``case_id``, ``patient_id``).
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Named with the path.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: fold plan not found")
@@ -168,7 +226,17 @@ def read_folds(path, frame: pd.DataFrame | None = None) -> pd.DataFrame:
 
 
 def same_folds(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    """True when two plans assign every (case, repeat) to the same fold."""
+    """True when two plans assign every (case, repeat) to the same fold.
+
+    Parameters
+    ----------
+    a, b : pandas.DataFrame
+        Fold plans.
+
+    Returns
+    -------
+    bool
+    """
     key = ["repeat", "case_id"]
     left = a[key + ["fold"]].astype({"repeat": int, "fold": int}).sort_values(key).reset_index(drop=True)
     right = b[key + ["fold"]].astype({"repeat": int, "fold": int}).sort_values(key).reset_index(drop=True)

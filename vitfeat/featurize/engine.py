@@ -25,7 +25,7 @@ import pandas as pd
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
-from vitfeat import __version__
+from vitfeat._version import __version__
 from vitfeat.atomic import sweep_temporaries, write_json
 from vitfeat.dataset import (
     Case,
@@ -56,6 +56,23 @@ BACKENDS = ("loky", "dask")
 
 @dataclass
 class ExtractResult:
+    """What :func:`extract` returns: the table, where it went, and how the run went.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        The feature table.
+    path : pathlib.Path or None
+        Where it was written (None without an output).
+    provenance : dict
+        What the Parquet metadata holds (families, versions, options, hashes).
+    n_failed, n_cached, n_computed : int
+        Cases with errors; (case, family) results read from the cache and computed.
+    failures : dict
+        ``{case_id: error text}``.
+    warnings : list
+        The manifest check's warnings.
+    """
     frame: pd.DataFrame
     path: Path | None
     provenance: dict
@@ -66,6 +83,7 @@ class ExtractResult:
     warnings: list = field(default_factory=list)  # the manifest check's warnings (degenerate masks, tiny images)
 
     def summary(self) -> str:
+        """The run in a few lines: counts, errors by reason, warnings, where the table went."""
         n = len(self.frame)
         lines = [f"{n} case(s), {self.n_failed} with errors; {self.n_computed} family result(s) computed, "
                  f"{self.n_cached} read from cache"]
@@ -215,6 +233,19 @@ def fit_to_max_side(image: np.ndarray, max_side: int | None, *, nearest: bool = 
     """``image`` shrunk (never enlarged) so that its longest side is at most ``max_side`` px.
 
     Area averaging for photos (no aliasing), nearest neighbour for masks (they stay binary).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        A photo (H, W, 3) or a mask (H, W).
+    max_side : int or None
+        The longest side allowed (None: unchanged).
+    nearest : bool, default False
+        Nearest-neighbour resampling (masks).
+
+    Returns
+    -------
+    numpy.ndarray
     """
     h, w = image.shape[:2]
     if not max_side or max(h, w) <= max_side:
@@ -231,6 +262,19 @@ def load_case_arrays(case: Case, plan: dict, max_side: int | None = None) -> Cas
 
     ``max_side``: shrink photos (and given masks) so that the longest side is at most this many px
     before anything else, so that pixel-unit features and defaults mean the same on every camera.
+
+    Parameters
+    ----------
+    case : vitfeat.dataset.Case
+        The case (its photo and mask paths).
+    plan : dict
+        ``{modality: mask source}`` (``given``, ``auto``, ``<kind>:<path>``).
+    max_side : int, optional
+        Longest side in pixels.
+
+    Returns
+    -------
+    CaseArrays
     """
     arrays, masks, native_sizes = {}, {}, {}
     for modality, source in plan.items():
@@ -401,7 +445,22 @@ def _batch_outputs(fam: Family, spec: tuple, arrays: list, ok: list) -> list:
 
 def load_config(path) -> dict:
     """Read an extract YAML config: the keys of :func:`extract` (``families``, ``masks``, ``jobs``,
-    ``format``, ``cache_dir``, ``backend``, ``scheduler``, ``family_config``, ``max_side``)."""
+    ``format``, ``cache_dir``, ``backend``, ``scheduler``, ``family_config``, ``max_side``).
+
+    Parameters
+    ----------
+    path : path-like
+        The YAML file.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ValueError
+        An unreadable file or an unknown key (named with the path).
+    """
     import yaml
 
     path = Path(path)
@@ -421,7 +480,24 @@ def load_config(path) -> dict:
 
 
 def resolve_families(families, family_config: dict | None = None) -> list[tuple[Family, tuple]]:
-    """``[(Family, (name, version, config))]``; config is the family defaults updated by the user's."""
+    """``[(Family, (name, version, config))]``; config is the family defaults updated by the user's.
+
+    Parameters
+    ----------
+    families : list of str or str or None
+        Family names or specs (None: the default families).
+    family_config : dict, optional
+        ``{family: {option: value}}``.
+
+    Returns
+    -------
+    list of tuple
+
+    Raises
+    ------
+    ValueError
+        An unknown option, or two families that would write the same columns.
+    """
     if families is None:
         families = list(default_families())
     if isinstance(families, str):
@@ -464,6 +540,45 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
     ``error`` (features empty), instead of stopping the run (``extract --skip-invalid``).
     ``pixels_per_mm``: the scale of rows whose manifest has no ``pixels_per_mm`` value; with a scale,
     length and area features gain ``_mm``/``_mm2`` versions (:mod:`vitfeat.featurize.units`).
+
+    Parameters
+    ----------
+    manifest : path-like or vitfeat.dataset.Manifest
+        The cases (:class:`vitfeat.FeatureExtractor` takes a DataFrame).
+    output : path-like, optional
+        The table to write.
+    families : list of str, optional
+        Families (default: the default handcrafted ones).
+    masks : str, default "given"
+        Mask source.
+    jobs : int, default 1
+        Worker processes.
+    fmt : {"parquet", "csv"}, optional
+        Output format.
+    cache_dir : path-like, optional
+        Per-case cache folder.
+    backend : {"loky", "dask"}, default "loky"
+        Where cases run.
+    scheduler : str, optional
+        Dask scheduler address.
+    family_config : dict, optional
+        ``{family: {option: value}}``.
+    batch_size : int, default 16
+        Batch size of batched (deep) families.
+    targets : list of str, optional
+        Target columns to carry.
+    progress : bool, default True
+        Progress bars.
+    max_side : int, optional
+        Longest photo side in pixels.
+    skip_invalid : bool, default False
+        Write invalid rows with their reason instead of stopping.
+    pixels_per_mm : float, optional
+        Scale of rows without a manifest ``pixels_per_mm`` value.
+
+    Returns
+    -------
+    ExtractResult
     """
     if max_side is not None and (int(max_side) != max_side or max_side < 32):
         raise ValueError(f"max_side must be a whole number of pixels >= 32 (got {max_side!r})")

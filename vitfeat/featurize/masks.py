@@ -66,6 +66,17 @@ def skin_region(rgb: np.ndarray, min_fraction: float = 0.05) -> np.ndarray | Non
     Skin: HSV hue within 50 degrees of red, saturation >= 6 %, value >= 16 % (all skin types;
     excludes white, grey, black and blue backgrounds), closed over gaps of ~1/64 of the photo and
     with holes filled, which brings back depigmented patches and the lesions inside them.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        (H, W, 3) uint8 photo.
+    min_fraction : float, default 0.05
+        Below this share of skin pixels the photo has no usable skin region.
+
+    Returns
+    -------
+    numpy.ndarray or None
     """
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)  # 8-bit: hue 0-179 (2-degree steps)
     hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
@@ -77,31 +88,94 @@ def skin_region(rgb: np.ndarray, min_fraction: float = 0.05) -> np.ndarray | Non
 
 
 def auto_wood_mask(rgb: np.ndarray, min_area_fraction: float = 1e-4, smooth_sigma: float = 1.5) -> np.ndarray:
-    """Fluorescent lesion of a Wood's-lamp photo (bool mask)."""
+    """Fluorescent lesion of a Wood's-lamp photo (bool mask).
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        (H, W, 3) uint8 photo.
+    min_area_fraction : float
+        Smaller components are dropped.
+    smooth_sigma : float
+        Gaussian smoothing before Otsu's threshold (px).
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     radius = max(1, round(max(rgb.shape[:2]) / 256))
     return _clean(_otsu_light(grey, smooth_sigma), min_area_fraction, radius)
 
 
 def depigmentation_index(rgb: np.ndarray) -> np.ndarray:
-    """``L* - b*`` (CIELAB): high where melanin is missing."""
+    """``L* - b*`` (CIELAB): high where melanin is missing.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        (H, W, 3) uint8 photo.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W) float32.
+    """
     lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
     return lab[..., 0] - lab[..., 2]
 
 
 def auto_clinical_mask(rgb: np.ndarray, min_area_fraction: float = 1e-4, smooth_sigma: float = 2.0) -> np.ndarray:
-    """Depigmented lesion of a daylight photo (bool mask)."""
+    """Depigmented lesion of a daylight photo (bool mask).
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        (H, W, 3) uint8 photo.
+    min_area_fraction : float
+        Smaller components are dropped.
+    smooth_sigma : float
+        Gaussian smoothing before Otsu's threshold (px).
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     radius = max(1, round(max(rgb.shape[:2]) / 256))
     light = _otsu_light(depigmentation_index(rgb), smooth_sigma, within=skin_region(rgb))
     return _clean(light, min_area_fraction, radius)
 
 
 def auto_mask(rgb: np.ndarray, modality: str) -> np.ndarray:
+    """The automatic mask of a photo: :func:`auto_wood_mask` or :func:`auto_clinical_mask`.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        (H, W, 3) uint8 photo.
+    modality : {"clinical", "wood"}
+        Which kind of photo.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     return auto_wood_mask(rgb) if modality == "wood" else auto_clinical_mask(rgb)
 
 
 def parse_mask_source(spec: str) -> tuple[str, str | None]:
-    """``'given'`` / ``'auto'`` / ``'PREFIX:PATH'`` (a registered model source) -> (kind, path)."""
+    """``'given'`` / ``'auto'`` / ``'PREFIX:PATH'`` (a registered model source) -> (kind, path).
+
+    Parameters
+    ----------
+    spec : str
+        The ``--masks`` value.
+
+    Returns
+    -------
+    tuple
+        ``(kind, path or None)``.
+    """
     spec = (spec or "given").strip()
     kind, sep, path = spec.partition(":")
     if sep:
@@ -119,5 +193,18 @@ def parse_mask_source(spec: str) -> tuple[str, str | None]:
 
 @lru_cache(maxsize=4)
 def mask_predictor(path: str, kind: str = "model"):
-    """The predictor of mask source ``kind`` for ``path``, loaded once per process (workers load their own)."""
+    """The predictor of mask source ``kind`` for ``path``, loaded once per process (workers load their own).
+
+    Parameters
+    ----------
+    path : str
+        The model file or folder.
+    kind : str, default "model"
+        A name of :data:`MASK_SOURCES`.
+
+    Returns
+    -------
+    object
+        With ``predict(rgb, modality)`` and ``describe()``.
+    """
     return MASK_SOURCES.get(kind)(path)

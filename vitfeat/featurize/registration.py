@@ -29,6 +29,20 @@ from vitfeat.featurize.views import bounding_box, grown, satellite_sized
 
 @dataclass(frozen=True)
 class Registration:
+    """A similarity map from the clinical photo to the Wood's photo (:func:`register_pair`).
+
+    Attributes
+    ----------
+    matrix : numpy.ndarray
+        2x3 affine map, clinical (x, y) -> Wood's (x, y).
+    score : float
+        Share of matched keypoints that agree with the map; 0 for the fallback.
+    n_inliers : int
+        Agreeing matches.
+    method : str
+        How it was found (``orb_similarity``, ``satellite_landmarks`` or a fallback).
+    """
+
     #: 2x3 affine map from clinical pixel coordinates (x, y) to Wood's pixel coordinates.
     matrix: np.ndarray
     #: Share of matched keypoints that agree with the map (RANSAC inliers / matches); 0 for fallback.
@@ -46,10 +60,36 @@ class Registration:
         return self.method in ("orb_similarity", "satellite_landmarks")
 
     def warp_mask(self, clinical_mask: np.ndarray, wood_shape) -> np.ndarray:
+        """The clinical mask carried into the Wood's photo's pixels (nearest neighbour).
+
+        Parameters
+        ----------
+        clinical_mask : numpy.ndarray
+            (H, W) mask in clinical pixels.
+        wood_shape : tuple
+            The Wood's photo's shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Bool mask of the Wood's photo's size.
+        """
         return self.warp_mask_u8(clinical_mask, wood_shape) > 0
 
     def warp_mask_u8(self, clinical_mask: np.ndarray, wood_shape) -> np.ndarray:
-        """:meth:`warp_mask` as 0/1 uint8 (OpenCV's own output, for counting without a bool pass)."""
+        """:meth:`warp_mask` as 0/1 uint8 (OpenCV's own output, for counting without a bool pass).
+
+        Parameters
+        ----------
+        clinical_mask : numpy.ndarray
+            (H, W) mask in clinical pixels.
+        wood_shape : tuple
+            The Wood's photo's shape.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         h, w = wood_shape[:2]
         return cv2.warpAffine(_as_u8(clinical_mask), self.matrix, (w, h), flags=cv2.INTER_NEAREST)
 
@@ -124,6 +164,29 @@ def register_pair(clinical: np.ndarray, wood: np.ndarray, clinical_mask: np.ndar
     ``clinical_components`` / ``wood_components``: the masks' ``cv2.connectedComponentsWithStats``
     (8-connectivity; only their stats and centroids are read, so :attr:`ImageView.components_box`
     serves) when the caller has them already.
+
+    Parameters
+    ----------
+    clinical, wood : numpy.ndarray
+        The photos (RGB or grey).
+    clinical_mask, wood_mask : numpy.ndarray, optional
+        Lesion masks (their satellites serve as landmarks; keypoints on the lesion are masked out).
+    n_features : int, default 500
+        ORB keypoints per photo.
+    min_inliers : int, default 8
+        Fewer matches or RANSAC inliers fall back to aligning the masks' centroids.
+    scale_range : tuple of float, default (0.6, 1.6)
+        Plausible scale between the photos.
+    margin_px : int, default 7
+        Keypoints on the lesion or within this many pixels of it are ignored.
+    max_side : int, default 384
+        Longest side registered at.
+    clinical_components, wood_components : tuple, optional
+        The masks' connected components.
+
+    Returns
+    -------
+    Registration
     """
     landmarks = register_landmarks(clinical_mask, wood_mask, scale_range,
                                    clinical_components=clinical_components, wood_components=wood_components)
@@ -222,6 +285,21 @@ def register_landmarks(clinical_mask, wood_mask, scale_range=(0.6, 1.6), toleran
     Wood's satellites proposes a map; the one under which most satellites land on a Wood's
     satellite (within ``tolerance`` x the image diagonal) wins, ties broken by how close it brings
     the main lesions' centroids, and is refitted on all its matches. Needs >= 2 matched satellites.
+
+    Parameters
+    ----------
+    clinical_mask, wood_mask : numpy.ndarray or None
+        Lesion masks.
+    scale_range : tuple of float, default (0.6, 1.6)
+        Plausible scale between the photos.
+    tolerance : float, default 0.02
+        Match distance, as a fraction of the image diagonal.
+    clinical_components, wood_components : tuple, optional
+        The masks' connected components.
+
+    Returns
+    -------
+    Registration or None
     """
     if clinical_mask is None or wood_mask is None:
         return None

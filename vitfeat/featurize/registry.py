@@ -29,6 +29,21 @@ class CaseArrays:
 
     ``memo`` holds intermediates (grey, CIELAB, distance transforms, rings) that several families
     share, so each is computed once per case and image (see :mod:`vitfeat.featurize.views`).
+
+    Attributes
+    ----------
+    case_id : str
+        The case.
+    clinical, wood : numpy.ndarray or None
+        (H, W, 3) uint8 photos.
+    clinical_mask, wood_mask : numpy.ndarray or None
+        (H, W) bool lesion masks.
+    mask_source : dict
+        ``{modality: where its mask came from}``.
+    boxes : dict
+        Annotated lesion boxes in pixels of the (resized) photos.
+    memo : dict
+        Shared intermediates.
     """
 
     case_id: str
@@ -42,13 +57,45 @@ class CaseArrays:
     memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def image(self, modality: str) -> np.ndarray | None:
+        """The photo of ``modality``, or None.
+
+        Parameters
+        ----------
+        modality : {"clinical", "wood"}
+            Which photo.
+
+        Returns
+        -------
+        numpy.ndarray or None
+        """
         return getattr(self, modality)
 
     def mask(self, modality: str) -> np.ndarray | None:
+        """The lesion mask of ``modality``, or None.
+
+        Parameters
+        ----------
+        modality : {"clinical", "wood"}
+            Which photo.
+
+        Returns
+        -------
+        numpy.ndarray or None
+        """
         return getattr(self, f"{modality}_mask")
 
     def box(self, modality: str) -> tuple[float, float, float, float] | None:
-        """The manifest's lesion box for ``modality`` (preferred to a mask's bounding box), or None."""
+        """The manifest's lesion box for ``modality`` (preferred to a mask's bounding box), or None.
+
+        Parameters
+        ----------
+        modality : {"clinical", "wood"}
+            Which photo.
+
+        Returns
+        -------
+        tuple of float or None
+        """
         return self.boxes.get(modality)
 
 
@@ -84,7 +131,17 @@ class Family:
     default: bool = True
 
     def feature_descriptions(self, config: dict | None = None) -> dict:
-        """``{bare name: description}`` for ``config`` (the defaults updated by it)."""
+        """``{bare name: description}`` for ``config`` (the defaults updated by it).
+
+        Parameters
+        ----------
+        config : dict, optional
+            Options that differ from the family's defaults.
+
+        Returns
+        -------
+        dict
+        """
         if self.features is None:
             return {}
         if callable(self.features):
@@ -92,10 +149,31 @@ class Family:
         return dict(self.features)
 
     def prefix(self, modality: str) -> str:
+        """The column prefix ``<modality>_<group>_`` of this family's columns for ``modality``.
+
+        Parameters
+        ----------
+        modality : str
+            ``clinical``, ``wood`` or ``pair``.
+
+        Returns
+        -------
+        str
+        """
         return f"{modality}_{self.column_group or self.name}_"
 
     def columns(self, config: dict | None = None) -> list[str]:
-        """The full column names this family writes for ``config`` (declared families only)."""
+        """The full column names this family writes for ``config`` (declared families only).
+
+        Parameters
+        ----------
+        config : dict, optional
+            Options that differ from the family's defaults.
+
+        Returns
+        -------
+        list of str
+        """
         names = list(self.feature_descriptions(config))
         return [self.prefix(m) + n for m in self.modalities for n in names]
 
@@ -159,6 +237,35 @@ def register_family(name: str, version: str, modalities=("clinical", "wood"), *,
 
     With ``features`` (``{bare name: description}`` or ``config -> that dict``) ``func`` is
     ``func(case, modality, **config) -> {bare name: value}`` for one modality (see :class:`Family`).
+
+    Parameters
+    ----------
+    name : str
+        The family's name (``--families``) and, unless ``column_group`` says otherwise, the
+        second field of its column names.
+    version : str
+        Bump it whenever the values change: it keys the per-case cache and is checked by ``predict``.
+    modalities : tuple of str, default ("clinical", "wood")
+        Which modalities it runs on (``pair`` for pair-level features).
+    needs_wood : bool, default False
+        Give NaN for cases without a Wood's photo.
+    batch_func : callable, optional
+        ``batch_func(list of CaseArrays, **config) -> list of dict`` for models run in batches.
+    defaults : dict, optional
+        Its options and their defaults (``family_config`` overrides them).
+    features : dict or callable, optional
+        The declared features, ``{bare name: one-line description}`` (or ``config -> that dict``).
+    column_group : str, optional
+        The columns' second field when it differs from ``name``.
+    order : int, default 100
+        Position in the default set and in the table.
+    default : bool, default True
+        Part of the default families (else only on request).
+
+    Returns
+    -------
+    callable
+        The decorator; it returns ``func`` unchanged.
     """
 
     def decorate(func):
@@ -175,7 +282,15 @@ def register_family(name: str, version: str, modalities=("clinical", "wood"), *,
 
 
 def register_family_factory(prefix: str, factory: Callable[[str], Family]) -> None:
-    """Resolve specs ``'<prefix>:...'`` by calling ``factory(spec)`` (the result is memoised)."""
+    """Resolve specs ``'<prefix>:...'`` by calling ``factory(spec)`` (the result is memoised).
+
+    Parameters
+    ----------
+    prefix : str
+        The spec prefix (``deep``).
+    factory : callable
+        ``factory(spec) -> Family``.
+    """
     FAMILY_FACTORIES.register(prefix, factory, overwrite=True)
 
 
@@ -185,7 +300,22 @@ def _load_builtin() -> None:
 
 
 def get_family(spec: str) -> Family:
-    """Return the family for a name (``'shape'``) or a parametric spec (``'deep:resnet50@random'``)."""
+    """Return the family for a name (``'shape'``) or a parametric spec (``'deep:resnet50@random'``).
+
+    Parameters
+    ----------
+    spec : str
+        A family name or parametric spec.
+
+    Returns
+    -------
+    Family
+
+    Raises
+    ------
+    vitfeat.registry.UnknownNameError
+        Listing the valid names.
+    """
     _load_builtin()
     spec = spec.strip()
     if spec in _FAMILIES:
@@ -275,7 +405,19 @@ def column_family(column: str) -> tuple[str, str]:
 
 
 def describe_group(modality: str, family: str) -> str:
-    """Plain-language description of a ``<modality>_<family>_`` column group (``'wood', 'shape'``)."""
+    """Plain-language description of a ``<modality>_<family>_`` column group (``'wood', 'shape'``).
+
+    Parameters
+    ----------
+    modality : str
+        ``clinical``, ``wood`` or ``pair``.
+    family : str
+        The column group (the columns' second field).
+
+    Returns
+    -------
+    str
+    """
     for fam in _declared_families():
         if modality in fam.modalities and (fam.column_group or fam.name) == family:
             return f"{fam.description.rstrip('.')} ({_MODALITY_TEXT.get(modality, modality)})"
@@ -286,6 +428,15 @@ def describe_group(modality: str, family: str) -> str:
 
 def describe_column(column: str) -> str:
     """The plain-language description of a feature column (``'wood_shape_solidity'``).
+
+    Parameters
+    ----------
+    column : str
+        A feature column name.
+
+    Returns
+    -------
+    str
 
     Raises
     ------

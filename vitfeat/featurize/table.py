@@ -17,7 +17,21 @@ FORMATS = ("parquet", "csv")
 
 
 def assemble(manifest, results: list[dict], specs: list[tuple]) -> pd.DataFrame:
-    """One row per manifest case: ids, targets, ``error``, then each family's columns in order."""
+    """One row per manifest case: ids, targets, ``error``, then each family's columns in order.
+
+    Parameters
+    ----------
+    manifest : vitfeat.dataset.Manifest
+        The cases, in order.
+    results : list of dict
+        The engine's per-case results (``features`` by family, ``errors``), in the manifest's order.
+    specs : list of tuple
+        ``(family, version, config)`` of each family, in output order.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     columns: dict[str, list[str]] = {s[0]: [] for s in specs}
     for res in results:
         for name in columns:
@@ -76,7 +90,18 @@ def write_features(frame: pd.DataFrame, path, provenance: dict, fmt: str = "parq
 
 
 def provenance_sidecar(path) -> Path:
-    """The JSON file beside a CSV feature table that holds its provenance."""
+    """The JSON file beside a CSV feature table that holds its provenance.
+
+    Parameters
+    ----------
+    path : path-like
+        The CSV table.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<path>.provenance.json``.
+    """
     path = Path(path)
     return path.with_name(path.name + ".provenance.json")
 
@@ -132,3 +157,57 @@ def read_feature_table(path) -> tuple[pd.DataFrame, dict]:
 
 #: The engine's historical name for :func:`read_feature_table`.
 read_features = read_feature_table
+
+
+def as_feature_table(features) -> tuple[pd.DataFrame, dict, str, str | None]:
+    """A feature table given as a path or as a DataFrame, normalised the way :func:`read_feature_table` reads it.
+
+    Parameters
+    ----------
+    features : path-like or pandas.DataFrame
+        A table written by ``extract`` or one held in memory (``FeatureExtractor``'s output); a
+        DataFrame's ``attrs["vitfeat"]`` is taken as its provenance.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        The table (a copy for a DataFrame), ``case_id`` and ``patient_id`` as strings.
+    provenance : dict
+        Its provenance (empty when unknown).
+    source : str
+        How messages name it: the path, or ``"feature DataFrame"``.
+    path : str or None
+        The resolved path; None for a DataFrame.
+    """
+    if not isinstance(features, pd.DataFrame):
+        frame, provenance = read_feature_table(features)
+        return frame, provenance, str(features), str(Path(features).resolve())
+    frame = features.copy()
+    if "case_id" not in frame.columns:
+        raise ValueError("feature DataFrame has no 'case_id' column")
+    frame["case_id"] = frame["case_id"].astype(str)
+    if "patient_id" not in frame.columns:
+        frame["patient_id"] = frame["case_id"]
+    frame["patient_id"] = frame["patient_id"].fillna(frame["case_id"]).astype(str)
+    return frame.reset_index(drop=True), dict(features.attrs.get("vitfeat") or {}), "feature DataFrame", None
+
+
+def frame_hash(frame: pd.DataFrame) -> str:
+    """A content hash of a table held in memory (values, column names and order).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table.
+
+    Returns
+    -------
+    str
+        Hex digest.
+    """
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps([str(c) for c in frame.columns]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()

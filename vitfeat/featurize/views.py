@@ -26,7 +26,19 @@ DISTANCE_PREFETCH_PX = 48.0
 
 
 class ImageView:
-    """Lazily computed grey, CIELAB, signed distance and ring of one image and its lesion mask."""
+    """Lazily computed grey, CIELAB, signed distance and ring of one image and its lesion mask.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        (H, W, 3) uint8 photo.
+    mask : numpy.ndarray or None
+        (H, W) lesion mask.
+    ring_frac : float, default 0.35
+        Width of the perilesional ring, as a fraction of the lesion's equivalent radius.
+    ring_min_px : int, default 5
+        Its smallest width in pixels.
+    """
 
     def __init__(self, rgb: np.ndarray, mask: np.ndarray | None, ring_frac: float = 0.35, ring_min_px: int = 5):
         self.rgb = rgb
@@ -134,6 +146,15 @@ class ImageView:
         because neither the chamfer nor the exact Euclidean distance is ever shorter than the
         chessboard distance: a pixel ``m`` rows or columns beyond the mask's bounding box has
         ``distance_roi >= m - 0.5``.
+
+        Parameters
+        ----------
+        px : float
+            Distance from the lesion in pixels.
+
+        Returns
+        -------
+        tuple of slice
         """
         (ry, rx), (y0, y1, x0, x1) = self.roi_origin, self.mask_box
         y0, y1, x0, x1 = grown((y0 - ry, y1 - ry, x0 - rx, x1 - rx), int(np.ceil(max(px, 0.0))) + 1,
@@ -161,6 +182,15 @@ class ImageView:
         """:attr:`lab8_roi` over a window of the ROI (e.g. :meth:`near`), converting only that window.
 
         The conversion is per pixel, so the values equal the ROI's; a ROI already converted is sliced.
+
+        Parameters
+        ----------
+        window : tuple of slice
+            Rows and columns in ROI coordinates.
+
+        Returns
+        -------
+        numpy.ndarray
         """
         if "lab8_roi" in self.__dict__:
             return self.lab8_roi[window]
@@ -174,7 +204,18 @@ class ImageView:
     def labels_window(self, window: tuple[slice, slice]) -> tuple[tuple[slice, slice], np.ndarray]:
         """The component labels within ``window`` (ROI coordinates) where :attr:`components_box`
         holds them: ``(box, labels)`` with ``box`` as slices of the window; the labels of the
-        whole image (:attr:`components`) are 0 in the window beyond ``box``."""
+        whole image (:attr:`components`) are 0 in the window beyond ``box``.
+
+        Parameters
+        ----------
+        window : tuple of slice
+            Rows and columns in ROI coordinates.
+
+        Returns
+        -------
+        tuple
+            ``(box, labels)``.
+        """
         (ry, rx), (ly, lx) = self.roi_origin, self.labels_origin
         labels = self.components_box[1]
         parts = []
@@ -220,6 +261,15 @@ class ImageView:
         farther request computes its own, larger window. Bit for bit with OpenCV's plain chamfer
         code; its IPP kernel (on by default) may round a sum 1 float32 ulp differently in another
         window, never across a threshold the families compare with (see tests/test_featurize_speedups.py).
+
+        Parameters
+        ----------
+        px : float
+            Distance from the lesion in pixels.
+
+        Returns
+        -------
+        numpy.ndarray
         """
         window = self.near(px)
         held = self.__dict__.get("_distance_window")
@@ -254,18 +304,52 @@ class ImageView:
 
 
 def within(window: tuple[slice, slice], outer: tuple[slice, slice]) -> tuple[slice, slice]:
-    """``window`` (ROI coordinates) as slices of the ``outer`` window that contains it."""
+    """``window`` (ROI coordinates) as slices of the ``outer`` window that contains it.
+
+    Parameters
+    ----------
+    window, outer : tuple of slice
+        Rows and columns in ROI coordinates; ``outer`` contains ``window``.
+
+    Returns
+    -------
+    tuple of slice
+    """
     return tuple(slice(w.start - o.start, w.stop - o.start) for w, o in zip(window, outer))
 
 
 def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """A bool mask's bounding box ``(y0, y1, x0, x1)``, exclusive ends (one OpenCV pass); all 0 when empty."""
+    """A bool mask's bounding box ``(y0, y1, x0, x1)``, exclusive ends (one OpenCV pass); all 0 when empty.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        (H, W) bool.
+
+    Returns
+    -------
+    tuple of int
+    """
     x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask, dtype=bool).view(np.uint8))
     return y, y + h, x, x + w
 
 
 def grown(box: tuple[int, int, int, int], margin: int, shape) -> tuple[int, int, int, int]:
-    """``box`` ``(y0, y1, x0, x1)`` grown by ``margin`` px on every side, clipped to an image of ``shape``."""
+    """``box`` ``(y0, y1, x0, x1)`` grown by ``margin`` px on every side, clipped to an image of ``shape``.
+
+    Parameters
+    ----------
+    box : tuple of int
+        ``(y0, y1, x0, x1)``.
+    margin : int
+        Pixels added on every side.
+    shape : tuple
+        The image's shape.
+
+    Returns
+    -------
+    tuple of int
+    """
     y0, y1, x0, x1 = box
     h, w = shape[:2]
     return max(y0 - margin, 0), min(y1 + margin, h), max(x0 - margin, 0), min(x1 + margin, w)
@@ -302,7 +386,22 @@ def _single_component(crop: np.ndarray):
 def satellite_sized(stats: np.ndarray, min_area_px: int = 8, max_area_fraction: float = 0.25) -> tuple[int, list[int]]:
     """``(main, sized)`` from ``cv2.connectedComponentsWithStats``' stats (row 0 the background, at
     least one lesion component): the label of the largest component and, in label order, those of the
-    others of satellite size (``min_area_px`` .. ``max_area_fraction`` of the main one's area)."""
+    others of satellite size (``min_area_px`` .. ``max_area_fraction`` of the main one's area).
+
+    Parameters
+    ----------
+    stats : numpy.ndarray
+        The components' stats.
+    min_area_px : int, default 8
+        Smallest satellite.
+    max_area_fraction : float, default 0.25
+        Largest satellite, relative to the main component.
+
+    Returns
+    -------
+    tuple
+        ``(main label, satellite labels)``.
+    """
     areas = stats[:, cv2.CC_STAT_AREA]
     main = 1 + int(np.argmax(areas[1:]))
     limit = max_area_fraction * float(areas[main])
@@ -310,7 +409,17 @@ def satellite_sized(stats: np.ndarray, min_area_px: int = 8, max_area_fraction: 
 
 
 def lab8_to_lab(values: np.ndarray) -> np.ndarray:
-    """OpenCV 8-bit CIELAB values (or their means) to L* [0, 100], a*, b* (last axis: L, a, b)."""
+    """OpenCV 8-bit CIELAB values (or their means) to L* [0, 100], a*, b* (last axis: L, a, b).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        OpenCV's 8-bit Lab values.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     values = np.asarray(values, dtype=np.float64 if np.ndim(values) <= 1 else np.float32).copy()
     values[..., 0] *= 100.0 / 255.0
     values[..., 1:] -= 128.0
@@ -318,7 +427,19 @@ def lab8_to_lab(values: np.ndarray) -> np.ndarray:
 
 
 def view(case: CaseArrays, modality: str) -> ImageView | None:
-    """The memoised :class:`ImageView` of a case's image, or None when the case lacks it."""
+    """The memoised :class:`ImageView` of a case's image, or None when the case lacks it.
+
+    Parameters
+    ----------
+    case : CaseArrays
+        The case.
+    modality : str
+        ``clinical`` or ``wood``.
+
+    Returns
+    -------
+    ImageView or None
+    """
     key = ("view", modality)
     if key not in case.memo:
         rgb = case.image(modality)
@@ -327,11 +448,32 @@ def view(case: CaseArrays, modality: str) -> ImageView | None:
 
 
 def coordinates(where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.nonzero(where)`` of a 2-D array (rows, cols; same order), from flat indices: ~5x faster."""
+    """``np.nonzero(where)`` of a 2-D array (rows, cols; same order), from flat indices: ~5x faster.
+
+    Parameters
+    ----------
+    where : numpy.ndarray
+        2-D bool array.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+    """
     flat = np.flatnonzero(where)
     rows = flat // where.shape[1]
     return rows, flat - rows * where.shape[1]
 
 
 def nan_dict(names) -> dict:
+    """``{name: NaN}`` for each name (a family's answer when it has nothing to measure).
+
+    Parameters
+    ----------
+    names : iterable of str
+        Feature names.
+
+    Returns
+    -------
+    dict
+    """
     return {n: float("nan") for n in names}

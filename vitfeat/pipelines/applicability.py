@@ -501,7 +501,7 @@ def write_scope(scope: dict, run_dir) -> None:
 
 
 def add_scope_columns(out: pd.DataFrame, run_dir, meta: dict, frame: pd.DataFrame, schema: list[str],
-                      provenance: dict | None = None) -> pd.DataFrame:
+                      provenance: dict | None = None, *, manifest_frame: pd.DataFrame | None = None) -> pd.DataFrame:
     """Add ``in_scope``, ``scope_reason`` and ``<target>_prediction_set`` to ``predict``'s output.
 
     Runs fitted before the check existed get neither column. The image gates read the cases'
@@ -522,14 +522,15 @@ def add_scope_columns(out: pd.DataFrame, run_dir, meta: dict, frame: pd.DataFram
         The model's feature columns.
     provenance : dict, optional
         The table's provenance (``manifest``).
+    manifest_frame : pandas.DataFrame, optional
+        The cases' loaded manifest (absolute paths) when they were given in memory.
     """
     from vitfeat.pipelines.conformal import format_set, prediction_sets
 
     X = frame[schema].to_numpy(dtype=float, copy=True)
     X[~np.isfinite(X)] = np.nan
-    manifest_frame = None
     manifest = (provenance or {}).get("manifest")
-    if manifest and Path(manifest).is_file():
+    if manifest_frame is None and manifest and Path(manifest).is_file():
         try:
             from vitfeat.dataset import load_manifest
 

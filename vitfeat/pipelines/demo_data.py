@@ -18,7 +18,17 @@ FAMILY_NAMES = [("pair", "area", "wood_area_ratio"), ("wood", "border", "sharpne
 
 
 def feature_names(n: int) -> list[str]:
-    """``n`` distinct names in the ``<modality>_<family>_<feature>`` scheme."""
+    """``n`` distinct names in the ``<modality>_<family>_<feature>`` scheme.
+
+    Parameters
+    ----------
+    n : int
+        How many.
+
+    Returns
+    -------
+    list of str
+    """
     names = []
     for i in range(n):
         mod, fam, feat = FAMILY_NAMES[i % len(FAMILY_NAMES)]
@@ -30,7 +40,29 @@ def make_feature_table(n_cases: int = 200, n_features: int = 20, *, n_informativ
                        cases_per_patient: int = 2, weights=None, class_sep: float = 1.0, seed: int = 0,
                        class_names=None, missing_rate: float = 0.0) -> pd.DataFrame:
     """Cases with patient groups (a patient's cases share the label); the informative features
-    are the first columns, named like area-ratio and border features."""
+    are the first columns, named like area-ratio and border features.
+
+    Parameters
+    ----------
+    n_cases, n_features, n_informative, n_classes : int
+        Table size and how many columns carry signal.
+    cases_per_patient : int, default 2
+        Cases per patient.
+    weights : sequence of float, optional
+        Class proportions.
+    class_sep : float, default 1.0
+        Separation of the classes.
+    seed : int, default 0
+        Random seed.
+    class_names : sequence of str, optional
+        Label names (default ``stable``/``active`` for two classes).
+    missing_rate : float, default 0.0
+        Share of feature values set to NaN.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     X, y = make_classification(n_samples=n_cases, n_features=n_features, n_informative=n_informative,
                                n_redundant=0, n_repeated=0, n_classes=n_classes, weights=weights,
                                class_sep=class_sep, shuffle=False, random_state=seed)
@@ -50,6 +82,20 @@ def make_feature_table(n_cases: int = 200, n_features: int = 20, *, n_informativ
 
 
 def write_feature_table(frame: pd.DataFrame, path, provenance: dict | None = None) -> Path:
-    """Write a synthetic table with vitfeat's one writer (Parquet, or CSV + sidecar by suffix)."""
+    """Write a synthetic table with vitfeat's one writer (Parquet, or CSV + sidecar by suffix).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table.
+    path : path-like
+        Where.
+    provenance : dict, optional
+        Its provenance (default: a synthetic one).
+
+    Returns
+    -------
+    pathlib.Path
+    """
     fmt = "csv" if Path(path).suffix.lower() == ".csv" else "parquet"
     return write_features(frame, path, provenance or {"vitfeat_version": "synthetic", "families": {}}, fmt)

@@ -81,7 +81,7 @@ def prepare(frame: pd.DataFrame, provenance: dict, config, source: str = "the fe
 
 def run_provenance(config, features, table_hash: str) -> dict:
     """The run's own provenance: data file and hash, command line, versions, seed, date."""
-    from vitfeat import __version__
+    from vitfeat._version import __version__
 
     versions = {}
     for name in LIBRARIES:

@@ -32,7 +32,15 @@ OUTLINE_RGB = (255, 40, 40)
 
 @dataclass
 class CasePhotos:
-    """Absolute paths of one case's photos and masks (None where the manifest has none)."""
+    """Absolute paths of one case's photos and masks (None where the manifest has none).
+
+    Attributes
+    ----------
+    clinical, wood : pathlib.Path or None
+        The photos.
+    clinical_mask, wood_mask : pathlib.Path or None
+        Their masks.
+    """
 
     clinical: Path
     wood: Path | None = None
@@ -74,6 +82,17 @@ def find_photos(provenance: dict, table_path) -> tuple[dict[str, CasePhotos], st
 
     Returns ``(photos_by_case_id, problem)``: an empty mapping and the reason when the manifest
     cannot be found or read (a table written by hand, a moved data set).
+
+    Parameters
+    ----------
+    provenance : dict
+        The feature table's provenance (its ``manifest``).
+    table_path : path-like
+        The feature table (a relative manifest path is resolved beside it).
+
+    Returns
+    -------
+    tuple
     """
     from vitfeat.dataset import load_manifest
 
@@ -107,7 +126,17 @@ def _outlined(image_path: Path, mask_path: Path | None) -> np.ndarray:
 
 
 def thumbnail(photos: CasePhotos) -> np.ndarray:
-    """Clinical thumbnail, the Wood's one beside it (white gap) where the case has one."""
+    """Clinical thumbnail, the Wood's one beside it (white gap) where the case has one.
+
+    Parameters
+    ----------
+    photos : CasePhotos
+        The case's files.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     parts = [_outlined(photos.clinical, photos.clinical_mask)]
     if photos.wood is not None and Path(photos.wood).is_file():
         gap = np.full((THUMB_HEIGHT, 6, 3), 255, dtype=np.uint8)
@@ -117,6 +146,21 @@ def thumbnail(photos: CasePhotos) -> np.ndarray:
 
 def draw_gallery(chosen: pd.DataFrame, photos: dict[str, CasePhotos], title: str, path) -> Path:
     """Draw the chosen cases (two rows: lowest, highest) and save the figure atomically as ``path``.
+
+    Parameters
+    ----------
+    chosen : pandas.DataFrame
+        :func:`extreme_cases`' table.
+    photos : dict
+        ``{case_id: CasePhotos}``.
+    title : str
+        Figure title.
+    path : path-like
+        The PNG.
+
+    Returns
+    -------
+    pathlib.Path
 
     Raises
     ------

@@ -144,8 +144,34 @@ def load_model(path) -> dict:
 
 
 def write_json(obj, path) -> Path:
+    """:func:`vitfeat.atomic.write_json` with the arguments in the run writer's order.
+
+    Parameters
+    ----------
+    obj : object
+        What to write.
+    path : path-like
+        The file.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     return atomic.write_json(path, obj)
 
 
 def write_csv(frame: pd.DataFrame, path) -> Path:
+    """:func:`vitfeat.atomic.write_csv` with the arguments in the run writer's order.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table.
+    path : path-like
+        The file.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     return atomic.write_csv(path, frame)

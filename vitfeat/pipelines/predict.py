@@ -45,7 +45,24 @@ def _peek(path: Path) -> pd.DataFrame:
 
 def extract_like_run(manifest_path, extraction: dict, out_path, *, jobs: int = 1) -> Path:
     """Extract features for ``manifest_path`` with the families, family options, mask source and
-    ``max_side`` recorded in a run's feature table (Parquet metadata key ``vitfeat``)."""
+    ``max_side`` recorded in a run's feature table (Parquet metadata key ``vitfeat``).
+
+    Parameters
+    ----------
+    manifest_path : path-like
+        The new cases' manifest.
+    extraction : dict
+        The run's ``run.json`` ``extraction`` entry.
+    out_path : path-like
+        Where the feature table goes.
+    jobs : int, default 1
+        Parallel worker processes.
+
+    Returns
+    -------
+    pathlib.Path
+        The feature table.
+    """
     from vitfeat.dataset import load_manifest
 
     load_manifest(manifest_path, require_targets=False)  # every manifest problem at once, before work
@@ -83,6 +100,24 @@ def _check_family_versions(recorded: dict, provenance: dict | None = None) -> No
 
 
 def check_schema(frame: pd.DataFrame, schema: list[str], source, *, allow_extra: bool = False) -> None:
+    """Refuse a table whose feature columns differ from the model's, naming the columns.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The input table.
+    schema : list of str
+        The model's feature columns.
+    source : str or path-like
+        How the message names the input.
+    allow_extra : bool, default False
+        Accept feature columns the model was not trained on.
+
+    Raises
+    ------
+    SchemaError
+        Listing the missing (and, unless allowed, the extra) columns.
+    """
     present = _feature_like(frame.columns)
     missing = [c for c in schema if c not in frame.columns]
     extra = [c for c in present if c not in set(schema)]
@@ -138,7 +173,17 @@ def predict_run(run_dir, input_path, out_path=None, *, allow_extra: bool = False
 @RUN_KINDS.register("sklearn")
 def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool = False,
                         explain: bool = False) -> pd.DataFrame:
-    """Predict with a run written by ``fit`` (``run.json`` kind ``sklearn``); see :func:`predict_run`."""
+    """Predict with a run written by ``fit`` (``run.json`` kind ``sklearn``); see :func:`predict_run`.
+
+    Parameters
+    ----------
+    run_dir, input_path, out_path, allow_extra, explain
+        As for :func:`predict_run`.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     run, input_path = Path(run_dir), Path(input_path)
     meta = read_run_json(run)
     if not (run / "model.skops").is_file():
@@ -146,6 +191,7 @@ def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool
     if not input_path.is_file():
         raise FileNotFoundError(f"{input_path}: input not found")
 
+    bundle = load_model(run / "model.skops")  # a broken run fails before any extraction
     if _is_manifest(_peek(input_path)):
         features_path = Path(out_path or input_path).with_suffix(".features.parquet")
         log.info("extracting features for %s into %s", input_path, features_path)
@@ -156,9 +202,53 @@ def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool
     from vitfeat.pipelines.table_checks import check_table_matches_run  # issue #25: same names, same meaning
 
     check_table_matches_run(table_provenance, meta.get("extraction") or {}, features_path, run)
-    bundle = load_model(run / "model.skops")
+    out = predict_features(bundle, frame, features_path, allow_extra=allow_extra, explain=explain,
+                           run_dir=run, meta=meta, provenance=table_provenance)
+    if out_path:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        write_csv(out, out_path)
+    return out
+
+
+def predict_features(bundle: dict, frame: pd.DataFrame, source="features", *, allow_extra: bool = False,
+                     explain: bool = False, run_dir=None, meta: dict | None = None, provenance: dict | None = None,
+                     manifest_frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Predict every target of a loaded model for the cases of a feature table held in memory.
+
+    The one predict path: ``vitfeat predict``, :func:`vitfeat.load_run` and the app all end here.
+
+    Parameters
+    ----------
+    bundle : dict
+        A model file's content (:func:`~vitfeat.pipelines.persist.load_model`).
+    frame : pandas.DataFrame
+        Feature table with ``case_id`` (``patient_id`` and ``error`` optional) and the model's columns.
+    source : str or path-like
+        How schema errors name the input.
+    allow_extra : bool, default False
+        Ignore feature columns the model was not trained on instead of raising :class:`SchemaError`.
+    explain : bool, default False
+        Add ``<target>_why``: each case's strongest features, in words.
+    run_dir : path-like, optional
+        The run; with ``meta``, its applicability check and conformal sets add ``in_scope``,
+        ``scope_reason`` and ``<target>_prediction_set`` (:mod:`vitfeat.pipelines.applicability`).
+    meta : dict, optional
+        The run's ``run.json``.
+    provenance : dict, optional
+        The table's provenance (its manifest, whose photos the image gates re-read).
+    manifest_frame : pandas.DataFrame, optional
+        The cases' loaded manifest (absolute paths), when they come from memory rather than a file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``case_id, patient_id, error``, then per target ``<target>_pred`` and ``<target>_proba_<class>``
+        (and the scope columns with ``run_dir`` and ``meta``).
+    """
     schema = bundle["features"]
-    check_schema(frame, schema, features_path, allow_extra=allow_extra)
+    check_schema(frame, schema, source, allow_extra=allow_extra)
+    if "patient_id" not in frame.columns:
+        frame = frame.assign(patient_id=frame["case_id"])
 
     error = frame["error"].fillna("").astype(str) if "error" in frame.columns else pd.Series("", index=frame.index)
     ok = (error.str.strip() == "").to_numpy()
@@ -187,10 +277,60 @@ def predict_sklearn_run(run_dir, input_path, out_path=None, *, allow_extra: bool
             if ok.any():
                 why[ok] = explain_cases(bundle, target, X)
             out[f"{target}_why"] = why
-    from vitfeat.pipelines.applicability import add_scope_columns
+    if run_dir is not None and meta is not None:
+        from vitfeat.pipelines.applicability import add_scope_columns
 
-    add_scope_columns(out, run, meta, frame, schema, table_provenance)  # in_scope, scope_reason, prediction sets
-    if out_path:
-        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        write_csv(out, out_path)
+        add_scope_columns(out, run_dir, meta, frame, schema, provenance, manifest_frame=manifest_frame)
     return out
+
+
+def is_manifest(frame: pd.DataFrame) -> bool:
+    """Whether a table is a manifest (photo paths, no feature columns) rather than a feature table.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table (its columns are enough).
+
+    Returns
+    -------
+    bool
+    """
+    return _is_manifest(frame)
+
+
+def features_like_run(frame: pd.DataFrame, extraction: dict, *, data_root=None, jobs: int = 1) -> pd.DataFrame:
+    """The feature table of a manifest held in memory, extracted as the run's table was (in memory).
+
+    The families, family options, mask source and ``max_side`` come from the run's recorded
+    extraction, and the family versions must match, exactly as for :func:`extract_like_run`.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A manifest (``case_id``, ``clinical``, optional ``wood`` and masks).
+    extraction : dict
+        The run's ``run.json`` ``extraction`` entry (the training table's provenance).
+    data_root : path-like, optional
+        Folder the manifest's paths are relative to (default: its ``data_root`` column).
+    jobs : int, default 1
+        Parallel worker processes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The feature table, as ``vitfeat extract`` would write it.
+    """
+    from vitfeat.featurize.extractor import FeatureExtractor
+
+    recorded = extraction.get("families") or {}
+    _check_family_versions(recorded)
+    options = {"masks": extraction.get("masks", "given"), "max_side": extraction.get("max_side")}
+    if recorded:
+        options["families"] = list(recorded)
+        options["family_config"] = {name: dict(entry.get("config") or {}) for name, entry in recorded.items()
+                                    if isinstance(entry, dict)}
+    extractor = FeatureExtractor(data_root=data_root, n_jobs=jobs, **options)
+    table = extractor.fit_transform(frame)
+    _check_family_versions(recorded, extractor.provenance_)
+    return table

@@ -60,6 +60,19 @@ class NearDuplicateFilter(TransformerMixin, BaseEstimator):
         self.max_abs_correlation = max_abs_correlation
 
     def fit(self, X, y=None):
+        """Find the near-constant and near-duplicate columns of the training rows ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, p)
+            Training rows (NaN allowed).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        NearDuplicateFilter
+        """
         X = validate_data(self, X, dtype=float, ensure_all_finite="allow-nan")
         constant, duplicate = _filtered_columns(X, self.max_mode_fraction, self.max_abs_correlation)
         self.support_ = ~(constant | duplicate)
@@ -70,16 +83,48 @@ class NearDuplicateFilter(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
+        """``X`` without the columns :meth:`fit` dropped.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, p)
+            Rows with the fitted columns.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         check_is_fitted(self, "support_")
         X = validate_data(self, X, dtype=float, ensure_all_finite="allow-nan", reset=False)
         return X[:, self.support_]
 
     def get_support(self, indices: bool = False):
-        """Mask (or indices) of the kept columns, like scikit-learn's selectors."""
+        """Mask (or indices) of the kept columns, like scikit-learn's selectors.
+
+        Parameters
+        ----------
+        indices : bool, default False
+            Indices instead of a boolean mask.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         check_is_fitted(self, "support_")
         return np.flatnonzero(self.support_) if indices else self.support_.copy()
 
     def get_feature_names_out(self, input_features=None):
+        """Names of the kept columns.
+
+        Parameters
+        ----------
+        input_features : array-like of str, optional
+            The input's names (default: those seen in ``fit``, else ``x0, x1, ...``).
+
+        Returns
+        -------
+        numpy.ndarray of str
+        """
         check_is_fitted(self, "support_")
         names = np.asarray(input_features if input_features is not None
                            else getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)]))

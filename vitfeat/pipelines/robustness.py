@@ -35,7 +35,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from vitfeat import __version__
+from vitfeat._version import __version__
 from vitfeat.atomic import write_bytes, write_csv, write_figure, write_json, write_text
 from vitfeat.dataset import file_hash, load_manifest, read_image, read_mask, write_mask
 from vitfeat.evaluation.icc import EXCELLENT, GOOD, icc_1_1_many

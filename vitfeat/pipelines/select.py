@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 from joblib import Parallel, delayed
 
-from vitfeat import __version__
+from vitfeat._version import __version__
 from vitfeat.artefacts import artefact_hashes
 from vitfeat.atomic import write_text
 from vitfeat.pipelines import fit_extras, nested, zoo
@@ -30,8 +30,8 @@ from vitfeat.pipelines.nested import INNER_SCHEMES, describe_inner, nested_selec
 from vitfeat.pipelines.icc_filter import apply_icc_filter
 from vitfeat.pipelines.prefilter import AUTO_WIDTH, prefilter_active
 from vitfeat.pipelines.selection_metric import leaderboard_order
+from vitfeat.featurize.table import as_feature_table, frame_hash
 from vitfeat.pipelines.persist import (
-    read_feature_table,
     save_model,
     write_csv,
     write_json,
@@ -298,12 +298,12 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
 
     Parameters
     ----------
-    features : path-like
-        Feature table from ``vitfeat extract``.
+    features : path-like or pandas.DataFrame
+        Feature table from ``vitfeat extract``, or one held in memory (``ModelSelector``).
     config : FitConfig
         What to run.
-    cache_dir : path-like
-        Where finished fold fits are cached, so that an interrupted run resumes.
+    cache_dir : path-like or None
+        Where finished fold fits are cached, so that an interrupted run resumes (None: no cache).
     progress : bool, default True
         Show progress bars.
 
@@ -322,7 +322,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     zoo.add_custom_pipelines(config.custom)
     pipelines = zoo.expand_names(config.pipelines)
 
-    table, provenance = read_feature_table(features)
+    table, provenance, features, features_path = as_feature_table(features)
     for t in config.targets:
         if t not in table.columns:
             others = ", ".join(c for c in table.columns if not c.startswith(("clinical_", "wood_", "pair_")))
@@ -352,11 +352,11 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         plan = make_folds(frame, config.targets, n_splits=config.folds, repeats=config.repeats, seed=config.seed)
     config_dict = asdict(config)
     config_dict["pipelines_expanded"] = pipelines
-    config_dict["features"] = str(Path(features).resolve())
+    config_dict["features"] = features_path
 
     from vitfeat.dataset import file_hash
 
-    table_hash = file_hash(features)
+    table_hash = file_hash(features_path) if features_path else frame_hash(table)
     n_splits = int(plan["fold"].max()) + 1
     oofs, infos, boards, fold_scores, failures, models = [], [], [], [], [], {}
     nested_picks, operating = [], []
@@ -433,7 +433,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     run_meta = {
         "kind": "sklearn", "vitfeat_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "elapsed_s": round(time.time() - started, 1), "features_path": str(Path(features).resolve()),
+        "elapsed_s": round(time.time() - started, 1), "features_path": features_path,
         "features_hash": table_hash, "feature_columns": features_cols,
         "targets": {t: {k: v for k, v in m.items() if k != "model"} for t, m in models.items()},
         "positive_class": {t: m["positive"] for t, m in models.items() if m["positive"] is not None},
@@ -444,7 +444,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
         "nested_inner": describe_inner(config.inner_folds, config.inner_scheme) if nested_picks else None,
         "feature_icc": icc_filter,
         "applicability": scope["run_json"], "conformal": scope["conformal"],
-        **extras.meta, "provenance": fit_extras.run_provenance(config, Path(features).resolve(), table_hash),
+        **extras.meta, "provenance": fit_extras.run_provenance(config, features_path or features, table_hash),
     }
     return FitResult(
         plan=plan, config=config_dict, oof=pd.concat(oofs, ignore_index=True), leaderboard=boards_all,

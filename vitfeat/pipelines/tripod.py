@@ -35,7 +35,21 @@ def _metric(row, name: str) -> str:
 
 
 def tripod_items(meta: dict, summary: dict, board: pd.DataFrame) -> list[tuple[str, str]]:
-    """(TRIPOD+AI topic, text from the run) pairs, one list for all targets of the run."""
+    """(TRIPOD+AI topic, text from the run) pairs, one list for all targets of the run.
+
+    Parameters
+    ----------
+    meta : dict
+        The run's ``run.json``.
+    summary : dict
+        Its ``data_summary.json``.
+    board : pandas.DataFrame
+        Its leaderboard.
+
+    Returns
+    -------
+    list of tuple
+    """
     items = [("Data source", f"feature table {meta.get('features_path')} (content hash {meta.get('features_hash')}); "
                              "the clinical source is for the author to state (below)"),
              ("Participants", f"{summary['n_cases']} cases from {summary['n_patients']} patients; "
@@ -82,7 +96,21 @@ def _nested_method(meta: dict) -> str:
 
 
 def tripod_markdown(meta: dict, summary: dict, board: pd.DataFrame) -> str:
-    """The TRIPOD+AI section of report.md."""
+    """The TRIPOD+AI section of report.md.
+
+    Parameters
+    ----------
+    meta : dict
+        The run's ``run.json``.
+    summary : dict
+        Its ``data_summary.json``.
+    board : pandas.DataFrame
+        Its leaderboard.
+
+    Returns
+    -------
+    str
+    """
     lines = ["## TRIPOD+AI items\n", "| item | from this run |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in tripod_items(meta, summary, board)]
     lines += ["", "For the author to fill in (the tool cannot know):", ""] + [f"- [ ] {t}" for t in FOR_THE_AUTHOR]
@@ -90,7 +118,21 @@ def tripod_markdown(meta: dict, summary: dict, board: pd.DataFrame) -> str:
 
 
 def tripod_html(meta: dict, summary: dict, board: pd.DataFrame) -> str:
-    """The TRIPOD+AI section of report.html: a two-column table and the author's checklist."""
+    """The TRIPOD+AI section of report.html: a two-column table and the author's checklist.
+
+    Parameters
+    ----------
+    meta : dict
+        The run's ``run.json``.
+    summary : dict
+        Its ``data_summary.json``.
+    board : pandas.DataFrame
+        Its leaderboard.
+
+    Returns
+    -------
+    str
+    """
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td style='white-space:normal;text-align:left'>"
                    f"{html.escape(v)}</td></tr>" for k, v in tripod_items(meta, summary, board))
     todo = "".join(f"<li>{html.escape(t)}</li>" for t in FOR_THE_AUTHOR)
@@ -99,7 +141,23 @@ def tripod_html(meta: dict, summary: dict, board: pd.DataFrame) -> str:
 
 
 def write_model_card(run_dir, meta: dict, summary: dict, board: pd.DataFrame) -> Path:
-    """Write ``model_card.md`` in ``run_dir`` (atomically) and return its path."""
+    """Write ``model_card.md`` in ``run_dir`` (atomically) and return its path.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The run directory.
+    meta : dict
+        The run's ``run.json``.
+    summary : dict
+        Its ``data_summary.json``.
+    board : pandas.DataFrame
+        Its leaderboard.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     run = Path(run_dir)
     items = dict(tripod_items(meta, summary, board))
     text = ["# Model card", "", "## Intended use", "",

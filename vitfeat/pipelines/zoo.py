@@ -31,11 +31,32 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from vitfeat.pipelines.prefilter import NearDuplicateFilter
+from vitfeat.registry import Registry
 
 
 @dataclass(frozen=True)
 class Part:
-    """One building block: ``make(random_state)`` returns a fresh estimator."""
+    """One building block: ``make(random_state)`` returns a fresh estimator.
+
+    Attributes
+    ----------
+    name : str
+        Its token in pipeline names.
+    kind : {"classifier", "sampler", "selector"}
+        Which step it fills.
+    make : callable
+        ``make(random_state) -> estimator`` (``make(random_state, bins)`` when ``rows_per_bin``).
+    description : str
+        One line (``vitfeat list``, the report).
+    needs_scaling : bool
+        Put a StandardScaler before it.
+    search_space : dict
+        ``{parameter: distribution}`` for ``--search random``.
+    cost : float
+        CPU of one fit relative to hgb's.
+    rows_per_bin : int
+        For histogram models: training rows per bin (:func:`gbm_bins`).
+    """
 
     name: str
     kind: str  # "classifier" | "sampler" | "selector"
@@ -117,9 +138,9 @@ def _svm(rs):
     return CalibratedClassifierCV(svc, method="sigmoid", cv=3, ensemble=False)
 
 
-CLASSIFIERS = {
-    p.name: p
-    for p in [
+#: Classifiers by name (entry-point group ``vitfeat.classifiers``); :func:`register_classifier` adds one.
+CLASSIFIERS: Registry[Part] = Registry("classifier", "vitfeat.classifiers")
+for _part in [
         Part("logreg", "classifier",
              lambda rs: LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000),
              "L2-regularised logistic regression (class-balanced)", needs_scaling=True, cost=0.1,
@@ -146,12 +167,12 @@ CLASSIFIERS = {
         Part("lgbm", "classifier", _lgbm, "LightGBM gradient-boosted trees", cost=1.15,
              rows_per_bin=ROWS_PER_BIN_LIGHTGBM_XGBOOST,
              search_space={"learning_rate": loguniform(0.01, 0.3), "num_leaves": randint(4, 32)}),
-    ]
-}
+]:
+    CLASSIFIERS.register(_part.name, _part)
 
-SAMPLERS = {
-    p.name: p
-    for p in [
+#: Resamplers by name (entry-point group ``vitfeat.samplers``); :func:`register_sampler` adds one.
+SAMPLERS: Registry[Part] = Registry("sampler", "vitfeat.samplers")
+for _part in [
         Part("ros", "sampler", lambda rs: RandomOverSampler(random_state=rs),
              "random oversampling of minority classes"),
         Part("smote", "sampler", lambda rs: SMOTE(k_neighbors=3, random_state=rs),
@@ -160,16 +181,68 @@ SAMPLERS = {
              "borderline-SMOTE (oversamples minority cases near the class border)"),
         Part("rus", "sampler", lambda rs: RandomUnderSampler(random_state=rs),
              "random undersampling of majority classes"),
-    ]
-}
+]:
+    SAMPLERS.register(_part.name, _part)
 
-SELECTORS = {
-    p.name: p
-    for p in [
-        Part("kbest", "selector", lambda rs: SelectKBest(f_classif, k=30),
-             "keep the 30 features with the highest ANOVA F score (fitted per training fold)"),
-    ]
-}
+#: Feature selectors by name (entry-point group ``vitfeat.selectors``).
+SELECTORS: Registry[Part] = Registry("feature selector", "vitfeat.selectors")
+SELECTORS.register("kbest", Part("kbest", "selector", lambda rs: SelectKBest(f_classif, k=30),
+                                 "keep the 30 features with the highest ANOVA F score (fitted per training fold)"))
+
+
+def register_classifier(name: str, make: Callable[[int], object], description: str, *, needs_scaling: bool = False,
+                        search_space: dict | None = None, cost: float = 1.0, overwrite: bool = False) -> Part:
+    """Add a classifier to the zoo: every pipeline name may then use it (``name``, ``name+smote``, ...).
+
+    Parameters
+    ----------
+    name : str
+        Its name in pipeline names (no ``+``).
+    make : callable
+        ``make(random_state) -> estimator`` with ``fit``, ``predict_proba`` and ``classes_``.
+    description : str
+        One line, shown by ``vitfeat list classifier`` and in the report.
+    needs_scaling : bool, default False
+        Put a StandardScaler before it.
+    search_space : dict, optional
+        ``{parameter: scipy distribution}`` for ``--search random``.
+    cost : float, default 1.0
+        CPU of one fit relative to hgb's (the CV starts slow fits first).
+    overwrite : bool, default False
+        Replace an existing classifier of that name.
+
+    Returns
+    -------
+    Part
+    """
+    if "+" in name or name == "all":
+        raise ValueError(f"classifier name '{name}' may not contain '+' or be 'all'")
+    part = Part(name, "classifier", make, description, needs_scaling=needs_scaling,
+                search_space=dict(search_space or {}), cost=cost)
+    return CLASSIFIERS.register(name, part, overwrite=overwrite)
+
+
+def register_sampler(name: str, make: Callable[[int], object], description: str, *, overwrite: bool = False) -> Part:
+    """Add a resampler (imblearn ``fit_resample``) to the zoo, usable as ``<classifier>+name``.
+
+    Parameters
+    ----------
+    name : str
+        Its name in pipeline names (no ``+``).
+    make : callable
+        ``make(random_state) -> sampler`` with ``fit_resample``.
+    description : str
+        One line.
+    overwrite : bool, default False
+        Replace an existing sampler of that name.
+
+    Returns
+    -------
+    Part
+    """
+    if "+" in name or name == "all":
+        raise ValueError(f"sampler name '{name}' may not contain '+' or be 'all'")
+    return SAMPLERS.register(name, Part(name, "sampler", make, description), overwrite=overwrite)
 
 #: What ``all`` expands to: every classifier plain, plus the common resampling variants.
 DEFAULT_PIPELINES = ["logreg", "logreg+smote", "svm", "rf", "rf+ros", "et", "hgb", "xgb", "lgbm",
@@ -184,6 +257,18 @@ def register_pipeline(name: str, *, default: bool = False):
     >>> @register_pipeline("my_rf")
     ... def my_rf(random_state=0):
     ...     return make_pipeline("rf+smote", random_state).set_params(classifier__n_estimators=500)
+
+    Parameters
+    ----------
+    name : str
+        The pipeline's name (no ``+``, not ``all``).
+    default : bool, default False
+        Add it to what ``all`` expands to.
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the factory unchanged.
     """
     if "+" in name or name == "all":
         raise ValueError(f"pipeline name '{name}' may not contain '+' or be 'all'")
@@ -197,15 +282,41 @@ def register_pipeline(name: str, *, default: bool = False):
     return wrap
 
 
+_BUILT_IN_PARTS = {(registry.kind, name) for registry in (CLASSIFIERS, SAMPLERS, SELECTORS) for name in registry}
+
+
 def registered_factories() -> dict:
-    """The user-registered factories, to hand to worker processes (they start with an empty registry)."""
-    return dict(_REGISTRY)
+    """The user-registered factories and parts, to hand to worker processes (they start with the built-in ones).
+
+    Returns
+    -------
+    dict
+        ``{pipeline name: factory}``, plus ``{"<kind>:<name>": Part}`` for classifiers and samplers
+        registered at run time (:func:`register_classifier`).
+    """
+    out: dict = dict(_REGISTRY)
+    for registry in (CLASSIFIERS, SAMPLERS, SELECTORS):
+        out.update({f"{registry.kind}:{name}": part for name, part in registry.items()
+                    if (registry.kind, name) not in _BUILT_IN_PARTS})
+    return out
 
 
 def restore_registered(factories: dict) -> None:
-    """Register in this (worker) process the factories of :func:`registered_factories`."""
+    """Register in this (worker) process the factories of :func:`registered_factories`.
+
+    Parameters
+    ----------
+    factories : dict
+        What :func:`registered_factories` returned in the main process.
+    """
+    registries = {r.kind: r for r in (CLASSIFIERS, SAMPLERS, SELECTORS)}
     for name, factory in (factories or {}).items():
-        _REGISTRY.setdefault(name, factory)
+        kind, _, part = name.partition(":")
+        if part and kind in registries:
+            if part not in registries[kind]:
+                registries[kind].register(part, factory)
+        else:
+            _REGISTRY.setdefault(name, factory)
 
 
 def available_pipelines() -> list[str]:
@@ -214,7 +325,18 @@ def available_pipelines() -> list[str]:
 
 
 def expand_names(spec) -> list[str]:
-    """Turn ``"all"``, ``"lgbm+smote,logreg"`` or a list into a list of pipeline names (checked)."""
+    """Turn ``"all"``, ``"lgbm+smote,logreg"`` or a list into a list of pipeline names (checked).
+
+    Parameters
+    ----------
+    spec : str or list of str
+        Names, comma separated or a list; ``all`` for :data:`DEFAULT_PIPELINES`.
+
+    Returns
+    -------
+    list of str
+        Unique names, in order.
+    """
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[str] = []
     for name in (n.strip() for n in names):
@@ -260,7 +382,23 @@ def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False, n_r
     ``prefilter=True`` puts a :class:`~vitfeat.pipelines.prefilter.NearDuplicateFilter` right after
     imputation (registered pipelines too), so it is fitted on each training part only.
     ``n_rows`` (rows of the training part) sizes the histogram bins of gradient-boosting
-    classifiers (:func:`gbm_bins`); registered pipelines keep their own settings."""
+    classifiers (:func:`gbm_bins`); registered pipelines keep their own settings.
+
+    Parameters
+    ----------
+    name : str
+        A pipeline name (``lgbm+smote``) or a registered one.
+    random_state : int, default 0
+        Seed of every random step.
+    prefilter : bool, default False
+        Add the near-duplicate filter after imputation.
+    n_rows : int, optional
+        Training rows (sizes the histogram bins).
+
+    Returns
+    -------
+    imblearn.pipeline.Pipeline
+    """
     if name in _REGISTRY:
         pipe = _REGISTRY[name](random_state)
         if prefilter and isinstance(pipe, Pipeline):
@@ -284,7 +422,18 @@ def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False, n_r
 
 
 def search_space(name: str) -> dict:
-    """Hyperparameter distributions for RandomizedSearchCV, keyed ``classifier__<param>``."""
+    """Hyperparameter distributions for RandomizedSearchCV, keyed ``classifier__<param>``.
+
+    Parameters
+    ----------
+    name : str
+        A pipeline name (``lgbm+smote``) or a registered one.
+
+    Returns
+    -------
+    dict
+        Empty for registered pipelines.
+    """
     if name in _REGISTRY:
         return {}
     clf, _, _ = _parse(name)
@@ -295,7 +444,17 @@ def relative_cost(name: str) -> float:
     """Rough CPU of one fit of pipeline ``name`` relative to the others (1 for registered ones).
 
     The CV runner starts the slowest fits first, so that the cores do not wait on one long fit at
-    the end (longest-processing-time-first scheduling); results do not depend on it."""
+    the end (longest-processing-time-first scheduling); results do not depend on it.
+
+    Parameters
+    ----------
+    name : str
+        A pipeline name (``lgbm+smote``) or a registered one.
+
+    Returns
+    -------
+    float
+    """
     if name in _REGISTRY:
         return 1.0
     clf, sampler, _ = _parse(name)
@@ -303,6 +462,17 @@ def relative_cost(name: str) -> float:
 
 
 def describe(name: str) -> str:
+    """The pipeline in words: classifier; selection; resampling.
+
+    Parameters
+    ----------
+    name : str
+        A pipeline name (``lgbm+smote``) or a registered one.
+
+    Returns
+    -------
+    str
+    """
     if name in _REGISTRY:
         return f"user-registered pipeline '{name}'"
     clf, sampler, selector = _parse(name)
@@ -318,6 +488,16 @@ def add_custom_pipelines(spec: dict) -> list[str]:
 
         custom:
           big_rf: {base: rf+smote, params: {classifier__n_estimators: 500}}
+
+    Parameters
+    ----------
+    spec : dict
+        ``{name: {"base": pipeline name, "params": {set_params key: value}}}``.
+
+    Returns
+    -------
+    list of str
+        The names registered.
     """
     names = []
     for name, entry in (spec or {}).items():

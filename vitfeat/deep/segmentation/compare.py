@@ -31,7 +31,19 @@ def _load_run(directory: Path) -> tuple[dict, pd.DataFrame]:
 
 
 def metrics_table(dirs, flops: bool = True) -> pd.DataFrame:
-    """One row per run: model size and cost, training time, pooled and per-image test metrics."""
+    """One row per run: model size and cost, training time, pooled and per-image test metrics.
+
+    Parameters
+    ----------
+    dirs : sequence of path-like
+        Segmenter run directories (``vitfeat train seg`` or ``seg import-official``).
+    flops : bool, default True
+        Also count FLOPs (one forward pass each).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     from vitfeat.deep.segmentation.info import count_flops
     from vitfeat.deep.segmentation.predictor import load_segmenter
 
@@ -56,7 +68,19 @@ def metrics_table(dirs, flops: bool = True) -> pd.DataFrame:
 
 
 def plot_curves(dirs, path) -> Path:
-    """Training loss, validation loss, validation Dice (pooled) and learning rate per epoch, all runs."""
+    """Training loss, validation loss, validation Dice (pooled) and learning rate per epoch, all runs.
+
+    Parameters
+    ----------
+    dirs : sequence of path-like
+        Segmenter run directories (``vitfeat train seg`` or ``seg import-official``).
+    path : path-like
+        The PNG.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,7 +105,21 @@ def plot_curves(dirs, path) -> Path:
 
 
 def plot_overlays(dirs, path, n_cases: int = 6) -> Path:
-    """Rows: test cases shared by all runs. Columns: photo with the true outline, then each run's mask."""
+    """Rows: test cases shared by all runs. Columns: photo with the true outline, then each run's mask.
+
+    Parameters
+    ----------
+    dirs : sequence of path-like
+        Segmenter run directories (``vitfeat train seg`` or ``seg import-official``).
+    path : path-like
+        The PNG.
+    n_cases : int, default 6
+        Rows.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,7 +173,22 @@ def _save_figure(fig, path) -> Path:
 
 
 def compare_runs(dirs, out_dir, n_cases: int = 6) -> dict:
-    """Write ``curves.png``, ``metrics.csv``, ``metrics.md`` and ``overlays.png`` into ``out_dir``."""
+    """Write ``curves.png``, ``metrics.csv``, ``metrics.md`` and ``overlays.png`` into ``out_dir``.
+
+    Parameters
+    ----------
+    dirs : sequence of path-like
+        Segmenter run directories (``vitfeat train seg`` or ``seg import-official``).
+    out_dir : path-like
+        Output folder.
+    n_cases : int, default 6
+        Overlay rows.
+
+    Returns
+    -------
+    dict
+        ``table`` (the metrics DataFrame) and the path of each file written.
+    """
     dirs = [Path(d) for d in dirs]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

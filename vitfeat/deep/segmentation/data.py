@@ -28,6 +28,16 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
 
 @dataclass(frozen=True)
 class SegItem:
+    """One usable case of a segmentation run.
+
+    Attributes
+    ----------
+    case_id, patient_id : str
+        Ids.
+    image, mask : pathlib.Path
+        The photo and its mask.
+    """
+
     case_id: str
     patient_id: str
     image: Path
@@ -36,7 +46,22 @@ class SegItem:
 
 def items_from_manifest(manifest_path, modality: str = "clinical", *,
                         allow_outside_root: bool = False) -> tuple[list[SegItem], list[dict]]:
-    """Cases that have both a ``modality`` image and its mask; the others are listed as skipped."""
+    """Cases that have both a ``modality`` image and its mask; the others are listed as skipped.
+
+    Parameters
+    ----------
+    manifest_path : path-like
+        The manifest.
+    modality : {"clinical", "wood"}, default "clinical"
+        Which photos.
+    allow_outside_root : bool, default False
+        Read paths outside the manifest's root.
+
+    Returns
+    -------
+    tuple
+        ``(items, skipped)``: the usable cases and ``{case_id, reason}`` records.
+    """
     if modality not in ("clinical", "wood"):
         raise ValueError(f"modality must be 'clinical' or 'wood', not '{modality}'")
     manifest = load_manifest(manifest_path, require_targets=False, allow_outside_root=allow_outside_root)
@@ -57,6 +82,20 @@ def grouped_split(items: list[SegItem], fractions=(0.7, 0.15, 0.15), seed: int =
 
     Patients are shuffled with ``seed`` and filled into the parts in order until each part holds
     its fraction of the *cases*; every part gets at least one patient when there are three.
+
+    Parameters
+    ----------
+    items : list of SegItem
+        The usable cases, in manifest order.
+    fractions : tuple of float, default (0.7, 0.15, 0.15)
+        Train, validation and test shares of the cases.
+    seed : int, default 0
+        Shuffling seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``case_id, patient_id, split``.
     """
     frame = pd.DataFrame({"case_id": [i.case_id for i in items], "patient_id": [i.patient_id for i in items]})
     patients = frame["patient_id"].drop_duplicates().to_numpy()
@@ -80,7 +119,17 @@ def grouped_split(items: list[SegItem], fractions=(0.7, 0.15, 0.15), seed: int =
 
 
 def parse_ordered_split(spec: str) -> tuple[int, int, int]:
-    """``"ordered:1250,150,600"`` -> (1250, 150, 600): the first cases train, the next validate, then test."""
+    """``"ordered:1250,150,600"`` -> (1250, 150, 600): the first cases train, the next validate, then test.
+
+    Parameters
+    ----------
+    spec : str
+        The ``--split`` value.
+
+    Returns
+    -------
+    tuple of int
+    """
     if not isinstance(spec, str) or not spec.startswith("ordered:"):
         raise ValueError(f"an ordered split reads 'ordered:TRAIN,VAL,TEST' (e.g. ordered:1250,150,600), not {spec!r}")
     try:
@@ -96,7 +145,20 @@ def ordered_split(items: list[SegItem], counts) -> pd.DataFrame:
     """UltraLight's split: the usable cases in manifest order, the first ``counts[0]`` for training,
     the next ``counts[1]`` for validation, the next ``counts[2]`` for test (the paper's folders in
     glob order: ISIC 2017 1250 / 150 / 600). Cases beyond the sum are ``unused`` (with a warning);
-    a split that puts one patient in two parts is refused, naming the patient."""
+    a split that puts one patient in two parts is refused, naming the patient.
+
+    Parameters
+    ----------
+    items : list of SegItem
+        The usable cases, in manifest order.
+    counts : sequence of int
+        Train, validation and test counts.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``case_id, patient_id, split``.
+    """
     import warnings
 
     counts = tuple(int(c) for c in counts)
@@ -119,11 +181,37 @@ def ordered_split(items: list[SegItem], counts) -> pd.DataFrame:
 
 
 def write_split(frame: pd.DataFrame, path) -> Path:
+    """Write ``split.csv`` atomically (``case_id, patient_id, split``).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The split.
+    path : path-like
+        The file.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     return write_csv(path, frame[["case_id", "patient_id", "split"]])
 
 
 def read_split(path, items: list[SegItem]) -> pd.DataFrame:
-    """Read a saved split and check it covers the items; a patient in two parts is an error."""
+    """Read a saved split and check it covers the items; a patient in two parts is an error.
+
+    Parameters
+    ----------
+    path : path-like
+        Another run's ``split.csv``.
+    items : list of SegItem
+        The usable cases, in manifest order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``case_id, patient_id, split``.
+    """
     path = Path(path)
     split = pd.read_csv(path, dtype=str)
     missing = {"case_id", "split"} - set(split.columns)
@@ -145,7 +233,17 @@ def read_split(path, items: list[SegItem]) -> pd.DataFrame:
 
 
 def mask_values(paths) -> list[int]:
-    """The sorted distinct grey values over a set of masks (the classes of a multi-class task)."""
+    """The sorted distinct grey values over a set of masks (the classes of a multi-class task).
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        Mask files.
+
+    Returns
+    -------
+    list of int
+    """
     values: set[int] = set()
     for p in paths:
         values.update(np.unique(_read_grey(p)).tolist())
@@ -161,7 +259,19 @@ def _read_grey(path) -> np.ndarray:
 
 
 def read_class_mask(path, values: list[int] | None) -> np.ndarray:
-    """(H, W) uint8 class indices: 0/1 for binary (``values`` None), else the index of each grey value."""
+    """(H, W) uint8 class indices: 0/1 for binary (``values`` None), else the index of each grey value.
+
+    Parameters
+    ----------
+    path : path-like
+        The mask.
+    values : list of int or None
+        The grey values of the classes (:func:`mask_values`), or None for binary.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     if values is None:
         return read_mask(path).astype(np.uint8)
     grey = _read_grey(path)
@@ -175,23 +285,72 @@ def read_class_mask(path, values: list[int] | None) -> np.ndarray:
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """Square resize: area averaging when shrinking, bilinear when growing.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Image or mask.
+    size : int
+        Output side.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR)
 
 
 def resize_bilinear(array: np.ndarray, size: int) -> np.ndarray:
     """PIL bilinear resize of a uint8 image or mask, as ``scipy.misc.imresize(..., 'bilinear')`` in
-    UltraLight's data preparation (PIL's bilinear filter widens its support when shrinking)."""
+    UltraLight's data preparation (PIL's bilinear filter widens its support when shrinking).
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        uint8 image or mask.
+    size : int
+        Output side.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     return np.asarray(Image.fromarray(array).resize((size, size), Image.BILINEAR))
 
 
 def resize_for(image: np.ndarray, size: int, resize: str = "area") -> np.ndarray:
-    """Resize an image the way a recipe does: ``area`` (vitfeat) or ``bilinear`` (UltraLight's)."""
+    """Resize an image the way a recipe does: ``area`` (vitfeat) or ``bilinear`` (UltraLight's).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Image or mask.
+    size : int
+        Output side.
+    resize : {"area", "bilinear"}, default "area"
+        The recipe's rule.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     return resize_bilinear(image, size) if resize == "bilinear" else resize_image(image, size)
 
 
 def split_minmax255(images: np.ndarray) -> np.ndarray:
     """UltraLight's normalisation of a whole split (N, H, W, 3): the z-score over the split array,
-    then each image min-max scaled to [0, 255] (``loader.py``). float32."""
+    then each image min-max scaled to [0, 255] (``loader.py``). float32.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        (N, H, W, 3) images.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     x = images.astype(np.float64)
     x = (x - x.mean()) / max(float(x.std()), 1e-12)
     lo = x.min(axis=(1, 2, 3), keepdims=True)
@@ -200,7 +359,19 @@ def split_minmax255(images: np.ndarray) -> np.ndarray:
 
 
 def normalize(images: torch.Tensor, mode: str) -> torch.Tensor:
-    """uint8-valued (B, 3, H, W) -> float input of the network (``none``: already normalised)."""
+    """uint8-valued (B, 3, H, W) -> float input of the network (``none``: already normalised).
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        (B, 3, H, W) uint8-valued images.
+    mode : str
+        The architecture's normalisation (``imagenet``, ``minmax255``) or ``none``.
+
+    Returns
+    -------
+    torch.Tensor
+    """
     x = images.float()
     if mode == "none":
         return x
@@ -226,7 +397,17 @@ class JointAugment:
     """Random flips, quarter turns and a free rotation applied to image and mask alike (the mask
     with nearest-neighbour sampling, so classes stay classes); brightness, contrast and saturation
     jitter on the image only. OpenCV on arrays: ~0.1 ms per 96 px image, against ~100 ms for
-    torchvision's tensor rotation and hue jitter on CPU."""
+    torchvision's tensor rotation and hue jitter on CPU.
+
+    Parameters
+    ----------
+    rotate_degrees : float, default 45.0
+        Largest free rotation.
+    rotate_p : float, default 0.5
+        Probability of a free rotation.
+    jitter : float, default 0.2
+        Brightness, contrast and saturation jitter.
+    """
 
     def __init__(self, rotate_degrees: float = 45.0, rotate_p: float = 0.5, jitter: float = 0.2):
         self.rotate_degrees, self.rotate_p, self.jitter = rotate_degrees, rotate_p, jitter
@@ -257,7 +438,17 @@ class JointAugment:
 
 
 def build_augmentation(rotate_degrees: float = 45.0) -> JointAugment:
-    """Geometric transforms move image and mask together; colour jitter touches the image only."""
+    """Geometric transforms move image and mask together; colour jitter touches the image only.
+
+    Parameters
+    ----------
+    rotate_degrees : float, default 45.0
+        Largest free rotation.
+
+    Returns
+    -------
+    JointAugment
+    """
     return JointAugment(rotate_degrees)
 
 
@@ -321,7 +512,19 @@ class OriginalRecipeDataset(_InMemorySplit):
     """A split prepared as UltraLight prepares it: PIL-bilinear resize of images and of 0/255 masks
     (soft mask edges, /255), the split-level z-score then per-image [0, 255] rescale, and (training)
     the original augmentation after normalisation. Items: (float32 (3, S, S) in [0, 255], float32
-    (S, S) in [0, 1]); the network input needs no further normalisation (mode ``none``)."""
+    (S, S) in [0, 1]); the network input needs no further normalisation (mode ``none``).
+
+    Parameters
+    ----------
+    items : list of SegItem
+        The split's cases.
+    imgsz : int
+        Side.
+    augment : bool, default False
+        The original's training augmentation.
+    progress : bool, default False
+        Progress bar.
+    """
 
     def __init__(self, items: list[SegItem], imgsz: int, augment: bool = False, progress: bool = False):
         self.imgsz = imgsz
@@ -340,6 +543,19 @@ class SegmentationDataset(_InMemorySplit):
 
     Unreadable cases are left out and listed in ``failures`` (case_id, path, error); the rest go on.
     Items return ``(image uint8 (3, S, S), mask uint8 (S, S))``; normalisation happens on the batch.
+
+    Parameters
+    ----------
+    items : list of SegItem
+        The split's cases.
+    imgsz : int
+        Side.
+    values : list of int, optional
+        Class grey values (multi-class masks).
+    augment : bool, default False
+        Joint augmentation (:func:`build_augmentation`).
+    progress : bool, default False
+        Progress bar.
     """
 
     def __init__(self, items: list[SegItem], imgsz: int, values: list[int] | None = None,

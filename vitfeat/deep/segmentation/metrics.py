@@ -23,6 +23,21 @@ def confusion_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     ``pred``: probabilities (N, 1, H, W) for binary tasks, or logits/probabilities/class indices
     (N, C, H, W) / (N, H, W) for multi-class ones. ``target``: (N, H, W) class indices or
     (N, 1, H, W) 0/1 (soft truth is thresholded at ``threshold``, as UltraLight does).
+
+    Parameters
+    ----------
+    pred : torch.Tensor
+        Predictions (see above).
+    target : torch.Tensor
+        Truth (see above).
+    num_classes : int
+        1 for binary masks.
+    threshold : float, default 0.5
+        Probability (and soft-truth) threshold.
+
+    Returns
+    -------
+    tuple of torch.Tensor
     """
     import segmentation_models_pytorch as smp
 
@@ -37,7 +52,17 @@ def confusion_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
 
 
 def scores(tp, fp, fn, tn) -> dict:
-    """``{"pooled": {metric: value}, "per_image": {...}}`` from per-image counts."""
+    """``{"pooled": {metric: value}, "per_image": {...}}`` from per-image counts.
+
+    Parameters
+    ----------
+    tp, fp, fn, tn : torch.Tensor
+        Per-image, per-class counts (:func:`confusion_counts`).
+
+    Returns
+    -------
+    dict
+    """
     import segmentation_models_pytorch as smp
 
     fns = {
@@ -53,7 +78,15 @@ def scores(tp, fp, fn, tn) -> dict:
 
 
 class SegmentationMeter:
-    """Accumulates per-image counts over batches; ``compute()`` gives both kinds of scores."""
+    """Accumulates per-image counts over batches; ``compute()`` gives both kinds of scores.
+
+    Parameters
+    ----------
+    num_classes : int
+        1 for binary masks.
+    threshold : float, default 0.5
+        Probability threshold.
+    """
 
     def __init__(self, num_classes: int, threshold: float = 0.5):
         self.num_classes = num_classes
@@ -61,10 +94,18 @@ class SegmentationMeter:
         self._counts: list[tuple] = []
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch.
+
+        Parameters
+        ----------
+        pred, target : torch.Tensor
+            As for :func:`confusion_counts`.
+        """
         self._counts.append(confusion_counts(pred.detach().cpu(), target.detach().cpu(), self.num_classes,
                                              self.threshold))
 
     def compute(self) -> dict:
+        """Pooled and per-image scores of every image added (:func:`scores`)."""
         if not self._counts:
             raise ValueError("no images were scored")
         stacked = [torch.cat([c[i] for c in self._counts]) for i in range(4)]

@@ -13,11 +13,28 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from vitfeat.registry import Registry
+
 DEFAULT_ENCODER = "resnet34"
 
 
 @dataclass(frozen=True)
 class Architecture:
+    """A registered segmentation architecture (:data:`ARCHITECTURES`).
+
+    Attributes
+    ----------
+    name : str
+        ``--arch`` value.
+    build : callable
+        ``build(num_classes=..., [encoder=..., encoder_weights=...]) -> nn.Module`` returning logits.
+    normalize : str
+        ``imagenet`` or ``minmax255``.
+    uses_encoder : bool
+        Takes an smp encoder.
+    summary : str
+        One line.
+    """
     name: str
     build: Callable[..., nn.Module]
     normalize: str  # "imagenet" (pretrained encoders) or "minmax255" (UltraLight's per-image rescale)
@@ -25,25 +42,63 @@ class Architecture:
     summary: str
 
 
-_ARCHITECTURES: dict[str, Architecture] = {}
+#: Segmentation architectures by name (entry-point group ``vitfeat.seg_architectures``).
+ARCHITECTURES: Registry[Architecture] = Registry("segmentation architecture", "vitfeat.seg_architectures")
+_ARCHITECTURES = ARCHITECTURES._entries  # the registry's dict, in registration order
 
 
 def register_architecture(name: str, normalize: str, uses_encoder: bool, summary: str):
+    """Decorator registering ``build(num_classes=..., [encoder=..., encoder_weights=...]) -> nn.Module``.
+
+    Parameters
+    ----------
+    name : str
+        The architecture's name (``--arch``).
+    normalize : {"imagenet", "minmax255"}
+        The input normalisation it was designed for.
+    uses_encoder : bool
+        Whether ``build`` takes ``encoder`` and ``encoder_weights`` (smp encoders).
+    summary : str
+        One line, shown by ``vitfeat list segmentation``.
+
+    Returns
+    -------
+    callable
+        The decorator; it returns ``build`` unchanged.
+    """
     def wrap(build):
-        _ARCHITECTURES[name] = Architecture(name, build, normalize, uses_encoder, summary)
+        ARCHITECTURES.register(name, Architecture(name, build, normalize, uses_encoder, summary), overwrite=True)
         return build
     return wrap
 
 
 def available_architectures() -> list[str]:
+    """Registered architecture names, in registration order (built-in ones first)."""
+    ARCHITECTURES.load_entry_points()
     return list(_ARCHITECTURES)
 
 
 def get_architecture(name: str) -> Architecture:
+    """The architecture called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A registered name.
+
+    Returns
+    -------
+    Architecture
+
+    Raises
+    ------
+    ValueError
+        Naming the available architectures.
+    """
     try:
-        return _ARCHITECTURES[name]
+        return ARCHITECTURES.get(name)
     except KeyError:
-        raise ValueError(f"unknown architecture '{name}' (available: {', '.join(_ARCHITECTURES)})") from None
+        raise ValueError(f"unknown architecture '{name}' (available: {', '.join(available_architectures())})") from None
 
 
 def build_model(arch: str, num_classes: int = 1, encoder: str = DEFAULT_ENCODER,
@@ -53,6 +108,21 @@ def build_model(arch: str, num_classes: int = 1, encoder: str = DEFAULT_ENCODER,
     ``encoder_weights`` (smp architectures only): ``None``/"none" (random), "hub" (smp's ImageNet
     weights, downloaded once into the torch/HF cache), or the path of a local state_dict
     (``.pt``/``.pth``/``.safetensors``) for the encoder.
+
+    Parameters
+    ----------
+    arch : str
+        A registered architecture.
+    num_classes : int, default 1
+        Output channels.
+    encoder : str
+        The smp encoder (encoder architectures only).
+    encoder_weights : str, optional
+        See above.
+
+    Returns
+    -------
+    torch.nn.Module
     """
     spec = get_architecture(arch)
     if spec.uses_encoder:
@@ -81,7 +151,15 @@ def _smp_model(cls_name: str, num_classes: int, encoder: str, encoder_weights: s
 
 
 def load_encoder_weights(encoder: nn.Module, path) -> None:
-    """Load a local state_dict into an smp encoder; a file that does not fit fails loudly."""
+    """Load a local state_dict into an smp encoder; a file that does not fit fails loudly.
+
+    Parameters
+    ----------
+    encoder : torch.nn.Module
+        The smp encoder.
+    path : path-like
+        The state_dict file.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: encoder weight file not found")

@@ -34,7 +34,17 @@ _RULES = [
 
 
 def official_name(ours: str) -> str:
-    """The original repository's name of one of our UltraLight tensors."""
+    """The original repository's name of one of our UltraLight tensors.
+
+    Parameters
+    ----------
+    ours : str
+        A key of our state_dict.
+
+    Returns
+    -------
+    str
+    """
     for pattern, template in _RULES:
         m = re.fullmatch(pattern, ours)
         if m is None:
@@ -46,7 +56,17 @@ def official_name(ours: str) -> str:
 
 
 def to_official(state: dict) -> dict:
-    """Our UltraLight state_dict in the original's naming (the inverse of :func:`from_official`)."""
+    """Our UltraLight state_dict in the original's naming (the inverse of :func:`from_official`).
+
+    Parameters
+    ----------
+    state : dict
+        Our state_dict.
+
+    Returns
+    -------
+    dict
+    """
     return {official_name(k): v for k, v in state.items()}
 
 
@@ -65,6 +85,17 @@ def from_official(official: dict, model=None) -> dict:
 
     Refuses, naming the first offending tensors, a checkpoint with unknown or missing names or with
     shapes that differ from our model's (``model``: an ``UltraLightVMUNet``; default widths built).
+
+    Parameters
+    ----------
+    official : dict
+        The official state_dict.
+    model : UltraLightVMUNet, optional
+        The model whose names and shapes it must fit.
+
+    Returns
+    -------
+    dict
     """
     from vitfeat.deep.segmentation.ultralight import UltraLightVMUNet
 
@@ -90,7 +121,19 @@ def from_official(official: dict, model=None) -> dict:
 
 
 def load_official(path, model=None):
-    """An ``UltraLightVMUNet`` (returning probabilities, as the original) with official weights."""
+    """An ``UltraLightVMUNet`` (returning probabilities, as the original) with official weights.
+
+    Parameters
+    ----------
+    path : path-like
+        The official checkpoint.
+    model : UltraLightVMUNet, optional
+        The model to load into (default widths built).
+
+    Returns
+    -------
+    torch.nn.Module
+    """
     from vitfeat.deep.segmentation.ultralight import UltraLightVMUNet
 
     path = Path(path)
@@ -119,6 +162,27 @@ def import_official(checkpoint, out_dir, *, modality: str = "clinical", imgsz: i
     >= 0.5) on that manifest's test part: every usable case, or the test part of ``split``
     (``"ordered:A,B,C"``); the scores go into ``segmenter.json`` and ``seg compare`` can set the run
     beside trained ones. Returns the ``segmenter.json`` content.
+
+    Parameters
+    ----------
+    checkpoint : path-like
+        The official checkpoint.
+    out_dir : path-like
+        The segmenter directory.
+    modality : str, default "clinical"
+        Which photos it segments.
+    imgsz : int, default 256
+        Input size.
+    evaluate : path-like, optional
+        A manifest to score it on.
+    split : str, optional
+        ``ordered:A,B,C``: score the test part only.
+    allow_outside_root : bool, default False
+        Read paths outside the manifest's root.
+
+    Returns
+    -------
+    dict
     """
     from vitfeat.deep.runtime import save_checkpoint
     from vitfeat.deep.segmentation import data as segdata

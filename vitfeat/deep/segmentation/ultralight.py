@@ -32,17 +32,41 @@ DEFAULT_WIDTHS = (8, 16, 24, 32, 48, 64)
 
 
 def mamba_ssm_available() -> bool:
+    """Whether mamba_ssm's fused kernel is importable and CUDA present (else mambapy's scan runs)."""
     return _cuda_selective_scan is not None and torch.cuda.is_available()
 
 
 class Mamba(MambaBlock):
-    """mamba_ssm-compatible Mamba mixer: mambapy's scan on CPU, mamba_ssm's kernel on CUDA if present."""
+    """mamba_ssm-compatible Mamba mixer: mambapy's scan on CPU, mamba_ssm's kernel on CUDA if present.
+
+    Parameters
+    ----------
+    d_model : int
+        Token width.
+    d_state : int, default 16
+        SSM state size.
+    d_conv : int, default 4
+        Local convolution width.
+    expand : int, default 2
+        Inner expansion.
+    """
 
     def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2):
         super().__init__(MambaConfig(d_model=d_model, n_layers=1, d_state=d_state, d_conv=d_conv,
                                      expand_factor=expand))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The mixer's output for a token sequence (fused kernel on CUDA when available).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            (B, L, d_model) tokens.
+
+        Returns
+        -------
+        torch.Tensor
+        """
         if x.is_cuda and _cuda_selective_scan is not None:
             return self._forward_fused(x)
         return super().forward(x)
@@ -64,7 +88,17 @@ class Mamba(MambaBlock):
 
 
 class PVMLayer(nn.Module):
-    """Parallel Vision Mamba: LayerNorm, one Mamba shared by four channel groups, LayerNorm, Linear."""
+    """Parallel Vision Mamba: LayerNorm, one Mamba shared by four channel groups, LayerNorm, Linear.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Widths.
+    groups : int, default 4
+        Channel groups sharing the Mamba.
+    d_state, d_conv, expand : int
+        The Mamba's settings.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, groups: int = 4, d_state: int = 16,
                  d_conv: int = 4, expand: int = 2):
@@ -79,6 +113,17 @@ class PVMLayer(nn.Module):
         self.skip_scale = nn.Parameter(torch.ones(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Mix the tokens of a (B, C, H, W) map through the shared Mamba, per channel group.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            (B, C, H, W) input.
+
+        Returns
+        -------
+        torch.Tensor
+        """
         if x.dtype == torch.float16:  # the scan is unstable in half precision
             x = x.float()
         b, c, h, w = x.shape
@@ -100,12 +145,31 @@ class SpatialAttentionBridge(nn.Module):
         self.conv = nn.Conv2d(2, 1, kernel_size=7, padding=9, dilation=3)
 
     def forward(self, skips):
+        """One (B, 1, H, W) spatial weight map per skip level.
+
+        Parameters
+        ----------
+        skips : list of torch.Tensor
+            The encoder's skip maps, shallow to deep.
+
+        Returns
+        -------
+        list of torch.Tensor
+        """
         return [torch.sigmoid(self.conv(torch.cat([t.mean(1, keepdim=True), t.amax(1, keepdim=True)], 1)))
                 for t in skips]
 
 
 class ChannelAttentionBridge(nn.Module):
-    """Channel weights for each skip level from the pooled descriptors of all levels together."""
+    """Channel weights for each skip level from the pooled descriptors of all levels together.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Channels of each skip level.
+    split_att : {"fc", "conv"}, default "fc"
+        How each level's weights are produced.
+    """
 
     def __init__(self, widths, split_att: str = "fc"):
         super().__init__()
@@ -118,6 +182,17 @@ class ChannelAttentionBridge(nn.Module):
             self.heads = nn.ModuleList(nn.Conv1d(total, c, 1) for c in widths)
 
     def forward(self, skips):
+        """One (B, C, 1, 1) channel weight per skip level.
+
+        Parameters
+        ----------
+        skips : list of torch.Tensor
+            The encoder's skip maps, shallow to deep.
+
+        Returns
+        -------
+        list of torch.Tensor
+        """
         pooled = torch.cat([t.mean((2, 3)) for t in skips], dim=1)  # (B, sum C)
         mixed = self.mix(pooled.unsqueeze(1))  # (B, 1, sum C)
         weights = []
@@ -131,12 +206,33 @@ class ChannelAttentionBridge(nn.Module):
 
 
 class SCAttentionBridge(nn.Module):
+    """The spatial then channel attention bridge over all skip levels (UltraLight's SC_Att_Bridge).
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Channels of each skip level.
+    split_att : {"fc", "conv"}, default "fc"
+        The channel bridge's heads.
+    """
+
     def __init__(self, widths, split_att: str = "fc"):
         super().__init__()
         self.spatial = SpatialAttentionBridge()
         self.channel = ChannelAttentionBridge(widths, split_att)
 
     def forward(self, skips):
+        """The skip maps reweighted spatially, then per channel, with residuals.
+
+        Parameters
+        ----------
+        skips : list of torch.Tensor
+            The encoder's skip maps, shallow to deep.
+
+        Returns
+        -------
+        list of torch.Tensor
+        """
         u = [s * t for s, t in zip(self.spatial(skips), skips)]
         v = [ui + t for ui, t in zip(u, skips)]
         return [c * vi + ui for c, vi, ui in zip(self.channel(v), v, u)]
@@ -152,6 +248,21 @@ class UltraLightVMUNet(nn.Module):
     ``forward`` returns probabilities (sigmoid, one class) as the reference model does, or logits
     when ``return_logits`` is set (training uses logits with BCE-with-logits, which is the same loss,
     computed stably). With ``num_classes > 1`` the output is always logits (softmax outside).
+
+    Parameters
+    ----------
+    num_classes : int, default 1
+        Output channels.
+    in_channels : int, default 3
+        Input channels.
+    widths : sequence of int
+        The six stage widths.
+    split_att : {"fc", "conv"}, default "fc"
+        The channel bridge's heads.
+    bridge : bool, default True
+        Use the attention bridge on the skips.
+    pvm_groups : int, default 4
+        Channel groups of the PVM layers.
     """
 
     def __init__(self, num_classes: int = 1, in_channels: int = 3, widths=DEFAULT_WIDTHS,
@@ -176,6 +287,17 @@ class UltraLightVMUNet(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities (or logits, see above) of the lesion mask.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            (B, C, H, W) input.
+
+        Returns
+        -------
+        torch.Tensor
+        """
         skips = []
         out = x
         for stage, norm in zip(self.encoder[:5], self.encoder_norms):

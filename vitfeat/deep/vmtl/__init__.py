@@ -13,18 +13,51 @@ __all__ = ["VARIANTS", "VMTLConfig", "preset", "train_vmtl", "predict_run", "loa
 
 
 def train_vmtl(*args, **kwargs):
+    """:func:`vitfeat.deep.vmtl.train.train_vmtl`, imported on first use (torch is heavy).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        Those of :func:`vitfeat.deep.vmtl.train.train_vmtl`.
+
+    Returns
+    -------
+    object
+    """
     from vitfeat.deep.vmtl.train import train_vmtl as impl
 
     return impl(*args, **kwargs)
 
 
 def predict_run(*args, **kwargs):
+    """:func:`vitfeat.deep.vmtl.predict.predict_run`, imported on first use.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        Those of :func:`vitfeat.deep.vmtl.predict.predict_run`.
+
+    Returns
+    -------
+    object
+    """
     from vitfeat.deep.vmtl.predict import predict_run as impl
 
     return impl(*args, **kwargs)
 
 
 def load_embedder(*args, **kwargs):
+    """:func:`vitfeat.deep.vmtl.embed.load_embedder`, imported on first use.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        Those of :func:`vitfeat.deep.vmtl.embed.load_embedder`.
+
+    Returns
+    -------
+    object
+    """
     from vitfeat.deep.vmtl.embed import load_embedder as impl
 
     return impl(*args, **kwargs)

@@ -23,7 +23,19 @@ from vitfeat.registry import Registry
 
 @dataclass(frozen=True)
 class Variant:
-    """A VMTL variant: its network (``"module:Class"``, imported when built) and its preset."""
+    """A VMTL variant: its network (``"module:Class"``, imported when built) and its preset.
+
+    Attributes
+    ----------
+    name : str
+        ``--variant`` value.
+    network : str
+        ``"module:Class"`` of the network, built as ``Class(cfg, n_classes)``.
+    description : str
+        One line (``vitfeat list vmtl-variant``).
+    defaults : dict
+        :class:`VMTLConfig` fields the variant presets.
+    """
 
     name: str
     network: str
@@ -53,6 +65,22 @@ TASKS = ("cls", "seg", "box", "recon", "con")
 
 @dataclass
 class VMTLConfig:
+    """Everything that decides a VMTL run; saved with it so that ``predict`` rebuilds the same model.
+
+    Attributes
+    ----------
+    variant : str
+        A name of :data:`VARIANTS`.
+    backbone : str
+        A timm backbone (``vitfeat list backbone``).
+    weights : str
+        ``hub`` (timm pretrained), ``random`` or a local weight file.
+    imgsz : int
+        Input size.
+    target : str
+        The target column (``targets`` for several).
+    """
+
     variant: str = "vmtl"
     backbone: str = "convnextv2_tiny"
     weights: str = "hub"  # "hub" (timm pretrained), "random", or a local .pth/.safetensors file
@@ -136,16 +164,34 @@ class VMTLConfig:
         return f"{self.variant}:{self.backbone}"
 
     @property
+    def network(self) -> str:
+        """The variant's network, ``"module:Class"`` (:data:`VARIANTS`); the model module builds it from
+        this without importing the registry, so that config, model and original import no one in a circle."""
+        return VARIANTS.get(self.variant).network
+
+    @property
     def all_targets(self) -> tuple:
         """The targets the run is scored on (``targets``, or the single ``target``)."""
         return self.targets or (self.target,)
 
     def to_dict(self) -> dict:
+        """The config as plain YAML/JSON values (tuples as lists)."""
         d = dataclasses.asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "VMTLConfig":
+        """The config of a saved run, refusing keys it does not know.
+
+        Parameters
+        ----------
+        d : dict
+            :meth:`to_dict`'s output.
+
+        Returns
+        -------
+        VMTLConfig
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -154,7 +200,19 @@ class VMTLConfig:
 
 
 def preset(variant: str = "vmtl", **overrides) -> VMTLConfig:
-    """A config with the variant's task set, then ``overrides`` (None values are ignored)."""
+    """A config with the variant's task set, then ``overrides`` (None values are ignored).
+
+    Parameters
+    ----------
+    variant : str, default "vmtl"
+        A name of :data:`VARIANTS`.
+    **overrides
+        :class:`VMTLConfig` fields.
+
+    Returns
+    -------
+    VMTLConfig
+    """
     overrides = {k: v for k, v in overrides.items() if v is not None}
     for key, value in VARIANTS.get(variant).defaults.items():
         overrides.setdefault(key, value)
@@ -163,7 +221,23 @@ def preset(variant: str = "vmtl", **overrides) -> VMTLConfig:
 
 def guess_positive(classes: list[str], positive: str | None = None, y=None, target: str | None = None) -> str:
     """The positive ("non-stable") class: the project's one rule, :func:`vitfeat.evaluation.positive.positive_class`
-    (known stage names, else ``positive``, else the minority class with a warning)."""
+    (known stage names, else ``positive``, else the minority class with a warning).
+
+    Parameters
+    ----------
+    classes : list of str
+        The target's classes.
+    positive : str, optional
+        An explicit choice (must be a class).
+    y : array-like, optional
+        The labels (for the minority rule).
+    target : str, optional
+        The target's name (for the warning).
+
+    Returns
+    -------
+    str
+    """
     from vitfeat.evaluation.positive import positive_class
 
     if positive is not None and positive not in classes:

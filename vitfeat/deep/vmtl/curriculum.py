@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from vitfeat.deep.runtime import load_checkpoint, save_checkpoint
 from vitfeat.deep.vmtl.data import PairedDataset, to_device
+from vitfeat.deep.vmtl.loaders import autocast, make_loader, predict_loader
 from vitfeat.deep.vmtl.losses import UncertaintyWeighting
 from vitfeat.deep.vmtl.original import SummedContrastive, original_task_losses
 from vitfeat.deep.vmtl.scores import original_metrics
@@ -37,11 +38,40 @@ IMPORTANCE_STAGES = (0, 5)  # the importance weights w_t enter only where every 
 
 
 def stage_multipliers(stage: int) -> tuple[float, float, float]:
-    """Learning-rate multipliers (model, log-variances, margins) of a stage."""
+    """Learning-rate multipliers (model, log-variances, margins) of a stage.
+
+    Parameters
+    ----------
+    stage : int
+        Curriculum stage (0-5).
+
+    Returns
+    -------
+    tuple of float
+    """
     return (1.0, 0.2, 0.1) if stage in (0, 4, 5) else (0.8, 0.1, 0.05)
 
 
 def stage_optimizer(model, weighting, contrastive, cfg, stage: int) -> torch.optim.AdamW:
+    """AdamW over the trainable model parameters, log-variances and margins, each at the stage's rate.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+    weighting : UncertaintyWeighting
+        The task weighting (learnable log-variances).
+    contrastive : SummedContrastive
+        The contrastive term (learnable margins).
+    cfg : VMTLConfig
+        Stage learning rates and weight decay.
+    stage : int
+        Curriculum stage (0-5).
+
+    Returns
+    -------
+    torch.optim.AdamW
+    """
     lr = cfg.stage_lrs[stage]
     model_mult, logvar_mult, margin_mult = stage_multipliers(stage)
     groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr * model_mult},
@@ -51,7 +81,19 @@ def stage_optimizer(model, weighting, contrastive, cfg, stage: int) -> torch.opt
 
 
 def stage_scheduler(optimizer, epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over min(5, epochs // 10) epochs, then cosine to 0; stepped per epoch."""
+    """Linear warm-up over min(5, epochs // 10) epochs, then cosine to 0; stepped per epoch.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        The stage's optimiser.
+    epochs : int
+        The stage's epochs.
+
+    Returns
+    -------
+    torch.optim.lr_scheduler.LambdaLR
+    """
     warm = min(5, epochs // 10)
 
     def factor(epoch):
@@ -65,9 +107,34 @@ def stage_scheduler(optimizer, epochs: int) -> torch.optim.lr_scheduler.LambdaLR
 def train_stage_epoch(model, weighting, contrastive, loader, optimizer, cfg, device, stage: int, positive_index: int):
     """One epoch of a stage: the original's NaN handling (a non-finite loss skips the batch; NaN
     gradients are zeroed, infinite ones clamped; more than half the tensors bad skips the step),
-    gradient clipping at ``cfg.clip_norm`` over every optimised tensor."""
-    from vitfeat.deep.vmtl.train import autocast
+    gradient clipping at ``cfg.clip_norm`` over every optimised tensor.
 
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+    weighting : UncertaintyWeighting
+        The task weighting (learnable log-variances).
+    contrastive : SummedContrastive
+        The contrastive term (learnable margins).
+    loader : torch.utils.data.DataLoader
+        Training batches.
+    optimizer : torch.optim.Optimizer
+        The stage's optimiser.
+    cfg : VMTLConfig
+        Loss settings and clipping.
+    device : torch.device
+        Where the model runs.
+    stage : int
+        Curriculum stage (0-5).
+    positive_index : int
+        Index of the non-stable class.
+
+    Returns
+    -------
+    tuple
+        ``(mean losses, case ids seen)``.
+    """
     model.train()
     tasks = STAGE_TASKS[stage]
     params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -105,8 +172,6 @@ def train_stage_epoch(model, weighting, contrastive, loader, optimizer, cfg, dev
 
 
 def _val_scores(model, val_loader, device, val_y, positive_index) -> dict:
-    from vitfeat.deep.vmtl.train import predict_loader
-
     proba = predict_loader(model, val_loader, device)["proba"]
     return original_metrics(val_y, proba.argmax(1), proba[:, positive_index], positive_index)
 
@@ -115,9 +180,39 @@ def fit_original(model, inner_train, inner_val, fold_dir, cfg, classes, positive
                  seed_of, resume: bool, progress: bool, callback=None) -> dict:
     """Run the curriculum on ``model`` (already on ``device``); writes ``best.pt``; returns the state.
 
-    ``seed_of(step)`` gives the seed of a global epoch step (stage * 1000 + epoch)."""
-    from vitfeat.deep.vmtl.train import make_loader
+    ``seed_of(step)`` gives the seed of a global epoch step (stage * 1000 + epoch).
 
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The original network, on ``device``.
+    inner_train, inner_val : list
+        Training and validation cases of the fold.
+    fold_dir : pathlib.Path
+        Where ``best.pt`` and the checkpoints go.
+    cfg : VMTLConfig
+        The run's configuration.
+    classes : list of str
+        The two classes.
+    positive_index : int
+        Index of the non-stable class.
+    device : torch.device
+        Where the model runs.
+    mean, std : tuple of float
+        The backbone's normalisation.
+    seed_of : callable
+        Seed of a global epoch step.
+    resume : bool
+        Continue from the fold's checkpoint.
+    progress : bool
+        Progress bars.
+    callback : callable, optional
+        Called after every epoch (tests interrupt through it).
+
+    Returns
+    -------
+    dict
+    """
     if len(classes) != 2:
         raise ValueError(f"the original VMTL is binary (stable / non-stable); this target has {len(classes)} "
                          f"classes ({', '.join(classes)})")

@@ -26,6 +26,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoadedCase:
+    """One case's arrays, prepared at the network's input size (see the field comments).
+
+    Attributes
+    ----------
+    case_id, patient_id : str
+        Ids.
+    label : str or None
+        The (first) target's class.
+    images, masks : dict
+        ``{modality: array}`` at (S, S); an absent modality is missing.
+    """
+
     case_id: str
     patient_id: str
     label: str | None
@@ -71,6 +83,25 @@ def prepare_case(case_id: str, patient_id: str, label, images: dict, masks: dict
 
     ``boxes`` maps a modality to its annotated lesion box ``(x0, y0, x1, y1)`` in original pixels;
     it follows the same crop and resize.
+
+    Parameters
+    ----------
+    case_id, patient_id : str
+        Ids.
+    label : str or None
+        The target's class.
+    images, masks : dict
+        ``{modality: array}`` at the photos' own size.
+    imgsz : int
+        Output side.
+    roi : callable, optional
+        ``roi(modality, image, mask) -> box or None`` (:func:`make_roi`).
+    boxes : dict, optional
+        Annotated boxes.
+
+    Returns
+    -------
+    LoadedCase
     """
     out_images, out_masks, crop_boxes, sizes, out_boxes = {}, {}, {}, {}, {}
     for mod in MODALITIES:
@@ -98,7 +129,23 @@ def prepare_case(case_id: str, patient_id: str, label, images: dict, masks: dict
 
 def load_case(case, imgsz: int, target=None, roi=None) -> LoadedCase:
     """Read one manifest ``Case`` (images and masks) and prepare it; ``target`` is a column name or
-    a list of them (the first is ``label``, all are in ``labels``)."""
+    a list of them (the first is ``label``, all are in ``labels``).
+
+    Parameters
+    ----------
+    case : vitfeat.dataset.Case
+        The case.
+    imgsz : int
+        Output side.
+    target : str or list of str, optional
+        Target column(s).
+    roi : callable, optional
+        Crop rule (:func:`make_roi`).
+
+    Returns
+    -------
+    LoadedCase
+    """
     images = {m: read_image(case.image(m)) for m in MODALITIES if case.image(m) is not None}
     masks = {m: read_mask(case.mask(m)) for m in images if case.mask(m) is not None}
     targets = [] if target is None else [target] if isinstance(target, str) else list(target)
@@ -111,7 +158,17 @@ def load_case(case, imgsz: int, target=None, roi=None) -> LoadedCase:
 
 def make_roi(cfg):
     """VMSL lesion crops per ``cfg.roi``: "masks" (the given mask), "model:PATH" (a mask predictor,
-    YOLO .pt or segmenter dir, via vitfeat.deep.mask_source) or "whole"; None when no crop is set."""
+    YOLO .pt or segmenter dir, via vitfeat.deep.mask_source) or "whole"; None when no crop is set.
+
+    Parameters
+    ----------
+    cfg : VMTLConfig
+        Its ``roi`` setting.
+
+    Returns
+    -------
+    callable or None
+    """
     if not cfg.roi:
         return None
     from vitfeat.deep.roi import select_roi
@@ -139,7 +196,26 @@ def make_roi(cfg):
 
 
 def load_cases(cases, imgsz: int, target: str | None = None, roi=None, progress: bool = True):
-    """Load every case; returns (loaded, failures) where failures is a list of (case_id, message)."""
+    """Load every case; returns (loaded, failures) where failures is a list of (case_id, message).
+
+    Parameters
+    ----------
+    cases : iterable of vitfeat.dataset.Case
+        The cases.
+    imgsz : int
+        Output side.
+    target : str, optional
+        Target column(s).
+    roi : callable, optional
+        Crop rule.
+    progress : bool, default True
+        Progress bar.
+
+    Returns
+    -------
+    tuple
+        ``(list of LoadedCase, list of (case_id, message))``.
+    """
     loaded, failures = [], []
     for case in tqdm(list(cases), desc="loading images", disable=not progress, leave=False):
         try:
@@ -151,7 +227,17 @@ def load_cases(cases, imgsz: int, target: str | None = None, roi=None, progress:
 
 
 def mask_to_box(mask: np.ndarray | torch.Tensor):
-    """Normalised (cx, cy, w, h) of a mask's bounding box, or None when the mask is empty."""
+    """Normalised (cx, cy, w, h) of a mask's bounding box, or None when the mask is empty.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray or torch.Tensor
+        (H, W) mask.
+
+    Returns
+    -------
+    torch.Tensor or None
+    """
     m = torch.as_tensor(mask).bool().squeeze()
     ys, xs = torch.nonzero(m, as_tuple=True)
     if len(xs) == 0:
@@ -164,7 +250,19 @@ def mask_to_box(mask: np.ndarray | torch.Tensor):
 
 def box_to_mask(box, size: int) -> np.ndarray:
     """Rasterise a box ``(x0, y0, x1, y1)`` (pixels) as a (size, size) bool mask, so that it can
-    follow the geometric augmentation alongside the lesion mask."""
+    follow the geometric augmentation alongside the lesion mask.
+
+    Parameters
+    ----------
+    box : sequence of float
+        ``(x0, y0, x1, y1)`` in pixels.
+    size : int
+        The image side.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     out = np.zeros((size, size), bool)
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     out[max(y0, 0):max(y1, y0 + 1), max(x0, 0):max(x1, x0 + 1)] = True
@@ -173,7 +271,19 @@ def box_to_mask(box, size: int) -> np.ndarray:
 
 def build_transform(train: bool, mean, std):
     """Geometric + photometric augmentation for training (masks follow the geometry), then the
-    one normalisation shared with inference."""
+    one normalisation shared with inference.
+
+    Parameters
+    ----------
+    train : bool
+        Augment.
+    mean, std : tuple of float
+        The backbone's normalisation.
+
+    Returns
+    -------
+    callable
+    """
     tail = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
     if not train:
         return v2.Compose(tail)
@@ -188,7 +298,23 @@ def build_transform(train: bool, mean, std):
 
 
 class PairedDataset(Dataset):
-    """Items are dicts of tensors; absent images/masks are zeros with a ``has_*`` flag False."""
+    """Items are dicts of tensors; absent images/masks are zeros with a ``has_*`` flag False.
+
+    Parameters
+    ----------
+    cases : list of LoadedCase
+        The prepared cases.
+    classes : list of str
+        The (first) target's classes, in index order.
+    imgsz : int
+        Input side.
+    mean, std : tuple of float
+        The backbone's normalisation.
+    train : bool
+        Augment (training) or not.
+    target_classes : dict, optional
+        ``{target: classes}`` for several targets.
+    """
 
     def __init__(self, cases: list[LoadedCase], classes: list[str], imgsz: int, mean, std, train: bool,
                  target_classes: dict | None = None):
@@ -241,6 +367,21 @@ class PairedDataset(Dataset):
 
 
 def to_device(batch: dict, device, channels_last: bool = False) -> dict:
+    """The batch's tensors moved to ``device`` (other values kept).
+
+    Parameters
+    ----------
+    batch : dict
+        A batch of :class:`PairedDataset` items.
+    device : torch.device
+        Where to.
+    channels_last : bool, default False
+        Put image tensors in channels-last memory format (faster convolutions on CUDA).
+
+    Returns
+    -------
+    dict
+    """
     out = {}
     for k, v in batch.items():
         if isinstance(v, torch.Tensor):

@@ -20,12 +20,22 @@ from vitfeat.dataset import file_hash
 from vitfeat.deep.vmtl.data import PairedDataset, make_roi, prepare_case
 from vitfeat.deep.vmtl.model import normalisation
 from vitfeat.deep.vmtl.predict import load_run
-from vitfeat.deep.vmtl.train import make_loader, predict_loader
+from vitfeat.deep.vmtl.loaders import make_loader, predict_loader
 
 COLUMN_STEM = "pair_deep_vmtl_"
 
 
 class VMTLEmbedder:
+    """A finished VMTL run as a deep feature family: each case embedded by its fold's model.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The run.
+    device : str, optional
+        Torch device.
+    """
+
     def __init__(self, run_dir, device: str | None = None):
         self.run_dir = Path(run_dir)
         self.cfg, self.run, self.models = load_run(self.run_dir, device)
@@ -40,7 +50,17 @@ class VMTLEmbedder:
         self.roi = make_roi(self.cfg)
 
     def embed(self, cases) -> np.ndarray:
-        """(N, D) embeddings of ``CaseArrays`` (out of fold where the case is in the plan)."""
+        """(N, D) embeddings of ``CaseArrays`` (out of fold where the case is in the plan).
+
+        Parameters
+        ----------
+        cases : list of CaseArrays
+            The cases.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         loaded = [prepare_case(c.case_id, c.case_id, None, {"clinical": c.clinical, "wood": c.wood},
                                {m: k for m, k in (("clinical", c.clinical_mask), ("wood", c.wood_mask))
                                 if k is not None},
@@ -61,6 +81,19 @@ class VMTLEmbedder:
         return out / weight[:, None]
 
     def batch(self, cases, **_config) -> list[dict]:
+        """The family's batch function: ``{column: value}`` per case.
+
+        Parameters
+        ----------
+        cases : list of CaseArrays
+            The cases.
+        **_config
+            Ignored.
+
+        Returns
+        -------
+        list of dict
+        """
         vectors = self.embed(cases)
         cols = [f"{COLUMN_STEM}{i:04d}" for i in range(vectors.shape[1])]
         return [dict(zip(cols, v.astype(float).tolist())) for v in vectors]
@@ -70,7 +103,19 @@ class VMTLEmbedder:
 
 
 def load_embedder(run_dir, device: str | None = None):
-    """The registry ``Family`` for ``deep:vmtl@RUN_DIR``."""
+    """The registry ``Family`` for ``deep:vmtl@RUN_DIR``.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A finished VMTL run.
+    device : str, optional
+        Torch device.
+
+    Returns
+    -------
+    vitfeat.featurize.registry.Family
+    """
     from vitfeat.featurize.registry import Family
 
     emb = VMTLEmbedder(run_dir, device)

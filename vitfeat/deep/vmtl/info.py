@@ -61,7 +61,17 @@ def variant_info(variant: str, backbone: str | None = None, imgsz: int = 224, n_
 
 
 def format_info(info: dict) -> str:
-    """The table ``vitfeat vmtl info`` prints."""
+    """The table ``vitfeat vmtl info`` prints.
+
+    Parameters
+    ----------
+    info : dict
+        The network's parameters and FLOPs by module.
+
+    Returns
+    -------
+    str
+    """
     lines = [f"{info['variant']} ({info['backbone']}, {info['imgsz']} px)",
              f"{'module':<24} {'parameters':>14} {'trainable':>14} {'GFLOPs':>9}"]
     for m in info["modules"]:

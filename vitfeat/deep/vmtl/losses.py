@@ -18,7 +18,24 @@ _dice = DiceLoss(mode="binary", from_logits=True)
 
 
 def focal_loss(logits, target, gamma: float = 3.0, smoothing: float = 0.05):
-    """(1 - p_t)^gamma * label-smoothed cross-entropy, averaged over the batch."""
+    """(1 - p_t)^gamma * label-smoothed cross-entropy, averaged over the batch.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        (B, C) class logits.
+    target : torch.Tensor
+        (B,) class indices.
+    gamma : float, default 3.0
+        Focusing exponent.
+    smoothing : float, default 0.05
+        Label smoothing.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+    """
     logp = F.log_softmax(logits.float(), 1)
     ce = F.cross_entropy(logits.float(), target, label_smoothing=smoothing, reduction="none")
     p_t = logp.gather(1, target[:, None]).squeeze(1).exp()
@@ -26,17 +43,56 @@ def focal_loss(logits, target, gamma: float = 3.0, smoothing: float = 0.05):
 
 
 def seg_loss(logits, mask):
+    """Binary cross-entropy plus Dice loss of a lesion mask.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        (B, 1, H, W) mask logits.
+    mask : torch.Tensor
+        (B, 1, H, W) 0/1 target.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+    """
     return F.binary_cross_entropy_with_logits(logits.float(), mask) + _dice(logits.float(), mask)
 
 
 def box_loss(pred_cxcywh, true_cxcywh):
+    """Smooth-L1 plus generalised-IoU loss of lesion boxes.
+
+    Parameters
+    ----------
+    pred_cxcywh, true_cxcywh : torch.Tensor
+        (B, 4) boxes ``(cx, cy, w, h)`` in image fractions.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+    """
     pred = box_convert(pred_cxcywh.float(), "cxcywh", "xyxy")
     true = box_convert(true_cxcywh, "cxcywh", "xyxy")
     return F.smooth_l1_loss(pred, true, beta=0.05) + generalized_box_iou_loss(pred, true, reduction="mean")
 
 
 def masked_recon_loss(pred, target, hidden):
-    """MSE on the hidden patches only, in the normalised pixel space of the input."""
+    """MSE on the hidden patches only, in the normalised pixel space of the input.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        (B, 3, H, W) reconstruction and input.
+    hidden : torch.Tensor
+        (B, 1, H, W), 1 on the hidden patches.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+    """
     err = (pred.float() - target) ** 2 * hidden
     return err.sum() / (hidden.sum() * target.shape[1]).clamp_min(1.0)
 
@@ -44,7 +100,22 @@ def masked_recon_loss(pred, target, hidden):
 def contrastive_loss(z_clinical, z_wood, is_active, margins=(0.9, 0.2)):
     """Squared hinge on the cosine of the modality embeddings: stable pairs are pulled above
     ``margins[0]``, active pairs pushed below ``margins[1]`` (fixed margins: learnable ones can
-    simply move to where the loss vanishes)."""
+    simply move to where the loss vanishes).
+
+    Parameters
+    ----------
+    z_clinical, z_wood : torch.Tensor
+        (B, D) embeddings of the two photos.
+    is_active : torch.Tensor
+        (B,) bool, true for active (non-stable) cases.
+    margins : tuple of float, default (0.9, 0.2)
+        Pull and push margins on the cosine.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+    """
     s = F.cosine_similarity(z_clinical.float(), z_wood.float(), dim=1)
     pull = F.relu(margins[0] - s) ** 2
     push = F.relu(s - margins[1]) ** 2
@@ -52,7 +123,17 @@ def contrastive_loss(z_clinical, z_wood, is_active, margins=(0.9, 0.2)):
 
 
 class UncertaintyWeighting(nn.Module):
-    """total = sum_t w_t * exp(-s_t) * L_t + 0.5 * s_t (Kendall et al.), s_t learnable log-variances."""
+    """total = sum_t w_t * exp(-s_t) * L_t + 0.5 * s_t (Kendall et al.), s_t learnable log-variances.
+
+    Parameters
+    ----------
+    tasks : iterable of str
+        The tasks weighted.
+    importance : dict
+        ``{task: w_t}`` (default 1).
+    init : dict
+        ``{task: initial s_t}`` (default 0).
+    """
 
     def __init__(self, tasks, importance: dict, init: dict):
         super().__init__()
@@ -60,7 +141,19 @@ class UncertaintyWeighting(nn.Module):
         self.log_vars = nn.ParameterDict({t: nn.Parameter(torch.tensor(float(init.get(t, 0.0)))) for t in tasks})
 
     def forward(self, losses: dict, use_importance: bool = True):
-        """The weighted sum; ``use_importance=False`` drops w_t (the original's stages 1-4 do)."""
+        """The weighted sum; ``use_importance=False`` drops w_t (the original's stages 1-4 do).
+
+        Parameters
+        ----------
+        losses : dict
+            ``{task: scalar loss}``.
+        use_importance : bool, default True
+            Multiply by the importance weights.
+
+        Returns
+        -------
+        torch.Tensor
+        """
         total = 0.0
         for task, value in losses.items():
             s = self.log_vars[task]
@@ -70,7 +163,26 @@ class UncertaintyWeighting(nn.Module):
 
 
 def task_losses(model, out: dict, batch: dict, cfg, positive_index: int) -> dict:
-    """Per-task losses for one batch (tasks with no target in the batch are left out)."""
+    """Per-task losses for one batch (tasks with no target in the batch are left out).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network (for its heads' conventions).
+    out : dict
+        Its outputs for the batch.
+    batch : dict
+        The batch (labels, masks, boxes, ``has_wood``).
+    cfg : VMTLConfig
+        Tasks and loss settings.
+    positive_index : int
+        Index of the active class (contrastive term).
+
+    Returns
+    -------
+    dict
+        ``{task: scalar loss}``.
+    """
     tasks = set(cfg.tasks)
     y = batch["label"]
     losses = {}

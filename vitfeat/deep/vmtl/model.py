@@ -10,6 +10,7 @@ map, because the two photos are not pixel aligned.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import timm
@@ -17,14 +18,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitfeat.deep.vmtl.config import VMTLConfig
+if TYPE_CHECKING:  # annotations only: config names this module's networks in its variant registry
+    from vitfeat.deep.vmtl.config import VMTLConfig
 
 
 def create_backbone(name: str, weights: str = "hub", imgsz: int | None = None, **kwargs) -> nn.Module:
     """A timm model; ``weights`` is "hub", "random" or a local weight file (.pth / .safetensors).
 
     Offline, hub weights come from the local cache or fail at once with a message saying how to
-    supply a file (the deep embedders' rule, vitfeat.deep.embedders)."""
+    supply a file (the deep embedders' rule, vitfeat.deep.embedders).
+
+    Parameters
+    ----------
+    name : str
+        The timm model.
+    weights : str, default "hub"
+        ``hub``, ``random`` or a weight file.
+    imgsz : int, optional
+        Input size, for models that fix it at build time (ViT).
+    **kwargs
+        More ``timm.create_model`` arguments.
+
+    Returns
+    -------
+    torch.nn.Module
+    """
     if weights == "random":
         create = lambda kw: timm.create_model(name, pretrained=False, **kw)  # noqa: E731
     elif weights != "hub":
@@ -53,7 +71,18 @@ def _accepts_img_size(name: str, kwargs: dict) -> bool:
 
 
 def normalisation(name: str) -> tuple[tuple, tuple]:
-    """The (mean, std) the backbone was pretrained with; used in training and inference alike."""
+    """The (mean, std) the backbone was pretrained with; used in training and inference alike.
+
+    Parameters
+    ----------
+    name : str
+        The timm model.
+
+    Returns
+    -------
+    tuple
+        ``(mean, std)``, three values each.
+    """
     cfg = timm.get_pretrained_cfg(name)
     if cfg is None:
         return (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -62,7 +91,25 @@ def normalisation(name: str) -> tuple[tuple, tuple]:
 
 
 def encode_wood(encode, fc: torch.Tensor, wood, has_wood, fill: torch.Tensor) -> torch.Tensor:
-    """Wood's features for the cases that have a Wood's photo; ``fill`` stands in for the others."""
+    """Wood's features for the cases that have a Wood's photo; ``fill`` stands in for the others.
+
+    Parameters
+    ----------
+    encode : callable
+        The backbone's encoder.
+    fc : torch.Tensor
+        The clinical features (their dtype is kept).
+    wood : torch.Tensor or None
+        The Wood's photos.
+    has_wood : torch.Tensor or None
+        (B,) bool (None: every case has one).
+    fill : torch.Tensor
+        Features for the cases without one.
+
+    Returns
+    -------
+    torch.Tensor
+    """
     if wood is None:
         return fill
     if has_wood is None:  # every case has one (no data-dependent branch: FLOP counting on meta works)
@@ -74,7 +121,13 @@ def encode_wood(encode, fc: torch.Tensor, wood, has_wood, fill: torch.Tensor) ->
     return fw
 
 class MixedPool(nn.Module):
-    """SFS pooling: lambda * avg + (1 - lambda) * max; lambda in (0, 1) through a sigmoid."""
+    """SFS pooling: lambda * avg + (1 - lambda) * max; lambda in (0, 1) through a sigmoid.
+
+    Parameters
+    ----------
+    scale : int
+        Pooling window (1: identity).
+    """
 
     def __init__(self, scale: int):
         super().__init__()
@@ -82,6 +135,17 @@ class MixedPool(nn.Module):
         self.mix_logit = nn.Parameter(torch.zeros(()))
 
     def forward(self, x):
+        """Pool ``x``; unchanged when the map is smaller than the window.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            (B, C, H, W) feature map.
+
+        Returns
+        -------
+        torch.Tensor
+        """
         if self.scale <= 1 or min(x.shape[-2:]) < self.scale:
             return x
         lam = torch.sigmoid(self.mix_logit)
@@ -92,6 +156,13 @@ class CrossFeatureEnhancer(nn.Module):
     """CFE: tokens of ``target`` query the tokens of ``source``; learnable residual scalars.
 
     t' = alpha * attention + beta * target;  out = gamma * t' + delta * FFN(t').
+
+    Parameters
+    ----------
+    dim : int
+        Channels of both maps.
+    heads : int
+        Attention heads.
     """
 
     def __init__(self, dim: int, heads: int):
@@ -104,6 +175,20 @@ class CrossFeatureEnhancer(nn.Module):
         self.alpha, self.beta, self.gamma, self.delta = (nn.Parameter(torch.ones(())) for _ in range(4))
 
     def forward(self, target, source):
+        """``target`` refined by attending to ``source``.
+
+        Parameters
+        ----------
+        target : torch.Tensor
+            (B, C, H, W) map whose tokens query.
+        source : torch.Tensor
+            (B, C, H', W') map attended to.
+
+        Returns
+        -------
+        torch.Tensor
+            Same shape as ``target``.
+        """
         b, c, h, w = target.shape
         q = self.norm_q(target).flatten(2).transpose(1, 2)
         kv = self.norm_kv(source).flatten(2).transpose(1, 2)
@@ -114,16 +199,54 @@ class CrossFeatureEnhancer(nn.Module):
 
 
 def conv_bn_gelu(cin, cout, k=3):
+    """Conv (no bias), BatchNorm, GELU.
+
+    Parameters
+    ----------
+    cin, cout : int
+        Channels in and out.
+    k : int, default 3
+        Kernel size (same padding).
+
+    Returns
+    -------
+    torch.nn.Sequential
+    """
     return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.GELU())
 
 
 def mlp_head(cin, n_out, dropout):
+    """Dropout, linear to half the width, GELU, dropout, linear to ``n_out``.
+
+    Parameters
+    ----------
+    cin : int
+        Input features.
+    n_out : int
+        Outputs.
+    dropout : float
+        Dropout probability.
+
+    Returns
+    -------
+    torch.nn.Sequential
+    """
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(cin, max(cin // 2, 8)), nn.GELU(),
                          nn.Dropout(dropout), nn.Linear(max(cin // 2, 8), n_out))
 
 
 class UpDecoder(nn.Module):
-    """3x3 conv, ``n_up`` stride-2 transposed convs (halving width), 1x1, bilinear to the image size."""
+    """3x3 conv, ``n_up`` stride-2 transposed convs (halving width), 1x1, bilinear to the image size.
+
+    Parameters
+    ----------
+    cin : int
+        Input channels.
+    n_out : int
+        Output channels.
+    n_up : int
+        Transposed convolutions.
+    """
 
     def __init__(self, cin: int, n_out: int, n_up: int):
         super().__init__()
@@ -137,11 +260,32 @@ class UpDecoder(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, x, size):
+        """Decode ``x`` and resize to ``size``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            (B, C, h, w) feature map.
+        size : tuple of int
+            Output (H, W).
+
+        Returns
+        -------
+        torch.Tensor
+        """
         return F.interpolate(self.body(x), size=size, mode="bilinear", align_corners=False)
 
 
 class VMTLNet(nn.Module):
-    """Paired multi-task network. ``forward`` returns a dict; see :meth:`forward`."""
+    """Paired multi-task network. ``forward`` returns a dict; see :meth:`forward`.
+
+    Parameters
+    ----------
+    cfg : VMTLConfig
+        The run's configuration (backbone, widths, tasks, dropout).
+    n_classes : int
+        Classes of the target.
+    """
 
     def __init__(self, cfg: VMTLConfig, n_classes: int):
         super().__init__()
@@ -169,6 +313,17 @@ class VMTLNet(nn.Module):
         self.embedding_dim = neck
 
     def encode(self, x):
+        """The backbone's last-stage map of ``x``, projected to the attention width.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            (B, 3, H, W) normalised photos.
+
+        Returns
+        -------
+        torch.Tensor
+        """
         return self.proj(self.backbone(x)[-1])
 
     def refine(self, clinical, wood=None, has_wood=None):
@@ -176,6 +331,19 @@ class VMTLNet(nn.Module):
 
         Cases without a Wood's photo use their clinical map in the Wood's stream, so the
         cross-attention degrades to self-attention instead of attending to a blank image.
+
+        Parameters
+        ----------
+        clinical : torch.Tensor
+            (B, 3, H, W) normalised clinical photos.
+        wood : torch.Tensor, optional
+            (B, 3, H, W) Wood's photos.
+        has_wood : torch.Tensor, optional
+            (B,) bool, which cases have a Wood's photo (None: all).
+
+        Returns
+        -------
+        tuple of torch.Tensor
         """
         fc = self.encode(clinical)
         fw = encode_wood(self.encode, fc, wood, has_wood, fill=fc)
@@ -192,7 +360,23 @@ class VMTLNet(nn.Module):
     def forward(self, clinical, wood=None, has_wood=None, dense: bool = True):
         """Keys: logits, aux_clinical, aux_wood, embedding (fused), z_clinical, z_wood and, when
         ``dense`` and the head exists, seg_clinical/seg_wood (mask logits at input size) and
-        box_clinical/box_wood (normalised cx, cy, w, h in 0..1)."""
+        box_clinical/box_wood (normalised cx, cy, w, h in 0..1).
+
+        Parameters
+        ----------
+        clinical : torch.Tensor
+            (B, 3, H, W) normalised clinical photos.
+        wood : torch.Tensor, optional
+            (B, 3, H, W) Wood's photos.
+        has_wood : torch.Tensor, optional
+            (B,) bool, which cases have a Wood's photo (None: all).
+        dense : bool, default True
+            Also the segmentation and box heads.
+
+        Returns
+        -------
+        dict
+        """
         c, w = self.refine(clinical, wood, has_wood)
         fused = self.neck(self.fuse(torch.cat([c, w], 1)))
         emb = fused.mean((2, 3))
@@ -210,7 +394,22 @@ class VMTLNet(nn.Module):
         return out
 
     def reconstruct(self, clinical, wood=None, has_wood=None):
-        """Pixels (in the normalised input space, no squashing) predicted from masked inputs."""
+        """Pixels (in the normalised input space, no squashing) predicted from masked inputs.
+
+        Parameters
+        ----------
+        clinical : torch.Tensor
+            (B, 3, H, W) normalised clinical photos.
+        wood : torch.Tensor, optional
+            (B, 3, H, W) Wood's photos.
+        has_wood : torch.Tensor, optional
+            (B,) bool, which cases have a Wood's photo (None: all).
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            Clinical and Wood's reconstructions.
+        """
         c, w = self.refine(clinical, wood, has_wood)
         size = clinical.shape[-2:]
         return self.recon_head(c, size), self.recon_head(w, size)
@@ -220,7 +419,15 @@ class BaselineNet(nn.Module):
     """Fine-tuned single backbone: pooled features of both photos, concatenated, one linear head per
     target (seed 002's multi-task classifier when there are several).
 
-    A missing Wood's photo contributes zeros (and the model sees that through the zero block)."""
+    A missing Wood's photo contributes zeros (and the model sees that through the zero block).
+
+    Parameters
+    ----------
+    cfg : VMTLConfig
+        The run's configuration (backbone, dropout).
+    n_classes : int or list of int
+        Classes of the target, or one count per target.
+    """
 
     def __init__(self, cfg: VMTLConfig, n_classes):
         super().__init__()
@@ -232,7 +439,23 @@ class BaselineNet(nn.Module):
         self.embedding_dim = 2 * n
 
     def forward(self, clinical, wood=None, has_wood=None, dense: bool = True):
-        """Keys: logits (the first target's), logits_per_target (one per head), embedding, z_*."""
+        """Keys: logits (the first target's), logits_per_target (one per head), embedding, z_*.
+
+        Parameters
+        ----------
+        clinical : torch.Tensor
+            (B, 3, H, W) normalised clinical photos.
+        wood : torch.Tensor, optional
+            (B, 3, H, W) Wood's photos.
+        has_wood : torch.Tensor, optional
+            (B,) bool, which cases have a Wood's photo (None: all).
+        dense : bool, default True
+            Ignored (no dense heads).
+
+        Returns
+        -------
+        dict
+        """
         fc = self.backbone(clinical)
         fw = encode_wood(self.backbone, fc, wood, has_wood, fill=torch.zeros_like(fc))
         emb = torch.cat([fc, fw], 1)
@@ -242,21 +465,58 @@ class BaselineNet(nn.Module):
 
 def build_model(cfg: VMTLConfig, n_classes) -> nn.Module:
     """The network of ``cfg.variant`` (from the VARIANTS registry). ``n_classes`` is an int, or for
-    a multi-target baseline a list with one class count per target."""
+    a multi-target baseline a list with one class count per target.
+
+    Parameters
+    ----------
+    cfg : VMTLConfig
+        The configuration (its ``network``).
+    n_classes : int or list of int
+        Class count(s).
+
+    Returns
+    -------
+    torch.nn.Module
+    """
     import importlib
 
-    from vitfeat.deep.vmtl.config import VARIANTS
-
-    module, _, attr = VARIANTS.get(cfg.variant).network.partition(":")
+    module, _, attr = cfg.network.partition(":")
     return getattr(importlib.import_module(module), attr)(cfg, n_classes)
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of parameters of ``model`` (trainable or not).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+
+    Returns
+    -------
+    int
+    """
     return sum(p.numel() for p in model.parameters())
 
 
 def random_patch_mask(shape, patch: int, ratio: float, device=None) -> torch.Tensor:
-    """(B, 1, H, W) float mask, 1 on the hidden patches (MAE-style, ``ratio`` of the patches)."""
+    """(B, 1, H, W) float mask, 1 on the hidden patches (MAE-style, ``ratio`` of the patches).
+
+    Parameters
+    ----------
+    shape : tuple
+        (B, C, H, W) of the images.
+    patch : int
+        Patch side in pixels.
+    ratio : float
+        Share of patches hidden.
+    device : torch.device, optional
+        Where the mask is made.
+
+    Returns
+    -------
+    torch.Tensor
+    """
     b, _, h, w = shape
     gh, gw = math.ceil(h / patch), math.ceil(w / patch)
     n = gh * gw

@@ -24,17 +24,32 @@ computation; the published total, 45,004,053, does not count it).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitfeat.deep.vmtl.config import VMTLConfig
 from vitfeat.deep.vmtl.model import create_backbone, encode_wood
+
+if TYPE_CHECKING:  # annotations only: config names this module's network in its variant registry
+    from vitfeat.deep.vmtl.config import VMTLConfig
 
 
 class SFSCrossAttention(nn.Module):
-    """The original ``ConvQKVAttention``: iterated clinic<->Wood's cross-feature enhancement (CFE)."""
+    """The original ``ConvQKVAttention``: iterated clinic<->Wood's cross-feature enhancement (CFE).
+
+    Parameters
+    ----------
+    channels : int
+        Channels of the backbone's last stage.
+    heads : int, default 8
+        Attention heads.
+    iterations : int, default 3
+        CFE rounds.
+    scale : int, default 2
+        SFS pooling window.
+    """
 
     def __init__(self, channels: int, heads: int = 8, iterations: int = 3, scale: int = 2):
         super().__init__()
@@ -49,11 +64,31 @@ class SFSCrossAttention(nn.Module):
         self.alpha, self.beta, self.gamma, self.delta = (nn.Parameter(torch.tensor(1.0)) for _ in range(4))
 
     def sfs(self, x):
-        """Mixed pooling; lambda is unconstrained, as in the original."""
+        """Mixed pooling; lambda is unconstrained, as in the original.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            (B, C, H, W) feature map.
+
+        Returns
+        -------
+        torch.Tensor
+        """
         return self.sfs_lambda * F.avg_pool2d(x, self.scale) + (1 - self.sfs_lambda) * F.max_pool2d(x, self.scale)
 
     def cfe(self, main, aux):
-        """Update ``main`` from ``aux``: (enhanced map, attention weights, z)."""
+        """Update ``main`` from ``aux``: (enhanced map, attention weights, z).
+
+        Parameters
+        ----------
+        main, aux : torch.Tensor
+            (B, C, H, W) maps; ``aux``'s tokens query ``main``'s.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+        """
         main, aux = self.sfs(main), self.sfs(aux)
         b, c, h, w = main.shape
 
@@ -68,7 +103,17 @@ class SFSCrossAttention(nn.Module):
         return F.interpolate(t, scale_factor=self.scale, mode="bilinear", align_corners=False), weights, z
 
     def forward(self, clinic, wood):
-        """(fused map, (clinic attention, Wood's attention), (z_c, z_w, z_f))."""
+        """(fused map, (clinic attention, Wood's attention), (z_c, z_w, z_f)).
+
+        Parameters
+        ----------
+        clinic, wood : torch.Tensor
+            (B, C, H, W) maps of the two photos.
+
+        Returns
+        -------
+        tuple
+        """
         for _ in range(self.iterations):
             clinic, attn_c, z_c = self.cfe(clinic, wood)
             wood, attn_w, z_w = self.cfe(wood, clinic)
@@ -93,7 +138,15 @@ def _z_classifier(hidden: int, n_classes: int) -> nn.Sequential:
 
 
 class OriginalVMTLNet(nn.Module):
-    """The original ``MultiTaskModel``; ``forward`` returns vitfeat's keys (see :meth:`forward`)."""
+    """The original ``MultiTaskModel``; ``forward`` returns vitfeat's keys (see :meth:`forward`).
+
+    Parameters
+    ----------
+    cfg : VMTLConfig
+        The run's configuration (backbone, hidden width, heads, frozen stages).
+    n_classes : int
+        Classes of the target.
+    """
 
     TASK_HEADS = {"recon": "reconstruction_head", "box": "detection_head", "seg": "segmentation_head"}
     ALWAYS_TRAINED = ("backbone", "cross_attention", "fusion_conv", "classifier",
@@ -126,7 +179,23 @@ class OriginalVMTLNet(nn.Module):
         224 px), fused_map (the attention module's (B, 768, 6, 6)), fused (after fusion_conv,
         (B, 384, 6, 6)), detection (B, 4, 6, 6), box_clinical (its spatial mean, the quantity the
         box loss compares), seg_wood (mask logits at input size), reconstruction
-        (B, 3, H, W) in 0..1. A case without a Wood's photo uses its clinical map in both streams."""
+        (B, 3, H, W) in 0..1. A case without a Wood's photo uses its clinical map in both streams.
+
+        Parameters
+        ----------
+        clinical : torch.Tensor
+            (B, 3, H, W) normalised clinical photos.
+        wood : torch.Tensor, optional
+            (B, 3, H, W) Wood's photos.
+        has_wood : torch.Tensor, optional
+            (B,) bool (None: all).
+        dense : bool, default True
+            Accepted for the common signature; every head always runs.
+
+        Returns
+        -------
+        dict
+        """
         fc = self.backbone(clinical)[-1]
         fw = encode_wood(lambda x: self.backbone(x)[-1], fc, wood, has_wood, fill=fc)
         fused_map, attention, (zc, zw, zf) = self.cross_attention(fc, fw)
@@ -144,7 +213,13 @@ class OriginalVMTLNet(nn.Module):
 
     def set_stage_trainable(self, tasks) -> None:
         """The original's ``freeze_model_parts``: the shared trunk and the classifiers always train,
-        a task head only in the stages that train its task; frozen backbone stages stay frozen."""
+        a task head only in the stages that train its task; frozen backbone stages stay frozen.
+
+        Parameters
+        ----------
+        tasks : iterable of str
+            The tasks the current stage trains.
+        """
         heads = {self.TASK_HEADS[t] for t in tasks if t in self.TASK_HEADS}
         every = set(self.TASK_HEADS.values()) <= heads
         for name, child in self.named_children():
@@ -155,7 +230,21 @@ class OriginalVMTLNet(nn.Module):
 
 
 def frozen_backbone_stages(backbone: nn.Module, stages) -> list[nn.Module]:
-    """The backbone modules of ``stages`` (timm ``stages_<i>`` / ``stages.<i>`` / ResNet ``layer<i+1>``)."""
+    """The backbone modules of ``stages`` (timm ``stages_<i>`` / ``stages.<i>`` / ResNet ``layer<i+1>``).
+
+    They are frozen here.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        A timm backbone.
+    stages : iterable of int
+        Stage indices.
+
+    Returns
+    -------
+    list of torch.nn.Module
+    """
     children = dict(backbone.named_modules())
     found = []
     for i in stages:
@@ -174,7 +263,23 @@ def frozen_backbone_stages(backbone: nn.Module, stages) -> list[nn.Module]:
 def original_focal_loss(logits, target, alpha: float = 2.0, gamma: float = 3.0, smoothing: float = 0.05):
     """alpha * (1 - p_t)^gamma * sum_c -y~_c log p_c, batch mean. Smoothing in the original's
     convention: 1 - eps on the true class and eps / (C - 1) on each other class (for two classes,
-    torch's ``label_smoothing=2*eps``)."""
+    torch's ``label_smoothing=2*eps``).
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        (B, C) class logits.
+    target : torch.Tensor
+        (B,) class indices.
+    alpha, gamma : float
+        Scale and focusing exponent.
+    smoothing : float
+        eps.
+
+    Returns
+    -------
+    torch.Tensor
+    """
     n_classes = logits.shape[1]
     logp = F.log_softmax(logits.float(), 1)
     smooth = torch.full_like(logp, smoothing / max(n_classes - 1, 1)).scatter_(1, target[:, None], 1.0 - smoothing)
@@ -185,7 +290,23 @@ def original_focal_loss(logits, target, alpha: float = 2.0, gamma: float = 3.0, 
 def box_mean_mse(detection, boxes, has_box, empty_weight: float = 0.1):
     """MSE between the spatial mean of the 4-channel box map and the case's (cx, cy, w, h); a case
     without a box is compared with (0.5, 0.5, 0, 0); the batch mean is scaled by ``empty_weight``
-    only when no case of the batch has a box."""
+    only when no case of the batch has a box.
+
+    Parameters
+    ----------
+    detection : torch.Tensor
+        (B, 4, h, w) box map.
+    boxes : torch.Tensor
+        (B, 4) ``(cx, cy, w, h)``.
+    has_box : torch.Tensor
+        (B,) bool.
+    empty_weight : float, default 0.1
+        Scale of a batch without any box.
+
+    Returns
+    -------
+    torch.Tensor
+    """
     pred = detection.float().mean((2, 3))
     empty = torch.tensor([0.5, 0.5, 0.0, 0.0], device=pred.device)
     target = torch.where(has_box[:, None], boxes.float(), empty)
@@ -194,7 +315,17 @@ def box_mean_mse(detection, boxes, has_box, empty_weight: float = 0.1):
 
 
 def recon_both_mse(reconstruction, clinical, wood):
-    """Mean over cases of MSE(reconstruction, clinical) + MSE(reconstruction, Wood's), halved."""
+    """Mean over cases of MSE(reconstruction, clinical) + MSE(reconstruction, Wood's), halved.
+
+    Parameters
+    ----------
+    reconstruction, clinical, wood : torch.Tensor
+        (B, 3, H, W) images.
+
+    Returns
+    -------
+    torch.Tensor
+    """
     rec = reconstruction.float()
     per_case = ((rec - clinical) ** 2).mean((1, 2, 3)) + ((rec - wood) ** 2).mean((1, 2, 3))
     return per_case.sum() / (2 * len(rec))
@@ -202,7 +333,13 @@ def recon_both_mse(reconstruction, clinical, wood):
 
 class SummedContrastive(nn.Module):
     """Squared hinge on cos(z_c, z_w) with learnable margins: mean over stable cases of
-    max(0, m+ - s)^2 PLUS mean over non-stable cases of max(0, s - m-)^2 (an absent class adds 0)."""
+    max(0, m+ - s)^2 PLUS mean over non-stable cases of max(0, s - m-)^2 (an absent class adds 0).
+
+    Parameters
+    ----------
+    margins : tuple of float, default (0.9, 0.2)
+        Initial m+ and m-.
+    """
 
     def __init__(self, margins=(0.9, 0.2)):
         super().__init__()
@@ -210,6 +347,19 @@ class SummedContrastive(nn.Module):
         self.neg_margin = nn.Parameter(torch.tensor(float(margins[1])))
 
     def forward(self, z_clinical, z_wood, is_active):
+        """The loss of a batch.
+
+        Parameters
+        ----------
+        z_clinical, z_wood : torch.Tensor
+            (B, D) embeddings.
+        is_active : torch.Tensor
+            (B,) bool.
+
+        Returns
+        -------
+        torch.Tensor
+        """
         s = F.cosine_similarity(F.normalize(z_clinical.float(), dim=1), F.normalize(z_wood.float(), dim=1), dim=1)
         loss = s.new_zeros(())
         stable = ~is_active
@@ -226,7 +376,27 @@ def original_task_losses(out: dict, batch: dict, tasks, cfg: VMTLConfig, contras
 
     Segmentation is BCE on the Wood's mask (a missing mask counts as empty, as a missing LabelMe file
     does there); cases without a Wood's photo (which the original never has) are left out of it, and
-    their reconstruction target is the clinical photo twice."""
+    their reconstruction target is the clinical photo twice.
+
+    Parameters
+    ----------
+    out : dict
+        The network's outputs.
+    batch : dict
+        The batch.
+    tasks : iterable of str
+        The stage's tasks.
+    cfg : VMTLConfig
+        Loss settings.
+    contrastive : SummedContrastive
+        The contrastive term (learnable margins).
+    positive_index : int
+        Index of the non-stable class.
+
+    Returns
+    -------
+    dict
+    """
     y = batch["label"]
     losses = {"cls": original_focal_loss(out["logits"], y, cfg.focal_alpha, cfg.focal_gamma, cfg.label_smoothing)}
     hw = batch["has_wood"]

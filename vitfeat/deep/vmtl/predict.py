@@ -23,7 +23,7 @@ from vitfeat.deep.vmtl.data import PairedDataset, load_cases, make_roi
 from vitfeat.deep.vmtl.model import build_model, normalisation
 from vitfeat.artefacts import verify_run
 from vitfeat.names import join_inside, safe_filenames
-from vitfeat.deep.vmtl.train import make_loader, predict_loader
+from vitfeat.deep.vmtl.loaders import make_loader, predict_loader
 
 
 class RunError(ValueError):
@@ -31,7 +31,21 @@ class RunError(ValueError):
 
 
 def load_run(run_dir, device: str | None = None, *, trust_modified: bool | None = None):
-    """(config, run.json dict, {fold dir name: model in eval mode}) of a finished VMTL run."""
+    """(config, run.json dict, {fold dir name: model in eval mode}) of a finished VMTL run.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The VMTL run.
+    device : str, optional
+        Torch device (default: auto).
+    trust_modified : bool, optional
+        Use a run whose files changed after it was written (with a warning).
+
+    Returns
+    -------
+    tuple
+    """
     run_dir = Path(run_dir)
     if not (run_dir / "run.json").is_file():
         raise RunError(f"{run_dir}: no run.json (not a finished run; train it or pass --resume)")
@@ -83,6 +97,25 @@ def predict_run(run_dir, manifest_path, out_path=None, *, masks_dir=None, device
     PNG path (``<modality>_mask_pred``, written under ``masks_dir``, default ``<out stem>_masks/``)
     and the lesion box in pixels (``<modality>_box_x0 .. _y1``) where the model has those heads;
     ``error`` names cases whose images could not be read (they get no prediction).
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The VMTL run.
+    manifest_path : path-like
+        The new cases.
+    out_path : path-like, optional
+        Output CSV.
+    masks_dir : path-like, optional
+        Where predicted masks go.
+    device : str, optional
+        Torch device.
+    progress : bool, default True
+        Progress bar.
+
+    Returns
+    -------
+    pandas.DataFrame
     """
     cfg, run, models = load_run(run_dir, device)
     classes = run["classes"]

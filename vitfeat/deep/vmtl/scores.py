@@ -54,7 +54,21 @@ def original_metrics(y_true: np.ndarray, y_pred: np.ndarray, p_positive: np.ndar
 
 
 def original_metric_block(oof, classes: list[str], positive: str | None) -> dict | None:
-    """``metrics.json``'s ``original_metrics`` entry for one target's OOF rows (None unless binary)."""
+    """``metrics.json``'s ``original_metrics`` entry for one target's OOF rows (None unless binary).
+
+    Parameters
+    ----------
+    oof : pandas.DataFrame
+        Out-of-fold rows of one target.
+    classes : list of str
+        Its classes.
+    positive : str or None
+        The non-stable class.
+
+    Returns
+    -------
+    dict or None
+    """
     if len(classes) != 2 or positive is None:
         return None
     y = oof["y_true"].astype(str).to_numpy()

@@ -16,7 +16,6 @@ import math
 import platform
 import warnings
 from collections import defaultdict
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +23,9 @@ import pandas as pd
 import torch
 import yaml
 from sklearn.metrics import balanced_accuracy_score, log_loss
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from vitfeat import __version__
+from vitfeat._version import __version__
 from vitfeat.artefacts import artefact_hashes
 from vitfeat.atomic import write_csv, write_text
 from vitfeat.dataset import load_manifest
@@ -39,6 +37,7 @@ from vitfeat.deep.vmtl.losses import (
     masked_recon_loss,
     task_losses,
 )
+from vitfeat.deep.vmtl.loaders import autocast, make_loader, predict_loader  # noqa: F401  (re-exported)
 from vitfeat.deep.vmtl.model import build_model, normalisation, random_patch_mask
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,22 @@ log = logging.getLogger(__name__)
 
 def inner_split(cases, val_fraction: float, seed: int):
     """Patient-grouped, label-stratified (train, val) split of a fold's training part
-    (the project's one helper, :func:`vitfeat.evaluation.folds.grouped_split`)."""
+    (the project's one helper, :func:`vitfeat.evaluation.folds.grouped_split`).
+
+    Parameters
+    ----------
+    cases : list of LoadedCase
+        The fold's training part.
+    val_fraction : float
+        Share held out for validation.
+    seed : int
+        Split seed.
+
+    Returns
+    -------
+    tuple
+        ``(train cases, validation cases)``.
+    """
     from vitfeat.evaluation.folds import grouped_split
 
     tr, va = grouped_split([c.patient_id for c in cases], [c.label for c in cases],
@@ -55,6 +69,21 @@ def inner_split(cases, val_fraction: float, seed: int):
 
 
 def make_optimizer(model, weighting, cfg: VMTLConfig):
+    """AdamW: the backbone at ``lr``, the heads at ``lr * head_lr_mult``, the log-variances slower and undecayed.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+    weighting : UncertaintyWeighting
+        The task weighting.
+    cfg : VMTLConfig
+        Learning rates and weight decay.
+
+    Returns
+    -------
+    torch.optim.AdamW
+    """
     backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
     rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
     groups = [{"params": backbone, "lr": cfg.lr},
@@ -65,7 +94,21 @@ def make_optimizer(model, weighting, cfg: VMTLConfig):
 
 
 def make_scheduler(optimizer, cfg: VMTLConfig, steps_per_epoch: int):
-    """Linear warm-up, then cosine to zero, stepped per batch."""
+    """Linear warm-up, then cosine to zero, stepped per batch.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        The optimiser.
+    cfg : VMTLConfig
+        Epochs and warm-up.
+    steps_per_epoch : int
+        Batches per epoch.
+
+    Returns
+    -------
+    torch.optim.lr_scheduler.LRScheduler
+    """
     total = max(1, cfg.epochs * steps_per_epoch)
     warm = min(cfg.warmup_epochs * steps_per_epoch, total // 2)
 
@@ -77,13 +120,6 @@ def make_scheduler(optimizer, cfg: VMTLConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA, nothing elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def _epoch_seed(cfg: VMTLConfig, repeat: int, fold: int, epoch: int) -> int:
     # Every epoch draws its randomness (shuffle, augmentation, dropout, MAE masks) from its own
     # seed, so a run resumed at an epoch boundary continues exactly as an uninterrupted one.
@@ -91,7 +127,27 @@ def _epoch_seed(cfg: VMTLConfig, repeat: int, fold: int, epoch: int) -> int:
 
 
 def joint_step(model, weighting, batch: dict, cfg, device, positive_index: int):
-    """(weighted total, per-task losses) of one batch for the jointly trained variants."""
+    """(weighted total, per-task losses) of one batch for the jointly trained variants.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+    weighting : UncertaintyWeighting
+        The task weighting.
+    batch : dict
+        The batch.
+    cfg : VMTLConfig
+        Tasks and loss settings.
+    device : torch.device
+        Where the model runs.
+    positive_index : int
+        Index of the active class.
+
+    Returns
+    -------
+    tuple
+    """
     tasks = set(cfg.tasks)
     b = to_device(batch, device, channels_last=device.type == "cuda")
     out = model(b["clinical"], b["wood"], b["has_wood"], dense=bool(tasks & {"seg", "box"}))
@@ -103,7 +159,26 @@ def joint_step(model, weighting, batch: dict, cfg, device, positive_index: int):
 
 def train_epoch(model, weighting, loader, optimizer, scheduler, cfg, device, positive_index, bar=None):
     """One epoch outside the shared loop (benchmarks, the overfitting test): same step, same
-    clipping and skipping of non-finite batches as :class:`vitfeat.deep.training.TrainingLoop`."""
+    clipping and skipping of non-finite batches as :class:`vitfeat.deep.training.TrainingLoop`.
+
+    Parameters
+    ----------
+    model, weighting, loader, optimizer, scheduler
+        The network, task weighting, batches, optimiser and per-batch scheduler.
+    cfg : VMTLConfig
+        Loss settings and clipping.
+    device : torch.device
+        Where the model runs.
+    positive_index : int
+        Index of the active class.
+    bar : tqdm, optional
+        Progress bar advanced by the cases seen.
+
+    Returns
+    -------
+    tuple
+        ``(mean losses, case ids seen)``.
+    """
     model.train()
     sums, count, seen, skipped = defaultdict(float), 0, [], 0
     params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -142,52 +217,21 @@ def _recon_loss(model, b, cfg):
     return loss
 
 
-@torch.no_grad()
-def predict_loader(model, loader, device, dense: bool = False) -> dict:
-    """Class probabilities (and, with ``dense``, mask probabilities and boxes) for every item."""
-    model.eval()
-    keys = ("seg_clinical", "seg_wood", "box_clinical", "box_wood") if dense else ()
-    out = defaultdict(list)
-    for batch in loader:
-        b = to_device(batch, device, channels_last=device.type == "cuda")
-        with autocast(device):
-            pred = model(b["clinical"], b["wood"], b["has_wood"], dense=dense)
-        out["case_id"].extend(batch["case_id"])
-        out["proba"].append(torch.softmax(pred["logits"].float(), 1).cpu())
-        for t, logits in enumerate(pred.get("logits_per_target", [])):
-            out[f"proba_target{t}"].append(torch.softmax(logits.float(), 1).cpu())
-        out["embedding"].append(pred["embedding"].float().cpu())
-        out["has_wood"].append(batch["has_wood"])
-        for k in keys:
-            if k in pred:
-                value = torch.sigmoid(pred[k].float()) if k.startswith("seg") else pred[k].float()
-                out[k].append(value.cpu())
-    return {k: (v if k == "case_id" else torch.cat(v).numpy()) for k, v in out.items()}
-
-
-def make_loader(dataset, cfg, shuffle: bool, seed: int = 0) -> DataLoader:
-    """The DataLoader every VMTL stage uses (training, validation, prediction, embedding).
+def oversample(cases, seed: int):
+    """Random oversampling of the smaller classes of the (first) target: duplicates cases of the
+    training part only, so no copy of a case can reach validation or the test fold.
 
     Parameters
     ----------
-    dataset : PairedDataset
-    cfg : VMTLConfig
-        Batch size and workers.
-    shuffle : bool
-        Training order (seeded by ``seed``); a last batch of one is dropped then (BatchNorm).
+    cases : list of LoadedCase
+        The training part.
     seed : int
-        Seed of the shuffling generator.
+        Sampling seed.
+
+    Returns
+    -------
+    list of LoadedCase
     """
-    gen = torch.Generator().manual_seed(seed)
-    # BatchNorm cannot train on a final batch of one
-    drop_last = shuffle and len(dataset) > cfg.batch and len(dataset) % cfg.batch == 1
-    return DataLoader(dataset, batch_size=cfg.batch, shuffle=shuffle, generator=gen, drop_last=drop_last,
-                      num_workers=cfg.num_workers)
-
-
-def oversample(cases, seed: int):
-    """Random oversampling of the smaller classes of the (first) target: duplicates cases of the
-    training part only, so no copy of a case can reach validation or the test fold."""
     from imblearn.over_sampling import RandomOverSampler
 
     labels = np.array([c.label for c in cases])
@@ -273,7 +317,33 @@ def train_fold(train_cases, test_cases, fold_dir: Path, cfg: VMTLConfig, classes
     """Train one outer fold and return its test-fold prediction rows (contract format).
 
     ``target_classes`` (several targets, baseline only) maps each target to its classes; the rows
-    then hold one block per target."""
+    then hold one block per target.
+
+    Parameters
+    ----------
+    train_cases, test_cases : list of LoadedCase
+        The fold's parts.
+    fold_dir : pathlib.Path
+        Where its checkpoints go.
+    cfg : VMTLConfig
+        The run's configuration.
+    classes : list of str
+        The (first) target's classes.
+    repeat, fold : int
+        Which fold.
+    resume : bool, default True
+        Continue from the fold's checkpoint.
+    progress : bool, default True
+        Progress bars.
+    callback : callable, optional
+        Called after every epoch.
+    target_classes : dict, optional
+        ``{target: classes}`` for several targets.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     fold_dir.mkdir(parents=True, exist_ok=True)
     device = select_device(cfg.device, mps=False)
     mean, std = normalisation(cfg.backbone)
@@ -343,6 +413,27 @@ def train_vmtl(manifest, out_dir, folds_from, config: VMTLConfig | None = None, 
 
     Returns the run directory. With ``resume``, finished folds are kept and an interrupted fold
     continues from its last epoch; the configuration saved in the run is used.
+
+    Parameters
+    ----------
+    manifest : path-like
+        The cases.
+    out_dir : path-like
+        The run directory.
+    folds_from : path-like
+        The fold plan (``fit``'s ``folds.csv``), so the scores compare with ``fit``'s.
+    config : VMTLConfig, optional
+        What to train (default: the ``vmtl`` preset).
+    resume : bool, default False
+        Continue an interrupted run.
+    progress : bool, default True
+        Progress bars.
+    callback : callable, optional
+        Called after every epoch.
+
+    Returns
+    -------
+    pathlib.Path
     """
     threads = torch.get_num_threads()
     if config is not None and config.threads:
@@ -431,7 +522,23 @@ def _train_vmtl(manifest, out_dir, folds_from, config, *, resume, progress, call
 def write_scores(oof: pd.DataFrame, target_classes, out: Path, positive: str | None = None) -> dict:
     """metrics.json and leaderboard.csv (one row per target): fit's metrics with CIs, and the
     original VMTL's metric set (weighted P/R/F1, specificity, AUC, P*S*R; non-stable positive) with
-    the published figures and how the protocols differ. Returns fit's scores per target."""
+    the published figures and how the protocols differ. Returns fit's scores per target.
+
+    Parameters
+    ----------
+    oof : pandas.DataFrame
+        Out-of-fold predictions.
+    target_classes : dict
+        ``{target: classes}``.
+    out : pathlib.Path
+        The run directory.
+    positive : str, optional
+        The positive class.
+
+    Returns
+    -------
+    dict
+    """
     from vitfeat.deep.vmtl.scores import original_metric_block
     from vitfeat.evaluation.metrics import flatten, score_oof
 

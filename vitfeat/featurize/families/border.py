@@ -227,6 +227,22 @@ def _accumulate(angle, bins, levels, n_sectors, n_bins, pi, per_radian):
 
 
 def border_features(v: ImageView, band_px: float = 32.0, n_sectors: int = 12) -> dict:
+    """The border family's features of one photo (see :func:`border`).
+
+    Parameters
+    ----------
+    v : ImageView
+        One photo and its lesion mask.
+    band_px : float, default 32.0
+        Half-width of the band across the border (px).
+    n_sectors : int, default 12
+        Angular sectors along the edge.
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}``.
+    """
     out = nan_dict(FEATURES)
     if not v.has_lesion or v.area < 16:
         return out
@@ -300,5 +316,22 @@ FEATURES = tuple(DESCRIPTIONS)  # column order: as declared
 @register_family("border", version="4", defaults={"band_px": 32.0, "n_sectors": 12}, features=DESCRIPTIONS,
                  order=20)
 def border(case: CaseArrays, modality: str, band_px: float = 32.0, n_sectors: int = 12) -> dict:
-    """Border sharpness per modality: 10-90 % transition width, its spread along the edge, edge gradient."""
+    """Border sharpness per modality: 10-90 % transition width, its spread along the edge, edge gradient.
+
+    Parameters
+    ----------
+    case : CaseArrays
+        The case's photos, masks and shared views.
+    modality : str
+        Which photo (the family loops over its modalities).
+    band_px : float, default 32.0
+        Half-width of the band across the border (px at ~512 px photos).
+    n_sectors : int, default 12
+        Angular sectors along the edge (for the spread).
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}`` (the declared names).
+    """
     return border_features(view(case, modality), band_px, n_sectors)

@@ -36,6 +36,15 @@ def ciede2000(lab1, lab2) -> float:
     scikit-image's ``deltaE_ciede2000``, step for step, on two colours as Python floats: the
     array version's set-up costs more than the formula for one pair (0.15 ms per call); the
     results agree to ~1e-15 (a test holds them together).
+
+    Parameters
+    ----------
+    lab1, lab2 : sequence of float
+        ``(L*, a*, b*)`` colours.
+
+    Returns
+    -------
+    float
     """
     (L1, a1, b1), (L2, a2, b2) = (float(x) for x in lab1[:3]), (float(x) for x in lab2[:3])
     c_bar = 0.5 * (math.hypot(a1, b1) + math.hypot(a2, b2))
@@ -74,6 +83,20 @@ def _ita(lab_mean: np.ndarray) -> float:
 
 
 def color_features(v: ImageView, band_px: float = 24.0) -> dict:
+    """The colour family's features of one photo (see :func:`color`).
+
+    Parameters
+    ----------
+    v : ImageView
+        One photo and its lesion mask.
+    band_px : float, default 24.0
+        Width of the perilesional ring (px).
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}``.
+    """
     out = nan_dict(FEATURES)
     if not v.has_lesion or not v.ring_roi.any():
         return out
@@ -160,5 +183,20 @@ assert tuple(DESCRIPTIONS) == FEATURES
 
 @register_family("color", version="5", defaults={"band_px": 24.0}, features=DESCRIPTIONS, order=50)
 def color(case: CaseArrays, modality: str, band_px: float = 24.0) -> dict:
-    """CIELAB statistics in lesion and ring, CIEDE2000 between them, ITA, trichrome zone width."""
+    """CIELAB statistics in lesion and ring, CIEDE2000 between them, ITA, trichrome zone width.
+
+    Parameters
+    ----------
+    case : CaseArrays
+        The case's photos, masks and shared views.
+    modality : str
+        Which photo (the family loops over its modalities).
+    band_px : float, default 24.0
+        Width of the perilesional ring (px).
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}`` (the declared names).
+    """
     return color_features(view(case, modality), band_px)

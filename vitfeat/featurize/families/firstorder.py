@@ -39,6 +39,18 @@ def firstorder_features(values: np.ndarray, bin_width: float = 25.0) -> dict:
 
     8-bit input goes through a 256-bin histogram (all statistics are exact from it), which is
     several times faster than sorting the pixels.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Intensities inside the lesion.
+    bin_width : float, default 25.0
+        Grey-level bin width (entropy, uniformity).
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}``.
     """
     if values.size == 0:
         return nan_dict(FEATURES)
@@ -52,7 +64,22 @@ def firstorder_features(values: np.ndarray, bin_width: float = 25.0) -> dict:
 
 
 def firstorder_from_histogram(levels: np.ndarray, counts: np.ndarray, bin_width: float = 25.0) -> dict:
-    """The :data:`FEATURES` of the sample with ``counts[i]`` pixels at intensity ``levels[i]`` (ascending)."""
+    """The :data:`FEATURES` of the sample with ``counts[i]`` pixels at intensity ``levels[i]`` (ascending).
+
+    Parameters
+    ----------
+    levels : numpy.ndarray
+        Intensities, ascending.
+    counts : numpy.ndarray
+        Pixels at each.
+    bin_width : float, default 25.0
+        Grey-level bin width.
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}``.
+    """
     nz = counts > 0
     if not nz.any():
         return nan_dict(FEATURES)
@@ -108,7 +135,22 @@ DESCRIPTIONS.update({
 
 @register_family("firstorder", version="1", defaults={"bin_width": 25.0}, features=DESCRIPTIONS, order=80)
 def firstorder(case: CaseArrays, modality: str, bin_width: float = 25.0) -> dict:
-    """Grey-level statistics inside the lesion per modality (pyradiomics definitions)."""
+    """Grey-level statistics inside the lesion per modality (pyradiomics definitions).
+
+    Parameters
+    ----------
+    case : CaseArrays
+        The case's photos, masks and shared views.
+    modality : str
+        Which photo (the family loops over its modalities).
+    bin_width : float, default 25.0
+        Grey-level bin width (pyradiomics' ``binWidth``).
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}`` (the declared names).
+    """
     v = view(case, modality)
     if v.mask is None:
         return nan_dict(FEATURES)

@@ -38,7 +38,20 @@ FEATURES = tuple(DESCRIPTIONS)  # column order: as declared
 @register_family("pair", version="4", modalities=("pair",), needs_wood=True, features=DESCRIPTIONS,
                  column_group="wood", order=30)
 def pair(case: CaseArrays, modality: str = "pair") -> dict:
-    """Wood's-to-clinical area ratio (registered and registration-free), IoU, registration quality."""
+    """Wood's-to-clinical area ratio (registered and registration-free), IoU, registration quality.
+
+    Parameters
+    ----------
+    case : CaseArrays
+        The case's photos, masks and shared views.
+    modality : str
+        Which photo (the family loops over its modalities).
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}`` (the declared names).
+    """
     out = nan_dict(FEATURES)
     vc, vw = view(case, "clinical"), view(case, "wood")
     if vc is None or vw is None or not vc.has_lesion or not vw.has_lesion:

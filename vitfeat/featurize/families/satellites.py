@@ -36,6 +36,22 @@ def satellite_features(mask: np.ndarray, min_area_px: int = 8, max_area_fraction
 
     ``labels_origin``: the image (row, column) where ``components``' labels start, when they cover
     only a part of the image holding every lesion pixel (:attr:`ImageView.components_box`).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        (H, W) bool lesion mask.
+    min_area_px, max_area_fraction, max_distance
+        As for :func:`satellites`.
+    components : tuple, optional
+        The mask's ``connectedComponentsWithStats``.
+    labels_origin : tuple of int, default (0, 0)
+        Where the components' labels start.
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}``.
     """
     out = nan_dict(FEATURES)
     if components is None:
@@ -85,7 +101,26 @@ FEATURES = tuple(DESCRIPTIONS)  # column order: as declared
 @register_family("satellites", version="1", defaults=DEFAULTS, features=DESCRIPTIONS, order=60)
 def satellites(case: CaseArrays, modality: str, min_area_px: int = 8, max_area_fraction: float = 0.25,
                max_distance: float = 4.0) -> dict:
-    """Satellite macules per modality: count, area relative to the main lesion, distance to it."""
+    """Satellite macules per modality: count, area relative to the main lesion, distance to it.
+
+    Parameters
+    ----------
+    case : CaseArrays
+        The case's photos, masks and shared views.
+    modality : str
+        Which photo (the family loops over its modalities).
+    min_area_px : int, default 8
+        Smaller specks are ignored.
+    max_area_fraction : float, default 0.25
+        Larger components (relative to the main lesion) are not satellites.
+    max_distance : float, default 4.0
+        How far from the main lesion a satellite may lie, in lesion radii.
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}`` (the declared names).
+    """
     v = view(case, modality)
     if v.mask is None:
         return nan_dict(FEATURES)

@@ -33,6 +33,15 @@ def marching_squares_measures(mask: np.ndarray) -> tuple[float, float, np.ndarra
     ``vertices`` (row, col) are the contour points: the midpoints between every pair of 4-adjacent
     inside and outside pixels (the image border counts as outside). Equal to tracing the contours
     with ``skimage.measure.find_contours`` and summing lengths and shoelace areas, about 10x faster.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        (H, W) bool lesion mask.
+
+    Returns
+    -------
+    tuple
     """
     y0, y1, x0, x1 = bounding_box(mask)
     if y1 == y0:
@@ -61,7 +70,18 @@ def _padded(mask: np.ndarray) -> np.ndarray:
 
 
 def outer_contour(mask: np.ndarray) -> np.ndarray:
-    """The longest outer boundary (row, col) of a bool mask, traced through pixel centres."""
+    """The longest outer boundary (row, col) of a bool mask, traced through pixel centres.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        (H, W) bool lesion mask.
+
+    Returns
+    -------
+    numpy.ndarray
+        (K, 2).
+    """
     contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     longest = max(contours, key=len)[:, 0, ::-1].astype(np.float64)
     return np.concatenate([longest, longest[:1]])  # closed
@@ -90,7 +110,17 @@ def _box_counts(points: np.ndarray, n_sizes: int) -> list[int]:
 
 
 def box_counting_dimension(points: np.ndarray) -> float:
-    """Fractal dimension of a boundary pixel set: slope of log N(s) against log(1/s), s = 2, 4, 8 ..."""
+    """Fractal dimension of a boundary pixel set: slope of log N(s) against log(1/s), s = 2, 4, 8 ...
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        (K, 2) boundary pixels.
+
+    Returns
+    -------
+    float
+    """
     if len(points) < 16:
         return float("nan")
     extent = int(np.ptp(points, axis=0).max()) + 1
@@ -105,7 +135,21 @@ def box_counting_dimension(points: np.ndarray) -> float:
 
 
 def fourier_energy(contour: np.ndarray, n_points: int = 128, low_harmonics: int = 4) -> float:
-    """Share of a contour's Fourier-descriptor energy above ``low_harmonics``: 0 for an ellipse."""
+    """Share of a contour's Fourier-descriptor energy above ``low_harmonics``: 0 for an ellipse.
+
+    Parameters
+    ----------
+    contour : numpy.ndarray
+        (K, 2) closed contour.
+    n_points : int, default 128
+        Resampled points.
+    low_harmonics : int, default 4
+        Harmonics counted as the smooth shape.
+
+    Returns
+    -------
+    float
+    """
     seg = np.hypot(*np.diff(contour, axis=0).T)
     s = np.concatenate([[0.0], np.cumsum(seg)])
     if s[-1] <= 0 or len(contour) < 8:
@@ -135,6 +179,22 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None,
 
     ``components`` (its ``connectedComponentsWithStats``; only the statistics are read) and ``box`` (its bounding box
     ``(y0, y1, x0, x1)``, exclusive ends), when the caller has them, spare scans of the mask.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        (H, W) bool lesion mask.
+    min_component_px : int, default 5
+        Smaller components are ignored.
+    components : tuple, optional
+        Precomputed connected components.
+    box : tuple of int, optional
+        Precomputed bounding box.
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}``.
     """
     out = nan_dict(FEATURES)
     area = int(components[2][1:, cv2.CC_STAT_AREA].sum()) if components is not None else int(np.count_nonzero(mask))
@@ -209,7 +269,22 @@ FEATURES = tuple(DESCRIPTIONS)  # column order: as declared
 @register_family("shape", version="2", modalities=("clinical", "wood"), defaults={"min_component_px": 5},
                  features=DESCRIPTIONS, order=10)
 def shape(case: CaseArrays, modality: str, min_component_px: int = 5) -> dict:
-    """Lesion shape per modality: area, perimeter, circularity, solidity, convexity, axes, fractal dimension."""
+    """Lesion shape per modality: area, perimeter, circularity, solidity, convexity, axes, fractal dimension.
+
+    Parameters
+    ----------
+    case : CaseArrays
+        The case's photos, masks and shared views.
+    modality : str
+        Which photo (the family loops over its modalities).
+    min_component_px : int, default 5
+        Smaller mask components are ignored.
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}`` (the declared names).
+    """
     v = view(case, modality)
     if v.mask is None:
         return nan_dict(FEATURES)

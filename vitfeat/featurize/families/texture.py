@@ -59,7 +59,17 @@ _LBP_LUT = _uniform_lut()
 
 
 def lbp_uniform(grey: np.ndarray) -> np.ndarray:
-    """Rotation-invariant uniform LBP codes (0-9) of a 2-D array; edge pixels use replicated borders."""
+    """Rotation-invariant uniform LBP codes (0-9) of a 2-D array; edge pixels use replicated borders.
+
+    Parameters
+    ----------
+    grey : numpy.ndarray
+        2-D image.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     # OpenCV's compare/and/or on whole planes (one SIMD pass each) build the 8-bit pattern.
     padded = cv2.copyMakeBorder(grey, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
     h, w = grey.shape
@@ -150,6 +160,17 @@ def haar_wavedec2(image: np.ndarray, level: int) -> list:
     The Haar filters have two taps, so each step is a sum and a difference of neighbouring
     samples: one compiled pass per level (:func:`_haar_step`) instead of PyWavelets' general
     convolution machinery. Returns ``[cA_n, (cH_n, cV_n, cD_n), ..., (cH_1, cV_1, cD_1)]``.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2-D float32 image.
+    level : int
+        Decomposition levels.
+
+    Returns
+    -------
+    list
     """
     approx, details = np.asarray(image, dtype=np.float32), []
     for _ in range(level):
@@ -268,6 +289,17 @@ def cooccurrence(q: np.ndarray, levels: int) -> np.ndarray:
     The same counts (uint32, shape ``(levels, levels, 1, len(GLCM_OFFSETS))``) from one 2-D OpenCV
     histogram per direction of the image and its shifted view (8-bit, table-driven; no pair codes
     to build): 0.16 vs 0.24 ms at 250 x 260 px, 33 levels.
+
+    Parameters
+    ----------
+    q : numpy.ndarray
+        Quantised uint8 image.
+    levels : int
+        Grey levels.
+
+    Returns
+    -------
+    numpy.ndarray
     """
     if q.dtype != np.uint8 or levels > 256:
         return graycomatrix(q, [1], [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], levels=levels, symmetric=True)
@@ -291,6 +323,15 @@ def glcm_properties(P: np.ndarray) -> list[np.ndarray]:
     The same arithmetic as scikit-image's ``graycoprops`` (which normalises ``P`` and builds its
     weights on every call, six calls per image) in one compiled loop (:func:`_glcm_properties`):
     the same values, bit for bit (tests/test_featurize_speedups.py), 10x faster on 16 levels.
+
+    Parameters
+    ----------
+    P : numpy.ndarray
+        Co-occurrence counts (levels, levels, d, a).
+
+    Returns
+    -------
+    list of numpy.ndarray
     """
     props = _glcm_properties(np.ascontiguousarray(P, dtype=np.float64))
     return list(props)
@@ -377,6 +418,22 @@ def _lbp_features(counts: np.ndarray) -> dict:
 
 
 def texture_features(v: ImageView, levels: int = 2, glcm_levels: int = 16) -> dict:
+    """The texture family's features of one photo (see :func:`texture`).
+
+    Parameters
+    ----------
+    v : ImageView
+        One photo and its lesion mask.
+    levels : int, default 2
+        Wavelet levels.
+    glcm_levels : int, default 16
+        Co-occurrence grey levels.
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}``.
+    """
     names = _region_names(levels)
     if not v.has_lesion:
         return {**nan_dict(names), **nan_dict("ring_" + n for n in names)}
@@ -419,7 +476,17 @@ def _describe(name: str) -> str:
 
 
 def features_for(config: dict) -> dict:
-    """``{bare name: description}`` for a configuration (wavelet names depend on ``levels``)."""
+    """``{bare name: description}`` for a configuration (wavelet names depend on ``levels``).
+
+    Parameters
+    ----------
+    config : dict
+        The family's options.
+
+    Returns
+    -------
+    dict
+    """
     return dict(_features_of_levels(int(config.get("levels", 2))))
 
 
@@ -433,5 +500,22 @@ def _features_of_levels(levels: int) -> dict:
 @register_family("texture", version="2", defaults={"levels": 2, "glcm_levels": 16}, features=features_for,
                  order=70)
 def texture(case: CaseArrays, modality: str, levels: int = 2, glcm_levels: int = 16) -> dict:
-    """Wavelet energies/entropies, GLCM properties and LBP histograms in lesion and ring, per modality."""
+    """Wavelet energies/entropies, GLCM properties and LBP histograms in lesion and ring, per modality.
+
+    Parameters
+    ----------
+    case : CaseArrays
+        The case's photos, masks and shared views.
+    modality : str
+        Which photo (the family loops over its modalities).
+    levels : int, default 2
+        Wavelet decomposition levels.
+    glcm_levels : int, default 16
+        Grey levels of the co-occurrence matrices.
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}`` (the declared names).
+    """
     return texture_features(view(case, modality), levels, glcm_levels)

@@ -19,7 +19,19 @@ def percentiles_of_histogram(counts: np.ndarray, qs) -> np.ndarray:
     """``np.percentile(values, qs)`` (linear method) of the integer levels ``0 .. len(counts) - 1``
     that ``counts`` tallies, bit for bit: numpy's own index, weight and interpolation arithmetic
     (on float32 samples, as the lesion's grey values are), with the order statistics read from
-    the histogram instead of a partition of the pixels."""
+    the histogram instead of a partition of the pixels.
+
+    Parameters
+    ----------
+    counts : numpy.ndarray
+        Pixels per integer level.
+    qs : array-like of float
+        Percentiles.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     n = int(counts.sum())
     cum = np.cumsum(counts)
     virtual = (n - 1) * np.true_divide(np.asarray(qs, dtype=np.float64), 100)
@@ -49,7 +61,20 @@ FEATURES = tuple(DESCRIPTIONS)  # column order: as declared
 @register_family("wood", version="2", modalities=("wood",), needs_wood=True, features=DESCRIPTIONS,
                  column_group="fluorescence", order=40)
 def wood(case: CaseArrays, modality: str = "wood") -> dict:
-    """Fluorescence contrast (ratio, Michelson), uniformity inside the lesion, contrast at the border."""
+    """Fluorescence contrast (ratio, Michelson), uniformity inside the lesion, contrast at the border.
+
+    Parameters
+    ----------
+    case : CaseArrays
+        The case's photos, masks and shared views.
+    modality : str
+        Which photo (the family loops over its modalities).
+
+    Returns
+    -------
+    dict
+        ``{bare feature name: value}`` (the declared names).
+    """
     out = nan_dict(FEATURES)
     v = view(case, "wood")
     if v is not None and v.has_lesion and v.ring_roi.any():
