@@ -44,12 +44,18 @@ class Segmenter:
 
     def describe(self) -> dict:
         """Provenance for feature tables: what model, which weights (content hash), how it scored."""
-        test = self.meta.get("test_metrics", {}).get("pooled", {})
+        # test_metrics is null for a segmenter nobody scored (seg import-official without --evaluate)
+        test = self.meta.get("test_metrics") or {}
+        pooled = test.get("pooled") or {}
         return {
             "kind": "segmenter", "path": str(self.directory.resolve()), "arch": self.meta["arch"],
             "encoder": self.meta.get("encoder"), "imgsz": self.meta["imgsz"],
             "trained_modality": self.meta["modality"], "weights_hash": file_hash(self.weights),
-            "threshold": self.threshold, "test_dice_pooled": test.get("dice"),
+            "threshold": self.threshold, "test_dice_pooled": pooled.get("dice"),
+            "quality": self.meta.get("mask_quality") or (
+                {"dice_pooled": pooled["dice"], "dice_pooled_ci": None, "n_images": test.get("n_images"),
+                 "reference": f"its {self.meta.get('evaluated_on', 'test')} split"}
+                if pooled.get("dice") is not None else None),
         }
 
     def predict_proba(self, images: list[np.ndarray]) -> list[np.ndarray]:
