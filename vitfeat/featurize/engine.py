@@ -35,7 +35,14 @@ from vitfeat.dataset import (
     read_image,
     read_mask,
 )
-from vitfeat.featurize.masks import AUTO_MASK_VERSION, auto_mask, mask_predictor, parse_mask_source
+from vitfeat.featurize.masks import (
+    AUTO_MASK_VERSION,
+    auto_mask,
+    describe_mask_source,
+    mask_predictor,
+    mask_quality,
+    parse_mask_source,
+)
 from vitfeat.featurize.registry import CaseArrays, Family, default_families, get_family
 
 # read_features / write_features are re-exported: callers import them from the engine too.
@@ -429,6 +436,9 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
         raise ValueError("backend 'dask' needs a scheduler address (e.g. tcp://10.0.0.5:8786)")
     kind, mask_path = parse_mask_source(masks)
     mask_describe = mask_predictor(mask_path, kind).describe() if mask_path else None
+    quality = mask_quality(masks, mask_describe)
+    if quality is not None and not any(quality.values()):
+        log.warning("mask source %s", describe_mask_source(masks, quality))
     resolved = resolve_families(families, family_config)
     per_case = [spec for fam, spec in resolved if fam.batch_func is None]
     batched = [(fam, spec) for fam, spec in resolved if fam.batch_func is not None]
@@ -468,6 +478,7 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
         "masks": masks,
         "max_side": int(max_side) if max_side else None,
         "mask_model": mask_describe,
+        "mask_quality": quality,
         "mask_source": {r["case_id"]: r["masks"] for r in results},
         "content_hashes": {r["case_id"]: r["hashes"] for r in results},
         "targets": list(man.targets),
