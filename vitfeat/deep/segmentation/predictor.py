@@ -64,11 +64,16 @@ class Segmenter:
         resize = self.meta.get("resize", "area")  # the training pipeline's (UltraLight's recipe: bilinear)
         batch = torch.from_numpy(np.stack([segdata.resize_for(im, size, resize).transpose(2, 0, 1) for im in images]))
         with torch.no_grad():
-            logits = self.model(segdata.normalize(batch.to(self.device), self.meta["normalize"]))
-            if logits.shape[1] == 1:
-                fg = torch.sigmoid(logits[:, 0])
-            else:  # any non-background class counts as lesion
-                fg = 1.0 - torch.softmax(logits, 1)[:, 0]
+            x = segdata.normalize(batch.to(self.device), self.meta["normalize"])
+            if self.meta.get("tta"):  # the vitiligo recipe: flips averaged, as in its test scores
+                from vitfeat.deep.segmentation.train import tta_probabilities
+
+                probs = tta_probabilities(self.model, x)
+            else:
+                logits = self.model(x)
+                probs = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, 1)
+            # any non-background class counts as lesion
+            fg = probs[:, 0] if probs.shape[1] == 1 else 1.0 - probs[:, 0]
         fg = fg.cpu().numpy().astype(np.float32)
         return [cv2.resize(p, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR) for p, im in zip(fg, images)]
 
