@@ -27,9 +27,14 @@ import torch
 
 from vitfeat.atomic import write_csv
 from vitfeat.dataset import read_table
-from vitfeat.deep.segmentation.data import JointAugment, _uniform
+from vitfeat.deep.segmentation.data import JointAugment
 
 log = logging.getLogger(__name__)
+
+
+def _uniform(lo: float, hi: float) -> float:
+    # torch's generator (as JointAugment), so that torch.manual_seed repeats a run's draws
+    return lo + (hi - lo) * float(torch.rand(()))
 
 
 class StrongAugment(JointAugment):
