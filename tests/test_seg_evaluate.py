@@ -140,3 +140,20 @@ def test_auto_mask_quality_reaches_the_report_line():
     assert line.startswith("auto, clinical Dice ") and f"{q['dice_pooled']:.2f}" in line
     assert f"on {q['n_images']} expert-masked images" in line
     assert mask_quality("given") is None and describe_mask_source("given", None).startswith("given")
+
+
+def test_recorded_auto_quality_is_what_seg_evaluate_measures(shared_data, tmp_path):
+    # AUTO_MASK_QUALITY is shown in reports: it must be the current auto masks' measured Dice
+    from vitfeat.featurize.masks import AUTO_MASK_QUALITY, AUTO_MASK_VERSION
+
+    root = shared_data / "vitiligo-seg"
+    labels = pd.read_csv(root / "labels.csv", dtype=str)
+    manifest = pd.DataFrame({"case_id": [p.split("/")[-1].rsplit(".", 1)[0] for p in labels["image"]],
+                             "patient_id": labels["group"], "clinical": labels["image"],
+                             "clinical_mask": labels["mask"], "label": "vitiligo", "data_root": str(root)})
+    manifest.to_csv(tmp_path / "vit.csv", index=False)
+    summary = evaluate_masks(tmp_path / "vit.csv", "auto", n_boot=0).summary
+    recorded = AUTO_MASK_QUALITY["clinical"]
+    assert recorded["auto_mask_version"] == AUTO_MASK_VERSION
+    assert summary["n_images"] == recorded["n_images"] == 96
+    assert summary["dice_pooled"] == pytest.approx(recorded["dice_pooled"], abs=5e-4)
