@@ -188,7 +188,7 @@ def evaluate_masks(manifest, source: str = "auto", *, modality: str = "clinical"
     man, invalid = load_valid_rows(manifest, require_targets=False, allow_outside_root=allow_outside_root)
     mask_col = f"{modality}_mask"
     name = man.path or "the manifest"
-    if mask_col not in man.frame.columns or man.frame[mask_col].isna().all():
+    if mask_col not in man.frame.columns or (man.frame[mask_col].isna().all() and not len(invalid)):
         raise ValueError(f"{name}: no {mask_col} column with masks: seg evaluate needs reference (expert) "
                          f"masks to score a mask source against")
     label, predict, describe = resolve_source(source, modality)
