@@ -128,6 +128,17 @@ def test_unscored_official_import_works_as_mask_source_and_says_so(synth_small, 
     assert "quality unknown" in line and "seg evaluate" in line
     # the same directory is scored by seg evaluate; one imported for Wood's photos is refused by name
     assert evaluate_masks(synth_small, f"model:{directory}", n_boot=0).summary["n_images"] == 24
+    # --record stores the measured quality in the segmenter; extract's provenance then knows it
+    assert main(["seg", "evaluate", str(synth_small), "--masks", f"model:{directory}", "--n-boot", "20",
+                 "--record"]) == 0
+    from vitfeat.featurize.masks import mask_predictor
+
+    mask_predictor.cache_clear()
+    recorded = extract(synth_small, None, families=["shape"], masks=f"model:{directory}", progress=False)
+    quality = recorded.provenance["mask_quality"]["clinical"]
+    assert quality["n_images"] == 24 and quality["reference"] == str(synth_small)
+    assert "on 24 expert-masked images" in describe_mask_source(f"model:{directory}",
+                                                                recorded.provenance["mask_quality"])
     wood = _unscored_segmenter(tmp_path, "wood")
     with pytest.raises(ValueError, match="trained on wood"):
         evaluate_masks(synth_small, f"model:{wood}", modality="clinical", n_boot=0)

@@ -67,6 +67,8 @@ def register(subparsers) -> None:
     ev.add_argument("-o", "--out", help="write per_image.csv, summary.json and overlays.png here")
     ev.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000; 0: no CIs)")
     ev.add_argument("--worst", type=int, default=5, help="worst cases named (default 5)")
+    ev.add_argument("--record", action="store_true",
+                    help="model:DIR only: store the measured Dice in DIR/segmenter.json (shown by extract and fit)")
     ev.add_argument("--allow-outside-root", action="store_true")
     ev.set_defaults(func=run_evaluate)
     parser.set_defaults(func=lambda args: parser.print_help() or 1)
@@ -127,7 +129,7 @@ def run_info(args) -> int:
 def run_evaluate(args) -> int:
     from vitfeat.cli.main import CLIError
     from vitfeat.dataset import ManifestError
-    from vitfeat.deep.segmentation.evaluate import evaluate_masks, format_summary, write_evaluation
+    from vitfeat.deep.segmentation.evaluate import evaluate_masks, format_summary, record_quality, write_evaluation
 
     try:
         result = evaluate_masks(args.manifest, args.masks, modality=args.modality, n_boot=args.n_boot,
@@ -136,6 +138,11 @@ def run_evaluate(args) -> int:
     except (ManifestError, ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
     written = write_evaluation(result, args.out) if args.out else {}
+    if args.record:
+        try:
+            written["quality"] = str(record_quality(result))
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
     if args.json:
         print(json.dumps({k: v for k, v in result.summary.items() if k != "mask_model"}, indent=2, default=str))
     else:

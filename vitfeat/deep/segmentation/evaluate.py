@@ -324,6 +324,32 @@ def write_evaluation(evaluation: MaskEvaluation, out_dir, n_cases: int = 4) -> d
     return written
 
 
+def record_quality(evaluation: MaskEvaluation) -> Path:
+    """Store the measured quality in the evaluated segmenter's ``segmenter.json`` (``mask_quality``).
+
+    ``extract --masks model:DIR`` then records it in the feature table's provenance and the report
+    shows it. Only a ``model:DIR`` segmenter directory can hold it.
+
+    Parameters
+    ----------
+    evaluation : MaskEvaluation
+        From :func:`evaluate_masks` with a ``model:DIR`` source.
+    """
+    import json
+
+    from vitfeat.atomic import write_text
+
+    describe = evaluation.summary.get("mask_model") or {}
+    if describe.get("kind") != "segmenter":
+        raise ValueError(f"--record needs a `train seg` segmenter directory (model:DIR), not "
+                         f"{evaluation.summary['source']}")
+    path = Path(describe["path"]) / "segmenter.json"
+    meta = json.loads(path.read_text())
+    meta["mask_quality"] = evaluation.quality()
+    write_text(path, json.dumps(meta, indent=2))
+    return path
+
+
 def format_summary(summary: dict) -> str:
     """The few lines ``seg evaluate`` prints."""
     def ci(key):
