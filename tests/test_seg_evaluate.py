@@ -122,7 +122,7 @@ def test_unscored_official_import_works_as_mask_source_and_says_so(synth_small, 
     with caplog.at_level(logging.WARNING):
         result = extract(synth_small, None, families=["shape"], masks=f"model:{directory}", progress=False)
     assert result.n_failed == 0 and len(result.frame) == 24
-    assert result.provenance["mask_quality"] == {"clinical": None}
+    assert result.provenance["mask_quality"] == {"clinical": None, "wood": None}  # synth has Wood's photos
     assert "quality unknown" in caplog.text
     line = describe_mask_source(f"model:{directory}", result.provenance["mask_quality"])
     assert "quality unknown" in line and "seg evaluate" in line
@@ -149,7 +149,8 @@ def test_auto_mask_quality_reaches_the_report_line():
     line = describe_mask_source("auto", quality)
     q = quality["clinical"]
     assert line.startswith("auto, clinical Dice ") and f"{q['dice_pooled']:.2f}" in line
-    assert f"on {q['n_images']} expert-masked images" in line
+    assert f"on {q['n_images']} expert-masked images" in line and line.endswith("wood quality unknown")
+    assert "wood" not in describe_mask_source("auto", mask_quality("auto", modalities=["clinical"]))
     assert mask_quality("given") is None and describe_mask_source("given", None).startswith("given")
 
 

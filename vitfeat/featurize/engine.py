@@ -436,7 +436,8 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
         raise ValueError("backend 'dask' needs a scheduler address (e.g. tcp://10.0.0.5:8786)")
     kind, mask_path = parse_mask_source(masks)
     mask_describe = mask_predictor(mask_path, kind).describe() if mask_path else None
-    quality = mask_quality(masks, mask_describe)
+    used = ["clinical"] + (["wood"] if "wood" in man.frame.columns and man.frame["wood"].notna().any() else [])
+    quality = mask_quality(masks, mask_describe, used)
     if quality is not None and not any(quality.values()):
         log.warning("mask source %s", describe_mask_source(masks, quality))
     resolved = resolve_families(families, family_config)

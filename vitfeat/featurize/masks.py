@@ -188,7 +188,7 @@ AUTO_MASK_QUALITY = {
 }
 
 
-def mask_quality(spec: str, describe: dict | None = None) -> dict | None:
+def mask_quality(spec: str, describe: dict | None = None, modalities=("clinical", "wood")) -> dict | None:
     """``{modality: quality record or None}`` of a mask source, for a run's provenance.
 
     A quality record holds ``dice_pooled``, ``dice_pooled_ci`` (or None), ``n_images`` and
@@ -200,14 +200,17 @@ def mask_quality(spec: str, describe: dict | None = None) -> dict | None:
         The ``--masks`` value (``given``, ``auto``, ``PREFIX:PATH``).
     describe : dict, optional
         The model source's ``describe()``; its ``quality`` and ``trained_modality`` are used.
+    modalities : sequence of str
+        The modalities whose masks the run used (a model's quality holds for its training modality).
     """
     kind, _ = parse_mask_source(spec)
     if kind == "given":
         return None  # the manifest's own masks: the reference, nothing to measure against
     if kind == "auto":
-        return dict(AUTO_MASK_QUALITY)
+        return {m: AUTO_MASK_QUALITY.get(m) for m in modalities}
     describe = describe or {}
-    return {describe.get("trained_modality") or "clinical": describe.get("quality")}
+    trained = describe.get("trained_modality") or "clinical"
+    return {m: describe.get("quality") if m == trained else None for m in modalities}
 
 
 def describe_mask_source(spec: str | None, quality: dict | None) -> str:
@@ -228,7 +231,10 @@ def describe_mask_source(spec: str | None, quality: dict | None) -> str:
     if not known:
         return f"{spec}, quality unknown (measure it: vitfeat seg evaluate MANIFEST --masks {spec})"
     parts = []
-    for modality, q in known:
+    for modality, q in (quality or {}).items():
+        if not q or q.get("dice_pooled") is None:
+            parts.append(f"{modality} quality unknown")
+            continue
         ci = q.get("dice_pooled_ci") or [None, None]
         band = f" [{ci[0]:.2f}\u2013{ci[1]:.2f}]" if ci[0] is not None else ""
         n = f" on {q['n_images']} expert-masked images" if q.get("n_images") else ""
