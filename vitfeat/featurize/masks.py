@@ -183,7 +183,7 @@ def mask_predictor(path: str, kind: str = "model"):
 #: ``vitfeat seg evaluate vitiligo-seg.csv --masks auto`` (1000 patient-bootstrap resamples).
 AUTO_MASK_QUALITY = {
     "clinical": {"dice_pooled": 0.554, "dice_pooled_ci": [0.452, 0.658], "n_images": 96,
-                 "reference": "vitiligo-seg (web clinical photos, hand-drawn masks)", "auto_mask_version": "3"},
+                 "reference": "vitiligo-seg: web clinical photos, hand-drawn masks", "auto_mask_version": "3"},
     "wood": None,
 }
 
