@@ -35,14 +35,8 @@ from vitfeat.dataset import (
     read_image,
     read_mask,
 )
-from vitfeat.featurize.masks import (
-    AUTO_MASK_VERSION,
-    auto_mask,
-    describe_mask_source,
-    mask_predictor,
-    mask_quality,
-    parse_mask_source,
-)
+from vitfeat.featurize.masks import AUTO_MASK_VERSION, auto_mask, mask_predictor, parse_mask_source
+from vitfeat.featurize.masks import describe_mask_source, mask_quality  # mask quality in the provenance (#30)
 from vitfeat.featurize.registry import CaseArrays, Family, default_families, get_family
 
 # read_features / write_features are re-exported: callers import them from the engine too.
