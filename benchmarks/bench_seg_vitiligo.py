@@ -31,8 +31,8 @@ from vitfeat.deep.segmentation.vitiligo_recipe import train_vitiligo  # noqa: E4
 DATA = REPO.parent / "shared" / "data"
 
 
-def vitiligo_manifest(path: Path) -> Path:
-    root = DATA / "vitiligo-seg"
+def vitiligo_manifest(path: Path, data: Path = DATA) -> Path:
+    root = data / "vitiligo-seg"
     labels = pd.read_csv(root / "labels.csv", dtype=str)
     pd.DataFrame({"case_id": [p.split("/")[-1].rsplit(".", 1)[0] for p in labels["image"]],
                   "patient_id": labels["group"], "clinical": labels["image"], "clinical_mask": labels["mask"],
@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     parser.add_argument("--imgsz", type=int, default=128)
     parser.add_argument("--arch", default="ultralight")
     parser.add_argument("--out", help="working folder (default: a temporary one)")
+    parser.add_argument("--data", default=str(DATA), help=f"the shared data folder (default {DATA})")
     args = parser.parse_args(argv)
     work = Path(args.out or tempfile.mkdtemp(prefix="bench_seg_vitiligo_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -73,8 +74,9 @@ def main(argv=None) -> int:
         pretrain = [manifest]
         args.folds, args.epochs, args.pretrain_epochs, args.imgsz = 2, 1, 1, 32
     else:
-        manifest = vitiligo_manifest(work / "vitiligo-seg.csv")
-        pretrain = [DATA / "ph2", DATA / "isic2017"]
+        data = Path(args.data)
+        manifest = vitiligo_manifest(work / "vitiligo-seg.csv", data)
+        pretrain = [data / "ph2", data / "isic2017"]
     frame = pd.read_csv(manifest, dtype=str)
     if "patient_id" not in frame.columns:
         frame["patient_id"] = frame["case_id"]
