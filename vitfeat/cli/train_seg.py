@@ -41,7 +41,7 @@ Examples:
   vitfeat train seg isic.csv -o runs/ul_paper --arch ultralight --recipe original --split ordered:1250,150,600
   vitfeat train seg m.csv -o runs/seg_mc --masks multiclass --loss ce+dice   # grey value -> class
   vitfeat train seg m.csv -o runs/seg_w --modality wood --encoder-weights weights/resnet34.pth
-  vitfeat train seg vit.csv -o runs/seg_vit --recipe vitiligo --pretrain shared/data/ph2 shared/data/isic2017
+  vitfeat train seg vit.csv -o runs/vit --recipe vitiligo --arch ultralight --imgsz 128 --pretrain ph2 isic2017
 """
 
 
