@@ -17,12 +17,18 @@ Compare trained segmenters (`vitfeat train seg` outputs) and inspect architectur
            tensors, with or without DataParallel's `module.` prefix) as a segmenter directory usable
            as --masks model:DIR; --evaluate MANIFEST scores it as the original does (for seg compare)
   info     parameters and FLOPs of an architecture (torch.utils.flop_counter, one image)
+  evaluate how good a mask source is: its masks against the manifest's expert masks (pooled, median
+           and mean Dice, pooled IoU, patient-bootstrap 95 % CIs, the worst cases); SOURCE is what
+           `extract --masks` takes (auto, model:DIR, yolo:PT) or a folder of masks named like the
+           photos; -o DIR writes per_image.csv, summary.json and overlays.png (worst and best cases)
 
 Examples:
   vitfeat seg compare runs/seg_unet runs/seg_dl runs/seg_ul -o runs/seg_compare
   vitfeat seg info --arch ultralight --imgsz 256
   vitfeat seg import-official best.pth -o runs/ul_official --evaluate ph2.csv
   vitfeat seg info --arch unet --encoder efficientnet-b0 --imgsz 512
+  vitfeat seg evaluate vitiligo.csv --masks auto -o runs/auto_quality
+  vitfeat seg evaluate vitiligo.csv --masks model:runs/seg_vit --json
 """
 
 
@@ -53,6 +59,19 @@ def register(subparsers) -> None:
     info.add_argument("--classes", type=int, default=1)
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=run_info)
+    ev = add_command(sub, "evaluate", "score a mask source against the manifest's expert masks", DESCRIPTION)
+    ev.add_argument("manifest", help="manifest with photos and reference masks (<modality>_mask)")
+    ev.add_argument("--masks", required=True, metavar="SOURCE",
+                    help="auto, model:DIR, yolo:PT (as extract --masks) or a folder of masks")
+    ev.add_argument("--modality", default="clinical", choices=["clinical", "wood"])
+    ev.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ev.add_argument("-o", "--out", help="write per_image.csv, summary.json and overlays.png here")
+    ev.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000; 0: no CIs)")
+    ev.add_argument("--worst", type=int, default=5, help="worst cases named (default 5)")
+    ev.add_argument("--record", action="store_true",
+                    help="model:DIR only: store the measured Dice in DIR/segmenter.json (shown by extract and fit)")
+    ev.add_argument("--allow-outside-root", action="store_true")
+    ev.set_defaults(func=run_evaluate)
     parser.set_defaults(func=lambda args: parser.print_help() or 1)
 
 
@@ -105,4 +124,30 @@ def run_info(args) -> int:
         enc = f" ({info['encoder']})" if info["encoder"] else ""
         print(f"{info['arch']}{enc} at {args.imgsz}x{args.imgsz}: {info['params']:,} parameters, "
               f"{info['gflops']:.3f} GFLOPs ({info['gmacs']:.3f} GMACs), weights {info['weights_kib']:.1f} KiB")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from vitfeat.cli._common import CLIError
+    from vitfeat.dataset import ManifestError
+    from vitfeat.deep.segmentation.evaluate import evaluate_masks, format_summary, record_quality, write_evaluation
+
+    try:
+        result = evaluate_masks(args.manifest, args.masks, modality=args.modality, n_boot=args.n_boot,
+                                n_worst=args.worst, keep_images=4 if args.out else 0,
+                                allow_outside_root=args.allow_outside_root, progress=not args.json)
+    except (ManifestError, ValueError, FileNotFoundError) as exc:
+        raise CLIError(str(exc)) from None
+    written = write_evaluation(result, args.out) if args.out else {}
+    if args.record:
+        try:
+            written["quality"] = str(record_quality(result))
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    if args.json:
+        print(json.dumps({k: v for k, v in result.summary.items() if k != "mask_model"}, indent=2, default=str))
+    else:
+        print(format_summary(result.summary))
+        for path in written.values():
+            print(f"wrote {path}")
     return 0

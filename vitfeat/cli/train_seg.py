@@ -22,6 +22,12 @@ Under it only --epochs, --imgsz, --batch, --seed, --split and --device may be ch
 --split ordered:1250,150,600 takes the manifest's usable rows in order (the paper's ISIC 2017 folders).
 See docs/segmentation.md for the table original / vitfeat / why.
 
+--recipe vitiligo: for small vitiligo sets. Pretrains on the masks of --pretrain (manifests, or
+dataset folders with labels.csv such as shared/data/ph2 shared/data/isic2017) for --pretrain-epochs
+into DIR/pretrain, then fine-tunes on MANIFEST with strong augmentation (flips, rotations, scale,
+elastic, colour and hue jitter), Dice + BCE, early stopping on the patient-grouped validation split
+(8 epochs without improvement) and test-time augmentation (flips averaged; also as a mask source).
+
 The finished DIR is a mask source:  vitfeat extract MANIFEST --masks model:DIR
 
 Architectures: unet, deeplabv3, deeplabv3plus (segmentation-models-pytorch, any smp/timm encoder,
@@ -35,6 +41,7 @@ Examples:
   vitfeat train seg isic.csv -o runs/ul_paper --arch ultralight --recipe original --split ordered:1250,150,600
   vitfeat train seg m.csv -o runs/seg_mc --masks multiclass --loss ce+dice   # grey value -> class
   vitfeat train seg m.csv -o runs/seg_w --modality wood --encoder-weights weights/resnet34.pth
+  vitfeat train seg vit.csv -o runs/vit --recipe vitiligo --arch ultralight --imgsz 128 --pretrain ph2 isic2017
 """
 
 
@@ -46,8 +53,12 @@ def register(kinds) -> None:
                    help="segmentation architecture: unet (default), deeplabv3, deeplabv3plus, ultralight, or any "
                         "other registered one (`vitfeat list segmentation`)")
     p.add_argument("--modality", default="clinical", choices=["clinical", "wood"])
-    p.add_argument("--recipe", default="vitfeat", choices=["vitfeat", "original"],
-                   help="vitfeat's own recipe (default) or UltraLight's published one (original)")
+    p.add_argument("--recipe", default="vitfeat", choices=["vitfeat", "original", "vitiligo"],
+                   help="vitfeat's own recipe (default), UltraLight's published one (original), or "
+                        "pretrain + strong augmentation + early stopping + TTA (vitiligo)")
+    p.add_argument("--pretrain", nargs="+", default=[], metavar="PATH",
+                   help="--recipe vitiligo: manifests or dataset folders (labels.csv) to pretrain on")
+    p.add_argument("--pretrain-epochs", type=int, default=10, help="--recipe vitiligo: pretraining epochs")
     p.add_argument("--epochs", type=int, help="default 50 (vitfeat), 250 (original)")
     p.add_argument("--imgsz", type=int, default=256, help="square training size, a multiple of 32 (default 256)")
     p.add_argument("--batch", type=int, default=8)
@@ -110,9 +121,18 @@ def run(args) -> int:
         recipe=args.recipe, **{k: v for k, v in chosen.items() if v is not None},
         **({"split": args.split} if args.split else {}),
     )
+    if args.pretrain and args.recipe != "vitiligo":
+        raise CLIError("--pretrain belongs to --recipe vitiligo")
     try:
-        meta = train_segmenter(args.manifest, args.out, config, split_from=args.split_from, resume=args.resume,
-                               allow_outside_root=args.allow_outside_root)
+        if args.recipe == "vitiligo":
+            from vitfeat.deep.segmentation.vitiligo_recipe import train_vitiligo
+
+            meta = train_vitiligo(args.manifest, args.out, config, pretrain=args.pretrain,
+                                  pretrain_epochs=args.pretrain_epochs, split_from=args.split_from,
+                                  resume=args.resume, allow_outside_root=args.allow_outside_root)
+        else:
+            meta = train_segmenter(args.manifest, args.out, config, split_from=args.split_from,
+                                   resume=args.resume, allow_outside_root=args.allow_outside_root)
     except (ManifestError, ValueError, FileNotFoundError, FileExistsError) as exc:
         raise CLIError(str(exc)) from None
     pooled, per_image = meta["test_metrics"]["pooled"], meta["test_metrics"]["per_image"]

@@ -37,6 +37,7 @@ from vitfeat.dataset import (
 )
 from vitfeat.lifecycle import exit_with_parent, loky_workers_exit_with_parent
 from vitfeat.featurize.masks import AUTO_MASK_VERSION, auto_mask, mask_predictor, parse_mask_source
+from vitfeat.featurize.masks import describe_mask_source, mask_quality  # mask quality in the provenance (#30)
 from vitfeat.featurize.registry import CaseArrays, Family, default_families, get_family
 from vitfeat.featurize.units import add_physical_units, case_scales
 
@@ -597,6 +598,10 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
         raise ValueError("backend 'dask' needs a scheduler address (e.g. tcp://10.0.0.5:8786)")
     kind, mask_path = parse_mask_source(masks)
     mask_describe = mask_predictor(mask_path, kind).describe() if mask_path else None
+    used = ["clinical"] + (["wood"] if "wood" in man.frame.columns and man.frame["wood"].notna().any() else [])
+    quality = mask_quality(masks, mask_describe, used)
+    if quality is not None and not any(quality.values()):
+        log.warning("mask source %s", describe_mask_source(masks, quality))
     resolved = resolve_families(families, family_config)
     scales = case_scales(man, pixels_per_mm)  # a bad scale fails before any work
     per_case = [spec for fam, spec in resolved if fam.batch_func is None]
@@ -645,6 +650,7 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
         "pixels_per_mm": float(pixels_per_mm) if pixels_per_mm is not None else None,
         "physical_units": bool(scales),
         "mask_model": mask_describe,
+        "mask_quality": quality,
         "mask_source": {r["case_id"]: r["masks"] for r in results},
         "content_hashes": {r["case_id"]: r["hashes"] for r in results},
         "targets": list(man.targets),

@@ -30,6 +30,7 @@ from vitfeat.evaluation.decision import decision_curve  # noqa: E402
 from vitfeat.evaluation.metrics import HEADLINE  # noqa: E402
 from vitfeat.pipelines.icc_filter import report_sections  # noqa: E402
 from vitfeat.pipelines import report_review  # noqa: E402
+from vitfeat.featurize.masks import describe_mask_source  # noqa: E402
 from vitfeat.pipelines.nested import NAME as NESTED  # noqa: E402
 from vitfeat.pipelines.tripod import tripod_html, tripod_markdown, write_model_card  # noqa: E402
 
@@ -428,12 +429,14 @@ def _provenance_section(run: Path, meta: dict) -> tuple[list[str], list[str]]:
             ("Extraction vitfeat version", prov.get("vitfeat_version", prov.get("version", "unknown"))),
             ("Feature families", ", ".join(f"{k} v{v.get('version', '?')}" if isinstance(v, dict) else str(k)
                                            for k, v in (prov.get("families") or {}).items()) or "unknown"),
-            ("Mask source", prov.get("masks", "unknown")),
+            ("Mask source", describe_mask_source(prov.get("masks"), prov.get("mask_quality"))),
             ("Run time", f"{meta.get('elapsed_s', '?')} s"), *report_review.provenance_rows(meta)]) + "</table>")
     config = (run / "config.yaml").read_text() if (run / "config.yaml").is_file() else ""
     parts.append(f"<details><summary>config.yaml</summary><pre>{html.escape(config)}</pre></details>")
     md.append(f"## Provenance\n\n- feature table: `{meta.get('features_path')}` (hash {meta.get('features_hash')})\n"
-              f"- config: `config.yaml`\n" + "".join(f"- {k}: {v}\n" for k, v in report_review.provenance_rows(meta)))
+              f"- config: `config.yaml`\n"
+              f"- masks: {describe_mask_source(prov.get('masks'), prov.get('mask_quality'))}\n"
+              + "".join(f"- {k}: {v}\n" for k, v in report_review.provenance_rows(meta)))
     return parts, md
 
 

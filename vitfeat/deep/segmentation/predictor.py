@@ -47,12 +47,18 @@ class Segmenter:
 
     def describe(self) -> dict:
         """Provenance for feature tables: what model, which weights (content hash), how it scored."""
-        test = self.meta.get("test_metrics", {}).get("pooled", {})
+        # test_metrics is null for a segmenter nobody scored (seg import-official without --evaluate)
+        test = self.meta.get("test_metrics") or {}
+        pooled = test.get("pooled") or {}
         return {
             "kind": "segmenter", "path": str(self.directory.resolve()), "arch": self.meta["arch"],
             "encoder": self.meta.get("encoder"), "imgsz": self.meta["imgsz"],
             "trained_modality": self.meta["modality"], "weights_hash": file_hash(self.weights),
-            "threshold": self.threshold, "test_dice_pooled": test.get("dice"),
+            "threshold": self.threshold, "test_dice_pooled": pooled.get("dice"),
+            "quality": self.meta.get("mask_quality") or (
+                {"dice_pooled": pooled["dice"], "dice_pooled_ci": None, "n_images": test.get("n_images"),
+                 "reference": f"its {self.meta.get('evaluated_on', 'test')} split"}
+                if pooled.get("dice") is not None else None),
         }
 
     def predict_proba(self, images: list[np.ndarray]) -> list[np.ndarray]:
@@ -61,11 +67,16 @@ class Segmenter:
         resize = self.meta.get("resize", "area")  # the training pipeline's (UltraLight's recipe: bilinear)
         batch = torch.from_numpy(np.stack([segdata.resize_for(im, size, resize).transpose(2, 0, 1) for im in images]))
         with torch.no_grad():
-            logits = self.model(segdata.normalize(batch.to(self.device), self.meta["normalize"]))
-            if logits.shape[1] == 1:
-                fg = torch.sigmoid(logits[:, 0])
-            else:  # any non-background class counts as lesion
-                fg = 1.0 - torch.softmax(logits, 1)[:, 0]
+            x = segdata.normalize(batch.to(self.device), self.meta["normalize"])
+            if self.meta.get("tta"):  # the vitiligo recipe: flips averaged, as in its test scores
+                from vitfeat.deep.segmentation.train import tta_probabilities
+
+                probs = tta_probabilities(self.model, x)
+            else:
+                logits = self.model(x)
+                probs = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, 1)
+            # any non-background class counts as lesion
+            fg = probs[:, 0] if probs.shape[1] == 1 else 1.0 - probs[:, 0]
         fg = fg.cpu().numpy().astype(np.float32)
         return [cv2.resize(p, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR) for p, im in zip(fg, images)]
 

@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 
 LOSSES = ("bce+dice", "bce+jaccard", "ce+dice", "bce+dice-per-image")
 SCHEDULERS = ("cosine", "plateau", "cosine-periodic")
-RECIPES = ("vitfeat", "original")
-AUGMENTATIONS = ("vitfeat", "original")
+RECIPES = ("vitfeat", "original", "vitiligo")
+AUGMENTATIONS = ("vitfeat", "original", "strong")
 SEGMENTER_FORMAT = "vitfeat-segmenter/1"
 
 # UltraLight VM-UNet's published recipe (wurenkai/UltraLight-VM-UNet, configs/config_setting.py,
@@ -52,7 +52,8 @@ ORIGINAL_RECIPE = {
     "weight_decay": 1e-2, "t_max": 50, "eta_min": 1e-5, "val_batch": 1, "augmentation": "original",
     "resize": "bilinear", "mask_mode": "binary",
 }
-RECIPE_DEFAULTS = {"vitfeat": {"epochs": 50, "seed": 0}, "original": {"epochs": 250, "seed": 42}}
+RECIPE_DEFAULTS = {"vitfeat": {"epochs": 50, "seed": 0}, "original": {"epochs": 250, "seed": 42},
+                   "vitiligo": {"epochs": 40, "seed": 0, "early_stop": 8}}
 
 
 @dataclass
@@ -92,12 +93,18 @@ class SegConfig:
     val_batch: int | None = None  # batch of validation and test (default: batch)
     t_max: int = 50  # cosine-periodic: epochs of a half period
     eta_min: float = 1e-5  # cosine-periodic: the lowest learning rate
+    init_weights: str | None = None  # a whole-model state_dict to start from (the vitiligo recipe's pretraining)
+    early_stop: int | None = None  # stop after this many epochs without a lower validation loss
+    tta: bool = False  # test-time augmentation (flips averaged) in the test scores and as a mask source
 
     def check(self) -> None:
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe '{self.recipe}' (choose from {', '.join(RECIPES)})")
         if self.recipe == "original":
             self._apply_original_recipe()
+        if self.recipe == "vitiligo":  # see vitfeat.deep.segmentation.vitiligo_recipe
+            self.augmentation = "strong" if self.augmentation == "vitfeat" else self.augmentation
+            self.tta = True
         for name, value in RECIPE_DEFAULTS[self.recipe].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
@@ -212,8 +219,17 @@ def _loader(dataset, batch: int, shuffle: bool, seed: int | None = None) -> Data
     return DataLoader(dataset, batch_size=batch, shuffle=shuffle, generator=generator, drop_last=drop_last)
 
 
-def evaluate(model: nn.Module, dataset, config: SegConfig, device, loss_fn=None) -> dict:
-    """Mean loss (if ``loss_fn``) and pooled + per-image metrics of a model on a dataset."""
+def tta_probabilities(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Probabilities averaged over the image, its left-right and its up-down flip (test-time augmentation)."""
+    total = probabilities(model(images))
+    for dims in ((3,), (2,)):
+        total = total + probabilities(model(images.flip(dims))).flip(dims)
+    return total / 3
+
+
+def evaluate(model: nn.Module, dataset, config: SegConfig, device, loss_fn=None, tta: bool = False) -> dict:
+    """Mean loss (if ``loss_fn``) and pooled + per-image metrics of a model on a dataset (``tta``:
+    the metrics of flip-averaged probabilities; the loss stays that of the plain prediction)."""
     model.eval()
     meter = SegmentationMeter(config.num_classes)
     total, n = 0.0, 0
@@ -224,7 +240,8 @@ def evaluate(model: nn.Module, dataset, config: SegConfig, device, loss_fn=None)
             if loss_fn is not None:
                 total += float(loss_fn(logits, masks)) * len(images)
                 n += len(images)
-            meter.update(probabilities(logits), masks)
+            meter.update(tta_probabilities(model, segdata.normalize(images.to(device), config.input_normalization))
+                         if tta else probabilities(logits), masks)
     out = meter.compute()
     if loss_fn is not None:
         out["loss"] = total / max(n, 1)
@@ -264,6 +281,8 @@ def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split
     device = select_device(config.device, mps=False)
     torch.manual_seed(config.seed)  # the initial weights
     model = build_model(config.arch, config.num_classes, config.encoder, config.encoder_weights).to(device)
+    if config.init_weights and not resume:
+        model.load_state_dict(load_checkpoint(config.init_weights, device))
     loss_fn = make_loss(config.loss)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _make_scheduler(optimizer, config)
@@ -289,7 +308,8 @@ def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split
     loop = TrainingLoop(
         {"model": model}, optimizer, scheduler,
         LoopSettings(epochs=config.epochs, first_epoch=1, seed=config.seed,
-                     scheduler_step="plateau" if config.scheduler == "plateau" else "epoch"),
+                     scheduler_step="plateau" if config.scheduler == "plateau" else "epoch",
+                     patience=config.early_stop),
         make_batches=batches, step=step, validate=validate, on_epoch=report,
         last_path=out / "last.pt", best_path=out / "best.pt", log_dir=out, device=device)
     if resume and loop.resume():
@@ -305,7 +325,7 @@ def train_segmenter(manifest, out_dir, config: SegConfig | None = None, *, split
 def _finish(out, model, datasets, config, history, device, loss_fn, selection, manifest) -> dict:
     model.load_state_dict(load_checkpoint(out / "best.pt", device))
     test_part = "test" if len(datasets["test"]) else selection
-    test = evaluate(model, datasets[test_part], config, device, loss_fn)
+    test = evaluate(model, datasets[test_part], config, device, loss_fn, tta=config.tta)
     best = min(history, key=lambda r: r["val_loss"])
     from vitfeat.deep.segmentation.info import count_parameters
 
@@ -318,6 +338,7 @@ def _finish(out, model, datasets, config, history, device, loss_fn, selection, m
         "normalize": get_architecture(config.arch).normalize,
         "resize": config.resize,
         "recipe": config.recipe,
+        "tta": config.tta,
         "imgsz": config.imgsz,
         "modality": config.modality,
         "weights": "best.pt",
@@ -344,7 +365,12 @@ def _dataset(items, config: SegConfig, train: bool, progress: bool):
     augment = config.augment and train
     if config.recipe == "original":
         return segdata.OriginalRecipeDataset(items, config.imgsz, augment=augment, progress=progress)
-    return segdata.SegmentationDataset(items, config.imgsz, config.mask_values, augment=augment, progress=progress)
+    dataset = segdata.SegmentationDataset(items, config.imgsz, config.mask_values, augment=augment, progress=progress)
+    if augment and config.augmentation == "strong":
+        from vitfeat.deep.segmentation.vitiligo_recipe import StrongAugment
+
+        dataset.transform = StrongAugment()
+    return dataset
 
 
 def _make_scheduler(optimizer, config: SegConfig):
