@@ -330,7 +330,7 @@ def predict_pair(run: RunInfo | str | Path, clinical, wood=None, *, clinical_mas
         try:
             if run.kind == "sklearn":
                 features = run.loaded.features(manifest)
-                out = run.loaded.predictions(features)
+                out = run.loaded.predictions(features, manifest=manifest)
             else:
                 out = run.loaded.predictions(manifest)
         except (ValueError, FileNotFoundError) as exc:

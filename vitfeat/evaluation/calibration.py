@@ -23,7 +23,23 @@ def _one_hot(y_true: np.ndarray, classes: list[str]) -> np.ndarray:
 def brier(y_true, proba, classes, positive=None) -> float:
     """Brier score: mean squared error of the positive-class probability (two classes, as
     ``sklearn.metrics.brier_score_loss``); for more classes the mean over cases of the summed
-    squared error over classes (Brier's original multi-class score)."""
+    squared error over classes (Brier's original multi-class score).
+
+    Parameters
+    ----------
+    y_true : array-like of str
+        True classes.
+    proba : numpy.ndarray of shape (n, n_classes)
+        Probabilities, columns in the order of ``classes``.
+    classes : list of str
+        The classes.
+    positive : str, optional
+        The positive class (needed for two classes).
+
+    Returns
+    -------
+    float
+    """
     onehot = _one_hot(y_true, classes)
     if len(classes) == 2:
         pos = classes.index(positive)
@@ -33,7 +49,23 @@ def brier(y_true, proba, classes, positive=None) -> float:
 
 def log_loss(y_true, proba, classes, positive=None) -> float:
     """Mean negative log-likelihood of the true class (``sklearn.metrics.log_loss``; rows are
-    renormalised and clipped the same way)."""
+    renormalised and clipped the same way).
+
+    Parameters
+    ----------
+    y_true : array-like of str
+        True classes.
+    proba : numpy.ndarray of shape (n, n_classes)
+        Probabilities, columns in the order of ``classes``.
+    classes : list of str
+        The classes.
+    positive : str, optional
+        The positive class (needed for two classes).
+
+    Returns
+    -------
+    float
+    """
     p = np.clip(proba / proba.sum(axis=1, keepdims=True), EPS, 1 - EPS)
     onehot = _one_hot(y_true, classes)
     return float(-np.mean(np.sum(onehot * np.log(p), axis=1)))
@@ -43,7 +75,25 @@ def ece(y_true, proba, classes, positive=None, n_bins: int = 10) -> float:
     """Expected calibration error over ``n_bins`` equal-width bins: sum over bins of
     (bin share of cases) x |observed rate - mean predicted probability|. Two classes: of the
     positive-class probability (the bins of ``sklearn.calibration.calibration_curve``); more
-    classes: of the top-label confidence against top-label accuracy."""
+    classes: of the top-label confidence against top-label accuracy.
+
+    Parameters
+    ----------
+    y_true : array-like of str
+        True classes.
+    proba : numpy.ndarray of shape (n, n_classes)
+        Probabilities, columns in the order of ``classes``.
+    classes : list of str
+        The classes.
+    positive : str, optional
+        The positive class (needed for two classes).
+    n_bins : int, default 10
+        Equal-width bins.
+
+    Returns
+    -------
+    float
+    """
     onehot = _one_hot(y_true, classes)
     if len(classes) == 2:
         pos = classes.index(positive)
@@ -199,7 +249,23 @@ def slope_intercept(y_true, proba, classes, positive=None) -> tuple[float, float
 
 
 def calibration_metrics(y_true, proba, classes, positive=None) -> dict[str, float]:
-    """All of :data:`CALIBRATION` for one set of predictions."""
+    """All of :data:`CALIBRATION` for one set of predictions.
+
+    Parameters
+    ----------
+    y_true : array-like of str
+        True classes.
+    proba : numpy.ndarray of shape (n, n_classes)
+        Probabilities, columns in the order of ``classes``.
+    classes : list of str
+        The classes.
+    positive : str, optional
+        The positive class (needed for two classes).
+
+    Returns
+    -------
+    dict
+    """
     slope, intercept = slope_intercept(y_true, proba, classes, positive)
     return {"brier": brier(y_true, proba, classes, positive),
             "log_loss": log_loss(y_true, proba, classes, positive),
@@ -209,7 +275,25 @@ def calibration_metrics(y_true, proba, classes, positive=None) -> dict[str, floa
 
 def reliability_points(y_true, proba, classes, positive, n_bins: int = 10):
     """(mean predicted, observed rate, count) per non-empty bin of the positive-class
-    probability, for a reliability diagram (``calibration_curve``'s uniform bins plus counts)."""
+    probability, for a reliability diagram (``calibration_curve``'s uniform bins plus counts).
+
+    Parameters
+    ----------
+    y_true : array-like of str
+        True classes.
+    proba : numpy.ndarray of shape (n, n_classes)
+        Probabilities, columns in the order of ``classes``.
+    classes : list of str
+        The classes.
+    positive : str, optional
+        The positive class (needed for two classes).
+    n_bins : int, default 10
+        Equal-width bins.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+    """
     pos = classes.index(positive)
     prob = proba[:, pos]
     hit = (np.asarray(y_true) == positive).astype(float)

@@ -31,7 +31,18 @@ HEADLINE = ["balanced_accuracy", "macro_f1", "auroc", "pr_auc", "sensitivity", "
 
 
 def proba_columns(classes) -> list[str]:
-    """The probability column names of ``oof_predictions.csv``, in class order."""
+    """The probability column names of ``oof_predictions.csv``, in class order.
+
+    Parameters
+    ----------
+    classes : sequence
+        The classes.
+
+    Returns
+    -------
+    list of str
+        ``proba_<class>`` for each.
+    """
     return [f"proba_{c}" for c in classes]
 
 
@@ -98,7 +109,24 @@ def _binary_ap(y: np.ndarray, score: np.ndarray) -> float:
 
 def fast_metrics(y_true, y_pred, proba, classes, positive) -> dict[str, float]:
     """Same numbers as :func:`_metrics` (a test checks it) at a fraction of the cost of
-    scikit-learn's validated functions; the bootstrap calls it hundreds of times."""
+    scikit-learn's validated functions; the bootstrap calls it hundreds of times.
+
+    Parameters
+    ----------
+    y_true, y_pred : numpy.ndarray of str
+        True and predicted classes.
+    proba : numpy.ndarray of shape (n, n_classes)
+        Class probabilities, columns in the order of ``classes``.
+    classes : list of str
+        The classes, sorted.
+    positive : str or None
+        The positive class of a binary target (sensitivity, AUROC and PR-AUC refer to it).
+
+    Returns
+    -------
+    dict
+        ``{metric: value}``.
+    """
     k = len(classes)
     t = np.searchsorted(classes, y_true)
     p = np.searchsorted(classes, y_pred)
@@ -141,6 +169,28 @@ def score_oof(oof_frame: pd.DataFrame, classes, *, positive: str | None = None, 
     ``ci``: ``bootstrap`` (patient bootstrap for every metric), ``analytic`` (binary targets: DeLong
     for AUROC, Wilson for sensitivity, specificity, PPV and NPV; :mod:`vitfeat.evaluation.analytic`)
     or ``auto`` (analytic when each patient has one case, else the patient bootstrap).
+
+    Parameters
+    ----------
+    oof_frame : pandas.DataFrame
+        Rows of ``oof_predictions.csv`` of one pipeline and target (``y_true``, ``y_pred``,
+        ``proba_<class>``, ``repeat``, ``fold``, ``patient_id``).
+    classes : sequence
+        The target's classes.
+    positive : str, optional
+        Positive class of a binary target (default: :func:`vitfeat.evaluation.positive.positive_class`).
+    n_boot : int, default 500
+        Patient-bootstrap resamples for the CIs (0: none).
+    seed : int, default 0
+        Bootstrap seed.
+    ci : {"auto", "analytic", "bootstrap"}, default "auto"
+        How intervals are computed (see above).
+
+    Returns
+    -------
+    dict
+        ``{metric: {"value", "mean", "sd", "ci_low", "ci_high", "n_boot_valid", "ci_note"}}``, plus
+        ``_per_fold`` (a DataFrame) and ``_positive``.
     """
     classes = [str(c) for c in classes]
     if len(classes) < 2:
@@ -192,7 +242,17 @@ def score_oof(oof_frame: pd.DataFrame, classes, *, positive: str | None = None, 
 
 
 def flatten(scores: dict) -> dict:
-    """``{"auroc_value": .., "auroc_mean": .., ...}`` for one leaderboard row."""
+    """``{"auroc_value": .., "auroc_mean": .., ...}`` for one leaderboard row.
+
+    Parameters
+    ----------
+    scores : dict
+        :func:`score_oof`'s result.
+
+    Returns
+    -------
+    dict
+    """
     row = {}
     for name, stats in scores.items():
         if name.startswith("_"):

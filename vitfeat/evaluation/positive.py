@@ -41,8 +41,17 @@ def _normalise(name) -> str:
 
 
 def known_positive(classes) -> str | None:
-    """The class that :data:`POSITIVE_NAMES` or :data:`NEGATIVE_NAMES` make positive (rules 2 and 3
-    of the module docstring), or None when the names do not decide it."""
+    """The first class whose name is a known disease-stage name, or None.
+
+    Parameters
+    ----------
+    classes : sequence
+        Class names.
+
+    Returns
+    -------
+    str or None
+    """
     classes = [str(c) for c in classes]
     found = [c for c in classes if _normalise(c) in POSITIVE_NAMES]
     if len(found) == 1:

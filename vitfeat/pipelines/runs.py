@@ -126,7 +126,7 @@ class Run:
         return X
 
     def predictions(self, X: pd.DataFrame, *, data_root=None, allow_extra: bool = False, explain: bool = False,
-                    jobs: int = 1) -> pd.DataFrame:
+                    jobs: int = 1, manifest: pd.DataFrame | None = None) -> pd.DataFrame:
         """The table ``vitfeat predict`` writes, computed in memory.
 
         Parameters
@@ -141,20 +141,24 @@ class Run:
             Add ``<target>_why`` columns.
         jobs : int, default 1
             Parallel extraction workers.
+        manifest : pandas.DataFrame, optional
+            The cases' manifest when ``X`` is their feature table: the applicability check's image gates
+            re-read its photos (a manifest ``X`` is used itself).
 
         Returns
         -------
         pandas.DataFrame
-            ``case_id, patient_id, error``, then per target ``<target>_pred`` and ``<target>_proba_<class>``.
+            ``case_id, patient_id, error``, then per target ``<target>_pred`` and ``<target>_proba_<class>``
+            (and ``in_scope``, ``scope_reason``, ``<target>_prediction_set`` for runs with the check).
         """
         if self.kind != "sklearn":
             return self._predict_other_kind(X, data_root)
         table = self.features(X, data_root=data_root, jobs=jobs)
-        manifest = None
-        if is_manifest(X):  # the image gates of the applicability check re-read these photos
+        source = X if is_manifest(X) else manifest
+        if source is not None:  # the image gates of the applicability check re-read these photos
             from vitfeat.dataset import load_manifest
 
-            manifest = load_manifest(X, root=data_root, require_targets=False).frame
+            manifest = load_manifest(source, root=data_root, require_targets=False).frame
         return predict_features(self.bundle, table, "input DataFrame", allow_extra=allow_extra, explain=explain,
                                 run_dir=self.path, meta=self.metadata, provenance=table.attrs.get("vitfeat"),
                                 manifest_frame=manifest)

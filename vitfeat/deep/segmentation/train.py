@@ -367,7 +367,7 @@ def _dataset(items, config: SegConfig, train: bool, progress: bool):
         return segdata.OriginalRecipeDataset(items, config.imgsz, augment=augment, progress=progress)
     dataset = segdata.SegmentationDataset(items, config.imgsz, config.mask_values, augment=augment, progress=progress)
     if augment and config.augmentation == "strong":
-        from vitfeat.deep.segmentation.vitiligo_recipe import StrongAugment
+        from vitfeat.deep.segmentation.augment import StrongAugment
 
         dataset.transform = StrongAugment()
     return dataset
