@@ -38,7 +38,7 @@ class Segmenter:
     ValueError
         For an unsupported ``format``.
     vitfeat.artefacts.RunIntegrityError
-        When the weights do not match their recorded content hash.
+        A file listed in ``segmenter.json`` is missing or has another SHA-256.
     """
 
     def __init__(self, directory, device: str = "auto", threshold: float = 0.5):
