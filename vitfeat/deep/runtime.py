@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 from pathlib import Path
+
+from vitfeat.atomic import copy_file
 
 HUB_HOST = ("huggingface.co", 443)
 
@@ -138,9 +139,7 @@ def ultralytics_offline_env(config_dir: str | os.PathLike | None = None) -> Path
     for name in ("Arial.ttf", "Arial.Unicode.ttf"):
         target = user_dir / name
         if not target.exists():
-            tmp = user_dir / f".{name}.tmp"
-            shutil.copyfile(font, tmp)
-            os.replace(tmp, target)
+            copy_file(font, target)
     os.environ["YOLO_OFFLINE"] = "1"
     if os.environ.get("YOLO_CONFIG_DIR") != str(cfg):
         os.environ["YOLO_CONFIG_DIR"] = str(cfg)
