@@ -29,7 +29,6 @@ from vitfeat.dataset import MAX_IMAGE_PIXELS, ImageReadError, read_image, read_m
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
-TOP_FEATURES = 5
 #: An input whose longest side is this many times smaller or larger than the training photos is flagged.
 SIZE_FACTOR = 2.0
 

@@ -39,8 +39,6 @@ from vitfeat.pipelines.persist import (
 
 log = logging.getLogger(__name__)
 
-RANK_BY = "balanced_accuracy_mean"
-
 
 @dataclass
 class FitConfig:
