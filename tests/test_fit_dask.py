@@ -52,3 +52,20 @@ def test_custom_pipelines_reach_worker_processes(backend):
     finally:
         zoo._REGISTRY.pop("strong_lr", None)
     assert not failures and set(oof["pipeline"]) == {"strong_lr"} and len(oof) == len(ids)
+
+
+def test_a_nested_dask_fit_starts_one_cluster():
+    """`fit --backend dask --nested` without a scheduler: one client and one local cluster for the whole
+    fit (outer CV and every inner CV of the nested selection), counted in distributed's own registry of
+    default clients, which every Client(...) of a new local cluster joins."""
+    import distributed.client
+
+    from vitfeat.pipelines.selector import ModelSelector
+
+    X, y, ids, pids, _ = _tiny()
+    before = distributed.client._global_client_index[0]
+    sel = ModelSelector(pipelines="logreg,rf", folds=3, nested=True, n_boot=20, backend="dask", n_jobs=1)
+    sel.fit(X, y, groups=pids)
+    started = distributed.client._global_client_index[0] - before
+    assert "nested-selection" in set(sel.leaderboard_["pipeline"])  # the inner selection really ran
+    assert started == 1, f"{started} Dask clients (local clusters) for one fit"

@@ -56,3 +56,26 @@ def test_the_deep_splits_are_this_helper(seed=3):
     split = yolo_split(frame, val_fraction=0.2, seed=seed)
     train, val = grouped_split(frame["patient_id"], val_fraction=0.2, seed=seed)
     assert sorted(np.flatnonzero(split.to_numpy() == "val")) == sorted(val)
+
+
+def test_three_way_split_keeps_patients_whole_and_is_what_the_segmenters_use():
+    pytest.importorskip("torch")
+    from vitfeat.deep.segmentation import data as segdata
+
+    cases = _cases(20, per_patient=3)
+    groups = [c.patient_id for c in cases]
+    train, val, test = grouped_split(groups, val_fraction=0.15, test_fraction=0.15, seed=2)
+    sides = [{groups[i] for i in part} for part in (train, val, test)]
+    assert all(sides) and sides[0].isdisjoint(sides[1]) and sides[0].isdisjoint(sides[2])
+    assert sides[1].isdisjoint(sides[2]) and len(train) + len(val) + len(test) == len(cases)
+    assert len(sides[2]) == 3 and len(sides[1]) == 3  # 15 % of 20 patients, rounded up, each
+
+    items = [segdata.SegItem(c.case_id, c.patient_id, None, None) for c in cases]
+    split = segdata.grouped_split(items, (0.7, 0.15, 0.15), seed=2)["split"].to_numpy()
+    for name, part in zip(("train", "val", "test"), (train, val, test)):
+        assert sorted(np.flatnonzero(split == name)) == sorted(part)
+
+
+def test_three_way_split_with_two_patients_has_no_test_part():
+    train, val, test = grouped_split(["P1", "P1", "P2"], val_fraction=0.5, test_fraction=0.2, seed=0)
+    assert len(test) == 0 and len(train) and len(val)

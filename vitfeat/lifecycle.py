@@ -121,7 +121,7 @@ def stop_on_sigterm():
         return None
     previous = signal.getsignal(signal.SIGTERM)
 
-    def _raise(signum, frame):
+    def _raise(_signum, _frame):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
         raise Terminated()
 

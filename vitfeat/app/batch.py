@@ -9,6 +9,7 @@ import zlib
 from pathlib import Path
 
 from vitfeat.app.predict_case import MAX_UPLOAD_BYTES, AppInputError, public_message
+from vitfeat.atomic import atomic_path, copy_file, write_csv
 
 #: The images of a batch, unpacked, may take at most this many times the upload limit.
 UNPACKED_FACTOR = 40
@@ -63,7 +64,7 @@ def _extract_member(zf, member, target: Path, written: int, max_total: int) -> i
     target.parent.mkdir(parents=True, exist_ok=True)
     limit = max(member.compress_size, 1) * MAX_RATIO
     size = 0
-    with zf.open(member) as src, open(target, "wb") as dst:
+    with zf.open(member) as src, atomic_path(target) as tmp, open(tmp, "wb") as dst:
         while chunk := src.read(_CHUNK):
             size += len(chunk)
             written += len(chunk)
@@ -119,7 +120,7 @@ def predict_batch(run, manifest, archive=None, folder=None, *, max_bytes: int = 
         else:
             raise AppInputError("give a zip of the images or a server-side image folder")
         man = root / "manifest.csv" if archive is not None else work / "manifest.csv"
-        shutil.copyfile(manifest, man)
+        copy_file(manifest, man)
         if archive is None:  # paths relative to the folder: read the manifest against it
             import pandas as pd
 
@@ -129,7 +130,7 @@ def predict_batch(run, manifest, archive=None, folder=None, *, max_bytes: int = 
             for col in ("clinical", "wood", "clinical_mask", "wood_mask"):
                 if col in frame.columns:
                     frame[col] = [str((root / p).resolve()) if isinstance(p, str) and p else p for p in frame[col]]
-            pd.DataFrame(frame).to_csv(man, index=False)
+            write_csv(man, pd.DataFrame(frame))
         out = out_dir / "predictions.csv"
         try:
             predict_run(run.path, man, out)

@@ -23,12 +23,12 @@ import pandas as pd
 from PIL import Image
 
 from vitfeat.artefacts import verify_run
-from vitfeat.dataset import MAX_IMAGE_PIXELS, ImageReadError, read_image, read_mask
+from vitfeat.atomic import atomic_path
+from vitfeat.dataset import MAX_IMAGE_PIXELS, ImageReadError, read_image, read_mask, write_mask
 
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
-TOP_FEATURES = 5
 #: An input whose longest side is this many times smaller or larger than the training photos is flagged.
 SIZE_FACTOR = 2.0
 
@@ -198,7 +198,8 @@ def sanitize_image(src, dest: Path, *, what: str, max_bytes: int = MAX_UPLOAD_BY
         rgb = read_image(src, max_pixels=max_pixels)
     except ImageReadError as exc:
         raise AppInputError(f"{what}: {_strip_path(str(exc), src)}") from None
-    Image.fromarray(rgb).save(dest, format="PNG")  # a fresh image: no EXIF, no text chunks
+    with atomic_path(dest) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")  # a fresh image: no EXIF, no text chunks
     return rgb
 
 
@@ -230,7 +231,7 @@ def sanitize_mask(src, dest: Path, *, what: str, max_bytes: int = MAX_UPLOAD_BYT
         mask = read_mask(src, max_pixels=max_pixels)
     except (ImageReadError, ValueError) as exc:
         raise AppInputError(f"{what}: {_strip_path(str(exc), src)}") from None
-    Image.fromarray(mask.astype(np.uint8) * 255).save(dest, format="PNG")
+    write_mask(dest, mask)
     return mask
 
 

@@ -51,7 +51,7 @@ def launch(run_dirs, *, host: str = "127.0.0.1", port: int | None = 7860, max_by
     return app, cache
 
 
-def _terminate(signum, frame):
+def _terminate(_signum, _frame):
     raise KeyboardInterrupt
 
 

@@ -19,11 +19,3 @@ def add_command(subparsers, name: str, summary: str, description: str | None = N
     )
 
 
-def reserve(subparsers, name: str, summary: str) -> None:
-    """Register a command that a later release implements, so the name is taken and documented."""
-    parser = add_command(subparsers, name, f"{summary} (not implemented yet)")
-
-    def _not_yet(args):
-        raise CLIError(f"'{name}' is not implemented in this version of vitfeat")
-
-    parser.set_defaults(func=_not_yet)

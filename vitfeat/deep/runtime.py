@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 from pathlib import Path
+
+from vitfeat.atomic import copy_file
 
 HUB_HOST = ("huggingface.co", 443)
 
@@ -138,9 +139,7 @@ def ultralytics_offline_env(config_dir: str | os.PathLike | None = None) -> Path
     for name in ("Arial.ttf", "Arial.Unicode.ttf"):
         target = user_dir / name
         if not target.exists():
-            tmp = user_dir / f".{name}.tmp"
-            shutil.copyfile(font, tmp)
-            os.replace(tmp, target)
+            copy_file(font, target)
     os.environ["YOLO_OFFLINE"] = "1"
     if os.environ.get("YOLO_CONFIG_DIR") != str(cfg):
         os.environ["YOLO_CONFIG_DIR"] = str(cfg)
@@ -190,24 +189,54 @@ def save_checkpoint(obj, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+class WeightsFileError(ValueError):
+    """A weights file that is missing, empty, truncated or not a torch/safetensors file; names the file."""
+
+
 def load_checkpoint(path: str | os.PathLike, device="cpu"):
-    """``torch.load`` with ``weights_only=True``: tensors and plain containers only, so a tampered
-    checkpoint cannot run code. Our checkpoints hold nothing else (histories are plain floats).
+    """Read a weights file: the project's one reader of checkpoints and state dicts.
+
+    ``.safetensors`` files go through ``safetensors.torch.load_file`` (a flat state dict, no code);
+    everything else through ``torch.load(weights_only=True)``: tensors and plain containers only,
+    so a tampered checkpoint cannot run code. Our checkpoints hold nothing else (histories are plain
+    floats).
 
     Parameters
     ----------
     path : path-like
-        The checkpoint file.
+        The checkpoint or weights file (``.pt``, ``.pth``, ``.bin``, ``.safetensors``).
     device : str or torch.device, default "cpu"
         Where tensors are loaded.
 
     Returns
     -------
     object
+        The checkpoint (a state dict for ``.safetensors``).
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    WeightsFileError
+        The file cannot be read as weights (the reader's many error types become this one, naming
+        the file).
     """
     import torch
 
-    return torch.load(path, map_location=device, weights_only=True)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file not found")
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device=str(device))
+        return torch.load(path, map_location=device, weights_only=True)
+    # torch.load raises many types for a bad file (UnpicklingError, RuntimeError, EOFError, ...) and
+    # safetensors its own SafetensorError: all become one error naming the file
+    except Exception as exc:  # noqa: BLE001
+        kind = "safetensors" if path.suffix.lower() == ".safetensors" else "torch"
+        raise WeightsFileError(f"{path}: cannot read as a {kind} weights file ({type(exc).__name__}: {exc})") from None
 
 
 #: Packages whose torch.nn.Module subclasses a full-model checkpoint (ultralytics') may rebuild.

@@ -161,7 +161,10 @@ def _box_line(box, width: int, height: int) -> str:
 
 
 def grouped_split(frame: pd.DataFrame, val_fraction: float = 0.2, seed: int = 0) -> pd.Series:
-    """'train' / 'val' per row, whole patients on one side (sklearn's GroupShuffleSplit).
+    """'train' / 'val' per row, whole patients on one side.
+
+    The unstratified split of the project's one patient-split function,
+    :func:`vitfeat.evaluation.folds.grouped_split` (sklearn's GroupShuffleSplit).
 
     Parameters
     ----------
@@ -176,13 +179,9 @@ def grouped_split(frame: pd.DataFrame, val_fraction: float = 0.2, seed: int = 0)
     -------
     pandas.Series
     """
-    from sklearn.model_selection import GroupShuffleSplit
+    from vitfeat.evaluation.folds import grouped_split as patient_split
 
-    groups = frame["patient_id"].astype(str).to_numpy()
-    if len(set(groups)) < 2:
-        raise ValueError("a patient-grouped train/val split needs cases from at least 2 patients")
-    splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
-    train_idx, _ = next(splitter.split(frame, groups=groups))
+    train_idx, _ = patient_split(frame["patient_id"].astype(str), val_fraction=val_fraction, seed=seed)
     split = pd.Series("val", index=frame.index)
     split.iloc[train_idx] = "train"
     return split

@@ -2,7 +2,8 @@
 
 Every patient-grouped split in vitfeat goes through scikit-learn's splitters here: :func:`make_folds`
 (outer CV plans, StratifiedGroupKFold), :func:`grouped_kfold` (inner CV of hyperparameter search) and
-:func:`grouped_split` (one train/validation split: VMTL's inner validation part, YOLO's val split).
+:func:`grouped_split` (one train/validation[/test] split: VMTL's inner validation part, YOLO's val split,
+the segmenters' train/val/test split).
 
 ``folds.csv`` has one row per (case, repeat): ``case_id, patient_id, repeat, fold``; the case is
 in the TEST part of ``fold`` in that ``repeat``.
@@ -86,12 +87,19 @@ def grouped_kfold(n_splits: int, seed: int = 0) -> StratifiedGroupKFold:
     return StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
 
 
-def grouped_split(groups, y=None, *, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """One patient-grouped (train, validation) split: whole patients on one side.
+def grouped_split(groups, y=None, *, val_fraction: float = 0.2, seed: int = 0,
+                  test_fraction: float = 0.0) -> tuple[np.ndarray, ...]:
+    """One patient-grouped (train, validation[, test]) split: whole patients on one side.
 
-    With labels ``y`` the split is stratified: the first fold of a StratifiedGroupKFold with
-    ``round(1 / val_fraction)`` folds; when the classes have too few patients for that, or without
-    ``y``, a GroupShuffleSplit with ``test_size=val_fraction``.
+    The project's one patient-split function: VMTL's inner validation part, YOLO's val split and
+    the segmenters' train/val/test split all call it. With labels ``y`` the split is stratified:
+    the first fold of a StratifiedGroupKFold with ``round(1 / val_fraction)`` folds; when the
+    classes have too few patients for that, or without ``y``, a GroupShuffleSplit with
+    ``test_size=val_fraction``. With ``test_fraction > 0`` the test part is drawn first the same
+    way (``test_fraction`` of the patients), then the validation part from the rest
+    (``val_fraction / (1 - test_fraction)`` of it, so both shares refer to the whole table);
+    with fewer than three patients the test part is empty (and the validation share is taken of
+    all), with ``val_fraction=0`` the validation part.
 
     Parameters
     ----------
@@ -103,11 +111,13 @@ def grouped_split(groups, y=None, *, val_fraction: float = 0.2, seed: int = 0) -
         Share of the rows (patients, for the unstratified split) put in the validation part.
     seed : int, default 0
         Random seed.
+    test_fraction : float, default 0.0
+        Share put in a third, test part (0: no test part, two arrays are returned).
 
     Returns
     -------
-    train_idx, val_idx : numpy.ndarray
-        Row positions of the two parts.
+    train_idx, val_idx[, test_idx] : numpy.ndarray
+        Row positions of the parts (``test_idx`` only when ``test_fraction > 0``).
 
     Raises
     ------
@@ -118,6 +128,19 @@ def grouped_split(groups, y=None, *, val_fraction: float = 0.2, seed: int = 0) -
     if len(np.unique(groups)) < 2:
         raise ValueError("a patient-grouped train/validation split needs cases from at least 2 patients")
     idx = np.arange(len(groups))
+    if test_fraction > 0:
+        if not 0 <= val_fraction < 1 - test_fraction:
+            raise ValueError(f"val_fraction {val_fraction} and test_fraction {test_fraction} leave no training part")
+        test = np.array([], dtype=int)
+        rest = idx
+        if len(np.unique(groups)) >= 3:
+            rest, test = grouped_split(groups, y, val_fraction=test_fraction, seed=seed)
+        if val_fraction <= 0:
+            return rest, np.array([], dtype=int), test
+        tr, va = grouped_split(groups[rest], None if y is None else np.asarray(y)[rest],
+                               val_fraction=val_fraction / (1 - test_fraction) if len(test) else val_fraction,
+                               seed=seed)
+        return rest[tr], rest[va], test
     if y is not None:
         try:
             with warnings.catch_warnings():  # small classes are expected in small studies

@@ -145,30 +145,3 @@ def positive_class(classes, y=None, explicit: str | None = None, target: str | N
     return guess
 
 
-def positive_classes(classes_by_target: dict, y_by_target: dict | None = None,
-                     explicit: dict | str | None = None) -> dict[str, str]:
-    """``{target: positive class}`` for every binary target of ``classes_by_target``.
-
-    Parameters
-    ----------
-    classes_by_target : dict
-        ``{target: classes}``; targets with more than two classes are left out.
-    y_by_target : dict, optional
-        ``{target: labels}`` for the minority-class fallback.
-    explicit : dict or str, optional
-        ``{target: class}``, or one class name for every binary target that has it.
-
-    Returns
-    -------
-    dict
-        ``{target: class}``.
-    """
-    out = {}
-    for target, classes in classes_by_target.items():
-        if len(classes) != 2:
-            continue
-        choice = explicit.get(target) if isinstance(explicit, dict) else explicit
-        if isinstance(explicit, str) and explicit not in [str(c) for c in classes]:
-            choice = None
-        out[target] = positive_class(classes, (y_by_target or {}).get(target), explicit=choice, target=target)
-    return out

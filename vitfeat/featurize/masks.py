@@ -121,23 +121,6 @@ def auto_wood_mask(rgb: np.ndarray, min_area_fraction: float = 1e-4, smooth_sigm
     return _clean(_otsu_light(grey, smooth_sigma), min_area_fraction, radius)
 
 
-def depigmentation_index(rgb: np.ndarray) -> np.ndarray:
-    """``L* - b*`` (CIELAB): high where melanin is missing.
-
-    Parameters
-    ----------
-    rgb : numpy.ndarray
-        (H, W, 3) uint8 photo.
-
-    Returns
-    -------
-    numpy.ndarray
-        (H, W) float32.
-    """
-    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-    return lab[..., 0] - lab[..., 2]
-
-
 def _robust_z(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """``values`` on the scale of ``reference``: (x - median) / (1.4826 MAD)."""
     median = np.median(reference)

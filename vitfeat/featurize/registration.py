@@ -59,25 +59,9 @@ class Registration:
     def ok(self) -> bool:
         return self.method in ("orb_similarity", "satellite_landmarks")
 
-    def warp_mask(self, clinical_mask: np.ndarray, wood_shape) -> np.ndarray:
-        """The clinical mask carried into the Wood's photo's pixels (nearest neighbour).
-
-        Parameters
-        ----------
-        clinical_mask : numpy.ndarray
-            (H, W) mask in clinical pixels.
-        wood_shape : tuple
-            The Wood's photo's shape.
-
-        Returns
-        -------
-        numpy.ndarray
-            Bool mask of the Wood's photo's size.
-        """
-        return self.warp_mask_u8(clinical_mask, wood_shape) > 0
-
     def warp_mask_u8(self, clinical_mask: np.ndarray, wood_shape) -> np.ndarray:
-        """:meth:`warp_mask` as 0/1 uint8 (OpenCV's own output, for counting without a bool pass).
+        """The clinical mask carried into the Wood's photo's pixels (nearest neighbour), as 0/1 uint8
+        (OpenCV's own output, for counting without a bool pass).
 
         Parameters
         ----------

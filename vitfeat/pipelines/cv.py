@@ -284,23 +284,19 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
 BACKENDS = ("loky", "dask")
 
 
+def _is_dask_client(scheduler) -> bool:
+    if scheduler is None or isinstance(scheduler, str):
+        return False
+    from dask.distributed import Client
+
+    return isinstance(scheduler, Client)
+
+
 @contextmanager
-def fit_backend(backend: str, scheduler: str | None, n_jobs: int):
-    """Yield ``(n_jobs, threads per fit)`` inside the joblib backend that runs the CV fits.
-
-    ``dask`` sends every (pipeline, repeat, fold) fit to the Dask cluster at ``scheduler``, or to a
-    local cluster of ``n_jobs`` single-threaded worker processes when no address is given.
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend '{backend}' (use {' or '.join(BACKENDS)})")
-    if backend == "loky":
-        from vitfeat.lifecycle import loky_workers_exit_with_parent
-
-        with loky_workers_exit_with_parent():  # no worker outlives a killed main process
-            yield n_jobs, max(1, (os.cpu_count() or 1) // max(1, effective_n_jobs(n_jobs)))
-        return
+def _dask_client(scheduler: str | None, n_jobs: int):
+    """A new Dask client: of the cluster at ``scheduler``, or of a new local cluster of ``n_jobs``
+    single-threaded worker processes when no address is given; both closed on exit."""
     from dask.distributed import Client, LocalCluster
-    from joblib import parallel_config
 
     with ExitStack() as stack:
         if scheduler:
@@ -310,7 +306,75 @@ def fit_backend(backend: str, scheduler: str | None, n_jobs: int):
                                                        threads_per_worker=1, processes=True,
                                                        dashboard_address=None))
             client = stack.enter_context(Client(cluster))
-        stack.enter_context(parallel_config(backend="dask"))
+        yield client
+
+
+@contextmanager
+def run_scheduler(backend: str, scheduler, n_jobs: int):
+    """The one Dask client of a run: enter it once per fit and pass what it yields down as ``scheduler``.
+
+    With ``backend="dask"`` it opens a client (of the cluster at the ``scheduler`` address, or of a
+    local cluster when there is none) and yields it; every :func:`cross_validate` and
+    :func:`~vitfeat.pipelines.nested.nested_selection` call that gets it as ``scheduler`` reuses it,
+    so a fit with several targets and nested selection starts one local cluster, not one per call.
+    Otherwise (loky, or ``scheduler`` already a client) it yields ``scheduler`` unchanged.
+
+    Parameters
+    ----------
+    backend : {"loky", "dask"}
+        The fit's joblib backend.
+    scheduler : str, dask.distributed.Client or None
+        A scheduler address, a client, or None (a local cluster for ``dask``).
+    n_jobs : int
+        Worker processes of a local cluster.
+
+    Yields
+    ------
+    str, dask.distributed.Client or None
+        What to pass as ``scheduler`` to the fits of the run.
+    """
+    if backend != "dask" or _is_dask_client(scheduler):
+        yield scheduler
+        return
+    with _dask_client(scheduler, n_jobs) as client:
+        yield client
+
+
+@contextmanager
+def fit_backend(backend: str, scheduler, n_jobs: int):
+    """Yield ``(n_jobs, threads per fit)`` inside the joblib backend that runs the CV fits.
+
+    ``dask`` sends every (pipeline, repeat, fold) fit to the Dask cluster of ``scheduler``: a client
+    (from :func:`run_scheduler`, reused and left open), an address, or None for a local cluster of
+    ``n_jobs`` single-threaded worker processes (both opened for this call only).
+
+    Parameters
+    ----------
+    backend : {"loky", "dask"}
+        The joblib backend.
+    scheduler : str, dask.distributed.Client or None
+        Where ``dask`` fits run.
+    n_jobs : int
+        Parallel fits (loky) or local-cluster workers (dask without a scheduler).
+
+    Yields
+    ------
+    tuple of int
+        ``(n_jobs for joblib.Parallel, BLAS threads per fit)``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend '{backend}' (use {' or '.join(BACKENDS)})")
+    if backend == "loky":
+        from vitfeat.lifecycle import loky_workers_exit_with_parent
+
+        with loky_workers_exit_with_parent():  # no worker outlives a killed main process
+            yield n_jobs, max(1, (os.cpu_count() or 1) // max(1, effective_n_jobs(n_jobs)))
+        return
+    from joblib import parallel_config
+
+    with ExitStack() as stack:
+        client = scheduler if _is_dask_client(scheduler) else stack.enter_context(_dask_client(scheduler, n_jobs))
+        stack.enter_context(parallel_config(backend="dask", client=client))
         # one thread per fit: a worker runs as many fits at once as it has threads
         log.info("fit on Dask scheduler %s", client.scheduler.address)
         yield -1, 1

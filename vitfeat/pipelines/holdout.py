@@ -17,8 +17,8 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
+from vitfeat.evaluation.folds import grouped_split
 from vitfeat.evaluation.metrics import proba_columns, score_oof
 
 TRAIN, TEST = "train", "test"
@@ -76,8 +76,7 @@ def split_frame(frame: pd.DataFrame, targets, *, column: str | None = None, frac
             raise ValueError(f"--test-fraction {fraction}: use a share strictly between 0 and 1")
         n_splits = max(2, int(round(1 / float(fraction))))
         y = frame[targets[0]].astype(str).to_numpy()
-        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        _, test_idx = next(splitter.split(np.zeros(len(frame)), y, frame["patient_id"].astype(str)))
+        _, test_idx = grouped_split(frame["patient_id"].astype(str), y, val_fraction=float(fraction), seed=seed)
         is_test = np.zeros(len(frame), bool)
         is_test[test_idx] = True
         record = {"source": f"drawn: fraction {float(fraction)} of patients (1 of {n_splits} patient-grouped, "

@@ -18,7 +18,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import roc_curve
-from sklearn.model_selection import StratifiedGroupKFold
+
+from vitfeat.evaluation.folds import grouped_kfold
 
 
 def parse_rule(text: str) -> tuple[str, float | None]:
@@ -121,7 +122,7 @@ def choose_threshold(estimator, X, y, groups, positive: str, rule: str, *, n_spl
     X, y, groups = np.asarray(X), np.asarray(y), np.asarray(groups)
     positive = str(positive)
     score = np.full(len(y), np.nan)
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    splitter = grouped_kfold(n_splits, seed)
     for train, test in splitter.split(X, y.astype(str), groups):
         if fit_model is None:
             model = clone(estimator).fit(X[train], y[train])
@@ -279,7 +280,7 @@ class GroupedCalibratedClassifier(ClassifierMixin, BaseEstimator):
             warnings.warn("calibration folds without patient ids: each case treated as its own patient",
                           stacklevel=2)
             groups = np.arange(len(y))
-        splitter = StratifiedGroupKFold(n_splits=self.n_splits, shuffle=True, random_state=self.seed)
+        splitter = grouped_kfold(self.n_splits, self.seed)
         self.splits_ = list(splitter.split(X, y, np.asarray(groups)))
         self.calibrated_ = CalibratedClassifierCV(clone(self.estimator), method=method, cv=self.splits_,
                                                   ensemble=mode == "ensemble").fit(X, y)

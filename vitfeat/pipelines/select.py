@@ -21,7 +21,7 @@ from vitfeat._version import __version__
 from vitfeat.artefacts import artefact_hashes
 from vitfeat.atomic import write_text
 from vitfeat.pipelines import fit_extras, nested, zoo
-from vitfeat.pipelines.cv import cross_validate, feature_columns, fit_estimator, fold_threshold
+from vitfeat.pipelines.cv import cross_validate, feature_columns, fit_estimator, fold_threshold, run_scheduler
 from vitfeat.pipelines.operating import operating_point_table, parse_calibrate, parse_rule
 from vitfeat.evaluation.folds import make_folds, read_folds, same_folds, write_folds
 from vitfeat.evaluation.metrics import HEADLINE, flatten, proba_columns, score_oof
@@ -38,8 +38,6 @@ from vitfeat.pipelines.persist import (
 )
 
 log = logging.getLogger(__name__)
-
-RANK_BY = "balanced_accuracy_mean"
 
 
 @dataclass
@@ -516,6 +514,12 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
     -------
     FitResult
     """
+    # one Dask client (and at most one local cluster) for every CV and nested-selection call of the fit
+    with run_scheduler(config.backend, config.scheduler, config.jobs) as scheduler:
+        return _compute_fit(features, config, cache_dir, progress=progress, scheduler=scheduler)
+
+
+def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, scheduler) -> FitResult:
     started = time.time()
     config.calibrate = parse_calibrate(config.calibrate)  # sigmoid -> sigmoid:single (the measured default)
     if config.inner_scheme not in INNER_SCHEMES:
@@ -581,7 +585,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
             classes=classes, search=config.search, n_iter=config.n_iter, n_jobs=config.jobs, seed=config.seed,
             cache_dir=cache_dir, cache_key={"table": table_hash, "features": len(features_cols), **icc_key},
             target=target, progress=progress, prefilter=use_prefilter, backend=config.backend,
-            scheduler=config.scheduler, calibrate=config.calibrate, operating_point=config.operating_point,
+            scheduler=scheduler, calibrate=config.calibrate, operating_point=config.operating_point,
             positive=positive)
         failures += fails
         if config.operating_point and positive is not None and len(oof):
@@ -593,7 +597,7 @@ def compute_fit(features, config: FitConfig, cache_dir, *, progress: bool = True
                 classes=classes, inner_folds=config.inner_folds, inner=config.inner_scheme, search=config.search,
                 n_iter=config.n_iter, n_jobs=config.jobs, seed=config.seed, cache_dir=cache_dir,
                 cache_key={"table": table_hash, "features": len(features_cols), **icc_key}, target=target,
-                prefilter=use_prefilter, backend=config.backend, scheduler=config.scheduler,
+                prefilter=use_prefilter, backend=config.backend, scheduler=scheduler,
                 calibrate=config.calibrate, metric=config.metric, positive=positive)
             if len(nested_oof):
                 oof = pd.concat([oof, nested_oof], ignore_index=True)

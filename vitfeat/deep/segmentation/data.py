@@ -80,15 +80,17 @@ def items_from_manifest(manifest_path, modality: str = "clinical", *,
 def grouped_split(items: list[SegItem], fractions=(0.7, 0.15, 0.15), seed: int = 0) -> pd.DataFrame:
     """Assign whole patients to train/val/test so that no patient's photos straddle two parts.
 
-    Patients are shuffled with ``seed`` and filled into the parts in order until each part holds
-    its fraction of the *cases*; every part gets at least one patient when there are three.
+    The parts come from the project's one patient-split function,
+    :func:`vitfeat.evaluation.folds.grouped_split` (scikit-learn's GroupShuffleSplit): the test
+    part is drawn first, then the validation part from the rest; the fractions are shares of the
+    patients. Every part gets at least one patient when there are three and its fraction is not 0.
 
     Parameters
     ----------
     items : list of SegItem
         The usable cases, in manifest order.
     fractions : tuple of float, default (0.7, 0.15, 0.15)
-        Train, validation and test shares of the cases.
+        Train, validation and test shares.
     seed : int, default 0
         Shuffling seed.
 
@@ -97,24 +99,17 @@ def grouped_split(items: list[SegItem], fractions=(0.7, 0.15, 0.15), seed: int =
     pandas.DataFrame
         ``case_id, patient_id, split``.
     """
+    from vitfeat.evaluation.folds import grouped_split as patient_split
+
     frame = pd.DataFrame({"case_id": [i.case_id for i in items], "patient_id": [i.patient_id for i in items]})
-    patients = frame["patient_id"].drop_duplicates().to_numpy()
-    rng = np.random.default_rng(seed)
-    rng.shuffle(patients)
-    sizes = frame.groupby("patient_id").size()
-    total = len(frame)
-    bounds = np.cumsum(np.asarray(fractions, dtype=float) / sum(fractions)) * total
-    assignment, in_part, filled, part = {}, [0, 0, 0], 0, 0
-    for k, pid in enumerate(patients):
-        unassigned = len(patients) - k
-        # move on once this part holds its share, or when the later parts would otherwise stay empty
-        while part < len(SPLITS) - 1 and in_part[part] > 0 and (
-                filled >= bounds[part] or unassigned <= len(SPLITS) - 1 - part):
-            part += 1
-        assignment[pid] = SPLITS[part]
-        in_part[part] += int(sizes[pid])
-        filled += int(sizes[pid])
-    frame["split"] = frame["patient_id"].map(assignment)
+    shares = np.asarray(fractions, dtype=float) / sum(fractions)
+    split = np.full(len(frame), SPLITS[0], dtype=object)
+    if shares[1] > 0 or shares[2] > 0:
+        parts = patient_split(frame["patient_id"], val_fraction=float(shares[1]), seed=seed,
+                              test_fraction=float(shares[2]))  # (train, val) or (train, val, test)
+        for name, rows in zip(SPLITS[1:], parts[1:]):
+            split[rows] = name
+    frame["split"] = split
     return frame
 
 

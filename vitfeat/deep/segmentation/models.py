@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
 import torch.nn as nn
 
 from vitfeat.registry import Registry
@@ -163,13 +162,10 @@ def load_encoder_weights(encoder: nn.Module, path) -> None:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: encoder weight file not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from vitfeat.deep.runtime import load_checkpoint
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    state = load_checkpoint(path)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
     # timm/torchvision classifier heads are not part of an smp encoder
     state = {k: v for k, v in state.items() if not k.startswith(("fc.", "head.", "classifier."))}
     # checked here: smp encoders override load_state_dict and do not all report mismatches

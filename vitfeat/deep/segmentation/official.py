@@ -19,6 +19,7 @@ import torch
 
 from vitfeat.artefacts import artefact_hashes
 from vitfeat.atomic import write_csv, write_text
+from vitfeat.deep.runtime import load_checkpoint
 
 # (our name pattern, official name pattern); \1 is the index, shifted by one where written {+1}
 _RULES = [
@@ -139,12 +140,7 @@ def load_official(path, model=None):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    # torch.load raises many types for a bad file (UnpicklingError, RuntimeError, EOFError, ...);
-    # all are turned into one ValueError naming the file
-    except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"{path}: cannot read as a torch checkpoint ({exc})") from None
+    checkpoint = load_checkpoint(path)  # a bad file: WeightsFileError (a ValueError) naming it
     model = model or UltraLightVMUNet()
     try:
         model.load_state_dict(from_official(_unwrap(checkpoint), model))

@@ -12,6 +12,7 @@ import torch
 
 from vitfeat.artefacts import check_artefacts
 from vitfeat.dataset import file_hash
+from vitfeat.deep.runtime import load_checkpoint
 from vitfeat.deep.segmentation import data as segdata
 from vitfeat.deep.segmentation.models import DEFAULT_ENCODER, build_model
 from vitfeat.names import join_inside
@@ -59,7 +60,7 @@ class Segmenter:
         self.threshold = threshold
         self.model = build_model(self.meta["arch"], self.meta["num_classes"],
                                  self.meta.get("encoder") or DEFAULT_ENCODER, None)
-        state = torch.load(self.weights, map_location=self.device, weights_only=True)
+        state = load_checkpoint(self.weights, self.device)
         self.model.load_state_dict(state)
         self.model.to(self.device).eval()
         self._warned_modality = False

@@ -31,11 +31,6 @@ except Exception:  # noqa: BLE001 - optional: ImportError, or a broken CUDA buil
 DEFAULT_WIDTHS = (8, 16, 24, 32, 48, 64)
 
 
-def mamba_ssm_available() -> bool:
-    """Whether mamba_ssm's fused kernel is importable and CUDA present (else mambapy's scan runs)."""
-    return _cuda_selective_scan is not None and torch.cuda.is_available()
-
-
 class Mamba(MambaBlock):
     """mamba_ssm-compatible Mamba mixer: mambapy's scan on CPU, mamba_ssm's kernel on CUDA if present.
 

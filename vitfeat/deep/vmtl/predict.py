@@ -17,7 +17,7 @@ import yaml
 
 from vitfeat.atomic import write_csv
 from vitfeat.dataset import MODALITIES, load_manifest, write_mask
-from vitfeat.deep.runtime import select_device
+from vitfeat.deep.runtime import load_checkpoint, select_device
 from vitfeat.deep.vmtl.config import VMTLConfig
 from vitfeat.deep.vmtl.data import PairedDataset, load_cases, make_roi
 from vitfeat.deep.vmtl.model import build_model, normalisation
@@ -63,7 +63,7 @@ def load_run(run_dir, device: str | None = None, *, trust_modified: bool | None 
         if not path.is_file():
             raise RunError(f"{path}: checkpoint missing")
         model = build_model(cfg, n_classes)
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+        model.load_state_dict(load_checkpoint(path)["model"])
         models[fold["dir"]] = model.to(dev).eval()
     cfg.device = str(dev)
     return cfg, run, models
