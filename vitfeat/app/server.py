@@ -68,7 +68,7 @@ def _case_folders(run_dirs) -> list[str]:
 
 
 def serve(run_dirs, *, host: str = "127.0.0.1", port: int = 7860, max_bytes: int = MAX_UPLOAD_BYTES,
-          trust_modified: bool = False) -> None:
+          trust_modified: bool = False, data_root=None) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM); the upload cache is removed on the way out.
 
     Parameters
@@ -81,6 +81,8 @@ def serve(run_dirs, *, host: str = "127.0.0.1", port: int = 7860, max_bytes: int
         Upload limit.
     trust_modified : bool, default False
         Serve runs whose files changed after fit, with a warning, instead of refusing them.
+    data_root : path-like, optional
+        The server folder the Batch tab may read images from (nothing outside it); none by default.
     """
     app = None
     # made here, not in launch: a signal while launch blocks must still find the folder to remove
@@ -88,7 +90,7 @@ def serve(run_dirs, *, host: str = "127.0.0.1", port: int = 7860, max_bytes: int
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like Ctrl-C: the finally runs
     try:
         app, _ = launch(run_dirs, host=host, port=port, max_bytes=max_bytes, block=True, cache=cache,
-                        trust_modified=trust_modified)
+                        trust_modified=trust_modified, data_root=data_root)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if app is not None:

@@ -73,12 +73,16 @@ def inputs_for(run) -> dict:
 
 
 def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS,
-              trust_modified: bool = False):
-    """The app for the fitted runs ``run_dirs`` (a selector when there are several)."""
+              trust_modified: bool = False, data_root=None):
+    """The app for the fitted runs ``run_dirs`` (a selector when there are several); the Batch tab may
+    read server folders under ``data_root`` only (none without it)."""
     import gradio as gr
     import pandas as pd
 
     from vitfeat.app.batch import predict_batch
+    from vitfeat.app.folders import NO_DATA_ROOT, check_data_root, list_folders
+
+    data_root = check_data_root(data_root)
     from vitfeat.app.summary import model_summary
 
     runs = {}
@@ -123,7 +127,8 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
 
     def batch(manifest, archive, folder, run_name, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - Gradio's API
         try:
-            return str(predict_batch(runs[run_name or names[0]], manifest, archive, folder, max_bytes=max_bytes))
+            return str(predict_batch(runs[run_name or names[0]], manifest, archive, folder, max_bytes=max_bytes,
+                                     data_root=data_root))
         except AppInputError as exc:
             raise gr.Error(public_message(str(exc))) from None
         except Exception:  # noqa: BLE001  (as above)
@@ -174,7 +179,13 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
             with gr.Row():
                 b_manifest = gr.File(label="Manifest (.csv)", type="filepath")
                 b_zip = gr.File(label="Images (.zip)", type="filepath")
-            b_folder = gr.Textbox(label="...or a server-side image folder the manifest's paths are relative to")
+            folders = list_folders(data_root)
+            b_folder = gr.Dropdown(folders, value=None, allow_custom_value=True,
+                                   interactive=data_root is not None, elem_id="batch-folder",
+                                   label="...or a folder of this server's data folder, which the manifest's "
+                                         "paths are relative to")
+            gr.Markdown(NO_DATA_ROOT if data_root is None else
+                        "Only folders inside the server's data folder can be read.", elem_id="batch-folder-note")
             b_go = gr.Button("Predict all", variant="primary")
             b_out = gr.File(label="Predictions (CSV)")
             b_go.click(batch, [b_manifest, b_zip, b_folder, run_box], [b_out], api_name="batch")
