@@ -16,6 +16,7 @@ from vitfeat.app.predict_case import (
     predict_pair,
     public_message,
 )
+from vitfeat.app.summary import interval_text
 from vitfeat.dataset import MAX_IMAGE_PIXELS
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ def _stage_markdown(result: dict) -> str:
     perf = result["performance"]
     lines = verdict_lines(result)  # the stage, or "Cannot assess" with the reason (issue #27)
     if perf.get("mean") is not None:
-        ci = (f" (95% CI {perf['ci_low']:.2f}–{perf['ci_high']:.2f})" if perf.get("ci_low") is not None else "")
+        ci = interval_text(perf)
         which = ("nested-selection score (the whole selection procedure, scored on held-out patients)"
                  if perf.get("nested") else f"cross-validated score of '{perf['row']}' — optimistic: "
                  "the run has no nested-selection row")
@@ -42,23 +43,60 @@ def _stage_markdown(result: dict) -> str:
                      f"Wood's-to-clinical ratio **{ratio}** (registration: {areas['registration']})")
         lines.append(text)
     if result["warnings"]:
-        lines.append("### ⚠ Outside what the model saw\n" + "\n".join(f"- {w}" for w in result["warnings"]))
+        title = "### Notes" if result.get("in_scope") is True else "### ⚠ Outside what the model saw"
+        lines.append(title + "\n" + "\n".join(f"- {w}" for w in result["warnings"]))
     return "\n\n".join(lines)
+
+
+#: Headers of the Stage tab's "why" table.
+FEATURE_HEADERS = ["feature (what it measures)", "this case", "percentile among training cases", "pushes toward",
+                   "within the training range?"]
+
+
+def _short(text: str, limit: int = 90) -> str:
+    text = str(text).split(";")[0].strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _features_rows(result: dict):
     rows = []
-    classes = list(result["probabilities"])
-    for f in result.get("top_features") or []:
-        push = "" if f["push"] is None else f"{f['push']:+.3f}"
-        rows.append([f["description"], f["feature"], round(f["value"], 4), push]
-                    + [None if f.get(f"percentile_{c}") is None else round(f[f"percentile_{c}"]) for c in classes])
-    return rows, ["what it measures", "column", "this case", "push (SHAP)"] + [f"percentile among {c}" for c in classes]
+    for f in (result.get("top_features") or [])[:5]:
+        pct = f.get("percentile")
+        rows.append([_short(f["description"]), float(f"{f['value']:.3g}"),
+                     "" if pct is None else _ordinal(round(pct)), f["toward"],
+                     {"inside": "yes"}.get(f.get("range", "unknown"), f.get("range", "unknown"))])
+    return rows, FEATURE_HEADERS
+
+
+def features_note(result: dict) -> str:
+    """The line under the "why" table: how many features lie outside the training range, as a detail
+    when the case is in scope (the verdict on the whole case is the applicability check's).
+
+    Parameters
+    ----------
+    result : dict
+        :func:`~vitfeat.app.predict_pair`'s answer.
+    """
+    notes = result.get("range_notes") or []
+    if not result.get("top_features"):
+        return ""
+    head = ("Percentile: where this case lies among the training cases (50th = typical). "
+            "Pushes toward: the stage this feature moves the prediction to.")
+    if notes and result.get("in_scope") is True:
+        head += ("\n\nDetail: some features lie outside the range of the training cases, but the case as a whole "
+                 "is close enough to them to be in scope:\n" + "\n".join(f"- {n}" for n in notes))
+    return head
 
 
 def _api_json(result: dict) -> dict:
     return {k: result[k] for k in ("run", "target", "stage", "probabilities", "warnings", "performance")} | {
-        "areas": result.get("areas") or {}, "top_features": result.get("top_features") or []} | {
+        "areas": result.get("areas") or {}, "top_features": result.get("top_features") or [],
+        "range_notes": result.get("range_notes") or []} | {
         k: result.get(k) for k in ("prediction_set", "in_scope", "scope_reason", "mask_source", "model")}
 
 
@@ -107,7 +145,7 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
         rows, headers = _features_rows(result)
         ov = result.get("overlays") or {}
         return (_api_json(result), _stage_markdown(result), ov.get("clinical"), ov.get("wood"),
-                ov.get("registered"), pd.DataFrame(rows, columns=headers))
+                ov.get("registered"), pd.DataFrame(rows, columns=headers), features_note(result))
 
     def pick_case(run_name, case_id):
         man = runs[run_name or names[0]].training_manifest
@@ -164,10 +202,12 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
                 img_w = gr.Image(label="Wood's, lesion outlined", elem_id="overlay-wood", format="png")
                 img_r = gr.Image(label="Wood's registered onto clinical (blend, both outlines)",
                                  elem_id="overlay-registered", format="png")
-            table = gr.Dataframe(label="The five features that pushed this prediction most", wrap=True)
+            table = gr.Dataframe(label="Why: the five features that moved this prediction most", wrap=True,
+                                 elem_id="why-table")
+            table_note = gr.Markdown(elem_id="why-note")
             answer = gr.JSON(label="Answer (as returned by the /predict API)")
             go.click(stage, [clinical, wood, clinical_mask, wood_mask, run_box],
-                     [answer, summary, img_c, img_w, img_r, table], api_name="predict")
+                     [answer, summary, img_c, img_w, img_r, table, table_note], api_name="predict")
             case.change(pick_case, [run_box, case], [clinical, wood, clinical_mask, wood_mask], api_name=False)
             run_box.change(case_choices, [run_box], [case], api_name=False)
             run_box.change(lambda n: (gr.update(visible=inputs_for(runs[n])["wood_visible"]),
