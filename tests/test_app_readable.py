@@ -83,3 +83,18 @@ def test_why_table_is_short_readable_and_consistent_with_the_verdict(clinical_ru
         else:
             assert "Cannot assess" in page
     assert seen_in_scope and seen_notes  # in scope with features beyond the training range: the case tested
+
+
+def test_example_pairs_are_small_synthetic_pairs_of_both_classes(tmp_path):
+    from PIL import Image
+
+    from vitfeat.app.examples import make_examples, preview
+
+    examples = make_examples(tmp_path / "examples", side=128)
+    assert len(examples) == 4 and {e["label"] for e in examples} == {"active", "stable"}
+    for e in examples:
+        assert Image.open(e["clinical"]).size == (128, 128) and Image.open(e["wood"]).size == (128, 128)
+    big = tmp_path / "big.png"
+    Image.new("RGB", (900, 600), (200, 150, 120)).save(big)
+    assert preview(big, max_pixels=10**7).shape == (171, 256, 3)
+    assert preview(big, max_pixels=1000) is None and preview(None, max_pixels=10) is None

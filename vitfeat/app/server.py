@@ -43,9 +43,11 @@ def launch(run_dirs, *, host: str = "127.0.0.1", port: int | None = 7860, max_by
     os.environ["GRADIO_TEMP_DIR"] = str(cache)  # uploads land here, not in a shared /tmp/gradio
     from vitfeat.app.ui import build_app
 
+    examples = cache / "examples"  # synthetic example pairs, drawn now, removed with the cache
+    build_kwargs.setdefault("examples_dir", examples)
     app = build_app(run_dirs, max_bytes=max_bytes, **build_kwargs)
     app.queue(default_concurrency_limit=1)
-    allowed = _case_folders(run_dirs)
+    allowed = _case_folders(run_dirs) + [str(examples.resolve())]
     app.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
                max_file_size=max_bytes, allowed_paths=allowed, show_error=True, quiet=not block)
     return app, cache

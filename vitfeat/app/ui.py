@@ -111,13 +111,15 @@ def inputs_for(run) -> dict:
 
 
 def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS,
-              trust_modified: bool = False, data_root=None):
+              trust_modified: bool = False, data_root=None, examples_dir=None):
     """The app for the fitted runs ``run_dirs`` (a selector when there are several); the Batch tab may
-    read server folders under ``data_root`` only (none without it)."""
+    read server folders under ``data_root`` only (none without it); with ``examples_dir`` (a private
+    temporary folder) the Stage tab offers synthetic example pairs drawn there."""
     import gradio as gr
     import pandas as pd
 
     from vitfeat.app.batch import predict_batch
+    from vitfeat.app.examples import make_examples, preview
     from vitfeat.app.folders import NO_DATA_ROOT, check_data_root, list_folders
 
     data_root = check_data_root(data_root)
@@ -141,7 +143,7 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
         except Exception:  # noqa: BLE001  (never a traceback, path or library name in the page; the log has them)
             raise gr.Error(_internal_error("the prediction")) from None
         finally:
-            _forget_uploads(clinical, wood, clinical_mask, wood_mask)
+            _forget_uploads(clinical, wood, clinical_mask, wood_mask, keep=examples_dir)
         rows, headers = _features_rows(result)
         ov = result.get("overlays") or {}
         return (_api_json(result), _stage_markdown(result), ov.get("clinical"), ov.get("wood"),
@@ -188,13 +190,27 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
                                            height=120)
                         wood = gr.File(label="Wood's-lamp photo (required by this model)", type="filepath",
                                        elem_id="wood", height=120, visible=needs["wood_visible"])
+                    with gr.Row():  # what was uploaded, small (a re-read copy without metadata)
+                        prev_c = gr.Image(label="Clinical photo (preview)", interactive=False, height=90,
+                                          elem_id="preview-clinical", format="png")
+                        prev_w = gr.Image(label="Wood's photo (preview)", interactive=False, height=90,
+                                          elem_id="preview-wood", format="png", visible=needs["wood_visible"])
+                    # the button and the examples before the optional masks: all above the fold at 1366x768
+                    go = gr.Button("Stage this lesion", variant="primary", elem_id="stage-button")
+                    examples = make_examples(examples_dir, side=_example_side(runs[names[0]])) if examples_dir else []
+                    if examples:
+                        pair = needs["wood_visible"]
+                        gr.Examples([[e["clinical"], e["wood"]] if pair else [e["clinical"]] for e in examples],
+                                    [clinical, wood] if pair else [clinical], elem_id="examples",
+                                    label="Synthetic example lesions: click one to fill the photos",
+                                    example_labels=[f"example {i + 1} (synthetic, drawn as {e['label']})"
+                                                    for i, e in enumerate(examples)])
                     mask_hint = gr.Markdown(needs["mask_note"], elem_id="mask-note")
                     with gr.Accordion("Lesion masks, or one of the run's own cases", open=needs["masks_open"]):
                         with gr.Row():
                             clinical_mask = gr.File(label="Clinical mask", type="filepath", height=100)
                             wood_mask = gr.File(label="Wood's mask", type="filepath", height=100)
                         case = gr.Dropdown(case_choices(names[0])["choices"], label="Run case", value=None)
-                    go = gr.Button("Stage this lesion", variant="primary", elem_id="stage-button")
                 with gr.Column(scale=1, min_width=320):
                     summary = gr.Markdown(elem_id="stage-result")
             with gr.Row():
@@ -208,10 +224,13 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
             answer = gr.JSON(label="Answer (as returned by the /predict API)")
             go.click(stage, [clinical, wood, clinical_mask, wood_mask, run_box],
                      [answer, summary, img_c, img_w, img_r, table, table_note], api_name="predict")
+            clinical.change(lambda p: preview(p, max_pixels=max_pixels), [clinical], [prev_c], api_name=False)
+            wood.change(lambda p: preview(p, max_pixels=max_pixels), [wood], [prev_w], api_name=False)
             case.change(pick_case, [run_box, case], [clinical, wood, clinical_mask, wood_mask], api_name=False)
             run_box.change(case_choices, [run_box], [case], api_name=False)
             run_box.change(lambda n: (gr.update(visible=inputs_for(runs[n])["wood_visible"]),
-                                      inputs_for(runs[n])["mask_note"]), [run_box], [wood, mask_hint],
+                                      gr.update(visible=inputs_for(runs[n])["wood_visible"]),
+                                      inputs_for(runs[n])["mask_note"]), [run_box], [wood, prev_w, mask_hint],
                            api_name=False)
         with gr.Tab("Batch"):
             gr.Markdown("A manifest (CSV with `case_id`, `clinical`, `wood`, optional masks) plus a zip of the "
@@ -235,6 +254,15 @@ def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 
     return app
 
 
+def _example_side(run) -> int:
+    """Side of the example photos: about the run's own training photos (128-512 px)."""
+    try:
+        seen = run.training_long_side
+    except Exception:  # noqa: BLE001 - only a size hint
+        seen = None
+    return int(min(max(seen[1], 128), 512)) if seen else 256
+
+
 def _internal_error(what: str) -> str:
     """A browser-safe message for an unexpected failure; the traceback goes to the server log under a
     reference the user can quote."""
@@ -245,12 +273,14 @@ def _internal_error(what: str) -> str:
     return f"{what} failed because of an internal error (reference {reference}; the server log has the details)"
 
 
-def _forget_uploads(*paths) -> None:
-    """Delete Gradio's own copy of the uploads once answered (uploads of the run's cases are kept)."""
+def _forget_uploads(*paths, keep=None) -> None:
+    """Delete Gradio's own copy of the uploads once answered (uploads of the run's cases, and the
+    example pairs under ``keep``, are kept)."""
     import os
     import tempfile
 
     root = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+    kept = Path(keep).resolve() if keep else None
     for p in paths:
-        if p and Path(p).resolve().is_relative_to(root):
+        if p and Path(p).resolve().is_relative_to(root) and not (kept and Path(p).resolve().is_relative_to(kept)):
             Path(p).unlink(missing_ok=True)
