@@ -16,7 +16,7 @@ _spec.loader.exec_module(docstrings)
 #: Share of public functions, classes and methods with a complete numpydoc docstring (a Parameters
 #: section where they take arguments). Raise it as docstrings are added; it may never fall. The
 #: issue's target is 0.95.
-FLOOR = 0.87
+FLOOR = 0.96
 #: Modules that must be complete: the API a notebook imports and the registries.
 COMPLETE = ("vitfeat.featurize.extractor", "vitfeat.pipelines.selector", "vitfeat.pipelines.runs",
             "vitfeat.registry", "vitfeat.featurize.table", "vitfeat.atomic", "vitfeat.evaluation.metrics")

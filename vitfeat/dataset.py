@@ -296,7 +296,17 @@ def id_strings(values: pd.Series) -> pd.Series:
 
 
 def same_id(a, b) -> bool:
-    """Whether two identifiers name the same thing: equal as text, or equal as numbers (``"7"``, ``7.0``)."""
+    """Whether two identifiers name the same thing: equal as text, or equal as numbers (``"7"``, ``7.0``).
+
+    Parameters
+    ----------
+    a, b : object
+        Two identifiers (text and numbers are compared after ``str(...).strip()``, then as floats).
+
+    Returns
+    -------
+    bool
+    """
     if str(a).strip() == str(b).strip():
         return True
     try:

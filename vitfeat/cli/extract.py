@@ -42,6 +42,13 @@ scheduler, batch_size, targets, family_config); flags given on the command line 
 
 
 def register(subparsers) -> None:
+    """Add ``vitfeat extract`` to ``vitfeat``'s parser.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subcommands of ``vitfeat`` (or of its parent command).
+    """
     from vitfeat.featurize import family_help
 
     description = DESCRIPTION.replace("{families}", family_help())
@@ -73,6 +80,24 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    """Run ``vitfeat extract`` with the parsed arguments (a thin shell over the library): extract the
+    families' features of the manifest's cases into a feature table.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+
+    Raises
+    ------
+    vitfeat.cli._common.CLIError
+        When the library refuses the input (its message names the file and the problem).
+    """
     from vitfeat.cli._common import CLIError
     from vitfeat.dataset import ManifestError
     from vitfeat.featurize import extract, load_config

@@ -36,6 +36,13 @@ Examples:
 
 
 def register(subparsers) -> None:
+    """Add ``vitfeat predict`` to ``vitfeat``'s parser.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subcommands of ``vitfeat`` (or of its parent command).
+    """
     p = add_command(subparsers, "predict", "apply a fitted run to new cases", DESCRIPTION)
     p.add_argument("run_dir", help="run directory written by `vitfeat fit`")
     p.add_argument("input", help="manifest or feature table of the new cases")
@@ -49,6 +56,24 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    """Run ``vitfeat predict`` with the parsed arguments (a thin shell over the library): predict new
+    cases with a fitted run and write the predictions.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+
+    Raises
+    ------
+    vitfeat.cli._common.CLIError
+        When the library refuses the input (its message names the file and the problem).
+    """
     from vitfeat.cli._common import CLIError
     from vitfeat.dataset import ManifestError
     from vitfeat.pipelines.predict import predict_run

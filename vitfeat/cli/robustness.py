@@ -29,6 +29,13 @@ Examples:
 
 
 def register(subparsers) -> None:
+    """Add ``vitfeat robustness`` to ``vitfeat``'s parser.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subcommands of ``vitfeat`` (or of its parent command).
+    """
     from vitfeat.pipelines.perturb import PERTURBATIONS
 
     listing = "\n".join(f"  {name:<12}{p.description}" for name, p in PERTURBATIONS.items())
@@ -52,6 +59,24 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    """Run ``vitfeat robustness`` with the parsed arguments (a thin shell over the library): measure
+    how stable each feature is under perturbed photos (ICC) and print the summary.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+
+    Raises
+    ------
+    vitfeat.cli._common.CLIError
+        When the library refuses the input (its message names the file and the problem).
+    """
     from vitfeat.cli._common import CLIError
     from vitfeat.dataset import ManifestError
     from vitfeat.pipelines.robustness import run_robustness

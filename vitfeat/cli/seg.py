@@ -33,6 +33,13 @@ Examples:
 
 
 def register(subparsers) -> None:
+    """Add ``vitfeat seg`` and its subcommands (compare, import-official, info, evaluate) to ``vitfeat``'s parser.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The subcommands of ``vitfeat`` (or of its parent command).
+    """
     parser = add_command(subparsers, "seg", "compare and inspect segmenters (UNet, DeepLabV3, UltraLight)",
                          DESCRIPTION)
     sub = parser.add_subparsers(dest="seg_command", metavar="SUBCOMMAND")
@@ -76,6 +83,24 @@ def register(subparsers) -> None:
 
 
 def run_compare(args) -> int:
+    """Run ``vitfeat seg compare`` with the parsed arguments (a thin shell over the library): compare
+    trained segmenters and print the metrics table and the written files.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+
+    Raises
+    ------
+    vitfeat.cli._common.CLIError
+        When the library refuses the input (its message names the file and the problem).
+    """
     from vitfeat.cli._common import CLIError
     from vitfeat.deep.segmentation.compare import compare_runs
 
@@ -90,6 +115,24 @@ def run_compare(args) -> int:
 
 
 def run_import(args) -> int:
+    """Run ``vitfeat seg import-official`` with the parsed arguments (a thin shell over the library): turn
+    the official UltraLight VM-UNet weights into a segmenter directory (optionally scored).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+
+    Raises
+    ------
+    vitfeat.cli._common.CLIError
+        When the library refuses the input (its message names the file and the problem).
+    """
     from vitfeat.cli._common import CLIError
     from vitfeat.dataset import ManifestError
     from vitfeat.deep.segmentation.official import import_official
@@ -109,6 +152,24 @@ def run_import(args) -> int:
 
 
 def run_info(args) -> int:
+    """Run ``vitfeat seg info`` with the parsed arguments (a thin shell over the library): print the
+    parameters and FLOPs of an architecture.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+
+    Raises
+    ------
+    vitfeat.cli._common.CLIError
+        For an ``--imgsz`` that is not a multiple of 32 or an unknown architecture.
+    """
     from vitfeat.cli._common import CLIError
     from vitfeat.deep.segmentation.info import model_info
 
@@ -128,6 +189,24 @@ def run_info(args) -> int:
 
 
 def run_evaluate(args) -> int:
+    """Run ``vitfeat seg evaluate`` with the parsed arguments (a thin shell over the library): score a
+    mask source against the manifest's expert masks and print (or write) the result.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+
+    Raises
+    ------
+    vitfeat.cli._common.CLIError
+        When the library refuses the input (its message names the file and the problem).
+    """
     from vitfeat.cli._common import CLIError
     from vitfeat.dataset import ManifestError
     from vitfeat.deep.segmentation.evaluate import evaluate_masks, format_summary, record_quality, write_evaluation

@@ -46,6 +46,13 @@ Examples:
 
 
 def register(kinds) -> None:
+    """Add ``vitfeat train seg`` to ``vitfeat train``'s parser.
+
+    Parameters
+    ----------
+    kinds : argparse._SubParsersAction
+        The subcommands of ``vitfeat train``.
+    """
     p = add_command(kinds, "seg", "train a lesion segmenter (UNet, DeepLabV3, UltraLight VM-UNet)", DESCRIPTION)
     p.add_argument("manifest", help="manifest CSV/Parquet with image and mask columns")
     p.add_argument("-o", "--out", required=True, help="output directory (created)")
@@ -88,6 +95,24 @@ def register(kinds) -> None:
 
 
 def run(args) -> int:
+    """Run ``vitfeat train seg`` with the parsed arguments (a thin shell over the library): train a
+    lesion segmenter on the manifest's photos and masks.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        Exit status.
+
+    Raises
+    ------
+    vitfeat.cli._common.CLIError
+        When the library refuses the input, or for options the chosen recipe fixes or does not take.
+    """
     from vitfeat.cli._common import CLIError
     from vitfeat.dataset import ManifestError
     from vitfeat.deep.segmentation.train import SegConfig, train_segmenter

@@ -23,7 +23,18 @@ CI_CHOICES = ("auto", "analytic", "bootstrap")
 
 
 def cases_independent(frame: pd.DataFrame) -> bool:
-    """True when every patient has a single case in each repeat of ``frame`` (OOF rows)."""
+    """True when every patient has a single case in each repeat of ``frame`` (OOF rows).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        OOF rows with ``patient_id`` (and ``repeat`` where there are repeats); without
+        ``patient_id`` or rows, every case counts as its own patient.
+
+    Returns
+    -------
+    bool
+    """
     if "patient_id" not in frame or not len(frame):
         return True
     keys = ["repeat", "patient_id"] if "repeat" in frame else ["patient_id"]
@@ -31,7 +42,20 @@ def cases_independent(frame: pd.DataFrame) -> bool:
 
 
 def proportion_counts(y_positive: np.ndarray, called: np.ndarray) -> dict[str, tuple[float, float]]:
-    """``{metric: (successes, total)}`` for sensitivity, specificity, PPV and NPV."""
+    """``{metric: (successes, total)}`` for sensitivity, specificity, PPV and NPV.
+
+    Parameters
+    ----------
+    y_positive : numpy.ndarray of bool
+        True where the case belongs to the positive class.
+    called : numpy.ndarray of bool
+        True where the case was predicted positive.
+
+    Returns
+    -------
+    dict of str to tuple
+        The counts a Wilson interval needs, per metric.
+    """
     tp, fp = np.sum(y_positive & called), np.sum(~y_positive & called)
     fn, tn = np.sum(y_positive & ~called), np.sum(~y_positive & ~called)
     return {"sensitivity": (tp, tp + fn), "specificity": (tn, tn + fp), "ppv": (tp, tp + fp), "npv": (tn, tn + fn)}

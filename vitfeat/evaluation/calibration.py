@@ -240,7 +240,24 @@ def clip_sensitivity(y_positive, p, clip: float = CLIP, alt_clip: float = ALT_CL
 
 def slope_intercept(y_true, proba, classes, positive=None) -> tuple[float, float]:
     """Calibration slope and intercept (:func:`recalibration`) of the positive-class column; NaN for
-    more than two classes, for one class only, or when the slope is infinite (separation)."""
+    more than two classes, for one class only, or when the slope is infinite (separation).
+
+    Parameters
+    ----------
+    y_true : array-like
+        True classes.
+    proba : numpy.ndarray of shape (n, n_classes)
+        Probabilities, columns in the order of ``classes``.
+    classes : list of str
+        The classes.
+    positive : str, optional
+        The positive class (needed for two classes).
+
+    Returns
+    -------
+    tuple of float
+        ``(slope, intercept)``.
+    """
     if len(classes) != 2:
         return np.nan, np.nan
     pos = classes.index(positive)

@@ -32,7 +32,21 @@ GOOD, EXCELLENT = 0.75, 0.9
 
 @dataclass(frozen=True)
 class ICCResult:
-    """ICC(1,1) of one measurement matrix with its F test and confidence interval."""
+    """ICC(1,1) of one measurement matrix with its F test and confidence interval.
+
+    Attributes
+    ----------
+    icc : float
+        The ICC (NaN when every value is equal).
+    low, high : float
+        Bounds of its confidence interval.
+    F : float
+        The one-way ANOVA F statistic (between-case over within-case mean square).
+    df1, df2 : int
+        Its degrees of freedom, ``n - 1`` and ``n * (k - 1)``.
+    n, k : int
+        Cases and measurements per case.
+    """
 
     icc: float
     low: float

@@ -73,6 +73,18 @@ def skin_region(rgb: np.ndarray, min_fraction: float = 0.05) -> np.ndarray | Non
     excludes white, grey, black and blue backgrounds) and inside the YCrCb skin box (Cr 135-180, Cb
     85-135: drops beige walls and wood), opened over 2 px, closed over gaps of ~1/64 of the photo
     and with holes filled, which brings back depigmented patches and the lesions inside them.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        ``(H, W, 3)`` uint8 RGB photo.
+    min_fraction : float, default 0.05
+        Smallest share of the photo that must be skin.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(H, W)`` bool mask, or None when too little skin is found.
     """
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)  # 8-bit: hue 0-179 (2-degree steps)
     hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]

@@ -180,7 +180,17 @@ class QualityGates:
 
     @classmethod
     def from_dict(cls, data: dict) -> "QualityGates":
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        Parameters
+        ----------
+        data : dict
+            ``widen``, ``sides`` and ``bands`` as written by :meth:`to_dict` (None bounds are infinite).
+
+        Returns
+        -------
+        QualityGates
+        """
         gates = cls(data.get("widen", WIDEN))
         gates.sides = {m: [float(a), float(b)] for m, (a, b) in (data.get("sides") or {}).items()}
         gates.bands = {m: {k: [-math.inf if v[0] is None else float(v[0]), math.inf if v[1] is None else float(v[1])]

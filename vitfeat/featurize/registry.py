@@ -108,6 +108,33 @@ class Family:
     ``<modality>_<column_group>_`` prefixes, fills NaN where the photo is missing (the Wood's one
     for ``needs_wood`` families) and checks the returned names against the declared ones.
     Parametric families (``deep:...``) leave ``features`` empty and return full column names.
+
+    Attributes
+    ----------
+    name, version : str
+        The family's name and version (recorded in the feature table's provenance).
+    modalities : tuple of str
+        The modalities it computes.
+    func : callable
+        ``func(case, modality, **config) -> {name: value}``.
+    needs_wood : bool
+        Whether it needs the Wood's-lamp photo (NaN without one).
+    batch_func : callable or None
+        ``batch_func(list of CaseArrays, **config) -> list of dict`` for models run in batches.
+    defaults : dict
+        Its options and their defaults.
+    description : str
+        One line in plain words.
+    column_prefixes : tuple of str
+        Prefixes of the columns a parametric family writes.
+    features : dict, callable or None
+        ``{bare name: description}``, or ``config -> that dict``.
+    column_group : str
+        The column name's second field.
+    order : int
+        Position in the default set and output order.
+    default : bool
+        Whether it runs without being asked for.
     """
 
     name: str

@@ -52,7 +52,18 @@ MODALITIES = ("clinical", "wood")
 
 
 def feature_group(column: str) -> str:
-    """``<modality>_<family>`` of a feature column (``clinical_color_L_mean`` -> ``clinical_color``)."""
+    """``<modality>_<family>`` of a feature column (``clinical_color_L_mean`` -> ``clinical_color``).
+
+    Parameters
+    ----------
+    column : str
+        A feature column name.
+
+    Returns
+    -------
+    str
+        Its first two ``_``-separated parts; a name with fewer than three parts is returned whole.
+    """
     parts = str(column).split("_")
     return "_".join(parts[:2]) if len(parts) > 2 else str(column)
 
@@ -103,7 +114,35 @@ def photo_quality(manifest_frame: pd.DataFrame, case_ids, modalities=MODALITIES)
 
 @dataclass
 class Applicability:
-    """A fitted applicability check (see the module docstring). Build with :meth:`fit`."""
+    """A fitted applicability check (see the module docstring). Build with :meth:`fit`.
+
+    Attributes
+    ----------
+    features : list of str
+        The model's feature columns.
+    used : numpy.ndarray
+        Bool per feature: observed in training and not constant (only these enter the distance).
+    center, scale : numpy.ndarray
+        Training median and IQR of the used features (robust standardisation).
+    reference : numpy.ndarray
+        Standardised, imputed training rows (float32), the k-NN reference set.
+    k : int
+        Neighbours of the k-NN distance.
+    threshold : float
+        Distance above which a case is out of scope (``inf``: no distance check).
+    group_names : list of str
+        The ``<modality>_<family>`` groups of the used features.
+    group_of : numpy.ndarray
+        Index into ``group_names`` per used feature.
+    group_limit : numpy.ndarray
+        95th percentile of each group's RMS z over the training cases (names the reason).
+    missing_max : float
+        Largest share of unmeasured features a case may have.
+    gates : QualityGates
+        Image-quality bands learnt from the training photos.
+    flag_rate : float
+        Share of training cases the distance threshold leaves outside.
+    """
 
     features: list[str]
     used: np.ndarray  # bool per feature: observed in training and not constant
@@ -264,7 +303,18 @@ class Applicability:
                 "group_of": self.group_of, "group_limit": self.group_limit}
 
     def save(self, run_dir) -> Path:
-        """Write :data:`NPZ_NAME` into ``run_dir`` (atomically); the JSON part goes into run.json."""
+        """Write :data:`NPZ_NAME` into ``run_dir`` (atomically); the JSON part goes into run.json.
+
+        Parameters
+        ----------
+        run_dir : path-like
+            The run directory.
+
+        Returns
+        -------
+        pathlib.Path
+            The written ``.npz`` file.
+        """
         from vitfeat.atomic import atomic_path
 
         path = Path(run_dir) / NPZ_NAME
@@ -275,7 +325,20 @@ class Applicability:
 
     @classmethod
     def load(cls, run_dir, meta: dict) -> "Applicability | None":
-        """The check of a run (``meta``: its run.json), or None when it has none."""
+        """The check of a run (``meta``: its run.json), or None when it has none.
+
+        Parameters
+        ----------
+        run_dir : path-like
+            The run directory holding :data:`NPZ_NAME`.
+        meta : dict
+            The run's run.json (keys ``applicability`` and ``feature_columns``).
+
+        Returns
+        -------
+        Applicability or None
+            None when run.json has no ``applicability`` entry or the ``.npz`` file is missing.
+        """
         info = (meta or {}).get("applicability")
         path = Path(run_dir) / NPZ_NAME
         if not info or not path.is_file():

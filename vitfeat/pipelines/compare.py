@@ -89,7 +89,22 @@ def compare_pipelines(oof: pd.DataFrame, fold_scores: pd.DataFrame, board: pd.Da
 
 def not_worse(comparisons: pd.DataFrame, metric: str, alpha: float = 0.05) -> set:
     """Pipelines whose Holm-adjusted corrected t-test on ``metric`` against the best has p >= alpha
-    (with the best itself)."""
+    (with the best itself).
+
+    Parameters
+    ----------
+    comparisons : pandas.DataFrame
+        The comparison table of the best pipeline against the others (``pipeline_a`` is the best).
+    metric : str
+        The metric whose Nadeau-Bengio rows are read.
+    alpha : float, default 0.05
+        Significance level on the Holm-adjusted p-value.
+
+    Returns
+    -------
+    set of str
+        Pipeline names not shown to be worse than the best (empty for an empty table).
+    """
     if not len(comparisons):
         return set()
     rows = comparisons[(comparisons["metric"] == metric) & (comparisons["test"] == NB)]

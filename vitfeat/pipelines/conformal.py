@@ -88,7 +88,19 @@ def prediction_sets(proba: np.ndarray, q: float) -> np.ndarray:
 
 
 def format_set(member_row, classes) -> str:
-    """``{a, b}`` text of one membership row (empty text for no class)."""
+    """``{a, b}`` text of one membership row (empty text for no class).
+
+    Parameters
+    ----------
+    member_row : array-like of bool
+        Whether each class is in the prediction set.
+    classes : list
+        Class names in the same order.
+
+    Returns
+    -------
+    str
+    """
     names = [str(c) for c, m in zip(classes, member_row) if m]
     return "{" + ", ".join(names) + "}" if names else ""
 

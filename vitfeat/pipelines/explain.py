@@ -52,14 +52,37 @@ MODALITY_TEXT = {"clinical": "in the clinical (daylight) photo", "wood": "under 
 
 
 def feature_group(name: str) -> tuple[str, str]:
-    """``(modality, family)`` of a ``<modality>_<family>_<feature>`` column name."""
+    """``(modality, family)`` of a ``<modality>_<family>_<feature>`` column name.
+
+    Parameters
+    ----------
+    name : str
+        A feature column name.
+
+    Returns
+    -------
+    tuple of str
+        The first two ``_``-separated parts; the family is ``"other"`` for a name without ``_``.
+    """
     parts = name.split("_")
     return (parts[0], parts[1] if len(parts) > 1 else "other")
 
 
 def describe_group(modality: str, family: str) -> str:
     """Plain-language description of a column group: the family's own declaration
-    (:func:`vitfeat.featurize.describe_group`), else the family's name for undeclared families."""
+    (:func:`vitfeat.featurize.describe_group`), else the family's name for undeclared families.
+
+    Parameters
+    ----------
+    modality : str
+        ``clinical``, ``wood`` or ``pair`` (others are shown as they are).
+    family : str
+        The feature family's name.
+
+    Returns
+    -------
+    str
+    """
     from vitfeat.featurize import describe_group as declared
 
     try:
@@ -70,7 +93,17 @@ def describe_group(modality: str, family: str) -> str:
 
 def describe_feature(name: str) -> str:
     """Plain-language description of a feature column: the declaring family's wording
-    (:func:`vitfeat.featurize.describe_column`), else its group and bare name for undeclared ones."""
+    (:func:`vitfeat.featurize.describe_column`), else its group and bare name for undeclared ones.
+
+    Parameters
+    ----------
+    name : str
+        A ``<modality>_<family>_<feature>`` column name.
+
+    Returns
+    -------
+    str
+    """
     from vitfeat.featurize import describe_column
 
     try:
@@ -95,7 +128,22 @@ def _group_text(modality: str, family: str, members: list[str]) -> str:
 
 def correlation_clusters(X: np.ndarray, names: list[str], threshold: float = 0.3) -> np.ndarray:
     """Cluster label per feature: features whose Spearman |rho| exceeds about ``1 - threshold``
-    end up together (average linkage on ``1 - |rho|``)."""
+    end up together (average linkage on ``1 - |rho|``).
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        ``(n_cases, n_features)`` feature matrix; missing values are filled with the column median.
+    names : list of str
+        The feature names (one per column of ``X``).
+    threshold : float, default 0.3
+        Distance (``1 - |rho|``) at which the average-linkage tree is cut.
+
+    Returns
+    -------
+    numpy.ndarray
+        An integer cluster label (from 1) per column.
+    """
     if X.shape[1] == 1:
         return np.ones(1, dtype=int)
     with warnings.catch_warnings():
@@ -111,7 +159,30 @@ def correlation_clusters(X: np.ndarray, names: list[str], threshold: float = 0.3
 
 def grouped_permutation_importance(estimator, X, y, groups: dict[str, list[int]], classes_idx, *,
                                    n_repeats: int = 5, seed: int = 0) -> dict[str, float]:
-    """Mean increase of log loss on (X, y) when each group's columns are permuted together."""
+    """Mean increase of log loss on (X, y) when each group's columns are permuted together.
+
+    Parameters
+    ----------
+    estimator : classifier
+        A fitted classifier with ``predict_proba`` and integer ``classes_``.
+    X : numpy.ndarray
+        The held-out feature matrix.
+    y : numpy.ndarray
+        Integer class indices of the held-out cases.
+    groups : dict of str to list of int
+        Column indices permuted as one unit, by group name.
+    classes_idx : list of int
+        Every class index of the target (classes missing from the fold still count in the loss).
+    n_repeats : int, default 5
+        Shuffles per group; the increase is averaged over them.
+    seed : int, default 0
+        Seed of the row permutations.
+
+    Returns
+    -------
+    dict of str to float
+        Mean rise in log loss per group (larger: the model relies more on it).
+    """
     rng = np.random.default_rng(seed)
 
     def loss(data):
@@ -146,7 +217,27 @@ def _transformed(model, X: np.ndarray, names: list[str]):
 
 def shap_values(model, X: np.ndarray, names: list[str], classes: list[str], positive: str | None):
     """SHAP values ``(n_cases, n_features, n_classes)`` on the transformed features of the final
-    estimator, with their names; ``None`` for models without an exact explainer."""
+    estimator, with their names; ``None`` for models without an exact explainer.
+
+    Parameters
+    ----------
+    model : sklearn.pipeline.Pipeline
+        The fitted pipeline (samplers are skipped, the other steps transform ``X``).
+    X : numpy.ndarray
+        Raw feature matrix of the cases to explain.
+    names : list of str
+        The raw feature names.
+    classes : list of str
+        The target's classes in model order.
+    positive : str or None
+        The positive class of a binary target (unused by the computation itself).
+
+    Returns
+    -------
+    tuple
+        ``(values, transformed_names, transformed_X, note)``; ``values`` is ``None`` when the
+        classifier is neither a tree model nor a linear model, and ``note`` says which explainer ran.
+    """
     import shap
 
     clf = model.steps[-1][1]
@@ -169,7 +260,24 @@ def shap_values(model, X: np.ndarray, names: list[str], classes: list[str], posi
 
 
 def explain_cases(bundle: dict, target: str, X: np.ndarray, top: int = 3) -> list[str]:
-    """One sentence per case naming the features that pushed its prediction most."""
+    """One sentence per case naming the features that pushed its prediction most.
+
+    Parameters
+    ----------
+    bundle : dict
+        A loaded ``model.skops`` bundle (``features`` and ``targets``).
+    target : str
+        The target whose model is explained.
+    X : numpy.ndarray
+        Raw feature matrix of the cases, columns in ``bundle["features"]`` order.
+    top : int, default 3
+        Features named per case (largest |SHAP| toward the predicted class).
+
+    Returns
+    -------
+    list of str
+        One text per case; empty strings when the model has no exact SHAP explainer.
+    """
     entry = bundle["targets"][target]
     model, classes = entry["model"], entry["classes"]
     values, tnames, Xt, _ = shap_values(model, X, bundle["features"], classes, entry.get("positive"))
@@ -207,7 +315,40 @@ def _save(fig, path: Path) -> str:
 
 @dataclass
 class Explanation:
-    """What :func:`compute_explanation` found for one target of a fitted run (nothing written yet)."""
+    """What :func:`compute_explanation` found for one target of a fitted run (nothing written yet).
+
+    Attributes
+    ----------
+    target, pipeline : str
+        The explained target and the name of its chosen pipeline.
+    classes : list of str
+        The target's classes in model order.
+    positive : str or None
+        The positive class of a binary target.
+    frame : pandas.DataFrame
+        The cases explained (feature-table rows with a label and no extraction error).
+    y : numpy.ndarray
+        Their class indices.
+    cluster_table, group_table, modality_table : pandas.DataFrame
+        Permutation importance by correlated-feature cluster, by ``<modality>_<family>`` group and
+        by modality.
+    group_columns : dict of str to list of str
+        The feature columns of each group.
+    relevance : pandas.Series
+        ANOVA F of each feature with the target, on its own.
+    shap_by_feature : pandas.Series
+        Mean |SHAP| per transformed feature, largest first (empty without an explainer).
+    shap_note : str
+        Which SHAP explainer ran, or why none did.
+    shap_values, shap_data : numpy.ndarray or None
+        The SHAP values and the transformed features they explain.
+    shap_names : list of str
+        Names of the transformed features.
+    table_path : pathlib.Path or None
+        The run's feature table.
+    provenance : dict
+        The feature table's provenance (photo folders for the galleries).
+    """
 
     target: str
     pipeline: str
@@ -379,8 +520,21 @@ def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, clust
     """Write ``RUN_DIR/explain/<target>/`` (CSV tables, PNG plots, case galleries, explain.html,
     summary.json) and re-render the run's report so that it links the explanation.
 
-    Parameters are those of :func:`compute_explanation`; ``n_galleries`` top feature groups get a
-    case gallery. Returns the explain directory.
+    Parameters
+    ----------
+    run_dir : path-like
+        A run directory written by ``fit`` (sklearn kind).
+    target : str, optional
+        The target to explain (default: the run's first).
+    n_repeats, cluster_threshold, max_shap_cases, seed, progress, trust_modified
+        As in :func:`compute_explanation`.
+    n_galleries : int, default 3
+        How many of the top feature groups get a case gallery.
+
+    Returns
+    -------
+    pathlib.Path
+        The explain directory.
     """
     from vitfeat.pipelines.report import write_report
 
@@ -394,7 +548,20 @@ def explain_run(run_dir, target: str | None = None, *, n_repeats: int = 5, clust
 
 def lead_feature(result: Explanation, group: str) -> tuple[str, str]:
     """``(feature, how_chosen)``: the group's most important feature — largest mean |SHAP| of the
-    final model where SHAP covers the group's columns, else largest ANOVA F with the target."""
+    final model where SHAP covers the group's columns, else largest ANOVA F with the target.
+
+    Parameters
+    ----------
+    result : Explanation
+        A computed explanation.
+    group : str
+        A ``<modality>_<family>`` key of ``result.group_columns``.
+
+    Returns
+    -------
+    tuple of str
+        The feature's name and how it was chosen (in words).
+    """
     members = result.group_columns[group]
     shap = result.shap_by_feature.reindex(members).dropna()
     if len(shap) and shap.max() > 0:
@@ -407,6 +574,21 @@ def write_galleries(result: Explanation, out: Path, n_groups: int = 3) -> list[d
 
     Never raises for missing photos: the gallery is skipped with a logged warning and the reason is
     returned as ``note`` (shown in explain.html).
+
+    Parameters
+    ----------
+    result : Explanation
+        A computed explanation.
+    out : pathlib.Path
+        The explain directory the files go to.
+    n_groups : int, default 3
+        How many groups (by permutation importance) get a gallery.
+
+    Returns
+    -------
+    list of dict
+        Per group: ``group``, ``feature``, ``description``, ``chosen_by``, ``png``, ``csv``
+        (file names, ``png`` ``None`` when skipped) and ``note``.
     """
     from vitfeat.pipelines.gallery import draw_gallery, extreme_cases, find_photos
 
@@ -431,7 +613,22 @@ def write_galleries(result: Explanation, out: Path, n_groups: int = 3) -> list[d
 
 
 def write_explanation(result: Explanation, out: Path, n_galleries: int = 3) -> Path:
-    """Write the tables, figures, case galleries, summary.json and explain.html of ``result`` to ``out``."""
+    """Write the tables, figures, case galleries, summary.json and explain.html of ``result`` to ``out``.
+
+    Parameters
+    ----------
+    result : Explanation
+        A computed explanation.
+    out : pathlib.Path
+        The directory to write (created if missing).
+    n_galleries : int, default 3
+        How many of the top feature groups get a case gallery.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
     out.mkdir(parents=True, exist_ok=True)
     write_csv(result.cluster_table, out / "importance_clusters.csv")
     write_csv(result.group_table, out / "importance_groups.csv")

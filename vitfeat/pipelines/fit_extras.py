@@ -34,7 +34,17 @@ MAX_NUMERIC_CLASSES = 20
 
 @dataclass
 class Extras:
-    """Tables, warnings and run.json entries that :func:`finish` adds to a fit."""
+    """Tables, warnings and run.json entries that :func:`finish` adds to a fit.
+
+    Attributes
+    ----------
+    tables : dict of str to pandas.DataFrame
+        Extra tables by file name.
+    warnings : list of str
+        Warnings for the run's report.
+    meta : dict
+        Entries merged into run.json.
+    """
 
     tables: dict = field(default_factory=dict)  # file name -> DataFrame
     warnings: list = field(default_factory=list)
@@ -80,7 +90,23 @@ def prepare(frame: pd.DataFrame, provenance: dict, config, source: str = "the fe
 
 
 def run_provenance(config, features, table_hash: str) -> dict:
-    """The run's own provenance: data file and hash, command line, versions, seed, date."""
+    """The run's own provenance: data file and hash, command line, versions, seed, date.
+
+    Parameters
+    ----------
+    config : FitConfig
+        The run's options (``seed``, ``metric`` and ``ci`` are recorded).
+    features : path-like
+        The feature table the run was fitted on.
+    table_hash : str
+        Its content hash.
+
+    Returns
+    -------
+    dict
+        ``data_file``, ``data_hash``, ``command``, ``vitfeat_version``, ``python``, ``libraries``
+        (installed versions), ``seed``, ``date`` (UTC), ``metric`` and ``ci``.
+    """
     from vitfeat._version import __version__
 
     versions = {}

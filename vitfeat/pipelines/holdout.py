@@ -101,7 +101,18 @@ def split_frame(frame: pd.DataFrame, targets, *, column: str | None = None, frac
 
 
 def split_table(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
-    """``test_split.csv``: ``case_id, patient_id, split`` for every case."""
+    """``test_split.csv``: ``case_id, patient_id, split`` for every case.
+
+    Parameters
+    ----------
+    train, test : pandas.DataFrame
+        The training and the held-out cases (with ``case_id`` and ``patient_id``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The training rows then the test rows, ``split`` naming each side.
+    """
     return pd.concat([train[["case_id", "patient_id"]].assign(split=TRAIN),
                       test[["case_id", "patient_id"]].assign(split=TEST)], ignore_index=True)
 

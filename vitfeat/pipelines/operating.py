@@ -22,7 +22,23 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 
 def parse_rule(text: str) -> tuple[str, float | None]:
-    """``"sensitivity=0.90"`` -> ``("sensitivity", 0.9)``; ``"youden"`` -> ``("youden", None)``."""
+    """``"sensitivity=0.90"`` -> ``("sensitivity", 0.9)``; ``"youden"`` -> ``("youden", None)``.
+
+    Parameters
+    ----------
+    text : str
+        ``sensitivity=T``, ``specificity=T`` (``0 < T < 1``) or ``youden``, any case.
+
+    Returns
+    -------
+    tuple
+        ``(rule name, target or None)``.
+
+    Raises
+    ------
+    ValueError
+        For any other text or a target outside (0, 1).
+    """
     name, _, value = str(text).strip().lower().partition("=")
     if name == "youden" and not value:
         return "youden", None
@@ -36,7 +52,27 @@ def parse_rule(text: str) -> tuple[str, float | None]:
 
 def threshold_from_scores(y_positive: np.ndarray, score: np.ndarray, rule: str) -> float:
     """The threshold (predict positive when ``score >= threshold``) that meets ``rule`` on these
-    scores, from the points of :func:`sklearn.metrics.roc_curve`."""
+    scores, from the points of :func:`sklearn.metrics.roc_curve`.
+
+    Parameters
+    ----------
+    y_positive : numpy.ndarray
+        True where the case belongs to the positive class.
+    score : numpy.ndarray
+        The positive-class probability (or any score, larger meaning more positive).
+    rule : str
+        An operating-point rule (see :func:`parse_rule`).
+
+    Returns
+    -------
+    float
+        The threshold, at most 1.
+
+    Raises
+    ------
+    ValueError
+        When ``y_positive`` holds only one class.
+    """
     name, target = parse_rule(rule)
     y_positive = np.asarray(y_positive).astype(int)
     if y_positive.min() == y_positive.max():
@@ -57,6 +93,30 @@ def choose_threshold(estimator, X, y, groups, positive: str, rule: str, *, n_spl
 
     ``fit_model(X, y, groups) -> fitted estimator``, when given, replaces ``clone(estimator).fit``
     (so the inner fits are made exactly like the outer ones: search, calibration with groups).
+
+    Parameters
+    ----------
+    estimator : classifier
+        An unfitted classifier with ``predict_proba`` (cloned for each inner fold).
+    X, y : array-like
+        Features and labels of the training part.
+    groups : array-like
+        Patient ids of the training part (inner folds never split a patient).
+    positive : str
+        The positive class.
+    rule : str
+        An operating-point rule (see :func:`parse_rule`).
+    n_splits : int, default 3
+        Inner folds.
+    seed : int, default 0
+        Seed of the inner fold split.
+    fit_model : callable, optional
+        ``fit_model(X, y, groups)`` returning a fitted estimator.
+
+    Returns
+    -------
+    float
+        The threshold on the positive-class probability.
     """
     X, y, groups = np.asarray(X), np.asarray(y), np.asarray(groups)
     positive = str(positive)
@@ -73,7 +133,24 @@ def choose_threshold(estimator, X, y, groups, positive: str, rule: str, *, n_spl
 
 
 def operating_metrics(y_true, score, threshold: float, positive: str) -> dict[str, float]:
-    """Sensitivity, specificity, PPV and NPV of ``score >= threshold`` (NaN where undefined)."""
+    """Sensitivity, specificity, PPV and NPV of ``score >= threshold`` (NaN where undefined).
+
+    Parameters
+    ----------
+    y_true : array-like
+        True labels (compared as strings with ``positive``).
+    score : array-like
+        Positive-class probabilities.
+    threshold : float
+        Cases with ``score >= threshold`` are called positive.
+    positive : str
+        The positive class.
+
+    Returns
+    -------
+    dict of str to float
+        ``sensitivity``, ``specificity``, ``ppv``, ``npv`` and ``threshold``.
+    """
     truth = np.asarray(y_true).astype(str) == positive
     called = np.asarray(score) >= threshold
     return dict(_rates(truth, called), threshold=float(threshold))
@@ -83,7 +160,32 @@ def out_of_fold_operating_point(estimator, X, y, groups, positive: str, rule: st
                                 *, inner_splits: int = 3, seed: int = 0):
     """For each outer (train, test) split: threshold chosen on the training part by
     :func:`choose_threshold`, model refitted on the training part, test fold scored. Returns
-    ``(thresholds per fold, out-of-fold score, out-of-fold positive call)``."""
+    ``(thresholds per fold, out-of-fold score, out-of-fold positive call)``.
+
+    Parameters
+    ----------
+    estimator : classifier
+        An unfitted classifier with ``predict_proba``.
+    X, y : array-like
+        All features and labels.
+    groups : array-like
+        Patient ids (inner folds are grouped by them).
+    positive : str
+        The positive class.
+    rule : str
+        An operating-point rule (see :func:`parse_rule`).
+    outer_splits : iterable of (array, array)
+        Outer (train, test) index pairs.
+    inner_splits : int, default 3
+        Inner folds per training part.
+    seed : int, default 0
+        Seed of the inner splits.
+
+    Returns
+    -------
+    tuple
+        ``(list of float, numpy.ndarray, numpy.ndarray)``: thresholds, scores, calls.
+    """
     X, y, groups = np.asarray(X), np.asarray(y).astype(str), np.asarray(groups)
     score, called, thresholds = np.full(len(y), np.nan), np.zeros(len(y), bool), []
     for train, test in outer_splits:
@@ -135,6 +237,17 @@ class GroupedCalibratedClassifier(ClassifierMixin, BaseEstimator):
     the data it is given (a training part) and hands them to ``CalibratedClassifierCV`` as an explicit
     ``cv`` list, so no calibrator is fitted on a case whose patient was in its model's training
     data. Without ``groups`` each case counts as its own patient, with a warning.
+
+    Parameters
+    ----------
+    estimator : classifier
+        The unfitted classifier to calibrate.
+    method : str, default "sigmoid"
+        ``sigmoid`` or ``isotonic``, optionally ``:single`` or ``:ensemble`` (see :func:`parse_calibrate`).
+    n_splits : int, default 3
+        Patient-grouped calibration folds.
+    seed : int, default 0
+        Seed of the fold split.
     """
 
     def __init__(self, estimator, method: str = "sigmoid", n_splits: int = 3, seed: int = 0):
@@ -144,7 +257,22 @@ class GroupedCalibratedClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
 
     def fit(self, X, y, groups=None):
-        """Fit the calibrated ensemble on (``X``, ``y``); ``groups`` are patient ids."""
+        """Fit the calibrated ensemble on (``X``, ``y``); ``groups`` are patient ids.
+
+        Parameters
+        ----------
+        X : array-like
+            Features of the training part.
+        y : array-like
+            Labels.
+        groups : array-like, optional
+            Patient ids; without them each case is its own patient (with a warning).
+
+        Returns
+        -------
+        GroupedCalibratedClassifier
+            ``self``, with ``splits_``, ``calibrated_`` and ``classes_`` set.
+        """
         method, mode = parse_calibrate(self.method).split(":")
         y = np.asarray(y)
         if groups is None:
@@ -159,18 +287,60 @@ class GroupedCalibratedClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X):
-        """Calibrated class probabilities (mean over the fold calibrators)."""
+        """Calibrated class probabilities (mean over the fold calibrators).
+
+        Parameters
+        ----------
+        X : array-like
+            Features.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_cases, n_classes)`` probabilities, columns in ``classes_`` order.
+        """
         return self.calibrated_.predict_proba(X)
 
     def predict(self, X):
-        """Most probable class."""
+        """Most probable class.
+
+        Parameters
+        ----------
+        X : array-like
+            Features.
+
+        Returns
+        -------
+        numpy.ndarray
+            One label of ``classes_`` per case.
+        """
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
 def operating_point_table(oof, positive: str, rule: str, *, n_boot: int = 500, seed: int = 0):
     """Per pipeline: sensitivity, specificity, PPV and NPV of the out-of-fold calls at each fold's
     own threshold (column ``threshold`` of ``oof``, chosen inside that fold's training part), pooled
-    over folds and repeats, with a patient-bootstrap 95 % CI; plus the thresholds' range."""
+    over folds and repeats, with a patient-bootstrap 95 % CI; plus the thresholds' range.
+
+    Parameters
+    ----------
+    oof : pandas.DataFrame
+        Out-of-fold predictions with ``pipeline``, ``y_true``, ``patient_id``, ``threshold`` and
+        ``proba_<positive>`` (rows without a threshold are left out).
+    positive : str
+        The positive class.
+    rule : str
+        The operating-point rule (copied to the table).
+    n_boot : int, default 500
+        Patient-bootstrap resamples.
+    seed : int, default 0
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pipeline: each rate with ``_ci_low``/``_ci_high``, ``threshold_min``/``_max``.
+    """
     import pandas as pd
 
     score_col = f"proba_{positive}"
@@ -211,7 +381,20 @@ def _rates(truth: np.ndarray, called: np.ndarray) -> dict[str, float]:
 def operating_point_summary(run_dir, meta: dict) -> str:
     """One plain sentence per target on the decision rule of a run (``model_card.md``): argmax, or
     the saved threshold with its out-of-fold sensitivity, specificity, PPV and NPV (95 % CI) from
-    ``operating_point.csv``."""
+    ``operating_point.csv``.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The run directory (its ``operating_point.csv`` is read when present).
+    meta : dict
+        The run's ``meta.json`` (``operating_point`` and per-target ``threshold``/``positive``).
+
+    Returns
+    -------
+    str
+        Markdown bullet lines, or one argmax sentence when no operating point was chosen.
+    """
     import pandas as pd
 
     rule = meta.get("operating_point")

@@ -33,6 +33,15 @@ class Perturbation:
 
     ``images`` and ``masks`` are ``{modality: array or None}`` (RGB uint8 photos, bool masks); the
     function returns new dicts (never edits its inputs) and the parameters it drew.
+
+    Attributes
+    ----------
+    name : str
+        The registered name (``--perturbations`` takes it).
+    description : str
+        One line in plain words.
+    func : callable
+        ``func(images, masks, rng) -> (images, masks, params)``.
     """
 
     name: str
@@ -71,7 +80,17 @@ def register_perturbation(name: str, description: str):
 
 
 def get_perturbation(name: str) -> Perturbation:
-    """The perturbation called ``name``; :class:`~vitfeat.registry.UnknownNameError` lists the valid ones."""
+    """The perturbation called ``name``; :class:`~vitfeat.registry.UnknownNameError` lists the valid ones.
+
+    Parameters
+    ----------
+    name : str
+        A registered perturbation name.
+
+    Returns
+    -------
+    Perturbation
+    """
     return PERTURBATIONS.get(name)
 
 

@@ -260,7 +260,21 @@ def _read(run: Path):
 
 @dataclass
 class Report:
-    """The content of a run's report, computed by :func:`compute_report` (nothing written yet)."""
+    """The content of a run's report, computed by :func:`compute_report` (nothing written yet).
+
+    Attributes
+    ----------
+    html : str
+        The whole ``report.html`` page.
+    markdown : str
+        ``report.md``.
+    meta : dict
+        The run's run.json.
+    summary : dict
+        Its data_summary.json.
+    board : pandas.DataFrame
+        Its leaderboard.
+    """
 
     html: str
     markdown: str
@@ -491,7 +505,18 @@ def compute_report(run_dir) -> Report:
 
 
 def write_report(run_dir) -> tuple[Path, Path]:
-    """(Re)write ``report.html``, ``report.md`` and the model card in ``run_dir``; return the report paths."""
+    """(Re)write ``report.html``, ``report.md`` and the model card in ``run_dir``; return the report paths.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A run directory written by ``fit``.
+
+    Returns
+    -------
+    tuple of pathlib.Path
+        ``(report.html, report.md)``.
+    """
     run = Path(run_dir)
     report = compute_report(run)
     write_model_card(run, report.meta, report.summary, report.board)

@@ -32,7 +32,23 @@ def _csv(run: Path, name: str) -> pd.DataFrame | None:
 
 def interval(value, low, high, digits: int = 2, note: str = "") -> str:
     """``0.83 [0.76–0.89]``; ``0.83 [— reason]`` when the interval is withheld (``note``), ``0.83`` when
-    there is none; ``n/a`` for no value."""
+    there is none; ``n/a`` for no value.
+
+    Parameters
+    ----------
+    value : float or None
+        The point estimate.
+    low, high : float or None
+        The interval's bounds (NaN or None: no interval).
+    digits : int, default 2
+        Decimals shown.
+    note : str, default ""
+        Why the interval is withheld, shown in its place.
+
+    Returns
+    -------
+    str
+    """
     if value is None or pd.isna(value):
         return "n/a"
     if low is None or pd.isna(low) or high is None or pd.isna(high):
@@ -43,7 +59,20 @@ def interval(value, low, high, digits: int = 2, note: str = "") -> str:
 
 
 def board_cell(row, metric: str) -> str:
-    """A leaderboard row's pooled value of ``metric`` with its interval (or the reason it is withheld)."""
+    """A leaderboard row's pooled value of ``metric`` with its interval (or the reason it is withheld).
+
+    Parameters
+    ----------
+    row : mapping
+        A leaderboard row (``<metric>_value``, ``_ci_low``, ``_ci_high``, ``_ci_note``).
+    metric : str
+        The metric's name.
+
+    Returns
+    -------
+    str
+        As formatted by :func:`interval`.
+    """
     return interval(row.get(f"{metric}_value"), row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high"),
                     note=row.get(f"{metric}_ci_note", ""))
 
@@ -253,7 +282,17 @@ def target_extras(run, target: str, meta: dict, tboard: pd.DataFrame) -> tuple[l
 
 
 def ci_words(meta: dict) -> str:
-    """How the intervals of this run were computed, in words."""
+    """How the intervals of this run were computed, in words.
+
+    Parameters
+    ----------
+    meta : dict
+        The run's run.json (its ``ci`` entry: None, ``bootstrap``, ``analytic`` or ``auto``).
+
+    Returns
+    -------
+    str
+    """
     ci = meta.get("ci")
     boot = "patient bootstrap, withheld when fewer than 95 % of resamples give a value"
     if ci is None:
@@ -267,7 +306,18 @@ def ci_words(meta: dict) -> str:
 
 
 def provenance_rows(meta: dict) -> list[tuple[str, str]]:
-    """``(label, value)`` rows of the run's own provenance (empty for runs made before it was recorded)."""
+    """``(label, value)`` rows of the run's own provenance (empty for runs made before it was recorded).
+
+    Parameters
+    ----------
+    meta : dict
+        The run's run.json (its ``provenance`` entry).
+
+    Returns
+    -------
+    list of tuple
+        ``(label, value)`` pairs in display order.
+    """
     prov = meta.get("provenance") or {}
     if not prov:
         return []

@@ -55,7 +55,25 @@ ID_COLUMNS = ["case_id", "perturbation", "repeat"]
 
 @dataclass
 class RobustnessResult:
-    """What :func:`run_robustness` computed and wrote."""
+    """What :func:`run_robustness` computed and wrote.
+
+    Attributes
+    ----------
+    features : pandas.DataFrame
+        Features of every (case, perturbation, repeat), as in ``perturbed_features.parquet``.
+    icc : pandas.DataFrame
+        ICC per feature with its interval (``feature_icc.csv``).
+    by_perturbation : pandas.DataFrame
+        ICC per feature and perturbation.
+    families : pandas.DataFrame
+        Per family: number of features, median ICC and shares with ICC >= 0.75 and >= 0.9.
+    out_dir : pathlib.Path
+        Where the files were written.
+    settings : dict
+        Cases, perturbations, repeats and seed of the study.
+    warnings : list of str
+        What the run warned about.
+    """
 
     features: pd.DataFrame  # perturbed_features.parquet
     icc: pd.DataFrame  # feature_icc.csv

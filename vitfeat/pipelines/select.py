@@ -78,6 +78,24 @@ class FitConfig:
 
     @classmethod
     def from_yaml(cls, path, **overrides) -> "FitConfig":
+        """Options from a YAML file (``--config``, or a run's ``config.yaml``), overridden by flags.
+
+        Parameters
+        ----------
+        path : path-like
+            A YAML mapping of options.
+        **overrides
+            Options that replace the file's (None values are ignored).
+
+        Returns
+        -------
+        FitConfig
+
+        Raises
+        ------
+        ValueError
+            Naming the file, for a non-mapping or unknown keys.
+        """
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of options")
@@ -88,6 +106,25 @@ class FitConfig:
 
     @classmethod
     def from_yaml_dict(cls, data: dict, **overrides) -> "FitConfig":
+        """Options from a parsed mapping: ``target`` is read as ``targets``, comma-separated text as
+        lists, and the keys ``fit`` adds to its ``config.yaml`` are dropped.
+
+        Parameters
+        ----------
+        data : dict
+            The options.
+        **overrides
+            Options that replace ``data``'s (None values are ignored).
+
+        Returns
+        -------
+        FitConfig
+
+        Raises
+        ------
+        ValueError
+            For unknown keys (the valid ones are listed).
+        """
         data = dict(data)
         for written_by_fit in ("pipelines_expanded", "features"):  # a run's config.yaml can be reused
             data.pop(written_by_fit, None)
@@ -105,6 +142,23 @@ class FitConfig:
 
 
 def summarize_data(frame: pd.DataFrame, features: list[str], targets: list[str], failed: pd.DataFrame) -> dict:
+    """``data_summary.json``: cases, patients, class counts, missing values, constant features.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The usable cases.
+    features : list of str
+        The feature columns.
+    targets : list of str
+        The target columns.
+    failed : pandas.DataFrame
+        Cases whose extraction failed (``case_id``, ``error``).
+
+    Returns
+    -------
+    dict
+    """
     X = frame[features]
     missing = X.isna().mean()
     constant = [c for c in features if X[c].nunique(dropna=True) <= 1]
@@ -127,7 +181,19 @@ def summarize_data(frame: pd.DataFrame, features: list[str], targets: list[str],
 
 def mostly_missing_cases(frame: pd.DataFrame, features: list[str]) -> list[dict]:
     """Cases with more than half their features missing (e.g. no Wood's photo, a failed mask):
-    ``[{"case_id", "missing_fraction"}]``, worst first. Their predictions rest on imputed values."""
+    ``[{"case_id", "missing_fraction"}]``, worst first. Their predictions rest on imputed values.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The cases (with ``case_id``).
+    features : list of str
+        The feature columns.
+
+    Returns
+    -------
+    list of dict
+    """
     if not features:
         return []
     share = frame[features].isna().mean(axis=1)
@@ -137,6 +203,26 @@ def mostly_missing_cases(frame: pd.DataFrame, features: list[str]) -> list[dict]
 
 def warnings_for(summary: dict, n_splits: int, n_pipelines: int, failures: list,
                  board: pd.DataFrame | None = None) -> list[str]:
+    """The report's warnings about the data and the comparison (small classes, constant or missing
+    features, failed cases and pipelines, a perfect score, the winner's curse).
+
+    Parameters
+    ----------
+    summary : dict
+        :func:`summarize_data`'s result.
+    n_splits : int
+        Folds per repeat.
+    n_pipelines : int
+        Pipelines compared.
+    failures : list of dict
+        Failed fits (``target``, ``pipeline``, ``error``).
+    board : pandas.DataFrame, optional
+        The leaderboard (for the perfect-score warning).
+
+    Returns
+    -------
+    list of str
+    """
     out = []
     if board is not None and len(board):
         perfect = board[board["balanced_accuracy_value"] >= 0.999]
@@ -185,7 +271,18 @@ MAX_EXTRACTION_WARNINGS = 20
 
 def extraction_warnings(provenance: dict) -> list[str]:
     """The warnings ``vitfeat extract`` raised about the manifest (masks, images, targets), so that
-    the fit's report shows them beside its own; the first :data:`MAX_EXTRACTION_WARNINGS`, then a count."""
+    the fit's report shows them beside its own; the first :data:`MAX_EXTRACTION_WARNINGS`, then a count.
+
+    Parameters
+    ----------
+    provenance : dict
+        The feature table's provenance (its ``manifest_warnings``).
+
+    Returns
+    -------
+    list of str
+        Each prefixed with ``Extraction:``.
+    """
     found = [str(w) for w in (provenance or {}).get("manifest_warnings") or []]
     out = [f"Extraction: {w}" for w in found[:MAX_EXTRACTION_WARNINGS]]
     if len(found) > MAX_EXTRACTION_WARNINGS:
@@ -197,7 +294,34 @@ def extraction_warnings(provenance: dict) -> list[str]:
 def leaderboard_rows(oof: pd.DataFrame, info: pd.DataFrame, target: str, classes, positive, n_boot, seed,
                      n_jobs: int = 1, ci: str = "auto", metric: str = "balanced_accuracy"):
     """Leaderboard rows and per-fold scores of every pipeline in ``oof``; the rows' patient
-    bootstraps are independent of each other, so they run ``n_jobs`` at a time."""
+    bootstraps are independent of each other, so they run ``n_jobs`` at a time.
+
+    Parameters
+    ----------
+    oof : pandas.DataFrame
+        Out-of-fold predictions of every pipeline for ``target``.
+    info : pandas.DataFrame
+        Per-fit records with ``pipeline`` and ``fit_time`` (may be empty).
+    target : str
+        The target scored.
+    classes : list
+        Its classes, in probability-column order.
+    positive : str or None
+        The positive class of a binary target.
+    n_boot, seed : int
+        Patient-bootstrap resamples and their seed.
+    n_jobs : int, default 1
+        Pipelines scored at a time.
+    ci : str, default "auto"
+        Interval method (see :data:`vitfeat.evaluation.analytic.CI_CHOICES`).
+    metric : str, default "balanced_accuracy"
+        The metric the leaderboard is ranked by.
+
+    Returns
+    -------
+    tuple of pandas.DataFrame
+        ``(leaderboard, fold_scores)``.
+    """
     rows, fold_rows = [], []
     parts = list(oof.groupby("pipeline", sort=False))
     all_scores = Parallel(n_jobs=min(n_jobs, len(parts)) or 1)(
@@ -231,7 +355,23 @@ def _known(name: str) -> bool:
 
 def binary_positive(classes, y, explicit: str | None, target: str) -> str | None:
     """The positive class of a binary target (None for more classes); an explicit ``positive``
-    that is not a class of this target is ignored for it (it may name another target's class)."""
+    that is not a class of this target is ignored for it (it may name another target's class).
+
+    Parameters
+    ----------
+    classes : list of str
+        The target's classes.
+    y : array-like
+        Its labels (for :func:`~vitfeat.evaluation.positive.positive_class`'s rule).
+    explicit : str or None
+        The ``--positive`` class.
+    target : str
+        The target's name, for messages.
+
+    Returns
+    -------
+    str or None
+    """
     if len(classes) != 2:
         return None
     return positive_class(classes, y, explicit=explicit if explicit in classes else None, target=target,
@@ -240,7 +380,22 @@ def binary_positive(classes, y, explicit: str | None, target: str) -> str | None
 
 def check_included_positive(run_dir, target: str, positive: str | None) -> None:
     """Refuse an included run (e.g. VMTL) whose ``run.json`` records another positive class for
-    ``target``: its sensitivity and specificity would refer to the other class."""
+    ``target``: its sensitivity and specificity would refer to the other class.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The included run (nothing is checked without its ``run.json``).
+    target : str
+        The target.
+    positive : str or None
+        This fit's positive class (None: nothing to check).
+
+    Raises
+    ------
+    ValueError
+        When the recorded positive class differs.
+    """
     path = Path(run_dir) / "run.json"
     if positive is None or not path.is_file():
         return
@@ -253,7 +408,31 @@ def check_included_positive(run_dir, target: str, positive: str | None) -> None:
 
 
 def read_included(run_dir, target: str, classes, plan: pd.DataFrame) -> pd.DataFrame:
-    """OOF rows of another run (e.g. VMTL) for ``target``, after checking it used the same folds."""
+    """OOF rows of another run (e.g. VMTL) for ``target``, after checking it used the same folds.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The included run (with ``oof_predictions.csv`` and ``folds.csv``).
+    target : str
+        The target.
+    classes : list
+        Its classes (their probability columns must be present).
+    plan : pandas.DataFrame
+        This fit's fold plan.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The OOF rows with the identifying columns and ``proba_<class>``.
+
+    Raises
+    ------
+    FileNotFoundError
+        Without either file.
+    ValueError
+        For another fold plan or missing probability columns.
+    """
     run_dir = Path(run_dir)
     oof_path, folds_path = run_dir / "oof_predictions.csv", run_dir / "folds.csv"
     for p in (oof_path, folds_path):
@@ -275,7 +454,33 @@ def read_included(run_dir, target: str, classes, plan: pd.DataFrame) -> pd.DataF
 
 @dataclass
 class FitResult:
-    """What :func:`compute_fit` found, before anything is written (:func:`write_fit` writes it)."""
+    """What :func:`compute_fit` found, before anything is written (:func:`write_fit` writes it).
+
+    Attributes
+    ----------
+    plan : pandas.DataFrame
+        The fold plan (``folds.csv``).
+    config : dict
+        ``config.yaml``.
+    oof : pandas.DataFrame
+        ``oof_predictions.csv``.
+    leaderboard, fold_scores, fold_fits : pandas.DataFrame
+        The ranked pipelines, their per-fold scores and per-fit records.
+    nested_selection : pandas.DataFrame or None
+        The pipeline the nested selection picked in each outer fold (None without nested selection).
+    model : dict
+        ``model.skops``: ``{"features", "targets"}``.
+    summary : dict
+        ``data_summary.json`` with ``warnings``.
+    run : dict
+        ``run.json``.
+    operating_point : pandas.DataFrame or None
+        ``operating_point.csv`` (``fit --operating-point``).
+    scope : dict or None
+        The applicability check and conformal sets.
+    tables : dict
+        More CSV files by name (comparisons, test split, subgroups).
+    """
 
     plan: pd.DataFrame  # folds.csv
     config: dict  # config.yaml

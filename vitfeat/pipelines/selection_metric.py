@@ -49,7 +49,20 @@ def check_metric(metric: str) -> str:
 
 
 def leaderboard_order(board: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """``board`` sorted by the fold mean of ``metric`` (best first), ties by mean AUROC, with ``rank``."""
+    """``board`` sorted by the fold mean of ``metric`` (best first), ties by mean AUROC, with ``rank``.
+
+    Parameters
+    ----------
+    board : pandas.DataFrame
+        A leaderboard with ``<metric>_mean`` and ``auroc_mean`` columns.
+    metric : str
+        A key of :data:`METRICS` (its direction decides what is best).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A sorted copy with ``rank`` (from 1) as its first column.
+    """
     higher, _ = METRICS[metric]
     board = board.copy()
     key = board[f"{metric}_mean"] if higher else -board[f"{metric}_mean"]
@@ -62,7 +75,24 @@ def leaderboard_order(board: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def score_rows(rows: pd.DataFrame, metric: str, classes, positive) -> float:
-    """``metric`` of OOF rows, oriented so that higher is better (loss metrics negated)."""
+    """``metric`` of OOF rows, oriented so that higher is better (loss metrics negated).
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Out-of-fold rows (``y_true``, ``y_pred`` and ``proba_<class>``).
+    metric : str
+        A key of :data:`METRICS`.
+    classes : list
+        The target's classes, in the order of the probability columns.
+    positive : str or None
+        The positive class (used for binary targets only).
+
+    Returns
+    -------
+    float
+        The oriented value; ``-inf`` where the metric is undefined.
+    """
     classes = [str(c) for c in classes]
     y_true = rows["y_true"].astype(str).to_numpy()
     y_pred = rows["y_pred"].astype(str).to_numpy()

@@ -76,7 +76,20 @@ def case_columns(table: pd.DataFrame, provenance: dict | None, columns, source: 
 
 
 def check_subgroup_columns(frame: pd.DataFrame, columns) -> None:
-    """Refuse a subgroup column that holds a single value (nothing to compare)."""
+    """Refuse a subgroup column that holds a single value (nothing to compare).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The cases, with the subgroup columns.
+    columns : iterable of str
+        The ``--subgroup`` columns.
+
+    Raises
+    ------
+    ValueError
+        Naming the first column with fewer than two distinct values.
+    """
     for c in columns:
         values = frame[c].dropna().astype(str).unique()
         if len(values) < 2:

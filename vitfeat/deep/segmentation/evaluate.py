@@ -40,7 +40,18 @@ SUMMARY_KEYS = ("source", "modality", "n_images", "dice_pooled", "dice_pooled_ci
 
 @dataclass
 class MaskEvaluation:
-    """What :func:`evaluate_masks` returns: the summary and one row per case."""
+    """What :func:`evaluate_masks` returns: the summary and one row per case.
+
+    Attributes
+    ----------
+    summary : dict
+        Pooled, median and mean Dice with their intervals, pooled IoU, counts, the worst cases,
+        cases with an empty reference and the cases that failed.
+    per_image : pandas.DataFrame
+        One row per scored case.
+    images : dict
+        ``case_id -> (photo, reference, predicted)``, kept for the overlays.
+    """
 
     summary: dict
     per_image: pd.DataFrame
@@ -351,7 +362,19 @@ def record_quality(evaluation: MaskEvaluation) -> Path:
 
 
 def format_summary(summary: dict) -> str:
-    """The few lines ``seg evaluate`` prints."""
+    """The few lines ``seg evaluate`` prints.
+
+    Parameters
+    ----------
+    summary : dict
+        :attr:`MaskEvaluation.summary`.
+
+    Returns
+    -------
+    str
+        Pooled/median/mean Dice with intervals and pooled IoU, then the worst, empty-reference and
+        unscored cases.
+    """
     def ci(key):
         lo, hi = summary.get(key) or (None, None)
         return f" [{lo:.3f}-{hi:.3f}]" if lo is not None else ""

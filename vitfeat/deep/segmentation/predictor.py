@@ -20,7 +20,26 @@ log = logging.getLogger(__name__)
 
 
 class Segmenter:
-    """Wraps a training output directory (``segmenter.json`` + weights) for inference."""
+    """Wraps a training output directory (``segmenter.json`` + weights) for inference.
+
+    Parameters
+    ----------
+    directory : path-like
+        A finished ``vitfeat train seg`` (or ``seg import-official``) output directory.
+    device : str, default "auto"
+        Torch device (``auto`` picks CUDA when available, never MPS).
+    threshold : float, default 0.5
+        Lesion probability at or above which a pixel is lesion.
+
+    Raises
+    ------
+    FileNotFoundError
+        Without ``segmenter.json``.
+    ValueError
+        For an unsupported ``format``.
+    vitfeat.artefacts.RunIntegrityError
+        A file listed in ``segmenter.json`` is missing or has another SHA-256.
+    """
 
     def __init__(self, directory, device: str = "auto", threshold: float = 0.5):
         from vitfeat.deep.runtime import select_device
@@ -62,7 +81,18 @@ class Segmenter:
         }
 
     def predict_proba(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Lesion probability maps (H, W) float32 at each image's own size."""
+        """Lesion probability maps (H, W) float32 at each image's own size.
+
+        Parameters
+        ----------
+        images : list of numpy.ndarray
+            ``(H, W, 3)`` uint8 RGB photos, run as one batch at the training size.
+
+        Returns
+        -------
+        list of numpy.ndarray
+            Probability of any non-background class per pixel, resized back to each photo.
+        """
         size = self.meta["imgsz"]
         resize = self.meta.get("resize", "area")  # the training pipeline's (UltraLight's recipe: bilinear)
         batch = torch.from_numpy(np.stack([segdata.resize_for(im, size, resize).transpose(2, 0, 1) for im in images]))
@@ -81,6 +111,25 @@ class Segmenter:
         return [cv2.resize(p, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR) for p, im in zip(fg, images)]
 
     def predict(self, image: np.ndarray, modality: str | None = None) -> np.ndarray:
+        """Lesion mask of one photo (the mask-source contract).
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            ``(H, W, 3)`` uint8 RGB photo.
+        modality : str, optional
+            The photo's modality; a mismatch with the training modality is warned about once.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(H, W)`` bool mask: probability at or above :attr:`threshold`.
+
+        Raises
+        ------
+        ValueError
+            For anything but an ``(H, W, 3)`` uint8 image.
+        """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         if modality and modality != self.meta["modality"] and not self._warned_modality:
@@ -91,5 +140,17 @@ class Segmenter:
 
 
 def load_segmenter(directory, device: str = "auto") -> Segmenter:
-    """Load a `vitfeat train seg` output directory as a mask source (see the mask-source contract)."""
+    """Load a `vitfeat train seg` output directory as a mask source (see the mask-source contract).
+
+    Parameters
+    ----------
+    directory : path-like
+        The output directory.
+    device : str, default "auto"
+        Torch device.
+
+    Returns
+    -------
+    Segmenter
+    """
     return Segmenter(directory, device=device)
