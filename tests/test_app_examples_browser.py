@@ -50,7 +50,7 @@ def test_example_pairs_fill_the_inputs_with_one_click(tmp_path_factory):
         # another example (the other class) after the first answer: a new answer, its files still there
         second = _stage(driver, wait, driver.find_elements(By.CSS_SELECTOR, "#examples button")[3], first)
         assert first != second
-        assert (cache / "examples" / "manifest.csv").is_file()  # drawn in the server's private folder
+        assert (cache / "examples" / "example4-wood.jpg").is_file()  # drawn in the server's private folder
     finally:
         driver.quit()
         app.close()

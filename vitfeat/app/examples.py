@@ -51,10 +51,20 @@ def make_examples(folder, *, side: int | None = None, n: int = N_EXAMPLES, seed:
     except Exception as exc:  # noqa: BLE001 - examples are an aid; the app works without them
         log.warning("no example pairs: %s", exc)
         return []
-    frame = pd.read_csv(manifest)
-    root = manifest.parent
-    return [{"clinical": str(root / r["clinical"]), "wood": str(root / r["wood"]), "label": str(r["label"])}
-            for _, r in frame.sort_values("label", kind="stable").iterrows()]
+    import shutil
+
+    frame = pd.read_csv(manifest).sort_values("label", kind="stable").reset_index(drop=True)
+    folder = manifest.parent
+    out = []
+    for i, r in frame.iterrows():  # named as examples (never like a clinician's upload); the rest is removed
+        entry = {"label": str(r["label"])}
+        for modality in ("clinical", "wood"):
+            src = folder / r[modality]
+            entry[modality] = str(src.replace(folder / f"example{i + 1}-{modality}{src.suffix}"))
+        out.append(entry)
+    for sub in ("images", "masks", "labels", "labels-boxes"):
+        shutil.rmtree(folder / sub, ignore_errors=True)
+    return out
 
 
 def preview(path, *, max_pixels: int) -> np.ndarray | None:

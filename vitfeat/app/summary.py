@@ -30,7 +30,17 @@ def interval_text(perf: dict) -> str:
 
 
 def model_summary(run) -> str:
-    """Markdown summary of a :class:`~vitfeat.app.RunInfo` (the model card when the run has one)."""
+    """Markdown summary of a :class:`~vitfeat.app.RunInfo` (the model card when the run has one).
+
+    Parameters
+    ----------
+    run : RunInfo
+        The run.
+
+    Returns
+    -------
+    str
+    """
     parts = [f"## Run `{run.name}` ({run.kind})"]
     card = run.path / "model_card.md"
     if card.is_file():

@@ -102,7 +102,18 @@ def _api_json(result: dict) -> dict:
 
 def inputs_for(run) -> dict:
     """Which uploads the Stage tab shows for ``run``: the Wood's box only for models that use it,
-    the mask section open (with a plain note) for models fitted with drawn masks."""
+    the mask section open (with a plain note) for models fitted with drawn masks.
+
+    Parameters
+    ----------
+    run : RunInfo
+        The run.
+
+    Returns
+    -------
+    dict
+        ``wood_visible``, ``mask_note``, ``masks_open``.
+    """
     from vitfeat.app.scope import mask_note, run_needs
 
     note = mask_note(run)
@@ -112,9 +123,25 @@ def inputs_for(run) -> dict:
 
 def build_app(run_dirs, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS,
               trust_modified: bool = False, data_root=None, examples_dir=None):
-    """The app for the fitted runs ``run_dirs`` (a selector when there are several); the Batch tab may
-    read server folders under ``data_root`` only (none without it); with ``examples_dir`` (a private
-    temporary folder) the Stage tab offers synthetic example pairs drawn there."""
+    """The app for the fitted runs ``run_dirs`` (a selector when there are several).
+
+    Parameters
+    ----------
+    run_dirs : sequence of path-like
+        The fitted runs (checked against their recorded SHA-256).
+    max_bytes, max_pixels : int
+        Upload-size limit and decompression guard.
+    trust_modified : bool, default False
+        Serve runs whose files changed after fit, with a warning.
+    data_root : path-like, optional
+        The only server folder (with its subfolders) the Batch tab may read; none without it.
+    examples_dir : path-like, optional
+        A private temporary folder: the Stage tab offers synthetic example pairs drawn there.
+
+    Returns
+    -------
+    gradio.Blocks
+    """
     import gradio as gr
     import pandas as pd
 
