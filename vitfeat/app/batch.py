@@ -9,7 +9,7 @@ import zlib
 from pathlib import Path
 
 from vitfeat.app.predict_case import MAX_UPLOAD_BYTES, AppInputError, public_message
-from vitfeat.atomic import atomic_path, copy_file, write_csv
+from vitfeat.atomic import atomic_path, write_csv
 
 #: The images of a batch, unpacked, may take at most this many times the upload limit.
 UNPACKED_FACTOR = 40
@@ -78,12 +78,17 @@ def _extract_member(zf, member, target: Path, written: int, max_total: int) -> i
     return written
 
 
-def predict_batch(run, manifest, archive=None, folder=None, *, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
+def predict_batch(run, manifest, archive=None, folder=None, *, max_bytes: int = MAX_UPLOAD_BYTES,
+                  data_root=None) -> Path:
     """Predict every case of ``manifest`` with ``run`` (a :class:`~vitfeat.app.RunInfo`).
 
-    Image paths in the manifest are relative to the unpacked ``archive`` or to ``folder``. Returns
-    the predictions CSV, written in a fresh temporary folder outside the run (the caller serves it);
-    the unpacked images are removed before returning.
+    Image paths in the manifest are relative to the unpacked ``archive`` or to ``folder``, a folder
+    inside the server's ``data_root`` (``vitfeat serve --data-root``); a path leaving it is refused,
+    and without a data root server folders are refused altogether. The manifest is read in memory
+    with the folder as its ``data_root`` and goes through :func:`vitfeat.load_run`'s
+    :meth:`~vitfeat.pipelines.runs.Run.predictions`, the code of ``vitfeat predict``. Returns the
+    predictions CSV, written in a fresh temporary folder outside the run (the caller serves it); the
+    unpacked images are removed before returning.
 
     Parameters
     ----------
@@ -93,50 +98,44 @@ def predict_batch(run, manifest, archive=None, folder=None, *, max_bytes: int = 
         The uploaded manifest.
     archive : path-like, optional
         A zip of the images.
-    folder : path-like, optional
-        A folder holding them.
+    folder : str, optional
+        A folder relative to ``data_root``.
     max_bytes : int
         Upload-size limit.
+    data_root : path-like, optional
+        The only server folder (and its subfolders) the batch may read.
 
     Returns
     -------
     pathlib.Path
     """
-    from vitfeat.dataset import ManifestError
-    from vitfeat.pipelines.predict import predict_run
+    from vitfeat.app.folders import check_data_root, check_manifest_paths, resolve_folder
+    from vitfeat.dataset import DATA_ROOT_COLUMN, ManifestError, read_table
 
     if manifest is None:
         raise AppInputError("a manifest (.csv) is required")
+    try:
+        frame = read_table(manifest)
+    except (ValueError, FileNotFoundError) as exc:
+        raise AppInputError(public_message(f"manifest: {str(exc).replace(str(manifest), 'the file')}")) from None
+    frame = frame.drop(columns=[DATA_ROOT_COLUMN], errors="ignore")  # the server decides where images come from
     work = Path(tempfile.mkdtemp(prefix="vitfeat-batch-"))
     out_dir = Path(tempfile.mkdtemp(prefix="vitfeat-batch-out-"))
     try:
         if archive is not None:
-            _unzip(Path(archive), work / "images", max_bytes * UNPACKED_FACTOR)
             root = work / "images"
+            _unzip(Path(archive), root, max_bytes * UNPACKED_FACTOR)
+            root = allowed = root.resolve()
         elif folder and str(folder).strip():
-            root = Path(str(folder).strip()).expanduser()
-            if not root.is_dir():
-                raise AppInputError(f"image folder '{root}' does not exist on this server")
+            allowed = check_data_root(data_root) if data_root is not None else None
+            root = resolve_folder(allowed, folder)
         else:
             raise AppInputError("give a zip of the images or a server-side image folder")
-        man = root / "manifest.csv" if archive is not None else work / "manifest.csv"
-        copy_file(manifest, man)
-        if archive is None:  # paths relative to the folder: read the manifest against it
-            import pandas as pd
-
-            from vitfeat.dataset import read_table
-
-            frame = read_table(man)
-            for col in ("clinical", "wood", "clinical_mask", "wood_mask"):
-                if col in frame.columns:
-                    frame[col] = [str((root / p).resolve()) if isinstance(p, str) and p else p for p in frame[col]]
-            write_csv(man, pd.DataFrame(frame))
-        out = out_dir / "predictions.csv"
+        check_manifest_paths(frame, root, allowed)
         try:
-            predict_run(run.path, man, out)
+            out = run.loaded.predictions(frame, data_root=root)
         except (ValueError, FileNotFoundError, ManifestError) as exc:
-            raise AppInputError(str(exc).replace(str(work) + "/", "")) from None
-        (out_dir / "predictions.features.parquet").unlink(missing_ok=True)  # features stay private
-        return out
+            raise AppInputError(public_message(str(exc).replace(str(root) + "/", ""))) from None
+        return write_csv(out_dir / "predictions.csv", out)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,5 +1,7 @@
-"""The features that pushed one prediction most, in plain words, with the case's percentile
-among the run's own cases of each class, and out-of-range warnings."""
+"""The features that pushed one prediction most, in plain words, with the case's percentile among
+the run's own cases (all of them and each class), which way each pushes, and whether it lies inside
+the range of the training cases (a detail of the table: the verdict on the whole case is the
+applicability check's, :mod:`vitfeat.app.scope`)."""
 
 from __future__ import annotations
 
@@ -29,8 +31,14 @@ def _percentile(values: np.ndarray, x: float) -> float | None:
 
 
 def top_features(run, features_path, target: str, top: int = 5) -> tuple[list[dict], list[str]]:
-    """``(rows, warnings)``: the ``top`` features by |SHAP| toward the predicted class (or, for
-    models without an exact explainer, by distance from the training median in IQRs).
+    """``(rows, range_notes)``: the ``top`` features by |SHAP| toward the predicted class (or, for
+    models without an exact explainer, by distance from the training median in IQRs), and the
+    features of the case outside the training range (notes, not a verdict: whether the case as a
+    whole is in scope is the applicability check's answer).
+
+    Each row has ``feature``, ``description``, ``value``, ``push``, ``toward`` (the class it pushes
+    toward), ``percentile`` (among all training cases), ``percentile_<class>`` and ``range``
+    (``inside``, ``below the training range``, ``above the training range`` or ``unknown``).
 
     Parameters
     ----------
@@ -53,7 +61,7 @@ def top_features(run, features_path, target: str, top: int = 5) -> tuple[list[di
     entry = bundle["targets"][target]
     model, classes = entry["model"], entry["classes"]
     train = run.training_table
-    warnings = _range_warnings(train, schema, X[0]) if train is not None else [
+    warnings = range_notes(train, schema, X[0]) if train is not None else [
         "the run's feature table has moved: percentiles and range checks are unavailable"]
     # Explained with the run's cases as background (a lone case would be its own baseline: all zeros).
     background = (train[schema].to_numpy(dtype=float, copy=True)[:200] if train is not None
@@ -76,8 +84,16 @@ def top_features(run, features_path, target: str, top: int = 5) -> tuple[list[di
     rows = []
     for column, push in picked:
         value = float(X[0, schema.index(column)])
+        if push is None or push >= 0:
+            toward = classes[k]
+        else:  # against the predicted class: toward the other one (or away from it, with several)
+            toward = [c for c in classes if c != classes[k]][0] if len(classes) == 2 else f"away from {classes[k]}"
         row = {"feature": column, "description": describe(column), "value": value, "basis": basis,
-               "push": push, "toward": classes[k] if push is None or push >= 0 else f"away from {classes[k]}"}
+               "push": push, "toward": toward, "percentile": None, "range": "unknown"}
+        if train is not None and column in train.columns:
+            seen = train[column].to_numpy(dtype=float)
+            row["percentile"] = _percentile(seen, value)
+            row["range"] = _where(seen, value)
         if train is not None and target in train.columns:
             for c in classes:
                 row[f"percentile_{c}"] = _percentile(
@@ -86,12 +102,42 @@ def top_features(run, features_path, target: str, top: int = 5) -> tuple[list[di
     return rows, warnings
 
 
-def _range_warnings(train: pd.DataFrame, schema: list[str], x: np.ndarray, show: int = 5) -> list[str]:
+def _where(seen: np.ndarray, x: float) -> str:
+    seen = seen[np.isfinite(seen)]
+    if not len(seen) or not np.isfinite(x):
+        return "unknown"
+    if x < seen.min():
+        return "below the training range"
+    return "above the training range" if x > seen.max() else "inside"
+
+
+def range_notes(train: pd.DataFrame, schema: list[str], x: np.ndarray, show: int = 5) -> list[str]:
+    """The case's features outside the range of the training cases, in words (at most ``show``, then a count).
+
+    Columns empty in training (e.g. the Wood's features of a clinical-only model) are skipped.
+
+    Parameters
+    ----------
+    train : pandas.DataFrame
+        The run's feature table.
+    schema : list of str
+        The model's columns, in the order of ``x``.
+    x : numpy.ndarray
+        The case's values.
+    show : int
+        How many to name.
+
+    Returns
+    -------
+    list of str
+    """
     cols = [c for c in schema if c in train.columns]
     t = train[cols].to_numpy(dtype=float)
+    seen = np.isfinite(t).any(axis=0)  # all-NaN columns have no range (and would warn "All-NaN slice")
+    cols, t = [c for c, s in zip(cols, seen) if s], t[:, seen]
     lo, hi = np.nanmin(t, axis=0), np.nanmax(t, axis=0)
     xv = x[[schema.index(c) for c in cols]]
-    out = [f"{c} = {v:.3g} is outside the training range [{a:.3g}, {b:.3g}] ({describe(c)})"
+    out = [f"{describe(c)} ({c}) = {v:.3g}, outside the training range [{a:.3g}, {b:.3g}]"
            for c, v, a, b in zip(cols, xv, lo, hi) if np.isfinite(v) and (v < a or v > b)]
     if len(out) > show:
         out = out[:show] + [f"... and {len(out) - show} more feature(s) beyond the training range"]

@@ -296,7 +296,9 @@ def predict_pair(run: RunInfo | str | Path, clinical, wood=None, *, clinical_mas
     -------
     dict
         ``stage``, ``target``, ``probabilities`` ({class: p}), ``warnings`` (list), ``performance``,
-        and with ``details``: ``areas``, ``overlays`` (RGB arrays), ``top_features`` (list of dicts).
+        and with ``details``: ``areas``, ``overlays`` (RGB arrays), ``top_features`` (list of dicts) and
+        ``range_notes`` (features outside the training range: a detail of the table when the case is in
+        scope, warnings otherwise).
     """
     run = run if isinstance(run, RunInfo) else RunInfo(run)
     if clinical is None:
@@ -393,7 +395,7 @@ def _details(run: RunInfo, manifest: pd.DataFrame, features: pd.DataFrame | None
     from vitfeat.app.overlay import case_overlays
 
     extraction = run.meta.get("extraction") or {}
-    out = {"areas": {}, "overlays": {}, "top_features": []}
+    out = {"areas": {}, "overlays": {}, "top_features": [], "range_notes": []}
     try:
         overlays, areas, warnings = case_overlays(manifest, extraction.get("masks", "given"),
                                                   extraction.get("max_side"))
@@ -404,7 +406,8 @@ def _details(run: RunInfo, manifest: pd.DataFrame, features: pd.DataFrame | None
     if run.kind == "sklearn" and features is not None:
         from vitfeat.app.features import top_features
 
-        top, warnings = top_features(run, features, result["target"])
-        out["top_features"] = top
-        result["warnings"] += warnings
+        top, notes = top_features(run, features, result["target"])
+        out["top_features"], out["range_notes"] = top, notes
+        if result.get("in_scope") is not True:  # no verdict of the check on the whole case: they are warnings
+            result["warnings"] += notes
     return out

@@ -43,9 +43,11 @@ def launch(run_dirs, *, host: str = "127.0.0.1", port: int | None = 7860, max_by
     os.environ["GRADIO_TEMP_DIR"] = str(cache)  # uploads land here, not in a shared /tmp/gradio
     from vitfeat.app.ui import build_app
 
+    examples = cache / "examples"  # synthetic example pairs, drawn now, removed with the cache
+    build_kwargs.setdefault("examples_dir", examples)
     app = build_app(run_dirs, max_bytes=max_bytes, **build_kwargs)
     app.queue(default_concurrency_limit=1)
-    allowed = _case_folders(run_dirs)
+    allowed = _case_folders(run_dirs) + [str(examples.resolve())]
     app.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
                max_file_size=max_bytes, allowed_paths=allowed, show_error=True, quiet=not block)
     return app, cache
@@ -68,7 +70,7 @@ def _case_folders(run_dirs) -> list[str]:
 
 
 def serve(run_dirs, *, host: str = "127.0.0.1", port: int = 7860, max_bytes: int = MAX_UPLOAD_BYTES,
-          trust_modified: bool = False) -> None:
+          trust_modified: bool = False, data_root=None) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM); the upload cache is removed on the way out.
 
     Parameters
@@ -81,6 +83,8 @@ def serve(run_dirs, *, host: str = "127.0.0.1", port: int = 7860, max_bytes: int
         Upload limit.
     trust_modified : bool, default False
         Serve runs whose files changed after fit, with a warning, instead of refusing them.
+    data_root : path-like, optional
+        The server folder the Batch tab may read images from (nothing outside it); none by default.
     """
     app = None
     # made here, not in launch: a signal while launch blocks must still find the folder to remove
@@ -88,7 +92,7 @@ def serve(run_dirs, *, host: str = "127.0.0.1", port: int = 7860, max_bytes: int
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like Ctrl-C: the finally runs
     try:
         app, _ = launch(run_dirs, host=host, port=port, max_bytes=max_bytes, block=True, cache=cache,
-                        trust_modified=trust_modified)
+                        trust_modified=trust_modified, data_root=data_root)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if app is not None:

@@ -10,8 +10,37 @@ INTENDED_USE = ("Intended use: research and decision support for clinicians stag
                 "training patients (camera, skin types, lighting); photos outside that range get warnings.")
 
 
+def interval_text(perf: dict) -> str:
+    """The score's 95% interval in words: shown only when it says something (``ci_low < ci_high`` at
+    the two decimals shown); otherwise why there is none.
+
+    Parameters
+    ----------
+    perf : dict
+        :meth:`~vitfeat.app.RunInfo.performance`.
+    """
+    lo, hi = perf.get("ci_low"), perf.get("ci_high")
+    if lo is None or hi is None:
+        return " (no interval recorded)"
+    if f"{lo:.2f}" != f"{hi:.2f}":  # an interval that reads "1.00–1.00" says nothing
+        return f" (95% CI {lo:.2f}–{hi:.2f})"
+    if perf.get("mean") is not None and perf["mean"] >= 0.999:
+        return " (no interval: the classes were perfectly separated in this run, so resampling cannot vary the score)"
+    return " (no interval: the score did not vary across resamples)"
+
+
 def model_summary(run) -> str:
-    """Markdown summary of a :class:`~vitfeat.app.RunInfo` (the model card when the run has one)."""
+    """Markdown summary of a :class:`~vitfeat.app.RunInfo` (the model card when the run has one).
+
+    Parameters
+    ----------
+    run : RunInfo
+        The run.
+
+    Returns
+    -------
+    str
+    """
     parts = [f"## Run `{run.name}` ({run.kind})"]
     card = run.path / "model_card.md"
     if card.is_file():
@@ -30,15 +59,16 @@ def model_summary(run) -> str:
         if perf.get("mean") is not None:
             which = ("nested-selection: the selection procedure scored on held-out patients" if perf.get("nested")
                      else f"{perf['row']}, cross-validated; optimistic, the run has no nested-selection row")
-            parts.append(f"Score ({which}): balanced accuracy {perf['mean']:.3f} "
-                         f"(95% CI {perf.get('ci_low') or float('nan'):.3f}–{perf.get('ci_high') or float('nan'):.3f})")
+            parts.append(f"Score ({which}): balanced accuracy {perf['mean']:.3f}{interval_text(perf)}")
     board = run.leaderboard
     if board is not None and "balanced_accuracy_mean" in board.columns:
         rows = ["| rank | target | pipeline | balanced accuracy | 95% CI |", "|---|---|---|---|---|"]
         for _, r in board.head(8).iterrows():
+            lo, hi = r.get("balanced_accuracy_ci_low"), r.get("balanced_accuracy_ci_high")
+            ci = (f"{lo:.3f}–{hi:.3f}" if lo == lo and hi == hi and lo is not None and f"{lo:.3f}" != f"{hi:.3f}"
+                  else "none (no variation across resamples)")
             rows.append(f"| {r.get('rank', '')} | {r.get('target', '')} | {r['pipeline']} | "
-                        f"{r['balanced_accuracy_mean']:.3f} | {r.get('balanced_accuracy_ci_low', float('nan')):.3f}–"
-                        f"{r.get('balanced_accuracy_ci_high', float('nan')):.3f} |")
+                        f"{r['balanced_accuracy_mean']:.3f} | {ci} |")
         parts.append("### Leaderboard (top)\n" + "\n".join(rows))
     warnings = summary.get("warnings") or []
     if warnings:

@@ -23,6 +23,7 @@ run is refused (--trust-modified serves it with a warning).
 Examples:
   vitfeat serve artifacts/run
   vitfeat serve artifacts/run artifacts/vmtl-run --port 7861
+  vitfeat serve artifacts/run --data-root /srv/photos   # Batch tab: folders under /srv/photos
 """
 
 
@@ -42,6 +43,9 @@ def register(subparsers) -> None:
     p.add_argument("--trust-modified", action="store_true",
                    help="serve runs whose files changed after fit (their SHA-256 differs from run.json) with a "
                         "warning, instead of refusing them")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="a server folder the Batch tab may read images from (it and its subfolders only; "
+                        "without it the Batch tab takes a zip of the images)")
     p.set_defaults(func=run)
 
 
@@ -63,7 +67,7 @@ def run(args) -> int:
 
     try:
         serve(args.runs, host=args.host, port=args.port, max_bytes=int(args.max_upload_mb * 1024 * 1024),
-              trust_modified=args.trust_modified)
+              trust_modified=args.trust_modified, data_root=args.data_root)
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     return 0
