@@ -174,8 +174,6 @@ def _stage_loop(model, weighting, contrastive, cfg, device, stage, positive_inde
     model.set_stage_trainable(STAGE_TASKS[stage])
     optimizer = stage_optimizer(model, weighting, contrastive, cfg, stage)
     scheduler = stage_scheduler(optimizer, cfg.stage_epochs[stage])
-    callbacks.setdefault("make_batches", lambda epoch, seed: ())
-    callbacks.setdefault("validate", lambda epoch: {})
     return TrainingLoop({"model": model, "weighting": weighting, "contrastive": contrastive}, optimizer, scheduler,
                         stage_settings(cfg, stage),
                         step=stage_step(model, weighting, contrastive, cfg, device, stage, positive_index, seen),
