@@ -12,7 +12,7 @@ The caller provides:
 - ``step(batch) -> StepOutput``: the loss of one batch (the loop runs autocast, backward,
   clipping, the optimiser and a per-batch scheduler);
 - ``validate(epoch) -> dict``: fields of the epoch's log row, holding the monitored quantity
-  (``"val_loss"`` unless told otherwise; lower is better);
+  (``"val_loss"`` unless told otherwise; lower is better unless ``mode="max"``);
 - optionally ``best_state()`` (what ``best.pt`` holds; default the state_dict of the module named
   ``"model"``) and ``on_epoch(row, loop)`` (progress lines, extra logs; ``loop.state`` is the state).
 
@@ -76,11 +76,17 @@ class LoopSettings:
         ``epoch`` (``scheduler.step()`` after each epoch), ``batch`` (after each batch),
         ``plateau`` (``scheduler.step(monitored value)`` after each epoch) or ``none``.
     monitor : str
-        Key of the ``validate`` row that selects the best epoch (minimised).
+        Key of the ``validate`` row that selects the best epoch.
+    mode : str
+        ``min`` (lower is better) or ``max`` (higher is better) for the monitored value.
     min_delta : float
-        An epoch is better only if it lowers the monitored value by more than this.
+        An epoch is better only if it improves the monitored value by more than this.
     patience : int or None
         Stop after this many epochs without improvement (None: never stop early).
+    repair_grads : bool
+        Before clipping, replace NaN gradients by 0 and infinite ones by +-1e6, and skip the step
+        only if more than half of the gradient tensors were non-finite (default False: any
+        non-finite gradient norm skips the step).
     """
 
     epochs: int
@@ -90,8 +96,10 @@ class LoopSettings:
     clip_norm: float | None = None
     scheduler_step: str = "epoch"
     monitor: str = "val_loss"
+    mode: str = "min"
     min_delta: float = 0.0
     patience: int | None = None
+    repair_grads: bool = False
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -99,6 +107,8 @@ class LoopSettings:
         if self.scheduler_step not in SCHEDULER_STEPS:
             raise ValueError(f"scheduler_step must be one of {', '.join(SCHEDULER_STEPS)}, "
                              f"not '{self.scheduler_step}'")
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', not '{self.mode}'")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, not {self.epochs}")
         if self.patience is not None and self.patience < 1:
@@ -336,7 +346,7 @@ class TrainingLoop:
         value = float(val[self.settings.monitor])
         row = {"epoch": epoch, "lr": lr, **{f"train_{k}": v for k, v in train_logs.items()}, **val,
                "train_seconds": train_seconds}
-        if math.isfinite(value) and value < self.state.best_value - self.settings.min_delta:
+        if math.isfinite(value) and self._improves(value):
             self.state.best_value, self.state.best_epoch, self.state.bad_epochs = value, epoch, 0
             if self.best_path is not None:
                 save_checkpoint(self.best_state(), self.best_path)
@@ -357,8 +367,33 @@ class TrainingLoop:
             save_checkpoint(self.checkpoint(), self.last_path)
         return row
 
+    def _improves(self, value: float) -> bool:
+        if self.state.best_epoch is None or not math.isfinite(self.state.best_value):
+            return True
+        if self.settings.mode == "max":
+            return value > self.state.best_value + self.settings.min_delta
+        return value < self.state.best_value - self.settings.min_delta
+
     def _parameters(self) -> list[torch.Tensor]:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def train_batches(self, batches: Iterable) -> dict[str, float]:
+        """Optimise over ``batches`` once (no seeding, validation or checkpoint): the loop's step.
+
+        For benchmarks and tests that time or drive the optimisation alone; :meth:`run_epoch`
+        uses it too.
+
+        Parameters
+        ----------
+        batches : iterable
+            What ``step`` takes.
+
+        Returns
+        -------
+        dict
+            The mean of each logged value over the cases.
+        """
+        return self._train_epoch(batches)
 
     def _train_epoch(self, batches: Iterable) -> dict[str, float]:
         for module in self.modules.values():
@@ -378,8 +413,8 @@ class TrainingLoop:
                     self.scaler.unscale_(self.optimizer)
                 else:
                     out.loss.backward()
-                finite = True
-                if self.settings.clip_norm is not None:
+                finite = _repair_gradients(params) if self.settings.repair_grads else True
+                if finite and self.settings.clip_norm is not None:
                     norm = torch.nn.utils.clip_grad_norm_(params, self.settings.clip_norm)
                     finite = bool(torch.isfinite(norm))
                 if self.scaler is not None:  # the scaler skips non-finite steps itself
@@ -399,6 +434,17 @@ class TrainingLoop:
             log.warning("%d batch(es) had a non-finite loss or gradient and were skipped", skipped)
             self.skipped_batches += skipped
         return {k: v / max(count, 1) for k, v in sums.items()}
+
+
+def _repair_gradients(params: list[torch.Tensor]) -> bool:
+    """NaN gradients to 0, infinite ones to +-1e6; False if none or more than half were non-finite."""
+    grads = [p.grad for p in params if p.grad is not None]
+    bad = 0
+    for g in grads:
+        if not torch.isfinite(g).all():
+            bad += 1
+            g.nan_to_num_(nan=0.0, posinf=1e6, neginf=-1e6)
+    return bool(grads) and bad <= 0.5 * len(grads)
 
 
 def write_history(directory, history: list[dict]) -> None:

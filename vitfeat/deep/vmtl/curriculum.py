@@ -9,23 +9,26 @@ and stops after ``patience`` epochs without a better stage P*S*R. The checkpoint
 maximum of P*S*R on the inner validation split (the initial weights set the first bar, as the
 original's starting checkpoint does). Never the test fold.
 
-State is saved after every epoch (``last.pt``: weights, weighting, margins, optimiser, scheduler,
-stage, epoch) with per-epoch seeds, so a killed run resumes exactly.
+Each stage trains through the one deep loop, :class:`vitfeat.deep.training.TrainingLoop` (the
+stage's optimiser, scheduler, epochs and patience as its settings). State is saved after every epoch
+(the loop's ``last.pt``: weights, weighting, margins, optimiser, scheduler, loop state, and the
+curriculum's stage and global best in the loop state's ``extra``) with per-epoch seeds, so a killed
+run resumes exactly.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from vitfeat.deep.runtime import load_checkpoint, save_checkpoint
+from vitfeat.deep.training import LoopSettings, StepOutput, TrainingLoop
 from vitfeat.deep.vmtl.data import PairedDataset, to_device
-from vitfeat.deep.vmtl.loaders import autocast, make_loader, predict_loader
+from vitfeat.deep.vmtl.loaders import make_loader, predict_loader
 from vitfeat.deep.vmtl.losses import UncertaintyWeighting
 from vitfeat.deep.vmtl.original import SummedContrastive, original_task_losses
 from vitfeat.deep.vmtl.scores import original_metrics
@@ -104,10 +107,8 @@ def stage_scheduler(optimizer, epochs: int) -> torch.optim.lr_scheduler.LambdaLR
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def train_stage_epoch(model, weighting, contrastive, loader, optimizer, cfg, device, stage: int, positive_index: int):
-    """One epoch of a stage: the original's NaN handling (a non-finite loss skips the batch; NaN
-    gradients are zeroed, infinite ones clamped; more than half the tensors bad skips the step),
-    gradient clipping at ``cfg.clip_norm`` over every optimised tensor.
+def stage_step(model, weighting, contrastive, cfg, device, stage: int, positive_index: int, seen: list):
+    """The loss of one batch of a stage, as :class:`vitfeat.deep.training.TrainingLoop` takes it.
 
     Parameters
     ----------
@@ -117,10 +118,83 @@ def train_stage_epoch(model, weighting, contrastive, loader, optimizer, cfg, dev
         The task weighting (learnable log-variances).
     contrastive : SummedContrastive
         The contrastive term (learnable margins).
-    loader : torch.utils.data.DataLoader
+    cfg : VMTLConfig
+        Loss settings.
+    device : torch.device
+        Where the model runs.
+    stage : int
+        Curriculum stage (0-5): its tasks, and whether the importance weights enter.
+    positive_index : int
+        Index of the non-stable class.
+    seen : list
+        The case ids of every batch are appended here.
+
+    Returns
+    -------
+    callable
+        ``batch -> StepOutput`` (the weighted total; each task's loss and the total as logs).
+    """
+    tasks = STAGE_TASKS[stage]
+
+    def step(batch):
+        seen.extend(batch["case_id"])
+        b = to_device(batch, device, channels_last=device.type == "cuda")
+        out = model(b["clinical"], b["wood"], b["has_wood"])
+        losses = original_task_losses(out, b, tasks, cfg, contrastive, positive_index)
+        total = weighting(losses, use_importance=stage in IMPORTANCE_STAGES)
+        logs = {task: float(value.detach()) for task, value in {**losses, "total": total}.items()}
+        return StepOutput(total, len(batch["case_id"]), logs)
+
+    return step
+
+
+def stage_settings(cfg, stage: int) -> LoopSettings:
+    """How a stage trains: its epochs and patience on P*S*R (maximised), the scheduler stepped per
+    epoch, bf16 on CUDA, clipping at ``cfg.clip_norm`` and the original's NaN handling (NaN gradients
+    zeroed, infinite ones clamped; more than half the tensors bad skips the step; a non-finite loss
+    skips the batch).
+
+    Parameters
+    ----------
+    cfg : VMTLConfig
+        Stage epochs, patience and clipping.
+    stage : int
+        Curriculum stage (0-5).
+
+    Returns
+    -------
+    LoopSettings
+    """
+    return LoopSettings(epochs=cfg.stage_epochs[stage], first_epoch=0, precision="auto", clip_norm=cfg.clip_norm,
+                        scheduler_step="epoch", monitor="val_psr", mode="max", patience=cfg.stage_patience[stage],
+                        repair_grads=True)
+
+
+def _stage_loop(model, weighting, contrastive, cfg, device, stage, positive_index, seen, **callbacks) -> TrainingLoop:
+    model.set_stage_trainable(STAGE_TASKS[stage])
+    optimizer = stage_optimizer(model, weighting, contrastive, cfg, stage)
+    scheduler = stage_scheduler(optimizer, cfg.stage_epochs[stage])
+    return TrainingLoop({"model": model, "weighting": weighting, "contrastive": contrastive}, optimizer, scheduler,
+                        stage_settings(cfg, stage),
+                        step=stage_step(model, weighting, contrastive, cfg, device, stage, positive_index, seen),
+                        device=device, **callbacks)
+
+
+def train_stage_epoch(model, weighting, contrastive, loader, optimizer, cfg, device, stage: int, positive_index: int):
+    """One epoch of a stage's optimisation alone (benchmarks): the loop's step over ``loader``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+    weighting : UncertaintyWeighting
+        The task weighting (learnable log-variances).
+    contrastive : SummedContrastive
+        The contrastive term (learnable margins).
+    loader : iterable
         Training batches.
     optimizer : torch.optim.Optimizer
-        The stage's optimiser.
+        The stage's optimiser (from :func:`stage_optimizer`).
     cfg : VMTLConfig
         Loss settings and clipping.
     device : torch.device
@@ -135,40 +209,14 @@ def train_stage_epoch(model, weighting, contrastive, loader, optimizer, cfg, dev
     tuple
         ``(mean losses, case ids seen)``.
     """
-    model.train()
-    tasks = STAGE_TASKS[stage]
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    sums, count, seen, skipped = {}, 0, [], 0
-    for batch in loader:
-        seen.extend(batch["case_id"])
-        b = to_device(batch, device, channels_last=device.type == "cuda")
-        with autocast(device):
-            out = model(b["clinical"], b["wood"], b["has_wood"])
-            losses = original_task_losses(out, b, tasks, cfg, contrastive, positive_index)
-            total = weighting(losses, use_importance=stage in IMPORTANCE_STAGES)
-        if not torch.isfinite(total):
-            skipped += 1
-            continue
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        grads = [p.grad for p in params if p.grad is not None]
-        bad = 0
-        for g in grads:
-            if not torch.isfinite(g).all():
-                bad += 1
-                g.nan_to_num_(nan=0.0, posinf=1e6, neginf=-1e6)
-        if not grads or bad > 0.5 * len(grads):
-            skipped += 1
-            continue
-        torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
-        optimizer.step()
-        n = len(batch["case_id"])
-        count += n
-        for task, value in {**losses, "total": total}.items():
-            sums[task] = sums.get(task, 0.0) + float(value.detach()) * n
-    if skipped:
-        log.warning("stage %d: %d batch(es) skipped for non-finite losses or gradients", stage, skipped)
-    return {k: v / max(count, 1) for k, v in sums.items()}, seen
+    seen: list[str] = []
+    loop = TrainingLoop({"model": model, "weighting": weighting, "contrastive": contrastive}, optimizer, None,
+                        stage_settings(cfg, stage),
+                        step=stage_step(model, weighting, contrastive, cfg, device, stage, positive_index, seen),
+                        make_batches=lambda epoch, seed: loader, validate=lambda epoch: {}, device=device)
+    losses = loop.train_batches(loader)
+    losses.pop("loss", None)
+    return losses, seen
 
 
 def _val_scores(model, val_loader, device, val_y, positive_index) -> dict:
@@ -180,6 +228,8 @@ def fit_original(model, inner_train, inner_val, fold_dir, cfg, classes, positive
                  seed_of, resume: bool, progress: bool, callback=None) -> dict:
     """Run the curriculum on ``model`` (already on ``device``); writes ``best.pt``; returns the state.
 
+    Each stage is one :class:`vitfeat.deep.training.TrainingLoop` (its own optimiser, scheduler,
+    epochs and patience; ``last.pt`` is the loop's, with the curriculum's state in ``extra``).
     ``seed_of(step)`` gives the seed of a global epoch step (stage * 1000 + epoch).
 
     Parameters
@@ -207,7 +257,7 @@ def fit_original(model, inner_train, inner_val, fold_dir, cfg, classes, positive
     progress : bool
         Progress bars.
     callback : callable, optional
-        Called after every epoch (tests interrupt through it).
+        Called after every epoch, once ``last.pt`` is written (tests interrupt through it).
 
     Returns
     -------
@@ -223,63 +273,65 @@ def fit_original(model, inner_train, inner_val, fold_dir, cfg, classes, positive
     val_y = np.array([classes.index(c.label) for c in inner_val])
     last, best = fold_dir / "last.pt", fold_dir / "best.pt"
 
-    ckpt = load_checkpoint(last, device) if resume and last.exists() else None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        weighting.load_state_dict(ckpt["weighting"])
-        contrastive.load_state_dict(ckpt["contrastive"])
-        state = ckpt["state"]
-        log.info("fold %s resumed in stage %d after epoch %d", fold_dir.name, state["stage"], state["epoch"])
+    resumed = resume and last.exists()
+    if resumed:
+        ckpt = load_checkpoint(last, device)
+        if "curriculum" not in ckpt.get("loop", {}).get("extra", {}):
+            raise ValueError(f"{last}: not a checkpoint of the original VMTL's curriculum (written by another "
+                             "model or an older version); delete it to start the fold over")
+        curriculum = ckpt["loop"]["extra"]["curriculum"]
+        del ckpt
     else:
         initial = _val_scores(model, val_loader, device, val_y, positive_index)
-        state = {"stage": 0, "epoch": -1, "stage_best": -math.inf, "bad_epochs": 0, "best_score": initial["psr"],
-                 "best_epoch": "initial", "history": [], "seen_train": [],
-                 "seen_val": sorted(c.case_id for c in inner_val)}
+        curriculum = {"stage": 0, "best_score": initial["psr"], "best_epoch": "initial", "history": [],
+                      "seen_train": [], "seen_val": sorted(c.case_id for c in inner_val)}
         save_checkpoint({"model": model.state_dict(), "epoch": "initial", "classes": classes}, best)
 
-    for stage in range(state["stage"], len(STAGE_TASKS)):
-        continuing = ckpt is not None and stage == ckpt["state"]["stage"]
-        if not continuing:
+    drawn: list[str] = []  # case ids of the current epoch's training batches
+
+    def make_batches(epoch, seed):
+        drawn.clear()
+        return make_loader(train_set, cfg, shuffle=True, seed=seed)
+
+    def validate(epoch):
+        return {f"val_{k}": v for k, v in _val_scores(model, val_loader, device, val_y, positive_index).items()}
+
+    loop = None
+    for stage in range(curriculum["stage"], len(STAGE_TASKS)):
+        continuing = resumed and stage == curriculum["stage"]
+        if not continuing:  # every stage starts from the best weights so far
             model.load_state_dict(load_checkpoint(best, device)["model"])
-            state.update(stage=stage, epoch=-1, stage_best=-math.inf, bad_epochs=0)
-        model.set_stage_trainable(STAGE_TASKS[stage])
-        optimizer = stage_optimizer(model, weighting, contrastive, cfg, stage)
-        scheduler = stage_scheduler(optimizer, cfg.stage_epochs[stage])
-        if continuing:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-        for epoch in range(state["epoch"] + 1, cfg.stage_epochs[stage]):
-            if state["bad_epochs"] >= cfg.stage_patience[stage]:
-                break
-            torch.manual_seed(seed_of(stage * 1000 + epoch))
-            started = time.perf_counter()
-            loader = make_loader(train_set, cfg, shuffle=True, seed=seed_of(stage * 1000 + epoch))
-            lr = optimizer.param_groups[0]["lr"]
-            losses, seen = train_stage_epoch(model, weighting, contrastive, loader, optimizer, cfg, device, stage,
-                                             positive_index)
-            scores = _val_scores(model, val_loader, device, val_y, positive_index)
-            if scores["psr"] > state["best_score"]:
-                state.update(best_score=scores["psr"], best_epoch=[stage, epoch])
-                save_checkpoint({"model": model.state_dict(), "epoch": [stage, epoch], "classes": classes}, best)
-            if scores["psr"] > state["stage_best"]:
-                state.update(stage_best=scores["psr"], bad_epochs=0)
-            else:
-                state["bad_epochs"] += 1
-            scheduler.step()
-            state["epoch"] = epoch
-            state["seen_train"] = sorted(set(state["seen_train"]) | set(seen))
-            state["history"].append({"stage": stage, "epoch": epoch, **{f"train_{k}": v for k, v in losses.items()},
-                                     **{f"val_{k}": v for k, v in scores.items()}, "lr": lr,
-                                     "seconds": time.perf_counter() - started, "n_train": len(seen)})
-            save_checkpoint({"model": model.state_dict(), "weighting": weighting.state_dict(),
-                             "contrastive": contrastive.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "state": state}, last)
+
+        def on_epoch(row, loop, stage=stage):
+            curriculum = loop.state.extra["curriculum"]
+            psr = row["val_psr"]
+            if psr > curriculum["best_score"]:
+                curriculum.update(best_score=psr, best_epoch=[stage, row["epoch"]])
+                save_checkpoint({"model": model.state_dict(), "epoch": [stage, row["epoch"]], "classes": classes},
+                                best)
+            curriculum["seen_train"] = sorted(set(curriculum["seen_train"]) | set(drawn))
+            curriculum["history"].append({"stage": stage, **row, "seconds": row["epoch_seconds"],
+                                          "n_train": len(drawn)})
             if progress:
-                tqdm.write(f"{fold_dir.name} stage {stage} epoch {epoch + 1}: "
-                           + " ".join(f"{k}={v:.3f}" for k, v in losses.items())
-                           + f" | val P*S*R={scores['psr']:.3f} (best {state['best_score']:.3f})")
-            if callback is not None:
-                callback(epoch=(stage, epoch), state=state)
-        ckpt = None
-    state["selection"] = "P*S*R (inner validation split)"
+                tqdm.write(f"{fold_dir.name} stage {stage} epoch {row['epoch'] + 1}: "
+                           + " ".join(f"{k[6:]}={v:.3f}" for k, v in row.items()
+                                      if k.startswith("train_") and k not in ("train_loss", "train_seconds"))
+                           + f" | val P*S*R={psr:.3f} (best {curriculum['best_score']:.3f})")
+
+        loop = _stage_loop(model, weighting, contrastive, cfg, device, stage, positive_index, drawn,
+                           make_batches=make_batches, validate=validate, on_epoch=on_epoch, last_path=last,
+                           epoch_seed=lambda epoch, stage=stage: seed_of(stage * 1000 + epoch))
+        if continuing:
+            loop.resume()
+            curriculum = loop.state.extra["curriculum"]
+        curriculum["stage"] = stage
+        loop.state.extra["curriculum"] = curriculum
+        for epoch in range(loop.next_epoch, loop.last_epoch + 1):
+            if loop.state.bad_epochs >= cfg.stage_patience[stage]:
+                break
+            loop.run_epoch(epoch)
+            if callback is not None:  # after last.pt is written: an interruption here loses nothing
+                callback(epoch=(stage, epoch), state=curriculum)
+    state = dict(curriculum, epoch=None if loop is None else loop.state.epoch,
+                 selection="P*S*R (inner validation split)")
     return state

@@ -1,4 +1,5 @@
-"""The VMTL data loop's shared pieces: the DataLoader, autocast and batched prediction.
+"""The VMTL data loop's shared pieces: the DataLoader and batched prediction (under the one
+``autocast`` of :mod:`vitfeat.deep.training`: bf16 on CUDA, nothing elsewhere).
 
 Used by the joint training loop (:mod:`vitfeat.deep.vmtl.train`), the original's curriculum
 (:mod:`vitfeat.deep.vmtl.curriculum`), prediction and embedding, so that none of them imports another
@@ -8,29 +9,12 @@ Used by the joint training loop (:mod:`vitfeat.deep.vmtl.train`), the original's
 from __future__ import annotations
 
 from collections import defaultdict
-from contextlib import nullcontext
 
 import torch
 from torch.utils.data import DataLoader
 
+from vitfeat.deep.training import autocast
 from vitfeat.deep.vmtl.data import to_device
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA, nothing elsewhere.
-
-    Parameters
-    ----------
-    device : torch.device
-        Where the model runs.
-
-    Returns
-    -------
-    context manager
-    """
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 @torch.no_grad()

@@ -15,7 +15,6 @@ import logging
 import math
 import platform
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from vitfeat.artefacts import artefact_hashes
 from vitfeat.atomic import write_csv, write_text
 from vitfeat.dataset import load_manifest
 from vitfeat.deep.runtime import load_checkpoint, save_checkpoint, select_device
+from vitfeat.deep.training import LoopSettings, StepOutput, TrainingLoop
 from vitfeat.deep.vmtl.config import VMTLConfig, guess_positive
 from vitfeat.deep.vmtl.data import PairedDataset, load_cases, make_roi, to_device
 from vitfeat.deep.vmtl.losses import (
@@ -37,7 +37,7 @@ from vitfeat.deep.vmtl.losses import (
     masked_recon_loss,
     task_losses,
 )
-from vitfeat.deep.vmtl.loaders import autocast, make_loader, predict_loader  # noqa: F401  (re-exported)
+from vitfeat.deep.vmtl.loaders import make_loader, predict_loader
 from vitfeat.deep.vmtl.model import build_model, normalisation, random_patch_mask
 
 log = logging.getLogger(__name__)
@@ -157,9 +157,55 @@ def joint_step(model, weighting, batch: dict, cfg, device, positive_index: int):
     return weighting(losses), losses
 
 
-def train_epoch(model, weighting, loader, optimizer, scheduler, cfg, device, positive_index, bar=None):
-    """One epoch outside the shared loop (benchmarks, the overfitting test): same step, same
-    clipping and skipping of non-finite batches as :class:`vitfeat.deep.training.TrainingLoop`.
+def joint_loop_step(model, weighting, cfg, device, positive_index, seen: list):
+    """:func:`joint_step` as :class:`vitfeat.deep.training.TrainingLoop` takes it.
+
+    Parameters
+    ----------
+    model, weighting
+        The network and its task weighting.
+    cfg : VMTLConfig
+        Loss settings.
+    device : torch.device
+        Where the model runs.
+    positive_index : int
+        Index of the active class.
+    seen : list
+        The case ids of every batch are appended here.
+
+    Returns
+    -------
+    callable
+        ``batch -> StepOutput`` (the weighted total; each task's loss as logs).
+    """
+    def step(batch):
+        seen.extend(batch["case_id"])
+        total, losses = joint_step(model, weighting, batch, cfg, device, positive_index)
+        return StepOutput(total, len(batch["case_id"]), {k: float(v.detach()) for k, v in losses.items()})
+
+    return step
+
+
+def joint_settings(cfg):
+    """How the joint variants train: ``cfg.epochs`` with ``cfg.patience`` on the validation
+    log-loss, bf16 on CUDA, clipping at ``cfg.clip_norm``, the scheduler stepped per batch.
+
+    Parameters
+    ----------
+    cfg : VMTLConfig
+        The run's configuration.
+
+    Returns
+    -------
+    LoopSettings
+    """
+    return LoopSettings(epochs=cfg.epochs, first_epoch=0, precision="auto", clip_norm=cfg.clip_norm,
+                        scheduler_step="batch", min_delta=1e-6, patience=cfg.patience)
+
+
+def train_epoch(model, weighting, loader, optimizer, scheduler, cfg, device, positive_index):
+    """One epoch's optimisation alone (benchmarks, the overfitting test): the shared loop's step
+    (:meth:`vitfeat.deep.training.TrainingLoop.train_batches`) over ``loader``, no validation.
 
     Parameters
     ----------
@@ -171,39 +217,20 @@ def train_epoch(model, weighting, loader, optimizer, scheduler, cfg, device, pos
         Where the model runs.
     positive_index : int
         Index of the active class.
-    bar : tqdm, optional
-        Progress bar advanced by the cases seen.
 
     Returns
     -------
     tuple
-        ``(mean losses, case ids seen)``.
+        ``(mean losses, case ids seen)``; the weighted sum is ``"total"``.
     """
-    model.train()
-    sums, count, seen, skipped = defaultdict(float), 0, [], 0
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    for batch in loader:
-        seen.extend(batch["case_id"])
-        with autocast(device):
-            total, losses = joint_step(model, weighting, batch, cfg, device, positive_index)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
-        if torch.isfinite(norm):
-            optimizer.step()
-        else:  # one bad batch must not poison the weights
-            skipped += 1
-        scheduler.step()
-        n = len(batch["case_id"])
-        count += n
-        for task, value in losses.items():
-            sums[task] += float(value.detach()) * n
-        sums["total"] += float(total.detach()) * n
-        if bar is not None:
-            bar.update(n)
-    if skipped:
-        log.warning("%d batch(es) had non-finite gradients and were skipped", skipped)
-    return {k: v / max(count, 1) for k, v in sums.items()}, seen
+    seen: list[str] = []
+    loop = TrainingLoop({"model": model, "weighting": weighting}, optimizer, scheduler, joint_settings(cfg),
+                        make_batches=lambda epoch, seed: loader,
+                        step=joint_loop_step(model, weighting, cfg, device, positive_index, seen),
+                        validate=lambda epoch: {}, device=device)
+    losses = loop.train_batches(loader)
+    losses["total"] = losses.pop("loss")
+    return losses, seen
 
 
 def _recon_loss(model, b, cfg):
@@ -246,8 +273,6 @@ def _fit_joint(model, inner_train, inner_val, fold_dir, cfg, classes, positive_i
     """All tasks jointly (redesign, VMSL, baseline) through the shared loop
     (:class:`vitfeat.deep.training.TrainingLoop`): early stopping on the inner validation log-loss
     (mean over targets); writes ``best.pt``; returns the training state."""
-    from vitfeat.deep.training import LoopSettings, StepOutput, TrainingLoop
-
     weighting = UncertaintyWeighting(cfg.tasks, cfg.importance, cfg.log_var_init).to(device)
     train_set = PairedDataset(inner_train, classes, cfg.imgsz, mean, std, train=cfg.augment,
                               target_classes=target_classes)
@@ -263,11 +288,6 @@ def _fit_joint(model, inner_train, inner_val, fold_dir, cfg, classes, positive_i
     def make_batches(epoch, seed):
         drawn.clear()
         return make_loader(train_set, cfg, shuffle=True, seed=seed)
-
-    def step(batch):
-        drawn.extend(batch["case_id"])
-        total, losses = joint_step(model, weighting, batch, cfg, device, positive_index)
-        return StepOutput(total, len(batch["case_id"]), {k: float(v.detach()) for k, v in losses.items()})
 
     def validate(epoch):
         val = predict_loader(model, val_loader, device)
@@ -288,10 +308,10 @@ def _fit_joint(model, inner_train, inner_val, fold_dir, cfg, classes, positive_i
                 f"{k[6:]}={v:.3f}" for k, v in row.items() if k.startswith("train_") and k != "train_seconds")
                 + f" | val_loss={row['val_loss']:.3f} val_bacc={row['val_balanced_accuracy']:.3f}")
 
-    settings = LoopSettings(epochs=cfg.epochs, first_epoch=0, precision="auto", clip_norm=cfg.clip_norm,
-                            scheduler_step="batch", min_delta=1e-6, patience=cfg.patience)
-    loop = TrainingLoop({"model": model, "weighting": weighting}, optimizer, scheduler, settings,
-                        make_batches=make_batches, step=step, validate=validate, on_epoch=report,
+    loop = TrainingLoop({"model": model, "weighting": weighting}, optimizer, scheduler, joint_settings(cfg),
+                        make_batches=make_batches,
+                        step=joint_loop_step(model, weighting, cfg, device, positive_index, drawn),
+                        validate=validate, on_epoch=report,
                         best_state=lambda: {"model": model.state_dict(), "epoch": loop.state.best_epoch,
                                             "classes": classes},
                         last_path=fold_dir / "last.pt", best_path=fold_dir / "best.pt", epoch_seed=seed_of,
