@@ -246,3 +246,15 @@ def test_tiny_subgroups_are_listed_not_scored_with_one_warning():
     assert big["value"] == pytest.approx(((part["y_pred"] == "vitiligo") & (part["y_true"] == "vitiligo")).sum()
                                          / (part["y_true"] == "vitiligo").sum())
     assert big["ci_low"] < big["value"] < big["ci_high"]
+
+
+@pytest.mark.parametrize("sensitivity,specificity,prevalence", [(0.87, 0.84, 0.43), (0.5, 0.5, 0.005),
+                                                                 (0.999, 0.001, 0.995), (0.333, 0.667, 0.335)])
+def test_per_100_patients_adds_up(sensitivity, specificity, prevalence):
+    import re
+
+    from vitfeat.pipelines.report_review import _per_100
+
+    sick, tp, sick2, missed, fp, healthy = map(int, re.findall(r"\d+", _per_100(sensitivity, specificity,
+                                                                                  prevalence))[1:7])
+    assert sick == sick2 and tp + missed == sick and sick + healthy == 100 and 0 <= fp <= healthy

@@ -80,11 +80,11 @@ def board_cell(row, metric: str) -> str:
 def _per_100(sensitivity: float, specificity: float, prevalence: float) -> str:
     if not all(np.isfinite([sensitivity, specificity, prevalence])):
         return ""
-    sick = 100 * prevalence
-    tp, fp = sensitivity * sick, (1 - specificity) * (100 - sick)
-    return (f"Per 100 patients like these ({sick:.0f} with the condition): about {tp:.0f} of the {sick:.0f} are "
-            f"found and {sick - tp:.0f} missed; {fp:.0f} of the {100 - sick:.0f} without it are flagged "
-            "wrongly.")
+    # whole patients, rounded once, so that found + missed is the number with the condition
+    sick = int(round(100 * prevalence))
+    tp, fp = int(round(sensitivity * sick)), int(round((1 - specificity) * (100 - sick)))
+    return (f"Per 100 patients like these ({sick} with the condition): about {tp} of the {sick} are "
+            f"found and {sick - tp} missed; {fp} of the {100 - sick} without it are flagged wrongly.")
 
 
 def clinician_summary(run, meta: dict, board: pd.DataFrame, summary: dict) -> tuple[str, str]:
