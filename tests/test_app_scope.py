@@ -4,6 +4,8 @@ model refuses a missing Wood's photo, and a drawn-mask model says when it drew t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from gradio_client import Client, handle_file
@@ -115,3 +117,17 @@ def test_a_wood_photo_given_to_a_clinical_only_model_is_left_out_and_said_so(ser
     assert both["probabilities"] == alone["probabilities"]
     assert any("Wood's-lamp photo was not used" in w for w in both["warnings"])
     assert not any("Wood" in w for w in alone["warnings"])
+
+
+def test_the_model_tab_and_card_name_the_photos_the_model_was_trained_on(served_clinical, paired_run):
+    """A clinical-only model's intended use never asks for Wood's-lamp photos; a paired model's does."""
+    from vitfeat.app.predict_case import RunInfo
+    from vitfeat.app.summary import model_summary
+
+    clinical_only = model_summary(RunInfo(served_clinical["run"]))
+    use = clinical_only.split("### Intended use and limits")[1]
+    assert "clinical (daylight) photo" in use and "Wood" not in use
+    card = (Path(served_clinical["run"]) / "model_card.md").read_text()
+    assert "clinical (daylight) photographs" in card and "Wood's lamp photographs" not in card
+    paired = model_summary(RunInfo(paired_run[1])).split("### Intended use and limits")[1]
+    assert "Wood's-lamp photo" in paired

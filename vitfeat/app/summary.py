@@ -5,9 +5,29 @@ from __future__ import annotations
 import json
 
 INTENDED_USE = ("Intended use: research and decision support for clinicians staging vitiligo (stable versus "
-                "active) from a clinical and a Wood's-lamp photo of the same lesion. Not a diagnosis; not "
-                "validated beyond the data named below. Limits: the score applies to patients like the "
-                "training patients (camera, skin types, lighting); photos outside that range get warnings.")
+                "active) from {photos}. Not a diagnosis; not validated beyond the data named below. Limits: the "
+                "score applies to patients like the training patients (camera, skin types, lighting); photos "
+                "outside that range are declined (\"cannot assess\") or get warnings.")
+
+
+def intended_use(run) -> str:
+    """:data:`INTENDED_USE` for the photos this run was trained on (a clinical-only model never mentions
+    Wood's-lamp photos).
+
+    Parameters
+    ----------
+    run : RunInfo
+        The run.
+
+    Returns
+    -------
+    str
+    """
+    from vitfeat.app.scope import never_saw_wood
+
+    photos = ("a clinical (daylight) photo of the lesion" if never_saw_wood(run)
+              else "a clinical and a Wood's-lamp photo of the same lesion")
+    return INTENDED_USE.format(photos=photos)
 
 
 def interval_text(perf: dict) -> str:
@@ -78,5 +98,5 @@ def model_summary(run) -> str:
     scope = scope_summary(run)  # what the model needs, how often it declines (issue #27)
     if scope:
         parts.append(scope)
-    parts.append("### Intended use and limits\n" + INTENDED_USE)
+    parts.append("### Intended use and limits\n" + intended_use(run))
     return "\n\n".join(parts)

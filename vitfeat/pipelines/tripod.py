@@ -161,7 +161,7 @@ def write_model_card(run_dir, meta: dict, summary: dict, board: pd.DataFrame) ->
     run = Path(run_dir)
     items = dict(tripod_items(meta, summary, board))
     text = ["# Model card", "", "## Intended use", "",
-            "Research use: classifying lesions from paired clinical and Wood's lamp photographs. "
+            f"Research use: classifying lesions from {_photos_words(meta)}. "
             "Not validated for clinical decisions; intended use and users are for the author to state.", "",
             "## Data", ""] + [f"- {k}: {v}" for k, v in items.items() if not k.startswith("Performance")]
     text += ["", "## Performance and calibration", ""] + [f"- {k}: {v}" for k, v in items.items()
@@ -170,3 +170,10 @@ def write_model_card(run_dir, meta: dict, summary: dict, board: pd.DataFrame) ->
              "## Warnings", ""] + [f"- {w}" for w in summary.get("warnings", [])] + ["", "## Limits", "",
                                                                                      items["Limitations"]]
     return write_text(run / "model_card.md", "\n".join(text) + "\n")
+
+
+def _photos_words(meta: dict) -> str:
+    """The photos the model was fitted on, in words (from the modalities ``fit`` recorded)."""
+    modalities = ((meta.get("applicability") or {}).get("needs") or {}).get("modalities") or ["clinical", "wood"]
+    return ("paired clinical and Wood's lamp photographs" if "wood" in modalities
+            else "clinical (daylight) photographs")
