@@ -71,30 +71,21 @@ def file_sha256(path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def artefact_hashes(run_dir, names=None) -> dict:
-    """``{relative path: sha256}`` of the files of a run directory.
+def artefact_hashes(run_dir, names) -> dict:
+    """``{relative path: sha256}`` of the named files of a run directory.
 
     Parameters
     ----------
     run_dir : path-like
-    names : iterable of str, optional
-        Relative paths to hash; by default every regular file below ``run_dir`` except ``run.json``,
-        the report (rewritten by ``explain``) and hidden caches (``.cv_cache``, temporaries).
+    names : iterable of str
+        Relative paths of the files the run vouches for.
 
     Returns
     -------
     dict
     """
     run = Path(run_dir)
-    if names is None:
-        names = [p.relative_to(run).as_posix() for p in sorted(run.rglob("*"))
-                 if p.is_file() and p.name != RUN_FILE and not _ignored(p.relative_to(run))]
     return {name: file_sha256(run / name) for name in names}
-
-
-def _ignored(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts) or relative.parts[0] in ("explain",) \
-        or relative.name in ("report.html", "report.md")
 
 
 def read_run_json(run_dir) -> dict:

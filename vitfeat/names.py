@@ -106,7 +106,7 @@ def safe_filenames(names) -> dict:
                 out[n] = first[n]
             else:
                 suffix = f"-{_digest(n)}"
-                out[n] = _clean(n)[: MAX_STEM - len(suffix)] + suffix
+                out[n] = (_clean(n)[: MAX_STEM - len(suffix)] or "_") + suffix
     return out
 
 

@@ -38,11 +38,10 @@ def _unzip(archive: Path, dest: Path, max_total: int) -> None:
             if sum(m.file_size for m in members) > max_total:
                 raise AppInputError(f"images zip: unpacks to more than the {max_total / 1e6:.0f} MB limit")
             root = dest.resolve()
-            for m in members:
-                _member_target(m.filename, dest, root)
+            targets = [_member_target(m.filename, dest, root) for m in members]  # every name checked first
             written = 0
-            for m in members:
-                written = _extract_member(zf, m, _member_target(m.filename, dest, root), written, max_total)
+            for m, target in zip(members, targets):
+                written = _extract_member(zf, m, target, written, max_total)
     except zipfile.BadZipFile:
         raise AppInputError("images zip: not a zip archive (or a damaged one)") from None
     except (RuntimeError, NotImplementedError, zlib.error):

@@ -59,11 +59,11 @@ def _terminate(_signum, _frame):
 
 def _case_folders(run_dirs) -> list[str]:
     """The folders of the runs' own training images (the 'run case' picker serves them)."""
-    from vitfeat.app.predict_case import RunInfo
+    from vitfeat.artefacts import read_run_json
 
     folders = set()
-    for d in run_dirs:
-        man = (RunInfo(d, trust_modified=True).meta.get("extraction") or {}).get("manifest")
+    for d in run_dirs:  # build_app has verified each run already; only its manifest path is needed here
+        man = (read_run_json(d).get("extraction") or {}).get("manifest")
         if man:
             folders.add(str(Path(man).resolve().parent))
     return sorted(folders)
