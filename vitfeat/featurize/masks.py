@@ -4,22 +4,29 @@ Automatic masks:
 
 * **Wood's** photo: depigmented skin fluoresces, so the lesion is the bright class of an Otsu
   threshold on the smoothed grey level, cleaned by morphological opening/closing and hole filling.
-* **clinical** photo (version 3): vitiligo is loss of melanin, which raises lightness (L*) and
+* **clinical** photo (version 4): vitiligo is loss of melanin, which raises lightness (L*) and
   lowers yellowness (b*) in CIELAB. Skin is found first (HSV hue near red with some saturation
-  *and* the YCrCb skin box, closed and hole-filled: a depigmented patch is a hole in it). Among skin
-  pixels, L* and b* are each put on a robust per-image scale (median, 1.4826 MAD), so that the
-  depigmentation contrast ``z(L*) - z(b*)`` is measured against *this photo's* surrounding skin, not
-  fixed numbers; Otsu splits it (lowered by 0.2 SD of the contrast: lesions shade into normal skin).
-  Smoothing and the morphology that cleans the result scale with the photo (sigma side/200, radius
-  side/128); every component over 0.03 % of the photo is kept, satellites included (~50 px at
-  416 px). Fewer than 5 % skin pixels (a close-up of depigmented skin) falls back to the whole
-  photo. On ``vitiligo-seg`` (96 photos, ``vitfeat seg evaluate``) pooled Dice 0.532 -> 0.554,
-  median 0.535 -> 0.664; PH2 0.325 -> 0.328, ISIC 2017 0.167 -> 0.174 (dermoscopy of pigmented
-  lesions needs given or trained masks all the same). The 0.2 SD and the YCrCb box were chosen on
-  those same sets (no held-out set: optimistic). A per-image *oracle* threshold on this contrast
-  reaches only 0.61 pooled on ``vitiligo-seg`` (composite before/after photos with one half
-  outlined, beige backgrounds): thresholding cannot reach 0.75 there; a trained segmenter
-  (``train seg --recipe vitiligo``) is the way beyond.
+  *and* the YCrCb skin box, closed and hole-filled: a depigmented patch is a hole in it). v4 then
+  drops the photo's **plain background** (:func:`background_region`): the colours of a strip along
+  the photo's edge are clustered; a cluster that covers a good share of the edge and is flat (median
+  local SD of L* under 0.5: walls, paper, studio backdrops, unlike skin with its pores and shading)
+  marks as background every pixel of that colour (Delta E < 8) connected to the edge. Beige walls
+  pass every skin-colour test, and v3 called them lesion (the lightest "skin"). v4 also splits
+  **collages** (:func:`collage_panels`: before/after and multi-view composites, cut on straight
+  separator lines: a flat band or an edge across the whole photo) and treats each panel as a photo
+  of its own; a panel is kept only when the colour difference between its lesion and its skin is at
+  least ``panel_keep`` (0.8) of the largest among the panels (an "after" panel, or a panel without
+  vitiligo, otherwise gets the light half of normal skin).
+  Among skin pixels, L* and b* are each put on a robust per-image scale (median, 1.4826 MAD), so that
+  the depigmentation contrast ``z(L*) - z(b*)`` is measured against *this photo's* surrounding skin,
+  not fixed numbers; Otsu splits it (lowered by 0.2 SD of the contrast: lesions shade into normal
+  skin). Smoothing and the morphology that cleans the result scale with the photo (sigma side/200,
+  radius side/128); every component over 0.03 % of the photo is kept, satellites included (~50 px at
+  416 px). Fewer than 5 % skin pixels (a close-up of depigmented skin) falls back to the whole photo.
+  Measured quality: :data:`AUTO_MASK_QUALITY` and docs/masks.md (``benchmarks/bench_auto_masks.py``).
+  What v4 cannot do: in a light-skinned photo with small lesions Otsu still splits normal skin into
+  a light and a dark half, and which panel of a collage the annotator outlined is not knowable from
+  the pixels; a trained segmenter (``train seg --recipe vitiligo``) is the way beyond.
 
 Components smaller than ``min_area_fraction`` of the image are dropped (noise, pores, glare).
 """
@@ -42,7 +49,7 @@ BUILTIN_MASK_SOURCES = ("given", "auto")
 #: ``vitfeat.mask_sources`` entry-point group; a third-party package adds its own the same way.
 MASK_SOURCES: Registry = Registry("mask source", "vitfeat.mask_sources")
 #: Bump when an automatic mask changes: it is part of the feature cache key of auto-masked cases.
-AUTO_MASK_VERSION = "3"
+AUTO_MASK_VERSION = "4"
 
 
 def _clean(mask: np.ndarray, min_area_fraction: float, radius: int) -> np.ndarray:
@@ -146,29 +153,176 @@ def depigmentation_contrast(rgb: np.ndarray, skin: np.ndarray, smooth_sigma: flo
     return _robust_z(light, light[skin]) - _robust_z(yellow, yellow[skin])
 
 
-def auto_clinical_mask(rgb: np.ndarray, min_area_fraction: float = 3e-4, threshold_shift: float = -0.2
-                       ) -> np.ndarray:
+def _local_sd(channel: np.ndarray, radius: int) -> np.ndarray:
+    """Standard deviation of ``channel`` in a ``(2 radius + 1)`` square window around each pixel."""
+    k = (2 * radius + 1, 2 * radius + 1)
+    mean = cv2.blur(channel, k)
+    return np.sqrt(np.maximum(cv2.blur(channel * channel, k) - mean * mean, 0.0))
+
+
+def background_region(rgb: np.ndarray, flat_sd: float = 0.5, delta_e: float = 8.0, min_share: float = 0.15,
+                      n_colours: int = 3) -> np.ndarray:
+    """The photo's plain background (bool): flat colours along the photo's edge and what joins them.
+
+    The pixels of a strip along the edge (1/32 of the longest side) are clustered into ``n_colours``
+    CIELAB colours (k-means). A colour covering at least ``min_share`` of the strip whose median
+    local SD of L* (window ~1/50 of the side) is under ``flat_sd`` is a backdrop (a wall, paper, a
+    studio sheet: skin has pores, hair and shading); the background is every pixel within
+    ``delta_e`` of such a colour, itself flat (local SD under ``2 flat_sd``) and connected to the edge.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        ``(H, W, 3)`` uint8 RGB photo.
+    flat_sd : float, default 0.5
+        Largest median local SD of L* (0-100 scale) of a backdrop colour.
+    delta_e : float, default 8.0
+        Largest CIELAB distance from a backdrop colour.
+    min_share : float, default 0.15
+        Smallest share of the edge strip a backdrop colour must cover.
+    n_colours : int, default 3
+        Colours the edge strip is clustered into.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` bool mask (all False when the edge has no flat colour, e.g. a close-up of skin).
+    """
+    h, w = rgb.shape[:2]
+    size = max(h, w)
+    lab = cv2.GaussianBlur(cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab), (0, 0), 1.0)
+    texture = _local_sd(lab[..., 0], max(2, size // 100))
+    strip = max(2, size // 32)
+    edge = np.zeros((h, w), bool)
+    edge[:strip], edge[-strip:], edge[:, :strip], edge[:, -strip:] = True, True, True, True
+    colours = np.ascontiguousarray(lab[edge])
+    # k-means started from the L* quantiles (no random start: the same photo gives the same mask)
+    start = np.searchsorted(np.quantile(colours[:, 0], np.linspace(0, 1, n_colours + 1)[1:-1]), colours[:, 0])
+    _, labels, centres = cv2.kmeans(colours, n_colours, start.astype(np.int32)[:, None],
+                                    (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5), 1,
+                                    cv2.KMEANS_USE_INITIAL_LABELS)
+    labels, edge_texture = labels.ravel(), texture[edge]
+    background = np.zeros((h, w), bool)
+    for j, centre in enumerate(centres):
+        members = labels == j
+        if members.mean() < min_share or np.median(edge_texture[members]) > flat_sd:
+            continue
+        near = (np.linalg.norm(lab - centre, axis=2) < delta_e) & (texture < 2 * flat_sd)
+        parts, _ = ndi.label(near)
+        touching = np.unique(parts[edge & near])
+        background |= np.isin(parts, touching[touching > 0])
+    return background
+
+
+def _separators(grey: np.ndarray, min_panel: float = 0.2) -> list[tuple[int, int]]:
+    """Row bands of ``grey`` that separate collage panels: flat rows or an edge across the whole width."""
+    g = grey.astype(np.float32)
+    n = g.shape[0]
+    flat = g.std(axis=1) < 4.0
+    step = np.abs(np.diff(cv2.GaussianBlur(g, (0, 0), 1.0), axis=0))
+    edge = np.zeros(n, bool)
+    edge[1:] = (step > 12).mean(axis=1) > 0.85
+    lo, hi = int(min_panel * n), int((1 - min_panel) * n)
+    rows = np.flatnonzero((flat | edge)[lo:hi]) + lo
+    if not rows.size:
+        return []
+    bands = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
+    return [(int(b[0]), int(b[-1])) for b in bands if len(b) <= max(3, 0.04 * n)]  # wide flat: a backdrop
+
+
+def collage_panels(rgb: np.ndarray, min_panel: float = 0.2) -> list[tuple[int, int, int, int]]:
+    """The panels of a composite photo as ``(y0, y1, x0, x1)`` boxes; one box when it is not a collage.
+
+    A separator is a narrow band of rows (columns) that is flat (grey SD < 4) or that a strong edge
+    crosses on 85 % of its length, at least ``min_panel`` of the side away from the photo's edges.
+    Rows are split first, then each part's columns.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        ``(H, W, 3)`` uint8 RGB photo.
+    min_panel : float, default 0.2
+        Smallest panel, as a share of the side.
+
+    Returns
+    -------
+    list of tuple
+        Panel boxes (slices ``rgb[y0:y1, x0:x1]``).
+    """
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    h, w = grey.shape
+    boxes = [(0, h, 0, w)]
+    for axis in (0, 1):
+        split = []
+        for y0, y1, x0, x1 in boxes:
+            part = grey[y0:y1, x0:x1]
+            bands = _separators(part if axis == 0 else part.T, min_panel)
+            n = part.shape[axis]
+            cuts = [0, *(c for band in bands for c in (band[0], band[1] + 1)), n]
+            pieces = [(a, b) for a, b in zip(cuts[::2], cuts[1::2]) if b - a >= 0.15 * n]
+            if len(pieces) < 2:
+                split.append((y0, y1, x0, x1))
+                continue
+            split.extend((y0 + a, y0 + b, x0, x1) if axis == 0 else (y0, y1, x0 + a, x0 + b) for a, b in pieces)
+        boxes = split
+    return boxes
+
+
+def _clinical_panel(rgb: np.ndarray, min_area_fraction: float, threshold_shift: float,
+                    background_flat_sd: float | None) -> tuple[np.ndarray, float]:
+    """One photo (or panel): its lesion mask and the CIELAB distance between its lesion and its skin."""
+    size = max(rgb.shape[:2])
+    skin = skin_region(rgb)
+    if skin is None:
+        skin = np.ones(rgb.shape[:2], bool)
+    if background_flat_sd:
+        without = skin & ~background_region(rgb, flat_sd=background_flat_sd)
+        if without.mean() >= 0.05:
+            skin = without
+    contrast = depigmentation_contrast(rgb, skin, smooth_sigma=max(0.5, size / 200))
+    values = contrast[skin]
+    if np.ptp(values) < 1e-6:
+        return np.zeros(rgb.shape[:2], bool), 0.0
+    lesion = (contrast > threshold_otsu(values) + threshold_shift * values.std()) & skin
+    rest = skin & ~lesion
+    separation = 0.0
+    if lesion.any() and rest.any():
+        lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+        separation = float(np.linalg.norm(lab[lesion].mean(axis=0) - lab[rest].mean(axis=0)))
+    return _clean(lesion, min_area_fraction, max(1, round(size / 128))), separation
+
+
+def auto_clinical_mask(rgb: np.ndarray, min_area_fraction: float = 3e-4, threshold_shift: float = -0.2,
+                       background_flat_sd: float | None = 0.5, panel_keep: float | None = 0.8) -> np.ndarray:
     """Depigmented lesion of a daylight photo (bool mask); see the module docstring.
+
+    ``background_flat_sd=None, panel_keep=None`` gives version 3 (no backdrop removal, no collages).
 
     Parameters
     ----------
     rgb : ndarray
         (H, W, 3) uint8 photo.
     min_area_fraction : float
-        Components smaller than this fraction of the photo are dropped.
+        Components smaller than this fraction of the photo (of the panel) are dropped.
     threshold_shift : float
         Added to the Otsu threshold, in standard deviations of the contrast among skin pixels.
+    background_flat_sd : float or None, default 0.5
+        :func:`background_region`'s ``flat_sd``: flat edge colours are not skin (None: keep them).
+    panel_keep : float or None, default 0.8
+        Split collages (:func:`collage_panels`) and keep a panel's lesions when its lesion-to-skin
+        colour distance is at least this share of the largest panel's (None: no split).
     """
-    size = max(rgb.shape[:2])
-    skin = skin_region(rgb)
-    if skin is None:
-        skin = np.ones(rgb.shape[:2], bool)
-    contrast = depigmentation_contrast(rgb, skin, smooth_sigma=max(0.5, size / 200))
-    values = contrast[skin]
-    if np.ptp(values) < 1e-6:
-        return np.zeros(rgb.shape[:2], bool)
-    lesion = (contrast > threshold_otsu(values) + threshold_shift * values.std()) & skin
-    return _clean(lesion, min_area_fraction, max(1, round(size / 128)))
+    boxes = collage_panels(rgb) if panel_keep is not None else []
+    if len(boxes) < 2:
+        return _clinical_panel(rgb, min_area_fraction, threshold_shift, background_flat_sd)[0]
+    found = [(box, *_clinical_panel(np.ascontiguousarray(rgb[box[0]:box[1], box[2]:box[3]]), min_area_fraction,
+                                    threshold_shift, background_flat_sd)) for box in boxes]
+    strongest = max(separation for _, _, separation in found)
+    mask = np.zeros(rgb.shape[:2], bool)
+    for (y0, y1, x0, x1), lesion, separation in found:
+        if strongest > 0 and separation >= panel_keep * strongest:
+            mask[y0:y1, x0:x1] = lesion
+    return mask
 
 
 def auto_mask(rgb: np.ndarray, modality: str) -> np.ndarray:
