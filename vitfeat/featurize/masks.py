@@ -10,8 +10,10 @@ Automatic masks:
   drops the photo's **plain background** (:func:`background_region`): the colours of a strip along
   the photo's edge are clustered; a cluster that covers a good share of the edge and is flat (median
   local SD of L* under 0.5: walls, paper, studio backdrops, unlike skin with its pores and shading)
-  marks as background every pixel of that colour (Delta E < 8) connected to the edge. Beige walls
-  pass every skin-colour test, and v3 called them lesion (the lightest "skin"). v4 also splits
+  marks as background every pixel of that colour (Delta E < 8) connected to the edge; it leaves the
+  skin when it is lighter (median L*) than the rest of the skin, i.e. when it would pass for
+  depigmentation. Beige walls pass every skin-colour test, and v3 called them lesion (the lightest
+  "skin"). v4 also splits
   **collages** (:func:`collage_panels`: before/after and multi-view composites, cut on straight
   separator lines: a flat band or an edge across the whole photo) and treats each panel as a photo
   of its own; a panel is kept only when the colour difference between its lesion and its skin is at
@@ -276,9 +278,12 @@ def _clinical_panel(rgb: np.ndarray, min_area_fraction: float, threshold_shift: 
     if skin is None:
         skin = np.ones(rgb.shape[:2], bool)
     if background_flat_sd:
-        without = skin & ~background_region(rgb, flat_sd=background_flat_sd)
-        if without.mean() >= 0.05:
-            skin = without
+        backdrop = skin & background_region(rgb, flat_sd=background_flat_sd)
+        without = skin & ~backdrop
+        if backdrop.any() and without.mean() >= 0.05:
+            light = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[..., 0]
+            if np.median(light[backdrop]) > np.median(light[without]):  # it would pass for depigmented skin
+                skin = without
     contrast = depigmentation_contrast(rgb, skin, smooth_sigma=max(0.5, size / 200))
     values = contrast[skin]
     if np.ptp(values) < 1e-6:
