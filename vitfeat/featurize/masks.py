@@ -193,7 +193,8 @@ def background_region(rgb: np.ndarray, flat_sd: float = 0.5, delta_e: float = 8.
     h, w = rgb.shape[:2]
     size = max(h, w)
     lab = cv2.GaussianBlur(cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab), (0, 0), 1.0)
-    texture = _local_sd(lab[..., 0], max(2, size // 100))
+    radius = max(2, size // 100)
+    texture = _local_sd(lab[..., 0], radius)
     strip = max(2, size // 32)
     edge = np.zeros((h, w), bool)
     edge[:strip], edge[-strip:], edge[:, :strip], edge[:, -strip:] = True, True, True, True
@@ -209,10 +210,14 @@ def background_region(rgb: np.ndarray, flat_sd: float = 0.5, delta_e: float = 8.
         members = labels == j
         if members.mean() < min_share or np.median(edge_texture[members]) > flat_sd:
             continue
-        near = (np.linalg.norm(lab - centre, axis=2) < delta_e) & (texture < 2 * flat_sd)
+        colour = np.linalg.norm(lab - centre, axis=2) < delta_e
+        near = colour & (texture < 2 * flat_sd)
         parts, _ = ndi.label(near)
         touching = np.unique(parts[edge & near])
-        background |= np.isin(parts, touching[touching > 0])
+        found = np.isin(parts, touching[touching > 0])
+        # the window of the local SD straddles the backdrop's border: grow it back over that rim
+        rim = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 3, 2 * radius + 3))
+        background |= (cv2.dilate(found.view(np.uint8), rim) > 0) & colour
     return background
 
 
@@ -229,7 +234,8 @@ def _separators(grey: np.ndarray, min_panel: float = 0.2) -> list[tuple[int, int
     if not rows.size:
         return []
     bands = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
-    return [(int(b[0]), int(b[-1])) for b in bands if len(b) <= max(3, 0.04 * n)]  # wide flat: a backdrop
+    # a wide flat band is a backdrop, not a separator
+    return [(int(b[0]), int(b[-1])) for b in bands if flat[b].sum() <= max(3, 0.04 * n)]
 
 
 def collage_panels(rgb: np.ndarray, min_panel: float = 0.2) -> list[tuple[int, int, int, int]]:
