@@ -405,7 +405,7 @@ def mask_predictor(path: str, kind: str = "model"):
 #: ``vitfeat seg evaluate vitiligo-seg.csv --masks auto`` (1000 patient-bootstrap resamples; the
 #: patient is the source photo of ~3 augmented copies) and ``benchmarks/bench_auto_masks.py``:
 #: v3 0.554 [0.452-0.658] -> v4 0.630 [0.536-0.710], median 0.664 -> 0.681; PH2 0.328 -> 0.328, ISIC
-#: 2017 0.174 -> 0.237. In-sample: the method was designed on this set (see docs/masks.md, which also
+#: 2017 0.174 -> 0.221. In-sample: the method was designed on this set (see docs/masks.md, which also
 #: gives the patient-grouped cross-validated figure of its two new settings).
 AUTO_MASK_QUALITY = {
     "clinical": {"dice_pooled": 0.630, "dice_pooled_ci": [0.536, 0.710], "n_images": 96,
