@@ -38,7 +38,7 @@ def test_all_families_run_on_real_images(shared_data, folder):
 def test_auto_clinical_masks_overlap_the_hand_drawn_ones(shared_data):
     # Web photos with walls, sheets and clothing: the threshold is taken among skin pixels. Median
     # IoU over the folder was 0.37 with auto masks v2 (0.24 before skin gating; marking every pixel:
-    # 0.14); v3's pooled Dice is checked against its recorded quality in test_seg_evaluate.
+    # 0.14); the current version's pooled Dice is checked against its recorded quality in test_seg_evaluate.
     from vitfeat.dataset import read_image, read_mask
     from vitfeat.featurize.masks import auto_clinical_mask
 
