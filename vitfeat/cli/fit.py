@@ -121,6 +121,9 @@ def register(subparsers) -> None:
     p.add_argument("--subgroup", action="append", metavar="COLUMN",
                    help="report metrics per value of this column (table or manifest), e.g. fitzpatrick; "
                         "repeatable (subgroup_metrics.csv)")
+    p.add_argument("--tabpfn-checkpoint", metavar="FILE",
+                   help="a TabPFN classifier checkpoint you have locally (.safetensors, or a weights-only .ckpt): adds "
+                        "the 'tabpfn' pipeline; nothing is downloaded (docs/tabular_deep.md)")
     p.add_argument("--config", metavar="YAML", help="YAML file with any of these options")
     p.set_defaults(func=run, output_check=[("out", "dir")])
 
@@ -139,7 +142,8 @@ def run(args) -> int:
                  "calibrate": args.calibrate, "operating_point": args.operating_point,
                  "feature_icc": args.feature_icc, "min_icc": args.min_icc, "coverage": args.coverage,
                  "metric": args.metric, "ci": args.ci, "test_split": args.test_split,
-                 "test_fraction": args.test_fraction, "subgroups": args.subgroup}
+                 "test_fraction": args.test_fraction, "subgroups": args.subgroup,
+                 "tabpfn_checkpoint": args.tabpfn_checkpoint}
     try:
         if args.config:
             config = FitConfig.from_yaml(args.config, **overrides)

@@ -46,6 +46,11 @@ TRUSTED_TYPES = frozenset({
     "sklearn.tree._tree.Tree",
     "vitfeat.pipelines.operating.GroupedCalibratedClassifier",
     "vitfeat.pipelines.prefilter.NearDuplicateFilter",
+    # torch networks, saved as numpy arrays + numbers and rebuilt on load (no torch type is trusted)
+    "vitfeat.pipelines.tabular_deep.RealMLPClassifier",
+    "vitfeat.pipelines.tabular_deep.TabMClassifier",
+    # training rows + checkpoint path and SHA-256 (vitfeat.pipelines.tabpfn_local), never torch objects
+    "vitfeat.pipelines.tabpfn_local.TabPFNLocalClassifier",
     "xgboost.core.Booster",
     "xgboost.sklearn.XGBClassifier",
 })
