@@ -147,7 +147,6 @@ def tiny_checkpoint(tmp_path_factory):
 
 def test_a_random_tabpfn_checkpoint_loads_fits_and_survives_save_and_load(tiny_checkpoint, tmp_path):
     from vitfeat import ModelSelector
-    from vitfeat.pipelines.runs import load_run
 
     table = _table(40, 6)
     selector = ModelSelector(pipelines=["logreg"], folds=3, nested=False, n_boot=20,
