@@ -16,6 +16,7 @@ stopping are fitted on each training part only.
     .venv/bin/python benchmarks/bench_tabular_deep.py --quick          # synth 150 x 40 + PH2 (3 families), 3 folds
     .venv/bin/python benchmarks/bench_tabular_deep.py --jobs 2         # synth 400 x 200 + all three tables, 5 folds
     .venv/bin/python benchmarks/bench_tabular_deep.py --tables synth --synth-size 600x1800
+    .venv/bin/python benchmarks/bench_tabular_deep.py --quick --reference   # + pytabkit's implementations
 
 Writes ``<out>/results.csv`` and prints one table per data set.
 """
@@ -103,6 +104,25 @@ def score(frame: pd.DataFrame, positive: str, pipelines: list[str], folds: int, 
     return pd.DataFrame(rows).assign(cases=len(frame), features=len(cols), folds=folds)
 
 
+def register_pytabkit() -> list[str]:
+    """pytabkit's reference implementations as zoo classifiers (benchmark only; never saved)."""
+    from vitfeat.pipelines import zoo
+
+    def realmlp(rs):
+        from pytabkit import RealMLP_TD_Classifier
+
+        return RealMLP_TD_Classifier(device="cpu", random_state=rs, n_threads=1, verbosity=0)
+
+    def tabm(rs):
+        from pytabkit import TabM_D_Classifier
+
+        return TabM_D_Classifier(device="cpu", random_state=rs, n_threads=1, verbosity=0)
+
+    zoo.register_classifier("pytabkit_realmlp", realmlp, "pytabkit RealMLP_TD_Classifier (reference)", overwrite=True)
+    zoo.register_classifier("pytabkit_tabm", tabm, "pytabkit TabM_D_Classifier (reference)", overwrite=True)
+    return ["pytabkit_realmlp", "pytabkit_tabm"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="synth 150 x 40 and PH2 with three families, 3 folds")
@@ -116,6 +136,9 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(REPO / "artifacts" / "bench_tabular_deep"))
+    ap.add_argument("--reference", action="store_true",
+                    help="also run pytabkit's RealMLP_TD and TabM_D (pip install pytabkit) as pipelines "
+                         "pytabkit_realmlp and pytabkit_tabm: how close vitfeat's compact versions come")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tables = (args.tables or ("synth,ph2" if args.quick else "synth,ph2,isic,vitiligo-cls")).split(",")
@@ -124,6 +147,8 @@ def main() -> None:
                                                                else None)
     folds = args.folds or (3 if args.quick else 5)
     pipelines = [p.strip() for p in args.pipelines.split(",") if p.strip()]
+    if args.reference:
+        pipelines += register_pytabkit()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{os.cpu_count()} CPUs, --jobs {args.jobs}, {folds} folds, pipelines {', '.join(pipelines)}")

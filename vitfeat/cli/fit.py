@@ -24,7 +24,8 @@ with --test-split/--test-fraction test_predictions.csv, test_metrics.csv, test_s
 --subgroup subgroup_metrics.csv. The report opens with a summary for clinicians.
 An interrupted run resumes from RUN_DIR/.cv_cache.
 
-Pipelines: a classifier (logreg, svm, rf, et, hgb, xgb, lgbm), optionally '+' a sampler
+Pipelines: a classifier (logreg, svm, rf, et, hgb, xgb, lgbm; tabular networks realmlp, tabm,
+and tabpfn with --tabpfn-checkpoint), optionally '+' a sampler
 (ros, smote, borderline, rus) and/or '+kbest' feature selection, e.g. lgbm+smote, logreg+kbest+rus;
 'all' = the default set. Python users add their own with vitfeat.pipelines.register_pipeline.
 
