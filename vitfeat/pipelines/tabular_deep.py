@@ -72,8 +72,6 @@ def _inner_split(y: np.ndarray, fraction: float, seed: int):
 class _TorchTabular(ClassifierMixin, BaseEstimator):
     """Shared fit/predict/persistence of the torch tabular classifiers (subclasses build the module)."""
 
-    _param_groups = None  # subclasses may return optimizer parameter groups
-
     def _arch(self, n_features: int, n_classes: int) -> dict:
         raise NotImplementedError
 
