@@ -163,23 +163,23 @@ def test_a_random_tabpfn_checkpoint_loads_fits_and_survives_save_and_load(tiny_c
 
     save_model({"features": [], "targets": {"label": {"model": est}}}, tmp_path / "m.skops")
     types = set(sio.get_untrusted_types(file=tmp_path / "m.skops"))
-    assert "vitfeat.pipelines.tabpfn_local.TabPFNLocalClassifier" in types
+    assert "vitfeat.pipelines.foundation.TabPFNLocalClassifier" in types
     assert not any(t.startswith(("torch", "tabpfn")) for t in types)
     loaded = load_model(tmp_path / "m.skops")["targets"]["label"]["model"]
     np.testing.assert_allclose(loaded.predict_proba(X), est.predict_proba(X), atol=1e-6)
     # the saved model refers to the checkpoint by path and SHA-256: a changed file is refused by name
     _random_tabpfn_checkpoint(tiny_checkpoint, seed=1)
-    with pytest.raises(ValueError, match="tiny.safetensors: the TabPFN checkpoint changed"):
+    with pytest.raises(ValueError, match="tiny.safetensors: the checkpoint changed since the model was fitted"):
         load_model(tmp_path / "m.skops")["targets"]["label"]["model"].predict_proba(X)
 
 
 def test_bad_tabpfn_checkpoints_are_named_before_any_fit(tmp_path, capsys):
     from vitfeat.cli.main import main
-    from vitfeat.pipelines.tabpfn_local import TabPFNCheckpointError, check_checkpoint
+    from vitfeat.pipelines.foundation import TabPFNCheckpointError, check_checkpoint
 
     cases = {}
     cases["missing"] = (tmp_path / "nope.safetensors", "not found")
-    (tmp_path / "corrupt.safetensors").write_bytes(os.urandom(256))
+    (tmp_path / "corrupt.safetensors").write_bytes(np.random.default_rng(8).bytes(256))
     cases["corrupt"] = (tmp_path / "corrupt.safetensors", "damaged TabPFN checkpoint")
     (tmp_path / "trunc.ckpt").write_bytes(b"PK\x03\x04 truncated")
     cases["truncated ckpt"] = (tmp_path / "trunc.ckpt", "damaged TabPFN checkpoint")
@@ -215,7 +215,7 @@ def test_a_pickled_checkpoint_that_runs_code_is_refused_unopened(tmp_path):
 
     import torch
 
-    from vitfeat.pipelines.tabpfn_local import TabPFNCheckpointError, check_checkpoint
+    from vitfeat.pipelines.foundation import TabPFNCheckpointError, check_checkpoint
 
     canary = tmp_path / "canary"
 
@@ -230,6 +230,69 @@ def test_a_pickled_checkpoint_that_runs_code_is_refused_unopened(tmp_path):
     assert not canary.exists()
 
 
+def _random_tabicl_checkpoint(path: Path, **config) -> Path:
+    """A random-initialised TabICL model saved as tabicl saves its checkpoints ({"config", "state_dict"})."""
+    import torch
+    from tabicl._model.tabicl import TabICL
+
+    config = {"max_classes": 10, "embed_dim": 16, "col_num_blocks": 1, "col_nhead": 2, "col_num_inds": 8,
+              "row_num_blocks": 1, "row_nhead": 2, "row_num_cls": 2, "icl_num_blocks": 1, "icl_nhead": 2, **config}
+    torch.manual_seed(0)
+    torch.save({"config": config, "state_dict": TabICL(**config).state_dict()}, path)
+    return path
+
+
+def test_a_random_tabicl_checkpoint_fits_in_the_leaderboard_and_round_trips(tmp_path):
+    from vitfeat import ModelSelector
+    from vitfeat.pipelines.cv import fit_estimator
+    from vitfeat.pipelines.persist import load_model, save_model
+
+    checkpoint = _random_tabicl_checkpoint(tmp_path / "tiny.ckpt")
+    table = _table(40, 6)
+    try:
+        selector = ModelSelector(pipelines=["logreg"], folds=3, nested=False, n_boot=20,
+                                 tabicl_checkpoint=checkpoint).fit(table, "label")
+        assert set(selector.leaderboard_["pipeline"]) >= {"logreg", "tabicl"}
+        X, y = _xy(40, 6)
+        est, _ = fit_estimator("tabicl", X, y, np.arange(40).astype(str))
+    finally:
+        zoo.CLASSIFIERS.unregister("tabicl")
+    save_model({"features": [], "targets": {"label": {"model": est}}}, tmp_path / "m.skops")
+    types = set(sio.get_untrusted_types(file=tmp_path / "m.skops"))
+    assert "vitfeat.pipelines.foundation.TabICLLocalClassifier" in types and not any("torch" in t for t in types)
+    loaded = load_model(tmp_path / "m.skops")["targets"]["label"]["model"]
+    np.testing.assert_allclose(loaded.predict_proba(X), est.predict_proba(X), atol=1e-6)
+
+
+def test_bad_tabicl_checkpoints_are_named(tmp_path):
+    import builtins
+
+    import torch
+
+    from vitfeat.pipelines.foundation import TabPFNCheckpointError, check_tabicl_checkpoint
+
+    canary = tmp_path / "canary"
+
+    class Payload:
+        def __reduce__(self):
+            return builtins.exec, (f"open({str(canary)!r}, 'w').write('pwned')",)
+
+    good = _random_tabicl_checkpoint(tmp_path / "good.ckpt")
+    data = torch.load(good, weights_only=True)
+    torch.save({"config": dict(data["config"], new_option_of_v9=1), "state_dict": data["state_dict"]},
+               tmp_path / "future.ckpt")
+    torch.save({"config": data["config"], "state_dict": data["state_dict"], "x": Payload()}, tmp_path / "evil.ckpt")
+    (tmp_path / "corrupt.ckpt").write_bytes(np.random.default_rng(7).bytes(300))
+    cases = {"nope.ckpt": "TabICL checkpoint not found", "future.ckpt": "does not load as a TabICL model",
+             "evil.ckpt": "refusing a pickled checkpoint", "corrupt.ckpt": "damaged TabICL checkpoint"}
+    for name, message in cases.items():
+        with pytest.raises(TabPFNCheckpointError) as err:
+            check_tabicl_checkpoint(tmp_path / name)
+        assert name in str(err.value) and message in str(err.value), name
+    assert not canary.exists()
+    assert check_tabicl_checkpoint(good)["architecture"] == "tabicl"
+
+
 def _real_checkpoint() -> Path | None:
     candidates = [os.environ.get("VITFEAT_TABPFN_CHECKPOINT", "")]
     candidates += [str(p) for p in sorted(Path("~/.cache/tabpfn").expanduser().glob("*classifier*"))]
@@ -239,7 +302,7 @@ def _real_checkpoint() -> Path | None:
 @pytest.mark.skipif(_real_checkpoint() is None,
                     reason="no real TabPFN checkpoint (set VITFEAT_TABPFN_CHECKPOINT or put one in ~/.cache/tabpfn)")
 def test_a_real_tabpfn_checkpoint_learns_the_synthetic_signal():
-    from vitfeat.pipelines.tabpfn_local import register_tabpfn
+    from vitfeat.pipelines.foundation import register_tabpfn
 
     register_tabpfn(_real_checkpoint())
     X, y = _xy(120, 6)

@@ -49,8 +49,9 @@ TRUSTED_TYPES = frozenset({
     # torch networks, saved as numpy arrays + numbers and rebuilt on load (no torch type is trusted)
     "vitfeat.pipelines.tabular_deep.RealMLPClassifier",
     "vitfeat.pipelines.tabular_deep.TabMClassifier",
-    # training rows + checkpoint path and SHA-256 (vitfeat.pipelines.tabpfn_local), never torch objects
-    "vitfeat.pipelines.tabpfn_local.TabPFNLocalClassifier",
+    # training rows + checkpoint path and SHA-256 (vitfeat.pipelines.foundation), never torch objects
+    "vitfeat.pipelines.foundation.TabICLLocalClassifier",
+    "vitfeat.pipelines.foundation.TabPFNLocalClassifier",
     "xgboost.core.Booster",
     "xgboost.sklearn.XGBClassifier",
 })

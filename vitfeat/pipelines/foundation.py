@@ -1,4 +1,10 @@
-"""TabPFN from a local checkpoint file as the zoo pipeline ``tabpfn`` (``vitfeat fit --tabpfn-checkpoint FILE``).
+"""Tabular foundation models from local checkpoint files: the zoo pipelines ``tabpfn`` and ``tabicl``.
+
+``vitfeat fit --tabpfn-checkpoint FILE`` / ``--tabicl-checkpoint FILE`` add them. TabICL (``tabicl``
+package) is handled like TabPFN below: its checkpoints are ``.ckpt`` files read with
+``torch.load(weights_only=True)`` (tabicl's own loader does the same), checked by
+:func:`check_tabicl_checkpoint` before any fit, and a fitted model is saved by its training rows and
+the checkpoint's path and SHA-256 (:class:`TabICLLocalClassifier`).
 
 TabPFN's weights cannot be downloaded on these machines, and vitfeat never downloads anything: the user
 names a checkpoint file they already have, and :func:`check_checkpoint` reads it before any fit, naming
@@ -32,12 +38,15 @@ from vitfeat.pipelines.tabular_deep import one_torch_thread
 
 #: The install command named when the ``tabpfn`` package is missing.
 INSTALL_TABPFN = "pip install 'vitfeat[tabpfn]'"
+#: The install command named when the ``tabicl`` package is missing.
+INSTALL_TABICL = "pip install 'vitfeat[tabicl]'"
 #: Where a test or a user's shell may point at a real checkpoint.
 CHECKPOINT_ENV = "VITFEAT_TABPFN_CHECKPOINT"
 
 
 class TabPFNCheckpointError(ValueError):
-    """A ``--tabpfn-checkpoint`` that cannot be used; the message names the file and the problem."""
+    """A ``--tabpfn-checkpoint`` (or ``--tabicl-checkpoint``) that cannot be used; the message names the file
+    and the problem."""
 
 
 def _offline() -> None:
@@ -65,7 +74,7 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
-def _read_checkpoint(path: Path) -> dict:
+def _read_checkpoint(path: Path, title: str = "TabPFN") -> dict:
     if path.suffix == ".safetensors":
         import json
 
@@ -77,26 +86,30 @@ def _read_checkpoint(path: Path) -> dict:
                 keys = list(handle.keys())
             return {"format": "safetensors", "meta": {k: json.loads(v) for k, v in meta.items()}, "keys": keys}
         except Exception as exc:  # noqa: BLE001  (safetensors raises its own error types for damaged files)
-            raise TabPFNCheckpointError(f"{path}: damaged TabPFN checkpoint (unreadable safetensors file: "
+            raise TabPFNCheckpointError(f"{path}: damaged {title} checkpoint (unreadable safetensors file: "
                                         f"{type(exc).__name__}: {exc})") from None
     if path.suffix in (".ckpt", ".pt", ".pth"):
         import pickle
-        import zipfile
 
         import torch
 
         try:
             data = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
+            why = (str(exc).split("WeightsUnpickler error:")[-1].strip().splitlines() or [type(exc).__name__])[0][:200]
+            if "global" not in why.lower():  # not a refused global (an object to import): no pickle at all
+                raise TabPFNCheckpointError(f"{path}: damaged {title} checkpoint (not a torch file: {why})") from None
+            advice = ("convert it once, on a machine you trust, with tabpfn.checkpoint.save_as_safetensors, and "
+                      "pass the .safetensors file" if title == "TabPFN" else
+                      "save only its 'config' and 'state_dict' on a machine you trust")
             raise TabPFNCheckpointError(
                 f"{path}: refusing a pickled checkpoint that holds more than tensors and plain values (it could run "
-                f"code when loaded: {str(exc).splitlines()[0][:200]}); convert it once, on a machine you trust, with "
-                f"tabpfn.checkpoint.save_as_safetensors, and pass the .safetensors file") from None
-        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise TabPFNCheckpointError(f"{path}: damaged TabPFN checkpoint ({type(exc).__name__}: "
-                                        f"{str(exc).splitlines()[0][:200]})") from None
+                f"code when loaded: {why}); {advice}") from None
+        except Exception as exc:  # noqa: BLE001  (torch raises many types for bytes that are no torch file)
+            raise TabPFNCheckpointError(f"{path}: damaged {title} checkpoint ({type(exc).__name__}: "
+                                        f"{(str(exc).splitlines() or [''])[0][:200]})") from None
         if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
-            raise TabPFNCheckpointError(f"{path}: not a TabPFN checkpoint (no 'state_dict' mapping)")
+            raise TabPFNCheckpointError(f"{path}: not a {title} checkpoint (no 'state_dict' mapping)")
         return {"format": "ckpt", "meta": {k: v for k, v in data.items() if k != "state_dict"},
                 "keys": list(data["state_dict"])}
     raise TabPFNCheckpointError(f"{path}: not a TabPFN checkpoint file (expected .safetensors or .ckpt, "
@@ -170,21 +183,9 @@ def _dist_version(name: str) -> str:
         return "?"
 
 
-class TabPFNLocalClassifier(ClassifierMixin, BaseEstimator):
-    """TabPFN (``tabpfn.TabPFNClassifier``) from a local checkpoint, CPU, one torch thread; saved without torch.
-
-    Parameters
-    ----------
-    checkpoint : str
-        Path of the checkpoint (checked by :func:`check_checkpoint`).
-    sha256 : str, optional
-        The checkpoint's expected SHA-256 (set by :func:`register_tabpfn`); a file that no longer
-        matches is refused.
-    n_estimators : int, default 4
-        TabPFN's ensemble of preprocessings.
-    random_state : int, default 0
-        TabPFN's seed.
-    """
+class _LocalCheckpointClassifier(ClassifierMixin, BaseEstimator):
+    """In-context classifier from a local checkpoint, CPU, one torch thread; saved as its training rows plus
+    the checkpoint's path and SHA-256, never a torch object (subclasses name the checker and estimator)."""
 
     def __init__(self, checkpoint: str = "", sha256: str | None = None, n_estimators: int = 4,
                  random_state: int = 0):
@@ -193,28 +194,31 @@ class TabPFNLocalClassifier(ClassifierMixin, BaseEstimator):
         self.n_estimators = n_estimators
         self.random_state = random_state
 
+    @staticmethod
+    def _check(path) -> dict:
+        raise NotImplementedError
+
+    def _estimator(self, path: str):
+        raise NotImplementedError
+
     def _model(self):
-        model = getattr(self, "_tabpfn", None)
+        model = getattr(self, "_fitted", None)
         if model is not None:
             return model
-        info = check_checkpoint(self.checkpoint)
+        info = self._check(self.checkpoint)
         expected = getattr(self, "checkpoint_sha256_", None) or self.sha256
         if expected and info["sha256"] != expected:
-            raise TabPFNCheckpointError(f"{self.checkpoint}: the TabPFN checkpoint changed since the model was "
+            raise TabPFNCheckpointError(f"{self.checkpoint}: the checkpoint changed since the model was "
                                         f"fitted (SHA-256 {info['sha256'][:12]}..., expected {expected[:12]}...)")
-        from tabpfn import TabPFNClassifier
-
         self.checkpoint_sha256_ = info["sha256"]
-        model = TabPFNClassifier(model_path=info["path"], device="cpu", n_estimators=int(self.n_estimators),
-                                 random_state=int(self.random_state), ignore_pretraining_limits=True,
-                                 n_preprocessing_jobs=1)
+        model = self._estimator(info["path"])
         with one_torch_thread():
             model.fit(self.X_train_, self.y_train_)
-        self._tabpfn = model
+        self._fitted = model
         return model
 
     def fit(self, X, y):
-        """Keep the training rows and condition TabPFN on them.
+        """Keep the training rows and condition the model on them.
 
         Parameters
         ----------
@@ -229,7 +233,7 @@ class TabPFNLocalClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         self.X_train_, self.y_train_ = X, y_idx.astype(np.int64)
-        self._tabpfn = None
+        self._fitted = None
         self._model()
         return self
 
@@ -268,8 +272,114 @@ class TabPFNLocalClassifier(ClassifierMixin, BaseEstimator):
 
     def __getstate__(self):
         state = dict(super().__getstate__())
-        state.pop("_tabpfn", None)  # rebuilt from the checkpoint file (SHA-256 checked) and X_train_
+        state.pop("_fitted", None)  # rebuilt from the checkpoint file (SHA-256 checked) and X_train_
         return state
+
+
+class TabPFNLocalClassifier(_LocalCheckpointClassifier):
+    """TabPFN (``tabpfn.TabPFNClassifier``) from a local checkpoint, CPU, one torch thread; saved without torch.
+
+    Parameters
+    ----------
+    checkpoint : str
+        Path of the checkpoint (checked by :func:`check_checkpoint`).
+    sha256 : str, optional
+        The checkpoint's expected SHA-256 (set by :func:`register_tabpfn`); a file that no longer
+        matches is refused.
+    n_estimators : int, default 4
+        TabPFN's ensemble of preprocessings.
+    random_state : int, default 0
+        TabPFN's seed.
+    """
+
+    @staticmethod
+    def _check(path) -> dict:
+        return check_checkpoint(path)
+
+    def _estimator(self, path):
+        from tabpfn import TabPFNClassifier
+
+        return TabPFNClassifier(model_path=path, device="cpu", n_estimators=int(self.n_estimators),
+                                random_state=int(self.random_state), ignore_pretraining_limits=True,
+                                n_preprocessing_jobs=1)
+
+
+class TabICLLocalClassifier(_LocalCheckpointClassifier):
+    """TabICL (``tabicl.TabICLClassifier``) from a local checkpoint, CPU, one torch thread; saved without torch.
+
+    Parameters
+    ----------
+    checkpoint : str
+        Path of the checkpoint (checked by :func:`check_tabicl_checkpoint`).
+    sha256 : str, optional
+        The checkpoint's expected SHA-256; a file that no longer matches is refused.
+    n_estimators : int, default 4
+        TabICL's ensemble of column/class permutations.
+    random_state : int, default 0
+        TabICL's seed.
+    """
+
+    @staticmethod
+    def _check(path) -> dict:
+        return check_tabicl_checkpoint(path)
+
+    def _estimator(self, path):
+        from tabicl import TabICLClassifier
+
+        return TabICLClassifier(model_path=path, allow_auto_download=False, device="cpu",
+                                n_estimators=int(self.n_estimators), random_state=int(self.random_state))
+
+
+def check_tabicl_checkpoint(path) -> dict:
+    """Check a local TabICL checkpoint before any fit: exists, weights only, builds a TabICL model.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.ckpt`` file (``{"config": ..., "state_dict": ...}``, as tabicl saves it).
+
+    Returns
+    -------
+    dict
+        ``path`` (absolute), ``sha256``, ``format``, ``architecture``, ``tabicl_version``.
+
+    Raises
+    ------
+    TabPFNCheckpointError
+        Naming the file: missing, damaged, unsafe, not a TabICL checkpoint or weights that do not fit
+        its config (another version); or the ``tabicl`` package is not installed.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise TabPFNCheckpointError(f"{path}: TabICL checkpoint not found (vitfeat never downloads one: pass the "
+                                    f"path of a checkpoint file you have)")
+    try:
+        from tabicl._model.tabicl import TabICL
+    except ImportError:
+        raise TabPFNCheckpointError(f"{path}: the tabicl pipeline needs the tabicl package: {INSTALL_TABICL}") \
+            from None
+    _offline()
+    if path.suffix not in (".ckpt", ".pt", ".pth"):
+        raise TabPFNCheckpointError(f"{path}: not a TabICL checkpoint file (expected .ckpt, got "
+                                    f"'{path.suffix or 'no extension'}')")
+    info = _read_checkpoint(path, "TabICL")
+    config = info["meta"].get("config")
+    version = _dist_version("tabicl")
+    if not isinstance(config, dict):
+        raise TabPFNCheckpointError(f"{path}: not a TabICL checkpoint (no 'config' mapping beside the weights)")
+    try:
+        import torch
+
+        with one_torch_thread():
+            model = TabICL(**config)
+            state = torch.load(str(path), map_location="cpu", weights_only=True)["state_dict"]
+            model.load_state_dict(state)
+    except Exception as exc:  # noqa: BLE001  (unknown config keys, shape mismatches: another version's file)
+        raise TabPFNCheckpointError(f"{path}: the checkpoint does not load as a TabICL model in tabicl {version} "
+                                    f"(another version's file?): {type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0][:300]}") from None
+    return {"path": str(path.resolve()), "sha256": file_sha256(path), "format": "ckpt", "architecture": "tabicl",
+            "tabicl_version": version}
 
 
 def register_tabpfn(checkpoint) -> dict:
@@ -283,7 +393,35 @@ def register_tabpfn(checkpoint) -> dict:
     Returns
     -------
     dict
-        What :func:`check_checkpoint` found (recorded in ``run.json``).
+        What :func:`check_checkpoint` found.
+
+    Raises
+    ------
+    TabPFNCheckpointError
+        Naming the file and what is wrong with it.
+    """
+    return register_checkpoint("tabpfn", checkpoint)
+
+
+#: ``kind: (checker, classifier class, install command, model name)`` of the checkpoint pipelines.
+KINDS = {"tabpfn": (check_checkpoint, TabPFNLocalClassifier, INSTALL_TABPFN, "TabPFN"),
+         "tabicl": (check_tabicl_checkpoint, TabICLLocalClassifier, INSTALL_TABICL, "TabICL")}
+
+
+def register_checkpoint(kind: str, checkpoint) -> dict:
+    """Check a local checkpoint and (re)register the zoo classifier ``kind`` (``tabpfn`` or ``tabicl``) on it.
+
+    Parameters
+    ----------
+    kind : {"tabpfn", "tabicl"}
+        Which foundation model.
+    checkpoint : path-like
+        Its local checkpoint file.
+
+    Returns
+    -------
+    dict
+        What the checker found (path, SHA-256, architecture, package version).
 
     Raises
     ------
@@ -292,13 +430,14 @@ def register_tabpfn(checkpoint) -> dict:
     """
     from vitfeat.pipelines import zoo
 
-    info = check_checkpoint(checkpoint)
+    check, cls, install, title = KINDS[kind]
+    info = check(checkpoint)
     path, digest = info["path"], info["sha256"]
 
-    def make(rs, _path=path, _digest=digest):
-        return TabPFNLocalClassifier(checkpoint=_path, sha256=_digest, random_state=rs)
+    def make(rs, _path=path, _digest=digest, _cls=cls):
+        return _cls(checkpoint=_path, sha256=_digest, random_state=rs)
 
-    zoo.CLASSIFIERS.register("tabpfn", zoo.Part(
-        "tabpfn", "classifier", make, f"TabPFN foundation model from the local checkpoint {Path(path).name}",
-        cost=3.0, requires=(("tabpfn", INSTALL_TABPFN),)), overwrite=True)
+    zoo.CLASSIFIERS.register(kind, zoo.Part(
+        kind, "classifier", make, f"{title} foundation model from the local checkpoint {Path(path).name}",
+        cost=3.0, requires=((kind, install),)), overwrite=True)
     return info
