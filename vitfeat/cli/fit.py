@@ -24,7 +24,8 @@ with --test-split/--test-fraction test_predictions.csv, test_metrics.csv, test_s
 --subgroup subgroup_metrics.csv. The report opens with a summary for clinicians.
 An interrupted run resumes from RUN_DIR/.cv_cache.
 
-Pipelines: a classifier (logreg, svm, rf, et, hgb, xgb, lgbm), optionally '+' a sampler
+Pipelines: a classifier (logreg, svm, rf, et, hgb, xgb, lgbm; tabular networks realmlp, tabm,
+tabpfn/tabicl with --tabpfn-checkpoint/--tabicl-checkpoint), optionally '+' a sampler
 (ros, smote, borderline, rus) and/or '+kbest' feature selection, e.g. lgbm+smote, logreg+kbest+rus;
 'all' = the default set. Python users add their own with vitfeat.pipelines.register_pipeline.
 
@@ -121,6 +122,11 @@ def register(subparsers) -> None:
     p.add_argument("--subgroup", action="append", metavar="COLUMN",
                    help="report metrics per value of this column (table or manifest), e.g. fitzpatrick; "
                         "repeatable (subgroup_metrics.csv)")
+    p.add_argument("--tabpfn-checkpoint", metavar="FILE",
+                   help="a TabPFN classifier checkpoint you have locally (.safetensors, or a weights-only .ckpt): adds "
+                        "the 'tabpfn' pipeline; nothing is downloaded (docs/tabular_deep.md)")
+    p.add_argument("--tabicl-checkpoint", metavar="FILE",
+                   help="a TabICL checkpoint you have locally (.ckpt, weights only): adds the 'tabicl' pipeline")
     p.add_argument("--config", metavar="YAML", help="YAML file with any of these options")
     p.set_defaults(func=run, output_check=[("out", "dir")])
 
@@ -139,7 +145,8 @@ def run(args) -> int:
                  "calibrate": args.calibrate, "operating_point": args.operating_point,
                  "feature_icc": args.feature_icc, "min_icc": args.min_icc, "coverage": args.coverage,
                  "metric": args.metric, "ci": args.ci, "test_split": args.test_split,
-                 "test_fraction": args.test_fraction, "subgroups": args.subgroup}
+                 "test_fraction": args.test_fraction, "subgroups": args.subgroup,
+                 "tabpfn_checkpoint": args.tabpfn_checkpoint, "tabicl_checkpoint": args.tabicl_checkpoint}
     try:
         if args.config:
             config = FitConfig.from_yaml(args.config, **overrides)

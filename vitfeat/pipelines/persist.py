@@ -46,6 +46,12 @@ TRUSTED_TYPES = frozenset({
     "sklearn.tree._tree.Tree",
     "vitfeat.pipelines.operating.GroupedCalibratedClassifier",
     "vitfeat.pipelines.prefilter.NearDuplicateFilter",
+    # torch networks, saved as numpy arrays + numbers and rebuilt on load (no torch type is trusted)
+    "vitfeat.pipelines.tabular_deep.RealMLPClassifier",
+    "vitfeat.pipelines.tabular_deep.TabMClassifier",
+    # training rows + checkpoint path and SHA-256 (vitfeat.pipelines.foundation), never torch objects
+    "vitfeat.pipelines.foundation.TabICLLocalClassifier",
+    "vitfeat.pipelines.foundation.TabPFNLocalClassifier",
     "xgboost.core.Booster",
     "xgboost.sklearn.XGBClassifier",
 })

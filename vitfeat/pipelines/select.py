@@ -73,6 +73,8 @@ class FitConfig:
     test_split: str | None = None  # column with train/test values: fit on train, score the chosen model on test
     test_fraction: float | None = None  # or a drawn patient-grouped, stratified test split of this share
     subgroups: list = field(default_factory=list)  # columns for subgroup_metrics.csv
+    tabpfn_checkpoint: str | None = None  # local TabPFN checkpoint: adds the 'tabpfn' pipeline (foundation)
+    tabicl_checkpoint: str | None = None  # local TabICL checkpoint: adds the 'tabicl' pipeline
 
     @classmethod
     def from_yaml(cls, path, **overrides) -> "FitConfig":
@@ -529,6 +531,12 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
     if not 0 < float(config.coverage) < 1:
         raise ValueError(f"coverage {config.coverage!r}: the conformal coverage lies between 0 and 1 (e.g. 0.9)")
     zoo.add_custom_pipelines(config.custom)
+    for kind in ("tabpfn", "tabicl"):  # local checkpoints: missing, damaged, other version named before any fit
+        if getattr(config, f"{kind}_checkpoint"):
+            from vitfeat.pipelines.foundation import register_checkpoint
+
+            register_checkpoint(kind, getattr(config, f"{kind}_checkpoint"))
+            config.pipelines = list(config.pipelines) + [kind] * (kind not in config.pipelines)
     pipelines = zoo.expand_names(config.pipelines)
 
     table, provenance, features, features_path = as_feature_table(features)

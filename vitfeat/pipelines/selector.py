@@ -80,6 +80,10 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
         Cache of finished fold fits (an interrupted fit resumes); None: no cache.
     progress : bool, default False
         Show progress bars.
+    tabpfn_checkpoint : path-like, optional
+        A local TabPFN classifier checkpoint: adds the ``tabpfn`` pipeline (``fit --tabpfn-checkpoint``).
+    tabicl_checkpoint : path-like, optional
+        A local TabICL checkpoint: adds the ``tabicl`` pipeline (``fit --tabicl-checkpoint``).
 
     Attributes
     ----------
@@ -105,7 +109,7 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
                  n_iter: int = 10, inner_folds=None, inner_scheme: str = "neighbours", n_jobs: int = 1,
                  random_state: int = 0, n_boot: int = 500, positive=None, prefilter: str = "auto", calibrate=None,
                  operating_point=None, custom=None, backend: str = "loky", scheduler=None, target: str = "label",
-                 cache_dir=None, progress: bool = False):
+                 cache_dir=None, progress: bool = False, tabpfn_checkpoint=None, tabicl_checkpoint=None):
         self.pipelines = pipelines
         self.folds = folds
         self.repeats = repeats
@@ -127,6 +131,8 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
         self.target = target
         self.cache_dir = cache_dir
         self.progress = progress
+        self.tabpfn_checkpoint = tabpfn_checkpoint
+        self.tabicl_checkpoint = tabicl_checkpoint
 
     def fit_config(self, target: str | None = None) -> FitConfig:
         """The :class:`~vitfeat.pipelines.select.FitConfig` these parameters make (``fit.yaml``'s content).
@@ -149,7 +155,9 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
                          jobs=int(self.n_jobs), seed=int(self.random_state), n_boot=int(self.n_boot),
                          positive=self.positive, custom=dict(self.custom or {}), prefilter=self.prefilter,
                          backend=self.backend, scheduler=self.scheduler, calibrate=self.calibrate,
-                         operating_point=self.operating_point)
+                         operating_point=self.operating_point,
+                         tabpfn_checkpoint=str(self.tabpfn_checkpoint) if self.tabpfn_checkpoint else None,
+                         tabicl_checkpoint=str(self.tabicl_checkpoint) if self.tabicl_checkpoint else None)
 
     def _table(self, X, y, groups) -> tuple[pd.DataFrame, str]:
         """The feature table ``compute_fit`` reads: ids, the target (as text) and the features."""

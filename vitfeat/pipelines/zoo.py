@@ -56,6 +56,11 @@ class Part:
         CPU of one fit relative to hgb's.
     rows_per_bin : int
         For histogram models: training rows per bin (:func:`gbm_bins`).
+    scaler : callable, optional
+        ``scaler(random_state, n_rows) -> transformer`` used instead of StandardScaler when scaling.
+    requires : tuple of (str, str)
+        ``(importable module, install command)`` pairs of optional packages it needs; a pipeline
+        naming it is refused with the command while one is missing (:func:`missing_requirement`).
     """
 
     name: str
@@ -66,6 +71,8 @@ class Part:
     search_space: dict = field(default_factory=dict)  # keys relative to the step
     cost: float = 1.0  # CPU of one fit relative to hgb's (measured on 480 x 1,800), to start the slow fits first
     rows_per_bin: int = 0  # a histogram model (> 0): make(random_state, bins), bins from gbm_bins
+    scaler: Callable[[int], object] | None = None  # replaces StandardScaler (tabular deep models)
+    requires: tuple = ()  # ((module, install command), ...): optional packages it needs
 
 
 #: Training rows per histogram bin that scikit-learn's gradient boosting aims for. Split search costs
@@ -138,6 +145,39 @@ def _svm(rs):
     return CalibratedClassifierCV(svc, method="sigmoid", cv=3, ensemble=False)
 
 
+def _tabular_deep_parts() -> list:
+    """RealMLP and TabM (vitfeat.pipelines.tabular_deep, imported only when a pipeline is built)."""
+    from sklearn.preprocessing import QuantileTransformer, RobustScaler
+
+    from vitfeat.pipelines.tabular_deep import INSTALL
+
+    def realmlp(rs):
+        from vitfeat.pipelines.tabular_deep import RealMLPClassifier
+
+        return RealMLPClassifier(random_state=rs)
+
+    def tabm(rs):
+        from vitfeat.pipelines.tabular_deep import TabMClassifier
+
+        return TabMClassifier(random_state=rs)
+
+    def quantile(rs, n_rows=None):  # TabM's preprocessing: pytabkit's quantile transform to a normal distribution
+        n_quantiles = max(min((n_rows or 3000) // 30, 1000), 10)
+        return QuantileTransformer(output_distribution="normal", n_quantiles=n_quantiles, subsample=10**9,
+                                   random_state=rs)
+
+    return [Part("realmlp", "classifier", realmlp,
+                 "RealMLP-TD tabular network (robust scaling, PBLD embeddings; CPU, early stopping in-fold)",
+                 needs_scaling=True, scaler=lambda rs, n_rows=None: RobustScaler(), cost=2.0,
+                 search_space={"lr": loguniform(0.01, 0.1), "p_drop": uniform(0.0, 0.3)},
+                 requires=(("torch", "pip install torch"),)),
+            Part("tabm", "classifier", tabm,
+                 "TabM tabular network (k=32 BatchEnsemble MLPs, quantile transform; CPU, early stopping in-fold)",
+                 needs_scaling=True, scaler=quantile, cost=4.0,
+                 search_space={"lr": loguniform(5e-4, 5e-3), "dropout": uniform(0.0, 0.3)},
+                 requires=(("tabm", INSTALL),))]
+
+
 #: Classifiers by name (entry-point group ``vitfeat.classifiers``); :func:`register_classifier` adds one.
 CLASSIFIERS: Registry[Part] = Registry("classifier", "vitfeat.classifiers")
 for _part in [
@@ -168,6 +208,8 @@ for _part in [
              rows_per_bin=ROWS_PER_BIN_LIGHTGBM_XGBOOST,
              search_space={"learning_rate": loguniform(0.01, 0.3), "num_leaves": randint(4, 32)}),
 ]:
+    CLASSIFIERS.register(_part.name, _part)
+for _part in _tabular_deep_parts():
     CLASSIFIERS.register(_part.name, _part)
 
 #: Resamplers by name (entry-point group ``vitfeat.samplers``); :func:`register_sampler` adds one.
@@ -372,7 +414,35 @@ def _parse(name: str) -> tuple[Part, Part | None, Part | None]:
                 f"registered pipelines: {', '.join(sorted(_REGISTRY)) or 'none'}")
     if clf is None:
         raise ValueError(f"pipeline '{name}' names no classifier (one of {', '.join(CLASSIFIERS)})")
+    missing = missing_requirement(clf)
+    if missing:
+        raise ValueError(f"pipeline '{name}' needs {missing[0]}: {missing[1]}")
     return clf, sampler, selector
+
+
+def missing_requirement(part: Part) -> tuple[str, str] | None:
+    """The first optional package ``part`` needs that is not installed, with its install command.
+
+    Parameters
+    ----------
+    part : Part
+        A classifier, sampler or selector.
+
+    Returns
+    -------
+    tuple of (str, str) or None
+        ``(module, install command)``, or None when everything it needs is importable.
+    """
+    from importlib.util import find_spec
+
+    for module, command in part.requires:
+        try:
+            found = find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return module, command
+    return None
 
 
 def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False, n_rows: int | None = None) -> Pipeline:
@@ -411,7 +481,7 @@ def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False, n_r
         steps.append(("prefilter", NearDuplicateFilter()))
     if clf.needs_scaling or sampler is not None and sampler.name in ("smote", "borderline"):
         # SMOTE interpolates in feature space: neighbours must not be dominated by large-unit features.
-        steps.append(("scale", StandardScaler()))
+        steps.append(("scale", clf.scaler(random_state, n_rows) if clf.scaler else StandardScaler()))
     if selector is not None:
         steps.append(("select", selector.make(random_state)))
     if sampler is not None:
