@@ -392,18 +392,26 @@ def side_by_side(ref: str, n: int, size: int, seed: int, n_ph2: int, repeats: in
         labels = pd.read_csv(root / "labels.csv", dtype=str).head(n_ph2)
         images = [(read_image(root / r.image), read_mask(root / r.mask)) for r in labels.itertuples()]
         ph2 = dict.fromkeys(codes, np.inf)
+        ph2_fam = {k: {f.name: np.inf for f in fams[k]} for k in codes}
         for r in range(repeats):
             for key in (list(codes) if r % 2 == 0 else list(codes)[::-1]):
-                t0 = CLOCK()
+                spent = dict.fromkeys(ph2_fam[key], 0.0)
                 for i, (rgb, mask) in enumerate(images):
-                    features(key, codes[key].CaseArrays(str(i), rgb, None, mask, None))
-                ph2[key] = min(ph2[key], CLOCK() - t0)
+                    case = codes[key].CaseArrays(str(i), rgb, None, mask, None)
+                    for fam in fams[key]:
+                        t1 = CLOCK()
+                        fam(case)
+                        spent[fam.name] += CLOCK() - t1
+                ph2[key] = min(ph2[key], sum(spent.values()))
+                ph2_fam[key] = {f: min(ph2_fam[key][f], spent[f]) for f in spent}
         for i, (rgb, mask) in enumerate(images):
             compare(features("old", old_pkg.CaseArrays(str(i), rgb, None, mask, None)),
                     features("new", new_pkg.CaseArrays(str(i), rgb, None, mask, None)))
         kp = 1000.0 / len(images)
         line = f"PH2: {len(images)} images: old {ph2['old'] * kp:.2f} ms, new {ph2['new'] * kp:.2f} ms per image " \
-               f"(new / old {ph2['new'] / ph2['old']:.3f})"
+               f"(new / old {ph2['new'] / ph2['old']:.3f}); per family (old -> new ms): " + ", ".join(
+                   f"{f} {ph2_fam['old'][f] * kp:.2f} -> {ph2_fam['new'][f] * kp:.2f}" for f in ph2_fam["new"]
+                   if ph2_fam["old"][f] * kp > 0.05)
         try:
             import SimpleITK as sitk
             from radiomics import featureextractor

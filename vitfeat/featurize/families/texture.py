@@ -295,27 +295,40 @@ def _quantise(values: np.ndarray, hist: np.ndarray, levels: int) -> np.ndarray:
 
 
 def _quantised_image(grey_u8: np.ndarray, regions: list[np.ndarray], levels: int,
-                     ids: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
+                     ids: np.ndarray | None = None, hists: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
     """The co-occurrence image of :func:`_glcm` for uint8 grey, without gathering any pixel.
 
-    The regions' histograms come from one OpenCV histogram (:func:`_region_histograms`), and each
-    quantisation is a 256-entry table (the level depends on the grey value only, through the same
-    float32 arithmetic as :func:`_quantised`) applied to the whole image by ``cv2.LUT``.
+    The regions' histograms come from one pass (:func:`_region_histograms`, or ``hists`` when the
+    caller has them), and each quantisation is a 256-entry table (the level depends on the grey
+    value only, through the same float32 arithmetic as :func:`_quantised`), all applied by one
+    compiled pass (:func:`_lookup`).
     """
-    q = np.zeros(grey_u8.shape, np.uint8)
     present = []
     table_in = np.arange(256, dtype=np.float32)
-    for k, (region, hist) in enumerate(zip(regions, _region_histograms(grey_u8, regions, 256, ids))):
-        region_u8 = region.view(np.uint8)
+    ids = _region_ids(regions) if ids is None else ids
+    hists = _region_histograms(grey_u8, regions, 256, ids) if hists is None else hists
+    tables = np.zeros((len(regions) + 1, 256), np.uint8)  # row 0: outside every region, level 0
+    for k, hist in enumerate(hists):
         if hist.sum() < 16:
             continue
-        table = _quantise(table_in, hist, levels) + np.uint8(1 + k * levels)
-        cv2.copyTo(cv2.LUT(grey_u8, table), region_u8, q)  # = np.copyto(..., where=region), 6x faster
+        tables[k + 1] = _quantise(table_in, hist, levels) + np.uint8(1 + k * levels)
         present.append(k)
-    return q, present
+    return _lookup(grey_u8, ids, tables), present
 
 
-def _glcm(grey: np.ndarray, regions: list[np.ndarray], levels: int, ids: np.ndarray | None = None) -> list[dict]:
+@compiled("uint8[:, ::1](uint8[:, :], uint8[:, :], uint8[:, ::1])")
+def _lookup(values, ids, tables):
+    """``tables[ids, values]``: each pixel's value through its region's 256-entry table."""
+    h, w = values.shape
+    out = np.empty((h, w), np.uint8)
+    for y in range(h):
+        for x in range(w):
+            out[y, x] = tables[ids[y, x], values[y, x]]
+    return out
+
+
+def _glcm(grey: np.ndarray, regions: list[np.ndarray], levels: int, ids: np.ndarray | None = None,
+          hists: np.ndarray | None = None) -> list[dict]:
     """GLCM properties of several disjoint regions from one co-occurrence pass.
 
     Region k's pixels get levels ``1 + k*levels ...`` and everything else level 0, so one
@@ -324,7 +337,7 @@ def _glcm(grey: np.ndarray, regions: list[np.ndarray], levels: int, ids: np.ndar
     """
     names = [f"glcm_{p.lower()}" for p in GLCM_PROPS]
     if grey.dtype == np.uint8:
-        q, present = _quantised_image(grey, regions, levels, ids)
+        q, present = _quantised_image(grey, regions, levels, ids, hists)
     else:
         q, present = np.zeros(grey.shape, np.uint8), []
         for k, region in enumerate(regions):
@@ -485,6 +498,8 @@ def _region_histograms(values: np.ndarray, regions: list[np.ndarray], n_bins: in
     """
     ids = _region_ids(regions) if ids is None else ids
     n_ids = len(regions) + 1
+    if values.dtype == np.uint8 and ids.dtype == np.uint8:
+        return _id_value_counts(ids, values, n_ids, n_bins)[1:]
     if n_bins * n_ids > 256:
         counts = cv2.calcHist([ids, values], [0, 1], None, [n_ids, n_bins], [0, n_ids, 0, n_bins])
         return counts.astype(np.int64)[1:]  # exact below 2**24
@@ -492,6 +507,17 @@ def _region_histograms(values: np.ndarray, regions: list[np.ndarray], n_bins: in
     codes += values
     counts = cv2.calcHist([codes], [0], None, [n_bins * n_ids], [0, n_bins * n_ids]).ravel().astype(np.int64)
     return counts.reshape(n_ids, n_bins)[1:]
+
+
+@compiled("int64[:, ::1](uint8[:, :], uint8[:, :], int64, int64)")
+def _id_value_counts(ids, values, n_ids, n_bins):
+    """``(id, value)`` counts of two uint8 images (values ``< n_bins``, ids ``< n_ids``), one pass."""
+    counts = np.zeros((n_ids, n_bins), np.int64)
+    h, w = ids.shape
+    for y in range(h):
+        for x in range(w):
+            counts[ids[y, x], values[y, x]] += 1
+    return counts
 
 
 def _lbp_features(counts: np.ndarray) -> dict:
@@ -531,12 +557,11 @@ def texture_features(v: ImageView, levels: int = 2, glcm_levels: int = 16) -> di
     regions = {"": mask[y0:y1, x0:x1], "ring_": ring[y0:y1, x0:x1]}
     coeffs = haar_wavedec2(grey, levels)
     grey_u8 = v.grey_u8[v.roi][y0:y1, x0:x1]
-    codes = lbp_uniform(grey_u8)
     out = {}
     masks = list(regions.values())
-    ids = _region_ids(masks)  # shared by the grey and LBP histograms
+    ids = _region_ids(masks)  # shared by the grey and LBP histograms and the wavelet gathers
     glcms = _glcm(grey_u8, masks, glcm_levels, ids)  # the same integer levels, in uint8
-    lbp_counts = _region_histograms(codes, masks, N_LBP, ids)
+    lbp_counts = _region_histograms(lbp_uniform(grey_u8), masks, N_LBP, ids)
     wavelets = _wavelet_features(coeffs, masks, levels, ids)
     for prefix, wavelet, glcm, counts in zip(regions, wavelets, glcms, lbp_counts):
         feats = {**wavelet, **glcm, **_lbp_features(counts)}
