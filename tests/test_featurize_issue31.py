@@ -1,0 +1,146 @@
+"""Issue #31's compiled passes of the extraction against what they replaced, and the whole
+handcrafted table against the code before them (commit 07c0f96) on synth pairs and real photos.
+
+Every pass keeps the arithmetic of the numpy or OpenCV formulation it replaced (exact integer
+counts, the same float32 operations), so the comparisons are bit for bit.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from vitfeat.featurize.families.shape import _marching_squares_numpy, _marching_squares_padded, _mesh_pass, _padded
+from vitfeat.featurize.families.texture import (
+    _gather_regions,
+    _id_value_counts,
+    _lookup,
+    _region_ids,
+    _row_bin_counts,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+#: The last commit before issue #31's extraction work: its ``vitfeat.featurize`` is the reference.
+BASELINE = "07c0f96"
+RNG = np.random.default_rng(31)
+
+
+def random_masks(n: int = 40):
+    """Blurred-noise masks of many sizes and shapes (holes, islands, pieces touching the border)."""
+    for _ in range(n):
+        h, w = RNG.integers(1, 200, 2)
+        noise = cv2.GaussianBlur(RNG.random((h, w)), (0, 0), RNG.uniform(0.5, 8))
+        yield noise > RNG.uniform(0.3, 0.7)
+
+
+def test_mesh_pass_equals_the_numpy_marching_squares_and_opencv_moments():
+    for mask in [*random_masks(), np.ones((7, 9), bool), np.zeros((5, 5), bool)]:
+        padded = _padded(mask)
+        expected = _marching_squares_numpy(padded, (11, 3))
+        got = _marching_squares_padded(padded, (11, 3))
+        assert got[:2] == expected[:2]
+        np.testing.assert_array_equal(got[2], expected[2])
+        _, moments, _ = _mesh_pass(padded.view(np.uint8), 11.0, 3.0)
+        mom = cv2.moments(padded.view(np.uint8), binaryImage=True)
+        expected_moments = [mom["m00"], mom["mu20"], mom["mu11"], mom["mu02"]] if mom["m00"] else [0.0] * 4
+        assert list(moments) == expected_moments  # bit for bit
+
+
+def test_region_counts_and_table_lookup_equal_opencv():
+    grey = cv2.GaussianBlur(RNG.integers(0, 256, (120, 150)).astype(np.uint8), (0, 0), 2)
+    regions = [next(random_masks(1)) for _ in range(1)]
+    mask = cv2.resize(regions[0].view(np.uint8), (150, 120), interpolation=cv2.INTER_NEAREST).view(bool)
+    ring = ~mask & (cv2.dilate(mask.view(np.uint8), np.ones((9, 9), np.uint8)) > 0)
+    ids = _region_ids([mask, ring])
+    window = (slice(3, 100), slice(7, 140))  # non-contiguous views, as the families pass them
+    counts = _id_value_counts(ids[window], grey[window], 3, 256)
+    expected = cv2.calcHist([np.ascontiguousarray(ids[window]), np.ascontiguousarray(grey[window])], [0, 1], None,
+                            [3, 256], [0, 3, 0, 256])
+    np.testing.assert_array_equal(counts, expected.astype(np.int64))
+    tables = RNG.integers(0, 33, (3, 256)).astype(np.uint8)
+    expected_q = np.zeros_like(grey[window])
+    for k in range(3):
+        cv2.copyTo(cv2.LUT(grey[window], tables[k]), (ids[window] == k).view(np.uint8), expected_q)
+    np.testing.assert_array_equal(_lookup(grey[window], ids[window], tables), expected_q)
+
+
+def test_gathered_wavelet_coefficients_equal_resize_and_take_per_region():
+    for mask in random_masks(10):
+        ring = ~mask & (cv2.dilate(mask.view(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+        h, w = (mask.shape[0] + 1) // 2, (mask.shape[1] + 1) // 2
+        details = [RNG.standard_normal((h, w)).astype(np.float32) for _ in range(3)]
+        small = cv2.resize(_region_ids([mask, ring]), (w, h), interpolation=cv2.INTER_NEAREST)
+        values, counts = _gather_regions(small, *details, 2)
+        for k, region in enumerate((mask, ring)):
+            m = cv2.resize(region.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+            where = np.flatnonzero(m)
+            assert counts[k] == len(where)
+            np.testing.assert_array_equal(values[k, :, :counts[k]], np.stack([d.ravel()[where] for d in details]))
+
+
+def test_row_bin_counts_equal_the_numpy_binning():
+    rows = [RNG.standard_normal(n).astype(np.float32) * s for n, s in ((50, 1.0), (3, 1e-3), (1000, 40.0))]
+    rows.append(np.full(20, 2.5, np.float32))  # constant: all in bin 0, flagged flat
+    sizes = np.array([r.size for r in rows])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    counts, flat = _row_bin_counts(np.concatenate(rows), starts, sizes, 16)
+    for row, row_counts, row_flat in zip(rows, counts, flat):
+        lo, hi = row.min(), row.max()
+        spread = float(hi) - float(lo)
+        assert row_flat == (spread <= 0)
+        scale = np.float32(16 / (spread if spread > 0 else 1.0))
+        idx = np.minimum(((row - lo) * scale).astype(np.int64), 15)
+        np.testing.assert_array_equal(row_counts, np.bincount(idx, minlength=16))
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench_extract", REPO / "benchmarks" / "bench_extract.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    """``vitfeat.featurize`` at :data:`BASELINE`, imported as its own package (bench_extract --baseline)."""
+    if subprocess.run(["git", "cat-file", "-e", f"{BASELINE}^{{commit}}"], cwd=REPO).returncode != 0:
+        pytest.fail(f"commit {BASELINE} is not in this checkout's history (a shallow clone?): fetch it")
+    return _bench_module().baseline_featurize(BASELINE)
+
+
+def _table(package, cases) -> pd.DataFrame:
+    families = [package.get_family(f) for f in package.default_families()]
+    rows = []
+    for case in cases:
+        row = {}
+        for fam in families:
+            row.update(fam(case))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_whole_table_equals_the_code_before_issue_31(baseline, synth_small, shared_data):
+    import vitfeat.featurize as current
+    from vitfeat.dataset import load_manifest, read_image, read_mask
+    from vitfeat.featurize.engine import load_case_arrays
+
+    pairs = list(load_manifest(synth_small).cases())[:8]
+    photos = []
+    for folder, stride in (("ph2", 40), ("vitiligo-seg", 30), ("isic2017", 50)):
+        labels = pd.read_csv(shared_data / folder / "labels.csv", dtype=str)
+        photos += [(read_image(shared_data / folder / r.image), read_mask(shared_data / folder / r.mask))
+                   for r in labels.iloc[::stride].itertuples()]
+
+    def cases(package):
+        out = [load_case_arrays(c, {"clinical": "given", **({"wood": "given"} if c.wood else {})}) for c in pairs]
+        return out + [package.CaseArrays(str(i), rgb, None, mask, None) for i, (rgb, mask) in enumerate(photos)]
+
+    old, new = _table(baseline, cases(baseline)), _table(current, cases(current))
+    assert list(new.columns) == list(old.columns) and len(new) == len(pairs) + len(photos) >= 15
+    pd.testing.assert_frame_equal(new, old, check_exact=True)
