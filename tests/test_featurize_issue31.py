@@ -141,6 +141,35 @@ def test_whole_table_equals_the_code_before_issue_31(baseline, synth_small, shar
         out = [load_case_arrays(c, {"clinical": "given", **({"wood": "given"} if c.wood else {})}) for c in pairs]
         return out + [package.CaseArrays(str(i), rgb, None, mask, None) for i, (rgb, mask) in enumerate(photos)]
 
-    old, new = _table(baseline, cases(baseline)), _table(current, cases(current))
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # see below
+    try:
+        old, new = _table(baseline, cases(baseline)), _table(current, cases(current))
+    finally:
+        cv2.setNumThreads(threads)
     assert list(new.columns) == list(old.columns) and len(new) == len(pairs) + len(photos) >= 15
     pd.testing.assert_frame_equal(new, old, check_exact=True)
+    # With several threads, OpenCV's meanStdDev (the colour family before #31) adds its per-thread
+    # sums in another order, ~1e-13 off the exact integer sums the compiled pass now uses.
+    cv2.setNumThreads(max(threads, 2))
+    try:
+        old_threaded = _table(baseline, cases(baseline))
+    finally:
+        cv2.setNumThreads(threads)
+    pd.testing.assert_frame_equal(new, old_threaded, check_exact=False, rtol=1e-12, atol=0)
+
+
+def test_colour_region_sums_give_opencv_mean_and_sd_bit_for_bit():
+    from vitfeat.featurize.families.color import _region_sums
+
+    for mask in random_masks(30):
+        h, w = mask.shape
+        lab8 = cv2.GaussianBlur(RNG.integers(0, 256, (h, w, 3)).astype(np.uint8), (0, 0), RNG.uniform(0.5, 5))
+        ring = ~mask & (RNG.random((h, w)) > 0.5)
+        sums, squares, counts = _region_sums(lab8, mask.view(np.uint8), ring.view(np.uint8))
+        for k, region in enumerate((mask, ring)):
+            mean, sd = (x.ravel() for x in cv2.meanStdDev(lab8, mask=region.view(np.uint8)))
+            scale = 1.0 / counts[k] if counts[k] else 0.0
+            got_mean = sums[k] * scale
+            np.testing.assert_array_equal(got_mean, mean)
+            np.testing.assert_array_equal(np.sqrt(np.maximum(squares[k] * scale - got_mean * got_mean, 0.0)), sd)
