@@ -173,3 +173,34 @@ def test_colour_region_sums_give_opencv_mean_and_sd_bit_for_bit():
             got_mean = sums[k] * scale
             np.testing.assert_array_equal(got_mean, mean)
             np.testing.assert_array_equal(np.sqrt(np.maximum(squares[k] * scale - got_mean * got_mean, 0.0)), sd)
+
+
+def _sobel_numpy(grey, where, offset):
+    """border._sobel_magnitude as before #31: flat takes of the 8 neighbours of every pixel."""
+    from vitfeat.featurize.views import coordinates
+
+    y, x = coordinates(where)
+    y, x = y + offset[0], x + offset[1]
+    flat, width = np.ascontiguousarray(grey).ravel(), grey.shape[1]
+    centre = y * width + x
+
+    def at(dy, dx):
+        return flat.take(centre + (dy * width + dx))
+
+    gx = (at(-1, 1) + 2 * at(0, 1) + at(1, 1) - at(-1, -1) - 2 * at(0, -1) - at(1, -1))
+    gy = (at(1, -1) + 2 * at(1, 0) + at(1, 1) - at(-1, -1) - 2 * at(-1, 0) - at(-1, 1))
+    return np.hypot(gx, gy) / 8.0
+
+
+def test_compiled_sobel_equals_the_flat_takes_bit_for_bit():
+    from vitfeat.featurize.families.border import _sobel_magnitude
+
+    for mask in random_masks(20):
+        h, w = mask.shape
+        grey = cv2.GaussianBlur(RNG.integers(0, 256, (h + 9, w + 7)).astype(np.uint8), (0, 0), 1.5).astype(np.float32)
+        got = _sobel_magnitude(grey, mask, (4, 3))  # the window inside the image: the compiled pass
+        np.testing.assert_array_equal(got, _sobel_numpy(grey, mask, (4, 3)))
+        edge = np.zeros_like(mask)
+        edge[1:-1, 1:-1] = mask[1:-1, 1:-1]
+        np.testing.assert_array_equal(_sobel_magnitude(grey[4:4 + h, 3:3 + w], edge),  # window = image: numpy
+                                      _sobel_numpy(grey[4:4 + h, 3:3 + w], edge, (0, 0)))
