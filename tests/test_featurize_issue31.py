@@ -204,3 +204,25 @@ def test_compiled_sobel_equals_the_flat_takes_bit_for_bit():
         edge[1:-1, 1:-1] = mask[1:-1, 1:-1]
         np.testing.assert_array_equal(_sobel_magnitude(grey[4:4 + h, 3:3 + w], edge),  # window = image: numpy
                                       _sobel_numpy(grey[4:4 + h, 3:3 + w], edge, (0, 0)))
+
+
+def test_compiled_box_counts_equal_the_numpy_morton_codes():
+    from vitfeat.featurize.families.shape import _box_counts, _spread_bits
+
+    for n, span, n_sizes in ((1, 5, 2), (40, 30, 3), (3000, 900, 7), (500, 2**20, 9)):
+        points = RNG.integers(-span, span, (n, 2))
+        shifted = points - (points.min(axis=0) >> n_sizes << n_sizes)
+        codes = np.sort(_spread_bits(shifted[:, 0]) << np.uint64(1) | _spread_bits(shifted[:, 1]))
+        expected = [int(np.count_nonzero(np.diff(codes >> np.uint64(2 * k)))) + 1 for k in range(1, n_sizes + 1)]
+        assert _box_counts(points, n_sizes) == expected
+
+
+def test_hull_of_the_row_extremes_equals_the_hull_of_every_vertex():
+    from vitfeat.featurize.families.shape import _row_extremes
+
+    for mask in [*random_masks(), np.ones((1, 1), bool), np.eye(6, dtype=bool)]:
+        if not mask.any():
+            continue
+        vertices = _marching_squares_padded(_padded(mask), (2, 9))[2]
+        expected = cv2.convexHull(vertices[:, ::-1].astype(np.float32))
+        np.testing.assert_array_equal(cv2.convexHull(_row_extremes(vertices)), expected)

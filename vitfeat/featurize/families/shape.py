@@ -167,8 +167,34 @@ def _box_counts(points: np.ndarray, n_sizes: int) -> list[int]:
     """
     # Shift to non-negative coordinates by a multiple of the largest side: the boxes stay aligned.
     points = points - (points.min(axis=0) >> n_sizes << n_sizes)
-    codes = np.sort(_spread_bits(points[:, 0]) << np.uint64(1) | _spread_bits(points[:, 1]))
-    return [int(np.count_nonzero(np.diff(codes >> np.uint64(2 * k)))) + 1 for k in range(1, n_sizes + 1)]
+    return [int(c) for c in _morton_box_counts(np.ascontiguousarray(points, dtype=np.int64), n_sizes)]
+
+
+@compiled("int64[::1](int64[:, ::1], int64)")
+def _morton_box_counts(points, n_sizes):
+    """:func:`_box_counts` of non-negative points in one compiled pass: the Morton codes (as
+    :func:`_spread_bits`), one sort, and the changes of each box size's high bits (exact integers)."""
+    n = points.shape[0]
+    codes = np.empty(n, np.uint64)
+    for i in range(n):
+        code = np.uint64(0)
+        for half in range(2):
+            v = np.uint64(points[i, half]) & np.uint64(0xFFFFFFFF)
+            v = (v | (v << np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+            v = (v | (v << np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+            v = (v | (v << np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+            v = (v | (v << np.uint64(2))) & np.uint64(0x3333333333333333)
+            v = (v | (v << np.uint64(1))) & np.uint64(0x5555555555555555)
+            code |= v << np.uint64(1 - half)  # rows on the odd bits, columns on the even ones
+        codes[i] = code
+    codes.sort()
+    counts = np.ones(n_sizes, np.int64)
+    for k in range(1, n_sizes + 1):
+        shift = np.uint64(2 * k)
+        for i in range(1, n):
+            if (codes[i] >> shift) != (codes[i - 1] >> shift):
+                counts[k - 1] += 1
+    return counts
 
 
 def box_counting_dimension(points: np.ndarray) -> float:
@@ -236,6 +262,36 @@ def _max_distance(points):
     return np.sqrt(best)  # the square root is monotone and correctly rounded: the max of the roots
 
 
+@compiled("float32[:, ::1](float64[:, ::1])")
+def _row_extremes(vertices):
+    """(x, y) float32 of each row's leftmost and rightmost vertex (rows are multiples of 0.5), in
+    row order. ``vertices``: (row, col) of :func:`_mesh_pass`."""
+    n = vertices.shape[0]
+    top = vertices[0, 0]
+    bottom = top
+    for i in range(n):
+        top = min(top, vertices[i, 0])
+        bottom = max(bottom, vertices[i, 0])
+    n_rows = int(round(2.0 * (bottom - top))) + 1
+    lo = np.full(n_rows, np.inf)
+    hi = np.full(n_rows, -np.inf)
+    for i in range(n):
+        r = int(round(2.0 * (vertices[i, 0] - top)))
+        lo[r] = min(lo[r], vertices[i, 1])
+        hi[r] = max(hi[r], vertices[i, 1])
+    out = np.empty((2 * n_rows, 2), np.float32)
+    k = 0
+    for r in range(n_rows):
+        if lo[r] <= hi[r]:
+            y = np.float32(top + 0.5 * r)
+            out[k, 0], out[k, 1] = np.float32(lo[r]), y
+            k += 1
+            if hi[r] > lo[r]:
+                out[k, 0], out[k, 1] = np.float32(hi[r]), y
+                k += 1
+    return out[:k]
+
+
 def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None, box=None) -> dict:
     """The :data:`FEATURES` of one bool mask (NaN where undefined, e.g. for an empty mask).
 
@@ -279,7 +335,9 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None,
         out["circularity"] = 4.0 * np.pi * mesh_area / perimeter**2
         out["sphericity"] = 2.0 * np.sqrt(np.pi * mesh_area) / perimeter
 
-    hull = cv2.convexHull(vertices[:, ::-1].astype(np.float32))
+    # Only each row's leftmost and rightmost vertex can be a corner of the hull (a vertex between
+    # two others of its row lies on their segment): the same hull from a fraction of the points.
+    hull = cv2.convexHull(_row_extremes(vertices))
     hull_area = cv2.contourArea(hull)
     if hull_area > 0:
         out["solidity"] = mesh_area / hull_area
