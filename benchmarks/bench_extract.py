@@ -164,7 +164,7 @@ def bench_synth(n: int, size: int, jobs: int, seed: int, repeats: int) -> None:
     shared = shared_intermediate_times(manifest, min(n, 40), repeats)
     print(f"  of which per-image intermediates shared by the families ({sum(shared.values()):.1f} ms, charged above to "
           "the first family that reads each): " + ", ".join(f"{k} {v:.1f}" for k, v in shared.items()))
-    print(f"features / decode: {feat_ms / load_ms:.2f} (measured in this run; issue #17 target <= 3)")
+    print(f"features / decode: {feat_ms / load_ms:.2f} (measured in this run; issue #17 target <= 3, issue #31's <= 2)")
     print(f"  per pass (both halves timed in the same pass): median {np.median(pass_ratios):.2f}, "
           f"range {min(pass_ratios):.2f}-{max(pass_ratios):.2f} over {len(pass_ratios)} passes")
 
@@ -251,7 +251,7 @@ def bench_ph2(n: int, repeats: int) -> None:
     print(f"pyradiomics original + wavelet: {theirs_ms:.1f} ms/image -> vitfeat is {theirs_ms / ours_ms:.1f}x faster "
           "(target 10x)")
     print(f"PH2 pyradiomics / vitfeat per image: {theirs_ms / ours_ms:.1f} "
-          "(measured in this run; issue #17 target >= 20)")
+          "(measured in this run; issue #17 target >= 20, issue #31's >= 40)")
     print("agreement on the features both define (relative difference |vitfeat - pyradiomics| / |pyradiomics|):")
     print(f"  {'pyradiomics':42s} {'vitfeat':42s} {'median':>9s} {'max':>9s}")
     for theirs_name, our_name in PYRADIOMICS_PAIRS.items():
