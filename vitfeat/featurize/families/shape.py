@@ -167,13 +167,14 @@ def _box_counts(points: np.ndarray, n_sizes: int) -> list[int]:
     """
     # Shift to non-negative coordinates by a multiple of the largest side: the boxes stay aligned.
     points = points - (points.min(axis=0) >> n_sizes << n_sizes)
-    return [int(c) for c in _morton_box_counts(np.ascontiguousarray(points, dtype=np.int64), n_sizes)]
+    codes = np.sort(_morton_codes(np.ascontiguousarray(points, dtype=np.int64)))
+    return [int(c) for c in _code_changes(codes, n_sizes)]
 
 
-@compiled("int64[::1](int64[:, ::1], int64)")
-def _morton_box_counts(points, n_sizes):
-    """:func:`_box_counts` of non-negative points in one compiled pass: the Morton codes (as
-    :func:`_spread_bits`), one sort, and the changes of each box size's high bits (exact integers)."""
+@compiled("uint64[::1](int64[:, ::1])")
+def _morton_codes(points):
+    """Morton codes of non-negative (row, column) points: ``_spread_bits(row) << 1 | _spread_bits(col)``,
+    in one compiled pass (exact integers)."""
     n = points.shape[0]
     codes = np.empty(n, np.uint64)
     for i in range(n):
@@ -187,7 +188,14 @@ def _morton_box_counts(points, n_sizes):
             v = (v | (v << np.uint64(1))) & np.uint64(0x5555555555555555)
             code |= v << np.uint64(1 - half)  # rows on the odd bits, columns on the even ones
         codes[i] = code
-    codes.sort()
+    return codes
+
+
+@compiled("int64[::1](uint64[::1], int64)")
+def _code_changes(codes, n_sizes):
+    """For box sizes 2, 4, ..., 2**n_sizes: 1 + the changes of the sorted codes' bits above the
+    size's along the array (the boxes holding a point)."""
+    n = codes.size
     counts = np.ones(n_sizes, np.int64)
     for k in range(1, n_sizes + 1):
         shift = np.uint64(2 * k)
