@@ -226,3 +226,13 @@ def test_hull_of_the_row_extremes_equals_the_hull_of_every_vertex():
         vertices = _marching_squares_padded(_padded(mask), (2, 9))[2]
         expected = cv2.convexHull(vertices[:, ::-1].astype(np.float32))
         np.testing.assert_array_equal(cv2.convexHull(_row_extremes(vertices)), expected)
+
+
+def test_cooccurrence_names_a_level_beyond_the_levels_asked_for():
+    from vitfeat.featurize.families.texture import cooccurrence
+
+    q = np.zeros((5, 6), np.uint8)
+    q[2, 3] = 16
+    with pytest.raises(ValueError, match="grey level 16 .* beyond the 16 levels"):
+        cooccurrence(q, 16)
+    assert cooccurrence(q, 17)[16, 0, 0, 0] == 2  # (16, 0) and (0, 16): symmetric

@@ -275,6 +275,8 @@ def _row_extremes(vertices):
     """(x, y) float32 of each row's leftmost and rightmost vertex (rows are multiples of 0.5), in
     row order. ``vertices``: (row, col) of :func:`_mesh_pass`."""
     n = vertices.shape[0]
+    if n == 0:
+        return np.empty((0, 2), np.float32)
     top = vertices[0, 0]
     bottom = top
     for i in range(n):
