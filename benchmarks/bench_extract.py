@@ -294,27 +294,39 @@ def baseline_featurize(ref: str):
     import importlib
     import io
     import re
+    import shutil
     import subprocess
     import sys
     import tarfile
+    import tempfile
+
+    from vitfeat.atomic import write_text
 
     sha = subprocess.run(["git", "rev-parse", ref], cwd=REPO, check=True, capture_output=True,
                          text=True).stdout.strip()
     name = f"vitfeat_featurize_{sha[:10]}"
     root = REPO / "artifacts" / "bench" / "baselines"
     pkg = root / name
-    if not (pkg / "__init__.py").is_file():
+    if not pkg.is_dir():
         blob = subprocess.run(["git", "archive", sha, "vitfeat/featurize"], cwd=REPO, check=True,
                               capture_output=True).stdout
+        # Written beside it, then renamed: another process never imports a half-written copy.
+        root.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
         with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
             for member in tar.getmembers():
                 if not member.isfile() or not member.name.endswith(".py"):
                     continue
-                target = pkg / Path(member.name).relative_to("vitfeat/featurize")
+                target = building / Path(member.name).relative_to("vitfeat/featurize")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 text = tar.extractfile(member).read().decode()
-                target.write_text(re.sub(r"\bvitfeat\.featurize\b", name, text))
-    sys.path.insert(0, str(root))
+                write_text(target, re.sub(r"\bvitfeat\.featurize\b", name, text))
+        try:
+            building.rename(pkg)
+        except OSError:  # another process renamed its copy first: the same files
+            shutil.rmtree(building, ignore_errors=True)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
     return importlib.import_module(name)
 
 
