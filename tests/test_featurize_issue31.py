@@ -8,6 +8,7 @@ counts, the same float32 operations), so the comparisons are bit for bit.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -109,8 +110,12 @@ def _bench_module():
 @pytest.fixture(scope="module")
 def baseline():
     """``vitfeat.featurize`` at :data:`BASELINE`, imported as its own package (bench_extract --baseline)."""
-    if subprocess.run(["git", "cat-file", "-e", f"{BASELINE}^{{commit}}"], cwd=REPO).returncode != 0:
-        pytest.fail(f"commit {BASELINE} is not in this checkout's history (a shallow clone?): fetch it")
+    found = shutil.which("git") is not None and subprocess.run(
+        ["git", "cat-file", "-e", f"{BASELINE}^{{commit}}"], cwd=REPO, capture_output=True).returncode == 0
+    if not found:
+        # Only the whole-table comparison needs the old code; the per-pass tests above always run.
+        pytest.skip(f"commit {BASELINE} is not in this checkout (a shallow clone?): "
+                    f"`git fetch --unshallow` to compare the whole table with the code before issue #31")
     return _bench_module().baseline_featurize(BASELINE)
 
 
