@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_extract.py                 # everything (about 2-3 min on 2 cores)
     .venv/bin/python benchmarks/bench_extract.py --n 200 --size 512 --ph2 40 --jobs 2
+    .venv/bin/python benchmarks/bench_extract.py --baseline 07c0f96 --n 40 --ph2 20   # old vs new, one run
 
 Prints:
 1. synth (N paired cases at SIZE px): cases/s of a full extraction with --jobs J (no cache),
@@ -14,6 +15,13 @@ Prints:
    pyradiomics' default 2D extraction (original + wavelet) and their ratio, when pyradiomics is installed
    (`pip install versioneer wheel && pip install --no-build-isolation pyradiomics`), and the
    relative difference of the shape and first-order features both define.
+
+With ``--baseline REF`` it prints instead the side-by-side comparison of ``vitfeat.featurize`` at git
+commit REF (copied under another package name) and this checkout, in one process on the same
+inputs: per paired synth case decode ms and each code's features ms (best of --repeats passes, the
+two codes alternating first from pass to pass), both features / decode ratios; per PH2 image each
+code's ms and pyradiomics' (original + wavelet), both ratios to pyradiomics; and the largest
+relative difference of every family's values between the two codes (synth pairs and PH2 images).
 """
 
 from __future__ import annotations
@@ -156,7 +164,7 @@ def bench_synth(n: int, size: int, jobs: int, seed: int, repeats: int) -> None:
     shared = shared_intermediate_times(manifest, min(n, 40), repeats)
     print(f"  of which per-image intermediates shared by the families ({sum(shared.values()):.1f} ms, charged above to "
           "the first family that reads each): " + ", ".join(f"{k} {v:.1f}" for k, v in shared.items()))
-    print(f"features / decode: {feat_ms / load_ms:.2f} (measured in this run; issue #17 target <= 3)")
+    print(f"features / decode: {feat_ms / load_ms:.2f} (measured in this run; issue #17 target <= 3, issue #31's <= 2)")
     print(f"  per pass (both halves timed in the same pass): median {np.median(pass_ratios):.2f}, "
           f"range {min(pass_ratios):.2f}-{max(pass_ratios):.2f} over {len(pass_ratios)} passes")
 
@@ -243,7 +251,7 @@ def bench_ph2(n: int, repeats: int) -> None:
     print(f"pyradiomics original + wavelet: {theirs_ms:.1f} ms/image -> vitfeat is {theirs_ms / ours_ms:.1f}x faster "
           "(target 10x)")
     print(f"PH2 pyradiomics / vitfeat per image: {theirs_ms / ours_ms:.1f} "
-          "(measured in this run; issue #17 target >= 20)")
+          "(measured in this run; issue #17 target >= 20, issue #31's >= 40)")
     print("agreement on the features both define (relative difference |vitfeat - pyradiomics| / |pyradiomics|):")
     print(f"  {'pyradiomics':42s} {'vitfeat':42s} {'median':>9s} {'max':>9s}")
     for theirs_name, our_name in PYRADIOMICS_PAIRS.items():
@@ -280,6 +288,166 @@ def border_stability(images) -> None:
         print(f"  {col:24s} {a.median():13.3f} / {a.quantile(0.9):.3f}      {b.median():9.3f} / {b.quantile(0.9):.3f}")
 
 
+def baseline_featurize(ref: str):
+    """``vitfeat.featurize`` as at git commit ``ref``, imported as its own package (its own family
+    registry), so that old and new run side by side in one process. Returns the package module."""
+    import importlib
+    import io
+    import re
+    import shutil
+    import subprocess
+    import sys
+    import tarfile
+    import tempfile
+
+    from vitfeat.atomic import write_text
+
+    sha = subprocess.run(["git", "rev-parse", ref], cwd=REPO, check=True, capture_output=True,
+                         text=True).stdout.strip()
+    name = f"vitfeat_featurize_{sha[:10]}"
+    root = REPO / "artifacts" / "bench" / "baselines"
+    pkg = root / name
+    if not pkg.is_dir():
+        blob = subprocess.run(["git", "archive", sha, "vitfeat/featurize"], cwd=REPO, check=True,
+                              capture_output=True).stdout
+        # Written beside it, then renamed: another process never imports a half-written copy.
+        root.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+        with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+            for member in tar.getmembers():
+                if not member.isfile() or not member.name.endswith(".py"):
+                    continue
+                target = building / Path(member.name).relative_to("vitfeat/featurize")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                text = tar.extractfile(member).read().decode()
+                write_text(target, re.sub(r"\bvitfeat\.featurize\b", name, text))
+        try:
+            building.rename(pkg)
+        except OSError:  # another process renamed its copy first: the same files
+            shutil.rmtree(building, ignore_errors=True)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return importlib.import_module(name)
+
+
+def side_by_side(ref: str, n: int, size: int, seed: int, n_ph2: int, repeats: int) -> None:
+    """Old (``ref``) and current featurize timed and compared in one process (see the module docstring)."""
+    import vitfeat.featurize as new_pkg
+    from vitfeat.synth import generate
+
+    old_pkg = baseline_featurize(ref)
+    codes = {"old": old_pkg, "new": new_pkg}
+    cv2.setNumThreads(1)
+    fams = {k: [p.get_family(f) for f in p.default_families()] for k, p in codes.items()}
+    loaders = {k: __import__(f"{p.__name__}.engine", fromlist=["load_case_arrays"]).load_case_arrays
+               for k, p in codes.items()}
+    out = REPO / "artifacts" / "bench" / f"synth_{n}_{size}_{seed}"
+    generate(out, n=n, seed=seed, size=size, jobs=1, progress=False)
+    cases = list(load_manifest(out / "manifest.csv").cases())[:n]
+
+    def plan(case):
+        return {"clinical": "given", **({"wood": "given"} if case.wood else {})}
+
+    def features(key, arrays):
+        row = {}
+        for fam in fams[key]:
+            row.update(fam(arrays))
+        return row
+
+    for key in codes:  # warm-up: imports, numba compilation or cache loading
+        features(key, loaders[key](cases[0], plan(cases[0])))
+    # As per_core_times: each case decoded (timed) and then its features (timed), case after case.
+    decode = {k: np.inf for k in codes}
+    best = {k: np.inf for k in codes}
+    fam_best = {k: {f.name: np.inf for f in fams[k]} for k in codes}
+    for r in range(repeats):
+        for key in (list(codes) if r % 2 == 0 else list(codes)[::-1]):
+            spent, load_t = dict.fromkeys(fam_best[key], 0.0), 0.0
+            for case in cases:
+                t0 = CLOCK()
+                arrays = loaders[key](case, plan(case))
+                load_t += CLOCK() - t0
+                for fam in fams[key]:
+                    t1 = CLOCK()
+                    fam(arrays)
+                    spent[fam.name] += CLOCK() - t1
+            decode[key] = min(decode[key], load_t)
+            best[key] = min(best[key], sum(spent.values()))
+            fam_best[key] = {f: min(fam_best[key][f], spent[f]) for f in spent}
+    k = 1000.0 / len(cases)
+    print(f"== side by side: vitfeat.featurize at {ref} (old) vs this checkout (new), one process, one core, "
+          f"CPU time, best of {repeats} passes, order alternating")
+    print(f"synth: {len(cases)} paired cases at {size} px, per case (decode + masks: the same code for both):")
+    floor = min(decode.values())  # the same decoding code: its best time over both codes' passes
+    print(f"  decode + masks {floor * k:.2f} ms (best of the two codes' passes: {decode['old'] * k:.2f}, "
+          f"{decode['new'] * k:.2f})")
+    for key in codes:
+        print(f"  {key}: features {best[key] * k:.2f} ms -> features / decode {best[key] / floor:.2f}")
+    print(f"  new / old features: {best['new'] / best['old']:.3f}; per family (old -> new ms): " + ", ".join(
+        f"{f} {fam_best['old'][f] * k:.2f} -> {fam_best['new'][f] * k:.2f}" for f in fam_best["new"]))
+    diffs = {}
+
+    def compare(a: dict, b: dict) -> None:
+        for col, x in a.items():
+            y = b[col]
+            fam = col.split("_")[1] if col.split("_")[0] in ("clinical", "wood") else col.split("_")[0]
+            if np.isnan(x) and np.isnan(y):
+                rel = 0.0
+            elif np.isnan(x) != np.isnan(y):
+                rel = np.inf
+            else:
+                rel = abs(x - y) / max(abs(x), 1e-12) if x != y else 0.0
+            if rel >= diffs.get(fam, (-1.0, ""))[0]:
+                diffs[fam] = (rel, col) if rel > diffs.get(fam, (-1.0, ""))[0] else diffs[fam]
+
+    for case in cases:
+        compare(features("old", loaders["old"](case, plan(case))), features("new", loaders["new"](case, plan(case))))
+    root = REPO.parent / "shared" / "data" / "ph2"
+    if n_ph2 and root.is_dir():
+        labels = pd.read_csv(root / "labels.csv", dtype=str).head(n_ph2)
+        images = [(read_image(root / r.image), read_mask(root / r.mask)) for r in labels.itertuples()]
+        ph2 = dict.fromkeys(codes, np.inf)
+        ph2_fam = {k: {f.name: np.inf for f in fams[k]} for k in codes}
+        for r in range(repeats):
+            for key in (list(codes) if r % 2 == 0 else list(codes)[::-1]):
+                spent = dict.fromkeys(ph2_fam[key], 0.0)
+                for i, (rgb, mask) in enumerate(images):
+                    case = codes[key].CaseArrays(str(i), rgb, None, mask, None)
+                    for fam in fams[key]:
+                        t1 = CLOCK()
+                        fam(case)
+                        spent[fam.name] += CLOCK() - t1
+                ph2[key] = min(ph2[key], sum(spent.values()))
+                ph2_fam[key] = {f: min(ph2_fam[key][f], spent[f]) for f in spent}
+        for i, (rgb, mask) in enumerate(images):
+            compare(features("old", old_pkg.CaseArrays(str(i), rgb, None, mask, None)),
+                    features("new", new_pkg.CaseArrays(str(i), rgb, None, mask, None)))
+        kp = 1000.0 / len(images)
+        line = f"PH2: {len(images)} images: old {ph2['old'] * kp:.2f} ms, new {ph2['new'] * kp:.2f} ms per image " \
+               f"(new / old {ph2['new'] / ph2['old']:.3f}); per family (old -> new ms): " + ", ".join(
+                   f"{f} {ph2_fam['old'][f] * kp:.2f} -> {ph2_fam['new'][f] * kp:.2f}" for f in ph2_fam["new"]
+                   if ph2_fam["old"][f] * kp > 0.05)
+        try:
+            import SimpleITK as sitk
+            from radiomics import featureextractor
+        except ImportError:
+            print(line + "; pyradiomics not installed")
+        else:
+            logging.getLogger("radiomics").setLevel(logging.ERROR)
+            full = featureextractor.RadiomicsFeatureExtractor(force2D=True)
+            full.enableImageTypes(Original={}, Wavelet={})
+            inputs = [(sitk.GetImageFromArray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)),
+                       sitk.GetImageFromArray(mask.astype(np.uint8))) for rgb, mask in images]
+            full.execute(*inputs[0])
+            theirs = best_ms_per_item(inputs, lambda pair: full.execute(*pair), repeats)
+            print(line)
+            print(f"  pyradiomics original + wavelet {theirs:.1f} ms per image: pyradiomics / vitfeat "
+                  f"old {theirs / (ph2['old'] * kp):.1f}x, new {theirs / (ph2['new'] * kp):.1f}x")
+    print("largest relative difference of the values, new vs old (synth pairs and PH2 images), per family:")
+    for fam, (rel, col) in sorted(diffs.items()):
+        print(f"  {fam:12s} {rel:9.2e}  {col if rel > 0 else ''}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=200, help="synth cases (default 200)")
@@ -288,7 +456,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="extract workers (default 2)")
     ap.add_argument("--ph2", type=int, default=40, help="PH2 images to compare on (default 40; 0 = skip)")
     ap.add_argument("--repeats", type=int, default=3, help="timing passes; the best is reported (default 3)")
+    ap.add_argument("--baseline", metavar="REF", help="git commit to compare with, side by side in one run "
+                    "(only this comparison is printed)")
     args = ap.parse_args()
+    if args.baseline:
+        side_by_side(args.baseline, args.n, args.size, args.seed, args.ph2, args.repeats)
+        return
     bench_synth(args.n, args.size, args.jobs, args.seed, args.repeats)
     if args.ph2:
         bench_ph2(args.ph2, args.repeats)

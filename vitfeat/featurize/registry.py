@@ -216,7 +216,8 @@ class Family:
             else:
                 values = self.func(case, modality, **config)
                 _check_names(self.name, modality, declared, values)
-            out.update({self.prefix(modality) + n: values[n] for n in declared})
+            prefix = self.prefix(modality)
+            out.update({prefix + n: values[n] for n in declared})
         return out
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
 from vitfeat.featurize.compiled import compiled
@@ -109,8 +108,12 @@ def color_features(v: ImageView, band_px: float = 24.0) -> dict:
     lab8 = lab8_outer[within(win, outer)]
     mask_u8, ring_u8 = v.mask_roi[win].view(np.uint8), v.ring_roi[win].view(np.uint8)
     stats = {}
-    for region, m in (("lesion", mask_u8), ("ring", ring_u8)):
-        mean8, std8 = (x.ravel() for x in cv2.meanStdDev(lab8, mask=m))  # no pixel copies
+    sums, squares, counts = _region_sums(lab8, mask_u8, ring_u8)  # both regions in one pass
+    for k, region in enumerate(("lesion", "ring")):
+        # cv2.meanStdDev(lab8, mask=region)'s arithmetic on the same exact integer sums.
+        scale = 1.0 / counts[k] if counts[k] else 0.0
+        mean8 = sums[k] * scale
+        std8 = np.sqrt(np.maximum(squares[k] * scale - mean8 * mean8, 0.0))
         mean = lab8_to_lab(mean8)
         std = std8 * np.array([100.0 / 255.0, 1.0, 1.0])  # the 8-bit encoding is affine per channel
         stats[region] = mean
@@ -136,6 +139,26 @@ def color_features(v: ImageView, band_px: float = 24.0) -> dict:
             out["trichrome_width"] = intermediate / max(np.count_nonzero(v.boundary_roi), 1)
             out["trichrome_fraction"] = intermediate / max(zone, 1)
     return out
+
+
+@compiled("Tuple((int64[:, ::1], int64[:, ::1], int64[::1]))(uint8[:, :, :], uint8[:, :], uint8[:, :])")
+def _region_sums(lab8, lesion, ring):
+    """Per region (lesion, ring): the sums and sums of squares of the three 8-bit channels and the
+    pixel count, exact integers (what ``cv2.meanStdDev`` with a mask accumulates)."""
+    sums = np.zeros((2, 3), np.int64)
+    squares = np.zeros((2, 3), np.int64)
+    counts = np.zeros(2, np.int64)
+    for y in range(lab8.shape[0]):
+        for x in range(lab8.shape[1]):
+            for k in range(2):
+                if (lesion[y, x] if k == 0 else ring[y, x]) == 0:
+                    continue
+                counts[k] += 1
+                for c in range(3):
+                    v = np.int64(lab8[y, x, c])
+                    sums[k, c] += v
+                    squares[k, c] += v * v
+    return sums, squares, counts
 
 
 @compiled("UniTuple(int64, 2)(float32[:, :], uint8[:, :, :], float32, float32)")

@@ -52,6 +52,13 @@ def marching_squares_measures(mask: np.ndarray) -> tuple[float, float, np.ndarra
 def _marching_squares_padded(padded: np.ndarray, origin) -> tuple[float, float, np.ndarray]:
     """:func:`marching_squares_measures` of a mask's bounding box (top-left pixel at ``origin``,
     row and column), padded with one background pixel."""
+    counts, _, vertices = _mesh_pass(padded.view(np.uint8), float(origin[0]), float(origin[1]))
+    return float(counts @ _CELL_LENGTH), float(counts @ _CELL_AREA), vertices
+
+
+def _marching_squares_numpy(padded: np.ndarray, origin) -> tuple[float, float, np.ndarray]:
+    """:func:`_marching_squares_padded` in whole-array numpy operations (what :func:`_mesh_pass`
+    replaced; kept as its reference)."""
     m = padded.view(np.uint8)
     code = m[:-1, :-1] | (m[:-1, 1:] << 1) | (m[1:, 1:] << 2) | (m[1:, :-1] << 3)
     counts = cv2.calcHist([code], [0], None, [16], [0, 16]).ravel().astype(np.int64)  # exact, 5x np.bincount
@@ -60,6 +67,61 @@ def _marching_squares_padded(padded: np.ndarray, origin) -> tuple[float, float, 
     vertices = np.concatenate([np.column_stack([hy, hx + 0.5]), np.column_stack([vy + 0.5, vx])])
     vertices += np.array([origin[0] - 1.0, origin[1] - 1.0])
     return float(counts @ _CELL_LENGTH), float(counts @ _CELL_AREA), vertices
+
+
+@compiled("Tuple((int64[::1], float64[::1], float64[:, ::1]))(uint8[:, :], float64, float64)")
+def _mesh_pass(m, origin_y, origin_x):
+    """One 0/1 padded mask box's marching-squares code counts (16), binary moments and contour vertices.
+
+    Moments: ``cv2.moments(m, binaryImage=True)``'s m00 and central mu20, mu11, mu02 (integer
+    sums, exact in float64, then OpenCV's ``m - m * (m / m00)`` arithmetic). Vertices: the
+    midpoints between horizontally differing neighbours, row-major, then between vertically
+    differing ones, row-major, shifted by ``origin - 1`` (the box's pixel (1, 1) is at origin).
+    """
+    h, w = m.shape
+    counts = np.zeros(16, np.int64)
+    m00 = m10 = m01 = m20 = m11 = m02 = 0
+    n_h = n_v = 0
+    for y in range(h):
+        for x in range(w):
+            a = m[y, x]
+            if a:
+                m00 += 1
+                m10 += x
+                m01 += y
+                m20 += x * x
+                m11 += x * y
+                m02 += y * y
+            if x + 1 < w and a != m[y, x + 1]:
+                n_h += 1
+            if y + 1 < h:
+                if a != m[y + 1, x]:
+                    n_v += 1
+                if x + 1 < w:
+                    counts[a | (m[y, x + 1] << 1) | (m[y + 1, x + 1] << 2) | (m[y + 1, x] << 3)] += 1
+    vertices = np.empty((n_h + n_v, 2), np.float64)
+    oy, ox = origin_y - 1.0, origin_x - 1.0
+    i, j = 0, n_h
+    for y in range(h):
+        for x in range(w):
+            if x + 1 < w and m[y, x] != m[y, x + 1]:
+                vertices[i, 0] = np.float64(y) + oy
+                vertices[i, 1] = (np.float64(x) + 0.5) + ox
+                i += 1
+            if y + 1 < h and m[y, x] != m[y + 1, x]:
+                vertices[j, 0] = (np.float64(y) + 0.5) + oy
+                vertices[j, 1] = np.float64(x) + ox
+                j += 1
+    moments = np.zeros(4, np.float64)
+    if m00 > 0:
+        f00, f10, f01 = np.float64(m00), np.float64(m10), np.float64(m01)
+        inv = 1.0 / f00
+        cx, cy = f10 * inv, f01 * inv
+        moments[0] = f00
+        moments[1] = np.float64(m20) - f10 * cx
+        moments[2] = np.float64(m11) - f10 * cy
+        moments[3] = np.float64(m02) - f01 * cy
+    return counts, moments, vertices
 
 
 def _padded(mask: np.ndarray) -> np.ndarray:
@@ -105,8 +167,42 @@ def _box_counts(points: np.ndarray, n_sizes: int) -> list[int]:
     """
     # Shift to non-negative coordinates by a multiple of the largest side: the boxes stay aligned.
     points = points - (points.min(axis=0) >> n_sizes << n_sizes)
-    codes = np.sort(_spread_bits(points[:, 0]) << np.uint64(1) | _spread_bits(points[:, 1]))
-    return [int(np.count_nonzero(np.diff(codes >> np.uint64(2 * k)))) + 1 for k in range(1, n_sizes + 1)]
+    codes = np.sort(_morton_codes(np.ascontiguousarray(points, dtype=np.int64)))
+    return [int(c) for c in _code_changes(codes, n_sizes)]
+
+
+@compiled("uint64[::1](int64[:, ::1])")
+def _morton_codes(points):
+    """Morton codes of non-negative (row, column) points: ``_spread_bits(row) << 1 | _spread_bits(col)``,
+    in one compiled pass (exact integers)."""
+    n = points.shape[0]
+    codes = np.empty(n, np.uint64)
+    for i in range(n):
+        code = np.uint64(0)
+        for half in range(2):
+            v = np.uint64(points[i, half]) & np.uint64(0xFFFFFFFF)
+            v = (v | (v << np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+            v = (v | (v << np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+            v = (v | (v << np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+            v = (v | (v << np.uint64(2))) & np.uint64(0x3333333333333333)
+            v = (v | (v << np.uint64(1))) & np.uint64(0x5555555555555555)
+            code |= v << np.uint64(1 - half)  # rows on the odd bits, columns on the even ones
+        codes[i] = code
+    return codes
+
+
+@compiled("int64[::1](uint64[::1], int64)")
+def _code_changes(codes, n_sizes):
+    """For box sizes 2, 4, ..., 2**n_sizes: 1 + the changes of the sorted codes' bits above the
+    size's along the array (the boxes holding a point)."""
+    n = codes.size
+    counts = np.ones(n_sizes, np.int64)
+    for k in range(1, n_sizes + 1):
+        shift = np.uint64(2 * k)
+        for i in range(1, n):
+            if (codes[i] >> shift) != (codes[i - 1] >> shift):
+                counts[k - 1] += 1
+    return counts
 
 
 def box_counting_dimension(points: np.ndarray) -> float:
@@ -174,6 +270,38 @@ def _max_distance(points):
     return np.sqrt(best)  # the square root is monotone and correctly rounded: the max of the roots
 
 
+@compiled("float32[:, ::1](float64[:, ::1])")
+def _row_extremes(vertices):
+    """(x, y) float32 of each row's leftmost and rightmost vertex (rows are multiples of 0.5), in
+    row order. ``vertices``: (row, col) of :func:`_mesh_pass`."""
+    n = vertices.shape[0]
+    if n == 0:
+        return np.empty((0, 2), np.float32)
+    top = vertices[0, 0]
+    bottom = top
+    for i in range(n):
+        top = min(top, vertices[i, 0])
+        bottom = max(bottom, vertices[i, 0])
+    n_rows = int(round(2.0 * (bottom - top))) + 1
+    lo = np.full(n_rows, np.inf)
+    hi = np.full(n_rows, -np.inf)
+    for i in range(n):
+        r = int(round(2.0 * (vertices[i, 0] - top)))
+        lo[r] = min(lo[r], vertices[i, 1])
+        hi[r] = max(hi[r], vertices[i, 1])
+    out = np.empty((2 * n_rows, 2), np.float32)
+    k = 0
+    for r in range(n_rows):
+        if lo[r] <= hi[r]:
+            y = np.float32(top + 0.5 * r)
+            out[k, 0], out[k, 1] = np.float32(lo[r]), y
+            k += 1
+            if hi[r] > lo[r]:
+                out[k, 0], out[k, 1] = np.float32(hi[r]), y
+                k += 1
+    return out[:k]
+
+
 def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None, box=None) -> dict:
     """The :data:`FEATURES` of one bool mask (NaN where undefined, e.g. for an empty mask).
 
@@ -209,14 +337,17 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None,
     # the same shapes at a translation (central moments and Fourier energies do not depend on
     # it), from a fraction of the pixels.
     padded = _padded(mask[box[0]:box[1], box[2]:box[3]])
-    perimeter, mesh_area, vertices = _marching_squares_padded(padded, (box[0], box[2]))
+    counts, moments, vertices = _mesh_pass(padded.view(np.uint8), float(box[0]), float(box[2]))
+    perimeter, mesh_area = float(counts @ _CELL_LENGTH), float(counts @ _CELL_AREA)
     out.update(mesh_area=mesh_area, perimeter=perimeter)
     if perimeter > 0 and mesh_area > 0:
         out["perimeter_area_ratio"] = perimeter / mesh_area
         out["circularity"] = 4.0 * np.pi * mesh_area / perimeter**2
         out["sphericity"] = 2.0 * np.sqrt(np.pi * mesh_area) / perimeter
 
-    hull = cv2.convexHull(vertices[:, ::-1].astype(np.float32))
+    # Only each row's leftmost and rightmost vertex can be a corner of the hull (a vertex between
+    # two others of its row lies on their segment): the same hull from a fraction of the points.
+    hull = cv2.convexHull(_row_extremes(vertices))
     hull_area = cv2.contourArea(hull)
     if hull_area > 0:
         out["solidity"] = mesh_area / hull_area
@@ -225,8 +356,9 @@ def shape_features(mask: np.ndarray, min_component_px: int = 5, components=None,
         out["max_diameter"] = _max_distance(hull[:, 0, :].astype(np.float64))
 
     # Population covariance of pixel centres from image moments (same numbers, no coordinate arrays).
-    mom = cv2.moments(padded.view(np.uint8), binaryImage=True)
-    cov = np.array([[mom["mu02"], mom["mu11"]], [mom["mu11"], mom["mu20"]]]) / mom["m00"]
+    # cv2.moments(padded, binaryImage=True)'s m00, mu20, mu11, mu02, from the mesh pass.
+    m00, mu20, mu11, mu02 = moments
+    cov = np.array([[mu02, mu11], [mu11, mu20]]) / m00
     eig = np.sort(np.linalg.eigvalsh(cov))  # ascending
     minor, major = max(eig[0], 0.0), eig[1]
     if major > 0:

@@ -99,6 +99,9 @@ def _entropies(rows, bins: int = 16) -> list[float]:
     sizes = np.array([rows[i].size for i in used])
     values = np.concatenate([rows[i] for i in used])
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    if values.dtype == np.float32:  # the same bins from one compiled pass per row
+        counts, flat = _row_bin_counts(values, starts, sizes, bins)
+        return _entropies_of_counts(out, used, counts, flat, sizes)
     lo, hi = np.minimum.reduceat(values, starts), np.maximum.reduceat(values, starts)
     spread = hi.astype(np.float64) - lo.astype(np.float64)
     flat = spread <= 0  # constant rows: entropy 0 below; index 0 avoids 0 * inf
@@ -117,12 +120,44 @@ def _entropies(rows, bins: int = 16) -> list[float]:
         idx = np.minimum(position.astype(np.int64), bins - 1)
         idx += row_of * bins
         counts = np.bincount(idx, minlength=k * bins).reshape(k, bins)
+    return _entropies_of_counts(out, used, counts, flat, sizes)
+
+
+def _entropies_of_counts(out: list, used: list, counts: np.ndarray, flat: np.ndarray, sizes: np.ndarray) -> list:
+    """:func:`_entropies`' last step: each used row's entropy from its bin counts into ``out``."""
     with np.errstate(divide="ignore", invalid="ignore"):
         p = counts / sizes[:, None]
         terms = p * np.log2(p)  # elementwise as per row; empty bins (nan) are left out below
     for i, row_counts, row_terms, row_flat in zip(used, counts, terms, flat):
         out[i] = 0.0 if row_flat else float(-np.sum(row_terms[row_counts > 0]))
     return out
+
+
+@compiled("Tuple((int64[:, ::1], boolean[::1]))(float32[::1], int64[::1], int64[::1], int64)")
+def _row_bin_counts(values, starts, sizes, bins):
+    """Bin counts of each row of the ragged float32 ``values`` (rows at ``starts``, of ``sizes``), with
+    :func:`_entropies`' numpy arithmetic: the row's minimum and maximum, the scale ``bins / spread``
+    (float64, then float32), the float32 position ``(value - min) * scale`` truncated and capped at
+    ``bins - 1``. ``flat``: rows of one value (all in bin 0)."""
+    n_rows = starts.size
+    counts = np.zeros((n_rows, bins), np.int64)
+    flat = np.zeros(n_rows, np.bool_)
+    for r in range(n_rows):
+        first, stop = starts[r], starts[r] + sizes[r]
+        lo = hi = values[first]
+        for i in range(first + 1, stop):
+            v = values[i]
+            if v < lo:
+                lo = v
+            if v > hi:
+                hi = v
+        spread = np.float64(hi) - np.float64(lo)
+        flat[r] = spread <= 0
+        scale = np.float32(bins / (1.0 if spread <= 0 else spread))
+        for i in range(first, stop):
+            k = int((values[i] - lo) * scale)
+            counts[r, min(k, bins - 1)] += 1
+    return counts, flat
 
 
 @compiled("UniTuple(float32[:, ::1], 4)(float32[:, :])")
@@ -179,19 +214,34 @@ def haar_wavedec2(image: np.ndarray, level: int) -> list:
     return [approx, *details]
 
 
-def _wavelet_features(coeffs, regions: list[np.ndarray], levels: int) -> list[dict]:
+def _wavelet_features(coeffs, regions: list[np.ndarray], levels: int, ids: np.ndarray | None = None) -> list[dict]:
     """Per region, mean energy and entropy of each detail subband's coefficients in the region.
 
-    The entropies of every region, level and subband come from one :func:`_entropies` call.
+    The entropies of every region, level and subband come from one :func:`_entropies` call. The
+    regions are disjoint; ``ids``: their :func:`_region_ids`, when the caller has it.
     """
-    blocks = []  # (region index, level, (subband, coefficient) values)
-    for k, region in enumerate(regions):
-        for lv in range(1, levels + 1):
-            details = coeffs[-lv]  # coeffs = [cA_n, (details level n), ..., (details level 1)]
-            h, w = details[0].shape
+    per_level = {}  # level -> (region, subband, coefficient) values, the regions' counts
+    if ids is None and len(regions) < 255:
+        ids = _region_ids(regions)
+    for lv in range(1, levels + 1):
+        details = coeffs[-lv]  # coeffs = [cA_n, (details level n), ..., (details level 1)]
+        h, w = details[0].shape
+        if ids is not None and all(c.dtype == np.float32 for c in details):
+            # The regions' masks downsampled at once (nearest: each coefficient takes one pixel's
+            # region id), each region's coefficients gathered in row-major order by one compiled pass.
+            small = cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST)
+            per_level[lv] = _gather_regions(small, *details, len(regions))
+            continue
+        vals, counts = [], []
+        for region in regions:
             m = cv2.resize(region.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
             where = np.flatnonzero(m.view(bool))  # once for the three subbands; bool: numpy's fast path, 4x
-            blocks.append((k, lv, np.stack([c.ravel().take(where) for c in details])))
+            vals.append(np.stack([c.ravel().take(where) for c in details]))
+            counts.append(len(where))
+        n = max(counts)
+        per_level[lv] = (np.stack([np.pad(v, ((0, 0), (0, n - v.shape[1]))) for v in vals]), np.array(counts))
+    blocks = [(k, lv, per_level[lv][0][k, :, :per_level[lv][1][k]]) for k in range(len(regions))
+              for lv in range(1, levels + 1)]
     entropies = iter(_entropies([row for _, _, vals in blocks for row in vals]))
     out = [{} for _ in regions]
     for k, lv, vals in blocks:
@@ -200,6 +250,31 @@ def _wavelet_features(coeffs, regions: list[np.ndarray], levels: int) -> list[di
             out[k][f"wavelet_L{lv}_{sb}_energy"] = float(energy)
             out[k][f"wavelet_L{lv}_{sb}_entropy"] = next(entropies)
     return out
+
+
+@compiled("Tuple((float32[:, :, ::1], int64[::1]))(uint8[:, :], float32[:, :], float32[:, :], float32[:, :], int64)")
+def _gather_regions(ids, horizontal, vertical, diagonal, n_regions):
+    """Each region's coefficients of the three subbands, in row-major order: ``(values, counts)``,
+    values ``(region, subband, i)`` valid for ``i < counts[region]``; region ``k`` has id ``k + 1``."""
+    h, w = ids.shape
+    counts = np.zeros(n_regions, np.int64)
+    for y in range(h):
+        for x in range(w):
+            k = ids[y, x]
+            if 0 < k <= n_regions:
+                counts[k - 1] += 1
+    values = np.empty((n_regions, 3, max(counts.max(), 1)), np.float32)
+    filled = np.zeros(n_regions, np.int64)
+    for y in range(h):
+        for x in range(w):
+            k = ids[y, x]
+            if 0 < k <= n_regions:
+                i = filled[k - 1]
+                values[k - 1, 0, i] = horizontal[y, x]
+                values[k - 1, 1, i] = vertical[y, x]
+                values[k - 1, 2, i] = diagonal[y, x]
+                filled[k - 1] = i + 1
+    return values, counts
 
 
 def _quantised(grey: np.ndarray, region: np.ndarray, levels: int) -> np.ndarray | None:
@@ -220,27 +295,40 @@ def _quantise(values: np.ndarray, hist: np.ndarray, levels: int) -> np.ndarray:
 
 
 def _quantised_image(grey_u8: np.ndarray, regions: list[np.ndarray], levels: int,
-                     ids: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
+                     ids: np.ndarray | None = None, hists: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
     """The co-occurrence image of :func:`_glcm` for uint8 grey, without gathering any pixel.
 
-    The regions' histograms come from one OpenCV histogram (:func:`_region_histograms`), and each
-    quantisation is a 256-entry table (the level depends on the grey value only, through the same
-    float32 arithmetic as :func:`_quantised`) applied to the whole image by ``cv2.LUT``.
+    The regions' histograms come from one pass (:func:`_region_histograms`, or ``hists`` when the
+    caller has them), and each quantisation is a 256-entry table (the level depends on the grey
+    value only, through the same float32 arithmetic as :func:`_quantised`), all applied by one
+    compiled pass (:func:`_lookup`).
     """
-    q = np.zeros(grey_u8.shape, np.uint8)
     present = []
     table_in = np.arange(256, dtype=np.float32)
-    for k, (region, hist) in enumerate(zip(regions, _region_histograms(grey_u8, regions, 256, ids))):
-        region_u8 = region.view(np.uint8)
+    ids = _region_ids(regions) if ids is None else ids
+    hists = _region_histograms(grey_u8, regions, 256, ids) if hists is None else hists
+    tables = np.zeros((len(regions) + 1, 256), np.uint8)  # row 0: outside every region, level 0
+    for k, hist in enumerate(hists):
         if hist.sum() < 16:
             continue
-        table = _quantise(table_in, hist, levels) + np.uint8(1 + k * levels)
-        cv2.copyTo(cv2.LUT(grey_u8, table), region_u8, q)  # = np.copyto(..., where=region), 6x faster
+        tables[k + 1] = _quantise(table_in, hist, levels) + np.uint8(1 + k * levels)
         present.append(k)
-    return q, present
+    return _lookup(grey_u8, ids, tables), present
 
 
-def _glcm(grey: np.ndarray, regions: list[np.ndarray], levels: int, ids: np.ndarray | None = None) -> list[dict]:
+@compiled("uint8[:, ::1](uint8[:, :], uint8[:, :], uint8[:, ::1])")
+def _lookup(values, ids, tables):
+    """``tables[ids, values]``: each pixel's value through its region's 256-entry table."""
+    h, w = values.shape
+    out = np.empty((h, w), np.uint8)
+    for y in range(h):
+        for x in range(w):
+            out[y, x] = tables[ids[y, x], values[y, x]]
+    return out
+
+
+def _glcm(grey: np.ndarray, regions: list[np.ndarray], levels: int, ids: np.ndarray | None = None,
+          hists: np.ndarray | None = None) -> list[dict]:
     """GLCM properties of several disjoint regions from one co-occurrence pass.
 
     Region k's pixels get levels ``1 + k*levels ...`` and everything else level 0, so one
@@ -249,7 +337,7 @@ def _glcm(grey: np.ndarray, regions: list[np.ndarray], levels: int, ids: np.ndar
     """
     names = [f"glcm_{p.lower()}" for p in GLCM_PROPS]
     if grey.dtype == np.uint8:
-        q, present = _quantised_image(grey, regions, levels, ids)
+        q, present = _quantised_image(grey, regions, levels, ids, hists)
     else:
         q, present = np.zeros(grey.shape, np.uint8), []
         for k, region in enumerate(regions):
@@ -286,9 +374,10 @@ GLCM_OFFSETS = ((0, 1), (1, 1), (1, 0), (1, -1))
 def cooccurrence(q: np.ndarray, levels: int) -> np.ndarray:
     """``graycomatrix(q, [1], [0, pi/4, pi/2, 3 pi/4], levels, symmetric=True)`` of a uint8 image.
 
-    The same counts (uint32, shape ``(levels, levels, 1, len(GLCM_OFFSETS))``) from one 2-D OpenCV
-    histogram per direction of the image and its shifted view (8-bit, table-driven; no pair codes
-    to build): 0.16 vs 0.24 ms at 250 x 260 px, 33 levels.
+    The same counts (uint32, shape ``(levels, levels, 1, len(GLCM_OFFSETS))``) from one compiled
+    pass over the image for all four directions (:func:`_pair_counts`; before issue #31, one 2-D
+    OpenCV histogram per direction, 2.2x slower at 300 x 380 px, 33 levels). Levels beyond
+    ``levels`` raise, as in ``graycomatrix``.
 
     Parameters
     ----------
@@ -303,18 +392,33 @@ def cooccurrence(q: np.ndarray, levels: int) -> np.ndarray:
     """
     if q.dtype != np.uint8 or levels > 256:
         return graycomatrix(q, [1], [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], levels=levels, symmetric=True)
+    if q.size and int(q.max()) >= levels:  # graycomatrix's check; the compiled pass indexes by level
+        raise ValueError(f"grey level {int(q.max())} in the image to count co-occurrences of, "
+                         f"beyond the {levels} levels asked for")
+    counts = _pair_counts(q, levels)
+    P = counts + counts.transpose(1, 0, 2)
+    return P[:, :, None, :]
+
+
+@compiled("uint32[:, :, ::1](uint8[:, :], int64)")
+def _pair_counts(q, levels):
+    """``(first level, second level, direction)`` counts of the pixel pairs at :data:`GLCM_OFFSETS`
+    (exact integers), all four directions in one pass over the image."""
     h, w = q.shape
-    P = np.empty((levels, levels, 1, len(GLCM_OFFSETS)), np.uint32)
-    for a, (dr, dc) in enumerate(GLCM_OFFSETS):
-        r0, r1, c0, c1 = max(0, -dr), h - max(0, dr), max(0, -dc), w - max(0, dc)
-        if r1 <= r0 or c1 <= c0:
-            P[:, :, 0, a] = 0
-            continue
-        pairs = [q[r0:r1, c0:c1], q[r0 + dr:r1 + dr, c0 + dc:c1 + dc]]  # (first, second) level of each pair
-        counts = cv2.calcHist(pairs, [0, 1], None, [levels, levels], [0, levels, 0, levels])
-        counts = counts.astype(np.uint32)  # exact: float32 holds counts below 2**24
-        P[:, :, 0, a] = counts + counts.T
-    return P
+    counts = np.zeros((levels, levels, 4), np.uint32)
+    for y in range(h):
+        below = y + 1 < h
+        for x in range(w):
+            a = q[y, x]
+            if x + 1 < w:
+                counts[a, q[y, x + 1], 0] += 1
+            if below:
+                if x + 1 < w:
+                    counts[a, q[y + 1, x + 1], 1] += 1
+                counts[a, q[y + 1, x], 2] += 1
+                if x > 0:
+                    counts[a, q[y + 1, x - 1], 3] += 1
+    return counts
 
 
 def glcm_properties(P: np.ndarray) -> list[np.ndarray]:
@@ -389,15 +493,17 @@ def _region_ids(regions: list[np.ndarray]) -> np.ndarray:
 def _region_histograms(values: np.ndarray, regions: list[np.ndarray], n_bins: int,
                        ids: np.ndarray | None = None) -> np.ndarray:
     """``(region, bin)`` counts of the integer ``values`` (0..n_bins-1, uint8) in each of the disjoint
-    ``regions``: one unmasked OpenCV histogram of ``value + n_bins * region id`` instead of a masked
-    histogram per region (the same integer counts, one pass). ``ids``: :func:`_region_ids` of the
-    regions, when the caller has it.
+    ``regions``: one pass over the region ids and values instead of a masked histogram per region
+    (the same integer counts). ``ids``: :func:`_region_ids` of the regions, when the caller has it.
 
-    When the codes would not fit in 8 bits (e.g. 256 grey levels), a 2-D histogram of region id
-    and value gives the same counts on OpenCV's 8-bit table path, without building 16-bit codes.
+    uint8 values and ids are counted by one compiled pass (:func:`_id_value_counts`); otherwise one
+    unmasked OpenCV histogram of ``value + n_bins * region id``, or, when those codes would not fit
+    in 8 bits, a 2-D histogram of region id and value.
     """
     ids = _region_ids(regions) if ids is None else ids
     n_ids = len(regions) + 1
+    if values.dtype == np.uint8 and ids.dtype == np.uint8:
+        return _id_value_counts(ids, values, n_ids, n_bins)[1:]
     if n_bins * n_ids > 256:
         counts = cv2.calcHist([ids, values], [0, 1], None, [n_ids, n_bins], [0, n_ids, 0, n_bins])
         return counts.astype(np.int64)[1:]  # exact below 2**24
@@ -405,6 +511,20 @@ def _region_histograms(values: np.ndarray, regions: list[np.ndarray], n_bins: in
     codes += values
     counts = cv2.calcHist([codes], [0], None, [n_bins * n_ids], [0, n_bins * n_ids]).ravel().astype(np.int64)
     return counts.reshape(n_ids, n_bins)[1:]
+
+
+@compiled("int64[:, ::1](uint8[:, :], uint8[:, :], int64, int64)")
+def _id_value_counts(ids, values, n_ids, n_bins):
+    """``(id, value)`` counts of two uint8 images in one pass; ids ``>= n_ids`` and values ``>= n_bins``
+    are not counted (as ``cv2.calcHist`` leaves values outside its range)."""
+    counts = np.zeros((n_ids, n_bins), np.int64)
+    h, w = ids.shape
+    for y in range(h):
+        for x in range(w):
+            k, v = ids[y, x], values[y, x]
+            if k < n_ids and v < n_bins:
+                counts[k, v] += 1
+    return counts
 
 
 def _lbp_features(counts: np.ndarray) -> dict:
@@ -444,13 +564,12 @@ def texture_features(v: ImageView, levels: int = 2, glcm_levels: int = 16) -> di
     regions = {"": mask[y0:y1, x0:x1], "ring_": ring[y0:y1, x0:x1]}
     coeffs = haar_wavedec2(grey, levels)
     grey_u8 = v.grey_u8[v.roi][y0:y1, x0:x1]
-    codes = lbp_uniform(grey_u8)
     out = {}
     masks = list(regions.values())
-    ids = _region_ids(masks)  # shared by the grey and LBP histograms
+    ids = _region_ids(masks)  # shared by the grey and LBP histograms and the wavelet gathers
     glcms = _glcm(grey_u8, masks, glcm_levels, ids)  # the same integer levels, in uint8
-    lbp_counts = _region_histograms(codes, masks, N_LBP, ids)
-    wavelets = _wavelet_features(coeffs, masks, levels)
+    lbp_counts = _region_histograms(lbp_uniform(grey_u8), masks, N_LBP, ids)
+    wavelets = _wavelet_features(coeffs, masks, levels, ids)
     for prefix, wavelet, glcm, counts in zip(regions, wavelets, glcms, lbp_counts):
         feats = {**wavelet, **glcm, **_lbp_features(counts)}
         out.update({prefix + k: x for k, x in feats.items()})
