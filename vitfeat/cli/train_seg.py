@@ -56,9 +56,9 @@ def register(kinds) -> None:
     p = add_command(kinds, "seg", "train a lesion segmenter (UNet, DeepLabV3, UltraLight VM-UNet)", DESCRIPTION)
     p.add_argument("manifest", help="manifest CSV/Parquet with image and mask columns")
     p.add_argument("-o", "--out", required=True, help="output directory (created)")
-    p.add_argument("--arch", default="unet", metavar="ARCH",
-                   help="segmentation architecture: unet (default), deeplabv3, deeplabv3plus, ultralight, or any "
-                        "other registered one (`vitfeat list segmentation`)")
+    p.add_argument("--arch", default=None, metavar="ARCH",
+                   help="segmentation architecture: unet (default), deeplabv3, deeplabv3plus, ultralight, pixel-gbm "
+                        "(default of --recipe vitiligo), or any other registered one (`vitfeat list segmentation`)")
     p.add_argument("--modality", default="clinical", choices=["clinical", "wood"])
     p.add_argument("--recipe", default="vitfeat", choices=["vitfeat", "original", "vitiligo"],
                    help="vitfeat's own recipe (default), UltraLight's published one (original), or "
@@ -67,7 +67,8 @@ def register(kinds) -> None:
                    help="--recipe vitiligo: manifests or dataset folders (labels.csv) to pretrain on")
     p.add_argument("--pretrain-epochs", type=int, default=10, help="--recipe vitiligo: pretraining epochs")
     p.add_argument("--epochs", type=int, help="default 50 (vitfeat), 250 (original)")
-    p.add_argument("--imgsz", type=int, default=256, help="square training size, a multiple of 32 (default 256)")
+    p.add_argument("--imgsz", type=int, default=None,
+                   help="square training size, a multiple of 32 (default 256; pixel-gbm: longest side, default 160)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, help="initial learning rate (default 1e-3)")
     p.add_argument("--lrf", type=float, help="final learning rate = lr * lrf (default 0.01)")
@@ -119,6 +120,19 @@ def run(args) -> int:
 
     from vitfeat.deep.segmentation.models import get_architecture
 
+    if args.arch is None:
+        from vitfeat.deep.segmentation.vitiligo_recipe import DEFAULT_ARCH
+
+        args.arch = DEFAULT_ARCH if args.recipe == "vitiligo" else "unet"
+    if args.arch == "pixel-gbm" and args.recipe != "vitiligo":
+        raise CLIError("--arch pixel-gbm is trained by --recipe vitiligo")
+    gbm = None
+    if args.arch == "pixel-gbm":
+        from vitfeat.deep.segmentation.pixel_gbm import PixelGbmConfig
+
+        gbm = PixelGbmConfig(**{k: v for k, v in {"imgsz": args.imgsz, "n_estimators": args.epochs,
+                                                   "threads": args.threads}.items() if v})
+        args.imgsz, args.epochs = None, None
     try:
         get_architecture(args.arch)  # the registry names the valid ones
     except ValueError as exc:
@@ -140,7 +154,7 @@ def run(args) -> int:
     chosen = {"lr": args.lr, "lrf": args.lrf, "weight_decay": args.weight_decay, "loss": args.loss,
               "scheduler": args.scheduler, "patience": args.patience}
     config = SegConfig(
-        arch=args.arch, modality=args.modality, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
+        arch=args.arch, modality=args.modality, epochs=args.epochs, imgsz=args.imgsz or 256, batch=args.batch,
         encoder=args.encoder, encoder_weights=None if args.encoder_weights == "none" else args.encoder_weights,
         mask_mode=args.mask_mode, seed=args.seed, augment=not args.no_augment, device=args.device,
         recipe=args.recipe, **{k: v for k, v in chosen.items() if v is not None},
@@ -154,14 +168,16 @@ def run(args) -> int:
 
             meta = train_vitiligo(args.manifest, args.out, config, pretrain=args.pretrain,
                                   pretrain_epochs=args.pretrain_epochs, split_from=args.split_from,
-                                  resume=args.resume, allow_outside_root=args.allow_outside_root)
+                                  resume=args.resume, allow_outside_root=args.allow_outside_root, gbm=gbm)
         else:
             meta = train_segmenter(args.manifest, args.out, config, split_from=args.split_from,
                                    resume=args.resume, allow_outside_root=args.allow_outside_root)
     except (ManifestError, ValueError, FileNotFoundError, FileExistsError) as exc:
         raise CLIError(str(exc)) from None
     pooled, per_image = meta["test_metrics"]["pooled"], meta["test_metrics"]["per_image"]
-    print(f"{meta['arch']}: best epoch {meta['best_epoch']}/{meta['epochs_done']}, "
+    trained = (f"{meta['rounds']} boosting rounds, threshold {meta['threshold']:.2f}" if meta["arch"] == "pixel-gbm"
+               else f"best epoch {meta['best_epoch']}/{meta['epochs_done']}")
+    print(f"{meta['arch']}: {trained}, "
           f"{meta['evaluated_on']} split ({meta['test_metrics']['n_images']} images): "
           f"Dice {pooled['dice']:.4f} pooled / {per_image['dice']:.4f} per image, "
           f"IoU {pooled['iou']:.4f} / {per_image['iou']:.4f}")
