@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     parser.add_argument("--gbm-imgsz", type=int, default=160, help="pixel-gbm: longest side (px)")
     parser.add_argument("--gbm-rounds", type=int, default=400, help="pixel-gbm: most boosting rounds")
     parser.add_argument("--epochs", type=int, default=40, help="networks: most epochs (early stopping after 8)")
-    parser.add_argument("--pretrain-epochs", type=int, default=10, help="networks: epochs on PH2 + ISIC 2017")
+    parser.add_argument("--pretrain-epochs", type=int, default=10, help="networks: epochs on PH2 + ISIC 2017 (0: none)")
     parser.add_argument("--imgsz", type=int, default=128, help="ultralight: input size")
     parser.add_argument("--unet-imgsz", type=int, default=192, help="unet: input size")
     parser.add_argument("--encoder", default="resnet18", help="unet: smp/timm encoder")
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     else:
         data = Path(args.data)
         manifest = vitiligo_manifest(work / "vitiligo-seg.csv", data)
-        pretrain = [data / "ph2", data / "isic2017"]
+        pretrain = [data / "ph2", data / "isic2017"] if args.pretrain_epochs else []
     frame = pd.read_csv(manifest, dtype=str)
     if "patient_id" not in frame.columns:
         frame["patient_id"] = frame["case_id"]
@@ -195,11 +195,11 @@ def main(argv=None) -> int:
         rows.append(row)
         curves.append(curve)
         print(f"{name}: pooled Dice {row['dice_pooled']:.3f}, {row['seconds']:.0f} s", flush=True)
-    summary = pd.DataFrame(rows)
-    write_csv(work / "summary.csv", summary, index=False)
-    curve_table = pd.concat(curves, ignore_index=True)
-    write_csv(work / "curves.csv", curve_table, index=False)
-    plot_curves(curve_table, work / "curves.png")
+        # written after each candidate, so that a long run keeps what it measured
+        write_csv(work / "summary.csv", pd.DataFrame(rows), index=False)
+        curve_table = pd.concat(curves, ignore_index=True)
+        write_csv(work / "curves.csv", curve_table, index=False)
+        plot_curves(curve_table, work / "curves.png")
     write_text(work / "settings.json", json.dumps({k: (str(v) if isinstance(v, Path) else v)
                                                    for k, v in vars(args).items()}, indent=2))
 

@@ -27,13 +27,13 @@ def clinical_only(synth_small, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gbm_runs(synth_small, tmp_path_factory, refused):
-    """The recipe's default segmenter trained on clinical and on Wood's photos (few rounds, 64 px)."""
+    """The recipe's default segmenter trained on clinical and on Wood's photos (12 rounds, 48 px)."""
     root = tmp_path_factory.mktemp("pixel_gbm")
     runs = {}
     for modality in ("clinical", "wood"):
         out = root / modality
         assert main(["train", "seg", str(synth_small), "-o", str(out), "--recipe", "vitiligo", "--modality", modality,
-                     "--epochs", "20", "--imgsz", "64", "--threads", "1"]) == 0
+                     "--epochs", "12", "--imgsz", "48", "--threads", "1"]) == 0
         runs[modality] = out
     assert refused == []
     return runs
@@ -43,7 +43,7 @@ def test_recipe_default_is_the_pixel_gbm_and_learns_the_synthetic_lesions(gbm_ru
     meta = json.loads((gbm_runs["clinical"] / "segmenter.json").read_text())
     assert meta["arch"] == "pixel-gbm" and meta["recipe"] == "vitiligo" and meta["modality"] == "clinical"
     assert meta["weights"] == "model.txt" and set(meta["artefacts"]) == {"model.txt"}
-    assert 1 <= meta["rounds"] <= 20 and 0.2 <= meta["threshold"] <= 0.8
+    assert 1 <= meta["rounds"] <= 12 and 0.2 <= meta["threshold"] <= 0.8
     # the text model is LightGBM's own format, not a pickle
     assert (gbm_runs["clinical"] / "model.txt").read_text().startswith("tree")
     split = pd.read_csv(gbm_runs["clinical"] / "split.csv")
@@ -111,3 +111,22 @@ def test_a_segmenter_of_the_other_modality_is_refused_naming_both(gbm_runs, synt
     assert result.n_failed == 0
     plans = list(result.provenance["mask_source"].values())
     assert all(p["wood"] == f"model:{wood}" and p["clinical"].startswith("auto (the model masks wood") for p in plans)
+
+
+def test_a_timm_models_own_weight_file_loads_into_a_tu_encoder(tmp_path):
+    """--encoder-weights FILE for `--encoder tu-NAME`: the state_dict of timm.create_model(NAME), saved
+    locally (random init here; a user's ImageNet file the same way), no download."""
+    import timm
+    import torch
+
+    from vitfeat.deep.segmentation.models import build_model
+
+    torch.manual_seed(2)
+    source = timm.create_model("resnet18", pretrained=False)
+    torch.save(source.state_dict(), tmp_path / "resnet18_timm.pth")
+    model = build_model("unet", 1, "tu-resnet18", encoder_weights=str(tmp_path / "resnet18_timm.pth"))
+    key = "layer1.0.conv1.weight"
+    assert torch.equal(model.encoder.state_dict()[f"model.{key}"], source.state_dict()[key])
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="does not fit the encoder"):
+        build_model("unet", 1, "tu-resnet18", encoder_weights=str(tmp_path / "bad.pth"))
