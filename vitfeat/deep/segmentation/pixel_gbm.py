@@ -38,6 +38,7 @@ import pandas as pd
 from vitfeat.artefacts import artefact_hashes, check_artefacts
 from vitfeat.atomic import write_csv, write_text
 from vitfeat.dataset import ImageReadError, file_hash, read_image, read_mask
+from vitfeat.deep.segmentation.modality import check_modality
 from vitfeat.names import join_inside
 
 log = logging.getLogger(__name__)
@@ -416,7 +417,5 @@ class PixelGbmSegmenter:
         """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-        from vitfeat.deep.segmentation.predictor import check_modality
-
         check_modality(self.directory, self.meta["modality"], modality)
         return self.predict_proba([image])[0] >= self.threshold

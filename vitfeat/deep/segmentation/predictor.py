@@ -14,6 +14,7 @@ from vitfeat.artefacts import check_artefacts
 from vitfeat.dataset import file_hash
 from vitfeat.deep.runtime import load_checkpoint
 from vitfeat.deep.segmentation import data as segdata
+from vitfeat.deep.segmentation.modality import check_modality
 from vitfeat.deep.segmentation.models import DEFAULT_ENCODER, build_model
 from vitfeat.names import join_inside
 
@@ -134,32 +135,6 @@ class Segmenter:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         check_modality(self.directory, self.meta["modality"], modality)
         return self.predict_proba([image])[0] >= self.threshold
-
-
-MODALITY_NAMES = {"clinical": "clinical (daylight)", "wood": "Wood's-lamp (UV)"}
-
-
-def check_modality(directory, trained: str, modality: str | None) -> None:
-    """Refuse a photo of another modality than the segmenter's training photos, naming both.
-
-    Parameters
-    ----------
-    directory : path-like
-        The segmenter directory (for the message).
-    trained : str
-        The modality it was trained on.
-    modality : str or None
-        The photo's modality (None: not known, accepted).
-
-    Raises
-    ------
-    ValueError
-        ``modality`` differs from ``trained``.
-    """
-    if modality and trained and modality != trained:
-        raise ValueError(f"segmenter {directory} was trained on {MODALITY_NAMES.get(trained, trained)} photos; it "
-                         f"cannot mask {MODALITY_NAMES.get(modality, modality)} photos (train one with "
-                         f"`vitfeat train seg --modality {modality}`, or use --masks auto / given for them)")
 
 
 def load_segmenter(directory, device: str = "auto"):

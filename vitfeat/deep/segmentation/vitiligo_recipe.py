@@ -1,5 +1,11 @@
 """``vitfeat train seg MANIFEST --recipe vitiligo``: what works for small medical segmentation sets.
 
+Its default segmenter (:data:`DEFAULT_ARCH`, ``pixel-gbm``) is a LightGBM pixel classifier on
+colour-contrast features (:mod:`vitfeat.deep.segmentation.pixel_gbm`): the best of the candidates
+measured under patient-grouped cross-validation on shared/data vitiligo-seg
+(``benchmarks/bench_seg_vitiligo.py``, docs/segmentation.md). With a network (``--arch ultralight``,
+``unet``, ...) the recipe is:
+
 1. **Pretraining** on other lesion masks (PH2 and ISIC 2017 dermoscopy in ``shared/data``; any
    manifest or dataset folder with ``labels.csv`` listing ``image`` and ``mask``), into
    ``DIR/pretrain`` (itself a `train seg` run, reused when it is finished).
