@@ -142,7 +142,8 @@ def run(args) -> int:
                                                    "threads": args.threads}.items() if v})
         args.imgsz, args.epochs = None, None
     try:
-        get_architecture(args.arch)  # the registry names the valid ones
+        if args.arch != "pixel-gbm":  # the one segmenter that is not a registered network
+            get_architecture(args.arch)  # the registry names the valid ones
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     if args.threads:

@@ -205,10 +205,3 @@ def _ultralight(num_classes):
     model = UltraLightVMUNet(num_classes=num_classes)
     model.return_logits = True
     return model
-
-
-@register_architecture("pixel-gbm", "none", False,
-                       "LightGBM pixel classifier on colour-contrast features (not a network; --recipe vitiligo)")
-def _pixel_gbm(num_classes):
-    raise ValueError("pixel-gbm is a LightGBM pixel classifier, not a network: train it with "
-                     "`vitfeat train seg MANIFEST --recipe vitiligo --arch pixel-gbm`")
