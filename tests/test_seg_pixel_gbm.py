@@ -85,6 +85,11 @@ def test_a_modified_model_file_is_refused(gbm_runs, tmp_path):
     (copy / "model.txt").write_text(text.replace("learning_rate", "learning_rate ", 1))
     with pytest.raises(RunIntegrityError, match="model.txt"):
         load_segmenter(copy)
+    meta = json.loads((copy / "segmenter.json").read_text())
+    meta.pop("artefacts")
+    (copy / "segmenter.json").write_text(json.dumps(meta))
+    with pytest.raises(RunIntegrityError, match="no SHA-256 recorded"):
+        load_segmenter(copy)
 
 
 def test_a_segmenter_of_the_other_modality_is_refused_naming_both(gbm_runs, synth_small, clinical_only, capsys):

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from vitfeat.artefacts import artefact_hashes, check_artefacts
+from vitfeat.artefacts import RunIntegrityError, artefact_hashes, check_artefacts
 from vitfeat.atomic import write_csv, write_text
 from vitfeat.dataset import ImageReadError, file_hash, read_image, read_mask
 from vitfeat.deep.segmentation.modality import check_modality
@@ -357,7 +357,11 @@ class PixelGbmSegmenter:
 
         self.directory = Path(directory)
         self.meta = meta
-        check_artefacts(self.directory, meta, source=self.directory / "segmenter.json")
+        source = self.directory / "segmenter.json"
+        if meta.get("weights") not in (meta.get("artefacts") or {}):
+            raise RunIntegrityError(f"{source}: no SHA-256 recorded for its model file {meta.get('weights')!r}: "
+                                    "refused (train the segmenter again)")
+        check_artefacts(self.directory, meta, source=source)
         if meta.get("features_version") != FEATURES_VERSION:
             raise ValueError(f"{self.directory / 'segmenter.json'}: pixel features version "
                              f"{meta.get('features_version')!r}; this vitfeat computes version {FEATURES_VERSION} "
