@@ -206,8 +206,10 @@ def _cache_write(path: Path, values: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _mask_plan(case: Case, mask_kind: str, mask_path: str | None, has_image: dict) -> dict:
-    """Which source each modality's mask comes from: given / auto / auto (no given mask) / model."""
+def _mask_plan(case: Case, mask_kind: str, mask_path: str | None, has_image: dict,
+               trained: str | None = None) -> dict:
+    """Which source each modality's mask comes from: given / auto / auto (no given mask) / model
+    (a model only for photos of the modality it was trained on, ``trained``; auto for the others)."""
     plan = {}
     for modality, present in has_image.items():
         if not present:
@@ -216,9 +218,27 @@ def _mask_plan(case: Case, mask_kind: str, mask_path: str | None, has_image: dic
             plan[modality] = "given" if case.mask(modality) is not None else "auto (no given mask)"
         elif mask_kind == "auto":
             plan[modality] = "auto"
+        elif trained not in (None, modality):
+            plan[modality] = f"auto (the model masks {trained} photos only)"
         else:
             plan[modality] = f"{mask_kind}:{mask_path}"
     return plan
+
+
+def _model_modalities(spec: str, describe: dict | None, used: list) -> None:
+    """Refuse a model that masks none of the photos (trained on another modality); warn when it masks some."""
+    trained = (describe or {}).get("trained_modality")
+    if not trained:
+        return
+    other = [m for m in used if m != trained]
+    names = {"clinical": "clinical (daylight)", "wood": "Wood's-lamp (UV)"}
+    if trained not in used:
+        raise ValueError(f"--masks {spec}: the model was trained on {names.get(trained, trained)} photos and the "
+                         f"manifest has only {' and '.join(names.get(m, m) for m in used)} photos: it cannot mask "
+                         "them (train one on these photos, or use --masks auto / given)")
+    if other:
+        log.warning("--masks %s: the model was trained on %s photos; the %s photos get automatic masks", spec,
+                    names.get(trained, trained), " and ".join(names.get(m, m) for m in other))
 
 
 def _input_hashes(case: Case, plan: dict) -> dict:
@@ -333,7 +353,8 @@ def _extract_case(case: Case, families: list[tuple], mask_spec: str, mask_descri
     result = {"case_id": case.case_id, "features": {}, "errors": [], "masks": {}, "hashes": {},
               "n_cached": 0, "n_computed": 0, "warnings": []}
     try:
-        plan = _mask_plan(case, kind, path, {"clinical": True, "wood": case.wood is not None})
+        plan = _mask_plan(case, kind, path, {"clinical": True, "wood": case.wood is not None},
+                          (mask_describe or {}).get("trained_modality"))
         result["masks"] = plan
         hashes = _input_hashes(case, plan)
         result["hashes"] = hashes
@@ -599,6 +620,7 @@ def extract(manifest, output=None, *, families=None, masks: str = "given", jobs:
     kind, mask_path = parse_mask_source(masks)
     mask_describe = mask_predictor(mask_path, kind).describe() if mask_path else None
     used = ["clinical"] + (["wood"] if "wood" in man.frame.columns and man.frame["wood"].notna().any() else [])
+    _model_modalities(masks, mask_describe, used)
     quality = mask_quality(masks, mask_describe, used)
     if quality is not None and not any(quality.values()):
         log.warning("mask source %s", describe_mask_source(masks, quality))

@@ -170,6 +170,10 @@ def load_encoder_weights(encoder: nn.Module, path) -> None:
     state = {k: v for k, v in state.items() if not k.startswith(("fc.", "head.", "classifier."))}
     # checked here: smp encoders override load_state_dict and do not all report mismatches
     expected = encoder.state_dict()
+    if state and all(k.startswith("model.") for k in expected) and not any(k.startswith("model.") for k in state):
+        # a timm model's own state_dict (timm.create_model(...).state_dict()) for a ``tu-`` encoder,
+        # which holds the timm model as ``.model``
+        state = {f"model.{k}": v for k, v in state.items()}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]

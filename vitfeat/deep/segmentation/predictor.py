@@ -14,6 +14,7 @@ from vitfeat.artefacts import check_artefacts
 from vitfeat.dataset import file_hash
 from vitfeat.deep.runtime import load_checkpoint
 from vitfeat.deep.segmentation import data as segdata
+from vitfeat.deep.segmentation.modality import check_modality
 from vitfeat.deep.segmentation.models import DEFAULT_ENCODER, build_model
 from vitfeat.names import join_inside
 
@@ -51,7 +52,7 @@ class Segmenter:
         if not meta_path.is_file():
             raise FileNotFoundError(f"{self.directory}: no segmenter.json (not a finished `vitfeat train seg` "
                                     "output directory)")
-        self.meta = json.loads(meta_path.read_text())
+        self.meta = read_segmenter_json(meta_path)
         if self.meta.get("format") != SEGMENTER_FORMAT:
             raise ValueError(f"{meta_path}: unsupported format {self.meta.get('format')!r}")
         check_artefacts(self.directory, self.meta, source=meta_path)
@@ -63,7 +64,6 @@ class Segmenter:
         state = load_checkpoint(self.weights, self.device)
         self.model.load_state_dict(state)
         self.model.to(self.device).eval()
-        self._warned_modality = False
 
     def describe(self) -> dict:
         """Provenance for feature tables: what model, which weights (content hash), how it scored."""
@@ -119,7 +119,7 @@ class Segmenter:
         image : numpy.ndarray
             ``(H, W, 3)`` uint8 RGB photo.
         modality : str, optional
-            The photo's modality; a mismatch with the training modality is warned about once.
+            The photo's modality; another than the training modality is refused (both named).
 
         Returns
         -------
@@ -129,29 +129,58 @@ class Segmenter:
         Raises
         ------
         ValueError
-            For anything but an ``(H, W, 3)`` uint8 image.
+            For anything but an ``(H, W, 3)`` uint8 image, or a photo of another modality.
         """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-        if modality and modality != self.meta["modality"] and not self._warned_modality:
-            log.warning("segmenter %s was trained on %s images and is applied to %s images",
-                        self.directory, self.meta["modality"], modality)
-            self._warned_modality = True
+        check_modality(self.directory, self.meta["modality"], modality)
         return self.predict_proba([image])[0] >= self.threshold
 
 
-def load_segmenter(directory, device: str = "auto") -> Segmenter:
+def load_segmenter(directory, device: str = "auto"):
     """Load a `vitfeat train seg` output directory as a mask source (see the mask-source contract).
+
+    A network (``best.pt``) becomes a :class:`Segmenter`; a pixel classifier (``--arch pixel-gbm``,
+    ``model.txt``) a :class:`vitfeat.deep.segmentation.pixel_gbm.PixelGbmSegmenter`.
 
     Parameters
     ----------
     directory : path-like
         The output directory.
     device : str, default "auto"
-        Torch device.
+        Torch device (networks only).
 
     Returns
     -------
-    Segmenter
+    Segmenter or PixelGbmSegmenter
     """
+    from vitfeat.deep.segmentation.pixel_gbm import ARCH, PixelGbmSegmenter
+    from vitfeat.deep.segmentation.train import SEGMENTER_FORMAT
+
+    meta_path = Path(directory) / "segmenter.json"
+    if meta_path.is_file():
+        meta = read_segmenter_json(meta_path)
+        if meta.get("format") == SEGMENTER_FORMAT and meta.get("arch") == ARCH:
+            return PixelGbmSegmenter(directory, meta)
     return Segmenter(directory, device=device)
+
+
+def read_segmenter_json(path) -> dict:
+    """``segmenter.json`` as a dict; damage (empty, not JSON, not an object) is named.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+
+    Returns
+    -------
+    dict
+    """
+    try:
+        meta = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable segmenter.json ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: not a segmenter.json (a JSON object expected)")
+    return meta

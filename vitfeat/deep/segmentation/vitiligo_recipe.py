@@ -1,5 +1,11 @@
 """``vitfeat train seg MANIFEST --recipe vitiligo``: what works for small medical segmentation sets.
 
+Its default segmenter (:data:`DEFAULT_ARCH`, ``pixel-gbm``) is a LightGBM pixel classifier on
+colour-contrast features (:mod:`vitfeat.deep.segmentation.pixel_gbm`): the best of the candidates
+measured under patient-grouped cross-validation on shared/data vitiligo-seg
+(``benchmarks/bench_seg_vitiligo.py``, docs/segmentation.md). With a network (``--arch ultralight``,
+``unet``, ...) the recipe is:
+
 1. **Pretraining** on other lesion masks (PH2 and ISIC 2017 dermoscopy in ``shared/data``; any
    manifest or dataset folder with ``labels.csv`` listing ``image`` and ``mask``), into
    ``DIR/pretrain`` (itself a `train seg` run, reused when it is finished).
@@ -27,6 +33,10 @@ from vitfeat.dataset import read_table
 from vitfeat.deep.segmentation.augment import StrongAugment  # noqa: F401  (the recipe's augmentation)
 
 log = logging.getLogger(__name__)
+
+#: The recipe's segmenter when none is named: the best of the candidates measured under
+#: patient-grouped CV on shared/data vitiligo-seg (``benchmarks/bench_seg_vitiligo.py``; docs/segmentation.md).
+DEFAULT_ARCH = "pixel-gbm"
 
 
 def pretraining_manifest(sources, path, modality: str = "clinical") -> Path:
@@ -78,8 +88,12 @@ def pretraining_manifest(sources, path, modality: str = "clinical") -> Path:
 
 def train_vitiligo(manifest, out_dir, config=None, *, pretrain=(), pretrain_epochs: int = 10,
                    split_from=None, resume: bool = False, progress: bool = True,
-                   allow_outside_root: bool = False) -> dict:
-    """Pretrain on ``pretrain`` (if any), then fine-tune on ``manifest`` (see the module docstring).
+                   allow_outside_root: bool = False, gbm=None) -> dict:
+    """Train the recipe's segmenter on ``manifest`` (see the module docstring).
+
+    ``config.arch == "pixel-gbm"`` (:data:`DEFAULT_ARCH`, the best measured): a LightGBM pixel
+    classifier (:func:`vitfeat.deep.segmentation.pixel_gbm.train_pixel_gbm`; ``pretrain`` does not
+    apply). A network: pretrain on ``pretrain`` (if any), then fine-tune.
 
     Parameters
     ----------
@@ -95,6 +109,8 @@ def train_vitiligo(manifest, out_dir, config=None, *, pretrain=(), pretrain_epoc
         Epochs of the pretraining run.
     split_from, resume, progress, allow_outside_root
         As in :func:`vitfeat.deep.segmentation.train.train_segmenter`.
+    gbm : PixelGbmConfig, optional
+        Settings of the pixel classifier (its ``modality``, ``seed`` and ``split`` come from ``config``).
 
     Returns
     -------
@@ -103,7 +119,10 @@ def train_vitiligo(manifest, out_dir, config=None, *, pretrain=(), pretrain_epoc
     """
     from vitfeat.deep.segmentation.train import SegConfig, train_segmenter
 
-    config = replace(config or SegConfig(), recipe="vitiligo")
+    config = replace(config or SegConfig(arch=DEFAULT_ARCH), recipe="vitiligo")
+    if config.arch == "pixel-gbm":
+        return _train_gbm(manifest, out_dir, config, gbm, pretrain=pretrain, split_from=split_from, resume=resume,
+                          progress=progress, allow_outside_root=allow_outside_root)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pretrained_on = None
@@ -122,3 +141,20 @@ def train_vitiligo(manifest, out_dir, config=None, *, pretrain=(), pretrain_epoc
                            allow_outside_root=allow_outside_root)
     meta["pretrained_on"] = pretrained_on
     return meta
+
+
+def _train_gbm(manifest, out_dir, config, gbm, *, pretrain, split_from, resume, progress, allow_outside_root) -> dict:
+    from vitfeat.deep.segmentation.pixel_gbm import PixelGbmConfig, train_pixel_gbm
+
+    if resume:
+        raise ValueError("--resume: a pixel-gbm trains in seconds to minutes; train it again into a new directory")
+    if pretrain:
+        log.warning("--pretrain applies to networks; the pixel-gbm learns from %s only", manifest)
+    if config.mask_mode != "binary":
+        raise ValueError("pixel-gbm segments binary masks only (--masks binary)")
+    gbm = replace(gbm or PixelGbmConfig(), modality=config.modality, seed=config.seed or 0,
+                  split=tuple(config.split) if not isinstance(config.split, str) else PixelGbmConfig.split)
+    if isinstance(config.split, str):
+        raise ValueError("pixel-gbm takes a patient-grouped split (fractions) or --split-from, not an ordered split")
+    return train_pixel_gbm(manifest, out_dir, gbm, split_from=split_from, allow_outside_root=allow_outside_root,
+                           progress=progress)
