@@ -45,7 +45,7 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
                      n_iter: int = 10, n_jobs: int = 1, seed: int = 0, cache_dir=None, cache_key=None,
                      target: str = "label", prefilter: bool = False, backend: str = "loky",
                      scheduler: str | None = None, calibrate: str | None = None, metric: str = "balanced_accuracy",
-                     positive: str | None = None):
+                     positive: str | None = None, gbm_bins: str = "full"):
     """Score the selection procedure in every outer fold of ``plan``.
 
     Parameters
@@ -65,7 +65,7 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
     inner : {"neighbours", "others"}, default "neighbours"
         With ``inner_folds=None``: the two neighbouring outer folds (one inner fit per outer fold)
         or all other outer folds (one per pair of outer folds).
-    classes, search, n_iter, n_jobs, seed, cache_dir, cache_key, target, prefilter, backend, scheduler, calibrate
+    classes, search, n_iter, n_jobs, seed, cache_dir, cache_key, target, prefilter, backend, scheduler, calibrate, gbm_bins
         As for :func:`~vitfeat.pipelines.cv.cross_validate`; the inner fits are made exactly like the
         outer ones (calibrated too when ``calibrate`` is set), so the pick ranks the models it reports.
     metric, positive : str
@@ -91,7 +91,7 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
         return pd.DataFrame(), pd.DataFrame()
     common = dict(classes=classes, search=search, n_iter=n_iter, n_jobs=n_jobs, seed=seed, cache_dir=cache_dir,
                   target=target, progress=False, prefilter=prefilter, backend=backend, scheduler=scheduler,
-                  calibrate=calibrate)
+                  calibrate=calibrate, gbm_bins=gbm_bins)
     rows, choices = [], []
     for repeat, repeat_plan in plan.groupby("repeat"):
         if inner_folds is None and repeat_plan["fold"].nunique() >= 3:

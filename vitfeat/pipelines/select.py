@@ -73,6 +73,7 @@ class FitConfig:
     test_split: str | None = None  # column with train/test values: fit on train, score the chosen model on test
     test_fraction: float | None = None  # or a drawn patient-grouped, stratified test split of this share
     subgroups: list = field(default_factory=list)  # columns for subgroup_metrics.csv
+    gbm_bins: str = "full"  # GBM histogram bins: full (255) or rows (sized to the rows: faster, less AUROC; zoo)
 
     @classmethod
     def from_yaml(cls, path, **overrides) -> "FitConfig":
@@ -586,7 +587,7 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
             cache_dir=cache_dir, cache_key={"table": table_hash, "features": len(features_cols), **icc_key},
             target=target, progress=progress, prefilter=use_prefilter, backend=config.backend,
             scheduler=scheduler, calibrate=config.calibrate, operating_point=config.operating_point,
-            positive=positive)
+            positive=positive, gbm_bins=config.gbm_bins)
         failures += fails
         if config.operating_point and positive is not None and len(oof):
             operating.append(operating_point_table(oof, positive, config.operating_point, n_boot=config.n_boot,
@@ -598,7 +599,7 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
                 n_iter=config.n_iter, n_jobs=config.jobs, seed=config.seed, cache_dir=cache_dir,
                 cache_key={"table": table_hash, "features": len(features_cols), **icc_key}, target=target,
                 prefilter=use_prefilter, backend=config.backend, scheduler=scheduler,
-                calibrate=config.calibrate, metric=config.metric, positive=positive)
+                calibrate=config.calibrate, metric=config.metric, positive=positive, gbm_bins=config.gbm_bins)
             if len(nested_oof):
                 oof = pd.concat([oof, nested_oof], ignore_index=True)
                 nested_picks.append(picks)
@@ -615,7 +616,8 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
         best = next(n for n in board["pipeline"] if n in pipelines)
         est, params = fit_estimator(best, X[has], np.searchsorted(classes, y), frame.loc[has, "patient_id"]
                                     .astype(str).to_numpy(), search=config.search, n_iter=config.n_iter,
-                                    seed=config.seed, prefilter=use_prefilter, calibrate=config.calibrate)
+                                    seed=config.seed, prefilter=use_prefilter, calibrate=config.calibrate,
+                                    gbm_bins=config.gbm_bins)
         models[target] = {"pipeline": best, "classes": classes, "positive": positive, "model": est,
                           "params": params, "calibrate": config.calibrate}
         if config.operating_point and positive is not None:  # chosen on all data like in each fold
@@ -623,7 +625,7 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
             models[target]["threshold"] = fold_threshold(
                 best, X[has], np.searchsorted(classes, y), frame.loc[has, "patient_id"].astype(str).to_numpy(),
                 classes.index(positive), config.operating_point, search=config.search, n_iter=config.n_iter,
-                seed=config.seed, prefilter=use_prefilter, calibrate=config.calibrate)
+                seed=config.seed, prefilter=use_prefilter, calibrate=config.calibrate, gbm_bins=config.gbm_bins)
         log.info("target %s: best pipeline %s", target, best)
 
     boards_all = pd.concat(boards, ignore_index=True)
@@ -649,7 +651,7 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
         "n_splits": n_splits, "repeats": int(plan["repeat"].nunique()),
         "extraction": provenance, "failures": failures, "headline_metrics": HEADLINE,
         "prefilter": {"mode": config.prefilter, "active": use_prefilter, "auto_width": AUTO_WIDTH},
-        "calibrate": config.calibrate, "operating_point": config.operating_point,
+        "calibrate": config.calibrate, "operating_point": config.operating_point, "gbm_bins": config.gbm_bins,
         "nested_inner": describe_inner(config.inner_folds, config.inner_scheme) if nested_picks else None,
         "feature_icc": icc_filter,
         "applicability": scope["run_json"], "conformal": scope["conformal"],

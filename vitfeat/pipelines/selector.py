@@ -68,6 +68,9 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
         Calibrate every pipeline's probabilities inside the training folds.
     operating_point : str, optional
         Decision threshold rule of a binary target (``sensitivity=0.90``, ``specificity=0.90``, ``youden``).
+    gbm_bins : {"full", "rows"}, default "full"
+        Histogram bins of the gradient-boosting pipelines: the libraries' 255, or sized to the training
+        rows (``rows``: faster, and it cost AUROC on the bench, issue #31; recorded in run.json).
     custom : dict, optional
         Named custom pipelines, ``{name: {"base": ..., "params": {...}}}``.
     backend : {"loky", "dask"}, default "loky"
@@ -105,7 +108,7 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
                  n_iter: int = 10, inner_folds=None, inner_scheme: str = "neighbours", n_jobs: int = 1,
                  random_state: int = 0, n_boot: int = 500, positive=None, prefilter: str = "auto", calibrate=None,
                  operating_point=None, custom=None, backend: str = "loky", scheduler=None, target: str = "label",
-                 cache_dir=None, progress: bool = False):
+                 cache_dir=None, progress: bool = False, gbm_bins: str = "full"):
         self.pipelines = pipelines
         self.folds = folds
         self.repeats = repeats
@@ -127,6 +130,7 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
         self.target = target
         self.cache_dir = cache_dir
         self.progress = progress
+        self.gbm_bins = gbm_bins
 
     def fit_config(self, target: str | None = None) -> FitConfig:
         """The :class:`~vitfeat.pipelines.select.FitConfig` these parameters make (``fit.yaml``'s content).
@@ -149,7 +153,7 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
                          jobs=int(self.n_jobs), seed=int(self.random_state), n_boot=int(self.n_boot),
                          positive=self.positive, custom=dict(self.custom or {}), prefilter=self.prefilter,
                          backend=self.backend, scheduler=self.scheduler, calibrate=self.calibrate,
-                         operating_point=self.operating_point)
+                         operating_point=self.operating_point, gbm_bins=self.gbm_bins)
 
     def _table(self, X, y, groups) -> tuple[pd.DataFrame, str]:
         """The feature table ``compute_fit`` reads: ids, the target (as text) and the features."""
