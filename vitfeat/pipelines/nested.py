@@ -65,7 +65,7 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
     inner : {"neighbours", "others"}, default "neighbours"
         With ``inner_folds=None``: the two neighbouring outer folds (one inner fit per outer fold)
         or all other outer folds (one per pair of outer folds).
-    classes, search, n_iter, n_jobs, seed, cache_dir, cache_key, target, prefilter, backend, scheduler, calibrate, gbm_bins
+    classes, search, n_iter, n_jobs, seed, cache_dir, cache_key, target, prefilter, backend, scheduler, calibrate
         As for :func:`~vitfeat.pipelines.cv.cross_validate`; the inner fits are made exactly like the
         outer ones (calibrated too when ``calibrate`` is set), so the pick ranks the models it reports.
     metric, positive : str
@@ -73,6 +73,8 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
         the inner predictions, and the positive class of a binary target. The column
         ``inner_balanced_accuracy`` keeps its name and holds that metric's inner scores (``inner_metric``
         names it; loss metrics negated).
+    gbm_bins : {"full", "rows"}, default "full"
+        Histogram bins of the boosting pipelines, as for :func:`~vitfeat.pipelines.cv.cross_validate`.
 
     Returns
     -------
