@@ -20,6 +20,8 @@ Settings (``--settings`` picks a subset, comma separated):
 - ``bins``: histogram bins sized to the training rows (``fit --gbm-bins rows``, issue #17's ad4ffb6);
 - ``prefilter``: the in-fold near-constant/near-duplicate filter (``fit --prefilter on``);
 - ``main``: both, the defaults before issue #31;
+- ``early-stopping``: in-fold early stopping of lgbm/xgb/hgb on a validation split of each training
+  part (``fit --gbm-early-stopping``, issue #31's lever; 255 bins, no pre-filter);
 - ``current``: the current defaults (``FitConfig()``).
 
 Nested selection's inner scheme (another #17 change) does not touch any pipeline's out-of-fold
@@ -54,6 +56,7 @@ class Setting:
 
     gbm_bins: str = "full"
     prefilter: bool = False
+    early_stopping: bool = False
 
 
 def settings() -> dict[str, Setting]:
@@ -61,7 +64,9 @@ def settings() -> dict[str, Setting]:
     current = FitConfig()
     return {"deb2f33": Setting(), "bins": Setting(gbm_bins="rows"), "prefilter": Setting(prefilter=True),
             "main": Setting(gbm_bins="rows", prefilter=True),
-            "current": Setting(gbm_bins=current.gbm_bins, prefilter=current.prefilter != "off")}
+            "early-stopping": Setting(early_stopping=True),
+            "current": Setting(gbm_bins=current.gbm_bins, prefilter=current.prefilter != "off",
+                               early_stopping=current.gbm_early_stopping)}
 
 
 def table(cases: int, features: int, seed: int) -> pd.DataFrame:
@@ -78,7 +83,7 @@ def run_setting(frame: pd.DataFrame, plan: pd.DataFrame, pipelines: list, settin
     y = frame["label"].astype(str).to_numpy()
     classes = sorted(np.unique(y))
     common = dict(classes=classes, n_jobs=jobs, seed=0, progress=False, prefilter=setting.prefilter,
-                  gbm_bins=setting.gbm_bins)
+                  gbm_bins=setting.gbm_bins, gbm_early_stopping=setting.early_stopping)
     start = time.perf_counter()
     oof, info, failures = cross_validate(X, y, frame["patient_id"], frame["case_id"], plan, pipelines, **common)
     if failures:

@@ -45,7 +45,7 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
                      n_iter: int = 10, n_jobs: int = 1, seed: int = 0, cache_dir=None, cache_key=None,
                      target: str = "label", prefilter: bool = False, backend: str = "loky",
                      scheduler: str | None = None, calibrate: str | None = None, metric: str = "balanced_accuracy",
-                     positive: str | None = None, gbm_bins: str = "full"):
+                     positive: str | None = None, gbm_bins: str = "full", gbm_early_stopping: bool = False):
     """Score the selection procedure in every outer fold of ``plan``.
 
     Parameters
@@ -75,6 +75,8 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
         names it; loss metrics negated).
     gbm_bins : {"full", "rows"}, default "full"
         Histogram bins of the boosting pipelines, as for :func:`~vitfeat.pipelines.cv.cross_validate`.
+    gbm_early_stopping : bool, default False
+        In-fold early stopping of the boosting pipelines, as for :func:`~vitfeat.pipelines.cv.cross_validate`.
 
     Returns
     -------
@@ -93,7 +95,7 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
         return pd.DataFrame(), pd.DataFrame()
     common = dict(classes=classes, search=search, n_iter=n_iter, n_jobs=n_jobs, seed=seed, cache_dir=cache_dir,
                   target=target, progress=False, prefilter=prefilter, backend=backend, scheduler=scheduler,
-                  calibrate=calibrate, gbm_bins=gbm_bins)
+                  calibrate=calibrate, gbm_bins=gbm_bins, gbm_early_stopping=gbm_early_stopping)
     rows, choices = [], []
     for repeat, repeat_plan in plan.groupby("repeat"):
         if inner_folds is None and repeat_plan["fold"].nunique() >= 3:

@@ -74,6 +74,7 @@ class FitConfig:
     test_fraction: float | None = None  # or a drawn patient-grouped, stratified test split of this share
     subgroups: list = field(default_factory=list)  # columns for subgroup_metrics.csv
     gbm_bins: str = "full"  # GBM histogram bins: full (255) or rows (sized to the rows: faster, less AUROC; zoo)
+    gbm_early_stopping: bool = False  # GBMs stop on a validation split of each training part (gbm_early)
 
     @classmethod
     def from_yaml(cls, path, **overrides) -> "FitConfig":
@@ -587,7 +588,7 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
             cache_dir=cache_dir, cache_key={"table": table_hash, "features": len(features_cols), **icc_key},
             target=target, progress=progress, prefilter=use_prefilter, backend=config.backend,
             scheduler=scheduler, calibrate=config.calibrate, operating_point=config.operating_point,
-            positive=positive, gbm_bins=config.gbm_bins)
+            positive=positive, gbm_bins=config.gbm_bins, gbm_early_stopping=config.gbm_early_stopping)
         failures += fails
         if config.operating_point and positive is not None and len(oof):
             operating.append(operating_point_table(oof, positive, config.operating_point, n_boot=config.n_boot,
@@ -599,7 +600,8 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
                 n_iter=config.n_iter, n_jobs=config.jobs, seed=config.seed, cache_dir=cache_dir,
                 cache_key={"table": table_hash, "features": len(features_cols), **icc_key}, target=target,
                 prefilter=use_prefilter, backend=config.backend, scheduler=scheduler,
-                calibrate=config.calibrate, metric=config.metric, positive=positive, gbm_bins=config.gbm_bins)
+                calibrate=config.calibrate, metric=config.metric, positive=positive, gbm_bins=config.gbm_bins,
+                gbm_early_stopping=config.gbm_early_stopping)
             if len(nested_oof):
                 oof = pd.concat([oof, nested_oof], ignore_index=True)
                 nested_picks.append(picks)
@@ -617,7 +619,7 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
         est, params = fit_estimator(best, X[has], np.searchsorted(classes, y), frame.loc[has, "patient_id"]
                                     .astype(str).to_numpy(), search=config.search, n_iter=config.n_iter,
                                     seed=config.seed, prefilter=use_prefilter, calibrate=config.calibrate,
-                                    gbm_bins=config.gbm_bins)
+                                    gbm_bins=config.gbm_bins, gbm_early_stopping=config.gbm_early_stopping)
         models[target] = {"pipeline": best, "classes": classes, "positive": positive, "model": est,
                           "params": params, "calibrate": config.calibrate}
         if config.operating_point and positive is not None:  # chosen on all data like in each fold
@@ -625,7 +627,8 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
             models[target]["threshold"] = fold_threshold(
                 best, X[has], np.searchsorted(classes, y), frame.loc[has, "patient_id"].astype(str).to_numpy(),
                 classes.index(positive), config.operating_point, search=config.search, n_iter=config.n_iter,
-                seed=config.seed, prefilter=use_prefilter, calibrate=config.calibrate, gbm_bins=config.gbm_bins)
+                seed=config.seed, prefilter=use_prefilter, calibrate=config.calibrate, gbm_bins=config.gbm_bins,
+                gbm_early_stopping=config.gbm_early_stopping)
         log.info("target %s: best pipeline %s", target, best)
 
     boards_all = pd.concat(boards, ignore_index=True)
@@ -652,6 +655,7 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
         "extraction": provenance, "failures": failures, "headline_metrics": HEADLINE,
         "prefilter": {"mode": config.prefilter, "active": use_prefilter, "auto_width": AUTO_WIDTH},
         "calibrate": config.calibrate, "operating_point": config.operating_point, "gbm_bins": config.gbm_bins,
+        "gbm_early_stopping": config.gbm_early_stopping,
         "nested_inner": describe_inner(config.inner_folds, config.inner_scheme) if nested_picks else None,
         "feature_icc": icc_filter,
         "applicability": scope["run_json"], "conformal": scope["conformal"],

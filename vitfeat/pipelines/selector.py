@@ -71,6 +71,8 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
     gbm_bins : {"full", "rows"}, default "full"
         Histogram bins of the gradient-boosting pipelines: the libraries' 255, or sized to the training
         rows (``rows``: faster, and it cost AUROC on the bench, issue #31; recorded in run.json).
+    gbm_early_stopping : bool, default False
+        The boosting pipelines stop on a validation split of each training part (recorded in run.json).
     custom : dict, optional
         Named custom pipelines, ``{name: {"base": ..., "params": {...}}}``.
     backend : {"loky", "dask"}, default "loky"
@@ -108,7 +110,8 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
                  n_iter: int = 10, inner_folds=None, inner_scheme: str = "neighbours", n_jobs: int = 1,
                  random_state: int = 0, n_boot: int = 500, positive=None, prefilter: str = "auto", calibrate=None,
                  operating_point=None, custom=None, backend: str = "loky", scheduler=None, target: str = "label",
-                 cache_dir=None, progress: bool = False, gbm_bins: str = "full"):
+                 cache_dir=None, progress: bool = False, gbm_bins: str = "full",
+                 gbm_early_stopping: bool = False):
         self.pipelines = pipelines
         self.folds = folds
         self.repeats = repeats
@@ -131,6 +134,7 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
         self.cache_dir = cache_dir
         self.progress = progress
         self.gbm_bins = gbm_bins
+        self.gbm_early_stopping = gbm_early_stopping
 
     def fit_config(self, target: str | None = None) -> FitConfig:
         """The :class:`~vitfeat.pipelines.select.FitConfig` these parameters make (``fit.yaml``'s content).
@@ -153,7 +157,8 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
                          jobs=int(self.n_jobs), seed=int(self.random_state), n_boot=int(self.n_boot),
                          positive=self.positive, custom=dict(self.custom or {}), prefilter=self.prefilter,
                          backend=self.backend, scheduler=self.scheduler, calibrate=self.calibrate,
-                         operating_point=self.operating_point, gbm_bins=self.gbm_bins)
+                         operating_point=self.operating_point, gbm_bins=self.gbm_bins,
+                         gbm_early_stopping=bool(self.gbm_early_stopping))
 
     def _table(self, X, y, groups) -> tuple[pd.DataFrame, str]:
         """The feature table ``compute_fit`` reads: ids, the target (as text) and the features."""

@@ -134,8 +134,11 @@ def bins_rows(rule: str, n_rows: int) -> int | None:
     return n_rows if rule == "rows" else None
 
 
-def _lgbm(rs, bins=255):
+def _lgbm(rs, bins=255, early_stopping=False):
     from lightgbm import LGBMClassifier
+
+    if early_stopping:  # fit --gbm-early-stopping: trees chosen on a split of the training rows
+        from vitfeat.pipelines.gbm_early import EarlyStoppingLGBM as LGBMClassifier
 
     # n_jobs=1: parallelism comes from joblib over (pipeline, fold) tasks; nested threads thrash.
     # force_row_wise: the same trees as col-wise, ~15 % faster on short wide tables, without
@@ -145,20 +148,32 @@ def _lgbm(rs, bins=255):
                           force_row_wise=True, n_jobs=1, random_state=rs, verbose=-1)
 
 
-def _xgb(rs, bins=255):
+def _xgb(rs, bins=255, early_stopping=False):
     from xgboost import XGBClassifier
+
+    stop = {}
+    if early_stopping:
+        from vitfeat.pipelines.gbm_early import PATIENCE
+        from vitfeat.pipelines.gbm_early import EarlyStoppingXGB as XGBClassifier
+
+        stop = {"early_stopping_rounds": PATIENCE}
 
     # XGBoost's max_bin counts one more than LightGBM's and scikit-learn's
     return XGBClassifier(n_estimators=200, learning_rate=0.05, max_depth=4, subsample=0.8,
                          colsample_bytree=0.8, tree_method="hist", max_bin=bins + 1, n_jobs=1,
-                         random_state=rs)
+                         random_state=rs, **stop)
 
 
-def _hgb(rs, bins=255):
+def _hgb(rs, bins=255, early_stopping=False):
     # no class_weight: sample weights make scikit-learn's HGB about 8x slower; the sampler
-    # variants (hgb+ros, ...) handle imbalance instead.
+    # variants (hgb+ros, ...) handle imbalance instead. early_stopping=False is its default "auto"
+    # (off below 10,000 rows); True stops like vitfeat.pipelines.gbm_early (its own stratified split).
+    from vitfeat.pipelines.gbm_early import PATIENCE, VALIDATION_FRACTION
+
+    stop = dict(early_stopping=True, validation_fraction=VALIDATION_FRACTION, n_iter_no_change=PATIENCE,
+                scoring="loss") if early_stopping else {}
     return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15, max_bins=bins,
-                                          random_state=rs)
+                                          random_state=rs, **stop)
 
 
 def _svm(rs):
@@ -405,7 +420,8 @@ def _parse(name: str) -> tuple[Part, Part | None, Part | None]:
     return clf, sampler, selector
 
 
-def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False, n_rows: int | None = None) -> Pipeline:
+def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False, n_rows: int | None = None,
+                  early_stopping: bool = False) -> Pipeline:
     """A fresh, unfitted Pipeline for ``name``; step names are stable for ``set_params``:
     ``impute``, ``drop_constant``, ``prefilter``, ``scale``, ``select``, ``sampler``, ``classifier``.
 
@@ -424,6 +440,9 @@ def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False, n_r
         Add the near-duplicate filter after imputation.
     n_rows : int, optional
         Training rows (sizes the histogram bins).
+    early_stopping : bool, default False
+        Gradient-boosting classifiers stop on a validation split of their training rows
+        (:mod:`vitfeat.pipelines.gbm_early`); others are unchanged.
 
     Returns
     -------
@@ -446,8 +465,13 @@ def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False, n_r
         steps.append(("select", selector.make(random_state)))
     if sampler is not None:
         steps.append(("sampler", sampler.make(random_state)))
-    steps.append(("classifier", clf.make(random_state, gbm_bins(n_rows, clf.rows_per_bin)) if clf.rows_per_bin
-                  else clf.make(random_state)))
+    if not clf.rows_per_bin:
+        model = clf.make(random_state)
+    elif early_stopping:
+        model = clf.make(random_state, gbm_bins(n_rows, clf.rows_per_bin), early_stopping=True)
+    else:
+        model = clf.make(random_state, gbm_bins(n_rows, clf.rows_per_bin))
+    steps.append(("classifier", model))
     return Pipeline(steps)
 
 
