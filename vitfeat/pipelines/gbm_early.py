@@ -13,6 +13,8 @@ splits the same way.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from lightgbm import LGBMClassifier, early_stopping
 from sklearn.model_selection import train_test_split
@@ -74,9 +76,12 @@ class EarlyStoppingLGBM(LGBMClassifier):
         """
         fit_rows, self.validation_rows_ = validation_split(y, self.random_state)
         X, y = np.asarray(X), np.asarray(y)
-        return super().fit(X[fit_rows], y[fit_rows], eval_X=(X[self.validation_rows_],),
-                           eval_y=(y[self.validation_rows_],), callbacks=[early_stopping(PATIENCE, verbose=False)],
-                           **kwargs)
+        with warnings.catch_warnings():
+            # eval_set, not LightGBM 4.7's eval_X/eval_y: LGBMClassifier label-encodes only eval_set's labels
+            warnings.filterwarnings("ignore", message=".*'eval_set' is deprecated")
+            return super().fit(X[fit_rows], y[fit_rows], eval_set=[(X[self.validation_rows_],
+                                                                   y[self.validation_rows_])],
+                               callbacks=[early_stopping(PATIENCE, verbose=False)], **kwargs)
 
 
 class EarlyStoppingXGB(XGBClassifier):
