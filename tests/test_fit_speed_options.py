@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from vitfeat.evaluation.folds import make_folds
@@ -87,8 +86,10 @@ def test_options_are_recorded_in_run_json():
                        gbm_early_stopping=True)
     result = compute_fit(frame, config, None, progress=False)
     assert (result.run["gbm_bins"], result.run["gbm_early_stopping"]) == ("rows", True)
+    said = [w for w in result.summary["warnings"] if w.startswith("speed option")]
+    assert len(said) == 2 and "--gbm-bins rows" in said[0] and "--gbm-early-stopping" in said[1]
     assert isinstance(result.model["targets"]["label"]["model"].named_steps["classifier"], EarlyStoppingLGBM)
     default = compute_fit(frame, FitConfig(pipelines=["lgbm"], folds=3, nested=False, n_boot=20), None,
                           progress=False)
     assert (default.run["gbm_bins"], default.run["gbm_early_stopping"]) == ("full", False)
-    assert isinstance(pd.DataFrame(default.leaderboard), pd.DataFrame)
+    assert not [w for w in default.summary["warnings"] if w.startswith("speed option")]

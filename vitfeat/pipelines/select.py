@@ -639,6 +639,9 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
     summary = summarize_data(frame, features_cols, config.targets, failed)
     summary["warnings"] = warnings_for(summary, n_splits, len(pipelines) + len(config.include), failures, boards_all)
     summary["warnings"] += extraction_warnings(provenance) + table_warnings
+    from vitfeat.pipelines.speed_options import speed_option_warnings  # issue #31: named when on
+
+    summary["warnings"] += speed_option_warnings(config)
     extras = fit_extras.finish(config, frame=frame, test=held_out, split_record=split_record, models=models,
                                features=features_cols, board=boards_all, oof=pd.concat(oofs, ignore_index=True),
                                fold_scores=pd.concat(fold_scores, ignore_index=True),
