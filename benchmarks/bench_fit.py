@@ -108,8 +108,9 @@ def main() -> None:
         oof = pd.read_csv(run / "oof_predictions.csv")
         meta = json.loads((run / "run.json").read_text())
 
-    if len(fits) and (fits["error"].fillna("") != "").any():
-        for name, part in fits[fits["error"].fillna("") != ""].groupby("pipeline"):
+    failed = fits["error"].notna() & (fits["error"].astype(str) != "")
+    if failed.any():
+        for name, part in fits[failed].groupby("pipeline"):
             print(f"  {name} failed: {part['error'].iloc[0]}")
     print(f"table {args.cases} x {args.features}, {fits['pipeline'].nunique()} pipelines x 5 folds, "
           f"jobs={args.jobs}, cores={os.cpu_count()}, nested selection {'on' if args.nested else 'off'}")
