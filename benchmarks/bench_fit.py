@@ -260,7 +260,10 @@ def compare(args, seed: int = 0) -> dict:
           "current")
     worst, differences = 0.0, {}
     for name, before in old["auroc"].items():
-        after = new["auroc"].get(name, float("nan"))
+        if name not in new["auroc"]:
+            print(f"  {name:<18} {before:.4f}   not in the current run (left the default set)")
+            continue
+        after = new["auroc"][name]
         worst = max(worst, abs(after - before))
         test = tests.get(name, {"difference": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan})
         differences[name] = (after - before, test["p_value"])
