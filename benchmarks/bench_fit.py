@@ -281,7 +281,7 @@ def compare(args, seed: int = 0) -> dict:
         for name, auroc in extra["auroc"].items():
             test = tests.get(name, {"difference": np.nan, "p_value": np.nan})
             print(f"  {name:<18} {auroc:.4f}   CPU {extra['fit_cpu_per_pipeline'].get(name, np.nan):.1f}   "
-                  f"vs {best}: {test['difference']:+.4f} p={test['p_value']:.3f}")
+                  f"vs {best}: pooled {test['difference']:+.4f} p={test['p_value']:.3f}")
     return differences
 
 if __name__ == "__main__":
