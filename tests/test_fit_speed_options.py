@@ -101,3 +101,17 @@ def test_default_set_leaves_out_the_dominated_pipeline():
     assert "rf+ros" not in zoo.expand_names("all") and "rf" in zoo.expand_names("all")
     assert len(zoo.expand_names("all")) == 11
     assert zoo.expand_names("all,rf+ros")[-1] == "rf+ros"
+
+
+def test_cli_flags_reach_run_json(tmp_path):
+    import json
+
+    from vitfeat.cli.main import main
+    from vitfeat.pipelines.demo_data import write_feature_table
+
+    table = write_feature_table(_data(n=48, p=5)[0], tmp_path / "features.parquet")
+    assert main(["fit", str(table), "-o", str(tmp_path / "run"), "--pipelines", "lgbm", "--folds", "3",
+                 "--no-nested", "--n-boot", "10", "--gbm-bins", "rows", "--gbm-early-stopping"]) == 0
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (meta["gbm_bins"], meta["gbm_early_stopping"]) == ("rows", True)
+    assert "speed option --gbm-bins rows" in (tmp_path / "run" / "report.md").read_text()
