@@ -253,7 +253,7 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
         log.info("resuming: %d of %d fits taken from the cache", len(results), len(tasks))
 
     paths = dict(todo)
-    todo.sort(key=lambda item: -zoo.relative_cost(tasks[item[0]].pipeline))  # slowest first
+    todo.sort(key=lambda item: -zoo.relative_cost(tasks[item[0]].pipeline, gbm_bins))  # slowest first
     bar = tqdm(total=len(tasks), initial=len(results), desc=f"fit {target}", unit="fit", disable=not progress)
     with fit_backend(backend, scheduler, n_jobs) as (n_jobs, threads):
         runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")

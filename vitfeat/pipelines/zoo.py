@@ -66,6 +66,7 @@ class Part:
     search_space: dict = field(default_factory=dict)  # keys relative to the step
     cost: float = 1.0  # CPU of one fit relative to hgb's (measured on 480 x 1,800), to start the slow fits first
     rows_per_bin: int = 0  # a histogram model (> 0): make(random_state, bins), bins from gbm_bins
+    cost_full_bins: float = 0.0  # cost at 255 bins (fit --gbm-bins full, the default), when it differs
 
 
 #: Training rows per histogram bin that scikit-learn's gradient boosting aims for. Split search costs
@@ -203,13 +204,15 @@ for _part in [
                                              n_jobs=1, random_state=rs),
              "extremely randomised trees (class-balanced)", cost=0.3,
              search_space={"max_features": uniform(0.05, 0.5), "min_samples_leaf": randint(1, 10)}),
-        Part("hgb", "classifier", _hgb, "histogram gradient boosting (scikit-learn)", cost=1.0,
+        # cost_full_bins: one fit on 480 x 1,800 at 255 bins, one thread (docs/fit.md): hgb 7.4 s, xgb 11.4,
+        # lgbm 8.2; at sized bins xgb is the cheapest of the three, at 255 the dearest
+        Part("hgb", "classifier", _hgb, "histogram gradient boosting (scikit-learn)", cost=1.0, cost_full_bins=1.0,
              rows_per_bin=ROWS_PER_BIN,
              search_space={"learning_rate": loguniform(0.01, 0.3), "max_leaf_nodes": randint(4, 32)}),
-        Part("xgb", "classifier", _xgb, "XGBoost gradient-boosted trees", cost=0.75,
+        Part("xgb", "classifier", _xgb, "XGBoost gradient-boosted trees", cost=0.75, cost_full_bins=1.54,
              rows_per_bin=ROWS_PER_BIN_LIGHTGBM_XGBOOST,
              search_space={"learning_rate": loguniform(0.01, 0.3), "max_depth": randint(2, 7)}),
-        Part("lgbm", "classifier", _lgbm, "LightGBM gradient-boosted trees", cost=1.15,
+        Part("lgbm", "classifier", _lgbm, "LightGBM gradient-boosted trees", cost=1.15, cost_full_bins=1.11,
              rows_per_bin=ROWS_PER_BIN_LIGHTGBM_XGBOOST,
              search_space={"learning_rate": loguniform(0.01, 0.3), "num_leaves": randint(4, 32)}),
 ]:
@@ -497,7 +500,7 @@ def search_space(name: str) -> dict:
     return {f"classifier__{k}": v for k, v in clf.search_space.items()}
 
 
-def relative_cost(name: str) -> float:
+def relative_cost(name: str, gbm_bins: str = "rows") -> float:
     """Rough CPU of one fit of pipeline ``name`` relative to the others (1 for registered ones).
 
     The CV runner starts the slowest fits first, so that the cores do not wait on one long fit at
@@ -507,6 +510,8 @@ def relative_cost(name: str) -> float:
     ----------
     name : str
         A pipeline name (``lgbm+smote``) or a registered one.
+    gbm_bins : {"rows", "full"}, default "rows"
+        The fit's bins rule: at ``full`` (255 bins) the boosting models cost differently.
 
     Returns
     -------
@@ -515,7 +520,8 @@ def relative_cost(name: str) -> float:
     if name in _REGISTRY:
         return 1.0
     clf, sampler, _ = _parse(name)
-    return clf.cost * (1.3 if sampler is not None and sampler.name != "rus" else 1.0)
+    cost = clf.cost_full_bins if gbm_bins == "full" and clf.cost_full_bins else clf.cost
+    return cost * (1.3 if sampler is not None and sampler.name != "rus" else 1.0)
 
 
 def describe(name: str) -> str:
