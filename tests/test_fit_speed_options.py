@@ -96,8 +96,8 @@ def test_options_are_recorded_in_run_json():
 
 
 def test_default_set_leaves_out_the_dominated_pipeline():
-    # rf+ros never won on the five tables of benchmarks/pipeline_wins.py and rf scored at least as
-    # high on each; it is no longer in 'all' but a user can still ask for it by name
+    # rf+ros was never best on the six tables of docs/fit.md (rf at least as high on five); it is
+    # no longer in 'all' but a user can still ask for it by name
     assert "rf+ros" not in zoo.expand_names("all") and "rf" in zoo.expand_names("all")
     assert len(zoo.expand_names("all")) == 11
     assert zoo.expand_names("all,rf+ros")[-1] == "rf+ros"

@@ -293,9 +293,9 @@ def register_sampler(name: str, make: Callable[[int], object], description: str,
     return SAMPLERS.register(name, Part(name, "sampler", make, description), overwrite=overwrite)
 
 #: What ``all`` expands to: every classifier plain, plus the common resampling variants.
-#: rf+ros left it in issue #31: on PH2, vitiligo-cls, two synth tables and the fit benchmark's table
-#: (benchmarks/pipeline_wins.py, docs/fit.md) it was never best and rf scored at least as high on every
-#: one, at the same cost; it is still accepted by name.
+#: rf+ros left it in issue #31: on PH2, vitiligo-cls, two synth tables and two fit-benchmark tables
+#: (benchmarks/pipeline_wins.py, bench_fit.py; docs/fit.md) it was never best, and rf scored at least
+#: as high on five of the six at the same cost; it is still accepted by name.
 DEFAULT_PIPELINES = ["logreg", "logreg+smote", "svm", "rf", "et", "hgb", "xgb", "lgbm",
                      "lgbm+smote", "lgbm+borderline", "logreg+kbest+rus"]
 
