@@ -263,9 +263,9 @@ def test_fit_killed_mid_cv_resumes_and_equals_an_uninterrupted_run(tables, tmp_p
 
 
 def test_gradient_boosting_bins_follow_the_training_rows():
-    """Histogram bins are sized to the training part (8 rows per bin for HGB, 63..255; 16 for
-    LightGBM and XGBoost, 31..255), through the same path the CV uses; registered pipelines and
-    unknown sizes keep the libraries' 255."""
+    """With ``gbm_bins="rows"`` (off by default since issue #31) histogram bins are sized to the
+    training part (8 rows per bin for HGB, 63..255; 16 for LightGBM and XGBoost, 31..255), through
+    the same path the CV uses; registered pipelines and unknown sizes keep the libraries' 255."""
     from vitfeat.pipelines import zoo
     from vitfeat.pipelines.cv import fit_estimator
 
@@ -275,6 +275,6 @@ def test_gradient_boosting_bins_follow_the_training_rows():
     X, y = rng.normal(size=(1000, 5)), np.arange(1000) % 2
     groups = np.array([f"P{i // 2}" for i in range(1000)])
     for name, param, bins in (("lgbm", "max_bin", 61), ("xgb", "max_bin", 62), ("hgb", "max_bins", 124)):
-        model, _ = fit_estimator(name, X, y, groups)
+        model, _ = fit_estimator(name, X, y, groups, gbm_bins="rows")
         assert model[-1].get_params()[param] == bins
         assert zoo.make_pipeline(name)[-1].get_params()[param] == 255 + (name == "xgb")

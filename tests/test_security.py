@@ -109,7 +109,8 @@ def test_every_zoo_pipeline_loads_with_the_exact_type_list(tmp_path):
         | {"rf+kbest"}
     variants = [(n, {}) for n in sorted(names)] + [
         ("logreg", {"calibrate": "sigmoid"}), ("rf", {"calibrate": "isotonic"}), ("hgb", {"prefilter": True}),
-        ("logreg", {"search": "random", "n_iter": 2})]
+        ("logreg", {"search": "random", "n_iter": 2}),
+        ("lgbm", {"gbm_early_stopping": True}), ("xgb", {"gbm_early_stopping": True})]
     seen = set()
     for name, options in variants:
         est, params = fit_estimator(name, X, y, groups, **options)

@@ -76,8 +76,8 @@ class Task:
 
 
 def build_estimator(name: str, search: str, n_iter: int, seed: int, n_classes_min: int, prefilter: bool = False,
-                    n_rows: int | None = None):
-    pipe = zoo.make_pipeline(name, seed, prefilter=prefilter, n_rows=n_rows)
+                    n_rows: int | None = None, early_stopping: bool = False):
+    pipe = zoo.make_pipeline(name, seed, prefilter=prefilter, n_rows=n_rows, early_stopping=early_stopping)
     space = zoo.search_space(name)
     if search == "none" or not space:
         return pipe
@@ -89,15 +89,21 @@ def build_estimator(name: str, search: str, n_iter: int, seed: int, n_classes_mi
 
 
 def fit_estimator(name: str, X, y, groups, *, search="none", n_iter=10, seed=0, prefilter=False,
-                  calibrate=None):
+                  calibrate=None, gbm_bins="full", gbm_early_stopping=False):
     """Fit pipeline ``name`` (with nested search if asked) on X, y; return (estimator, params).
 
     ``calibrate`` (``sigmoid``/``isotonic``) wraps the (searched) pipeline in
     :class:`~vitfeat.pipelines.operating.GroupedCalibratedClassifier`, whose calibration folds are
-    grouped by these ``groups`` (patients of this training part only).
+    grouped by these ``groups`` (patients of this training part only). ``gbm_bins``
+    (:data:`~vitfeat.pipelines.zoo.GBM_BINS`): ``full`` keeps the libraries' 255 histogram bins,
+    ``rows`` sizes them to the training rows (:func:`~vitfeat.pipelines.zoo.gbm_bins`; faster, and
+    it cost the boosting pipelines AUROC, issue #31). ``gbm_early_stopping`` stops the boosting
+    classifiers on a validation split of these training rows (:mod:`~vitfeat.pipelines.gbm_early`).
     """
+    n_rows = zoo.bins_rows(gbm_bins, len(y))
     min_patients = min(len(np.unique(groups[y == k])) for k in np.unique(y))
-    est = build_estimator(name, search, n_iter, seed, min_patients, prefilter, n_rows=len(y))
+    est = build_estimator(name, search, n_iter, seed, min_patients, prefilter, n_rows=n_rows,
+                          early_stopping=gbm_early_stopping)
     params = {}
     if isinstance(est, RandomizedSearchCV):
         est.fit(X, y, groups=groups)
@@ -110,12 +116,13 @@ def fit_estimator(name: str, X, y, groups, *, search="none", n_iter=10, seed=0, 
 
 
 def fold_threshold(name: str, X, y, groups, positive: int, rule: str, *, search="none", n_iter=10, seed=0,
-                   prefilter=False, calibrate=None) -> float:
+                   prefilter=False, calibrate=None, gbm_bins="full", gbm_early_stopping=False) -> float:
     """Operating-point threshold for pipeline ``name`` from patient-grouped inner folds of this
     training part (X, y, groups), each inner model fitted exactly like the outer one."""
     def fit_model(X_in, y_in, groups_in):
         return fit_estimator(name, X_in, y_in, groups_in, search=search, n_iter=n_iter, seed=seed,
-                             prefilter=prefilter, calibrate=calibrate)[0]
+                             prefilter=prefilter, calibrate=calibrate, gbm_bins=gbm_bins,
+                             gbm_early_stopping=gbm_early_stopping)[0]
 
     return choose_threshold(None, X, y, groups, str(positive), rule, seed=seed, fit_model=fit_model)
 
@@ -125,7 +132,8 @@ def _plain(v):
 
 
 def _run_task(task: Task, X, y, groups, n_classes, search, n_iter, seed, threads=1, prefilter=False,
-              registered=None, calibrate=None, operating_point=None, positive=None):
+              registered=None, calibrate=None, operating_point=None, positive=None, gbm_bins="full",
+              gbm_early_stopping=False):
     zoo.restore_registered(registered)  # custom pipelines registered in the main process
     start, cpu = time.perf_counter(), time.process_time()
     try:
@@ -134,12 +142,14 @@ def _run_task(task: Task, X, y, groups, n_classes, search, n_iter, seed, threads
         with threadpool_limits(threads):
             est, params = fit_estimator(task.pipeline, X[task.train], y[task.train], groups[task.train],
                                         search=search, n_iter=n_iter, seed=seed + task.repeat,
-                                        prefilter=prefilter, calibrate=calibrate)
+                                        prefilter=prefilter, calibrate=calibrate, gbm_bins=gbm_bins,
+                                        gbm_early_stopping=gbm_early_stopping)
             threshold = np.nan
             if operating_point and positive is not None:  # chosen on the training part only
                 threshold = fold_threshold(task.pipeline, X[task.train], y[task.train], groups[task.train],
                                            positive, operating_point, search=search, n_iter=n_iter,
-                                           seed=seed + task.repeat, prefilter=prefilter, calibrate=calibrate)
+                                           seed=seed + task.repeat, prefilter=prefilter, calibrate=calibrate,
+                                           gbm_bins=gbm_bins, gbm_early_stopping=gbm_early_stopping)
         fitted = time.perf_counter() - start
         params = dict(params, _cpu_s=round(time.process_time() - cpu, 3))
         raw = est.predict_proba(X[task.test])
@@ -185,12 +195,14 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
                    cache_dir=None, cache_key: dict | None = None, target: str = "label",
                    progress: bool = True, prefilter: bool = False, backend: str = "loky",
                    scheduler: str | None = None, calibrate: str | None = None,
-                   operating_point: str | None = None, positive: str | None = None):
+                   operating_point: str | None = None, positive: str | None = None, gbm_bins: str = "full",
+                   gbm_early_stopping: bool = False):
     """Run every pipeline on every (repeat, fold) of ``plan``.
 
     ``calibrate`` wraps each fold's pipeline in patient-grouped calibration; ``operating_point``
     (with the binary target's ``positive`` class) chooses a threshold inside each training part,
-    written to the ``threshold`` column of ``oof``.
+    written to the ``threshold`` column of ``oof``. ``gbm_bins`` and ``gbm_early_stopping`` as for
+    :func:`fit_estimator`.
 
     Returns ``(oof, fold_info, failures)``: ``oof`` in the ``oof_predictions.csv`` format,
     ``fold_info`` with fit time and chosen hyperparameters per task, ``failures`` a list of dicts.
@@ -201,6 +213,7 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
     groups = np.asarray(groups).astype(str)
     case_ids = np.asarray(case_ids).astype(str)
     position = {c: i for i, c in enumerate(case_ids)}
+    zoo.bins_rows(gbm_bins, 1)  # an unknown rule fails before any fit
     positive_index = classes.index(str(positive)) if positive is not None and len(classes) == 2 else None
     cache_dir = Path(cache_dir) if cache_dir else None
     if cache_dir:
@@ -218,12 +231,16 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
             tasks.append(Task(name, int(repeat), int(fold), np.flatnonzero(~in_test), np.flatnonzero(in_test)))
 
     # the pipeline's definition is part of the cache key: an edited custom pipeline is refitted
-    specs = {name: str(zoo.make_pipeline(name, seed, prefilter=prefilter)) for name in pipelines}
+    specs = {name: str(zoo.make_pipeline(name, seed, prefilter=prefilter, early_stopping=gbm_early_stopping))
+             for name in pipelines}
     results, todo = {}, []
     for i, task in enumerate(tasks):
         key = dict(cache_key or {}, target=target, pipeline=task.pipeline, repeat=task.repeat, fold=task.fold,
                    spec=specs[task.pipeline], rows_per_bin=zoo.ROWS_PER_BIN,
                    search=search, n_iter=n_iter, seed=seed, test=hashlib.md5(task.test.tobytes()).hexdigest())
+        key.update(gbm_bins=gbm_bins)  # the bins change the fits; keys before issue #31 (sized bins) miss
+        if gbm_early_stopping:  # also in the spec (the stopping classes); named for clarity
+            key.update(gbm_early_stopping=True)
         if calibrate or operating_point:  # only then: earlier caches stay valid
             key.update(calibrate=calibrate, operating_point=operating_point, positive=positive)
         path = _cache_path(cache_dir, key)
@@ -236,13 +253,13 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
         log.info("resuming: %d of %d fits taken from the cache", len(results), len(tasks))
 
     paths = dict(todo)
-    todo.sort(key=lambda item: -zoo.relative_cost(tasks[item[0]].pipeline))  # slowest first
+    todo.sort(key=lambda item: -zoo.relative_cost(tasks[item[0]].pipeline, gbm_bins))  # slowest first
     bar = tqdm(total=len(tasks), initial=len(results), desc=f"fit {target}", unit="fit", disable=not progress)
     with fit_backend(backend, scheduler, n_jobs) as (n_jobs, threads):
         runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
         jobs = (delayed(_indexed)(i, _run_task, tasks[i], X, y, groups, len(classes), search, n_iter, seed, threads,
                                   prefilter, zoo.registered_factories(), calibrate, operating_point,
-                                  positive_index) for i, _ in todo)
+                                  positive_index, gbm_bins, gbm_early_stopping) for i, _ in todo)
         for i, result in runner(jobs) if todo else []:
             _save_cached(paths[i], result)
             results[i] = result

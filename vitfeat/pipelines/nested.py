@@ -45,7 +45,7 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
                      n_iter: int = 10, n_jobs: int = 1, seed: int = 0, cache_dir=None, cache_key=None,
                      target: str = "label", prefilter: bool = False, backend: str = "loky",
                      scheduler: str | None = None, calibrate: str | None = None, metric: str = "balanced_accuracy",
-                     positive: str | None = None):
+                     positive: str | None = None, gbm_bins: str = "full", gbm_early_stopping: bool = False):
     """Score the selection procedure in every outer fold of ``plan``.
 
     Parameters
@@ -73,6 +73,10 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
         the inner predictions, and the positive class of a binary target. The column
         ``inner_balanced_accuracy`` keeps its name and holds that metric's inner scores (``inner_metric``
         names it; loss metrics negated).
+    gbm_bins : {"full", "rows"}, default "full"
+        Histogram bins of the boosting pipelines, as for :func:`~vitfeat.pipelines.cv.cross_validate`.
+    gbm_early_stopping : bool, default False
+        In-fold early stopping of the boosting pipelines, as for :func:`~vitfeat.pipelines.cv.cross_validate`.
 
     Returns
     -------
@@ -91,7 +95,7 @@ def nested_selection(X, y_labels, groups, case_ids, plan: pd.DataFrame, pipeline
         return pd.DataFrame(), pd.DataFrame()
     common = dict(classes=classes, search=search, n_iter=n_iter, n_jobs=n_jobs, seed=seed, cache_dir=cache_dir,
                   target=target, progress=False, prefilter=prefilter, backend=backend, scheduler=scheduler,
-                  calibrate=calibrate)
+                  calibrate=calibrate, gbm_bins=gbm_bins, gbm_early_stopping=gbm_early_stopping)
     rows, choices = [], []
     for repeat, repeat_plan in plan.groupby("repeat"):
         if inner_folds is None and repeat_plan["fold"].nunique() >= 3:

@@ -44,6 +44,8 @@ TRUSTED_TYPES = frozenset({
     "sklearn.metrics._dist_metrics.EuclideanDistance64",
     "sklearn.neighbors._kd_tree.KDTree",
     "sklearn.tree._tree.Tree",
+    "vitfeat.pipelines.gbm_early.EarlyStoppingLGBM",
+    "vitfeat.pipelines.gbm_early.EarlyStoppingXGB",
     "vitfeat.pipelines.operating.GroupedCalibratedClassifier",
     "vitfeat.pipelines.prefilter.NearDuplicateFilter",
     # torch networks, saved as numpy arrays + numbers and rebuilt on load (no torch type is trusted)

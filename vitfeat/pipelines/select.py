@@ -75,6 +75,8 @@ class FitConfig:
     subgroups: list = field(default_factory=list)  # columns for subgroup_metrics.csv
     tabpfn_checkpoint: str | None = None  # local TabPFN checkpoint: adds the 'tabpfn' pipeline (foundation)
     tabicl_checkpoint: str | None = None  # local TabICL checkpoint: adds the 'tabicl' pipeline
+    gbm_bins: str = "full"  # GBM histogram bins: full (255) or rows (sized to the rows: faster, less AUROC; zoo)
+    gbm_early_stopping: bool = False  # GBMs stop on a validation split of each training part (gbm_early)
 
     @classmethod
     def from_yaml(cls, path, **overrides) -> "FitConfig":
@@ -594,7 +596,7 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
             cache_dir=cache_dir, cache_key={"table": table_hash, "features": len(features_cols), **icc_key},
             target=target, progress=progress, prefilter=use_prefilter, backend=config.backend,
             scheduler=scheduler, calibrate=config.calibrate, operating_point=config.operating_point,
-            positive=positive)
+            positive=positive, gbm_bins=config.gbm_bins, gbm_early_stopping=config.gbm_early_stopping)
         failures += fails
         if config.operating_point and positive is not None and len(oof):
             operating.append(operating_point_table(oof, positive, config.operating_point, n_boot=config.n_boot,
@@ -606,7 +608,8 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
                 n_iter=config.n_iter, n_jobs=config.jobs, seed=config.seed, cache_dir=cache_dir,
                 cache_key={"table": table_hash, "features": len(features_cols), **icc_key}, target=target,
                 prefilter=use_prefilter, backend=config.backend, scheduler=scheduler,
-                calibrate=config.calibrate, metric=config.metric, positive=positive)
+                calibrate=config.calibrate, metric=config.metric, positive=positive, gbm_bins=config.gbm_bins,
+                gbm_early_stopping=config.gbm_early_stopping)
             if len(nested_oof):
                 oof = pd.concat([oof, nested_oof], ignore_index=True)
                 nested_picks.append(picks)
@@ -623,7 +626,8 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
         best = next(n for n in board["pipeline"] if n in pipelines)
         est, params = fit_estimator(best, X[has], np.searchsorted(classes, y), frame.loc[has, "patient_id"]
                                     .astype(str).to_numpy(), search=config.search, n_iter=config.n_iter,
-                                    seed=config.seed, prefilter=use_prefilter, calibrate=config.calibrate)
+                                    seed=config.seed, prefilter=use_prefilter, calibrate=config.calibrate,
+                                    gbm_bins=config.gbm_bins, gbm_early_stopping=config.gbm_early_stopping)
         models[target] = {"pipeline": best, "classes": classes, "positive": positive, "model": est,
                           "params": params, "calibrate": config.calibrate}
         if config.operating_point and positive is not None:  # chosen on all data like in each fold
@@ -631,7 +635,8 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
             models[target]["threshold"] = fold_threshold(
                 best, X[has], np.searchsorted(classes, y), frame.loc[has, "patient_id"].astype(str).to_numpy(),
                 classes.index(positive), config.operating_point, search=config.search, n_iter=config.n_iter,
-                seed=config.seed, prefilter=use_prefilter, calibrate=config.calibrate)
+                seed=config.seed, prefilter=use_prefilter, calibrate=config.calibrate, gbm_bins=config.gbm_bins,
+                gbm_early_stopping=config.gbm_early_stopping)
         log.info("target %s: best pipeline %s", target, best)
 
     boards_all = pd.concat(boards, ignore_index=True)
@@ -642,6 +647,9 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
     summary = summarize_data(frame, features_cols, config.targets, failed)
     summary["warnings"] = warnings_for(summary, n_splits, len(pipelines) + len(config.include), failures, boards_all)
     summary["warnings"] += extraction_warnings(provenance) + table_warnings
+    from vitfeat.pipelines.speed_options import speed_option_warnings  # issue #31: named when on
+
+    summary["warnings"] += speed_option_warnings(config)
     extras = fit_extras.finish(config, frame=frame, test=held_out, split_record=split_record, models=models,
                                features=features_cols, board=boards_all, oof=pd.concat(oofs, ignore_index=True),
                                fold_scores=pd.concat(fold_scores, ignore_index=True),
@@ -657,7 +665,8 @@ def _compute_fit(features, config: FitConfig, cache_dir, *, progress: bool, sche
         "n_splits": n_splits, "repeats": int(plan["repeat"].nunique()),
         "extraction": provenance, "failures": failures, "headline_metrics": HEADLINE,
         "prefilter": {"mode": config.prefilter, "active": use_prefilter, "auto_width": AUTO_WIDTH},
-        "calibrate": config.calibrate, "operating_point": config.operating_point,
+        "calibrate": config.calibrate, "operating_point": config.operating_point, "gbm_bins": config.gbm_bins,
+        "gbm_early_stopping": config.gbm_early_stopping,
         "nested_inner": describe_inner(config.inner_folds, config.inner_scheme) if nested_picks else None,
         "feature_icc": icc_filter,
         "applicability": scope["run_json"], "conformal": scope["conformal"],

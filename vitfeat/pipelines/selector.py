@@ -68,6 +68,11 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
         Calibrate every pipeline's probabilities inside the training folds.
     operating_point : str, optional
         Decision threshold rule of a binary target (``sensitivity=0.90``, ``specificity=0.90``, ``youden``).
+    gbm_bins : {"full", "rows"}, default "full"
+        Histogram bins of the gradient-boosting pipelines: the libraries' 255, or sized to the training
+        rows (``rows``: faster, and it cost AUROC on the bench, issue #31; recorded in run.json).
+    gbm_early_stopping : bool, default False
+        The boosting pipelines stop on a validation split of each training part (recorded in run.json).
     custom : dict, optional
         Named custom pipelines, ``{name: {"base": ..., "params": {...}}}``.
     backend : {"loky", "dask"}, default "loky"
@@ -109,7 +114,8 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
                  n_iter: int = 10, inner_folds=None, inner_scheme: str = "neighbours", n_jobs: int = 1,
                  random_state: int = 0, n_boot: int = 500, positive=None, prefilter: str = "auto", calibrate=None,
                  operating_point=None, custom=None, backend: str = "loky", scheduler=None, target: str = "label",
-                 cache_dir=None, progress: bool = False, tabpfn_checkpoint=None, tabicl_checkpoint=None):
+                 cache_dir=None, progress: bool = False, tabpfn_checkpoint=None, tabicl_checkpoint=None,
+                 gbm_bins: str = "full", gbm_early_stopping: bool = False):
         self.pipelines = pipelines
         self.folds = folds
         self.repeats = repeats
@@ -133,6 +139,8 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
         self.progress = progress
         self.tabpfn_checkpoint = tabpfn_checkpoint
         self.tabicl_checkpoint = tabicl_checkpoint
+        self.gbm_bins = gbm_bins
+        self.gbm_early_stopping = gbm_early_stopping
 
     def fit_config(self, target: str | None = None) -> FitConfig:
         """The :class:`~vitfeat.pipelines.select.FitConfig` these parameters make (``fit.yaml``'s content).
@@ -155,7 +163,8 @@ class ModelSelector(ClassifierMixin, BaseEstimator):
                          jobs=int(self.n_jobs), seed=int(self.random_state), n_boot=int(self.n_boot),
                          positive=self.positive, custom=dict(self.custom or {}), prefilter=self.prefilter,
                          backend=self.backend, scheduler=self.scheduler, calibrate=self.calibrate,
-                         operating_point=self.operating_point,
+                         operating_point=self.operating_point, gbm_bins=self.gbm_bins,
+                         gbm_early_stopping=bool(self.gbm_early_stopping),
                          tabpfn_checkpoint=str(self.tabpfn_checkpoint) if self.tabpfn_checkpoint else None,
                          tabicl_checkpoint=str(self.tabicl_checkpoint) if self.tabicl_checkpoint else None)
 
