@@ -18,7 +18,7 @@ _spec = importlib.util.spec_from_file_location("layers", REPO / "benchmarks" / "
 layers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(layers)
 
-CORE = {"_version", "dataset", "atomic", "importers", "synth", "registry", "evaluation", "demo", "names",
+CORE = {"_version", "dataset", "atomic", "importers", "synth", "registry", "evaluation", "demo", "names", "weights",
         "artefacts"}
 #: The package module ``vitfeat`` itself is the facade a notebook imports (FeatureExtractor,
 #: ModelSelector, load_run): it sits above every layer and no vitfeat module imports it.

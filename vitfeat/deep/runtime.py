@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 
 from vitfeat.atomic import copy_file
+from vitfeat.weights import WeightsFileError, load_checkpoint  # noqa: F401  (their home before)
 
 HUB_HOST = ("huggingface.co", 443)
 
@@ -187,56 +188,6 @@ def save_checkpoint(obj, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
-
-
-class WeightsFileError(ValueError):
-    """A weights file that is missing, empty, truncated or not a torch/safetensors file; names the file."""
-
-
-def load_checkpoint(path: str | os.PathLike, device="cpu"):
-    """Read a weights file: the project's one reader of checkpoints and state dicts.
-
-    ``.safetensors`` files go through ``safetensors.torch.load_file`` (a flat state dict, no code);
-    everything else through ``torch.load(weights_only=True)``: tensors and plain containers only,
-    so a tampered checkpoint cannot run code. Our checkpoints hold nothing else (histories are plain
-    floats).
-
-    Parameters
-    ----------
-    path : path-like
-        The checkpoint or weights file (``.pt``, ``.pth``, ``.bin``, ``.safetensors``).
-    device : str or torch.device, default "cpu"
-        Where tensors are loaded.
-
-    Returns
-    -------
-    object
-        The checkpoint (a state dict for ``.safetensors``).
-
-    Raises
-    ------
-    FileNotFoundError
-        The file does not exist.
-    WeightsFileError
-        The file cannot be read as weights (the reader's many error types become this one, naming
-        the file).
-    """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found")
-    try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path), device=str(device))
-        return torch.load(path, map_location=device, weights_only=True)
-    # torch.load raises many types for a bad file (UnpicklingError, RuntimeError, EOFError, ...) and
-    # safetensors its own SafetensorError: all become one error naming the file
-    except Exception as exc:  # noqa: BLE001
-        kind = "safetensors" if path.suffix.lower() == ".safetensors" else "torch"
-        raise WeightsFileError(f"{path}: cannot read as a {kind} weights file ({type(exc).__name__}: {exc})") from None
 
 
 #: Packages whose torch.nn.Module subclasses a full-model checkpoint (ultralytics') may rebuild.

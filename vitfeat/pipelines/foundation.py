@@ -25,7 +25,6 @@ or changed is refused with both named.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from vitfeat.artefacts import file_sha256
 from vitfeat.pipelines.tabular_deep import one_torch_thread
 
 #: The install command named when the ``tabpfn`` package is missing.
@@ -55,59 +55,30 @@ def _offline() -> None:
     os.environ.setdefault("TABPFN_DISABLE_TELEMETRY", "1")
 
 
-def file_sha256(path) -> str:
-    """SHA-256 of a file, read in chunks.
-
-    Parameters
-    ----------
-    path : path-like
-        The file.
-
-    Returns
-    -------
-    str
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _read_checkpoint(path: Path, title: str = "TabPFN") -> dict:
+    from vitfeat.weights import WeightsFileError, load_checkpoint, read_safetensors_header
+
     if path.suffix == ".safetensors":
-        import json
-
-        from safetensors import safe_open
-
         try:
-            with safe_open(str(path), framework="pt", device="cpu") as handle:
-                meta = handle.metadata() or {}
-                keys = list(handle.keys())
-            return {"format": "safetensors", "meta": {k: json.loads(v) for k, v in meta.items()}, "keys": keys}
-        except Exception as exc:  # noqa: BLE001  (safetensors raises its own error types for damaged files)
-            raise TabPFNCheckpointError(f"{path}: damaged {title} checkpoint (unreadable safetensors file: "
-                                        f"{type(exc).__name__}: {exc})") from None
+            meta, keys = read_safetensors_header(path)
+        except WeightsFileError as exc:
+            raise TabPFNCheckpointError(f"damaged {title} checkpoint: {exc}") from None
+        return {"format": "safetensors", "meta": meta, "keys": keys}
     if path.suffix in (".ckpt", ".pt", ".pth"):
-        import pickle
-
-        import torch
-
         try:
-            data = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            why = (str(exc).split("WeightsUnpickler error:")[-1].strip().splitlines() or [type(exc).__name__])[0][:200]
-            if "global" not in why.lower():  # not a refused global (an object to import): no pickle at all
-                raise TabPFNCheckpointError(f"{path}: damaged {title} checkpoint (not a torch file: {why})") from None
+            data = load_checkpoint(path)
+        except WeightsFileError as exc:
+            why = (str(exc).split("WeightsUnpickler error:")[-1].strip().splitlines() or [""])[0][:200]
+            if "UnpicklingError" not in str(exc) or "global" not in why.lower():
+                # not a refused global (an object to import): damaged bytes or no pickle at all
+                raise TabPFNCheckpointError(f"damaged {title} checkpoint: {(str(exc).splitlines() or [''])[0][:300]}"
+                                            ) from None
             advice = ("convert it once, on a machine you trust, with tabpfn.checkpoint.save_as_safetensors, and "
                       "pass the .safetensors file" if title == "TabPFN" else
                       "save only its 'config' and 'state_dict' on a machine you trust")
             raise TabPFNCheckpointError(
                 f"{path}: refusing a pickled checkpoint that holds more than tensors and plain values (it could run "
                 f"code when loaded: {why}); {advice}") from None
-        except Exception as exc:  # noqa: BLE001  (torch raises many types for bytes that are no torch file)
-            raise TabPFNCheckpointError(f"{path}: damaged {title} checkpoint ({type(exc).__name__}: "
-                                        f"{(str(exc).splitlines() or [''])[0][:200]})") from None
         if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
             raise TabPFNCheckpointError(f"{path}: not a {title} checkpoint (no 'state_dict' mapping)")
         return {"format": "ckpt", "meta": {k: v for k, v in data.items() if k != "state_dict"},
@@ -368,11 +339,11 @@ def check_tabicl_checkpoint(path) -> dict:
     if not isinstance(config, dict):
         raise TabPFNCheckpointError(f"{path}: not a TabICL checkpoint (no 'config' mapping beside the weights)")
     try:
-        import torch
+        from vitfeat.weights import load_checkpoint
 
         with one_torch_thread():
             model = TabICL(**config)
-            state = torch.load(str(path), map_location="cpu", weights_only=True)["state_dict"]
+            state = load_checkpoint(path)["state_dict"]
             model.load_state_dict(state)
     except Exception as exc:  # noqa: BLE001  (unknown config keys, shape mismatches: another version's file)
         raise TabPFNCheckpointError(f"{path}: the checkpoint does not load as a TabICL model in tabicl {version} "
