@@ -90,3 +90,17 @@ def test_cases_with_most_features_missing_are_warned_and_listed(tmp_path):
     assert listed == {"c09": 1.0, "c05": 0.75}
     assert any("2 case(s) lack more than half their features" in w and "c09 (100%)" in w and "c05 (75%)" in w
                for w in summary["warnings"])
+
+
+def test_a_clinical_only_table_is_not_called_sparse_because_of_its_empty_wood_columns(tmp_path):
+    frame = _table()
+    for j in range(6):  # more empty Wood's columns than clinical ones, as in a clinical-only extract
+        frame[f"wood_shape_f{j}"] = np.nan
+    frame.loc[5, ["clinical_shape_f0", "clinical_shape_f1", "clinical_shape_f2"]] = np.nan  # 3 of 4 used: sparse
+    summary = _summary(_fit(frame, tmp_path))
+    assert [c["case_id"] for c in summary["cases_mostly_missing"]] == ["c05"]
+    assert summary["empty_features"] == [f"wood_shape_f{j}" for j in range(6)]
+    assert summary["constant_features"] == []
+    assert not any(c.startswith("wood_") for c in summary["features_with_missing"])
+    said = [w for w in summary["warnings"] if "wood_shape_f0" in w]
+    assert len(said) == 1 and "empty in every case" in said[0], said

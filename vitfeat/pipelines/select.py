@@ -163,7 +163,11 @@ def summarize_data(frame: pd.DataFrame, features: list[str], targets: list[str],
     """
     X = frame[features]
     missing = X.isna().mean()
-    constant = [c for c in features if X[c].nunique(dropna=True) <= 1]
+    # a column empty in every case (e.g. wood_* when no case has a Wood's photo) is reported once, by
+    # the table check, not again as constant, as often missing and in every case's missing share
+    empty = set(missing.index[missing == 1.0])
+    constant = [c for c in features if c not in empty and X[c].nunique(dropna=True) <= 1]
+    missing = missing[[c not in empty for c in missing.index]]
     summary = {
         "n_cases": int(len(frame)), "n_patients": int(frame["patient_id"].nunique()),
         "n_features": len(features),
@@ -171,11 +175,12 @@ def summarize_data(frame: pd.DataFrame, features: list[str], targets: list[str],
         "class_counts": {t: frame[t].dropna().astype(str).value_counts().sort_index().to_dict() for t in targets},
         "patients_per_class": {t: frame.dropna(subset=[t]).groupby(frame[t].dropna().astype(str))["patient_id"]
                                .nunique().to_dict() for t in targets},
-        "missing_fraction_overall": float(missing.mean()) if len(features) else 0.0,
+        "missing_fraction_overall": float(missing.mean()) if len(missing) else 0.0,
         "features_with_missing": {c: float(v) for c, v in missing[missing > 0].sort_values(ascending=False)
                                   .head(30).items()},
         "constant_features": constant,
-        "cases_mostly_missing": mostly_missing_cases(frame, features),
+        "cases_mostly_missing": mostly_missing_cases(frame, [c for c in features if c not in empty]),
+        "empty_features": sorted(empty),
         "modalities": sorted({c.split("_", 1)[0] for c in features}),
     }
     return summary
@@ -184,6 +189,8 @@ def summarize_data(frame: pd.DataFrame, features: list[str], targets: list[str],
 def mostly_missing_cases(frame: pd.DataFrame, features: list[str]) -> list[dict]:
     """Cases with more than half their features missing (e.g. no Wood's photo, a failed mask):
     ``[{"case_id", "missing_fraction"}]``, worst first. Their predictions rest on imputed values.
+    Give the columns the models use: a column empty in every case is left out by them and would
+    make every case look sparse.
 
     Parameters
     ----------
