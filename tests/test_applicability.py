@@ -4,6 +4,7 @@ conformal prediction sets: the library functions, then fit -> run -> predict on 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -195,3 +196,19 @@ def test_a_swapped_applicability_file_is_refused(synth_run, tmp_path):
         np.savez_compressed(fh, **arrays)
     with pytest.raises(ValueError, match="applicability.npz"):
         predict_run(copy, manifest, tmp_path / "pred.csv")
+
+
+def test_a_run_s_check_is_read_once_and_again_when_its_file_changes(tmp_path):
+    rng = np.random.default_rng(5)
+    check = Applicability.fit(_table(rng, 40), FEATURES)
+    check.save(tmp_path)
+    meta = {"applicability": json.loads(json.dumps(check.to_json())), "feature_columns": FEATURES}
+    first, second = Applicability.load(tmp_path, meta), Applicability.load(tmp_path, meta)
+    assert first.reference is second.reference  # predictions case after case do not re-read the file
+    with pytest.raises(ValueError):
+        first.reference[0, 0] = 1.0  # shared between calls, so read-only
+    other = Applicability.fit(_table(rng, 40) + 5.0, FEATURES)
+    other.save(tmp_path)
+    os.utime(tmp_path / "applicability.npz", ns=(1, 1))  # a new version even within the clock's resolution
+    again = Applicability.load(tmp_path, meta)
+    np.testing.assert_allclose(again.center, other.center)

@@ -27,6 +27,7 @@ lying furthest outside its usual spread in the training cases.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -343,8 +344,8 @@ class Applicability:
         path = Path(run_dir) / NPZ_NAME
         if not info or not path.is_file():
             return None
-        with np.load(path, allow_pickle=False) as z:
-            arr = {k: z[k] for k in z.files}
+        stat = path.stat()
+        arr = _read_npz(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
         thr = info.get("threshold")
         return cls(features=list(meta.get("feature_columns") or []), used=arr["used"].astype(bool),
                    center=arr["center"], scale=arr["scale"], reference=arr["reference"], k=int(info["k"]),
@@ -352,6 +353,17 @@ class Applicability:
                    group_of=arr["group_of"].astype(int), group_limit=arr["group_limit"],
                    missing_max=float(info["missing_max"]), gates=QualityGates.from_dict(info.get("gates") or {}),
                    flag_rate=float(info.get("flag_rate", FLAG_RATE)))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_npz(path: str, mtime_ns: int, size: int) -> dict:
+    """The arrays of an ``applicability.npz``, read once per file version (the app and a notebook's
+    ``load_run`` predict case after case with the same run); read-only, since calls share them."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    for a in arrays.values():
+        a.flags.writeable = False
+    return arrays
 
 
 def _largest_group(groups: np.ndarray) -> int:
