@@ -47,6 +47,8 @@ MASK_COLUMNS = ("clinical_mask", "wood_mask")
 PATH_COLUMNS = IMAGE_COLUMNS + MASK_COLUMNS
 BOX_COLUMNS = ("clinical_box", "wood_box")
 MODALITIES = ("clinical", "wood")
+#: How messages name each modality.
+MODALITY_NAMES = {"clinical": "clinical (daylight)", "wood": "Wood's-lamp (UV)"}
 DATA_ROOT_COLUMN = "data_root"
 SCALE_COLUMN = "pixels_per_mm"  # optional: adds millimetre versions of sizes (vitfeat.featurize.units)
 RESERVED_COLUMNS = ID_COLUMNS + PATH_COLUMNS + BOX_COLUMNS + ("error", "split", DATA_ROOT_COLUMN, SCALE_COLUMN)

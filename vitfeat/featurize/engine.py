@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from vitfeat._version import __version__
 from vitfeat.atomic import sweep_temporaries, write_json
 from vitfeat.dataset import (
+    MODALITY_NAMES,
     Case,
     ImageReadError,
     file_hash,
@@ -231,14 +232,17 @@ def _model_modalities(spec: str, describe: dict | None, used: list) -> None:
     if not trained:
         return
     other = [m for m in used if m != trained]
-    names = {"clinical": "clinical (daylight)", "wood": "Wood's-lamp (UV)"}
+
+    def named(modalities):
+        return " and ".join(MODALITY_NAMES.get(m, m) for m in modalities)
+
     if trained not in used:
-        raise ValueError(f"--masks {spec}: the model was trained on {names.get(trained, trained)} photos and the "
-                         f"manifest has only {' and '.join(names.get(m, m) for m in used)} photos: it cannot mask "
-                         "them (train one on these photos, or use --masks auto / given)")
+        raise ValueError(f"--masks {spec}: the model was trained on {named([trained])} photos and the manifest has "
+                         f"only {named(used)} photos: it cannot mask them (train one on these photos, or use "
+                         "--masks auto / given)")
     if other:
         log.warning("--masks %s: the model was trained on %s photos; the %s photos get automatic masks", spec,
-                    names.get(trained, trained), " and ".join(names.get(m, m) for m in other))
+                    named([trained]), named(other))
 
 
 def _input_hashes(case: Case, plan: dict) -> dict:

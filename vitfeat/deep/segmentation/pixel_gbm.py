@@ -38,7 +38,7 @@ import pandas as pd
 from vitfeat.artefacts import RunIntegrityError, artefact_hashes, check_artefacts
 from vitfeat.atomic import write_csv, write_text
 from vitfeat.dataset import ImageReadError, file_hash, read_image, read_mask
-from vitfeat.deep.segmentation.modality import check_modality
+from vitfeat.deep.segmentation.modality import ThresholdMaskSource
 from vitfeat.names import join_inside
 
 log = logging.getLogger(__name__)
@@ -334,7 +334,7 @@ def train_pixel_gbm(manifest, out_dir, config: PixelGbmConfig | None = None, *, 
     return meta
 
 
-class PixelGbmSegmenter:
+class PixelGbmSegmenter(ThresholdMaskSource):
     """A pixel-GBM ``segmenter.json`` directory as a mask source (``predict`` / ``describe``).
 
     Parameters
@@ -403,23 +403,3 @@ class PixelGbmSegmenter:
             prob = _probability_map(self.booster, pixel_features(_shrink(image, self.meta["imgsz"])))
             out.append(cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR))
         return out
-
-    def predict(self, image: np.ndarray, modality: str | None = None) -> np.ndarray:
-        """Lesion mask of one photo (the mask-source contract).
-
-        Parameters
-        ----------
-        image : numpy.ndarray
-            ``(H, W, 3)`` uint8 RGB photo.
-        modality : str, optional
-            The photo's modality; another than the training one is refused (both named).
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(H, W)`` bool mask.
-        """
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-        check_modality(self.directory, self.meta["modality"], modality)
-        return self.predict_proba([image])[0] >= self.threshold

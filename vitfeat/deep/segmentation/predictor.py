@@ -14,14 +14,14 @@ from vitfeat.artefacts import check_artefacts
 from vitfeat.dataset import file_hash
 from vitfeat.deep.runtime import load_checkpoint
 from vitfeat.deep.segmentation import data as segdata
-from vitfeat.deep.segmentation.modality import check_modality
+from vitfeat.deep.segmentation.modality import ThresholdMaskSource
 from vitfeat.deep.segmentation.models import DEFAULT_ENCODER, build_model
 from vitfeat.names import join_inside
 
 log = logging.getLogger(__name__)
 
 
-class Segmenter:
+class Segmenter(ThresholdMaskSource):
     """Wraps a training output directory (``segmenter.json`` + weights) for inference.
 
     Parameters
@@ -110,31 +110,6 @@ class Segmenter:
             fg = probs[:, 0] if probs.shape[1] == 1 else 1.0 - probs[:, 0]
         fg = fg.cpu().numpy().astype(np.float32)
         return [cv2.resize(p, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR) for p, im in zip(fg, images)]
-
-    def predict(self, image: np.ndarray, modality: str | None = None) -> np.ndarray:
-        """Lesion mask of one photo (the mask-source contract).
-
-        Parameters
-        ----------
-        image : numpy.ndarray
-            ``(H, W, 3)`` uint8 RGB photo.
-        modality : str, optional
-            The photo's modality; another than the training modality is refused (both named).
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(H, W)`` bool mask: probability at or above :attr:`threshold`.
-
-        Raises
-        ------
-        ValueError
-            For anything but an ``(H, W, 3)`` uint8 image, or a photo of another modality.
-        """
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-        check_modality(self.directory, self.meta["modality"], modality)
-        return self.predict_proba([image])[0] >= self.threshold
 
 
 def load_segmenter(directory, device: str = "auto"):
