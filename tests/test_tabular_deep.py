@@ -314,3 +314,20 @@ def test_a_real_tabpfn_checkpoint_learns_the_synthetic_signal():
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(y[80:], proba) > 0.8
+
+
+def test_tabm_quantiles_follow_the_training_rows_whatever_the_bins_rule():
+    """The bins rule decides the boosting models' bins only; TabM's quantile transform is sized to the rows."""
+    from vitfeat.pipelines.cv import build_estimator, fit_estimator
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(600, 3)), np.repeat([0, 1], 300)
+    groups = np.arange(600).astype(str)
+    for rule in ("full", "rows"):
+        tabm = build_estimator("tabm", "none", 1, 0, 3, n_rows=600, bins_rule=rule)
+        assert tabm.named_steps["scale"].n_quantiles == 20
+    fitted, _ = fit_estimator("tabm", X[:300], y[::2], groups[:300])  # fit's default: gbm_bins="full"
+    assert fitted.named_steps["scale"].n_quantiles == 300 // 30
+    for rule, bins in (("full", 255), ("rows", zoo.gbm_bins(480, 16))):
+        lgbm = build_estimator("lgbm", "none", 1, 0, 3, n_rows=480, bins_rule=rule)
+        assert lgbm.named_steps["classifier"].max_bin == bins

@@ -76,8 +76,9 @@ class Task:
 
 
 def build_estimator(name: str, search: str, n_iter: int, seed: int, n_classes_min: int, prefilter: bool = False,
-                    n_rows: int | None = None, early_stopping: bool = False):
-    pipe = zoo.make_pipeline(name, seed, prefilter=prefilter, n_rows=n_rows, early_stopping=early_stopping)
+                    n_rows: int | None = None, early_stopping: bool = False, bins_rule: str = "rows"):
+    pipe = zoo.make_pipeline(name, seed, prefilter=prefilter, n_rows=n_rows, early_stopping=early_stopping,
+                             bins_rule=bins_rule)
     space = zoo.search_space(name)
     if search == "none" or not space:
         return pipe
@@ -100,10 +101,9 @@ def fit_estimator(name: str, X, y, groups, *, search="none", n_iter=10, seed=0, 
     it cost the boosting pipelines AUROC, issue #31). ``gbm_early_stopping`` stops the boosting
     classifiers on a validation split of these training rows (:mod:`~vitfeat.pipelines.gbm_early`).
     """
-    n_rows = zoo.bins_rows(gbm_bins, len(y))
     min_patients = min(len(np.unique(groups[y == k])) for k in np.unique(y))
-    est = build_estimator(name, search, n_iter, seed, min_patients, prefilter, n_rows=n_rows,
-                          early_stopping=gbm_early_stopping)
+    est = build_estimator(name, search, n_iter, seed, min_patients, prefilter, n_rows=len(y),
+                          early_stopping=gbm_early_stopping, bins_rule=gbm_bins)
     params = {}
     if isinstance(est, RandomizedSearchCV):
         est.fit(X, y, groups=groups)
@@ -213,7 +213,7 @@ def cross_validate(X: np.ndarray, y_labels, groups, case_ids, plan: pd.DataFrame
     groups = np.asarray(groups).astype(str)
     case_ids = np.asarray(case_ids).astype(str)
     position = {c: i for i, c in enumerate(case_ids)}
-    zoo.bins_rows(gbm_bins, 1)  # an unknown rule fails before any fit
+    zoo.check_gbm_bins(gbm_bins)  # an unknown rule fails before any fit
     positive_index = classes.index(str(positive)) if positive is not None and len(classes) == 2 else None
     cache_dir = Path(cache_dir) if cache_dir else None
     if cache_dir:

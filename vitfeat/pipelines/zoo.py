@@ -118,19 +118,17 @@ def gbm_bins(n_rows: int | None, rows_per_bin: int = ROWS_PER_BIN) -> int:
 GBM_BINS = ("full", "rows")
 
 
-def bins_rows(rule: str, n_rows: int) -> int | None:
-    """The ``n_rows`` to give :func:`make_pipeline` under bins rule ``rule`` (None: 255 bins).
+def check_gbm_bins(rule: str) -> str:
+    """``rule`` when it is one of :data:`GBM_BINS`.
 
     Parameters
     ----------
-    rule : {"full", "rows"}
-        A :data:`GBM_BINS` rule.
-    n_rows : int
-        Rows of the training part.
+    rule : str
+        A bins rule (``fit --gbm-bins``).
 
     Returns
     -------
-    int or None
+    str
 
     Raises
     ------
@@ -139,7 +137,7 @@ def bins_rows(rule: str, n_rows: int) -> int | None:
     """
     if rule not in GBM_BINS:
         raise ValueError(f"unknown gbm_bins '{rule}' (use {' or '.join(GBM_BINS)})")
-    return n_rows if rule == "rows" else None
+    return rule
 
 
 def _lgbm(rs, bins=255, early_stopping=False):
@@ -497,7 +495,7 @@ def missing_requirement(part: Part) -> tuple[str, str] | None:
 
 
 def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False, n_rows: int | None = None,
-                  early_stopping: bool = False) -> Pipeline:
+                  early_stopping: bool = False, bins_rule: str = "rows") -> Pipeline:
     """A fresh, unfitted Pipeline for ``name``; step names are stable for ``set_params``:
     ``impute``, ``drop_constant``, ``prefilter``, ``scale``, ``select``, ``sampler``, ``classifier``.
 
@@ -519,6 +517,9 @@ def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False, n_r
     early_stopping : bool, default False
         Gradient-boosting classifiers stop on a validation split of their training rows
         (:mod:`vitfeat.pipelines.gbm_early`); others are unchanged.
+    bins_rule : {"rows", "full"}, default "rows"
+        ``rows`` sizes the histogram bins to ``n_rows``; ``full`` keeps 255 bins (``fit``'s default,
+        :data:`GBM_BINS`). ``n_rows`` still sizes the other steps (TabM's quantile transform).
 
     Returns
     -------
@@ -541,12 +542,13 @@ def make_pipeline(name: str, random_state: int = 0, prefilter: bool = False, n_r
         steps.append(("select", selector.make(random_state)))
     if sampler is not None:
         steps.append(("sampler", sampler.make(random_state)))
+    bins = gbm_bins(n_rows if check_gbm_bins(bins_rule) == "rows" else None, clf.rows_per_bin or ROWS_PER_BIN)
     if not clf.rows_per_bin:
         model = clf.make(random_state)
     elif early_stopping:
-        model = clf.make(random_state, gbm_bins(n_rows, clf.rows_per_bin), early_stopping=True)
+        model = clf.make(random_state, bins, early_stopping=True)
     else:
-        model = clf.make(random_state, gbm_bins(n_rows, clf.rows_per_bin))
+        model = clf.make(random_state, bins)
     steps.append(("classifier", model))
     return Pipeline(steps)
 
